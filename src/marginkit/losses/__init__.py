@@ -1,0 +1,39 @@
+"""Margin-based softmax heads: one ``nn.Module`` per method, all with the same interface.
+
+>>> import torch
+>>> from marginkit.losses import ArcFace
+>>> head = ArcFace(num_classes=10, embedding_dim=2)
+>>> loss = head(torch.randn(8, 2), torch.randint(0, 10, (8,)))
+>>> head.logits(torch.randn(8, 2)).shape
+torch.Size([8, 10])
+"""
+
+from marginkit.losses.arcface import ArcFace
+from marginkit.losses.camsoftmax import CamSoftmax
+from marginkit.losses.combined import CombinedMargin
+from marginkit.losses.cosface import CosFace
+from marginkit.losses.head import MarginHead
+from marginkit.losses.lsoftmax import LSoftmax, SphereFace
+from marginkit.losses.normface import NormFace
+from marginkit.losses.registry import available, build, resolve
+from marginkit.losses.softmax import Softmax
+from marginkit.losses.virtual import VirtualSoftmax
+
+AMSoftmax = CosFace
+
+__all__ = [
+    "AMSoftmax",
+    "ArcFace",
+    "CamSoftmax",
+    "CombinedMargin",
+    "CosFace",
+    "LSoftmax",
+    "MarginHead",
+    "NormFace",
+    "Softmax",
+    "SphereFace",
+    "VirtualSoftmax",
+    "available",
+    "build",
+    "resolve",
+]

@@ -1,0 +1,42 @@
+"""ArcFace (Deng et al., CVPR 2019): an additive angular margin on the target."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from marginkit.losses.functional import arcface_target
+from marginkit.losses.head import MarginHead, check_range
+from marginkit.schedules import Schedule
+
+__all__ = ["ArcFace"]
+
+
+class ArcFace(MarginHead):
+    """Target logit ``s cos(theta_y + m)`` while ``theta_y + m <= pi``, else the monotone
+    fallback ``s (cos(theta_y) - m sin(m))``; others ``s cos(theta_j)``.
+
+    The margin is in radians (0.5 rad, about 28.6 degrees, in the paper), and the gradient
+    flows through it (no straight-through estimate).
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        scale: s (> 0), float or schedule.
+        margin: m in [0, pi), radians, float or schedule.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        scale: float | Schedule = 64.0,
+        margin: float | Schedule = 0.5,
+    ) -> None:
+        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
+        super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
+
+    def target(self, cosine: Tensor) -> Tensor:
+        return arcface_target(cosine, self.schedules["margin"].current())

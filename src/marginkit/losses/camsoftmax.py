@@ -1,0 +1,60 @@
+"""Cam-softmax (Süveges & McKenna, ICPR 2020): a target function shaped by an angle c."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from marginkit.losses.functional import camsoftmax_target
+from marginkit.losses.head import MarginHead, check_range
+from marginkit.schedules import AdaptiveAngle, Schedule
+
+__all__ = ["CamSoftmax"]
+
+
+class CamSoftmax(MarginHead):
+    """Target logit ``s f(cos theta_y; c)`` with
+    ``f = (1 + cos)^g / 2^(g - 1) - 1``, ``g = 1 / (1 - log2(1 + cos c))``; others
+    ``s cos(theta_j)``. Unnormalised form (``normalize=False``): target
+    ``||W_y|| ||x|| f(cos theta_y; c)``, others ``W_j . x``.
+
+    ``c = pi/2`` is exactly (normalised) softmax. By default ``c`` follows marginkit's
+    adaptive rule (:class:`~marginkit.schedules.AdaptiveAngle`), which starts at pi/2 and
+    departs as the classes tighten; pass :func:`~marginkit.schedules.camsoftmax_ramp` for
+    the authors' linear ramp, or a float.
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        scale: s (> 0) of the normalised form; ignored when ``normalize=False``.
+        c: the angle (radians, in (0, pi)) where the target function crosses zero.
+        normalize: the normalised (authors' code) or unnormalised form.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        scale: float | Schedule = 20.0,
+        c: float | Schedule | None = None,
+        normalize: bool = True,
+    ) -> None:
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be a bool; got {type(normalize).__name__}")
+        c = AdaptiveAngle() if c is None else c
+        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
+        hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}
+        super().__init__(num_classes, embedding_dim, **hyperparameters)
+        self.normalize = normalize
+
+    @property
+    def geometry(self) -> str:  # type: ignore[override]
+        return "normalized" if self.normalize else "unnormalized"
+
+    def target(self, cosine: Tensor) -> Tensor:
+        return camsoftmax_target(cosine, self.schedules["c"].current())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, normalize={self.normalize}"

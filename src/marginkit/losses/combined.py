@@ -1,0 +1,59 @@
+"""Combined margin (InsightFace): multiplicative, angular and additive margins at once."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from marginkit.losses.functional import combined_target
+from marginkit.losses.head import MarginHead, check_range
+from marginkit.schedules import Schedule
+
+__all__ = ["CombinedMargin"]
+
+
+class CombinedMargin(MarginHead):
+    """Target logit ``s (cos(multiplicative theta_y + angular) - additive)``.
+
+    ``(1, m, 0)`` is ArcFace, ``(1, 0, m)`` CosFace, ``(m, 0, 0)`` a SphereFace-style
+    multiplicative margin without lambda; every combination is handled, with a continuous,
+    monotone continuation past ``multiplicative theta + angular = pi`` (see
+    :func:`~marginkit.losses.functional.combined_target`).
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        scale: s (> 0).
+        multiplicative: angle multiplier (>= 1).
+        angular: additive angle in radians, in [0, pi).
+        additive: cosine offset, in [0, 2).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        scale: float | Schedule = 64.0,
+        multiplicative: float | Schedule = 1.0,
+        angular: float | Schedule = 0.5,
+        additive: float | Schedule = 0.0,
+    ) -> None:
+        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("multiplicative", multiplicative, 1.0)
+        check_range("angular", angular, 0.0, math.pi, high_inclusive=False)
+        check_range("additive", additive, 0.0, 2.0, high_inclusive=False)
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            scale=scale,
+            multiplicative=multiplicative,
+            angular=angular,
+            additive=additive,
+        )
+
+    def target(self, cosine: Tensor) -> Tensor:
+        values = self.hyperparameters()
+        return combined_target(
+            cosine, values["multiplicative"], values["angular"], values["additive"]
+        )

@@ -1,0 +1,36 @@
+"""AM-Softmax / CosFace (Wang et al., 2018): an additive cosine margin on the target."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from marginkit.losses.functional import cosface_target
+from marginkit.losses.head import MarginHead, check_range
+from marginkit.schedules import Schedule
+
+__all__ = ["CosFace"]
+
+
+class CosFace(MarginHead):
+    """Target logit ``s (cos(theta_y) - m)``; others ``s cos(theta_j)``.
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        scale: s (> 0), float or schedule.
+        margin: m, a cosine offset in [0, 2), float or schedule (e.g. ``Warmup(0.35, 1000)``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        scale: float | Schedule = 30.0,
+        margin: float | Schedule = 0.35,
+    ) -> None:
+        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("margin", margin, 0.0, 2.0, high_inclusive=False)
+        super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
+
+    def target(self, cosine: Tensor) -> Tensor:
+        return cosface_target(cosine, self.schedules["margin"].current())

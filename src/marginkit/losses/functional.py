@@ -1,0 +1,185 @@
+"""Pure margin functions: target cosine in, margin-shaped target value out.
+
+Every margin-based softmax in marginkit replaces the target logit ``r * cos(theta_y)`` by
+``r * f(cos(theta_y))``, where ``r`` is the radial factor (a fixed scale ``s`` for the
+normalised family, ``||x||`` or ``||W_y|| ||x||`` for the unnormalised one) and ``f`` is the
+method's margin function defined here. Each function is element-wise, takes the target
+cosines of any shape, and is differentiable everywhere on ``[-1, 1]`` with finite gradients,
+including the end points where ``d acos / d cos`` is infinite (see ``sine_from_cosine``).
+
+Angles are in radians throughout. The formulas follow ``shared/reference/losses.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "arccos",
+    "arcface_target",
+    "camsoftmax_exponent",
+    "camsoftmax_target",
+    "chebyshev",
+    "combined_target",
+    "cosface_target",
+    "lsoftmax_psi",
+    "lsoftmax_target",
+    "sine_from_cosine",
+]
+
+
+def _resolution(dtype: torch.dtype) -> float:
+    """Smallest sine that a cosine in ``dtype`` can resolve: ``sqrt(machine epsilon)``.
+
+    A cosine within one ulp of 1 leaves the angle undetermined below this sine, so the
+    derivative ``1 / sin(theta)`` is capped there: the chain rule then gives the bounded
+    gradient the exact function has, instead of ``inf * 0 = NaN`` at ``cos = +-1``.
+    """
+    return torch.finfo(dtype).eps ** 0.5
+
+
+class _SineFromCosine(torch.autograd.Function):
+    """``sin(theta) = sqrt(1 - cos^2)``, exact forward, derivative capped at ``cos = +-1``."""
+
+    @staticmethod
+    def forward(ctx, cosine: Tensor) -> Tensor:  # type: ignore[override]
+        sine = (1.0 - cosine * cosine).clamp_min(0.0).sqrt()
+        ctx.save_for_backward(cosine, sine)
+        return sine
+
+    @staticmethod
+    def backward(ctx, grad_sine: Tensor) -> Tensor:  # type: ignore[override]
+        cosine, sine = ctx.saved_tensors
+        return -grad_sine * cosine / sine.clamp_min(_resolution(sine.dtype))
+
+
+class _Arccos(torch.autograd.Function):
+    """``acos`` with the derivative ``-1 / sin(theta)`` capped at ``cos = +-1``."""
+
+    @staticmethod
+    def forward(ctx, cosine: Tensor) -> Tensor:  # type: ignore[override]
+        cosine = cosine.clamp(-1.0, 1.0)
+        ctx.save_for_backward(cosine)
+        return torch.acos(cosine)
+
+    @staticmethod
+    def backward(ctx, grad_angle: Tensor) -> Tensor:  # type: ignore[override]
+        (cosine,) = ctx.saved_tensors
+        sine = (1.0 - cosine * cosine).clamp_min(0.0).sqrt()
+        return -grad_angle / sine.clamp_min(_resolution(sine.dtype))
+
+
+def sine_from_cosine(cosine: Tensor) -> Tensor:
+    """``sin(theta)`` for ``theta`` in ``[0, pi]`` from ``cos(theta)``, NaN-free at ``+-1``.
+
+    Args:
+        cosine: cosines in ``[-1, 1]``, any shape.
+
+    Returns:
+        Tensor of the same shape; its gradient is finite everywhere.
+    """
+    return _SineFromCosine.apply(cosine)
+
+
+def arccos(cosine: Tensor) -> Tensor:
+    """``theta = acos(cos)`` in ``[0, pi]`` with a finite gradient at ``cos = +-1``.
+
+    Values outside ``[-1, 1]`` (rounding of a normalised dot product) are clamped first.
+    """
+    return _Arccos.apply(cosine)
+
+
+def cosface_target(cosine: Tensor, margin: float | Tensor) -> Tensor:
+    """AM-Softmax / CosFace: ``cos(theta) - margin`` (Wang et al., 2018)."""
+    return cosine - margin
+
+
+def arcface_target(cosine: Tensor, margin: float) -> Tensor:
+    """ArcFace: ``cos(theta + margin)`` while ``theta + margin <= pi``, else the monotone
+    fallback ``cos(theta) - margin * sin(margin)`` (Deng et al., CVPR 2019).
+
+    ``cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m)``: no ``acos`` is taken, and
+    ``sin(theta)`` comes from ``sine_from_cosine``, so the gradient is finite at ``+-1``.
+    """
+    cosine = cosine.clamp(-1.0, 1.0)
+    shifted = cosine * math.cos(margin) - sine_from_cosine(cosine) * math.sin(margin)
+    fallback = cosine - margin * math.sin(margin)
+    # theta + m <= pi  <=>  cos(theta) >= cos(pi - m) = -cos(m)
+    return torch.where(cosine >= -math.cos(margin), shifted, fallback)
+
+
+def combined_target(
+    cosine: Tensor, multiplicative: float, angular: float, additive: float
+) -> Tensor:
+    """Combined margin (InsightFace): ``cos(multiplicative * theta + angular) - additive``.
+
+    With ``multiplicative == 1`` this is exactly ``arcface_target(cos, angular) - additive``
+    (including ArcFace's fallback), so ``(1, m, 0)`` is ArcFace and ``(1, 0, m)`` is CosFace.
+    Otherwise, past the point ``theta* = (pi - angular) / multiplicative`` where the shifted
+    angle reaches ``pi``, the target continues as ``-1 - additive - (cos(theta*) - cos(theta))``:
+    continuous and still decreasing in ``theta``, so the target logit stays monotone.
+    """
+    if multiplicative == 1.0:
+        return arcface_target(cosine, angular) - additive
+    cosine = cosine.clamp(-1.0, 1.0)
+    shifted = torch.cos(multiplicative * arccos(cosine) + angular) - additive
+    limit = (math.pi - angular) / multiplicative
+    if limit >= math.pi:
+        return shifted
+    fallback = -1.0 - additive - (math.cos(limit) - cosine)
+    return torch.where(cosine >= math.cos(limit), shifted, fallback)
+
+
+def chebyshev(cosine: Tensor, degree: int) -> Tensor:
+    """``cos(degree * theta)`` as the Chebyshev polynomial ``T_degree(cos(theta))``."""
+    previous, current = torch.ones_like(cosine), cosine
+    if degree == 0:
+        return previous
+    for _ in range(degree - 1):
+        previous, current = current, 2.0 * cosine * current - previous
+    return current
+
+
+def lsoftmax_psi(cosine: Tensor, margin: int) -> Tensor:
+    """L-Softmax's ``psi(theta) = (-1)^k cos(m theta) - 2k`` for ``theta`` in
+    ``[k pi / m, (k + 1) pi / m]`` (Liu et al., ICML 2016), computed without ``acos``.
+
+    ``k`` counts the thresholds ``cos(j pi / m)``, ``j = 1..m-1``, that ``cos(theta)`` lies
+    below. ``psi`` is continuous and decreasing on ``[0, pi]`` with range ``[-(2m - 1), 1]``.
+    """
+    cosine = cosine.clamp(-1.0, 1.0)
+    thresholds = torch.cos(
+        torch.arange(1, margin, dtype=cosine.dtype, device=cosine.device) * (math.pi / margin)
+    )
+    k = (cosine.unsqueeze(-1) < thresholds).sum(dim=-1).to(cosine.dtype)
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
+    return sign * chebyshev(cosine, margin) - 2.0 * k
+
+
+def lsoftmax_target(cosine: Tensor, margin: int, lambda_: float) -> Tensor:
+    """L-Softmax / A-Softmax target: ``(lambda cos(theta) + psi(theta)) / (1 + lambda)``.
+
+    ``lambda_`` blends in plain softmax: ``lambda_ -> inf`` is softmax, ``0`` the full margin.
+    """
+    return (lambda_ * cosine + lsoftmax_psi(cosine, margin)) / (1.0 + lambda_)
+
+
+def camsoftmax_exponent(c: float) -> float:
+    """Cam-softmax's ``g(c) = 1 / (1 - log2(1 + cos(c)))``; ``g(pi / 2) = 1``."""
+    return 1.0 / (1.0 - math.log2(1.0 + math.cos(c)))
+
+
+def camsoftmax_target(cosine: Tensor, c: float) -> Tensor:
+    """Cam-softmax: ``f = (1 + cos(theta))^g / 2^(g - 1) - 1`` with ``g = g(c)``
+    (Süveges & McKenna, ICPR 2020; the denominator as in the authors' code).
+
+    ``f(c) = 0``, ``f(0) = 1``, ``f(pi) = -1``; ``c = pi / 2`` gives ``f = cos(theta)``.
+    The base ``1 + cos`` is clamped away from 0 (by machine epsilon) before the fractional
+    power, so neither value nor gradient is NaN at ``theta = pi``.
+    """
+    exponent = camsoftmax_exponent(c)
+    base = (1.0 + cosine.clamp(-1.0, 1.0)).clamp_min(torch.finfo(cosine.dtype).eps)
+    return base.pow(exponent) / 2.0 ** (exponent - 1.0) - 1.0

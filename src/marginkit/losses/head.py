@@ -1,0 +1,294 @@
+"""The one base class of every margin head: weight, validation, geometry, schedules.
+
+A head is a classifier layer and its loss in one module. It owns the class-weight matrix
+``weight`` of shape (C, D) (``nn.Linear``'s layout) and is called like a
+pytorch-metric-learning loss::
+
+    loss = head(embeddings, labels)      # scalar, batch mean of the cross-entropy
+    scores = head.logits(embeddings)     # (B, C) inference scores: no margin, no virtual class
+
+Subclasses choose a *geometry* and a *target function*:
+
+- ``geometry = "normalized"``: logits ``s cos(theta_j)`` (embeddings and weights on the unit
+  sphere, scale ``s``); inference scores ``cos(theta_j)``.
+- ``geometry = "weight_normalized"``: logits ``||x|| cos(theta_j)`` (A-Softmax); inference
+  scores ``cos(theta_j)``.
+- ``geometry = "unnormalized"``: logits ``W_j . x`` (plus an optional bias); inference scores
+  the same.
+
+The target function (one of :mod:`marginkit.losses.functional`) maps the target cosine to the
+margin-shaped value ``f(cos theta_y)``, and the target logit becomes ``r_y f(cos theta_y)``
+with ``r_y`` the radial factor of the geometry (``s``, ``||x||`` or ``||W_y|| ||x||``).
+
+All margin arithmetic runs in float32 (or float64 when an input is float64), with autocast
+switched off inside the head: under ``torch.autocast`` the embeddings are up-cast, the
+parameters are never cast in place, and the returned logits and loss are float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from marginkit.schedules import Schedule, as_schedule
+
+Geometry = Literal["normalized", "weight_normalized", "unnormalized"]
+
+__all__ = ["MarginHead", "check_range"]
+
+
+def check_range(
+    name: str,
+    value: float | Schedule,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` unless every value it can take lies in the range.
+
+    For a schedule the check covers its whole range (``Schedule.bounds``).
+    """
+    lowest, highest = value.bounds() if isinstance(value, Schedule) else (value, value)
+    below = lowest < low if low_inclusive else lowest <= low
+    above = highest > high if high_inclusive else highest >= high
+    if below or above:
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        shown = (
+            value if not isinstance(value, Schedule) else f"a schedule spanning {lowest}..{highest}"
+        )
+        raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
+
+
+def _check_count(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def row_norms(matrix: Tensor) -> Tensor:
+    """Euclidean norms of the rows, (N, D) -> (N, 1), free of overflow and underflow.
+
+    Each row is divided by its largest magnitude (a detached constant, so the gradient is
+    the exact ``x / ||x||``) before squaring: rows with norms near 1e-30 or 1e30 in float32
+    keep a correct norm instead of 0 or inf.
+    """
+    largest = (
+        matrix.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(matrix.dtype).tiny)
+    )
+    return (matrix / largest).norm(dim=1, keepdim=True) * largest
+
+
+class MarginHead(nn.Module):
+    """Base class of all heads. See the module docstring for the contract.
+
+    Args:
+        num_classes: number of classes C (>= 2).
+        embedding_dim: width D of the embeddings.
+        **hyperparameters: the method's hyper-parameters by name; each a float or a
+            :class:`~marginkit.schedules.Schedule` (floats become constant schedules).
+    """
+
+    geometry: ClassVar[Geometry] = "normalized"
+    virtual_class: ClassVar[bool] = False
+
+    weight: nn.Parameter
+    step: Tensor
+
+    def __init__(
+        self, num_classes: int, embedding_dim: int, **hyperparameters: float | Schedule
+    ) -> None:
+        super().__init__()
+        self.num_classes = _check_count("num_classes", num_classes, 2)
+        self.embedding_dim = _check_count("embedding_dim", embedding_dim, 1)
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.schedules = nn.ModuleDict(
+            {name: as_schedule(value, name) for name, value in hyperparameters.items()}
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise ``weight`` as ``nn.Linear`` does (Kaiming-uniform)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    # ----------------------------------------------------------------- hyper-parameters
+    def hyperparameters(self) -> dict[str, float]:
+        """Current value of every scheduled hyper-parameter (and of a learned scale)."""
+        return {name: schedule.current() for name, schedule in self.schedules.items()}
+
+    def target(self, cosine: Tensor) -> Tensor:
+        """The method's margin function: target cosine -> ``f(cos theta_y)``, element-wise.
+
+        Args:
+            cosine: (B,) target cosines in ``[-1, 1]``.
+        """
+        return cosine
+
+    def scale_value(self) -> Tensor | float:
+        """The scale ``s`` of the normalised geometry (a tensor if learned)."""
+        if "scale" not in self.schedules:
+            raise NotImplementedError(f"{type(self).__name__} has no scale")
+        return self.schedules["scale"].current()
+
+    # ----------------------------------------------------------------------- validation
+    def _check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
+        if not isinstance(embeddings, Tensor):
+            raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}")
+        if not embeddings.is_floating_point():
+            raise TypeError(f"embeddings must be a floating-point tensor; got {embeddings.dtype}")
+        if embeddings.dim() != 2:
+            raise ValueError(
+                f"embeddings must have shape (batch, {self.embedding_dim}); "
+                f"got shape {tuple(embeddings.shape)}"
+            )
+        if embeddings.shape[0] == 0:
+            raise ValueError("embeddings is an empty batch; expected at least one row")
+        if embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"embeddings must have {self.embedding_dim} columns (embedding_dim); "
+                f"got {embeddings.shape[1]}"
+            )
+        if not bool(torch.isfinite(embeddings).all()):
+            raise ValueError("embeddings contains NaN or infinite values")
+        if labels is None:
+            return
+        if not isinstance(labels, Tensor):
+            raise TypeError(f"labels must be a torch.Tensor; got {type(labels).__name__}")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(
+                f"labels must be an integer tensor of class indices; got {labels.dtype}"
+            )
+        if labels.dim() != 1:
+            raise ValueError(f"labels must have shape (batch,); got shape {tuple(labels.shape)}")
+        if labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(
+                f"labels has {labels.shape[0]} entries but embeddings has "
+                f"{embeddings.shape[0]} rows; the batch sizes must match"
+            )
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.num_classes:
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}) (num_classes); "
+                f"got values from {low} to {high}"
+            )
+
+    # ------------------------------------------------------------------------ geometry
+    def _compute_dtype(self, embeddings: Tensor) -> torch.dtype:
+        return torch.promote_types(
+            torch.promote_types(embeddings.dtype, self.weight.dtype), torch.float32
+        )
+
+    def _scores_and_target_cosine(
+        self, embeddings: Tensor, labels: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Plain scores, their radial factor per row, and target cosine/radial factor.
+
+        Returns:
+            scores: (B, C) logits without margin (``s cos``, ``||x|| cos`` or ``W x + b``).
+            cosine_scores: (B, C) the inference scores (cosines, or ``W x + b``).
+            target_cosine: (B,) cosine of each embedding with its class weight, or None.
+            target_radial: (B,) radial factor of each target logit, or None.
+        """
+        dtype = self._compute_dtype(embeddings)
+        x = embeddings.to(dtype)  # (B, D)
+        weight = self.weight.to(dtype)  # (C, D)
+        x_norm = row_norms(x)  # (B, 1)
+        if self.geometry == "unnormalized":
+            bias = getattr(self, "bias", None)
+            scores = F.linear(x, weight, None if bias is None else bias.to(dtype))  # (B, C)
+            if labels is None:
+                return scores, scores, None, None
+            target_weight = weight[labels]  # (B, D)
+            target_weight_norm = row_norms(target_weight)  # (B, 1)
+            target_cosine = ((x / x_norm) * (target_weight / target_weight_norm)).sum(dim=1)
+            target_radial = (x_norm * target_weight_norm).squeeze(1)
+            return scores, scores, target_cosine, target_radial
+        cosine = F.linear(x / x_norm, weight / row_norms(weight)).clamp(-1.0, 1.0)  # (B, C)
+        radial = self.scale_value() if self.geometry == "normalized" else x_norm  # s or (B, 1)
+        scores = radial * cosine  # (B, C)
+        if labels is None:
+            return scores, cosine, None, None
+        target_cosine = cosine.gather(1, labels.unsqueeze(1)).squeeze(1)  # (B,)
+        if isinstance(radial, Tensor) and radial.dim() == 2:
+            target_radial = radial.squeeze(1)
+        else:
+            target_radial = torch.as_tensor(radial, dtype=dtype).expand_as(target_cosine)
+        return scores, cosine, target_cosine, target_radial
+
+    def _margin_logits(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Training logits and the (detached) target cosines, inputs already validated."""
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            scores, _, target_cosine, target_radial = self._scores_and_target_cosine(
+                embeddings, labels
+            )
+            assert target_cosine is not None and target_radial is not None
+            target_logit = target_radial * self.target(target_cosine)  # (B,)
+            logits = scores.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
+            if self.virtual_class:
+                logits = torch.cat([logits, target_radial.unsqueeze(1)], dim=1)  # (B, C + 1)
+        return logits, target_cosine.detach()
+
+    # ---------------------------------------------------------------------- public API
+    def logits(self, embeddings: Tensor) -> Tensor:
+        """Inference scores (B, C): ``cos(theta_j)`` for heads with normalised weights,
+        ``W_j . x`` (+ bias) for the unnormalised ones; no margin and no virtual class.
+
+        Args:
+            embeddings: (B, D) embeddings.
+        """
+        self._check_inputs(embeddings, None)
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return self._scores_and_target_cosine(embeddings, None)[1]
+
+    def margin_logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Exactly what the cross-entropy sees in training: (B, C), or (B, C + 1) for
+        Virtual Softmax, at the current hyper-parameter values. Does not advance the step.
+
+        Args:
+            embeddings: (B, D) embeddings.
+            labels: (B,) integer class indices in ``[0, C)``.
+        """
+        self._check_inputs(embeddings, labels)
+        return self._margin_logits(embeddings, labels)[0]
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy of the margin logits; advances the schedules in training mode.
+
+        Args:
+            embeddings: (B, D) embeddings (any floating dtype; autocast-safe).
+            labels: (B,) integer class indices in ``[0, C)``.
+
+        Returns:
+            Scalar float32 (float64 for float64 inputs) loss.
+        """
+        self._check_inputs(embeddings, labels)
+        logits, target_cosine = self._margin_logits(embeddings, labels)
+        loss = F.cross_entropy(logits, labels)
+        if self.training:
+            self.advance(target_cosine)
+        return loss
+
+    def advance(self, target_cosine: Tensor | None = None) -> None:
+        """Count one training step and move every schedule to it.
+
+        Args:
+            target_cosine: (B,) detached target cosines of the step's batch, for adaptive
+                schedules.
+        """
+        with torch.no_grad():
+            self.step += 1
+        step = int(self.step)
+        for schedule in self.schedules.values():
+            schedule.advance(step, target_cosine)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"

@@ -1,0 +1,75 @@
+"""L-Softmax (Liu et al., ICML 2016) and A-Softmax / SphereFace (Liu et al., CVPR 2017)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from marginkit.losses.functional import lsoftmax_target
+from marginkit.losses.head import MarginHead, check_range
+from marginkit.schedules import Schedule, lsoftmax_lambda, sphereface_lambda
+
+__all__ = ["LSoftmax", "SphereFace"]
+
+
+def _check_integer_margin(margin: int) -> int:
+    if isinstance(margin, bool) or not isinstance(margin, int):
+        raise TypeError(f"margin must be an integer m >= 1; got {margin!r}")
+    if margin < 1:
+        raise ValueError(f"margin must be an integer m >= 1; got {margin}")
+    return margin
+
+
+class LSoftmax(MarginHead):
+    """Large-margin softmax: target logit ``||W_y|| ||x|| (lambda cos + psi(theta)) / (1 + lambda)``
+    with ``psi(theta) = (-1)^k cos(m theta) - 2k``; other logits ``W_j . x``.
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        margin: the integer angular multiplier m (>= 1; 4 for MNIST, 2 for CIFAR in the paper).
+        lambda_: softmax blend, a float >= 0 or a schedule; default the official annealing
+            ``max(0, 1000 (1 + 2.5e-5 step)^-35)``.
+    """
+
+    geometry = "unnormalized"
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        margin: int = 4,
+        lambda_: float | Schedule | None = None,
+    ) -> None:
+        _check_integer_margin(margin)
+        lambda_ = self._default_lambda() if lambda_ is None else lambda_
+        check_range("lambda_", lambda_, 0.0)
+        super().__init__(num_classes, embedding_dim, lambda_=lambda_)
+        self.margin = margin
+
+    @staticmethod
+    def _default_lambda() -> Schedule:
+        return lsoftmax_lambda()
+
+    def target(self, cosine: Tensor) -> Tensor:
+        return lsoftmax_target(cosine, self.margin, self.schedules["lambda_"].current())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, margin={self.margin}"
+
+
+class SphereFace(LSoftmax):
+    """A-Softmax (SphereFace): L-Softmax with unit-norm class weights and no bias, so the
+    logits are ``||x|| cos(theta_j)`` and the target ``||x|| (lambda cos + psi) / (1 + lambda)``.
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        margin: the integer angular multiplier m (>= 1; 4 in the paper).
+        lambda_: softmax blend; default the official ``max(5, 1000 (1 + 0.12 step)^-1)``.
+    """
+
+    geometry = "weight_normalized"
+
+    @staticmethod
+    def _default_lambda() -> Schedule:
+        return sphereface_lambda()
