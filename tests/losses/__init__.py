@@ -1,0 +1,1 @@
+"""Tests of ``marginkit.losses`` (a package, so its helper ``reference`` imports relatively)."""
