@@ -47,7 +47,7 @@ class NormFace(MarginHead):
     def hyperparameters(self) -> dict[str, float]:
         values = super().hyperparameters()
         if self.log_scale is not None:
-            values["scale"] = float(self.log_scale.exp())
+            values["scale"] = float(self.log_scale.detach().exp())
         return values
 
     def extra_repr(self) -> str:
