@@ -227,8 +227,9 @@ class AdaptiveAngle(Schedule):
 
     Cam-softmax's target function ``f(theta; c)`` is zero at ``theta = c`` and its gradient
     fades beyond ``c``; at ``c = pi/2`` it is plain (normalised) softmax. The rule keeps ``c``
-    at ``start`` (pi/2: softmax) while the target angles are still wide, and lets it follow a
-    high ``quantile`` of the running target-angle distribution as the classes tighten:
+    at ``start`` (pi/2: softmax) while the target angles are still wide, and lets it follow the
+    running ``quantile`` (default: the median) of the target-angle distribution as the classes
+    tighten:
 
     1. each training step, take the ``quantile`` of the batch's target angles
        ``theta_y = acos(cos theta_y)``, and fold it into an exponential moving average
@@ -237,11 +238,13 @@ class AdaptiveAngle(Schedule):
     3. ``c`` moves towards the proposal by at most ``rate`` per step, and only downwards
        (``c`` never rises back: a monotone departure from softmax, as in the paper).
 
-    Most correctly labelled samples therefore sit inside ``theta < c`` where the target logit
-    is positive and the gradient full, while the far tail (typically mislabelled samples)
-    lies beyond ``c``, where ``df/dcos`` is small: the label-noise robustness the paper
-    claims, applied only once the data show tight classes. With ``rate = 1e-4`` and
-    ``minimum = pi/4`` its fastest path is the authors' linear ramp.
+    So ``c`` leaves pi/2 only once most samples are closer to their class weight than
+    orthogonal to it, descends no faster than the authors' ramp (``rate = 1e-4``), and stops
+    where the data are (the median target angle) or at ``minimum`` (pi/4, the ramp's end). The
+    median is robust to label noise: with a 30 % noise rate the flipped samples sit in the far
+    tail, beyond ``c``, where ``df/dcos`` is small (the robustness the paper claims), while a
+    high quantile would be dragged up by them and keep ``c`` at pi/2. See
+    ``docs/schedules.md`` for the comparison with the ramp.
 
     Args:
         start: initial ``c`` (pi/2: softmax).
@@ -257,7 +260,7 @@ class AdaptiveAngle(Schedule):
         self,
         start: float = math.pi / 2,
         minimum: float = math.pi / 4,
-        quantile: float = 0.9,
+        quantile: float = 0.5,
         momentum: float = 0.01,
         rate: float = 1e-4,
     ) -> None:
