@@ -1,0 +1,36 @@
+"""The decoded contents of a data set's files, before options are applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from marginkit.data.bundle import VerificationPairs
+
+__all__ = ["RawSplits"]
+
+
+@dataclass
+class RawSplits:
+    """Decoded training and test arrays as stored on disk.
+
+    Attributes:
+        train_data: ``(N, *input_shape)`` integer codes (``uint8`` pixels for images).
+        train_labels: ``(N,)`` long labels in ``0..len(class_names)-1``.
+        test_data: ``(M, *input_shape)`` codes, or None when there is no test split.
+        test_labels: ``(M,)`` long labels, or None.
+        class_names: one name per class.
+        value_scale: factor from codes to values in [0, 1].
+        augment: the data set's default for training augmentation.
+        pairs: verification pairs, when the data set defines them.
+    """
+
+    train_data: Tensor
+    train_labels: Tensor
+    test_data: Tensor | None
+    test_labels: Tensor | None
+    class_names: list[str]
+    value_scale: float = 1.0 / 255.0
+    augment: bool = False
+    pairs: VerificationPairs | None = None
