@@ -177,9 +177,14 @@ def camsoftmax_target(cosine: Tensor, c: float) -> Tensor:
     (Süveges & McKenna, ICPR 2020; the denominator as in the authors' code).
 
     ``f(c) = 0``, ``f(0) = 1``, ``f(pi) = -1``; ``c = pi / 2`` gives ``f = cos(theta)``.
-    The base ``1 + cos`` is clamped away from 0 (by machine epsilon) before the fractional
-    power, so neither value nor gradient is NaN at ``theta = pi``.
+    The derivative is taken at the base ``1 + cos`` raised to at least machine epsilon, so
+    it is finite at ``theta = pi`` even for ``c > pi / 2`` (exponent below 1) and equals 1
+    there for ``c = pi / 2``; the value is that of the exact base (a detached correction),
+    so ``f(pi) = -1`` holds exactly.
     """
     exponent = camsoftmax_exponent(c)
-    base = (1.0 + cosine.clamp(-1.0, 1.0)).clamp_min(torch.finfo(cosine.dtype).eps)
-    return base.pow(exponent) / 2.0 ** (exponent - 1.0) - 1.0
+    base = 1.0 + cosine.clamp(-1.0, 1.0)
+    raised = base + (base.clamp_min(torch.finfo(cosine.dtype).eps) - base).detach()
+    safe = raised.pow(exponent)
+    power = safe + (base.detach().pow(exponent) - safe.detach())
+    return power / 2.0 ** (exponent - 1.0) - 1.0
