@@ -1,0 +1,82 @@
+"""Measurements of a learned feature space: pure functions on tensors or numpy arrays.
+
+- :mod:`~marginkit.metrics.closed_set`: top-1 accuracy, nearest-class-centre accuracy.
+- :mod:`~marginkit.metrics.geometry`: compactness, separation and weight angles on the sphere.
+- :mod:`~marginkit.metrics.roc`: ROC, AUC, EER, TAR at FAR.
+- :mod:`~marginkit.metrics.verification`: pair scores, pair generation, LFW 10-fold, report.
+- :mod:`~marginkit.metrics.open_set`: AUROC, OSCR, rank-1 and DIR at FAR.
+- :mod:`~marginkit.metrics.retrieval`: precision@1, R-precision, MAP@R.
+- :mod:`~marginkit.metrics.label_noise`: target angles and gradient magnitudes, clean vs flipped.
+- :mod:`~marginkit.metrics.sphere`: unit rows, stable angles, class centres.
+
+Inputs may be ``torch.Tensor`` or ``numpy.ndarray``; outputs are Python numbers, numpy arrays
+or JSON-serialisable dicts. Errors name the offending argument and are raised before any
+arithmetic.
+"""
+
+from marginkit.metrics.closed_set import nearest_centre_accuracy, top1_accuracy
+from marginkit.metrics.geometry import angular_geometry
+from marginkit.metrics.label_noise import (
+    label_noise_report,
+    per_sample_gradient_norms,
+    target_angles,
+)
+from marginkit.metrics.open_set import (
+    cosine_scores_to,
+    dir_at_far,
+    identification_report,
+    known_unknown_auroc,
+    open_set_report,
+    oscr,
+    rank1_accuracy,
+    split_gallery_probe,
+)
+from marginkit.metrics.retrieval import retrieval_metrics
+from marginkit.metrics.roc import (
+    DEFAULT_FARS,
+    OperatingPoint,
+    RocCurve,
+    auc,
+    equal_error_rate,
+    roc_curve,
+    tar_at_far,
+)
+from marginkit.metrics.sphere import class_centres
+from marginkit.metrics.verification import (
+    Pairs,
+    cosine_scores,
+    lfw_ten_fold,
+    make_pairs,
+    verification_report,
+)
+
+__all__ = [
+    "DEFAULT_FARS",
+    "OperatingPoint",
+    "Pairs",
+    "RocCurve",
+    "angular_geometry",
+    "auc",
+    "class_centres",
+    "cosine_scores",
+    "cosine_scores_to",
+    "dir_at_far",
+    "equal_error_rate",
+    "identification_report",
+    "known_unknown_auroc",
+    "label_noise_report",
+    "lfw_ten_fold",
+    "make_pairs",
+    "nearest_centre_accuracy",
+    "open_set_report",
+    "oscr",
+    "per_sample_gradient_norms",
+    "rank1_accuracy",
+    "retrieval_metrics",
+    "roc_curve",
+    "split_gallery_probe",
+    "tar_at_far",
+    "target_angles",
+    "top1_accuracy",
+    "verification_report",
+]
