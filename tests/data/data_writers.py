@@ -42,3 +42,97 @@ def write_idx_dataset(
     write_idx(directory / "t10k-images-idx3-ubyte", test_x, compress)
     write_idx(directory / "t10k-labels-idx1-ubyte", test_y, compress)
     return train_x, train_y, test_x, test_y
+
+
+def write_cifar(
+    directory: Path, name: str = "cifar10", per_batch: int = 12, test_count: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Miniature CIFAR pickle batches in the distributed layout (bytes keys, like python 2).
+
+    Returns:
+        ``(train_x (N, 3, 32, 32), train_y, test_x, test_y)`` as numpy arrays.
+    """
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    classes = 10 if name == "cifar10" else 100
+    folder = directory / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    folder.mkdir(parents=True, exist_ok=True)
+    label_key = b"labels" if name == "cifar10" else b"fine_labels"
+    batches = [f"data_batch_{k}" for k in range(1, 6)] if name == "cifar10" else ["train"]
+    train_x, train_y = [], []
+    for batch in batches:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, classes, per_batch)]
+        content = {b"data": data, label_key: labels, b"batch_label": batch.encode()}
+        (folder / batch).write_bytes(pickle.dumps(content, protocol=2))
+        train_x.append(data.reshape(-1, 3, 32, 32))
+        train_y += labels
+    test = rng.integers(0, 256, (test_count, 3072), dtype=np.uint8)
+    test_labels = [int(v) for v in rng.integers(0, classes, test_count)]
+    test_name = "test_batch" if name == "cifar10" else "test"
+    (folder / test_name).write_bytes(pickle.dumps({b"data": test, label_key: test_labels}))
+    names = [f"class{k}".encode() for k in range(classes)]
+    meta_name, meta_key = (
+        ("batches.meta", b"label_names") if name == "cifar10" else ("meta", b"fine_label_names")
+    )
+    (folder / meta_name).write_bytes(pickle.dumps({meta_key: names}))
+    return (
+        np.concatenate(train_x),
+        np.array(train_y),
+        test.reshape(-1, 3, 32, 32),
+        np.array(test_labels),
+    )
+
+
+def write_svhn(
+    directory: Path, train_count: int = 30, test_count: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Miniature SVHN ``.mat`` files (X (32, 32, 3, N), y (N, 1) with 10 for the digit 0).
+
+    Returns:
+        ``(train_x (N, 3, 32, 32), train_y in 0..9, test_x, test_y)``.
+    """
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    result = []
+    for file, count in (("train_32x32.mat", train_count), ("test_32x32.mat", test_count)):
+        images = rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8)
+        digits = np.arange(count) % 10
+        stored = np.where(digits == 0, 10, digits).reshape(-1, 1).astype(np.uint8)
+        savemat(directory / file, {"X": images.transpose(2, 3, 1, 0), "y": stored})
+        result += [images, digits]
+    return result[0], result[1], result[2], result[3]
+
+
+def write_image(path: Path, array: np.ndarray) -> None:
+    """Save an (H, W, 3) uint8 array as an image (format from the extension)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def write_lfw(directory: Path, people: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """A miniature LFW tree: ``lfw-deepfunneled/<P>/<P>_NNNN.png`` images (lossless, so the
+    loader's pixels can be compared), plus people and pairs files written by the test.
+
+    Each image is a flat colour, distinct per image, so crops keep the colour exactly.
+
+    Returns:
+        File name (``P/P_NNNN.jpg``, the protocol's spelling) -> its (3,) colour.
+    """
+    rng = np.random.default_rng(seed)
+    colours = {}
+    for person, count in people.items():
+        for number in range(1, count + 1):
+            colour = rng.integers(0, 256, 3, dtype=np.uint8)
+            name = f"{person}/{person}_{number:04d}"
+            write_image(
+                directory / "lfw-deepfunneled" / f"{name}.png",
+                np.broadcast_to(colour, (250, 250, 3)).copy(),
+            )
+            colours[f"{name}.jpg"] = colour
+    return colours

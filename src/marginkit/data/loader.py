@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from marginkit.data.arrays import ArrayDataset, channel_statistics
-from marginkit.data.bundle import DataBundle
+from marginkit.data.bundle import DataBundle, VerificationPairs
 from marginkit.data.errors import DataError
 from marginkit.data.options import (
     check_classes,
@@ -254,6 +254,18 @@ def assemble(
     test = None
     if raw.test_data is not None and test_labels is not None:
         test = dataset(raw.test_data, test_labels)
+    pairs = None
+    if raw.pairs is not None:
+        pairs = VerificationPairs(
+            images=dataset(
+                raw.pairs.data, torch.full((raw.pairs.data.shape[0],), -1, dtype=torch.long)
+            ),
+            first=raw.pairs.first,
+            second=raw.pairs.second,
+            same=raw.pairs.same,
+            fold=raw.pairs.fold,
+            image_names=list(raw.pairs.image_names),
+        )
     return DataBundle(
         name=name,
         train=train,
@@ -265,7 +277,7 @@ def assemble(
         train_labels=noisy_labels,
         train_clean_labels=clean_labels,
         test_labels=test_labels,
-        pairs=raw.pairs,
+        pairs=pairs,
         augment=raw.augment if augment is None else augment,
         test_class_names=test_class_names if test is not None else None,
         validation_labels=validation_labels,

@@ -6,9 +6,28 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from marginkit.data.bundle import VerificationPairs
+__all__ = ["RawPairs", "RawSplits"]
 
-__all__ = ["RawSplits"]
+
+@dataclass
+class RawPairs:
+    """Verification pairs with their images still as codes.
+
+    Attributes:
+        data: ``(I, *input_shape)`` codes of every image the pairs refer to, once each.
+        first: ``(P,)`` long indices into ``data``.
+        second: ``(P,)`` long indices into ``data``.
+        same: ``(P,)`` bool, True for a matched pair.
+        fold: ``(P,)`` long fold index.
+        image_names: the relative file name of each image.
+    """
+
+    data: Tensor
+    first: Tensor
+    second: Tensor
+    same: Tensor
+    fold: Tensor
+    image_names: list[str]
 
 
 @dataclass
@@ -33,4 +52,4 @@ class RawSplits:
     class_names: list[str]
     value_scale: float = 1.0 / 255.0
     augment: bool = False
-    pairs: VerificationPairs | None = None
+    pairs: RawPairs | None = None

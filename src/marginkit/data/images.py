@@ -1,0 +1,94 @@
+"""Decoding image files into fixed-size ``uint8`` tensors (PIL, loaded lazily)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from marginkit.data.errors import DataError
+
+__all__ = ["IMAGE_EXTENSIONS", "crop_box", "decode_images"]
+
+#: File name endings treated as images in a ``folder`` data set.
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".ppm",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+
+
+def crop_box(
+    width: int, height: int, size: tuple[int, int], height_fraction: float = 1.0
+) -> tuple[int, int, int, int]:
+    """A centred crop with the aspect ratio of ``size`` (height, width).
+
+    The crop is ``height_fraction`` of the image height tall (narrowed if the image is not
+    wide enough), so resizing it to ``size`` never distorts the image.
+
+    Returns:
+        ``(left, top, right, bottom)`` in pixels.
+    """
+    out_height, out_width = size
+    crop_height = height * height_fraction
+    crop_width = crop_height * out_width / out_height
+    if crop_width > width:
+        crop_width = float(width)
+        crop_height = crop_width * out_height / out_width
+    left = (width - crop_width) / 2
+    top = (height - crop_height) / 2
+    return (round(left), round(top), round(left + crop_width), round(top + crop_height))
+
+
+def _decode(path: Path, size: tuple[int, int], height_fraction: float) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"{path}: expected a readable image file ({error})") from error
+    box = crop_box(rgb.width, rgb.height, size, height_fraction)
+    resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
+    return np.array(resized, dtype=np.uint8)  # (H, W, 3), writable
+
+
+def decode_images(
+    paths: Sequence[Path], size: tuple[int, int], height_fraction: float = 1.0
+) -> Tensor:
+    """Decode, centre-crop (see :func:`crop_box`) and resize images to RGB ``uint8``.
+
+    Decoding runs on a few threads (PIL releases the GIL while decoding).
+
+    Args:
+        paths: image files.
+        size: output ``(height, width)``.
+        height_fraction: crop height as a share of the image height.
+
+    Returns:
+        ``(N, 3, height, width)`` uint8 tensor.
+
+    Raises:
+        DataError: a file cannot be read as an image; names it.
+    """
+    output = torch.empty((len(paths), 3, *size), dtype=torch.uint8)
+    if not paths:
+        return output
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        decoded = pool.map(lambda p: _decode(p, size, height_fraction), paths)
+        for index, array in enumerate(decoded):
+            output[index] = torch.from_numpy(array).permute(2, 0, 1)
+    return output

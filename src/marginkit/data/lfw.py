@@ -1,0 +1,128 @@
+"""Labeled Faces in the Wild (Huang et al., UMass TR 07-49, 2007), deep-funneled images.
+
+Layout under the data folder: ``lfw-deepfunneled/<Person>/<Person>_NNNN.jpg`` (250x250 RGB;
+``lfw-funneled/`` or ``lfw/`` are accepted too) and the protocol files ``peopleDevTrain.txt``,
+``pairsDevTest.txt``, ``pairs.txt``, ...
+
+Training identities are the people of ``peopleDevTrain.txt`` with at least
+``min_images_per_person`` images; verification uses the pairs of ``pairs_file``
+(``pairsDevTest.txt`` by default, whose people are disjoint from DevTrain's).
+
+Crop: the face sits in the middle of each funneled 250x250 image (the detector's box was
+enlarged 2.2 times), so every image is cropped to a centred box :data:`LFW_CROP_FRACTION`
+(60 %) of the image height tall with the output's aspect ratio (150x128 pixels for the
+default 112x96 output: the face and a little hair and chin) and resized bilinearly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from marginkit.data.errors import DataError
+from marginkit.data.images import IMAGE_EXTENSIONS, decode_images
+from marginkit.data.pairs import image_name, read_pairs, read_people
+from marginkit.data.raw import RawPairs, RawSplits
+
+__all__ = ["LFW_CROP_FRACTION", "LFW_IMAGE_FOLDERS", "read_lfw", "resolve_image"]
+
+#: Height of the centre crop as a share of the image height (150 of 250 pixels).
+LFW_CROP_FRACTION = 0.6
+#: Image folder names tried in order.
+LFW_IMAGE_FOLDERS = ("lfw-deepfunneled", "lfw-funneled", "lfw_funneled", "lfw")
+_TRAIN_PEOPLE = "peopleDevTrain.txt"
+
+
+def resolve_image(root: Path, name: str) -> Path | None:
+    """``root/name``, or the same file with another image extension, or None."""
+    path = root / name
+    if path.is_file():
+        return path
+    for extension in IMAGE_EXTENSIONS:
+        candidate = path.with_suffix(extension)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_pair_images(
+    root: Path, pairs_path: Path, size: tuple[int, int], height_fraction: float
+) -> RawPairs:
+    """Parse ``pairs_path`` and decode every image it names (once) from ``root``.
+
+    Raises:
+        DataError: the file is malformed, or names a person or image that does not exist.
+    """
+    pair_list = read_pairs(pairs_path)
+    paths = [resolve_image(root, name) for name in pair_list.names]
+    missing = [name for name, path in zip(pair_list.names, paths, strict=True) if path is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise DataError(f"{pairs_path}: names images that do not exist under {root}: {shown}")
+    return RawPairs(
+        data=decode_images([p for p in paths if p is not None], size, height_fraction),
+        first=pair_list.first,
+        second=pair_list.second,
+        same=pair_list.same,
+        fold=pair_list.fold,
+        image_names=pair_list.names,
+    )
+
+
+def _image_root(directory: Path) -> Path:
+    for folder in LFW_IMAGE_FOLDERS:
+        if (directory / folder).is_dir():
+            return directory / folder
+    raise DataError(
+        f"{directory}: expected an LFW image folder ({', '.join(LFW_IMAGE_FOLDERS)}) "
+        f"next to the protocol files {_TRAIN_PEOPLE}, pairsDevTest.txt, pairs.txt"
+    )
+
+
+def read_lfw(
+    directory: Path, size: tuple[int, int], min_images_per_person: int, pairs_file: str
+) -> RawSplits:
+    """Decode LFW's DevTrain identities and the images of a pairs file.
+
+    Returns:
+        Splits with the training identities (no test split) and ``pairs``.
+
+    Raises:
+        DataError: a protocol file or image is missing or malformed, or no person has
+            enough images; names it.
+    """
+    root = _image_root(directory)
+    people = [
+        (name, count)
+        for name, count in read_people(directory / _TRAIN_PEOPLE)
+        if count >= min_images_per_person
+    ]
+    if not people:
+        raise DataError(
+            f"{directory / _TRAIN_PEOPLE}: no person has >= {min_images_per_person} images "
+            "(min_images_per_person)"
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, (person, count) in enumerate(people):
+        for number in range(1, count + 1):
+            path = resolve_image(root, image_name(person, number))
+            if path is None:
+                raise DataError(
+                    f"{root / image_name(person, number)}: missing; {_TRAIN_PEOPLE} lists "
+                    f"{count} images of {person}"
+                )
+            paths.append(path)
+            labels.append(label)
+    pairs = read_pair_images(root, directory / pairs_file, size, LFW_CROP_FRACTION)
+    return RawSplits(
+        train_data=decode_images(paths, size, LFW_CROP_FRACTION),
+        train_labels=torch.tensor(labels, dtype=torch.long),
+        test_data=None,
+        test_labels=None,
+        class_names=[person for person, _ in people],
+        pairs=pairs,
+    )
