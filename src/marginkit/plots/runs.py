@@ -1,0 +1,351 @@
+"""Pictures of runs: ROC curves of several runs overlaid, learning curves from metrics.json.
+
+- :func:`roc_curves`: verification ROC (true accept rate against false accept rate) with a
+  logarithmic FAR axis, where face-verification operating points (FAR 1e-3, 1e-4) live.
+- :func:`learning_curves`: loss and accuracy per epoch from one or more runs'
+  ``metrics.json``, with the scheduled hyper-parameters (L-Softmax's lambda, Cam-softmax's
+  c, ...) on a twin axis when they change.
+
+``metrics.json`` holds ``{"epochs": [{"epoch": 1, "train_loss": ..., "train_accuracy": ...,
+"test_accuracy": ..., "hyperparameters": {...}, ...}, ...], "final": {...}}``; any key may be
+missing (a missing ``epoch`` counts from 1; a missing value is a gap in the line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from marginkit.plots._inputs import as_float_array
+from marginkit.plots.figures import new_figure, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "build_learning_curves",
+    "build_roc_curves",
+    "learning_curves",
+    "load_run_metrics",
+    "roc_curves",
+]
+
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+# --------------------------------------------------------------------------------- ROC
+def _check_curve(name: str, curve: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(far, tar) of one curve as float arrays sorted by FAR, validated."""
+    if not isinstance(curve, (tuple, list)) or len(curve) != 2:
+        raise ValueError(f"curves[{name!r}] must be a pair (far, tar) of 1-D arrays")
+    far = as_float_array(curve[0], f"curves[{name!r}] far", ndim=1)
+    tar = as_float_array(curve[1], f"curves[{name!r}] tar", ndim=1)
+    if len(far) != len(tar):
+        raise ValueError(
+            f"curves[{name!r}] has {len(far)} FAR values but {len(tar)} TAR values; "
+            "the lengths must match"
+        )
+    for label, values in (("far", far), ("tar", tar)):
+        if values.min() < 0.0 or values.max() > 1.0:
+            raise ValueError(
+                f"curves[{name!r}] {label} must lie in [0, 1]; "
+                f"got values from {values.min():g} to {values.max():g}"
+            )
+    order = np.lexsort((tar, far))
+    return far[order], tar[order]
+
+
+def _area(far: np.ndarray, tar: np.ndarray) -> float | None:
+    """Trapezoid area under a sorted ROC that spans FAR 0 to 1, else None (no made-up AUC)."""
+    if far[0] != 0.0 or far[-1] != 1.0:
+        return None
+    return float(np.sum(np.diff(far) * (tar[1:] + tar[:-1]) / 2.0))
+
+
+def build_roc_curves(curves: Mapping[str, tuple[Any, Any]], *, title: str | None = None) -> Figure:
+    """The ROC figure (see :func:`roc_curves`), not yet saved."""
+    if not isinstance(curves, Mapping):
+        raise TypeError(f"curves must be a dict of name -> (far, tar); got {type(curves).__name__}")
+    if not curves:
+        raise ValueError("curves is empty; expected at least one name -> (far, tar)")
+    checked = {str(name): _check_curve(str(name), curve) for name, curve in curves.items()}
+    positive = [far[far > 0.0] for far, _ in checked.values()]
+    if not any(len(values) for values in positive):
+        raise ValueError("curves has no point with FAR > 0; a log-scale FAR axis needs some")
+    smallest = min(float(values.min()) for values in positive if len(values))
+    left = 10.0 ** math.floor(math.log10(smallest))
+
+    fig = new_figure(8.0, 6.0)
+    axes = fig.subplots()
+    for index, (name, (far, tar)) in enumerate(checked.items()):
+        keep = far > 0.0
+        area = _area(far, tar)
+        axes.plot(
+            far[keep],
+            tar[keep],
+            color=f"C{index % 10}",
+            linestyle=_LINESTYLES[(index // 10) % len(_LINESTYLES)],
+            linewidth=1.8,
+            drawstyle="steps-post",
+            label=name if area is None else f"{name} (AUC {area:.4f})",
+        )
+    chance = np.logspace(math.log10(left), 0.0, 200)
+    axes.plot(chance, chance, color="0.6", linestyle=":", linewidth=1.0, label="chance (TAR = FAR)")
+    axes.set_xscale("log")
+    axes.set_xlim(left, 1.0)
+    axes.set_ylim(0.0, 1.01)
+    axes.grid(True, which="major", color="0.9")
+    axes.set_xlabel("false accept rate, FAR (log scale)")
+    axes.set_ylabel("true accept rate, TAR")
+    axes.legend(loc="lower right", frameon=False)
+    axes.set_title("Verification ROC" if title is None else title)
+    return fig
+
+
+def roc_curves(
+    curves: Mapping[str, tuple[Any, Any]], path: str | Path, *, title: str | None = None
+) -> list[Path]:
+    """Overlay the ROC curves of several runs with a log-scale FAR axis; PNG + SVG.
+
+    Each curve is a pair ``(far, tar)`` of equal-length 1-D arrays in ``[0, 1]`` (e.g.
+    ``sklearn.metrics.roc_curve``'s ``fpr, tpr``); it is sorted by FAR and drawn as a step
+    function. Points at FAR = 0 cannot appear on a log axis and are left out of the line;
+    the axis starts at the power of ten below the smallest positive FAR. The legend gives
+    the trapezoid AUC of a curve that spans FAR 0 to 1 (none otherwise). A dotted line marks
+    chance (TAR = FAR).
+
+    Args:
+        curves: legend name -> (far, tar).
+        path: output path without suffix.
+        title: figure title.
+
+    Returns:
+        The PNG and SVG paths.
+    """
+    return save_figure(build_roc_curves(curves, title=title), path)
+
+
+# --------------------------------------------------------------------- learning curves
+RunSource = str | Path | Mapping[str, Any]
+
+
+def load_run_metrics(source: RunSource) -> dict[str, Any]:
+    """The metrics dict of a run: a dict as is, or read from a ``metrics.json`` path or a
+    run folder that contains one.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the JSON has no ``"epochs"`` list of dicts.
+    """
+    if isinstance(source, Mapping):
+        metrics, where = dict(source), "the metrics dict"
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            path = path / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no metrics file at {path}")
+        with path.open(encoding="utf-8") as handle:
+            metrics = json.load(handle)
+        where = str(path)
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{where} must hold a JSON object; got {type(metrics).__name__}")
+    else:
+        raise TypeError(
+            "runs entries must be a metrics dict, a metrics.json path or a run folder; "
+            f"got {type(source).__name__}"
+        )
+    epochs = metrics.get("epochs")
+    if not isinstance(epochs, list) or not all(isinstance(entry, dict) for entry in epochs):
+        raise ValueError(f"{where} must have an 'epochs' list of per-epoch dicts")
+    return metrics
+
+
+def _run_label(source: RunSource, index: int) -> str:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return path.name if path.is_dir() else path.parent.name or path.stem
+    return f"run {index + 1}"
+
+
+def _series(epochs: list[dict[str, Any]], key: str) -> np.ndarray:
+    """(E,) float values of ``key`` per epoch, NaN where missing or not a number."""
+    values = []
+    for entry in epochs:
+        value = entry.get(key)
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        values.append(float(value) if is_number else math.nan)
+    return np.array(values, dtype=np.float64)
+
+
+def _epoch_numbers(epochs: list[dict[str, Any]]) -> np.ndarray:
+    numbers = _series(epochs, "epoch")
+    fallback = np.arange(1, len(epochs) + 1, dtype=np.float64)
+    return np.where(np.isnan(numbers), fallback, numbers)
+
+
+def _hyperparameter_series(epochs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    names: list[str] = []
+    for entry in epochs:
+        for key in entry.get("hyperparameters") or {}:
+            if key not in names:
+                names.append(key)
+    table = {}
+    for key in names:
+        table[key] = _series([entry.get("hyperparameters") or {} for entry in epochs], key)
+    return table
+
+
+def _as_percent(values: np.ndarray) -> np.ndarray:
+    """Accuracies as percentages: fractions (all finite values <= 1) are multiplied by 100."""
+    finite = values[np.isfinite(values)]
+    return values * 100.0 if finite.size and finite.max() <= 1.0 else values
+
+
+def _normalise_runs(runs: Any) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(runs, (str, Path)) or (isinstance(runs, Mapping) and "epochs" in runs):
+        runs = [runs]
+    if isinstance(runs, Mapping):
+        items = [(str(name), source) for name, source in runs.items()]
+    elif isinstance(runs, Sequence):
+        items = [(_run_label(source, index), source) for index, source in enumerate(runs)]
+    else:
+        raise TypeError(
+            "runs must be a metrics dict, a path, or a list or dict of them; "
+            f"got {type(runs).__name__}"
+        )
+    if not items:
+        raise ValueError("runs is empty; expected at least one run")
+    loaded = [(name, load_run_metrics(source)) for name, source in items]
+    for name, metrics in loaded:
+        if not metrics["epochs"]:
+            raise ValueError(f"run {name!r} has no epochs recorded")
+    return loaded
+
+
+def build_learning_curves(runs: Any, *, title: str | None = None) -> Figure:
+    """The learning-curve figure (see :func:`learning_curves`), not yet saved.
+
+    Returns:
+        A figure with two axes titled ``"Loss"`` and ``"Accuracy"``; the loss axes carries
+        a twin axis (an offset right spine each) per hyper-parameter that changes in a run.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    loaded = _normalise_runs(runs)
+    fig = new_figure(13.0, 5.5)
+    loss_axes, accuracy_axes = fig.subplots(1, 2)
+    schedule_axes: dict[str, Axes] = {}
+
+    def axes_for(key: str) -> Axes:
+        """One twin axis per changing hyper-parameter, extra ones on offset right spines."""
+        if key not in schedule_axes:
+            twin = loss_axes.twinx()
+            if schedule_axes:
+                twin.spines["right"].set_position(("axes", 1.0 + 0.16 * len(schedule_axes)))
+            name = key.rstrip("_")
+            twin.set_ylabel(f"{name} (radians)" if name == "c" else name)
+            schedule_axes[key] = twin
+        return schedule_axes[key]
+
+    for index, (name, metrics) in enumerate(loaded):
+        epochs = metrics["epochs"]
+        color = f"C{index % 10}"
+        number = _epoch_numbers(epochs)
+        prefix = f"{name}: " if len(loaded) > 1 else ""
+        for key, style, text in (("train_loss", "-", "train"), ("test_loss", "--", "test")):
+            values = _series(epochs, key)
+            if np.isfinite(values).any():
+                loss_axes.plot(
+                    number,
+                    values,
+                    color=color,
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    label=f"{prefix}{text} loss",
+                )
+        for key, style, text in (("train_accuracy", "-", "train"), ("test_accuracy", "--", "test")):
+            values = _series(epochs, key)
+            if np.isfinite(values).any():
+                accuracy_axes.plot(
+                    number,
+                    _as_percent(values),
+                    color=color,
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    label=f"{prefix}{text} accuracy",
+                )
+        constants = []
+        for key, values in _hyperparameter_series(epochs).items():
+            finite = values[np.isfinite(values)]
+            if not finite.size:
+                continue
+            if np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
+                constants.append(f"{key.rstrip('_')}={finite[0]:.3g}")
+                continue
+            twin = axes_for(key)
+            twin.plot(
+                number,
+                values,
+                color=color,
+                linestyle=":",
+                linewidth=2.0,
+                marker="^sDv"[list(schedule_axes).index(key) % 4],
+                markersize=4,
+                label=f"{prefix}{key.rstrip('_')} (axis on the right)",
+            )
+        if constants:
+            accuracy_axes.plot(
+                [], [], linestyle="none", label=f"{prefix}constant: {', '.join(constants)}"
+            )
+    for axes, label in ((loss_axes, "Loss"), (accuracy_axes, "Accuracy")):
+        axes.set_title(label)
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, color="0.92")
+        if not axes.lines:
+            axes.text(0.5, 0.5, "not recorded", transform=axes.transAxes, ha="center")
+    loss_axes.set_ylabel("mean cross-entropy loss (nats)")
+    accuracy_axes.set_ylabel("top-1 accuracy (%)")
+    handles, labels = loss_axes.get_legend_handles_labels()
+    for twin in schedule_axes.values():
+        more_handles, more_labels = twin.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    if handles:
+        loss_axes.legend(handles, labels, loc="upper right", fontsize="small", framealpha=0.9)
+    if accuracy_axes.lines:
+        accuracy_axes.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    fig.suptitle("Learning curves" if title is None else title)
+    return fig
+
+
+def learning_curves(runs: Any, path: str | Path, *, title: str | None = None) -> list[Path]:
+    """Plot loss and accuracy against epoch for one or more runs; PNG + SVG.
+
+    Left: train (solid) and, when recorded, test (dashed) loss; hyper-parameters that change
+    over the run (e.g. ``lambda``, ``c``) are drawn dotted on twin axes on the right of this
+    panel, one axis per hyper-parameter name (so lambda's 1000 does not flatten c's
+    radians). Right: train and test top-1 accuracy in percent (values that are all <= 1
+    are read as fractions); constant hyper-parameters are listed in its legend. One colour
+    per run. Missing keys are tolerated: a missing value leaves a gap, a missing series is
+    not drawn, a panel with nothing to draw says "not recorded".
+
+    Args:
+        runs: one run or several: each a metrics dict, a ``metrics.json`` path or a run
+            folder holding one; several as a list (labelled by run folder name, or
+            ``run 1``...) or a dict of label -> run.
+        path: output path without suffix.
+        title: figure title.
+
+    Returns:
+        The PNG and SVG paths.
+    """
+    return save_figure(build_learning_curves(runs, title=title), path)
