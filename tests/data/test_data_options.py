@@ -175,3 +175,13 @@ def test_noise_rate_on_shared_mnist() -> None:
     bundle = load_dataset("mnist", data_dir=SHARED_DATA / "mnist", label_noise=0.2, seed=3)
     assert float(bundle.noisy_mask.double().mean()) == pytest.approx(0.2, abs=0.008)
     assert torch.bincount(bundle.train_clean_labels).tolist()[1] == 6742
+
+
+def test_classes_accept_numpy_and_tensor_integers(labelled: Path) -> None:
+    expected = load_dataset("mnist", data_dir=labelled, classes=[2, 5]).train_labels
+    for classes in (np.array([2, 5]), torch.tensor([2, 5]), (2, 5)):
+        assert torch.equal(
+            load_dataset("mnist", data_dir=labelled, classes=classes).train_labels, expected
+        )
+    with pytest.raises(TypeError, match=r"classes: expected a sequence of ints, got str"):
+        load_dataset("mnist", data_dir=labelled, classes="0-6")

@@ -87,23 +87,6 @@ class ArrayDataset(Dataset):
         """
         return self._normalise(self.data), self.labels.clone()
 
-    def subset(self, indices: Tensor, labels: Tensor | None = None) -> ArrayDataset:
-        """A new data set of the rows ``indices`` sharing this one's normalisation.
-
-        Args:
-            indices: ``(M,)`` long row indices.
-            labels: ``(M,)`` replacement labels (e.g. relabelled classes); default the
-                selected labels.
-        """
-        chosen = self.labels[indices] if labels is None else labels
-        return ArrayDataset(
-            self.data[indices],
-            chosen,
-            self.mean.flatten().tolist(),
-            self.std.flatten().tolist(),
-            self.value_scale,
-        )
-
 
 def channel_statistics(
     data: Tensor, value_scale: float = 1.0 / 255.0, chunk: int = 1 << 22

@@ -6,8 +6,9 @@ name, so the noise and the split are reproducible and independent of each other.
 
 from __future__ import annotations
 
+import operator
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -16,7 +17,6 @@ __all__ = [
     "check_classes",
     "check_fraction",
     "class_mapping",
-    "class_subset",
     "derived_generator",
     "inject_symmetric_noise",
     "stratified_split",
@@ -44,7 +44,7 @@ def check_fraction(name: str, value: float) -> float:
     return float(value)
 
 
-def check_classes(classes: Sequence[int] | None, available: int) -> list[int] | None:
+def check_classes(classes: Iterable[int] | None, available: int) -> list[int] | None:
     """Validate a class subset against ``available`` classes numbered ``0..available-1``.
 
     Raises:
@@ -53,13 +53,16 @@ def check_classes(classes: Sequence[int] | None, available: int) -> list[int] | 
     """
     if classes is None:
         return None
-    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
         raise TypeError(f"classes: expected a sequence of ints, got {type(classes).__name__}")
     chosen: list[int] = []
     for value in classes:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool):
             raise TypeError(f"classes: expected ints, got {value!r}")
-        chosen.append(int(value))
+        try:
+            chosen.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f"classes: expected ints, got {value!r}") from None
     if not chosen:
         raise ValueError("classes: expected at least one class, got an empty sequence")
     duplicates = sorted({c for c in chosen if chosen.count(c) > 1})
@@ -71,27 +74,20 @@ def check_classes(classes: Sequence[int] | None, available: int) -> list[int] | 
     return chosen
 
 
-def class_subset(labels: Tensor, classes: Sequence[int], num_classes: int) -> Tensor:
-    """Map original labels to open-set labels.
+def class_mapping(classes: Sequence[int], num_classes: int) -> Tensor:
+    """Table from original class to open-set label.
 
     The known ``classes`` become ``0..k-1`` in the given order; every other class becomes
-    ``k, k+1, ...`` in increasing order of its original label, so ``label < k`` marks a known
-    class.
+    ``k, k+1, ...`` in increasing order of its original label, so ``label < k`` marks a
+    known class.
 
     Args:
-        labels: ``(N,)`` original labels in ``0..num_classes-1``.
         classes: the k known classes (validated).
         num_classes: number of original classes.
 
     Returns:
-        ``(N,)`` long relabelled labels.
+        ``(num_classes,)`` long tensor: ``mapping[original] = new label``.
     """
-    mapping = class_mapping(classes, num_classes)
-    return mapping[labels.long()]
-
-
-def class_mapping(classes: Sequence[int], num_classes: int) -> Tensor:
-    """``(num_classes,)`` long table from original class to open-set label (see above)."""
     known = list(classes)
     unknown = [c for c in range(num_classes) if c not in set(known)]
     mapping = torch.empty(num_classes, dtype=torch.long)
