@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_writers import write_cifar, write_idx_dataset
+from data_writers import SHARED_DATA, write_cifar, write_idx_dataset
 
 from marginkit.data import DataError, load_dataset
 from marginkit.data.download import REGISTRY, RemoteFile, default_cache_dir
@@ -243,3 +243,14 @@ def test_archive_escaping_its_folder_is_refused(
     with pytest.raises(DataError, match=r"evil.tar.gz: archive member '../escape.txt' would leave"):
         load_dataset("cifar10", cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache" / "escape.txt").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "lfw").is_dir(), reason="shared LFW not present")
+def test_registry_checksums_match_the_shared_lfw_protocol_files() -> None:
+    checked = 0
+    for remote in REGISTRY["lfw"]:
+        path = SHARED_DATA / "lfw" / remote.name
+        if remote.name.endswith(".txt") and path.is_file():
+            assert hashlib.md5(path.read_bytes()).hexdigest() == remote.checksum, remote.name
+            checked += 1
+    assert checked == 6

@@ -70,7 +70,7 @@ _FASHION_MIRRORS = (
 )
 _KMNIST_MIRRORS = ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",)
 _SVHN_MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)
-_LFW_MIRRORS = ("http://vis-www.umass.edu/lfw/",)
+_LFW_MIRRORS = ("https://vis-www.cs.umass.edu/lfw/", "http://vis-www.cs.umass.edu/lfw/")
 
 #: Published files of every downloadable data set, with their MD5 checksums (the values
 #: used by torchvision and the data sets' own pages).
@@ -128,7 +128,7 @@ REGISTRY: dict[str, tuple[RemoteFile, ...]] = {
     "lfw": (
         RemoteFile(
             "lfw-deepfunneled.tgz",
-            (_LFW_MIRRORS[0] + "lfw-deepfunneled.tgz",),
+            tuple(base + "lfw-deepfunneled.tgz" for base in _LFW_MIRRORS),
             "68331da3eb755a505a502b5aacb3c201",
             extract="lfw-deepfunneled",
         ),
