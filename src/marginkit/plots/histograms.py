@@ -22,6 +22,7 @@ from marginkit.plots._inputs import as_float_array, as_labels, unit_rows
 from marginkit.plots.figures import new_figure, save_figure, set_angle_ticks
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -42,6 +43,15 @@ def _check_count(name: str, value: int, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return value
+
+
+def _draw_density(
+    axes: Axes, values: np.ndarray, edges: np.ndarray, color: str, label: str
+) -> None:
+    """A density histogram of ``values`` on ``edges``: a translucent fill and a solid edge."""
+    heights, _ = np.histogram(values, bins=edges, density=True)
+    axes.stairs(heights, edges, fill=True, color=color, alpha=0.4, label=label)
+    axes.stairs(heights, edges, color=color, linewidth=1.2)
 
 
 def pair_similarities(
@@ -79,7 +89,7 @@ def pair_similarities(
         points, classes_of = points[chosen], classes_of[chosen]
     unit = unit_rows(points, "embeddings")  # (n, D)
     first, second = np.triu_indices(len(unit), k=1)  # (P,), (P,)
-    cosine = np.clip(np.einsum("pd,pd->p", unit[first], unit[second]), -1.0, 1.0)  # (P,)
+    cosine = np.clip((unit @ unit.T)[first, second], -1.0, 1.0)  # (n, n) -> (P,)
     same = classes_of[first] == classes_of[second]
     if not same.any():
         raise ValueError(
@@ -110,15 +120,9 @@ def build_similarity_histograms(
         (intra, _INTRA_COLOR, "intra-class (same label)"),
         (inter, _INTER_COLOR, "inter-class (different labels)"),
     ):
-        axes.hist(
-            values,
-            bins=edges,
-            density=True,
-            color=color,
-            alpha=0.4,
-            label=f"{name}: {len(values):,} pairs, mean {values.mean():.3f}",
+        _draw_density(
+            axes, values, edges, color, f"{name}: {len(values):,} pairs, mean {values.mean():.3f}"
         )
-        axes.hist(values, bins=edges, density=True, color=color, histtype="step", linewidth=1.2)
         axes.axvline(values.mean(), color=color, linestyle="--", linewidth=1.2)
     axes.set_xlim(-1.0, 1.0)
     axes.set_xlabel("cosine similarity of the pair, cos θ (dimensionless)")
@@ -207,15 +211,9 @@ def build_label_noise_histograms(
         shown = f"{median:.3g}"
         if unit == "radians":
             shown += f" rad ({math.degrees(median):.1f}°)"
-        axes.hist(
-            values,
-            bins=edges,
-            density=True,
-            color=color,
-            alpha=0.4,
-            label=f"{name}: {len(values):,} samples, median {shown}",
+        _draw_density(
+            axes, values, edges, color, f"{name}: {len(values):,} samples, median {shown}"
         )
-        axes.hist(values, bins=edges, density=True, color=color, histtype="step", linewidth=1.2)
         axes.axvline(median, color=color, linestyle="--", linewidth=1.2)
     if unit == "radians" and low >= 0.0 and high <= math.pi:
         axes.set_xlim(0.0, math.pi)
