@@ -1,0 +1,174 @@
+"""The contract every registered head keeps, over every name in ``available()`` and alias.
+
+Build, forward, backward, the shapes of ``logits`` and ``margin_logits``, the ``state_dict``
+round trip (weights and schedule state), and train vs eval mode.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from marginkit.losses import MarginHead, available, build
+from marginkit.losses.registry import ALIASES
+
+CLASSES, DIM, BATCH = 5, 3, 8
+NAMES = [*available(), *ALIASES]
+
+
+def tight_batch(head: MarginHead, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Embeddings close to their class weights (small target angles), so that adaptive
+    schedules move, and labels covering every class."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(BATCH) % CLASSES
+    noise = 0.05 * torch.randn(BATCH, DIM, generator=generator)
+    weight = head.weight.detach()
+    embeddings = 3.0 * weight[labels] / weight[labels].norm(dim=1, keepdim=True) + noise
+    return embeddings, labels
+
+
+def test_registry_lists_every_method() -> None:
+    assert available() == [
+        "softmax",
+        "lsoftmax",
+        "sphereface",
+        "normface",
+        "cosface",
+        "arcface",
+        "combined",
+        "virtual",
+        "camsoftmax",
+    ]
+    assert build("amsoftmax", CLASSES, DIM).__class__ is build("cosface", CLASSES, DIM).__class__
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_build_forward_backward_and_shapes(name: str) -> None:
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    assert isinstance(head, MarginHead)
+    assert head.weight.shape == (CLASSES, DIM)  # nn.Linear's layout
+    assert head.geometry in {"normalized", "weight_normalized", "unnormalized"}
+    assert all(isinstance(value, float) for value in head.hyperparameters().values())
+    assert name.lower() in repr(head).lower() or type(head).__name__ in repr(head)
+    embeddings, labels = tight_batch(head)
+    embeddings.requires_grad_(True)
+    loss = head(embeddings, labels)
+    assert loss.shape == () and loss.dtype == torch.float32 and loss.requires_grad
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert embeddings.grad is not None and embeddings.grad.shape == (BATCH, DIM)
+    assert head.weight.grad is not None and head.weight.grad.shape == (CLASSES, DIM)
+    assert float(head.weight.grad.abs().sum()) > 0.0
+    scores = head.logits(embeddings)
+    assert scores.shape == (BATCH, CLASSES)
+    margin = head.margin_logits(embeddings, labels)
+    assert margin.shape == (BATCH, CLASSES + 1 if head.virtual_class else CLASSES)
+    assert head.virtual_class == (name == "virtual")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_is_cross_entropy_of_margin_logits(name: str) -> None:
+    """``forward`` is the mean cross-entropy of exactly what ``margin_logits`` returns."""
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM).double()
+    embeddings, labels = tight_batch(head, seed=1)
+    embeddings = embeddings.double()
+    expected = torch.nn.functional.cross_entropy(head.margin_logits(embeddings, labels), labels)
+    torch.testing.assert_close(head(embeddings, labels), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_twice_with_retained_graph(name: str) -> None:
+    """``loss.backward(retain_graph=True)`` then ``loss.backward()`` accumulates twice the
+    gradient, as for any autograd graph (needed by gradcheck and multi-loss training)."""
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM).double()
+    embeddings, labels = tight_batch(head, seed=2)
+    embeddings = embeddings.double().requires_grad_(True)
+    loss = head(embeddings, labels)
+    loss.backward(retain_graph=True)
+    assert embeddings.grad is not None and head.weight.grad is not None
+    once = (embeddings.grad.clone(), head.weight.grad.clone())
+    loss.backward()
+    torch.testing.assert_close(embeddings.grad, 2.0 * once[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(head.weight.grad, 2.0 * once[1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip(name: str) -> None:
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    embeddings, labels = tight_batch(head, seed=3)
+    for _ in range(3):
+        head(embeddings, labels)
+    assert int(head.step) == 3
+    buffer = io.BytesIO()
+    torch.save(head.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert int(fresh.step) == 3
+    assert fresh.hyperparameters() == head.hyperparameters()
+    assert torch.equal(fresh.weight, head.weight)
+    torch.testing.assert_close(
+        fresh.margin_logits(embeddings, labels), head.margin_logits(embeddings, labels)
+    )
+    # the schedules continue identically from the restored state
+    head(embeddings, labels)
+    fresh(embeddings, labels)
+    assert int(fresh.step) == int(head.step) == 4
+    assert fresh.hyperparameters() == head.hyperparameters()
+
+
+@pytest.mark.parametrize("name", ["lsoftmax", "sphereface", "camsoftmax"])
+def test_state_dict_restores_moved_schedules(name: str) -> None:
+    """The annealed defaults really move, and a fresh head gets the moved values."""
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    start = head.hyperparameters()
+    embeddings, labels = tight_batch(head, seed=4)
+    for _ in range(5):
+        head(embeddings, labels)
+    moved = head.hyperparameters()
+    key = "c" if name == "camsoftmax" else "lambda_"
+    assert moved[key] < start[key]
+    fresh = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    assert fresh.hyperparameters() == start
+    fresh.load_state_dict(head.state_dict())
+    assert fresh.hyperparameters() == moved
+    if name == "camsoftmax":
+        running = fresh.state_dict()["schedules.c.running_quantile"]
+        assert not math.isnan(float(running))
+        assert float(running) == float(head.state_dict()["schedules.c.running_quantile"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_train_and_eval_mode(name: str) -> None:
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    embeddings, labels = tight_batch(head, seed=5)
+    head(embeddings, labels)
+    assert int(head.step) == 1
+    values = head.hyperparameters()
+    head.eval()
+    for _ in range(3):
+        head(embeddings, labels)
+        head.logits(embeddings)
+        head.margin_logits(embeddings, labels)
+    assert int(head.step) == 1  # eval never advances
+    assert head.hyperparameters() == values
+    head.train()
+    head.logits(embeddings)
+    head.margin_logits(embeddings, labels)
+    assert int(head.step) == 1  # scoring never advances, even in training mode
+    head(embeddings, labels)
+    assert int(head.step) == 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_head(name: str) -> None:
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM).double()
+    assert head.weight.dtype == torch.float64
+    embeddings, labels = tight_batch(head, seed=6)
+    loss = head(embeddings.double(), labels)
+    assert loss.dtype == torch.float64
+    assert head.logits(embeddings.double()).dtype == torch.float64
