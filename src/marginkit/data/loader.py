@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -84,7 +84,8 @@ def _read(
         from marginkit.data.digits import read_digits
 
         return read_digits()
-    assert directory is not None  # every other data set has resolved a folder
+    if directory is None:
+        raise ValueError(f"data_dir: data set {name!r} needs a folder to read")
     if name in ("mnist", "fashion-mnist", "kmnist"):
         from marginkit.data.idx import read_idx_dataset
 
@@ -163,6 +164,12 @@ def load_dataset(
     if augment is not None and not isinstance(augment, bool):
         raise TypeError(f"augment: expected True, False or None, got {augment!r}")
     image_size = _check_image_size(image_size)
+    if classes is not None:
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
+            raise TypeError(f"classes: expected a sequence of ints, got {type(classes).__name__}")
+        classes = list(classes)
+        if label_noise > 0.0 and len(classes) == 1:
+            raise ValueError("label_noise: needs at least 2 known classes to flip labels, got 1")
     if (
         isinstance(min_images_per_person, bool)
         or not isinstance(min_images_per_person, int)
