@@ -48,5 +48,8 @@ def test_bad_construction() -> None:
         ArrayDataset(data, torch.zeros(2, dtype=torch.long), [0.0], [1.0])
     with pytest.raises(ValueError, match=r"mean/std: expected 1 values"):
         ArrayDataset(data, torch.zeros(3, dtype=torch.long), [0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"clean_labels: expected shape \(3,\) like labels"):
+        labels = torch.zeros(3, dtype=torch.long)
+        ArrayDataset(data, labels, [0.0], [1.0], clean_labels=torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"std: expected positive values"):
         ArrayDataset(data, torch.zeros(3, dtype=torch.long), [0.0], [0.0])

@@ -48,6 +48,11 @@ class ArrayDataset(Dataset):
                 f"labels: expected shape ({data.shape[0]},) to match data, "
                 f"got {tuple(labels.shape)}"
             )
+        if clean_labels is not None and clean_labels.shape != labels.shape:
+            raise ValueError(
+                f"clean_labels: expected shape {tuple(labels.shape)} like labels, "
+                f"got {tuple(clean_labels.shape)}"
+            )
         channels = data.shape[1]
         if len(mean) != channels or len(std) != channels:
             raise ValueError(
