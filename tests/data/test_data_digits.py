@@ -45,3 +45,15 @@ def test_digits_split_does_not_depend_on_seed() -> None:
     first = load_dataset("digits", seed=0).test.tensors()
     second = load_dataset("digits", seed=5).test.tensors()
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_dataloader_batches_match_tensors() -> None:
+    bundle = load_dataset("digits", label_noise=0.3, seed=2)
+    loader = torch.utils.data.DataLoader(bundle.train, batch_size=100, shuffle=False)
+    inputs = torch.cat([x for x, _ in loader])
+    labels = torch.cat([y for _, y in loader])
+    expected_inputs, expected_labels = bundle.train.tensors()
+    assert inputs.dtype == torch.float32 and torch.equal(inputs, expected_inputs)
+    assert labels.dtype == torch.long and torch.equal(labels, bundle.train_labels)
+    assert torch.equal(expected_labels, bundle.train_labels)
+    assert not torch.equal(bundle.train_labels, bundle.train_clean_labels)
