@@ -127,6 +127,22 @@ def test_loss_gradient_matches_the_softmax_closed_form():
     np.testing.assert_allclose(with_cosine, expected, atol=1e-10)
 
 
+def test_loss_gradient_uses_the_current_learned_or_scheduled_scale():
+    theta = theta_grid(31)
+    learned = NormFace(4, 3, scale=12.0, learn_scale=True)
+    np.testing.assert_allclose(
+        loss_gradient(learned, theta, feature_norm=99.0),
+        _softmax_gradient(theta.numpy(), 12.0, 4),
+        rtol=1e-6,
+    )
+    unnormalised = CamSoftmax(4, 3, c=math.pi / 2, normalize=False)
+    np.testing.assert_allclose(
+        loss_gradient(unnormalised, theta, feature_norm=5.0),
+        _softmax_gradient(theta.numpy(), 5.0, 4),
+        atol=1e-10,
+    )
+
+
 def test_cam_softmax_gradient_vanishes_far_from_the_class_where_softmax_does_not():
     theta = torch.tensor([0.75 * math.pi], dtype=torch.float64)
     cam = loss_gradient(CamSoftmax(10, 3, scale=20.0, c=math.pi / 4), theta)

@@ -86,7 +86,7 @@ def test_learning_curves_from_a_run_folder(tmp_path):
     run.mkdir(parents=True)
     metrics = _metrics()
     (run / "metrics.json").write_text(json.dumps(metrics))
-    fig = build_learning_curves(run)
+    fig = build_learning_curves(run, accuracy_unit="fraction")
     loss_axes, accuracy_axes, lambda_axes = fig.axes
     assert loss_axes.get_title() == "Loss" and accuracy_axes.get_title() == "Accuracy"
     assert loss_axes.get_xlabel() == "epoch"
@@ -116,6 +116,10 @@ def test_learning_curves_tolerate_missing_keys_and_label_several_runs():
     np.testing.assert_allclose(sparse_loss.get_ydata(), [1.0, 0.5, np.nan])
     labels = [line.get_label() for line in accuracy_axes.lines]
     assert "sparse: test accuracy" in labels and "sparse: train accuracy" not in labels
+    (sparse_test,) = [
+        line for line in accuracy_axes.lines if line.get_label() == "sparse: test accuracy"
+    ]
+    np.testing.assert_allclose(sparse_test.get_ydata(), [np.nan, 0.7, np.nan])  # percent as is
 
 
 def test_learning_curves_bad_input(tmp_path):
@@ -127,3 +131,5 @@ def test_learning_curves_bad_input(tmp_path):
         build_learning_curves(tmp_path / "missing")
     with pytest.raises(TypeError, match="runs"):
         build_learning_curves(3)
+    with pytest.raises(ValueError, match="accuracy_unit"):
+        build_learning_curves({"epochs": [{}]}, accuracy_unit="ratio")  # type: ignore[arg-type]

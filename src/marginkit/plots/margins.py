@@ -191,9 +191,11 @@ def target_logit_curves(
 
 
 def _radial_factor(head: MarginHead, feature_norm: float) -> float:
-    """The scale ``s`` of a head that has one, else ``feature_norm``."""
-    if "scale" in head.schedules:
-        return float(head.scale_value())
+    """The scale ``s`` of a normalised head (fixed, scheduled or learned), else
+    ``feature_norm``."""
+    if head.geometry == "normalized":
+        scale = head.scale_value()
+        return float(scale.detach()) if isinstance(scale, torch.Tensor) else float(scale)
     return feature_norm
 
 
@@ -221,10 +223,10 @@ def loss_gradient(
 
     The setting: the target logit is ``r * head.target(cos theta_y)``; each of the other
     ``C - 1`` classes (``C = head.num_classes``) has logit ``r * other_cosine`` and, for
-    Virtual Softmax, the virtual logit is ``r``; ``r`` is the head's scale ``s`` when it has
-    one and ``feature_norm`` (standing for ``||x||`` or ``||W_y|| ||x||``, all class weights
-    of equal norm) otherwise. Then ``L = logsumexp(logits) - target logit`` is
-    differentiated by autograd.
+    Virtual Softmax, the virtual logit is ``r``; ``r`` is the scale ``s`` of a normalised
+    head (its current value if scheduled or learned), otherwise ``feature_norm`` (standing
+    for ``||x||`` or ``||W_y|| ||x||``, all class weights of equal norm). Then
+    ``L = logsumexp(logits) - target logit`` is differentiated by autograd.
 
     Args:
         head: any margin head.

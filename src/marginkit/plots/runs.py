@@ -6,9 +6,10 @@
   ``metrics.json``, with the scheduled hyper-parameters (L-Softmax's lambda, Cam-softmax's
   c, ...) on a twin axis when they change.
 
-``metrics.json`` holds ``{"epochs": [{"epoch": 1, "train_loss": ..., "train_accuracy": ...,
-"test_accuracy": ..., "hyperparameters": {...}, ...}, ...], "final": {...}}``; any key may be
-missing (a missing ``epoch`` counts from 1; a missing value is a gap in the line).
+``metrics.json`` (written by :mod:`marginkit.train`) holds ``{"epochs": [{"epoch": 1,
+"train_loss": ..., "train_accuracy": ..., "validation_accuracy": ..., "test_accuracy": ...,
+"hyperparameters": {...}, ...}, ...], "final": {...}}`` with accuracies in percent; any key
+may be missing (a missing ``epoch`` counts from 1; a missing value is a gap in the line).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -42,7 +43,7 @@ _LINESTYLES = ("-", "--", "-.", ":")
 # --------------------------------------------------------------------------------- ROC
 def _check_curve(name: str, curve: Any) -> tuple[np.ndarray, np.ndarray]:
     """(far, tar) of one curve as float arrays sorted by FAR, validated."""
-    if not isinstance(curve, (tuple, list)) or len(curve) != 2:
+    if not isinstance(curve, (tuple, list, np.ndarray)) or len(curve) != 2:
         raise ValueError(f"curves[{name!r}] must be a pair (far, tar) of 1-D arrays")
     far = as_float_array(curve[0], f"curves[{name!r}] far", ndim=1)
     tar = as_float_array(curve[1], f"curves[{name!r}] tar", ndim=1)
@@ -202,12 +203,6 @@ def _hyperparameter_series(epochs: list[dict[str, Any]]) -> dict[str, np.ndarray
     return table
 
 
-def _as_percent(values: np.ndarray) -> np.ndarray:
-    """Accuracies as percentages: fractions (all finite values <= 1) are multiplied by 100."""
-    finite = values[np.isfinite(values)]
-    return values * 100.0 if finite.size and finite.max() <= 1.0 else values
-
-
 def _normalise_runs(runs: Any) -> list[tuple[str, dict[str, Any]]]:
     if isinstance(runs, (str, Path)) or (isinstance(runs, Mapping) and "epochs" in runs):
         runs = [runs]
@@ -229,7 +224,12 @@ def _normalise_runs(runs: Any) -> list[tuple[str, dict[str, Any]]]:
     return loaded
 
 
-def build_learning_curves(runs: Any, *, title: str | None = None) -> Figure:
+def build_learning_curves(
+    runs: Any,
+    *,
+    accuracy_unit: Literal["percent", "fraction"] = "percent",
+    title: str | None = None,
+) -> Figure:
     """The learning-curve figure (see :func:`learning_curves`), not yet saved.
 
     Returns:
@@ -238,6 +238,9 @@ def build_learning_curves(runs: Any, *, title: str | None = None) -> Figure:
     """
     from matplotlib.ticker import MaxNLocator
 
+    if accuracy_unit not in ("percent", "fraction"):
+        raise ValueError(f"accuracy_unit must be 'percent' or 'fraction'; got {accuracy_unit!r}")
+    to_percent = 100.0 if accuracy_unit == "fraction" else 1.0
     loaded = _normalise_runs(runs)
     fig = new_figure(13.0, 5.5)
     loss_axes, accuracy_axes = fig.subplots(1, 2)
@@ -271,12 +274,16 @@ def build_learning_curves(runs: Any, *, title: str | None = None) -> Figure:
                     markersize=3,
                     label=f"{prefix}{text} loss",
                 )
-        for key, style, text in (("train_accuracy", "-", "train"), ("test_accuracy", "--", "test")):
+        for key, style, text in (
+            ("train_accuracy", "-", "train"),
+            ("validation_accuracy", "-.", "validation"),
+            ("test_accuracy", "--", "test"),
+        ):
             values = _series(epochs, key)
             if np.isfinite(values).any():
                 accuracy_axes.plot(
                     number,
-                    _as_percent(values),
+                    values * to_percent,
                     color=color,
                     linestyle=style,
                     marker="o",
@@ -327,14 +334,20 @@ def build_learning_curves(runs: Any, *, title: str | None = None) -> Figure:
     return fig
 
 
-def learning_curves(runs: Any, path: str | Path, *, title: str | None = None) -> list[Path]:
+def learning_curves(
+    runs: Any,
+    path: str | Path,
+    *,
+    accuracy_unit: Literal["percent", "fraction"] = "percent",
+    title: str | None = None,
+) -> list[Path]:
     """Plot loss and accuracy against epoch for one or more runs; PNG + SVG.
 
     Left: train (solid) and, when recorded, test (dashed) loss; hyper-parameters that change
     over the run (e.g. ``lambda``, ``c``) are drawn dotted on twin axes on the right of this
     panel, one axis per hyper-parameter name (so lambda's 1000 does not flatten c's
-    radians). Right: train and test top-1 accuracy in percent (values that are all <= 1
-    are read as fractions); constant hyper-parameters are listed in its legend. One colour
+    radians). Right: train (solid), validation (dash-dot) and test (dashed) top-1 accuracy
+    in percent; constant hyper-parameters are listed in its legend. One colour
     per run. Missing keys are tolerated: a missing value leaves a gap, a missing series is
     not drawn, a panel with nothing to draw says "not recorded".
 
@@ -343,9 +356,11 @@ def learning_curves(runs: Any, path: str | Path, *, title: str | None = None) ->
             folder holding one; several as a list (labelled by run folder name, or
             ``run 1``...) or a dict of label -> run.
         path: output path without suffix.
+        accuracy_unit: how the accuracies are stored: ``"percent"`` (marginkit's trainer)
+            or ``"fraction"`` (multiplied by 100 for the plot).
         title: figure title.
 
     Returns:
         The PNG and SVG paths.
     """
-    return save_figure(build_learning_curves(runs, title=title), path)
+    return save_figure(build_learning_curves(runs, accuracy_unit=accuracy_unit, title=title), path)
