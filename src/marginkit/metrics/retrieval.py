@@ -67,23 +67,25 @@ def retrieval_metrics(
     totals = torch.zeros(3, dtype=torch.float64)  # sums of P@1, R-precision, AP@R
     ranks = torch.arange(1, depth + 1, dtype=torch.float64)  # (K,)
     for start in range(0, size, chunk_size):
-        stop = min(start + chunk_size, size)
-        rows = torch.arange(start, stop)
-        keep = relevant[rows] > 0
-        if not bool(keep.any()):
+        rows = torch.arange(start, min(start + chunk_size, size))
+        rows = rows[relevant[rows] > 0]
+        if rows.shape[0] == 0:
             continue
-        rows = rows[keep]
         similarity = unit[rows] @ unit.T  # (Q, N)
         similarity[torch.arange(rows.shape[0]), rows] = -torch.inf  # a query is no reference
         nearest = similarity.topk(depth, dim=1).indices  # (Q, K)
-        hits = (labels_t[nearest] == labels_t[rows].unsqueeze(1)).double()  # (Q, K)
-        r = relevant[rows].unsqueeze(1).double()  # (Q, 1)
-        within_r = (ranks.unsqueeze(0) <= r).double()  # (Q, K)
-        hits_within = hits * within_r
-        precision_at_i = hits_within.cumsum(dim=1) / ranks  # (Q, K)
+        del similarity
+        r = relevant[rows]  # (Q,)
+        hits = labels_t[nearest] == labels_t[rows].unsqueeze(1)  # (Q, K) bool
+        hits_within = hits & (ranks.unsqueeze(0) <= r.unsqueeze(1))  # only the first R count
+        found = hits_within.cumsum(dim=1, dtype=torch.int32)  # (Q, K) exact counts
+        # sum_i P(i) rel(i) over i <= R; float64 for the per-query sums
+        precision_sum = (
+            (found / ranks).masked_fill_(~hits_within, 0).sum(dim=1, dtype=torch.float64)
+        )
         totals[0] += hits[:, 0].sum()
-        totals[1] += (hits_within.sum(dim=1) / r.squeeze(1)).sum()
-        totals[2] += ((precision_at_i * hits_within).sum(dim=1) / r.squeeze(1)).sum()
+        totals[1] += (found[:, -1] / r.double()).sum()
+        totals[2] += (precision_sum / r).sum()
     num_queries = int((relevant > 0).sum())
     precision_at_1, r_precision, map_at_r = (totals / num_queries).tolist()
     return {
