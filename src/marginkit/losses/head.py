@@ -20,6 +20,12 @@ The target function (one of :mod:`marginkit.losses.functional`) maps the target 
 margin-shaped value ``f(cos theta_y)``, and the target logit becomes ``r_y f(cos theta_y)``
 with ``r_y`` the radial factor of the geometry (``s``, ``||x||`` or ``||W_y|| ||x||``).
 
+Training (``forward``) goes through the fused margin cross-entropy of
+:mod:`marginkit.losses.fused`: the same loss and gradients as ``F.cross_entropy`` on
+:meth:`MarginHead.margin_logits`, at about the cost of a plain linear layer. For very many
+classes set ``head.chunk_size = 65536`` (or call :meth:`MarginHead.set_chunk_size`): the classes
+are then processed in blocks and the memory beyond the weights is O(B x chunk_size).
+
 All margin arithmetic runs in float32 (or float64 when an input is float64), with autocast
 switched off inside the head: under ``torch.autocast`` the embeddings are up-cast, the
 parameters are never cast in place, and the returned logits and loss are float32.
@@ -28,13 +34,16 @@ parameters are never cast in place, and the returned logits and loss are float32
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginkit.schedules import Schedule, as_schedule
+
+if TYPE_CHECKING:
+    from marginkit.losses.fused import TargetFunction
 
 Geometry = Literal["normalized", "weight_normalized", "unnormalized"]
 
@@ -111,6 +120,7 @@ class MarginHead(nn.Module):
         self.embedding_dim = _check_count("embedding_dim", embedding_dim, 1)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.chunk_size: int | None = None
         self.schedules = nn.ModuleDict(
             {name: as_schedule(value, name) for name, value in hyperparameters.items()}
         )
@@ -237,6 +247,86 @@ class MarginHead(nn.Module):
                 logits = torch.cat([logits, target_radial.unsqueeze(1)], dim=1)  # (B, C + 1)
         return logits, target_cosine.detach()
 
+    def set_chunk_size(self, chunk_size: int | None) -> MarginHead:
+        """Process the classes in blocks of ``chunk_size`` in ``forward`` (None: one block).
+
+        Same loss and gradients; the memory beyond the weights drops from O(B x C) to
+        O(B x chunk_size) at the price of recomputing each block's scores in the backward pass.
+
+        Args:
+            chunk_size: classes per block (>= 1), or None.
+
+        Returns:
+            The head itself.
+        """
+        self.chunk_size = None if chunk_size is None else _check_count("chunk_size", chunk_size, 1)
+        return self
+
+    def _target_function(self) -> TargetFunction:
+        """The fused path's margin: ``(rows, target_weight) -> (target logit, virtual logit,
+        target cosine)`` on (B, D) tensors; see :mod:`marginkit.losses.fused`."""
+        normalized_weight = self.geometry != "unnormalized"
+
+        def target_function(
+            rows: Tensor, target_weight: Tensor
+        ) -> tuple[Tensor, Tensor | None, Tensor]:
+            rows_norm = row_norms(rows)  # (B, 1): the radial factor s or ||x||
+            weight_norm = row_norms(target_weight)  # (B, 1)
+            cosine = ((rows / rows_norm) * (target_weight / weight_norm)).sum(dim=1)  # (B,)
+            if normalized_weight:
+                cosine = cosine.clamp(-1.0, 1.0)
+                radial = rows_norm.squeeze(1)
+            else:
+                radial = (rows_norm * weight_norm).squeeze(1)
+            target_logit = radial * self.target(cosine)  # (B,)
+            virtual_logit = radial if self.virtual_class else None
+            return target_logit, virtual_logit, cosine.detach()
+
+        return target_function
+
+    def _fused_loss(
+        self, embeddings: Tensor, labels: Tensor, class_index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy of the margin logits by the fused path; inputs validated.
+
+        Args:
+            embeddings: (B, D).
+            labels: (B,) class indices in ``[0, C)``.
+            class_index: optional sorted (K,) subset of the classes that must contain every
+                label (class sampling); the loss is then over those K classes only.
+
+        Returns:
+            The scalar loss and the (B,) detached target cosines.
+        """
+        from marginkit.losses.fused import fused_margin_cross_entropy
+
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            dtype = self._compute_dtype(embeddings)
+            x = embeddings.to(dtype)  # (B, D)
+            weight = self.weight.to(dtype)  # (C, D)
+            bias = getattr(self, "bias", None)
+            bias = None if bias is None or self.geometry != "unnormalized" else bias.to(dtype)
+            if class_index is not None:
+                weight = weight[class_index]  # (K, D)
+                bias = None if bias is None else bias[class_index]
+                labels = torch.searchsorted(class_index, labels)
+            if self.geometry == "normalized":
+                scale = self.scale_value()
+                rows = (x / row_norms(x)) * (
+                    scale.to(dtype) if isinstance(scale, Tensor) else scale
+                )
+            else:
+                rows = x
+            return fused_margin_cross_entropy(
+                rows,
+                weight,
+                bias,
+                labels,
+                self._target_function(),
+                normalized_weight=self.geometry != "unnormalized",
+                chunk_size=self.chunk_size,
+            )
+
     # ---------------------------------------------------------------------- public API
     def logits(self, embeddings: Tensor) -> Tensor:
         """Inference scores (B, C): ``cos(theta_j)`` for heads with normalised weights,
@@ -271,8 +361,7 @@ class MarginHead(nn.Module):
             Scalar float32 (float64 for float64 inputs) loss.
         """
         self._check_inputs(embeddings, labels)
-        logits, target_cosine = self._margin_logits(embeddings, labels)
-        loss = F.cross_entropy(logits, labels)
+        loss, target_cosine = self._fused_loss(embeddings, labels)
         if self.training:
             self.advance(target_cosine)
         return loss

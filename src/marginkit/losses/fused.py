@@ -1,0 +1,385 @@
+"""The fast path of every head: one fused (optionally class-chunked) margin cross-entropy.
+
+:meth:`MarginHead._margin_logits <marginkit.losses.head.MarginHead>` builds the training logits
+by composing normalise / matmul / gather / scatter with autograd, which materialises a
+normalised copy of the (C, D) weight and several (B, C) intermediates and their gradients.
+This module computes the same loss and the same gradients with one
+:class:`torch.autograd.Function`:
+
+- the plain scores come from one (B, D) x (D, C) product of the *rows* (``s x / ||x||`` for
+  the normalised geometry, ``x`` otherwise) with the raw weight; for the geometries with
+  normalised weights the columns are divided by the weight norms afterwards, so no
+  normalised copy of the weight exists;
+- the margin touches only the B target entries: the target (and virtual) logits are computed
+  from the (B, D) rows and the (B, D) gathered target weights by a small autograd graph that
+  calls the head's own :meth:`~marginkit.losses.head.MarginHead.target`, so every margin is
+  still written once, in :mod:`marginkit.losses.functional`;
+- the log-sum-exp is taken in place in the one (B, C) score buffer, and the backward pass
+  reuses that buffer (``exp(z - m)``) for the two gradient products; the softmax row factor
+  ``1 / (B S_i)`` is applied to the (B, D) operands instead of the (B, C) buffer, and the
+  weight-normalisation correction ``-((M_j . W_j) / ||W_j||^2) W_j`` is a (C,) reduction;
+- with ``chunk_size`` set, the classes are processed in blocks: an online log-sum-exp
+  forward keeps only (B,) statistics, and the backward recomputes each block's scores, so
+  the memory beyond the weights and their gradient is O(B x chunk_size) instead of O(B x C).
+
+The virtual class of Virtual Softmax is one extra (B,) logit folded into the log-sum-exp,
+never a concatenated (B, C + 1) matrix.
+
+Cosines are clamped to ``[-1, 1]`` as in the reference (gradient zero where the clamp bites);
+the (rare) clamped entries are found from the per-row extrema, so the common case pays no
+mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["TargetFunction", "column_norms", "fused_margin_cross_entropy"]
+
+TargetFunction = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None, Tensor]]
+"""``(rows (B, D), target_weight (B, D)) -> (target_logit (B,), virtual_logit (B,) | None,
+target_cosine (B,))``, differentiable in both arguments."""
+
+
+def column_norms(weight: Tensor) -> Tensor:
+    """Norms of the class weights, (C, D) -> (C,), in one pass when that is exact.
+
+    The plain ``sqrt(sum w^2)`` is used unless some norm is so small or so large that its
+    square loses precision or overflows in the dtype; those weights are then recomputed with
+    the scaled :func:`~marginkit.losses.head.row_norms`.
+    """
+    from marginkit.losses.head import row_norms
+
+    norms = torch.linalg.vector_norm(weight, dim=1)  # (C,)
+    info = torch.finfo(weight.dtype)
+    low = info.tiny**0.5 / info.eps
+    high = (info.max / weight.shape[1]) ** 0.5 * info.eps
+    unsafe = ~((norms > low) & (norms < high))
+    if bool(unsafe.any()):
+        index = unsafe.nonzero().squeeze(1)
+        norms[index] = row_norms(weight[index]).squeeze(1)
+    return norms
+
+
+def _block_scores(
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    inverse_norms: Tensor | None,
+    bound: Tensor | None,
+    out: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Scores of one class block and the clamped entries.
+
+    Args:
+        rows: (B, D) left operand (``s x_hat``, ``x`` ...).
+        weight: (Cb, D) the block's raw class weights.
+        bias: (Cb,) or None.
+        inverse_norms: (Cb,) ``1 / ||W_j||`` for the normalised-weight geometries, or None.
+        bound: (B, 1) the largest allowed magnitude per row (the radial factor), or None.
+        out: optional (B, Cb) buffer to write into.
+
+    Returns:
+        scores: (B, Cb) ``rows . W_j (/ ||W_j||) (+ b_j)``, clamped to ``[-bound, bound]``.
+        clamped: (K, 2) indices of the entries the clamp changed, or None.
+        signs: (K,) +-1, the side each clamped entry was clamped to, or None.
+    """
+    if bias is not None:
+        scores = torch.addmm(bias, rows, weight.t(), out=out)  # (B, Cb)
+    else:
+        scores = torch.mm(rows, weight.t(), out=out)  # (B, Cb)
+    if inverse_norms is not None:
+        scores.mul_(inverse_norms)
+    if bound is None:
+        return scores, None, None
+    over = scores.amax(dim=1, keepdim=True) > bound
+    under = scores.amin(dim=1, keepdim=True) < -bound
+    if not bool((over | under).any()):
+        return scores, None, None
+    high = scores > bound
+    low = scores < -bound
+    clamped = (high | low).nonzero()  # (K, 2)
+    signs = high[clamped[:, 0], clamped[:, 1]].to(scores.dtype) * 2.0 - 1.0  # (K,)
+    torch.maximum(scores, -bound, out=scores)
+    torch.minimum(scores, bound, out=scores)
+    return scores, clamped, signs
+
+
+def _exponentials(
+    scores: Tensor,
+    maximum: Tensor,
+    partition: Tensor | None,
+    target_rows: Tensor,
+    target_columns: Tensor,
+    clamped: Tensor | None,
+) -> tuple[Tensor, Tensor | None]:
+    """``exp(z - maximum)`` of a block, and the weight-normalisation statistic.
+
+    Args:
+        scores: (B, Cb) block scores with the target entries already set to ``-inf``.
+        maximum: (B,) the log-sum-exp shift.
+        partition: (B,) ``sum_j exp(z_ij - maximum_i)`` over all logits, when the
+            statistic ``u_j = sum_i exp(z_ij - maximum_i) z_ij / partition_i`` (over
+            non-target, non-clamped entries) is wanted; else None (then ``scores`` is
+            overwritten in place).
+        target_rows, target_columns: (T,) the block's target entries.
+        clamped: (K, 2) the block's clamped entries or None.
+
+    Returns:
+        (B, Cb) exponentials (target entries 0), and ``u`` (Cb,) or None.
+    """
+    if partition is None:
+        return scores.sub_(maximum.unsqueeze(1)).exp_(), None
+    exponentials = torch.sub(scores, maximum.unsqueeze(1)).exp_()  # (B, Cb)
+    scores[target_rows, target_columns] = 0.0
+    if clamped is not None:
+        scores[clamped[:, 0], clamped[:, 1]] = 0.0
+    statistic = torch.mv(scores.mul_(exponentials).t(), partition.reciprocal())  # (Cb,)
+    return exponentials, statistic
+
+
+def _accumulate_rows(target: Tensor, index: Tensor, values: Tensor) -> None:
+    """``target[index[i]] += values[i]`` with repeated indices summed, (C, D) += (B, D)."""
+    if index.numel() <= 4096:  # a few small adds beat the (C, D)-wide index_add_ on CPU
+        for row, value in zip(index.tolist(), values, strict=True):
+            target[row].add_(value)
+    else:
+        target.index_put_((index,), values, accumulate=True)
+
+
+class _FusedMarginCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of margin logits; see the module docstring."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        rows: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        labels: Tensor,
+        target_function: TargetFunction,
+        normalized_weight: bool,
+        chunk_size: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        batch, num_classes = rows.shape[0], weight.shape[0]
+        block = num_classes if chunk_size is None else min(chunk_size, num_classes)
+        single = block == num_classes
+        batch_index = torch.arange(batch, device=rows.device)
+
+        # The margin: a small graph on the (B, D) rows and the (B, D) target weights.
+        rows_leaf = rows.detach().requires_grad_(rows.requires_grad)
+        target_weight = weight.detach()[labels].requires_grad_(weight.requires_grad)  # (B, D)
+        with torch.enable_grad():
+            target_logit, virtual_logit, target_cosine = target_function(rows_leaf, target_weight)
+        with torch.no_grad():
+            target = target_logit.detach()  # (B,)
+            virtual = None if virtual_logit is None else virtual_logit.detach()
+            bound = None
+            if normalized_weight:
+                from marginkit.losses.head import row_norms
+
+                bound = row_norms(rows)  # (B, 1) |z_ij| <= ||rows_i||: cosines in [-1, 1]
+            # Online log-sum-exp over the non-target classes, `block` classes at a time.
+            maximum = target if virtual is None else torch.maximum(target, virtual)  # (B,)
+            total = torch.zeros_like(maximum)  # (B,) sum_j exp(z_ij - maximum_i), non-target
+            if virtual is not None:
+                total += torch.exp(virtual - maximum)
+            exponentials = inverse_norms = statistic = None
+            clamped_blocks: list[tuple[Tensor, Tensor]] = []
+            for start in range(0, num_classes, block):
+                stop = min(start + block, num_classes)
+                inverse_norms = (
+                    column_norms(weight[start:stop]).reciprocal_() if normalized_weight else None
+                )
+                scores, clamped, signs = _block_scores(
+                    rows,
+                    weight[start:stop],
+                    None if bias is None else bias[start:stop],
+                    inverse_norms,
+                    bound,
+                )  # (B, Cb)
+                if clamped is not None:
+                    clamped_blocks.append((clamped, signs))
+                inside = (labels >= start) & (labels < stop)
+                target_rows, target_columns = batch_index[inside], labels[inside] - start
+                scores[target_rows, target_columns] = -torch.inf
+                block_maximum = torch.maximum(maximum, scores.amax(dim=1))
+                total.mul_(torch.exp(maximum - block_maximum))
+                maximum = block_maximum
+                if single and normalized_weight:
+                    # One block: keep exp(z - maximum) for the backward pass, and the
+                    # statistic of the weight-normalisation correction, while z exists.
+                    exponentials = torch.sub(scores, maximum.unsqueeze(1)).exp_()
+                    total.add_(exponentials.sum(dim=1))
+                    partition = total + torch.exp(target - maximum)
+                    scores[target_rows, target_columns] = 0.0
+                    if clamped is not None:
+                        scores[clamped[:, 0], clamped[:, 1]] = 0.0
+                    statistic = torch.mv(scores.mul_(exponentials).t(), partition.reciprocal())
+                    del scores
+                else:
+                    scores.sub_(maximum.unsqueeze(1)).exp_()
+                    total.add_(scores.sum(dim=1))
+                    if single:
+                        exponentials = scores
+            # loss_i = log(1 + total_i exp(maximum_i - t_i)): the log1p form while the target
+            # is near the maximum keeps tiny losses exact.
+            gap = maximum - target  # (B,) >= 0
+            losses = torch.where(
+                gap < 30.0,
+                torch.log1p(total * torch.exp(gap.clamp_max(30.0))),
+                gap + torch.log(total + torch.exp(-gap)),
+            )
+            loss = losses.mean()
+
+        ctx.block = block
+        ctx.normalized_weight = normalized_weight
+        ctx.clamped_blocks = clamped_blocks
+        ctx.consumed = False
+        ctx.graph = (target_logit, virtual_logit, rows_leaf, target_weight)
+        # The (B, C) buffer is consumed in place by the backward pass: kept on ctx, not
+        # saved (a saved tensor's in-place change is an autograd error).
+        ctx.buffers = (exponentials, inverse_norms, statistic)
+        ctx.save_for_backward(rows, weight, bias, labels, maximum, total, bound)
+        ctx.mark_non_differentiable(target_cosine)
+        return loss, target_cosine.detach()
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor):  # type: ignore[override]
+        rows, weight, bias, labels, maximum, total, bound = ctx.saved_tensors
+        saved_exponentials, saved_inverse_norms, saved_statistic = ctx.buffers
+        target_logit, virtual_logit, rows_leaf, target_weight = ctx.graph
+        batch, num_classes = rows.shape[0], weight.shape[0]
+        block = ctx.block
+        batch_index = torch.arange(batch, device=rows.device)
+        need_rows, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_rows = torch.zeros_like(rows) if need_rows else None
+        grad_weight = torch.empty_like(weight) if need_weight else None
+        grad_bias = torch.empty_like(bias) if (need_bias and bias is not None) else None
+
+        with torch.no_grad():
+            # d loss / d z_ij = p_ij / B off the target, p_ij = exp(z_ij - maximum_i) / partition_i.
+            # The (B, C) buffer holds exp(z - maximum); the row factor grad / (B partition_i)
+            # goes onto the (B, D) operands of the two products instead.
+            partition = total + torch.exp(target_logit.detach() - maximum)  # (B,)
+            row_factor = grad_loss / (batch * partition)  # (B,)
+            scaled_rows = rows * row_factor.unsqueeze(1) if grad_weight is not None else None
+            for start in range(0, num_classes, block):
+                stop = min(start + block, num_classes)
+                block_weight = weight[start:stop]  # (Cb, D)
+                if saved_exponentials is not None and not ctx.consumed:
+                    # (B, C), consumed in place; a second backward (retain_graph) recomputes.
+                    ctx.consumed = True
+                    ctx.buffers = (None, None, None)
+                    exponentials = saved_exponentials
+                    inverse_norms, statistic = saved_inverse_norms, saved_statistic
+                    clamped_list = ctx.clamped_blocks
+                else:
+                    inverse_norms = (
+                        column_norms(block_weight).reciprocal_() if ctx.normalized_weight else None
+                    )
+                    scores, clamped, signs = _block_scores(
+                        rows,
+                        block_weight,
+                        None if bias is None else bias[start:stop],
+                        inverse_norms,
+                        bound,
+                    )  # (B, Cb)
+                    inside = (labels >= start) & (labels < stop)
+                    target_rows, target_columns = batch_index[inside], labels[inside] - start
+                    scores[target_rows, target_columns] = -torch.inf
+                    exponentials, statistic = _exponentials(
+                        scores,
+                        maximum,
+                        partition if ctx.normalized_weight else None,
+                        target_rows,
+                        target_columns,
+                        clamped,
+                    )
+                    del scores
+                    clamped_list = [] if clamped is None else [(clamped, signs)]
+                # Clamped cosines (z = +-||rows_i||): no gradient to the weight; the radial
+                # one d z / d rows_i = +-rows_i / ||rows_i|| remains.
+                for clamped, signs in clamped_list:
+                    values = exponentials[clamped[:, 0], clamped[:, 1]]  # (K,)
+                    exponentials[clamped[:, 0], clamped[:, 1]] = 0.0
+                    if grad_rows is not None:
+                        radial = torch.zeros_like(maximum).index_put_(
+                            (clamped[:, 0],), values * signs, accumulate=True
+                        )  # (B,)
+                        direction = rows / bound.clamp_min(torch.finfo(rows.dtype).tiny)
+                        grad_rows.addcmul_(direction, (radial * row_factor).unsqueeze(1))
+                if grad_bias is not None:
+                    torch.mv(exponentials.t(), row_factor, out=grad_bias[start:stop])
+                if inverse_norms is not None:
+                    exponentials.mul_(inverse_norms)
+                if grad_rows is not None:
+                    grad_rows.addcmul_(exponentials @ block_weight, row_factor.unsqueeze(1))
+                if grad_weight is not None:
+                    block_grad = grad_weight[start:stop]  # (Cb, D)
+                    torch.mm(exponentials.t(), scaled_rows, out=block_grad)
+                    if inverse_norms is not None:
+                        # d z_ij / d W_j = rows_i / ||W_j|| - z_ij W_j / ||W_j||^2:
+                        # the second term is (grad / B) u_j W_j / ||W_j||^2.
+                        coefficient = statistic * inverse_norms.square() * (grad_loss / batch)
+                        block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
+                del exponentials
+
+            # The target (and virtual) logits: d loss / d t_i = (p_iy - 1) / B, which is
+            # -(non-target mass) / B (no cancellation); d loss / d v_i = p_iv / B.
+            outputs = [target_logit]
+            grads = [-total * row_factor]
+            if virtual_logit is not None:
+                outputs.append(virtual_logit)
+                grads.append(torch.exp(virtual_logit.detach() - maximum) * row_factor)
+        leaves = [leaf for leaf in (rows_leaf, target_weight) if leaf.requires_grad]
+        if leaves and target_logit.requires_grad:
+            leaf_grads = torch.autograd.grad(
+                outputs, leaves, grads, retain_graph=True, allow_unused=True
+            )
+            for leaf, leaf_grad in zip(leaves, leaf_grads, strict=True):
+                if leaf_grad is None:
+                    continue
+                if leaf is rows_leaf and grad_rows is not None:
+                    grad_rows.add_(leaf_grad)
+                elif leaf is target_weight and grad_weight is not None:
+                    _accumulate_rows(grad_weight, labels, leaf_grad)
+        return grad_rows, grad_weight, grad_bias, None, None, None, None
+
+
+def fused_margin_cross_entropy(
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    labels: Tensor,
+    target_function: TargetFunction,
+    *,
+    normalized_weight: bool,
+    chunk_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy over margin logits without materialising them through autograd.
+
+    The logits are ``z_ij = rows_i . W_j / ||W_j||`` (``normalized_weight``, clamped to
+    ``+-||rows_i||``, i.e. cosines clamped to ``[-1, 1]``) or ``rows_i . W_j + b_j``, except
+    the target entry ``z_iy``, which is ``target_logit_i`` from ``target_function``, plus an
+    optional virtual logit per row.
+
+    Args:
+        rows: (B, D) left operand (``s x / ||x||``, ``x`` ...), float32 or float64.
+        weight: (C, D) raw class weights, same dtype.
+        bias: (C,) or None (unnormalised geometry only).
+        labels: (B,) int64 class indices in ``[0, C)``.
+        target_function: computes the target logits from ``(rows, weight[labels])``.
+        normalized_weight: whether the non-target logits use normalised weights.
+        chunk_size: classes per block, or None for a single block.
+
+    Returns:
+        loss: scalar mean cross-entropy (differentiable in rows, weight, bias).
+        target_cosine: (B,) detached target cosines (for adaptive schedules).
+    """
+    return _FusedMarginCrossEntropy.apply(
+        rows, weight, bias, labels, target_function, normalized_weight, chunk_size
+    )
