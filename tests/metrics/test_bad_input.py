@@ -160,6 +160,13 @@ def test_too_few_pairs_for_a_far_is_reported_unavailable_never_estimated() -> No
             "no mated probe",
         ),
         (
+            lambda: label_noise_report(
+                build("cosface", num_classes=2, embedding_dim=3), EMBEDDINGS, LABELS, LABELS, 1.5
+            ),
+            ValueError,
+            r"test_accuracy must lie in \[0, 1\]",
+        ),
+        (
             lambda: label_noise_report(torch.nn.Linear(3, 2), EMBEDDINGS, LABELS, LABELS),
             TypeError,
             "head must be a marginkit MarginHead",

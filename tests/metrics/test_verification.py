@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from marginkit.metrics import (
+    assign_folds,
     auc,
     cosine_scores,
     equal_error_rate,
@@ -245,8 +246,21 @@ def test_verification_report_bundles_the_measures() -> None:
     assert report["auc"] == pytest.approx(roc_auc_score(same, scores), abs=1e-12)
     assert report["eer"] == pytest.approx(equal_error_rate(scores, same)[0], abs=0)
     assert [p["available"] for p in report["tar_at_far"]] == [True, True, False, False]
-    assert report["ten_fold"] == lfw_ten_fold(scores, same, pairs.fold)
+    assert report["ten_fold"] == {
+        **lfw_ten_fold(scores, same, pairs.fold),
+        "fold_source": "given",
+    }
     assert len(report["roc"]["far"]) == 50 and report["roc"]["thresholds"][0] is None
     assert report["roc"]["far"][-1] == 1.0 and report["roc"]["tar"][-1] == 1.0
     assert report["auc"] > 0.9
-    assert verification_report(first, second, pairs.same)["ten_fold"] is None
+    # no folds (or a single one, as in LFW View 1 files): folds are assigned, and said so
+    for fold in (None, torch.zeros(600, dtype=torch.int64)):
+        assigned = verification_report(first, second, pairs.same, fold)["ten_fold"]
+        assert assigned["fold_source"].startswith("assigned: 10 folds")
+        expected = lfw_ten_fold(scores, same, assign_folds(pairs.same))
+        assert assigned["accuracies"] == expected["accuracies"]
+
+
+def test_assign_folds_deals_each_kind_round_robin() -> None:
+    same = torch.tensor([True, True, False, True, False, False, True])
+    assert assign_folds(same, num_folds=2).tolist() == [0, 1, 0, 0, 1, 0, 1]

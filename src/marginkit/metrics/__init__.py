@@ -44,6 +44,7 @@ from marginkit.metrics.roc import (
 from marginkit.metrics.sphere import class_centres
 from marginkit.metrics.verification import (
     Pairs,
+    assign_folds,
     cosine_scores,
     lfw_ten_fold,
     make_pairs,
@@ -56,6 +57,7 @@ __all__ = [
     "Pairs",
     "RocCurve",
     "angular_geometry",
+    "assign_folds",
     "auc",
     "class_centres",
     "cosine_scores",

@@ -19,6 +19,7 @@ advances and no parameter gradient is accumulated.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -163,8 +164,13 @@ def label_noise_report(
         raise TypeError(f"num_bins must be an int; got {type(num_bins).__name__}")
     if num_bins < 1:
         raise ValueError(f"num_bins must be >= 1; got {num_bins}")
-    if test_accuracy is not None and not 0.0 <= float(test_accuracy) <= 1.0:
-        raise ValueError(f"test_accuracy must lie in [0, 1] or be None; got {test_accuracy}")
+    if test_accuracy is not None:
+        if isinstance(test_accuracy, bool) or not isinstance(test_accuracy, numbers.Real):
+            raise TypeError(
+                f"test_accuracy must be a float or None; got {type(test_accuracy).__name__}"
+            )
+        if not 0.0 <= test_accuracy <= 1.0:
+            raise ValueError(f"test_accuracy must lie in [0, 1] or be None; got {test_accuracy}")
     angles = target_angles(head, embeddings_t, training_t)
     gradients = per_sample_gradient_norms(head, embeddings_t, training_t, chunk_size)
     flipped = (training_t != clean_t).numpy()

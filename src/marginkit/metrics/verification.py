@@ -47,6 +47,7 @@ from marginkit.metrics.sphere import normalize_rows
 __all__ = [
     "MAX_ENUMERATED_PAIRS",
     "Pairs",
+    "assign_folds",
     "auc",
     "cosine_scores",
     "equal_error_rate",
@@ -245,6 +246,30 @@ def _deal(count: int, num_folds: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- LFW 10-fold
+def assign_folds(same: ArrayLike, num_folds: int = 10) -> Tensor:
+    """Deterministic folds for pairs that have none (e.g. LFW View 1's ``pairsDevTest.txt``).
+
+    The positives, in their given order, are dealt to folds ``0, 1, ..., num_folds - 1,
+    0, 1, ...``, and so are the negatives, so every fold holds the same share of each.
+
+    Args:
+        same: (P,) booleans, True for positive pairs.
+        num_folds: number of folds (>= 2).
+
+    Returns:
+        (P,) int64 fold of each pair.
+    """
+    same_t = as_flags("same", same)
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int):
+        raise TypeError(f"num_folds must be an int; got {type(num_folds).__name__}")
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be >= 2; got {num_folds}")
+    fold = torch.empty(same_t.shape[0], dtype=torch.int64)
+    for kind in (same_t, ~same_t):
+        fold[kind] = torch.arange(int(kind.sum())) % num_folds
+    return fold
+
+
 def lfw_ten_fold(scores: ArrayLike, same: ArrayLike, fold: ArrayLike) -> dict[str, Any]:
     """The LFW protocol: per fold, a threshold fitted on the other folds, accuracy on it.
 
@@ -322,21 +347,27 @@ def verification_report(
     fold: ArrayLike | None = None,
     fars: Sequence[float] | float = DEFAULT_FARS,
     max_roc_points: int = 1000,
+    num_folds: int = 10,
 ) -> dict[str, Any]:
     """Everything about a set of verification pairs, as a JSON-serialisable dict.
+
+    The k-fold accuracy uses the given folds (LFW View 2 ``pairs.txt``: 0..9); when
+    ``fold`` is None or names a single fold (View 1 files), ``num_folds`` folds are
+    assigned by :func:`assign_folds` and the report says so (``ten_fold["fold_source"]``).
 
     Args:
         embeddings_first: (P, D) embedding of the first image of each pair.
         embeddings_second: (P, D) embedding of the second image.
         same: (P,) booleans, True for pairs of one identity.
-        fold: optional (P,) fold of each pair; adds the LFW 10-fold result.
+        fold: optional (P,) fold of each pair.
         fars: FARs for TAR@FAR, each in (0, 1).
         max_roc_points: the stored ROC is thinned to at most this many points.
+        num_folds: folds to assign when ``fold`` gives fewer than two.
 
     Returns:
         ``{"num_pairs", "num_positive", "num_negative", "auc", "eer", "eer_threshold",
         "tar_at_far": [OperatingPoint.to_dict(), ...], "roc": {"far", "tar",
-        "thresholds"}, "ten_fold": {...} or None}``.
+        "thresholds"}, "ten_fold": {... as lfw_ten_fold, "fold_source"}}``.
     """
     checked_fars = check_fars(fars)
     if isinstance(max_roc_points, bool) or not isinstance(max_roc_points, int):
@@ -346,6 +377,15 @@ def verification_report(
     scores = cosine_scores(embeddings_first, embeddings_second)
     same_t = as_flags("same", same)
     check_same_length(embeddings_first=torch.from_numpy(scores), same=same_t)
+    fold_source = "given"
+    if fold is not None:
+        fold = as_labels("fold", fold)
+        check_same_length(embeddings_first=torch.from_numpy(scores), fold=fold)
+    if fold is None or torch.unique(fold).numel() < 2:
+        fold_source = (
+            f"assigned: {num_folds} folds dealt round-robin within positives and negatives"
+        )
+        fold = assign_folds(same_t, num_folds)
     scores_np, same_np = _checked(scores, same_t)
     curve = _roc(scores_np, same_np)
     eer, eer_threshold = _equal_error_rate(curve)
@@ -360,5 +400,5 @@ def verification_report(
             operating_point(curve, far, "negative pairs").to_dict() for far in checked_fars
         ],
         "roc": curve.to_dict(max_points=max_roc_points),
-        "ten_fold": None if fold is None else lfw_ten_fold(scores_np, same_np, fold),
+        "ten_fold": {**lfw_ten_fold(scores_np, same_np, fold), "fold_source": fold_source},
     }
