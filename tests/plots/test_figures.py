@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -60,3 +63,11 @@ def test_palette_names_come_from_class_names_and_must_cover_every_class():
     assert class_palette(np.array([1, 2]), ["zero", "one", "two"]).names == ("one", "two")
     with pytest.raises(ValueError, match="class_names"):
         class_palette(np.array([0, 5]), ["a", "b"])
+
+
+def test_importing_the_plots_package_does_not_import_matplotlib():
+    code = "import sys, marginkit.plots; print('matplotlib' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

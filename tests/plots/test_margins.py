@@ -54,6 +54,8 @@ def test_target_curves_are_the_heads_target_values():
         np.testing.assert_allclose(line.get_ydata(), expected.numpy(), atol=1e-12)
     assert "radial factor" in value_axes.get_ylabel()
     assert "radians" in value_axes.get_xlabel()
+    ticks = [label.get_text() for label in value_axes.get_xticklabels()]
+    assert ticks == ["0\n0°", "π/4\n45°", "π/2\n90°", "3π/4\n135°", "π\n180°"]
     assert slope_axes.get_ylabel() == "df/dθ_y (per radian)"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [

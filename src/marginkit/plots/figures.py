@@ -181,19 +181,9 @@ def add_class_key(
         )
 
 
-def set_angle_ticks(axes: Axes, axis: str = "x", upper: float = math.pi) -> None:
-    """Ticks at multiples of pi/4 up to ``upper`` radians, labelled in radians and degrees.
-
-    Args:
-        axes: the axes.
-        axis: ``"x"`` or ``"y"``.
-        upper: the largest angle shown (radians).
-    """
-    labels = {0: "0", 1: "π/4", 2: "π/2", 3: "3π/4", 4: "π"}
-    ticks = [k for k in range(5) if k * math.pi / 4 <= upper + 1e-12]
-    positions = [k * math.pi / 4 for k in ticks]
-    texts = [f"{labels[k]}\n{45 * k}°" for k in ticks]
-    if axis == "x":
-        axes.set_xticks(positions, texts)
-    else:
-        axes.set_yticks(positions, [text.replace("\n", " = ") for text in texts])
+def set_angle_ticks(axes: Axes) -> None:
+    """x ticks at multiples of pi/4 on ``[0, pi]``, labelled in radians and degrees."""
+    names = ("0", "π/4", "π/2", "3π/4", "π")
+    axes.set_xticks(
+        [k * math.pi / 4 for k in range(5)], [f"{name}\n{45 * k}°" for k, name in enumerate(names)]
+    )

@@ -217,7 +217,7 @@ def build_label_noise_histograms(
         axes.axvline(median, color=color, linestyle="--", linewidth=1.2)
     if unit == "radians" and low >= 0.0 and high <= math.pi:
         axes.set_xlim(0.0, math.pi)
-        set_angle_ticks(axes, "x")
+        set_angle_ticks(axes)
     axes.set_xlabel(quantity if unit is None else f"{quantity} ({unit})")
     axes.set_ylabel("density")
     axes.legend(loc="best", framealpha=0.9)

@@ -114,7 +114,7 @@ def target_and_derivative(head: MarginHead, theta: torch.Tensor) -> tuple[np.nda
 
 def _style_theta_axis(axes: Axes) -> None:
     axes.set_xlim(0.0, math.pi)
-    set_angle_ticks(axes, "x")
+    set_angle_ticks(axes)
     axes.set_xlabel("θ_y: angle between the embedding and its class weight (radians)")
     axes.axhline(0.0, color="0.75", linewidth=0.8, zorder=0)
     axes.grid(True, color="0.92")

@@ -327,7 +327,7 @@ def build_learning_curves(
         more_handles, more_labels = twin.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     if handles:
-        loss_axes.legend(handles, labels, loc="upper right", fontsize="small", framealpha=0.9)
+        loss_axes.legend(handles, labels, loc="best", fontsize="small", framealpha=0.9)
     if accuracy_axes.lines:
         accuracy_axes.legend(loc="lower right", fontsize="small", framealpha=0.9)
     fig.suptitle("Learning curves" if title is None else title)
