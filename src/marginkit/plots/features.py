@@ -51,17 +51,17 @@ def _draw_rays(
     """Rays from the origin along the unit ``directions`` (C, 2), coloured by class."""
     import matplotlib.patheffects as path_effects
 
-    outline = [path_effects.Stroke(linewidth=3.4, foreground="black"), path_effects.Normal()]
+    outline = [path_effects.Stroke(linewidth=2.8, foreground="black"), path_effects.Normal()]
     for index, direction in zip(classes, directions[classes], strict=True):
         color = palette.colors_of(np.array([index]))[0]
         axes.plot(
             [0.0, length * direction[0]],
             [0.0, length * direction[1]],
             color=color,
-            linewidth=1.8,
+            linewidth=1.5,
             solid_capstyle="round",
             path_effects=outline,
-            zorder=3,
+            zorder=1.5,  # under the points (zorder 2), so the rays never hide them
             gid=f"weight-ray-{index}",
         )
 
@@ -115,6 +115,7 @@ def build_features_2d(
         alpha=_POINT_ALPHA,
         linewidths=0,
         rasterized=True,
+        zorder=2,
     )
     radius = float(np.quantile(np.linalg.norm(points, axis=1), 0.99))
     radius = radius if radius > 0 else 1.0
@@ -140,6 +141,7 @@ def build_features_2d(
             alpha=_POINT_ALPHA,
             linewidths=0,
             rasterized=True,
+            zorder=2,
         )
         if directions is not None:
             _draw_rays(circle, directions, 1.2, palette, classes)
