@@ -41,6 +41,7 @@ def test_features_2d_legend_titles_labels_and_rays():
         class_names=["a", "b", "c", "d"],
     )
     raw, circle = fig.axes[:2]
+    assert fig.get_suptitle() == "2-D features by class (rays: directions of the class weights W_c)"
     assert raw.get_title() == "Raw features"
     assert circle.get_title() == "Projected onto the unit circle"
     assert "feature 1" in raw.get_xlabel()

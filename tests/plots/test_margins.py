@@ -57,6 +57,7 @@ def test_target_curves_are_the_heads_target_values():
     ticks = [label.get_text() for label in value_axes.get_xticklabels()]
     assert ticks == ["0\n0°", "π/4\n45°", "π/2\n90°", "3π/4\n135°", "π\n180°"]
     assert slope_axes.get_ylabel() == "df/dθ_y (per radian)"
+    assert fig.get_suptitle().startswith("Target logit against the target angle")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [
         "softmax",
@@ -189,3 +190,10 @@ def test_describe_head_shows_current_hyperparameters_without_scale():
 def test_gradient_curves_bad_input(heads, kwargs, error, match):
     with pytest.raises(error, match=match):
         build_gradient_curves(heads, **kwargs)
+
+
+def test_target_logit_curves_bad_input():
+    with pytest.raises(ValueError, match="heads is empty"):
+        build_target_logit_curves({})
+    with pytest.raises(TypeError, match=r"heads\['w'\] must be a marginkit MarginHead"):
+        build_target_logit_curves({"w": "arcface"})  # type: ignore[dict-item]
