@@ -380,6 +380,7 @@ def fused_margin_cross_entropy(
         loss: scalar mean cross-entropy (differentiable in rows, weight, bias).
         target_cosine: (B,) detached target cosines (for adaptive schedules).
     """
-    return _FusedMarginCrossEntropy.apply(
+    loss, target_cosine = _FusedMarginCrossEntropy.apply(
         rows, weight, bias, labels, target_function, normalized_weight, chunk_size
     )
+    return loss, target_cosine.detach()

@@ -300,6 +300,7 @@ class MarginHead(nn.Module):
         """
         from marginkit.losses.fused import fused_margin_cross_entropy
 
+        labels = labels.long()
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             dtype = self._compute_dtype(embeddings)
             x = embeddings.to(dtype)  # (B, D)
