@@ -108,7 +108,13 @@ def test_learning_curves_from_a_run_folder(tmp_path):
 
 
 def test_learning_curves_tolerate_missing_keys_and_label_several_runs():
-    sparse = {"epochs": [{"train_loss": 1.0}, {"train_loss": 0.5, "test_accuracy": 0.7}, {}]}
+    sparse = {
+        "epochs": [
+            {"train_loss": 1.0, "hyperparameters": None},
+            {"train_loss": 0.5, "test_accuracy": 0.7, "hyperparameters": ["not", "a", "dict"]},
+            {},
+        ]
+    }
     fig = build_learning_curves({"full": _metrics(3, with_lambda=False), "sparse": sparse})
     loss_axes, accuracy_axes = fig.axes  # nothing changes, so no twin axis
     (sparse_loss,) = [line for line in loss_axes.lines if line.get_label() == "sparse: train loss"]

@@ -192,15 +192,11 @@ def _epoch_numbers(epochs: list[dict[str, Any]]) -> np.ndarray:
 
 
 def _hyperparameter_series(epochs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    names: list[str] = []
-    for entry in epochs:
-        for key in entry.get("hyperparameters") or {}:
-            if key not in names:
-                names.append(key)
-    table = {}
-    for key in names:
-        table[key] = _series([entry.get("hyperparameters") or {} for entry in epochs], key)
-    return table
+    """(E,) values per epoch of every hyper-parameter any epoch records (NaN elsewhere)."""
+    tables = [entry.get("hyperparameters") for entry in epochs]
+    tables = [table if isinstance(table, dict) else {} for table in tables]
+    names = list(dict.fromkeys(key for table in tables for key in table))
+    return {key: _series(tables, key) for key in names}
 
 
 def _normalise_runs(runs: Any) -> list[tuple[str, dict[str, Any]]]:
