@@ -1,0 +1,240 @@
+"""The ``marginkit`` command: a thin argparse layer over :mod:`marginkit.train` and
+:mod:`marginkit.evaluate`.
+
+Commands::
+
+    marginkit                      # = marginkit compare: every loss on the digits, a table
+    marginkit compare [--epochs N] [--losses a,b]
+    marginkit train --dataset mnist --data-dir DIR --backbone lenetpp --embedding-dim 2 \\
+        --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
+    marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
+
+torch is imported only inside the commands, so ``marginkit --help`` is instant. Errors in
+the user's input print one line ``marginkit: error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+_EPILOG_LOSS_ARGS = """\
+loss arguments (--loss-arg NAME=VALUE, repeatable):
+  numbers, true/false, pi expressions (pi/4), or schedules:
+  warmup:TARGET:STEPS[:START]  ramp[:START:END:RATE]  adaptive[:START:MIN:Q:MOMENTUM:RATE]
+  power:BASE:GAMMA:POWER[:MIN]  lsoftmax  sphereface  constant:VALUE
+  e.g. --loss-arg margin=warmup:0.5:1000  --loss-arg c=ramp  --loss-arg lambda_=sphereface
+"""
+
+
+class _UsageError(Exception):
+    """An error in the user's input, reported as one line with exit status 2."""
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``train``; defaults are SUPPRESS so only given flags override the config."""
+    add = parser.add_argument
+    hidden = argparse.SUPPRESS
+    add("--config", default=None, help="YAML file with any of the options below")
+    add("--dataset", default=hidden, help="digits, mnist, fashion-mnist, kmnist, cifar10, ...")
+    add("--data-dir", dest="data_dir", default=hidden, help="folder holding the data files")
+    add("--cache-dir", dest="cache_dir", default=hidden, help="download cache folder")
+    add("--no-download", dest="download", action="store_false", default=hidden)
+    add("--classes", default=hidden, help="known-class subset, e.g. 0-6 or 0,2,5-7")
+    add("--label-noise", dest="label_noise", type=float, default=hidden)
+    add("--validation-fraction", dest="validation_fraction", type=float, default=hidden)
+    add("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=hidden)
+    add("--image-size", dest="image_size", type=int, nargs="+", default=hidden)
+    add("--min-images-per-person", dest="min_images_per_person", type=int, default=hidden)
+    add("--pairs-file", dest="pairs_file", default=hidden)
+    add("--backbone", default=hidden, help="lenetpp, mnistnet, resnet20, facenet, mlp")
+    add("--embedding-dim", dest="embedding_dim", type=int, default=hidden)
+    add("--loss", default=hidden, help="softmax, lsoftmax, sphereface, normface, cosface, ...")
+    add("--loss-arg", dest="loss_arg", action="append", default=None, metavar="NAME=VALUE")
+    add("--epochs", type=int, default=hidden)
+    add("--batch-size", dest="batch_size", type=int, default=hidden)
+    add("--eval-batch-size", dest="eval_batch_size", type=int, default=hidden)
+    add("--optimizer", choices=["sgd", "adamw"], default=hidden)
+    add("--lr", type=float, default=hidden)
+    add("--momentum", type=float, default=hidden)
+    add("--weight-decay", dest="weight_decay", type=float, default=hidden)
+    add("--lr-schedule", dest="lr_schedule", choices=["step", "cosine", "constant"], default=hidden)
+    add("--milestones", type=int, nargs="+", default=hidden, help="epochs of the step decay")
+    add("--lr-gamma", dest="lr_gamma", type=float, default=hidden)
+    add("--warmup-epochs", dest="warmup_epochs", type=int, default=hidden)
+    add("--seed", type=int, default=hidden)
+    add("--threads", type=int, default=hidden)
+    add("--log-every", dest="log_every", type=int, default=hidden)
+    add("--out", default=hidden, help="run folder (required)")
+    add("--resume", action="store_true", help="continue the run in --out")
+    add("--overwrite", action="store_true", help="replace the run in --out")
+    add("--quiet", action="store_true", help="no progress lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``marginkit`` argument parser (no heavy imports)."""
+    parser = argparse.ArgumentParser(
+        prog="marginkit",
+        description="Margin-based softmax losses: train, evaluate and compare. "
+        "Without a command: train every loss briefly on the digits and print a table.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train a backbone with a margin loss into a run folder",
+        epilog=_EPILOG_LOSS_ARGS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _train_arguments(train)
+    evaluate = commands.add_parser("eval", help="evaluate a saved run (writes eval.json)")
+    evaluate.add_argument("run_dir", help="run folder written by marginkit train")
+    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    evaluate.add_argument(
+        "--save-embeddings",
+        dest="save_embeddings",
+        default=None,
+        metavar="FILE",
+        help="write the split's embeddings and labels (.npz)",
+    )
+    evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+    compare = commands.add_parser("compare", help="every loss on the digits: accuracy table")
+    compare.add_argument("--epochs", type=int, default=15)
+    compare.add_argument("--losses", default=None, help="comma-separated loss names")
+    compare.add_argument("--embedding-dim", dest="embedding_dim", type=int, default=32)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: fastest for these small nets)"
+    )
+    compare.add_argument("--verbose", action="store_true", help="per-epoch progress lines")
+    return parser
+
+
+# ---------------------------------------------------------------------------- commands
+def _train(args: argparse.Namespace) -> int:
+    from marginkit.train import TrainConfig, fit, load_config, parse_loss_arg
+
+    given = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "config", "loss_arg", "resume", "overwrite", "quiet")
+    }
+    if "image_size" in given:
+        size = given["image_size"]
+        given["image_size"] = size[0] if len(size) == 1 else size
+    values: dict[str, Any] = {}
+    out = given.get("out")
+    if out is None:
+        raise _UsageError("train: --out RUN_FOLDER is required")
+    if args.config is not None:
+        values = load_config(args.config).to_dict()
+    elif args.resume:
+        from pathlib import Path
+
+        saved = Path(out) / "config.yaml"
+        if saved.is_file():  # `marginkit train --out runs/x --resume` continues as saved
+            values = load_config(saved).to_dict()
+    values.update(given)
+    if args.loss_arg:
+        values["loss_args"] = dict(values.get("loss_args") or {})
+        for text in args.loss_arg:
+            name, value = parse_loss_arg(text)
+            values["loss_args"][name] = value
+    config = TrainConfig.from_dict(values, source="options")
+    result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    final = result.final
+    accuracy = final.get("test_accuracy")
+    shown = "n/a" if accuracy is None else f"{accuracy:.2f}%"
+    print(f"{config.out}: test accuracy {shown}, train loss {final.get('train_loss', 'n/a')}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from marginkit.evaluate import evaluate_run
+
+    report = evaluate_run(
+        args.run_dir,
+        split=args.split,
+        save_embeddings=args.save_embeddings,
+        batch_size=args.batch_size,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import time
+
+    from marginkit.losses import resolve
+    from marginkit.train import TrainConfig, compare, format_table
+
+    names = None if args.losses is None else [n.strip() for n in args.losses.split(",")]
+    for name in names or []:
+        resolve(name)  # a bad name fails before anything is printed or trained
+    base = TrainConfig(
+        dataset="digits",
+        backbone="mlp",
+        embedding_dim=args.embedding_dim,
+        epochs=args.epochs,
+        batch_size=64,
+        lr=0.05,
+        lr_schedule="cosine",
+        seed=args.seed,
+        threads=args.threads,
+        log_every=0,
+    )
+    start = time.perf_counter()
+    print(
+        f"Training every loss for {args.epochs} epochs on the 8x8 digits "
+        f"(mlp, {args.embedding_dim}-D embedding, SGD, seed {args.seed})...",
+        file=sys.stderr,
+    )
+    rows = compare(names, base, progress=args.verbose)
+    print(format_table(rows))
+    print(f"total {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``marginkit`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["compare", *(argv or [])])
+    handlers = {"train": _train, "eval": _eval, "compare": _compare}
+    try:
+        return handlers[args.command](args)
+    except _UsageError as error:
+        parser.exit(2, f"marginkit: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "marginkit: interrupted\n")
+    except Exception as error:
+        if _is_user_error(error):
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            parser.exit(2, f"marginkit: error: {message}\n")
+        raise
+    return 0
+
+
+def _is_user_error(error: Exception) -> bool:
+    """Errors caused by the user's input (reported in one line) rather than bugs.
+
+    marginkit reports bad input as ``ValueError`` (``ConfigError``, ``DataError``,
+    ``RunFolderError`` are subclasses); set ``MARGINKIT_DEBUG=1`` to see the traceback.
+    """
+    import os
+
+    from marginkit.train import NonFiniteLossError
+
+    if os.environ.get("MARGINKIT_DEBUG"):
+        return False
+    return isinstance(error, (ValueError, NonFiniteLossError, FileNotFoundError))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m marginkit.cli``: the same as the ``marginkit`` console script."""
+
+import sys
+
+from marginkit.cli import main
+
+sys.exit(main())

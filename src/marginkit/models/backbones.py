@@ -1,0 +1,333 @@
+"""The backbone networks and their name registry.
+
+Every backbone maps a batch of inputs (B, *input_shape) to embeddings (B, embedding_dim)
+through a final ``nn.Linear`` with nothing after it, so the margin head sees the raw
+features (their norm matters for the unnormalised losses; the angle for all of them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "BACKBONES",
+    "MLP",
+    "FaceNet",
+    "LeNetPP",
+    "MNISTNet",
+    "ResNet20",
+    "available_backbones",
+    "build_backbone",
+]
+
+
+# --------------------------------------------------------------------------- validation
+def _check_shape(input_shape: Sequence[int], *, image: bool, name: str) -> tuple[int, ...]:
+    """Validate ``input_shape`` as a tuple of positive ints; (C, H, W) when ``image``."""
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise TypeError(f"input_shape must be a sequence of ints; got {type(input_shape).__name__}")
+    shape = tuple(input_shape)
+    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"input_shape must be positive ints; got {input_shape!r}")
+    if image and len(shape) != 3:
+        raise ValueError(
+            f"backbone {name!r} needs image inputs, input_shape (C, H, W); got {shape}"
+        )
+    return shape
+
+
+def _check_embedding_dim(embedding_dim: int) -> int:
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int):
+        raise TypeError(f"embedding_dim must be an int; got {type(embedding_dim).__name__}")
+    if embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be >= 1; got {embedding_dim}")
+    return embedding_dim
+
+
+def _check_min_size(shape: tuple[int, ...], minimum: int, name: str) -> None:
+    if shape[1] < minimum or shape[2] < minimum:
+        raise ValueError(
+            f"backbone {name!r} needs images of at least {minimum}x{minimum}; "
+            f"got input_shape {shape}"
+        )
+
+
+def _flat_features(features: nn.Module, shape: tuple[int, ...]) -> int:
+    """Number of features ``features`` produces for one input of ``shape``."""
+    with torch.no_grad():
+        return int(features(torch.zeros(1, *shape)).flatten(1).shape[1])
+
+
+# --------------------------------------------------------------------------------- MLP
+class MLP(nn.Module):
+    """A multi-layer perceptron for vector inputs (anything is flattened first).
+
+    ``Linear -> BatchNorm1d -> ReLU`` per hidden layer, then a linear layer to the
+    embedding.
+
+    Args:
+        input_shape: shape of one input, e.g. ``(64,)`` or ``(1, 8, 8)``.
+        embedding_dim: embedding width D.
+        hidden: widths of the hidden layers.
+    """
+
+    def __init__(
+        self, input_shape: Sequence[int], embedding_dim: int, hidden: Sequence[int] = (256, 256)
+    ) -> None:
+        super().__init__()
+        shape = _check_shape(input_shape, image=False, name="mlp")
+        embedding_dim = _check_embedding_dim(embedding_dim)
+        widths = [math.prod(shape), *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width_in, width_out in itertools.pairwise(widths):
+            layers += [nn.Linear(width_in, width_out), nn.BatchNorm1d(width_out), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], embedding_dim))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.layers(inputs)  # (B, *input_shape) -> (B, D)
+
+
+# ------------------------------------------------------------------------------ LeNet++
+class LeNetPP(nn.Module):
+    """LeNet++: the MNIST net of the center-loss paper (Wen et al., ECCV 2016), used for
+    the 2-D feature pictures of L-Softmax (Liu et al., ICML 2016).
+
+    Three stages of two 5x5 convolutions (32-32, 64-64, 128-128 channels, padding 2), each
+    followed by PReLU, and a 2x2 max-pool after each stage; then a linear layer to the
+    embedding (with ``embedding_dim=2`` it draws the classic 2-D feature picture).
+    For 28x28 inputs: 28 -> 14 -> 7 -> 3, so the linear layer sees 128 * 3 * 3 features.
+
+    Args:
+        input_shape: (C, H, W), at least 8x8.
+        embedding_dim: embedding width D.
+    """
+
+    def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
+        super().__init__()
+        shape = _check_shape(input_shape, image=True, name="lenetpp")
+        _check_min_size(shape, 8, "lenetpp")
+        embedding_dim = _check_embedding_dim(embedding_dim)
+        layers: list[nn.Module] = []
+        channels_in = shape[0]
+        for channels in (32, 64, 128):
+            for _ in range(2):
+                layers += [nn.Conv2d(channels_in, channels, 5, padding=2), nn.PReLU(channels)]
+                channels_in = channels
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.embedding = nn.Linear(_flat_features(self.features, shape), embedding_dim)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        features = self.features(inputs)  # (B, 128, H/8, W/8)
+        return self.embedding(features.flatten(1))  # (B, D)
+
+
+# ----------------------------------------------------------------------------- MNISTNet
+def _conv_bn(channels_in: int, channels_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels_out),
+        nn.PReLU(channels_out),
+    ]
+
+
+class MNISTNet(nn.Module):
+    """The official L-Softmax MNIST network (Liu et al., ICML 2016; reference sheet).
+
+    A 3x3 convolution to 64 channels, then three stages of three 3x3 convolutions (64, 128
+    and 256 channels), batch norm after every convolution, a 2x2 max-pool after each stage,
+    and a linear layer to the embedding (the paper's FC 512 is ``embedding_dim=512``).
+    The activation after each batch norm is PReLU (the reference sheet does not name one).
+
+    Args:
+        input_shape: (C, H, W), at least 8x8.
+        embedding_dim: embedding width D.
+    """
+
+    def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
+        super().__init__()
+        shape = _check_shape(input_shape, image=True, name="mnistnet")
+        _check_min_size(shape, 8, "mnistnet")
+        embedding_dim = _check_embedding_dim(embedding_dim)
+        layers = _conv_bn(shape[0], 64)
+        channels_in = 64
+        for channels in (64, 128, 256):
+            for _ in range(3):
+                layers += _conv_bn(channels_in, channels)
+                channels_in = channels
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.embedding = nn.Linear(_flat_features(self.features, shape), embedding_dim)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        features = self.features(inputs)  # (B, 256, H/8, W/8)
+        return self.embedding(features.flatten(1))  # (B, D)
+
+
+# ----------------------------------------------------------------------------- ResNet20
+class _BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or channels_in != channels_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(channels_in, channels_out, 1, stride, bias=False),
+                nn.BatchNorm2d(channels_out),
+            )
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(inputs)))  # (B, C_out, H/s, W/s)
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(inputs))
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 for 32x32 images (He et al., CVPR 2016, section 4.2).
+
+    A 3x3 convolution to 16 channels, three stages of three basic blocks (16, 32, 64
+    channels; stride 2 at the start of the second and third), global average pooling and a
+    linear layer to the embedding. Down-sampling shortcuts are 1x1 conv + batch norm
+    (the paper's option B) -- about 0.27 M parameters before the embedding layer.
+
+    Args:
+        input_shape: (C, H, W), at least 8x8 (32x32 for CIFAR/SVHN).
+        embedding_dim: embedding width D.
+    """
+
+    def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
+        super().__init__()
+        shape = _check_shape(input_shape, image=True, name="resnet20")
+        _check_min_size(shape, 8, "resnet20")
+        embedding_dim = _check_embedding_dim(embedding_dim)
+        self.stem = nn.Sequential(
+            nn.Conv2d(shape[0], 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        blocks: list[nn.Module] = []
+        channels_in = 16
+        for stage, channels in enumerate((16, 32, 64)):
+            for index in range(3):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(_BasicBlock(channels_in, channels, stride))
+                channels_in = channels
+        self.blocks = nn.Sequential(*blocks)
+        self.embedding = nn.Linear(64, embedding_dim)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        features = self.blocks(self.stem(inputs))  # (B, 64, H/4, W/4)
+        pooled = features.mean(dim=(2, 3))  # (B, 64)
+        return self.embedding(pooled)  # (B, D)
+
+
+# ------------------------------------------------------------------------------ FaceNet
+class _FaceResidual(nn.Module):
+    """SphereFace's residual unit: ``x + PReLU(conv(PReLU(conv(x))))``, no batch norm."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.PReLU(channels),
+        )
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return inputs + self.body(inputs)
+
+
+class FaceNet(nn.Module):
+    """A narrow SphereFace-style residual network for aligned 112x96 RGB face crops.
+
+    SphereFace-20 (Liu et al., CVPR 2017, Table 2) has four stages, each a stride-2 3x3
+    convolution with PReLU followed by residual units (1, 2, 4, 1 of them) of two 3x3
+    convolutions with PReLU, at 64/128/256/512 channels, then FC 512. This net keeps the
+    design at a width and depth that trains on a CPU: ``widths`` (32, 64, 128, 256) and
+    ``units`` (1, 2, 2, 1) by default (about 2.5 M parameters before the FC layer). For
+    112x96 inputs the last feature map is 7x6.
+
+    Args:
+        input_shape: (C, H, W), at least 16x16 (112x96 for aligned faces).
+        embedding_dim: embedding width D (512 in SphereFace/ArcFace).
+        widths: channels of the four stages.
+        units: residual units per stage.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        embedding_dim: int = 512,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        units: Sequence[int] = (1, 2, 2, 1),
+    ) -> None:
+        super().__init__()
+        shape = _check_shape(input_shape, image=True, name="facenet")
+        _check_min_size(shape, 16, "facenet")
+        embedding_dim = _check_embedding_dim(embedding_dim)
+        if len(widths) != len(units):
+            raise ValueError(
+                f"widths and units must have the same length; got {len(widths)} and {len(units)}"
+            )
+        layers: list[nn.Module] = []
+        channels_in = shape[0]
+        for channels, count in zip(widths, units, strict=True):
+            layers += [nn.Conv2d(channels_in, channels, 3, stride=2, padding=1), nn.PReLU(channels)]
+            layers += [_FaceResidual(channels) for _ in range(count)]
+            channels_in = channels
+        self.features = nn.Sequential(*layers)
+        self.embedding = nn.Linear(_flat_features(self.features, shape), embedding_dim)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        features = self.features(inputs)  # (B, 256, H/16, W/16)
+        return self.embedding(features.flatten(1))  # (B, D)
+
+
+# ----------------------------------------------------------------------------- registry
+BACKBONES: dict[str, Callable[[Sequence[int], int], nn.Module]] = {
+    "lenetpp": LeNetPP,
+    "mnistnet": MNISTNet,
+    "resnet20": ResNet20,
+    "facenet": FaceNet,
+    "mlp": MLP,
+}
+
+
+def available_backbones() -> list[str]:
+    """The registered backbone names."""
+    return list(BACKBONES)
+
+
+def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) -> nn.Module:
+    """Construct the backbone registered as ``name``.
+
+    Args:
+        name: one of :func:`available_backbones` (case-insensitive).
+        input_shape: shape of one input without the batch axis, (C, H, W) or (F,).
+        embedding_dim: embedding width D.
+
+    Returns:
+        A module mapping (B, *input_shape) to (B, embedding_dim).
+
+    Raises:
+        ValueError: for an unknown name (listing the known ones) or a bad shape.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str; got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    if key not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(BACKBONES)}")
+    return BACKBONES[key](input_shape, embedding_dim)

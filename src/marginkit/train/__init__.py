@@ -1,0 +1,50 @@
+"""Training: a config dataclass, the ``fit`` loop, checkpoints and the loss comparison.
+
+>>> from marginkit.train import TrainConfig, fit
+>>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
+"""
+
+from marginkit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+from marginkit.train.compare import compare, format_table
+from marginkit.train.config import (
+    ConfigError,
+    TrainConfig,
+    load_config,
+    loss_kwargs,
+    parse_classes,
+    parse_loss_arg,
+    parse_value,
+    save_config,
+)
+from marginkit.train.loop import (
+    NonFiniteLossError,
+    RunFolderError,
+    TrainResult,
+    build_models,
+    fit,
+    learning_rate_at,
+    load_bundle,
+)
+
+__all__ = [
+    "ConfigError",
+    "NonFiniteLossError",
+    "RunFolderError",
+    "TrainConfig",
+    "TrainResult",
+    "build_models",
+    "compare",
+    "fit",
+    "format_table",
+    "latest_checkpoint",
+    "learning_rate_at",
+    "load_bundle",
+    "load_checkpoint",
+    "load_config",
+    "load_weights",
+    "loss_kwargs",
+    "parse_classes",
+    "parse_loss_arg",
+    "parse_value",
+    "save_config",
+]

@@ -1,0 +1,408 @@
+"""Training configuration: one dataclass with every option, YAML I/O, and the loss-argument
+language used by ``--loss-arg``.
+
+Loss arguments (``--loss-arg NAME=VALUE``, or ``loss_args: {NAME: VALUE}`` in YAML) are the
+head's hyper-parameters by name. A value is parsed as:
+
+- ``true`` / ``false`` -> bool; an integer literal -> int; any other number -> float;
+  ``pi``, ``pi/4``, ``3*pi/8`` -> that angle in radians;
+- a schedule, ``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments:
+
+  ============================================  =============================================
+  ``warmup:TARGET:STEPS[:START]``               :class:`~marginkit.schedules.Warmup`
+  ``ramp[:START:END:RATE]``                     :class:`~marginkit.schedules.LinearRamp`
+                                                (bare ``ramp``: the Cam-softmax authors' c)
+  ``adaptive[:START:MIN:QUANTILE:MOMENTUM:RATE]``  :class:`~marginkit.schedules.AdaptiveAngle`
+  ``power:BASE:GAMMA:POWER[:MINIMUM]``          :class:`~marginkit.schedules.PowerDecay`
+  ``lsoftmax`` / ``sphereface``                 the official lambda annealings
+  ``constant:VALUE``                            :class:`~marginkit.schedules.Constant`
+  ============================================  =============================================
+
+Examples: ``margin=0.5``, ``margin=warmup:0.5:1000``, ``c=ramp``, ``c=adaptive``,
+``c=pi/4``, ``lambda_=power:1000:0.12:1:5``, ``bias=true``.
+The config keeps the text form (so it round-trips through YAML); :func:`loss_kwargs` turns
+it into the objects the head takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "load_config",
+    "loss_kwargs",
+    "parse_classes",
+    "parse_loss_arg",
+    "parse_value",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A bad configuration value or file; the message is one line naming the cause."""
+
+
+# ---------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Every option of a training run (the ``marginkit train`` flags, the YAML keys).
+
+    Attributes:
+        dataset: data set name (``marginkit.data.DATASETS``).
+        data_dir: folder holding the data set's files (None: cache/download).
+        cache_dir: download cache folder (None: the data package's default).
+        download: allow downloading missing files.
+        classes: class subset for open-set splits, e.g. ``"0-6"`` or ``[0, 2, 4]``.
+        label_noise: symmetric training-label noise rate in [0, 1).
+        validation_fraction: share of the training data held out for validation.
+        augment: random crop + flip (None: the data set's default).
+        image_size: resize images to this size (None: the data set's default).
+        min_images_per_person: LFW/folder: smallest class kept.
+        pairs_file: LFW pairs file for verification.
+        backbone: backbone name (``marginkit.models.available_backbones()``).
+        embedding_dim: embedding width D.
+        loss: loss name (``marginkit.losses.available()``).
+        loss_args: the head's hyper-parameters (values in the loss-argument language).
+        epochs: number of passes over the training data.
+        batch_size: training batch size.
+        eval_batch_size: batch size for evaluation.
+        optimizer: ``"sgd"`` (momentum, the papers' optimiser) or ``"adamw"``.
+        lr: peak learning rate (None: 0.1 for SGD, 1e-3 for AdamW).
+        momentum: SGD momentum.
+        weight_decay: decoupled for AdamW, L2 for SGD; applied to weight matrices and
+            convolution kernels only (not to biases, batch-norm or PReLU parameters).
+        lr_schedule: ``"step"`` (x ``lr_gamma`` at each milestone), ``"cosine"`` (to 0 over
+            the run, per step) or ``"constant"``.
+        milestones: epochs at which the step schedule multiplies the lr by ``lr_gamma``
+            (None: at 50 % and 75 % of the epochs).
+        lr_gamma: factor of the step schedule.
+        warmup_epochs: linear learning-rate warm-up from 0 over this many epochs.
+        seed: seed of initialisation, shuffling and augmentation.
+        threads: torch CPU threads (None: torch's default).
+        log_every: steps between progress lines (0: only at the end of an epoch).
+        out: run folder (None: train in memory, write nothing).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    download: bool = True
+    classes: str | list[int] | None = None
+    label_noise: float = 0.0
+    validation_fraction: float = 0.0
+    augment: bool | None = None
+    image_size: int | list[int] | None = None
+    min_images_per_person: int = 10
+    pairs_file: str = "pairsDevTest.txt"
+    backbone: str = "mlp"
+    embedding_dim: int = 64
+    loss: str = "softmax"
+    loss_args: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    optimizer: str = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "step"
+    milestones: list[int] | None = None
+    lr_gamma: float = 0.1
+    warmup_epochs: int = 0
+    seed: int = 0
+    threads: int | None = None
+    log_every: int = 50
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every field's type and range; raise :class:`ConfigError` naming it."""
+        for name in ("dataset", "backbone", "loss", "optimizer", "lr_schedule", "pairs_file"):
+            if not isinstance(getattr(self, name), str):
+                _fail(name, "a string", getattr(self, name))
+        for name in ("data_dir", "cache_dir", "out"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, Path)):
+                _fail(name, "a path", value)
+            if isinstance(value, Path):
+                setattr(self, name, str(value))
+        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size")
+        for name in (*positive, "min_images_per_person", "warmup_epochs", "seed", "log_every"):
+            value = getattr(self, name)
+            minimum = 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                _fail(name, f"an integer >= {minimum}", value)
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            _fail("threads", "an integer >= 1 or null", self.threads)
+        for name in ("label_noise", "validation_fraction", "momentum", "weight_decay", "lr_gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                _fail(name, "a number", value)
+            setattr(self, name, float(value))
+        if not 0.0 <= self.label_noise < 1.0:
+            _fail("label_noise", "a rate in [0, 1)", self.label_noise)
+        if not 0.0 <= self.validation_fraction < 1.0:
+            _fail("validation_fraction", "a fraction in [0, 1)", self.validation_fraction)
+        if self.momentum < 0 or self.weight_decay < 0 or not 0 < self.lr_gamma <= 1:
+            bad = "momentum" if self.momentum < 0 else "weight_decay"
+            if not 0 < self.lr_gamma <= 1:
+                _fail("lr_gamma", "a factor in (0, 1]", self.lr_gamma)
+            _fail(bad, "a number >= 0", getattr(self, bad))
+        if self.lr is not None:
+            if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
+                _fail("lr", "a number > 0 or null", self.lr)
+            self.lr = float(self.lr)
+        for name in ("download",):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, "true or false", getattr(self, name))
+        if self.augment is not None and not isinstance(self.augment, bool):
+            _fail("augment", "true, false or null", self.augment)
+        if self.optimizer not in ("sgd", "adamw"):
+            _fail("optimizer", "'sgd' or 'adamw'", self.optimizer)
+        if self.lr_schedule not in ("step", "cosine", "constant"):
+            _fail("lr_schedule", "'step', 'cosine' or 'constant'", self.lr_schedule)
+        if self.milestones is not None:
+            if not isinstance(self.milestones, (list, tuple)) or any(
+                isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.milestones
+            ):
+                _fail("milestones", "a list of epochs >= 1", self.milestones)
+            self.milestones = sorted(self.milestones)
+        if self.classes is not None:
+            parse_classes(self.classes)
+        if isinstance(self.image_size, tuple):
+            self.image_size = list(self.image_size)
+        if not isinstance(self.loss_args, dict):
+            _fail("loss_args", "a mapping of hyper-parameter names to values", self.loss_args)
+        for name, value in self.loss_args.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                _fail("loss_args", "hyper-parameter names that are identifiers", name)
+            if isinstance(value, str):
+                parse_value(value, name)  # schedule text is checked now, built later
+            elif value is not None and not isinstance(value, (bool, int, float)):
+                _fail(f"loss_args.{name}", "a number, bool or schedule text", value)
+
+    # ----------------------------------------------------------------- resolution
+    def learning_rate(self) -> float:
+        """The peak learning rate (the optimiser's default when ``lr`` is None)."""
+        if self.lr is not None:
+            return self.lr
+        return 0.1 if self.optimizer == "sgd" else 1e-3
+
+    def lr_milestones(self) -> list[int]:
+        """Epochs at which the step schedule decays (default: 50 % and 75 % of the run)."""
+        if self.milestones is not None:
+            return list(self.milestones)
+        return sorted({max(1, self.epochs // 2), max(1, (3 * self.epochs) // 4)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (YAML/JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping; unknown keys raise :class:`ConfigError` naming the key."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of option names to values")
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(
+                    f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})"
+                )
+        return cls(**values)
+
+
+def _fail(name: str, expected: str, got: Any) -> None:
+    raise ConfigError(f"{name} must be {expected}; got {got!r}")
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a :class:`TrainConfig` from a YAML file; unknown keys are rejected.
+
+    Raises:
+        ConfigError: a one-line message for a missing/unreadable file, invalid YAML, an
+            unknown key or a bad value.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    return TrainConfig.from_dict(values or {}, source=f"config file {path}")
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write ``config`` as YAML (atomically: a temporary file renamed into place)."""
+    import yaml
+
+    from marginkit.train.checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# ------------------------------------------------------------------- class subsets
+def parse_classes(spec: str | list[int] | tuple[int, ...]) -> list[int]:
+    """``"0-6"`` -> [0..6]; ``"0,2,5-7"`` -> [0, 2, 5, 6, 7]; a list passes through.
+
+    Raises:
+        ConfigError: naming ``classes`` and the bad part.
+    """
+    if isinstance(spec, (list, tuple)):
+        if not spec or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in spec):
+            _fail("classes", "a non-empty list of class indices >= 0", spec)
+        return list(spec)
+    if not isinstance(spec, str):
+        _fail("classes", "a range like '0-6' or a list of ints", spec)
+    result: list[int] = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            _fail("classes", "ranges like '0-6' or '0,2,5-7'", spec)
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            _fail("classes", "ranges with low <= high", spec)
+        result.extend(range(low, high + 1))
+    if len(set(result)) != len(result):
+        _fail("classes", "each class once", spec)
+    return result
+
+
+# ------------------------------------------------------------------ loss arguments
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_ANGLE = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+))\s*\*\s*)?pi(?:\s*/\s*(\d+\.?\d*))?")
+_SCHEDULE_ARITY = {
+    "warmup": (2, 3),
+    "ramp": (0, 3),
+    "adaptive": (0, 5),
+    "power": (3, 4),
+    "lsoftmax": (0, 0),
+    "sphereface": (0, 0),
+    "constant": (1, 1),
+}
+
+
+def _number(text: str, name: str) -> float:
+    text = text.strip().lower()
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    angle = _ANGLE.fullmatch(text)
+    if angle is not None:
+        factor = float(angle.group(1)) if angle.group(1) else 1.0
+        divisor = float(angle.group(2)) if angle.group(2) else 1.0
+        return factor * math.pi / divisor
+    raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
+
+
+def parse_value(text: str, name: str = "value") -> bool | int | float | tuple[str, list[float]]:
+    """Parse one loss-argument value (see the module docstring).
+
+    Returns:
+        a bool, int or float, or ``(kind, arguments)`` for a schedule.
+
+    Raises:
+        ConfigError: naming the argument and what was expected.
+    """
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    kind, _, rest = lowered.partition(":")
+    if kind in _SCHEDULE_ARITY:
+        arguments = [_number(part, name) for part in rest.split(":")] if rest else []
+        low, high = _SCHEDULE_ARITY[kind]
+        if not low <= len(arguments) <= high or (kind == "ramp" and len(arguments) not in (0, 3)):
+            raise ConfigError(
+                f"loss argument {name}: schedule {kind!r} takes {low}..{high} arguments "
+                f"separated by ':'; got {len(arguments)}"
+            )
+        return kind, arguments
+    try:
+        return _number(text, name)
+    except ConfigError:
+        raise ConfigError(
+            f"loss argument {name}: {text!r} is neither a number, a bool nor a schedule "
+            f"({', '.join(_SCHEDULE_ARITY)})"
+        ) from None
+
+
+def parse_loss_arg(text: str) -> tuple[str, Any]:
+    """``"margin=0.5"`` -> ``("margin", 0.5)``; schedule values stay text.
+
+    Numbers and bools are converted; schedule text is validated and kept as text so the
+    config stays plain YAML.
+
+    Raises:
+        ConfigError: for text without ``=`` or a bad value.
+    """
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise ConfigError(f"--loss-arg must look like NAME=VALUE (e.g. margin=0.5); got {text!r}")
+    parsed = parse_value(value, name)
+    return name, value.strip() if isinstance(parsed, tuple) else parsed
+
+
+def _build_schedule(kind: str, arguments: list[float], name: str) -> Any:
+    from marginkit import schedules
+
+    if kind == "warmup":
+        steps = arguments[1]
+        if steps != int(steps):
+            raise ConfigError(f"loss argument {name}: warmup steps must be an integer")
+        return schedules.Warmup(arguments[0], int(steps), *arguments[2:])
+    if kind == "ramp":
+        return schedules.LinearRamp(*arguments) if arguments else schedules.camsoftmax_ramp()
+    if kind == "adaptive":
+        return schedules.AdaptiveAngle(*arguments)
+    if kind == "power":
+        return schedules.PowerDecay(*arguments)
+    if kind == "lsoftmax":
+        return schedules.lsoftmax_lambda()
+    if kind == "sphereface":
+        return schedules.sphereface_lambda()
+    return schedules.Constant(arguments[0])
+
+
+def loss_kwargs(loss_args: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for ``marginkit.losses.build`` from config ``loss_args``.
+
+    Strings are parsed (schedules become :mod:`marginkit.schedules` objects); numbers and
+    bools pass through.
+
+    Raises:
+        ConfigError: for bad schedule text or schedule arguments.
+    """
+    kwargs: dict[str, Any] = {}
+    for name, value in loss_args.items():
+        if isinstance(value, str):
+            value = parse_value(value, name)
+        if isinstance(value, tuple):
+            try:
+                value = _build_schedule(*value, name)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"loss argument {name}: {error}") from None
+        kwargs[name] = value
+    return kwargs

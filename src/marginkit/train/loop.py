@@ -1,0 +1,476 @@
+"""``fit(config)``: train a backbone and a margin head, with checkpoints and resume.
+
+The loop, in one screen (see :func:`fit`)::
+
+    for epoch in range(start_epoch, epochs):
+        order = randperm(N, generator)                    # seeded shuffling
+        for batch in order.split(batch_size):
+            x, y = inputs[batch], labels[batch]           # (B, *input_shape), (B,)
+            x = augment_batch(x, generator)               # if the data set asks for it
+            lr -> every param group                       # warm-up + step/cosine, per step
+            embeddings = backbone(x)                      # (B, D)
+            loss = head(embeddings, y)                    # margin CE; advances schedules
+            loss.backward(); optimizer.step()
+        evaluate; checkpoint (atomic); metrics.json, log.csv
+
+Everything random flows from ``config.seed``: the initial weights (global RNG, seeded before
+the networks are built) and the order and augmentation of batches (a dedicated
+``torch.Generator`` whose state is checkpointed), so on a CPU a run is bitwise reproducible
+and a resumed run ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import nn
+
+from marginkit.train.checkpoint import (
+    atomic_write_text,
+    fault_point,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
+from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+
+__all__ = [
+    "NonFiniteLossError",
+    "RunFolderError",
+    "TrainResult",
+    "build_models",
+    "fit",
+    "learning_rate_at",
+    "load_bundle",
+]
+
+#: Config keys that may differ between a run folder's config and a resumed run's.
+_RESUME_FREE_KEYS = frozenset({"out", "log_every", "threads", "data_dir", "cache_dir", "download"})
+
+
+class RunFolderError(ValueError):
+    """The output folder cannot be used (it holds a different run, or is not a folder)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or the embeddings) became NaN or infinite during training."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        backbone: the trained backbone (eval mode).
+        head: the trained margin head (eval mode).
+        bundle: the data the run trained on.
+        history: one metrics dict per epoch.
+        final: the final metrics (as in ``metrics.json``).
+        run_dir: the run folder, or None for an in-memory run.
+    """
+
+    backbone: nn.Module
+    head: nn.Module
+    bundle: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+# ------------------------------------------------------------------------- set-up
+def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
+    """Load the data set named by ``config`` (``marginkit.data.load_dataset``)."""
+    from marginkit.data import load_dataset
+
+    image_size = config.image_size
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        cache_dir=config.cache_dir,
+        download=config.download,
+        classes=None if config.classes is None else parse_classes(config.classes),
+        label_noise=config.label_noise,
+        validation_fraction=config.validation_fraction,
+        augment=config.augment,
+        seed=config.seed,
+        image_size=tuple(image_size) if isinstance(image_size, list) else image_size,
+        min_images_per_person=config.min_images_per_person,
+        pairs_file=config.pairs_file,
+        progress=progress,
+    )
+
+
+def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module]:
+    """The backbone and head of ``config`` for ``bundle``, initialised from ``config.seed``."""
+    from marginkit.losses import build
+    from marginkit.models import build_backbone
+
+    torch.manual_seed(config.seed)
+    backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
+    try:
+        head = build(
+            config.loss,
+            num_classes=bundle.num_classes,
+            embedding_dim=config.embedding_dim,
+            **loss_kwargs(config.loss_args),
+        )
+    except TypeError as error:  # an unknown or mistyped hyper-parameter of the loss
+        raise ConfigError(f"loss {config.loss!r}: {error}") from None
+    return backbone, head
+
+
+def _check_names(config: TrainConfig) -> None:
+    """Fail fast (before any data is read) on unknown backbone or loss names."""
+    from marginkit.losses import resolve
+    from marginkit.models import available_backbones
+
+    resolve(config.loss)
+    key = config.backbone.strip().lower().replace("-", "").replace("_", "")
+    if key not in available_backbones():
+        known = ", ".join(available_backbones())
+        raise ConfigError(f"unknown backbone {config.backbone!r}; expected one of: {known}")
+
+
+def _comparable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in _RESUME_FREE_KEYS}
+
+
+def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
+    """Decide what to do with ``run_dir``; True when a previous run is to be resumed."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"out folder {run_dir} exists and is not a folder")
+    occupied = run_dir.is_dir() and any(run_dir.iterdir())
+    if not occupied or overwrite:
+        return False
+    if not resume:
+        raise RunFolderError(
+            f"out folder {run_dir} already holds a run; pass --resume to continue it "
+            "or --overwrite to replace it"
+        )
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise RunFolderError(f"out folder {run_dir} is not empty and holds no config.yaml")
+    from marginkit.train.config import load_config
+
+    saved = _comparable(load_config(saved_path).to_dict())
+    current = _comparable(config.to_dict())
+    differing = [key for key in current if current[key] != saved.get(key)]
+    if differing:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} there, {current[k]!r} now)" for k in differing)
+        raise RunFolderError(f"out folder {run_dir} holds a different run: {shown}")
+    return True
+
+
+def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD (momentum) or AdamW; weight decay on matrices/kernels only (dim >= 2)."""
+    decay = [p for p in parameters if p.dim() >= 2]
+    no_decay = [p for p in parameters if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    lr = config.learning_rate()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of training step ``step`` (0-based) of the run.
+
+    Linear warm-up over ``warmup_epochs``, then ``step`` (x ``lr_gamma`` at each
+    milestone epoch), ``cosine`` (half a cosine period from the peak to 0 at the last step)
+    or ``constant``.
+    """
+    peak = config.learning_rate()
+    warmup = config.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if config.lr_schedule == "step":
+        epoch = step // steps_per_epoch
+        passed = sum(1 for milestone in config.lr_milestones() if epoch >= milestone)
+        return peak * config.lr_gamma**passed
+    if config.lr_schedule == "cosine":
+        total = max(1, config.epochs * steps_per_epoch - warmup)
+        return 0.5 * peak * (1.0 + math.cos(math.pi * (step - warmup) / total))
+    return peak
+
+
+# ----------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def _accuracy(
+    backbone: nn.Module, head: nn.Module, dataset: Any, num_classes: int, batch_size: int
+) -> float | None:
+    """Top-1 accuracy (%) of ``head.logits`` on the known-class samples of ``dataset``."""
+    if dataset is None:
+        return None
+    inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
+    known = labels < num_classes
+    if not bool(known.any()):
+        return None
+    inputs, labels = inputs[known], labels[known]
+    was_training = backbone.training, head.training
+    backbone.eval()
+    head.eval()
+    correct = 0
+    for start in range(0, labels.numel(), batch_size):
+        scores = head.logits(backbone(inputs[start : start + batch_size]))  # (b, C)
+        correct += int((scores.argmax(1) == labels[start : start + batch_size]).sum())
+    backbone.train(was_training[0])
+    head.train(was_training[1])
+    return 100.0 * correct / labels.numel()
+
+
+# ------------------------------------------------------------------- run-folder logs
+_CSV_FIELDS = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "validation_accuracy",
+    "test_accuracy",
+    "images_per_second",
+    "epoch_time",
+    "wall_time",
+]
+
+
+def _write_logs(
+    run_dir: Path, config: TrainConfig, history: list[dict[str, Any]], final: dict[str, Any]
+) -> None:
+    """metrics.json and log.csv from the history (rewritten whole, atomically)."""
+    metrics = {"config": config.to_dict(), "epochs": history, "final": final}
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    names = sorted({name for row in history for name in row.get("hyperparameters", {})})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_CSV_FIELDS + names)
+    for row in history:
+        values = [row.get(name) for name in _CSV_FIELDS]
+        values += [row.get("hyperparameters", {}).get(name) for name in names]
+        writer.writerow(["" if v is None else v for v in values])
+    atomic_write_text(run_dir / "log.csv", buffer.getvalue())
+
+
+def _tensorboard_writer(run_dir: Path | None) -> Any:
+    """A TensorBoard SummaryWriter on ``RUN/tensorboard`` when tensorboard is installed."""
+    import importlib.util
+
+    if run_dir is None or importlib.util.find_spec("tensorboard") is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _format_hyperparameters(values: dict[str, float]) -> str:
+    return " ".join(f"{name}={value:.4g}" for name, value in values.items())
+
+
+# ------------------------------------------------------------------------------ fit
+def fit(
+    config: TrainConfig,
+    *,
+    bundle: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stream: TextIO | None = None,
+) -> TrainResult:
+    """Train ``config.backbone`` + ``config.loss`` on ``config.dataset``.
+
+    With ``config.out`` set, the run folder receives ``config.yaml`` (the resolved config),
+    a checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (and TensorBoard
+    events when ``tensorboard`` is installed).
+
+    Args:
+        config: the run's options.
+        bundle: a ``marginkit.data.DataBundle`` to train on instead of loading
+            ``config.dataset`` (tests, notebooks).
+        resume: continue the run in ``config.out`` from its last complete checkpoint (a
+            folder without a checkpoint starts from scratch).
+        overwrite: replace whatever ``config.out`` holds.
+        progress: print progress lines (loss, accuracy, hyper-parameters, images/s).
+        stream: where progress goes (default ``sys.stderr``).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ConfigError, marginkit.data.DataError, ValueError: bad options or data, before any
+            file is written.
+        RunFolderError: ``config.out`` holds a different run (without ``resume`` or
+            ``overwrite``).
+        NonFiniteLossError: the loss became NaN/inf; names the epoch, the step and the last
+            finite checkpoint.
+    """
+    stream = sys.stderr if stream is None else stream
+    say = (lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+
+    # ---- everything that can fail on bad input, before any file is written
+    _check_names(config)
+    run_dir = None if config.out is None else Path(config.out)
+    resuming = run_dir is not None and _check_run_folder(run_dir, config, resume, overwrite)
+    if bundle is None:
+        bundle = load_bundle(config, progress=progress)
+    backbone, head = build_models(config, bundle)
+    inputs, labels = bundle.train.tensors()  # (N, *input_shape) float32, (N,) long
+    count = labels.numel()
+    if count < 2:
+        raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
+    batch_size = min(config.batch_size, count)
+    steps_per_epoch = math.ceil(count / batch_size)
+    if count % batch_size == 1:  # a lone last sample would break batch norm: dropped
+        steps_per_epoch -= 1
+    parameters = [*backbone.parameters(), *head.parameters()]
+    optimizer = _optimizer(config, parameters)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, Any]] = []
+    step = 0
+    start_epoch = 0
+
+    if run_dir is not None:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint_dir = latest_checkpoint(run_dir) if resuming else None
+        if checkpoint_dir is not None:
+            checkpoint = load_checkpoint(checkpoint_dir)
+            load_weights(checkpoint, backbone, head)
+            optimizer.load_state_dict(checkpoint.state["optimizer"])
+            generator.set_state(checkpoint.state["generator"])
+            torch.set_rng_state(checkpoint.state["torch_rng"])
+            history = list(checkpoint.state["history"])
+            step = int(checkpoint.state["step"])
+            start_epoch = checkpoint.epoch
+            say(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
+        save_config(config, run_dir / "config.yaml")
+        _write_logs(run_dir, config, history, {})
+    writer = _tensorboard_writer(run_dir)
+    wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
+    last_checkpoint = "none (no epoch finished)"
+    if run_dir is not None and history:
+        last_checkpoint = str(latest_checkpoint(run_dir))
+
+    def fail(epoch: int, what: str) -> None:
+        raise NonFiniteLossError(
+            f"{what} became non-finite at epoch {epoch + 1}, step {step} "
+            f"(batch {batch_index + 1} of {steps_per_epoch}); last finite checkpoint: "
+            f"{last_checkpoint}"
+        )
+
+    for epoch in range(start_epoch, config.epochs):
+        backbone.train()
+        head.train()
+        order = torch.randperm(count, generator=generator)  # (N,)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = 0
+        seen = 0
+        epoch_start = time.perf_counter()
+        for batch_index in range(steps_per_epoch):
+            index = order[batch_index * batch_size : (batch_index + 1) * batch_size]  # (B,)
+            x, y = inputs[index], labels[index]  # (B, *input_shape), (B,)
+            if bundle.augment:
+                from marginkit.data import augment_batch
+
+                x = augment_batch(x, generator)  # (B, C, H, W)
+            lr = learning_rate_at(config, step, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            embeddings = backbone(x)  # (B, D)
+            if not bool(torch.isfinite(embeddings).all()):
+                fail(epoch, "the embeddings")
+            loss = head(embeddings, y)  # scalar; advances the head's schedules
+            if not bool(torch.isfinite(loss)):
+                fail(epoch, "the loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            with torch.no_grad():
+                loss_sum += loss.detach().double() * y.numel()
+                correct += int((head.logits(embeddings.detach()).argmax(1) == y).sum())
+                seen += y.numel()
+            fault_point("step", step)
+            if progress and config.log_every and step % config.log_every == 0:
+                rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
+                say(
+                    f"epoch {epoch + 1}/{config.epochs} step {batch_index + 1}/{steps_per_epoch}"
+                    f" loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
+                    f" lr {lr:.3g} {_format_hyperparameters(head.hyperparameters())}"
+                    f" {rate:.0f} img/s"
+                )
+        train_time = time.perf_counter() - epoch_start
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "lr": lr,
+            "train_loss": float(loss_sum) / seen,
+            "train_accuracy": 100.0 * correct / seen,
+            "validation_accuracy": _accuracy(
+                backbone, head, bundle.validation, bundle.num_classes, config.eval_batch_size
+            ),
+            "test_accuracy": _accuracy(
+                backbone, head, bundle.test, bundle.num_classes, config.eval_batch_size
+            ),
+            "images_per_second": seen / train_time,
+            "hyperparameters": head.hyperparameters(),
+        }
+        row["epoch_time"] = time.perf_counter() - epoch_start
+        row["wall_time"] = time.perf_counter() - wall_start
+        history.append(row)
+        shown = [f"train loss {row['train_loss']:.4f}", f"acc {row['train_accuracy']:.2f}%"]
+        for name in ("validation_accuracy", "test_accuracy"):
+            if row[name] is not None:
+                shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
+        say(
+            f"epoch {epoch + 1}/{config.epochs} done: {', '.join(shown)}, "
+            f"{_format_hyperparameters(row['hyperparameters'])}, "
+            f"{row['images_per_second']:.0f} img/s, {row['epoch_time']:.1f} s"
+        )
+        if run_dir is not None:
+            state = {
+                "epoch": epoch + 1,
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+            }
+            last_checkpoint = str(save_checkpoint(run_dir, backbone, head, state))
+            _write_logs(run_dir, config, history, {})
+        if writer is not None:
+            for name in ("train_loss", "train_accuracy", "test_accuracy", "images_per_second"):
+                if row[name] is not None:
+                    writer.add_scalar(name, row[name], epoch + 1)
+            for name, value in row["hyperparameters"].items():
+                writer.add_scalar(f"hyperparameters/{name}", value, epoch + 1)
+
+    final = dict(history[-1]) if history else {}
+    if history:
+        final["images_per_second"] = sum(r["images_per_second"] for r in history) / len(history)
+        final["parameters"] = {
+            "backbone": sum(p.numel() for p in backbone.parameters()),
+            "head": sum(p.numel() for p in head.parameters()),
+        }
+    if run_dir is not None:
+        _write_logs(run_dir, config, history, final)
+    if writer is not None:
+        writer.close()
+    backbone.eval()
+    head.eval()
+    return TrainResult(backbone, head, bundle, history, final, run_dir)

@@ -1,0 +1,184 @@
+"""The ``marginkit`` command: help, one-line errors (exit 2, nothing left behind), train,
+eval and the no-argument comparison on a reduced setting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import marginkit.cli as cli
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "marginkit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_help_answers_without_importing_torch() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "train" in result.stdout and "eval" in result.stdout and "compare" in result.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, marginkit.cli; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "False"
+
+
+def test_train_help_documents_loss_arguments() -> None:
+    result = run("train", "--help")
+    assert result.returncode == 0
+    assert "--loss-arg" in result.stdout and "warmup:TARGET:STEPS" in result.stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("marginkit: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads", "1"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--dataset", "imagenet"], ["imagenet"]),
+        (["--backbone", "vgg"], ["unknown backbone 'vgg'"]),
+        (["--loss", "arcfaces"], ["unknown loss 'arcfaces'"]),
+        (["--classes", "0-12"], ["classes", "absent"]),
+        (["--label-noise", "1.0"], ["label_noise must be a rate in [0, 1)"]),
+        (["--label-noise", "-0.5"], ["label_noise"]),
+        (["--loss-arg", "margin"], ["--loss-arg must look like NAME=VALUE"]),
+        (["--loss", "arcface", "--loss-arg", "margin=4"], ["margin must lie in"]),
+    ],
+    ids=[
+        "dataset",
+        "backbone",
+        "loss",
+        "classes",
+        "noise-high",
+        "noise-low",
+        "loss-arg",
+        "loss-range",
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_folder(
+    tmp_path: Path, extra: list[str], fragments: list[str]
+) -> None:
+    out = tmp_path / "run"
+    assert_one_line_error(run(*BASE, "--out", str(out), *extra), *fragments)
+    assert not out.exists()
+
+
+def test_data_dir_without_the_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run(
+        *BASE,
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(empty),
+        "--out",
+        str(out),
+        "--backbone",
+        "lenetpp",
+    )
+    assert_one_line_error(result, "missing train-images-idx3-ubyte")
+    assert not out.exists()
+
+
+def test_yaml_unknown_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset: digits\nepochz: 3\n")
+    result = run("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "unknown key 'epochz'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_out_is_an_error(tmp_path: Path) -> None:
+    assert_one_line_error(run(*BASE), "--out")
+
+
+def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        *BASE,
+        "--out",
+        str(out),
+        "--loss",
+        "cosface",
+        "--loss-arg",
+        "margin=warmup:0.35:10",
+        "--embedding-dim",
+        "8",
+        "--batch-size",
+        "128",
+    ]
+    trained = run(*args)
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["loss_args"] == {"margin": "warmup:0.35:10"}
+    assert metrics["final"]["hyperparameters"]["margin"] == pytest.approx(0.35)
+    before = sorted(p.name for p in out.iterdir())
+    refused = run(*args)
+    assert_one_line_error(refused, "already holds a run", "--resume", "--overwrite")
+    assert sorted(p.name for p in out.iterdir()) == before
+    different = run(*args[:-2], "--batch-size", "64", "--resume")
+    assert_one_line_error(different, "holds a different run", "batch_size")
+    evaluated = run("eval", str(out), "--save-embeddings", str(tmp_path / "emb.npz"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((out / "eval.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["final"]["test_accuracy"])
+    assert (tmp_path / "emb.npz").is_file()
+    missing = run("eval", str(tmp_path / "nothing"))
+    assert_one_line_error(missing, "not a run folder")
+
+
+def test_compare_table_on_a_reduced_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        status = cli.main(["compare", "--epochs", "1", "--losses", "softmax,arcface,virtual"])
+    finally:
+        torch.set_num_threads(threads)
+    assert status == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:3] == ["loss", "test", "acc"]
+    assert [line.split()[0] for line in lines[1:]] == ["softmax", "arcface", "virtual"]
+    for line in lines[1:]:
+        assert 0.0 <= float(line.split()[1]) <= 100.0
+
+
+def test_no_arguments_runs_the_comparison_of_every_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+
+    def fake_compare(args):  # type: ignore[no-untyped-def]
+        seen.update(vars(args))
+        return 0
+
+    monkeypatch.setattr(cli, "_compare", fake_compare)
+    assert cli.main([]) == 0
+    assert seen["command"] == "compare" and seen["losses"] is None and seen["epochs"] == 15
+
+
+def test_compare_unknown_loss_is_a_one_line_error() -> None:
+    assert_one_line_error(run("compare", "--losses", "softmax,nope"), "unknown loss 'nope'")

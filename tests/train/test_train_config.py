@@ -1,0 +1,183 @@
+"""TrainConfig validation, YAML I/O, the loss-argument language and the lr schedules."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from marginkit.schedules import AdaptiveAngle, Constant, LinearRamp, PowerDecay, Warmup
+from marginkit.train import (
+    ConfigError,
+    TrainConfig,
+    learning_rate_at,
+    load_config,
+    loss_kwargs,
+    parse_classes,
+    parse_loss_arg,
+    parse_value,
+    save_config,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.5", 0.5),
+        ("4", 4),
+        ("-2", -2),
+        ("1e-3", 1e-3),
+        ("true", True),
+        ("False", False),
+        ("pi", math.pi),
+        ("pi/4", math.pi / 4),
+        ("3*pi/8", 3 * math.pi / 8),
+        ("warmup:0.5:1000", ("warmup", [0.5, 1000.0])),
+        ("ramp", ("ramp", [])),
+        ("adaptive", ("adaptive", [])),
+        ("power:1000:0.12:1:5", ("power", [1000.0, 0.12, 1.0, 5.0])),
+    ],
+)
+def test_parse_value(text: str, expected: object) -> None:
+    value = parse_value(text, "x")
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("warmup:0.5", "takes 2..3 arguments"),
+        ("ramp:1:2", "takes 0..3 arguments"),
+        ("fast", "neither a number"),
+        ("warmup:a:10", "is not a number"),
+    ],
+)
+def test_parse_value_errors_name_the_argument(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"loss argument margin: .*{message}|{message}"):
+        parse_value(text, "margin")
+
+
+def test_parse_loss_arg() -> None:
+    assert parse_loss_arg("margin=0.5") == ("margin", 0.5)
+    assert parse_loss_arg("c = ramp") == ("c", "ramp")
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        parse_loss_arg("margin")
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        parse_loss_arg("2x=1")
+
+
+def test_loss_kwargs_build_the_schedules() -> None:
+    kwargs = loss_kwargs(
+        {
+            "margin": "warmup:0.5:1000",
+            "c": "ramp",
+            "a": "adaptive:1.5:0.7:0.8:0.1:0.001",
+            "lambda_": "sphereface",
+            "s": "constant:7",
+            "scale": 30.0,
+        }
+    )
+    assert isinstance(kwargs["margin"], Warmup)
+    assert kwargs["margin"].value_at(500) == pytest.approx(0.25)
+    assert isinstance(kwargs["c"], LinearRamp)
+    assert kwargs["c"].value_at(0) == pytest.approx(math.pi / 2)
+    assert kwargs["c"].value_at(10**6) == pytest.approx(math.pi / 4)
+    assert isinstance(kwargs["a"], AdaptiveAngle)
+    assert (kwargs["a"].start, kwargs["a"].minimum, kwargs["a"].quantile) == (1.5, 0.7, 0.8)
+    assert isinstance(kwargs["lambda_"], PowerDecay)
+    assert kwargs["lambda_"].value_at(10**6) == 5.0
+    assert isinstance(kwargs["s"], Constant) and kwargs["s"].current() == 7.0
+    assert kwargs["scale"] == 30.0
+
+
+def test_loss_kwargs_reports_bad_schedule_arguments() -> None:
+    with pytest.raises(ConfigError, match=r"loss argument margin: .*steps"):
+        loss_kwargs({"margin": "warmup:0.5:10.5"})
+    with pytest.raises(ConfigError, match=r"loss argument c: .*quantile"):
+        loss_kwargs({"c": "adaptive:1.5:0.7:2:0.1:0.001"})
+
+
+def test_parse_classes() -> None:
+    assert parse_classes("0-6") == list(range(7))
+    assert parse_classes("0,2,5-7") == [0, 2, 5, 6, 7]
+    assert parse_classes([3, 1]) == [3, 1]
+    for bad in ("6-0", "a-b", "1,1", ""):
+        with pytest.raises(ConfigError, match="classes"):
+            parse_classes(bad)
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    config = TrainConfig(
+        dataset="mnist",
+        loss="arcface",
+        loss_args={"margin": "warmup:0.5:100", "scale": 30.0},
+        milestones=[3, 1],
+        classes="0-6",
+        epochs=4,
+    )
+    save_config(config, tmp_path / "config.yaml")
+    loaded = load_config(tmp_path / "config.yaml")
+    assert loaded == config
+    assert loaded.milestones == [1, 3]
+
+
+def test_yaml_unknown_key_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset: digits\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "unknown key 'learning_rate'" in message
+    assert "\n" not in message
+
+
+def test_yaml_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("dataset: [digits\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("label_noise", 1.0, r"label_noise must be a rate in \[0, 1\)"),
+        ("label_noise", -0.1, "label_noise"),
+        ("epochs", 0, "epochs must be an integer >= 1"),
+        ("optimizer", "adam", "optimizer must be 'sgd' or 'adamw'"),
+        ("lr", 0.0, "lr must be a number > 0"),
+        ("lr_schedule", "linear", "lr_schedule"),
+        ("milestones", [0], "milestones"),
+        ("loss_args", {"margin": [1]}, "loss_args.margin"),
+        ("batch_size", True, "batch_size"),
+    ],
+)
+def test_bad_values_name_the_field(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_learning_rate_schedules_against_direct_formulas() -> None:
+    steps_per_epoch = 10
+    step_config = TrainConfig(epochs=8, lr=0.2, lr_schedule="step", lr_gamma=0.5)
+    assert step_config.lr_milestones() == [4, 6]
+    for step in range(80):
+        epoch = step // steps_per_epoch
+        expected = 0.2 * (1.0 if epoch < 4 else 0.5 if epoch < 6 else 0.25)
+        assert learning_rate_at(step_config, step, steps_per_epoch) == pytest.approx(expected)
+    cosine = TrainConfig(epochs=4, lr=0.1, lr_schedule="cosine", warmup_epochs=1)
+    assert learning_rate_at(cosine, 0, steps_per_epoch) == pytest.approx(0.01)
+    assert learning_rate_at(cosine, 9, steps_per_epoch) == pytest.approx(0.1)
+    assert learning_rate_at(cosine, 10, steps_per_epoch) == pytest.approx(0.1)
+    assert learning_rate_at(cosine, 25, steps_per_epoch) == pytest.approx(0.05)
+    assert learning_rate_at(cosine, 39, steps_per_epoch) == pytest.approx(
+        0.05 * (1 + math.cos(math.pi * 29 / 30))
+    )
+    assert TrainConfig(optimizer="adamw").learning_rate() == 1e-3
+    assert TrainConfig(optimizer="sgd").learning_rate() == 0.1
