@@ -180,6 +180,13 @@ def test_occupied_out_folder_is_refused(tmp_path: Path, digits: object) -> None:
     assert yaml.safe_load((out / "config.yaml").read_text())["loss"] == "softmax"
 
 
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path: Path, digits: object) -> None:
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(RunFolderError, match="holds no run"):
+        fit(digits_config(tmp_path), bundle=digits, overwrite=True, progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
 def test_bad_data_leaves_no_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(ValueError, match=r"classes: \[10, 11, 12\] absent"):

@@ -151,6 +151,11 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"out folder {run_dir} exists and is not a folder")
     occupied = run_dir.is_dir() and any(run_dir.iterdir())
+    if occupied and overwrite and not (run_dir / "config.yaml").is_file():
+        raise RunFolderError(
+            f"out folder {run_dir} is not empty and holds no run (no config.yaml); "
+            "refusing to overwrite it"
+        )
     if not occupied or overwrite:
         return False
     if not resume:
