@@ -148,11 +148,6 @@ def test_margin_logits_and_scores_match_reference(
     assert_matches(head.logits(embeddings).detach(), scores, "logits")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="head.py bug: MarginHead._margin_logits scatters r_y f(cos) over the target "
-    "column of F.linear(x, W, b), dropping the target class's bias b_y",
-)
 @pytest.mark.parametrize("shape", SHAPES[:2], ids=lambda s: "B{}-C{}-D{}".format(*s))
 def test_softmax_with_bias_matches_reference(shape: tuple[int, int, int]) -> None:
     embeddings, weight, labels, generator = make_problem(*shape, seed=7)

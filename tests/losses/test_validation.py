@@ -179,12 +179,6 @@ def test_bad_hyperparameters_raise(case: tuple[str, dict[str, Any], Any, str]) -
         build(name, **arguments)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="head.py bug: check_range compares the value with the bounds before any type "
-    "check, so a non-number hyper-parameter raises Python's bare \"'<=' not supported "
-    "between instances of 'str' and 'float'\", which does not name the argument",
-)
 @pytest.mark.parametrize(
     ("name", "argument"),
     [("normface", "scale"), ("arcface", "margin"), ("camsoftmax", "c"), ("lsoftmax", "lambda_")],

@@ -174,6 +174,10 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         target_weight = weight.detach()[labels].requires_grad_(weight.requires_grad)  # (B, D)
         with torch.enable_grad():
             target_logit, virtual_logit, target_cosine = target_function(rows_leaf, target_weight)
+            if bias is not None:
+                # The target class keeps its bias: z_iy = t_i + b_y (its gradient is added
+                # to the bias's in the backward pass).
+                target_logit = target_logit + bias.detach()[labels]
         with torch.no_grad():
             target = target_logit.detach()  # (B,)
             virtual = None if virtual_logit is None else virtual_logit.detach()
@@ -335,6 +339,8 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
             if virtual_logit is not None:
                 outputs.append(virtual_logit)
                 grads.append(torch.exp(virtual_logit.detach() - maximum) * row_factor)
+            if grad_bias is not None:
+                grad_bias.index_add_(0, labels, grads[0])
         leaves = [leaf for leaf in (rows_leaf, target_weight) if leaf.requires_grad]
         if leaves and target_logit.requires_grad:
             leaf_grads = torch.autograd.grad(

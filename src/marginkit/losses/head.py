@@ -63,15 +63,14 @@ def check_range(
 
     For a schedule the check covers its whole range (``Schedule.bounds``).
     """
-    lowest, highest = value.bounds() if isinstance(value, Schedule) else (value, value)
+    value = as_schedule(value, name)  # a TypeError naming ``name`` for a non-number
+    lowest, highest = value.bounds()
     below = lowest < low if low_inclusive else lowest <= low
     above = highest > high if high_inclusive else highest >= high
     if below or above:
         left = "[" if low_inclusive else "("
         right = "]" if high_inclusive else ")"
-        shown = (
-            value if not isinstance(value, Schedule) else f"a schedule spanning {lowest}..{highest}"
-        )
+        shown = lowest if lowest == highest else f"a schedule spanning {lowest}..{highest}"
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
 
 
@@ -242,6 +241,9 @@ class MarginHead(nn.Module):
             )
             assert target_cosine is not None and target_radial is not None
             target_logit = target_radial * self.target(target_cosine)  # (B,)
+            bias = getattr(self, "bias", None)
+            if bias is not None:  # the target class keeps its bias
+                target_logit = target_logit + bias.to(target_logit.dtype)[labels]
             logits = scores.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
             if self.virtual_class:
                 logits = torch.cat([logits, target_radial.unsqueeze(1)], dim=1)  # (B, C + 1)
