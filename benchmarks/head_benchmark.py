@@ -355,10 +355,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=15, help="repeats per configuration")
     parser.add_argument("--large-repeats", type=int, default=3, help="repeats when C >= 1,000,000")
     parser.add_argument("--only", nargs="*", default=[], help="configurations to run")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default, all cores)"
+    )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--end-to-end", action="store_true")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "C"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         memory_child(args.memory_child[0], int(args.memory_child[1]), args.dim, args.batch)
         return

@@ -261,15 +261,35 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         batch_index = torch.arange(batch, device=rows.device)
         need_rows, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_rows = torch.zeros_like(rows) if need_rows else None
-        grad_weight = torch.empty_like(weight) if need_weight else None
         grad_bias = torch.empty_like(bias) if (need_bias and bias is not None) else None
-
         with torch.no_grad():
             # d loss / d z_ij = p_ij / B off the target, p_ij = exp(z_ij - maximum_i) / partition_i.
             # The (B, C) buffer holds exp(z - maximum); the row factor grad / (B partition_i)
             # goes onto the (B, D) operands of the two products instead.
             partition = total + torch.exp(target_logit.detach() - maximum)  # (B,)
             row_factor = grad_loss / (batch * partition)  # (B,)
+            # The target (and virtual) logits first, before the (C, D) gradient exists (lower
+            # peak memory): d loss / d t_i = (p_iy - 1) / B = -(non-target mass) / B, without
+            # cancellation; d loss / d v_i = p_iv / B.
+            outputs = [target_logit]
+            grads = [-total * row_factor]
+            if virtual_logit is not None:
+                outputs.append(virtual_logit)
+                grads.append(torch.exp(virtual_logit.detach() - maximum) * row_factor)
+        target_weight_grad = None
+        leaves = [leaf for leaf in (rows_leaf, target_weight) if leaf.requires_grad]
+        if leaves and target_logit.requires_grad:
+            leaf_grads = torch.autograd.grad(
+                outputs, leaves, grads, retain_graph=True, allow_unused=True
+            )
+            for leaf, leaf_grad in zip(leaves, leaf_grads, strict=True):
+                if leaf is rows_leaf and grad_rows is not None and leaf_grad is not None:
+                    grad_rows.add_(leaf_grad)
+                elif leaf is target_weight:
+                    target_weight_grad = leaf_grad  # (B, D), added once grad_weight exists
+        grad_weight = torch.empty_like(weight) if need_weight else None
+
+        with torch.no_grad():
             scaled_rows = rows * row_factor.unsqueeze(1) if grad_weight is not None else None
             for start in range(0, num_classes, block):
                 stop = min(start + block, num_classes)
@@ -278,7 +298,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                     # (B, C), consumed in place; a second backward (retain_graph) recomputes.
                     ctx.consumed = True
                     ctx.buffers = (None, None, None)
-                    exponentials = saved_exponentials
+                    exponentials, saved_exponentials = saved_exponentials, None
                     inverse_norms, statistic = saved_inverse_norms, saved_statistic
                     clamped_list = ctx.clamped_blocks
                 else:
@@ -331,28 +351,11 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                         coefficient = statistic * inverse_norms.square() * (grad_loss / batch)
                         block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
                 del exponentials
-
-            # The target (and virtual) logits: d loss / d t_i = (p_iy - 1) / B, which is
-            # -(non-target mass) / B (no cancellation); d loss / d v_i = p_iv / B.
-            outputs = [target_logit]
-            grads = [-total * row_factor]
-            if virtual_logit is not None:
-                outputs.append(virtual_logit)
-                grads.append(torch.exp(virtual_logit.detach() - maximum) * row_factor)
             if grad_bias is not None:
-                grad_bias.index_add_(0, labels, grads[0])
-        leaves = [leaf for leaf in (rows_leaf, target_weight) if leaf.requires_grad]
-        if leaves and target_logit.requires_grad:
-            leaf_grads = torch.autograd.grad(
-                outputs, leaves, grads, retain_graph=True, allow_unused=True
-            )
-            for leaf, leaf_grad in zip(leaves, leaf_grads, strict=True):
-                if leaf_grad is None:
-                    continue
-                if leaf is rows_leaf and grad_rows is not None:
-                    grad_rows.add_(leaf_grad)
-                elif leaf is target_weight and grad_weight is not None:
-                    _accumulate_rows(grad_weight, labels, leaf_grad)
+                grad_bias.index_put_((labels,), grads[0], accumulate=True)  # target b_y
+
+        if target_weight_grad is not None and grad_weight is not None:
+            _accumulate_rows(grad_weight, labels, target_weight_grad)
         return grad_rows, grad_weight, grad_bias, None, None, None, None
 
 
