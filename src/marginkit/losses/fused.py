@@ -111,34 +111,64 @@ def _block_scores(
 def _exponentials(
     scores: Tensor,
     maximum: Tensor,
-    partition: Tensor | None,
     target_rows: Tensor,
     target_columns: Tensor,
     clamped: Tensor | None,
-) -> tuple[Tensor, Tensor | None]:
-    """``exp(z - maximum)`` of a block, and the weight-normalisation statistic.
+    signs: Tensor | None,
+    bound: Tensor,
+    *,
+    partition: Tensor | None = None,
+    extra: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``exp(z - maximum)`` in place, with the weight-normalisation statistic on the way.
+
+    The weight gradient of ``z_ij = rows_i . W_j / ||W_j||`` has the radial part
+    ``-z_ij W_j / ||W_j||^2``; weighted by the softmax it needs
+    ``u_j = sum_i z_ij exp(z_ij - maximum_i) / partition_i`` over the non-target, unclamped
+    entries. It is accumulated while both ``z`` and its exponential exist, a few rows at a
+    time through a small reused work buffer, so no second (B, Cb) buffer is allocated.
 
     Args:
-        scores: (B, Cb) block scores with the target entries already set to ``-inf``.
+        scores: (B, Cb) block scores, target entries ``-inf``; overwritten with the
+            exponentials (target entries 0).
         maximum: (B,) the log-sum-exp shift.
-        partition: (B,) ``sum_j exp(z_ij - maximum_i)`` over all logits, when the
-            statistic ``u_j = sum_i exp(z_ij - maximum_i) z_ij / partition_i`` (over
-            non-target, non-clamped entries) is wanted; else None (then ``scores`` is
-            overwritten in place).
         target_rows, target_columns: (T,) the block's target entries.
-        clamped: (K, 2) the block's clamped entries or None.
+        clamped, signs: the block's clamped entries (K, 2) and their sides (K,), or None.
+        bound: (B, 1) the clamp bound per row (the clamped value is ``signs * bound``).
+        partition: (B,) ``sum_j exp(z_ij - maximum_i)`` over all logits, if known; else
+        extra: (B,) the part of that sum outside this block's scores (target, virtual).
 
     Returns:
-        (B, Cb) exponentials (target entries 0), and ``u`` (Cb,) or None.
+        The (B,) row sums of the exponentials and the (Cb,) statistic ``u``.
     """
-    if partition is None:
-        return scores.sub_(maximum.unsqueeze(1)).exp_(), None
-    exponentials = torch.sub(scores, maximum.unsqueeze(1)).exp_()  # (B, Cb)
-    scores[target_rows, target_columns] = 0.0
-    if clamped is not None:
-        scores[clamped[:, 0], clamped[:, 1]] = 0.0
-    statistic = torch.mv(scores.mul_(exponentials).t(), partition.reciprocal())  # (Cb,)
-    return exponentials, statistic
+    batch, width = scores.shape
+    step = max(1, min(batch, (1 << 21) // max(1, width)))  # about 8 MB of float32 rows
+    work = scores.new_empty(step, width)
+    row_sums = scores.new_empty(batch)
+    statistic = scores.new_zeros(width)
+    target_column = torch.full((batch,), -1, dtype=torch.long, device=scores.device)
+    target_column[target_rows] = target_columns
+    weights = scores.new_empty(batch)
+    for start in range(0, batch, step):
+        stop = min(start + step, batch)
+        block = scores[start:stop]  # (r, Cb) view
+        exponentials = work[: stop - start]
+        torch.sub(block, maximum[start:stop].unsqueeze(1), out=exponentials).exp_()
+        torch.sum(exponentials, dim=1, out=row_sums[start:stop])
+        if partition is None:
+            assert extra is not None
+            weights[start:stop] = (row_sums[start:stop] + extra[start:stop]).reciprocal()
+        else:
+            weights[start:stop] = partition[start:stop].reciprocal()
+        has_target = (target_column[start:stop] >= 0).nonzero().squeeze(1)
+        block[has_target, target_column[start:stop][has_target]] = 0.0  # -inf * 0 otherwise
+        statistic.addmv_(block.mul_(exponentials).t(), weights[start:stop])
+        block.copy_(exponentials)
+    if clamped is not None and signs is not None:
+        rows, columns = clamped[:, 0], clamped[:, 1]
+        values = signs * bound[rows, 0] * scores[rows, columns] * weights[rows]
+        statistic.index_put_((columns,), -values, accumulate=True)
+    return row_sums, statistic
 
 
 def _accumulate_rows(target: Tensor, index: Tensor, values: Tensor) -> None:
@@ -216,14 +246,18 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                 if single and normalized_weight:
                     # One block: keep exp(z - maximum) for the backward pass, and the
                     # statistic of the weight-normalisation correction, while z exists.
-                    exponentials = torch.sub(scores, maximum.unsqueeze(1)).exp_()
-                    total.add_(exponentials.sum(dim=1))
-                    partition = total + torch.exp(target - maximum)
-                    scores[target_rows, target_columns] = 0.0
-                    if clamped is not None:
-                        scores[clamped[:, 0], clamped[:, 1]] = 0.0
-                    statistic = torch.mv(scores.mul_(exponentials).t(), partition.reciprocal())
-                    del scores
+                    row_sums, statistic = _exponentials(
+                        scores,
+                        maximum,
+                        target_rows,
+                        target_columns,
+                        clamped,
+                        signs,
+                        bound,
+                        extra=total + torch.exp(target - maximum),
+                    )
+                    total.add_(row_sums)
+                    exponentials = scores
                 else:
                     scores.sub_(maximum.unsqueeze(1)).exp_()
                     total.add_(scores.sum(dim=1))
@@ -315,14 +349,20 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                     inside = (labels >= start) & (labels < stop)
                     target_rows, target_columns = batch_index[inside], labels[inside] - start
                     scores[target_rows, target_columns] = -torch.inf
-                    exponentials, statistic = _exponentials(
-                        scores,
-                        maximum,
-                        partition if ctx.normalized_weight else None,
-                        target_rows,
-                        target_columns,
-                        clamped,
-                    )
+                    if ctx.normalized_weight:
+                        _, statistic = _exponentials(
+                            scores,
+                            maximum,
+                            target_rows,
+                            target_columns,
+                            clamped,
+                            signs,
+                            bound,
+                            partition=partition,
+                        )
+                    else:
+                        scores.sub_(maximum.unsqueeze(1)).exp_()
+                    exponentials = scores
                     del scores
                     clamped_list = [] if clamped is None else [(clamped, signs)]
                 # Clamped cosines (z = +-||rows_i||): no gradient to the weight; the radial
