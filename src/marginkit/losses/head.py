@@ -98,6 +98,11 @@ def row_norms(matrix: Tensor) -> Tensor:
 class MarginHead(nn.Module):
     """Base class of all heads. See the module docstring for the contract.
 
+    ``forward`` runs the fused margin cross-entropy (:mod:`marginkit.losses.fused`), equal in
+    value and gradient to ``F.cross_entropy(margin_logits(x, y), y)``. Set
+    ``head.chunk_size = 65536`` (or :meth:`set_chunk_size`) to process the classes in blocks
+    for very large C (memory beyond the weights O(B x chunk_size)); None (default) is one block.
+
     Args:
         num_classes: number of classes C (>= 2).
         embedding_dim: width D of the embeddings.
