@@ -257,7 +257,7 @@ class FaceNet(nn.Module):
     convolution with PReLU followed by residual units (1, 2, 4, 1 of them) of two 3x3
     convolutions with PReLU, at 64/128/256/512 channels, then FC 512. This net keeps the
     design at a width and depth that trains on a CPU: ``widths`` (32, 64, 128, 256) and
-    ``units`` (1, 2, 2, 1) by default (about 2.5 M parameters before the FC layer). For
+    ``units`` (1, 2, 2, 1) by default (about 2.3 M parameters before the FC layer). For
     112x96 inputs the last feature map is 7x6.
 
     Args:
