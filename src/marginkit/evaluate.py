@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["embed", "evaluate_run", "load_run"]
+__all__ = ["embed", "evaluate_run", "load_run", "summarize"]
 
 _SPLITS = ("train", "validation", "test")
 
@@ -92,8 +92,16 @@ def evaluate_run(
     split: str = "test",
     save_embeddings: str | Path | None = None,
     batch_size: int = 512,
+    analysis: bool = True,
+    plots: bool = True,
 ) -> dict[str, Any]:
     """Metrics of a saved run on one split, written to ``RUN/eval.json`` and returned.
+
+    With ``analysis`` (the default) the report also holds ``analysis``: every measurement of
+    :func:`marginkit.analysis.analyse` that applies to the run (nearest-centre accuracy,
+    geometry, retrieval, verification, open-set when trained on a class subset, label-noise
+    statistics when trained with noisy labels); with ``plots`` the pictures go to
+    ``RUN/plots/`` (PNG + SVG).
 
     Reported: top-1 accuracy (%) of ``head.logits`` over the samples of known classes
     (``label < num_classes``), the sample counts, and how many test samples belong to
@@ -106,6 +114,8 @@ def evaluate_run(
         split: ``"train"``, ``"validation"`` or ``"test"``.
         save_embeddings: optional ``.npz`` path for the embeddings.
         batch_size: inputs per forward pass.
+        analysis: add the full measurement report.
+        plots: draw the pictures (with ``analysis``).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {', '.join(_SPLITS)}; got {split!r}")
@@ -140,10 +150,86 @@ def evaluate_run(
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, embeddings=embeddings.numpy(), labels=labels.numpy())
         report["embeddings_file"] = str(path)
+    if analysis:
+        from marginkit.analysis import analyse
+
+        report["analysis"] = analyse(
+            backbone,
+            head,
+            bundle,
+            loss_name=config.loss,
+            label_noise=config.label_noise,
+            plots_dir=run_dir / "plots" if plots else None,
+            metrics_file=run_dir / "metrics.json",
+            batch_size=batch_size,
+        )
     from marginkit.train.checkpoint import atomic_write_text
 
     atomic_write_text(run_dir / "eval.json", json.dumps(_finite(report), indent=2) + "\n")
     return report
+
+
+def summarize(report: dict[str, Any]) -> str:
+    """A few readable lines of an :func:`evaluate_run` report (the headline figures)."""
+
+    def percent(value: Any) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f} %"
+
+    accuracy = report.get("accuracy")
+    lines = [
+        f"{report['run']}: {report['loss']} on {report['dataset']} ({report['split']}), "
+        f"accuracy {'n/a' if accuracy is None else f'{accuracy:.2f} %'}"
+    ]
+    analysis = report.get("analysis") or {}
+    closed = analysis.get("closed_set")
+    if closed:
+        lines.append(f"  nearest class centre: {percent(closed['nearest_centre_accuracy'])}")
+    geometry = analysis.get("geometry")
+    if geometry:
+        overall = geometry["overall"]
+        lines.append(
+            "  geometry: angle to class centre "
+            f"{math.degrees(overall['compactness_mean']):.1f} deg (mean), min angle between "
+            f"centres {math.degrees(overall['separation_min']):.1f} deg"
+        )
+    retrieval = analysis.get("retrieval")
+    if retrieval:
+        lines.append(
+            f"  retrieval: P@1 {percent(retrieval['precision_at_1'])}, "
+            f"R-precision {percent(retrieval['r_precision'])}, "
+            f"MAP@R {percent(retrieval['map_at_r'])}"
+        )
+    verification = analysis.get("verification")
+    if verification:
+        fold = verification["ten_fold"]
+        tars = ", ".join(
+            f"TAR@FAR={point['far']:g} "
+            + ("n/a" if point["rate"] is None else f"{100 * point['rate']:.2f} %")
+            for point in verification["tar_at_far"]
+        )
+        lines.append(
+            f"  verification ({verification['num_pairs']} pairs, {verification['pairs_source']}): "
+            f"10-fold accuracy {100 * fold['mean']:.2f} +- {100 * fold['std']:.2f} %, "
+            f"AUC {verification['auc']:.4f}, EER {percent(verification['eer'])}; {tars}"
+        )
+    open_set = analysis.get("open_set")
+    if open_set:
+        lines.append(
+            f"  open set: AUROC {open_set['auroc']:.4f}, OSCR {open_set['oscr']:.4f}, rank-1 "
+            f"{percent(open_set['identification']['rank1'])}"
+        )
+    noise = analysis.get("label_noise")
+    if noise:
+        angle, gradient = noise["target_angle"], noise["gradient_norm"]
+        lines.append(
+            f"  label noise ({noise['num_flipped']} flipped): mean target angle clean "
+            f"{angle['clean']['mean']:.3f} / flipped {angle['flipped']['mean']:.3f} rad, mean "
+            f"gradient norm clean {gradient['clean']['mean']:.4g} / flipped "
+            f"{gradient['flipped']['mean']:.4g}"
+        )
+    if analysis.get("plots"):
+        lines.append(f"  {len(analysis['plots'])} picture files in {report['run']}/plots")
+    return "\n".join(lines)
 
 
 def _finite(value: Any) -> Any:

@@ -148,6 +148,10 @@ def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
     report = json.loads((out / "eval.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["final"]["test_accuracy"])
     assert (tmp_path / "emb.npz").is_file()
+    assert "verification" in evaluated.stdout and "retrieval" in evaluated.stdout
+    assert set(report["analysis"]) >= {"closed_set", "geometry", "retrieval", "verification"}
+    assert (out / "plots" / "features_3d.png").is_file()
+    assert (out / "plots" / "learning_curves.svg").is_file()
     missing = run("eval", str(tmp_path / "nothing"))
     assert_one_line_error(missing, "not a run folder")
 

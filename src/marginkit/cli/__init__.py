@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the split's embeddings and labels (.npz)",
     )
     evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+    evaluate.add_argument(
+        "--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)"
+    )
+    evaluate.add_argument("--no-plots", dest="plots", action="store_false", help="no pictures")
     compare = commands.add_parser("compare", help="every loss on the digits: accuracy table")
     compare.add_argument("--epochs", type=int, default=15)
     compare.add_argument("--losses", default=None, help="comma-separated loss names")
@@ -153,7 +157,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import json
+    from pathlib import Path
 
     from marginkit.evaluate import evaluate_run
 
@@ -162,8 +166,13 @@ def _eval(args: argparse.Namespace) -> int:
         split=args.split,
         save_embeddings=args.save_embeddings,
         batch_size=args.batch_size,
+        analysis=args.analysis,
+        plots=args.plots,
     )
-    print(json.dumps(report, indent=2))
+    from marginkit.evaluate import summarize
+
+    print(summarize(report))
+    print(f"full report: {Path(args.run_dir) / 'eval.json'}")
     return 0
 
 

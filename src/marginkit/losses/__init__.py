@@ -16,6 +16,7 @@ from marginkit.losses.head import MarginHead
 from marginkit.losses.lsoftmax import LSoftmax, SphereFace
 from marginkit.losses.normface import NormFace
 from marginkit.losses.registry import available, build, resolve
+from marginkit.losses.sampling import ClassSampledHead
 from marginkit.losses.softmax import Softmax
 from marginkit.losses.virtual import VirtualSoftmax
 
@@ -25,6 +26,7 @@ __all__ = [
     "AMSoftmax",
     "ArcFace",
     "CamSoftmax",
+    "ClassSampledHead",
     "CombinedMargin",
     "CosFace",
     "LSoftmax",

@@ -1,0 +1,109 @@
+"""marginkit.analysis: every section that applies to a run, checked against direct computation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from marginkit.analysis import analyse, comparison_heads
+from marginkit.data import VerificationPairs, load_dataset
+from marginkit.losses import ArcFace, CosFace
+from marginkit.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def open_set_noisy_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A 2-D ArcFace run on digits 0-6 with 20 % label noise (3 epochs)."""
+    out = tmp_path_factory.mktemp("analysis") / "run"
+    config = TrainConfig(
+        dataset="digits",
+        backbone="mlp",
+        embedding_dim=2,
+        loss="arcface",
+        loss_args={"scale": 16.0},
+        classes=[0, 1, 2, 3, 4, 5, 6],
+        label_noise=0.2,
+        epochs=3,
+        batch_size=64,
+        lr=0.05,
+        out=str(out),
+        threads=1,
+    )
+    return out, fit(config, progress=False)
+
+
+def test_every_section_and_picture_of_an_open_set_noisy_run(open_set_noisy_run) -> None:  # type: ignore[no-untyped-def]
+    out, result = open_set_noisy_run
+    bundle = result.bundle
+    report = analyse(
+        result.backbone,
+        result.head,
+        bundle,
+        loss_name="arcface",
+        label_noise=0.2,
+        plots_dir=out / "plots",
+        metrics_file=out / "metrics.json",
+    )
+    json.dumps(report)  # JSON-serialisable
+    inputs, labels = bundle.test.tensors()
+    with torch.no_grad():
+        embeddings = result.backbone(inputs)
+    known = labels < bundle.num_classes
+    direct = (result.head.logits(embeddings[known]).argmax(1) == labels[known]).float().mean()
+    assert report["closed_set"]["top1_accuracy"] == pytest.approx(float(direct))
+    assert report["closed_set"]["samples"] == int(known.sum())
+    assert report["open_set"]["num_unknown_samples"] == int((~known).sum()) > 0
+    assert 0.0 <= report["open_set"]["auroc"] <= 1.0
+    flipped = int((bundle.train_labels != bundle.train_clean_labels).sum())
+    assert report["label_noise"]["num_flipped"] == flipped > 0
+    assert report["verification"]["num_positive"] == report["verification"]["num_negative"]
+    assert report["verification"]["pairs_source"].startswith("seeded sample")
+    assert report["geometry"]["overall"]["separation_min"] >= 0.0
+    names = {Path(path).name for path in report["plots"]}
+    for stem in (
+        "features_2d",
+        "similarity",
+        "target_logit",
+        "gradient",
+        "roc",
+        "learning_curves",
+        "label_noise_angles",
+        "label_noise_gradients",
+    ):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+        assert (out / "plots" / f"{stem}.png").stat().st_size > 0
+    assert "features_3d.png" not in names  # D = 2 draws the 2-D picture only
+
+
+def test_pairs_of_the_data_set_are_used_for_verification() -> None:
+    bundle = load_dataset("digits", progress=False)
+    generator = torch.Generator().manual_seed(0)
+    first = torch.arange(0, 40)
+    second = torch.arange(40, 80)
+    _, labels = bundle.test.tensors()
+    bundle.pairs = VerificationPairs(
+        images=bundle.test,
+        first=first,
+        second=second,
+        same=labels[first] == labels[second],
+        fold=torch.randint(0, 10, (40,), generator=generator),
+    )
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8))
+    head = CosFace(10, 8)
+    report = analyse(backbone, head, bundle, loss_name="cosface")
+    assert report["verification"]["pairs_source"] == "the data set's pairs file"
+    assert report["verification"]["num_pairs"] == 40
+    assert "plots" not in report and "label_noise" not in report
+
+
+def test_comparison_heads_put_the_run_first_and_skip_its_own_default() -> None:
+    head = ArcFace(5, 2, margin=0.3)
+    heads = comparison_heads(head, "arcface")
+    assert next(iter(heads)) == "this run: arcface"
+    assert heads["this run: arcface"] is head
+    assert "arcface" not in heads and "cosface" in heads
+    assert heads["camsoftmax"].hyperparameters()["c"] == pytest.approx(math.pi / 4)
