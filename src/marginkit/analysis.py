@@ -249,7 +249,7 @@ def _draw(
     if verification is not None:
         roc = verification["roc"]
         written += plots.roc_curves(
-            {f"{loss_name} (AUC {verification['auc']:.4f})": (roc["far"], roc["tar"])},
+            {loss_name: (roc["far"], roc["tar"])},  # the legend adds the AUC
             folder / "roc",
             title=f"{title}: verification ROC",
         )
