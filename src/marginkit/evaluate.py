@@ -111,7 +111,8 @@ def evaluate_run(
 
     Args:
         run_dir: a run folder written by :func:`marginkit.train.fit`.
-        split: ``"train"``, ``"validation"`` or ``"test"``.
+        split: ``"train"``, ``"validation"`` or ``"test"`` (a data set without a test split,
+            such as ``lfw``, is measured on its validation split).
         save_embeddings: optional ``.npz`` path for the embeddings.
         batch_size: inputs per forward pass.
         analysis: add the full measurement report.
@@ -121,6 +122,8 @@ def evaluate_run(
         raise ValueError(f"split must be one of {', '.join(_SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
     config, backbone, head, bundle = load_run(run_dir)
+    if split == "test" and bundle.test is None and bundle.validation is not None:
+        split = "validation"  # data sets without a test split (folder, lfw): the held-out part
     dataset = _split(bundle, split)
     embeddings, labels = embed(backbone, dataset, batch_size)  # (N, D), (N,)
     known = labels < bundle.num_classes  # (N,)
