@@ -107,3 +107,22 @@ def test_comparison_heads_put_the_run_first_and_skip_its_own_default() -> None:
     assert heads["this run: arcface"] is head
     assert "arcface" not in heads and "cosface" in heads
     assert heads["camsoftmax"].hyperparameters()["c"] == pytest.approx(math.pi / 4)
+
+
+def test_eval_of_a_data_set_without_test_split_measures_validation(
+    open_set_noisy_run, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from marginkit import evaluate
+
+    out, _ = open_set_noisy_run
+    config, backbone, head, bundle = evaluate.load_run(out)
+    without_test = dataclasses.replace(bundle, test=None, validation=bundle.test)
+    monkeypatch.setattr(
+        evaluate, "load_run", lambda run_dir: (config, backbone, head, without_test)
+    )
+    report = evaluate.evaluate_run(out, plots=False)
+    assert report["split"] == "validation"
+    assert report["analysis"]["split"] == "validation"
+    assert report["known_samples"] == report["analysis"]["closed_set"]["samples"]
