@@ -146,3 +146,36 @@ def check_num_classes(name: str, labels: Tensor, minimum: int = 2) -> int:
     if count < minimum:
         raise ValueError(f"{name} must contain at least {minimum} classes; got {count}")
     return count
+
+
+def labelled_sets(
+    reference: str,
+    reference_embeddings: ArrayLike,
+    reference_labels: ArrayLike,
+    query: str,
+    query_embeddings: ArrayLike,
+    query_labels: ArrayLike,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Check two labelled embedding sets (train/test, gallery/probe) of one width.
+
+    Argument names are ``f"{reference}_embeddings"``, ``f"{reference}_labels"`` and the same
+    for ``query``; errors name them.
+
+    Returns:
+        ``(reference_embeddings (N, D), reference_labels (N,), query_embeddings (M, D),
+        query_labels (M,))`` as tensors.
+    """
+    names = [f"{reference}_embeddings", f"{reference}_labels"]
+    names += [f"{query}_embeddings", f"{query}_labels"]
+    first = as_matrix(names[0], reference_embeddings)
+    first_labels = as_labels(names[1], reference_labels)
+    second = as_matrix(names[2], query_embeddings)
+    second_labels = as_labels(names[3], query_labels)
+    check_same_length(**{names[0]: first, names[1]: first_labels})
+    check_same_length(**{names[2]: second, names[3]: second_labels})
+    if second.shape[1] != first.shape[1]:
+        raise ValueError(
+            f"{names[2]} has {second.shape[1]} columns but {names[0]} has "
+            f"{first.shape[1]}; the embedding_dim must match"
+        )
+    return first, first_labels, second, second_labels

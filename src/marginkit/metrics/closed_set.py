@@ -12,6 +12,7 @@ from marginkit.metrics._checks import (
     as_matrix,
     check_num_classes,
     check_same_length,
+    labelled_sets,
 )
 from marginkit.metrics.sphere import _class_centres, normalize_rows
 
@@ -62,17 +63,9 @@ def nearest_centre_accuracy(
     Returns:
         Accuracy in [0, 1].
     """
-    train_embeddings = as_matrix("train_embeddings", train_embeddings)
-    train_labels = as_labels("train_labels", train_labels)
-    test_embeddings = as_matrix("test_embeddings", test_embeddings)
-    test_labels = as_labels("test_labels", test_labels)
-    check_same_length(train_embeddings=train_embeddings, train_labels=train_labels)
-    check_same_length(test_embeddings=test_embeddings, test_labels=test_labels)
-    if test_embeddings.shape[1] != train_embeddings.shape[1]:
-        raise ValueError(
-            f"test_embeddings has {test_embeddings.shape[1]} columns but train_embeddings has "
-            f"{train_embeddings.shape[1]}; the embedding_dim must match"
-        )
+    train_embeddings, train_labels, test_embeddings, test_labels = labelled_sets(
+        "train", train_embeddings, train_labels, "test", test_embeddings, test_labels
+    )
     check_num_classes("train_labels", train_labels)
     classes, centres = _class_centres(normalize_rows(train_embeddings), train_labels)
     cosine = normalize_rows(test_embeddings) @ centres.T  # (M, K)

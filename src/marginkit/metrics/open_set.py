@@ -39,6 +39,7 @@ from marginkit.metrics._checks import (
     as_matrix,
     check_fars,
     check_same_length,
+    labelled_sets,
 )
 from marginkit.metrics.roc import DEFAULT_FARS, OperatingPoint, _area, _roc, operating_point
 from marginkit.metrics.sphere import normalize_rows
@@ -220,17 +221,9 @@ def _identification_inputs(
     probe_labels: ArrayLike,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best gallery score (M,), mated mask (M,) and rank-1 hit mask (M,) of the probes."""
-    gallery = as_matrix("gallery_embeddings", gallery_embeddings)
-    gallery_labels_t = as_labels("gallery_labels", gallery_labels)
-    probes = as_matrix("probe_embeddings", probe_embeddings)
-    probe_labels_t = as_labels("probe_labels", probe_labels)
-    check_same_length(gallery_embeddings=gallery, gallery_labels=gallery_labels_t)
-    check_same_length(probe_embeddings=probes, probe_labels=probe_labels_t)
-    if probes.shape[1] != gallery.shape[1]:
-        raise ValueError(
-            f"probe_embeddings has {probes.shape[1]} columns but gallery_embeddings has "
-            f"{gallery.shape[1]}; the embedding_dim must match"
-        )
+    gallery, gallery_labels_t, probes, probe_labels_t = labelled_sets(
+        "gallery", gallery_embeddings, gallery_labels, "probe", probe_embeddings, probe_labels
+    )
     mated = torch.isin(probe_labels_t, gallery_labels_t)
     if not bool(mated.any()):
         raise ValueError("probe_labels has no identity that is in gallery_labels (no mated probe)")
