@@ -45,6 +45,20 @@ def _point_size(count: int) -> float:
     return float(np.clip(3000.0 / np.sqrt(count), 1.0, 30.0))
 
 
+def _scatter_points(axes: Any, points: np.ndarray, colors: Any, size: float) -> None:
+    """Class-coloured 2-D points, rasterised (small SVGs), above the rays."""
+    axes.scatter(
+        points[:, 0],
+        points[:, 1],
+        c=colors,
+        s=size,
+        alpha=_POINT_ALPHA,
+        linewidths=0,
+        rasterized=True,
+        zorder=2,
+    )
+
+
 def _draw_rays(
     axes: Axes, directions: np.ndarray, length: float, palette: ClassPalette, classes: np.ndarray
 ) -> None:
@@ -107,16 +121,8 @@ def build_features_2d(
     fig = new_figure(12.5 if normalized else 7.0, 6.0)
     panels = fig.subplots(1, 2 if normalized else 1, squeeze=False)[0]
     raw = panels[0]
-    raw.scatter(
-        points[order, 0],
-        points[order, 1],
-        c=palette.colors_of(classes_of[order]),
-        s=size,
-        alpha=_POINT_ALPHA,
-        linewidths=0,
-        rasterized=True,
-        zorder=2,
-    )
+    colors = palette.colors_of(classes_of[order])
+    _scatter_points(raw, points[order], colors, size)
     radius = float(np.quantile(np.linalg.norm(points, axis=1), 0.99))
     radius = radius if radius > 0 else 1.0
     if directions is not None:
@@ -133,16 +139,7 @@ def build_features_2d(
         unit = unit_rows(points, "embeddings")  # (N, 2)
         angle = np.linspace(0.0, 2.0 * np.pi, 361)
         circle.plot(np.cos(angle), np.sin(angle), color="0.6", linewidth=0.8, zorder=0)
-        circle.scatter(
-            unit[order, 0],
-            unit[order, 1],
-            c=palette.colors_of(classes_of[order]),
-            s=size,
-            alpha=_POINT_ALPHA,
-            linewidths=0,
-            rasterized=True,
-            zorder=2,
-        )
+        _scatter_points(circle, unit[order], colors, size)
         if directions is not None:
             _draw_rays(circle, directions, 1.2, palette, classes)
         circle.set_xlim(-1.35, 1.35)
