@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginkit._checks import check_count
 from marginkit.schedules import Schedule, as_schedule
 
 if TYPE_CHECKING:
@@ -72,14 +73,6 @@ def check_range(
         right = "]" if high_inclusive else ")"
         shown = lowest if lowest == highest else f"a schedule spanning {lowest}..{highest}"
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
-
-
-def _check_count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
 
 
 def row_norms(matrix: Tensor) -> Tensor:
@@ -120,8 +113,8 @@ class MarginHead(nn.Module):
         self, num_classes: int, embedding_dim: int, **hyperparameters: float | Schedule
     ) -> None:
         super().__init__()
-        self.num_classes = _check_count("num_classes", num_classes, 2)
-        self.embedding_dim = _check_count("embedding_dim", embedding_dim, 1)
+        self.num_classes = check_count("num_classes", num_classes, 2)
+        self.embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.chunk_size: int | None = None
@@ -266,7 +259,7 @@ class MarginHead(nn.Module):
         Returns:
             The head itself.
         """
-        self.chunk_size = None if chunk_size is None else _check_count("chunk_size", chunk_size, 1)
+        self.chunk_size = None if chunk_size is None else check_count("chunk_size", chunk_size, 1)
         return self
 
     def _target_function(self) -> TargetFunction:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marginkit._checks import check_count
 from marginkit.plots._inputs import as_float_array, as_labels, unit_rows
 from marginkit.plots.figures import new_figure, save_figure, set_angle_ticks
 
@@ -35,14 +36,6 @@ __all__ = [
 
 _INTRA_COLOR = "tab:blue"
 _INTER_COLOR = "tab:red"
-
-
-def _check_count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
 
 
 def _draw_density(
@@ -76,8 +69,8 @@ def pair_similarities(
         ValueError: fewer than two embeddings, labels of another length, a zero embedding,
             no pair within a class or no pair across classes.
     """
-    _check_count("max_samples", max_samples, 2)
-    _check_count("seed", seed, 0)
+    check_count("max_samples", max_samples, 2)
+    check_count("seed", seed, 0)
     points = as_float_array(embeddings, "embeddings", ndim=2)  # (N, D)
     classes_of = as_labels(labels, "labels", len(points), "embeddings")  # (N,)
     if len(points) < 2:
@@ -111,7 +104,7 @@ def build_similarity_histograms(
     title: str | None = None,
 ) -> Figure:
     """The similarity histogram figure (see :func:`similarity_histograms`), not yet saved."""
-    _check_count("bins", bins, 2)
+    check_count("bins", bins, 2)
     intra, inter = pair_similarities(embeddings, labels, max_samples=max_samples, seed=seed)
     edges = np.linspace(-1.0, 1.0, bins + 1)
     fig = new_figure(8.0, 5.0)
@@ -192,7 +185,7 @@ def build_label_noise_histograms(
         raise ValueError(f"quantity must be a non-empty str; got {quantity!r}")
     if unit is not None and not isinstance(unit, str):
         raise TypeError(f"unit must be a str or None; got {type(unit).__name__}")
-    _check_count("bins", bins, 2)
+    check_count("bins", bins, 2)
     clean = as_float_array(clean_values, "clean_values", ndim=1)  # (N_clean,)
     flipped = as_float_array(flipped_values, "flipped_values", ndim=1)  # (N_flipped,)
     both = np.concatenate([clean, flipped])
