@@ -59,13 +59,6 @@ def _subsample(count: int, limit: int, seed: int = 0) -> Tensor:
     return torch.randperm(count, generator=generator)[:limit].sort().values
 
 
-@torch.no_grad()
-def _embed(backbone: nn.Module, dataset: Any, batch_size: int) -> tuple[Tensor, Tensor]:
-    from marginkit.evaluate import embed
-
-    return embed(backbone, dataset, batch_size)
-
-
 def analyse(
     backbone: nn.Module,
     head: MarginHead,
@@ -76,6 +69,7 @@ def analyse(
     plots_dir: str | Path | None = None,
     metrics_file: str | Path | None = None,
     batch_size: int = 512,
+    embedded: dict[str, tuple[Tensor, Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Measure (and draw) a trained backbone + head on its data.
 
@@ -88,6 +82,9 @@ def analyse(
         plots_dir: folder for the PNG + SVG pictures, or None for no pictures.
         metrics_file: the run's ``metrics.json`` (learning curves), if any.
         batch_size: inputs per forward pass when embedding.
+        embedded: embeddings the caller already has, by split name (``"train"``,
+            ``"validation"``, ``"test"``): ``(embeddings (N, D), labels (N,))``; other
+            splits are embedded here.
 
     Returns:
         JSON-serialisable dict with the sections that apply: ``closed_set``, ``geometry``,
@@ -95,19 +92,27 @@ def analyse(
         written files).
     """
     from marginkit import metrics
+    from marginkit.evaluate import embed
+
+    embedded = dict(embedded or {})
+
+    def embedding_of(name: str) -> tuple[Tensor, Tensor]:
+        if name not in embedded:
+            embedded[name] = embed(backbone, getattr(bundle, name), batch_size)
+        return embedded[name]
 
     backbone.eval()
     head.eval()
     split = "test" if bundle.test is not None else "validation"
     dataset = getattr(bundle, split)
     report: dict[str, Any] = {"split": split}
-    train_embeddings, train_labels = _embed(backbone, bundle.train, batch_size)  # (N, D)
+    train_embeddings, train_labels = embedding_of("train")  # (N, D), (N,)
     weight = head.weight.detach().float()  # (C, D)
     num_known = bundle.num_classes
 
     embeddings = labels = known = None
     if dataset is not None:
-        embeddings, labels = _embed(backbone, dataset, batch_size)  # (M, D), (M,)
+        embeddings, labels = embedding_of(split)  # (M, D), (M,)
         known = labels < num_known  # (M,)
         known_embeddings, known_labels = embeddings[known], labels[known]
         report["closed_set"] = {
@@ -135,7 +140,7 @@ def analyse(
 
     verification = None
     if bundle.pairs is not None:
-        pair_embeddings, _ = _embed(backbone, bundle.pairs.images, batch_size)  # (I, D)
+        pair_embeddings, _ = embed(backbone, bundle.pairs.images, batch_size)  # (I, D)
         verification = metrics.verification_report(
             pair_embeddings[bundle.pairs.first],
             pair_embeddings[bundle.pairs.second],

@@ -165,6 +165,7 @@ def evaluate_run(
             plots_dir=run_dir / "plots" if plots else None,
             metrics_file=run_dir / "metrics.json",
             batch_size=batch_size,
+            embedded={split: (embeddings, labels)},
         )
     from marginkit.train.checkpoint import atomic_write_text
 
