@@ -71,6 +71,10 @@ class TrainConfig:
         loss: loss name (``marginkit.losses.available()``).
         loss_args: the head's hyper-parameters (values in the loss-argument language).
         epochs: number of passes over the training data.
+        max_steps: stop after this many optimiser steps (None: ``epochs`` full epochs); the
+            run's length, which run-relative schedules follow, is then ``max_steps``.
+        train_fraction: train on this share of the training split, a seeded class-balanced
+            subset (1.0: all of it).
         batch_size: training batch size.
         eval_batch_size: batch size for evaluation.
         optimizer: ``"sgd"`` (momentum, the papers' optimiser) or ``"adamw"``.
@@ -106,6 +110,8 @@ class TrainConfig:
     loss: str = "softmax"
     loss_args: dict[str, Any] = field(default_factory=dict)
     epochs: int = 10
+    max_steps: int | None = None
+    train_fraction: float = 1.0
     batch_size: int = 128
     eval_batch_size: int = 512
     optimizer: str = "sgd"
@@ -142,6 +148,19 @@ class TrainConfig:
             minimum = 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 _fail(name, f"an integer >= {minimum}", value)
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int)
+            or self.max_steps < 1
+        ):
+            _fail("max_steps", "an integer >= 1 or null", self.max_steps)
+        if isinstance(self.train_fraction, bool) or not isinstance(
+            self.train_fraction, (int, float)
+        ):
+            _fail("train_fraction", "a number in (0, 1]", self.train_fraction)
+        self.train_fraction = float(self.train_fraction)
+        if not 0.0 < self.train_fraction <= 1.0:
+            _fail("train_fraction", "a number in (0, 1]", self.train_fraction)
         if self.threads is not None and (
             isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
         ):
