@@ -18,6 +18,13 @@ Provided:
 - :class:`Warmup`: a linear warm-up to a target value over a number of steps, for any margin.
 - :class:`AdaptiveAngle`: marginkit's adaptive rule for Cam-softmax's ``c``, driven by the
   running distribution of target angles (see its docstring and ``docs/schedules.md``).
+
+Steps or fractions of the run: every schedule that changes with time takes its length either
+in training steps or as ``fraction`` of the run (``Warmup(0.5, fraction=0.2)``: the margin
+reaches 0.5 after the first 20 % of the steps). A run-relative schedule needs the run's total
+number of steps: the head's :meth:`~marginkit.losses.MarginHead.set_total_steps` passes it on
+(``marginkit.train.fit`` calls it); training with a run-relative schedule before that raises a
+``RuntimeError`` that says so.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "ANNEAL_FRACTION",
     "AdaptiveAngle",
     "Constant",
     "LinearRamp",
@@ -39,6 +47,19 @@ __all__ = [
     "lsoftmax_lambda",
     "sphereface_lambda",
 ]
+
+
+#: Share of the run over which the default run-relative schedules (L-Softmax and SphereFace
+#: lambda, Cam-softmax's c) reach their end point, so the full margin is in force for the
+#: rest (at least the last 60 % of any run).
+ANNEAL_FRACTION = 0.4
+
+
+def _check_run_fraction(name: str, value: float) -> float:
+    value = _check_finite(name, value)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be a fraction of the run in (0, 1]; got {value}")
+    return value
 
 
 def _check_finite(name: str, value: float) -> float:
@@ -61,6 +82,37 @@ class Schedule(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("value", torch.zeros((), dtype=torch.float64))
+        self.total_steps: int | None = None
+
+    @property
+    def relative(self) -> bool:
+        """True when the schedule's length is a fraction of the run (needs the total)."""
+        return False
+
+    def set_total_steps(self, total_steps: int, step: int = 0) -> None:
+        """Tell the schedule the run's length in training steps, and re-read the value at
+        ``step`` (the steps already taken).
+
+        Raises:
+            ValueError: ``total_steps`` is not an integer >= 1.
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be an integer >= 1; got {total_steps!r}")
+        self.total_steps = total_steps
+        self._refresh(step)
+
+    def _refresh(self, step: int) -> None:
+        self.value.fill_(self.value_at(step))
+
+    def _run_steps(self, fraction: float) -> int:
+        """``fraction`` of the run in steps (at least 1)."""
+        if self.total_steps is None:
+            raise RuntimeError(
+                f"{type(self).__name__}({self.extra_repr()}) is given as a fraction of the run: "
+                "call head.set_total_steps(N) with the run's number of training steps first "
+                "(marginkit.train.fit does)"
+            )
+        return max(1, round(fraction * self.total_steps))
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         # Schedule state is bookkeeping, not model data: ``head.to(device/dtype)`` leaves it
@@ -115,111 +167,218 @@ class Constant(Schedule):
 class PowerDecay(Schedule):
     """``max(minimum, base * (1 + gamma * step) ** -power)``: L-Softmax's lambda annealing.
 
+    Given ``fraction`` instead of ``gamma``, the decay is run-relative and reaches ``minimum``
+    exactly at that fraction of the run ``T``, then holds it (any ``minimum >= 0``):
+    ``minimum + (base - minimum) * (g(step) - g(T)) / (1 - g(T))`` with
+    ``g(t) = (1 + shape * t / T) ** -power`` -- the same curve as the step form, rescaled to
+    end at its floor. ``shape = 199`` is the official SphereFace ratio (lambda from 1000 to 5
+    in 1658 steps at gamma = 0.12): most of the decay happens early, and lambda is about 10
+    half-way.
+
     Args:
         base: value at step 0.
-        gamma: time scale of the decay (> 0).
-        power: decay exponent (>= 0).
+        gamma: time scale of the decay per step (> 0); or None with ``fraction``.
+        power: decay exponent (>= 0; > 0 with ``fraction``).
         minimum: floor of the value (>= 0).
+        fraction: the share of the run, in (0, 1], after which the value is ``minimum``.
+        shape: with ``fraction``: ``gamma`` times the decay's length (> 0).
     """
 
-    def __init__(self, base: float, gamma: float, power: float, minimum: float = 0.0) -> None:
+    def __init__(
+        self,
+        base: float,
+        gamma: float | None = None,
+        power: float = 1.0,
+        minimum: float = 0.0,
+        *,
+        fraction: float | None = None,
+        shape: float = 199.0,
+    ) -> None:
         super().__init__()
         self.base = _check_finite("base", base)
-        self.gamma = _check_finite("gamma", gamma)
         self.power = _check_finite("power", power)
         self.minimum = _check_finite("minimum", minimum)
-        if self.gamma <= 0:
+        if (gamma is None) == (fraction is None):
+            raise ValueError(
+                "PowerDecay takes exactly one of gamma (per step) or fraction (of the run)"
+            )
+        self.gamma = None if gamma is None else _check_finite("gamma", gamma)
+        self.fraction = None if fraction is None else _check_run_fraction("fraction", fraction)
+        self.shape = _check_finite("shape", shape)
+        if self.gamma is not None and self.gamma <= 0:
             raise ValueError(f"gamma must be > 0; got {gamma}")
-        if self.power < 0:
-            raise ValueError(f"power must be >= 0; got {power}")
+        if self.shape <= 0:
+            raise ValueError(f"shape must be > 0; got {shape}")
+        if self.power < 0 or (self.fraction is not None and self.power == 0):
+            bound = "> 0 with fraction" if self.fraction is not None else ">= 0"
+            raise ValueError(f"power must be {bound}; got {power}")
         if not 0 <= self.minimum <= self.base:
             raise ValueError(f"minimum must lie in [0, base={base}]; got {minimum}")
         self._start()
 
+    @property
+    def relative(self) -> bool:
+        return self.fraction is not None
+
     def value_at(self, step: int) -> float:
-        return max(self.minimum, self.base * (1.0 + self.gamma * step) ** (-self.power))
+        if step <= 0:
+            return self.base
+        if self.gamma is not None:
+            return max(self.minimum, self.base * (1.0 + self.gamma * step) ** (-self.power))
+        assert self.fraction is not None
+        length = self._run_steps(self.fraction)
+        if step >= length:
+            return self.minimum
+        end = (1.0 + self.shape) ** (-self.power)
+        now = (1.0 + self.shape * step / length) ** (-self.power)
+        return self.minimum + (self.base - self.minimum) * (now - end) / (1.0 - end)
 
     def bounds(self) -> tuple[float, float]:
         return self.minimum, self.base
 
     def extra_repr(self) -> str:
-        return f"base={self.base}, gamma={self.gamma}, power={self.power}, minimum={self.minimum}"
+        pace = f"gamma={self.gamma}" if self.gamma is not None else f"fraction={self.fraction}"
+        return f"base={self.base}, {pace}, power={self.power}, minimum={self.minimum}"
 
 
-def lsoftmax_lambda() -> PowerDecay:
-    """Official L-Softmax MNIST annealing: base 1000, gamma 2.5e-5, power 35, minimum 0."""
-    return PowerDecay(base=1000.0, gamma=2.5e-5, power=35.0, minimum=0.0)
+def lsoftmax_lambda(fraction: float | None = None) -> PowerDecay:
+    """L-Softmax's lambda: from 1000 to 0.
+
+    Args:
+        fraction: None for the official MNIST annealing (gamma 2.5e-5, power 35: lambda is
+            still 665 after 469 steps, one MNIST epoch at batch 128); a fraction of the run for
+            the run-relative form (power 1, reaching 0 at that fraction).
+    """
+    if fraction is None:
+        return PowerDecay(base=1000.0, gamma=2.5e-5, power=35.0, minimum=0.0)
+    return PowerDecay(base=1000.0, power=1.0, minimum=0.0, fraction=fraction)
 
 
-def sphereface_lambda() -> PowerDecay:
-    """Official SphereFace annealing: base 1000, gamma 0.12, power 1, minimum 5."""
-    return PowerDecay(base=1000.0, gamma=0.12, power=1.0, minimum=5.0)
+def sphereface_lambda(fraction: float | None = None) -> PowerDecay:
+    """SphereFace's lambda: from 1000 to its floor 5.
+
+    Args:
+        fraction: None for the official annealing (gamma 0.12, power 1: the floor after 1659
+            steps); a fraction of the run for the run-relative form (the floor from there on).
+    """
+    if fraction is None:
+        return PowerDecay(base=1000.0, gamma=0.12, power=1.0, minimum=5.0)
+    return PowerDecay(base=1000.0, power=1.0, minimum=5.0, fraction=fraction)
 
 
 class LinearRamp(Schedule):
-    """A value moving linearly from ``start`` towards ``end`` by ``rate`` per step.
+    """A value moving linearly from ``start`` towards ``end``, then held there.
 
     Args:
         start: value at step 0.
         end: value held once reached.
-        rate: change per step (> 0), in the direction of ``end``.
+        rate: change per step (> 0), in the direction of ``end``; or None with ``fraction``.
+        fraction: reach ``end`` after this share of the run, in (0, 1].
     """
 
-    def __init__(self, start: float, end: float, rate: float) -> None:
+    def __init__(
+        self, start: float, end: float, rate: float | None = None, *, fraction: float | None = None
+    ) -> None:
         super().__init__()
         self.start = _check_finite("start", start)
         self.end = _check_finite("end", end)
-        self.rate = _check_finite("rate", rate)
-        if self.rate <= 0:
+        if (rate is None) == (fraction is None):
+            raise ValueError(
+                "LinearRamp takes exactly one of rate (per step) or fraction (of the run)"
+            )
+        self.rate = None if rate is None else _check_finite("rate", rate)
+        self.fraction = None if fraction is None else _check_run_fraction("fraction", fraction)
+        if self.rate is not None and self.rate <= 0:
             raise ValueError(f"rate must be > 0; got {rate}")
         self._start()
 
+    @property
+    def relative(self) -> bool:
+        return self.fraction is not None
+
     def value_at(self, step: int) -> float:
+        if step <= 0:
+            return self.start
+        if self.rate is not None:
+            moved = self.rate * step
+        else:
+            assert self.fraction is not None
+            moved = abs(self.end - self.start) * min(1.0, step / self._run_steps(self.fraction))
         if self.end >= self.start:
-            return min(self.end, self.start + self.rate * step)
-        return max(self.end, self.start - self.rate * step)
+            return min(self.end, self.start + moved)
+        return max(self.end, self.start - moved)
 
     def bounds(self) -> tuple[float, float]:
         return min(self.start, self.end), max(self.start, self.end)
 
     def extra_repr(self) -> str:
-        return f"start={self.start}, end={self.end}, rate={self.rate}"
+        pace = f"rate={self.rate}" if self.rate is not None else f"fraction={self.fraction}"
+        return f"start={self.start}, end={self.end}, {pace}"
 
 
-def camsoftmax_ramp() -> LinearRamp:
-    """The Cam-softmax authors' schedule: ``c`` from pi/2 down to pi/4 by 1e-4 per step."""
-    return LinearRamp(start=math.pi / 2, end=math.pi / 4, rate=1e-4)
+def camsoftmax_ramp(fraction: float | None = None) -> LinearRamp:
+    """The Cam-softmax authors' ramp: ``c`` from pi/2 down to pi/4.
+
+    Args:
+        fraction: None for the authors' released code (1e-4 per step: pi/4 after 7854
+            steps); a fraction of the run for the run-relative form (pi/4 from there on).
+    """
+    if fraction is None:
+        return LinearRamp(start=math.pi / 2, end=math.pi / 4, rate=1e-4)
+    return LinearRamp(start=math.pi / 2, end=math.pi / 4, fraction=fraction)
 
 
 class Warmup(Schedule):
-    """Linear warm-up: from ``start`` at step 0 to ``target`` at step ``steps``, then constant.
+    """Linear warm-up: from ``start`` at step 0 to ``target`` after ``steps`` steps (or after
+    ``fraction`` of the run), then constant.
 
-    Usable on any margin, e.g. ``ArcFace(..., margin=Warmup(0.5, steps=2000))``.
+    Usable on any margin, e.g. ``ArcFace(..., margin=Warmup(0.5, steps=2000))`` or
+    ``ArcFace(..., margin=Warmup(0.5, fraction=0.2))``.
 
     Args:
         target: value after the warm-up.
-        steps: length of the warm-up in training steps (>= 1).
+        steps: length of the warm-up in training steps (>= 1); or None with ``fraction``.
         start: value at step 0 (default 0: no margin).
+        fraction: length of the warm-up as a share of the run, in (0, 1].
     """
 
-    def __init__(self, target: float, steps: int, start: float = 0.0) -> None:
+    def __init__(
+        self,
+        target: float,
+        steps: int | None = None,
+        start: float = 0.0,
+        *,
+        fraction: float | None = None,
+    ) -> None:
         super().__init__()
         self.target = _check_finite("target", target)
         self.start = _check_finite("start", start)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if (steps is None) == (fraction is None):
+            raise ValueError("Warmup takes exactly one of steps or fraction (of the run)")
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         self.steps = steps
+        self.fraction = None if fraction is None else _check_run_fraction("fraction", fraction)
         self._start()
 
+    @property
+    def relative(self) -> bool:
+        return self.fraction is not None
+
     def value_at(self, step: int) -> float:
-        fraction = min(1.0, step / self.steps)
-        return self.start + (self.target - self.start) * fraction
+        if step <= 0:
+            return self.start
+        length = self.steps if self.steps is not None else self._run_steps(self.fraction or 1.0)
+        return self.start + (self.target - self.start) * min(1.0, step / length)
 
     def bounds(self) -> tuple[float, float]:
         return min(self.start, self.target), max(self.start, self.target)
 
     def extra_repr(self) -> str:
-        return f"target={self.target}, steps={self.steps}, start={self.start}"
+        pace = f"steps={self.steps}" if self.steps is not None else f"fraction={self.fraction}"
+        return f"target={self.target}, {pace}, start={self.start}"
 
 
 class AdaptiveAngle(Schedule):
@@ -251,7 +410,10 @@ class AdaptiveAngle(Schedule):
         minimum: lowest ``c`` (pi/4, the end of the authors' ramp).
         quantile: which quantile of the target angles ``c`` follows, in (0, 1).
         momentum: weight of the newest batch in the running quantile, in (0, 1].
-        rate: largest change of ``c`` per step (> 0).
+        rate: largest change of ``c`` per step (> 0; default 1e-4, the authors' ramp).
+        fraction: instead of ``rate``: the share of the run, in (0, 1], over which ``c``
+            could at the fastest go from ``start`` to ``minimum`` (so the rule can reach its
+            end point within any run).
     """
 
     running_quantile: Tensor
@@ -262,14 +424,19 @@ class AdaptiveAngle(Schedule):
         minimum: float = math.pi / 4,
         quantile: float = 0.5,
         momentum: float = 0.01,
-        rate: float = 1e-4,
+        rate: float | None = None,
+        *,
+        fraction: float | None = None,
     ) -> None:
         super().__init__()
         self.start = _check_finite("start", start)
         self.minimum = _check_finite("minimum", minimum)
         self.quantile = _check_finite("quantile", quantile)
         self.momentum = _check_finite("momentum", momentum)
-        self.rate = _check_finite("rate", rate)
+        if rate is not None and fraction is not None:
+            raise ValueError("AdaptiveAngle takes at most one of rate (per step) or fraction")
+        self.rate = _check_finite("rate", 1e-4 if rate is None else rate)
+        self.fraction = None if fraction is None else _check_run_fraction("fraction", fraction)
         if not 0 < self.minimum <= self.start < math.pi:
             raise ValueError(
                 f"need 0 < minimum <= start < pi; got minimum={minimum}, start={start}"
@@ -283,6 +450,19 @@ class AdaptiveAngle(Schedule):
         # NaN marks "no batch seen yet"; a buffer, so it is saved with the head.
         self.register_buffer("running_quantile", torch.full((), math.nan, dtype=torch.float64))
         self._start()
+
+    @property
+    def relative(self) -> bool:
+        return self.fraction is not None
+
+    def _refresh(self, step: int) -> None:
+        pass  # the value follows the training statistics, not the step
+
+    def step_rate(self) -> float:
+        """The largest change of ``c`` per step."""
+        if self.fraction is None:
+            return self.rate
+        return (self.start - self.minimum) / self._run_steps(self.fraction)
 
     def value_at(self, step: int) -> float:
         if step != 0:
@@ -303,7 +483,7 @@ class AdaptiveAngle(Schedule):
         proposal = min(self.start, max(self.minimum, running))
         current = float(self.value)
         if proposal < current:
-            self.value.fill_(max(proposal, current - self.rate))
+            self.value.fill_(max(proposal, current - self.step_rate()))
 
     def bounds(self) -> tuple[float, float]:
         return self.minimum, self.start
@@ -311,7 +491,8 @@ class AdaptiveAngle(Schedule):
     def extra_repr(self) -> str:
         return (
             f"start={self.start:.4f}, minimum={self.minimum:.4f}, quantile={self.quantile}, "
-            f"momentum={self.momentum}, rate={self.rate}"
+            f"momentum={self.momentum}, "
+            + (f"rate={self.rate}" if self.fraction is None else f"fraction={self.fraction}")
         )
 
 

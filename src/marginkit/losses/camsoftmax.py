@@ -8,7 +8,7 @@ from torch import Tensor
 
 from marginkit.losses.functional import camsoftmax_target
 from marginkit.losses.head import MarginHead, check_range
-from marginkit.schedules import AdaptiveAngle, Schedule
+from marginkit.schedules import ANNEAL_FRACTION, AdaptiveAngle, Schedule
 
 __all__ = ["CamSoftmax"]
 
@@ -21,8 +21,10 @@ class CamSoftmax(MarginHead):
 
     ``c = pi/2`` is exactly (normalised) softmax. By default ``c`` follows marginkit's
     adaptive rule (:class:`~marginkit.schedules.AdaptiveAngle`), which starts at pi/2 and
-    departs as the classes tighten; pass :func:`~marginkit.schedules.camsoftmax_ramp` for
-    the authors' linear ramp, or a float.
+    departs as the classes tighten, fast enough to reach pi/4 within the first 40 % of the
+    run (call ``head.set_total_steps(N)`` before training); pass
+    :func:`~marginkit.schedules.camsoftmax_ramp` for the authors' linear ramp (``fraction=``
+    for its run-relative form), or a float.
 
     Args:
         num_classes: number of classes C.
@@ -42,7 +44,7 @@ class CamSoftmax(MarginHead):
     ) -> None:
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be a bool; got {type(normalize).__name__}")
-        c = AdaptiveAngle() if c is None else c
+        c = AdaptiveAngle(fraction=ANNEAL_FRACTION) if c is None else c
         check_range("scale", scale, 0.0, low_inclusive=False)
         check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
         hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}

@@ -362,10 +362,46 @@ class MarginHead(nn.Module):
             Scalar float32 (float64 for float64 inputs) loss.
         """
         self._check_inputs(embeddings, labels)
+        if self.training:
+            self._check_total_steps()
         loss, target_cosine = self._fused_loss(embeddings, labels)
         if self.training:
             self.advance(target_cosine)
         return loss
+
+    def set_total_steps(self, total_steps: int) -> MarginHead:
+        """Tell every schedule the run's length, in training steps (forward calls in training
+        mode). Run-relative schedules (``Warmup(0.5, fraction=0.2)``, the default lambda of
+        L-Softmax and SphereFace, Cam-softmax's default ``c``) need it before the first
+        training step; call it again to change the length (values are re-read at the current
+        step).
+
+        Args:
+            total_steps: the number of training steps of the whole run (>= 1).
+
+        Returns:
+            The head itself.
+        """
+        total_steps = check_count("total_steps", total_steps, 1)
+        for schedule in self.schedules.values():
+            schedule.set_total_steps(total_steps, int(self.step))
+        return self
+
+    @property
+    def total_steps(self) -> int | None:
+        """The run's length given to :meth:`set_total_steps` (None: not given)."""
+        totals = {schedule.total_steps for schedule in self.schedules.values()}
+        return totals.pop() if len(totals) == 1 else None
+
+    def _check_total_steps(self) -> None:
+        for name, schedule in self.schedules.items():
+            if schedule.relative and schedule.total_steps is None:
+                raise RuntimeError(
+                    f"{type(self).__name__}'s {name} is given as a fraction of the run "
+                    f"({type(schedule).__name__}({schedule.extra_repr()})): call "
+                    "head.set_total_steps(N) with the run's number of training steps before "
+                    "training (marginkit.train.fit does)"
+                )
 
     def advance(self, target_cosine: Tensor | None = None) -> None:
         """Count one training step and move every schedule to it.

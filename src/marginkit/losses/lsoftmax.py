@@ -6,7 +6,7 @@ from torch import Tensor
 
 from marginkit.losses.functional import lsoftmax_target
 from marginkit.losses.head import MarginHead, check_range
-from marginkit.schedules import Schedule, lsoftmax_lambda, sphereface_lambda
+from marginkit.schedules import ANNEAL_FRACTION, Schedule, lsoftmax_lambda, sphereface_lambda
 
 __all__ = ["LSoftmax", "SphereFace"]
 
@@ -27,8 +27,10 @@ class LSoftmax(MarginHead):
         num_classes: number of classes C.
         embedding_dim: embedding width D.
         margin: the integer angular multiplier m (>= 1; 4 for MNIST, 2 for CIFAR in the paper).
-        lambda_: softmax blend, a float >= 0 or a schedule; default the official annealing
-            ``max(0, 1000 (1 + 2.5e-5 step)^-35)``.
+        lambda_: softmax blend, a float >= 0 or a schedule; default run-relative: from 1000
+            to 0 over the first 40 % of the run (``lsoftmax_lambda(fraction=0.4)``; call
+            ``head.set_total_steps(N)`` before training). The official step-based annealing
+            ``max(0, 1000 (1 + 2.5e-5 step)^-35)`` is ``lsoftmax_lambda()``.
     """
 
     geometry = "unnormalized"
@@ -48,7 +50,7 @@ class LSoftmax(MarginHead):
 
     @staticmethod
     def _default_lambda() -> Schedule:
-        return lsoftmax_lambda()
+        return lsoftmax_lambda(fraction=ANNEAL_FRACTION)
 
     def target(self, cosine: Tensor) -> Tensor:
         return lsoftmax_target(cosine, self.margin, self.schedules["lambda_"].current())
@@ -65,11 +67,14 @@ class SphereFace(LSoftmax):
         num_classes: number of classes C.
         embedding_dim: embedding width D.
         margin: the integer angular multiplier m (>= 1; 4 in the paper).
-        lambda_: softmax blend; default the official ``max(5, 1000 (1 + 0.12 step)^-1)``.
+        lambda_: softmax blend; default run-relative: from 1000 to 5 over the first 40 % of
+            the run (``sphereface_lambda(fraction=0.4)``; call ``head.set_total_steps(N)``
+            before training). The official ``max(5, 1000 (1 + 0.12 step)^-1)`` is
+            ``sphereface_lambda()``.
     """
 
     geometry = "weight_normalized"
 
     @staticmethod
     def _default_lambda() -> Schedule:
-        return sphereface_lambda()
+        return sphereface_lambda(fraction=ANNEAL_FRACTION)

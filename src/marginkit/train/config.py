@@ -6,20 +6,26 @@ head's hyper-parameters by name. A value is parsed as:
 
 - ``true`` / ``false`` -> bool; an integer literal -> int; any other number -> float;
   ``pi``, ``pi/4``, ``3*pi/8`` -> that angle in radians;
-- a schedule, ``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments:
+- a schedule, ``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments; a
+  length written with ``%`` is a share of the run (``warmup:0.5:20%``: the margin reaches
+  0.5 after the first 20 % of the training steps), otherwise a number of steps:
 
-  ============================================  =============================================
-  ``warmup:TARGET:STEPS[:START]``               :class:`~marginkit.schedules.Warmup`
-  ``ramp[:START:END:RATE]``                     :class:`~marginkit.schedules.LinearRamp`
-                                                (bare ``ramp``: the Cam-softmax authors' c)
-  ``adaptive[:START:MIN:QUANTILE:MOMENTUM:RATE]``  :class:`~marginkit.schedules.AdaptiveAngle`
-  ``power:BASE:GAMMA:POWER[:MINIMUM]``          :class:`~marginkit.schedules.PowerDecay`
-  ``lsoftmax`` / ``sphereface``                 the official lambda annealings
-  ``constant:VALUE``                            :class:`~marginkit.schedules.Constant`
-  ============================================  =============================================
+  ===================================================  ======================================
+  ``warmup:TARGET:STEPS|P%[:START]``                   :class:`~marginkit.schedules.Warmup`
+  ``ramp[:P%]`` / ``ramp:START:END:RATE|P%``           :class:`~marginkit.schedules.LinearRamp`
+                                                       (bare ``ramp``: the Cam-softmax
+                                                       authors' c, 1e-4 per step)
+  ``adaptive[:P%]`` /                                  :class:`~marginkit.schedules.AdaptiveAngle`
+  ``adaptive:START:MIN:QUANTILE:MOMENTUM:RATE|P%``
+  ``power:BASE:GAMMA|P%:POWER[:MINIMUM]``              :class:`~marginkit.schedules.PowerDecay`
+  ``lsoftmax[:P%]`` / ``sphereface[:P%]``              the lambda annealings (bare: official,
+                                                       per step; with ``P%``: run-relative)
+  ``constant:VALUE``                                   :class:`~marginkit.schedules.Constant`
+  ===================================================  ======================================
 
-Examples: ``margin=0.5``, ``margin=warmup:0.5:1000``, ``c=ramp``, ``c=adaptive``,
-``c=pi/4``, ``lambda_=power:1000:0.12:1:5``, ``bias=true``.
+Examples: ``margin=0.5``, ``margin=warmup:0.5:1000``, ``margin=warmup:0.5:20%``, ``c=ramp``,
+``c=adaptive:40%``, ``c=pi/4``, ``lambda_=sphereface``, ``lambda_=power:1000:0.12:1:5``,
+``bias=true``.
 The config keeps the text form (so it round-trips through YAML); :func:`loss_kwargs` turns
 it into the objects the head takes.
 """
@@ -35,6 +41,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "RunFraction",
     "TrainConfig",
     "load_config",
     "loss_kwargs",
@@ -69,7 +76,12 @@ class TrainConfig:
         backbone: backbone name (``marginkit.models.available_backbones()``).
         embedding_dim: embedding width D.
         loss: loss name (``marginkit.losses.available()``).
-        loss_args: the head's hyper-parameters (values in the loss-argument language).
+        loss_args: the head's hyper-parameters (values in the loss-argument language); the
+            recipe adds its own under these.
+        recipe: ``"marginkit"`` (AdamW, cosine decay, margins that warm up over the run,
+            scales at least the NormFace bound) or ``"paper"`` (the papers' SGD settings,
+            constant margins, official step-based annealings); fills every option left None
+            and the loss arguments not given (:mod:`marginkit.train.recipe`).
         epochs: number of passes over the training data.
         max_steps: stop after this many optimiser steps (None: ``epochs`` full epochs); the
             run's length, which run-relative schedules follow, is then ``max_steps``.
@@ -77,13 +89,15 @@ class TrainConfig:
             subset (1.0: all of it).
         batch_size: training batch size.
         eval_batch_size: batch size for evaluation.
-        optimizer: ``"sgd"`` (momentum, the papers' optimiser) or ``"adamw"``.
-        lr: peak learning rate (None: 0.1 for SGD, 1e-3 for AdamW).
+        optimizer: ``"sgd"`` (momentum, the papers' optimiser) or ``"adamw"`` (None: the
+            recipe's).
+        lr: peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW).
         momentum: SGD momentum.
         weight_decay: decoupled for AdamW, L2 for SGD; applied to weight matrices and
-            convolution kernels only (not to biases, batch-norm or PReLU parameters).
+            convolution kernels only (not to biases, batch-norm or PReLU parameters); None:
+            the recipe's.
         lr_schedule: ``"step"`` (x ``lr_gamma`` at each milestone), ``"cosine"`` (to 0 over
-            the run, per step) or ``"constant"``.
+            the run, per step) or ``"constant"`` (None: the recipe's).
         milestones: epochs at which the step schedule multiplies the lr by ``lr_gamma``
             (None: at 50 % and 75 % of the epochs).
         lr_gamma: factor of the step schedule.
@@ -109,16 +123,17 @@ class TrainConfig:
     embedding_dim: int = 64
     loss: str = "softmax"
     loss_args: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "marginkit"
     epochs: int = 10
     max_steps: int | None = None
     train_fraction: float = 1.0
     batch_size: int = 128
     eval_batch_size: int = 512
-    optimizer: str = "sgd"
+    optimizer: str | None = None
     lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "step"
+    weight_decay: float | None = None
+    lr_schedule: str | None = None
     milestones: list[int] | None = None
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
@@ -133,7 +148,7 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check every field's type and range; raise :class:`ConfigError` naming it."""
-        for name in ("dataset", "backbone", "loss", "optimizer", "lr_schedule", "pairs_file"):
+        for name in ("dataset", "backbone", "loss", "recipe", "pairs_file"):
             if not isinstance(getattr(self, name), str):
                 _fail(name, "a string", getattr(self, name))
         for name in ("data_dir", "cache_dir", "out"):
@@ -167,6 +182,8 @@ class TrainConfig:
             _fail("threads", "an integer >= 1 or null", self.threads)
         for name in ("label_noise", "validation_fraction", "momentum", "weight_decay", "lr_gamma"):
             value = getattr(self, name)
+            if value is None and name == "weight_decay":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 _fail(name, "a number", value)
             setattr(self, name, float(value))
@@ -174,7 +191,8 @@ class TrainConfig:
             _fail("label_noise", "a rate in [0, 1)", self.label_noise)
         if not 0.0 <= self.validation_fraction < 1.0:
             _fail("validation_fraction", "a fraction in [0, 1)", self.validation_fraction)
-        if self.momentum < 0 or self.weight_decay < 0 or not 0 < self.lr_gamma <= 1:
+        weight_decay = 0.0 if self.weight_decay is None else self.weight_decay
+        if self.momentum < 0 or weight_decay < 0 or not 0 < self.lr_gamma <= 1:
             bad = "momentum" if self.momentum < 0 else "weight_decay"
             if not 0 < self.lr_gamma <= 1:
                 _fail("lr_gamma", "a factor in (0, 1]", self.lr_gamma)
@@ -188,10 +206,12 @@ class TrainConfig:
                 _fail(name, "true or false", getattr(self, name))
         if self.augment is not None and not isinstance(self.augment, bool):
             _fail("augment", "true, false or null", self.augment)
-        if self.optimizer not in ("sgd", "adamw"):
-            _fail("optimizer", "'sgd' or 'adamw'", self.optimizer)
-        if self.lr_schedule not in ("step", "cosine", "constant"):
-            _fail("lr_schedule", "'step', 'cosine' or 'constant'", self.lr_schedule)
+        if self.optimizer not in (None, "sgd", "adamw"):
+            _fail("optimizer", "'sgd', 'adamw' or null", self.optimizer)
+        if self.lr_schedule not in (None, "step", "cosine", "constant"):
+            _fail("lr_schedule", "'step', 'cosine', 'constant' or null", self.lr_schedule)
+        if self.recipe not in ("marginkit", "paper"):
+            _fail("recipe", "'marginkit' or 'paper'", self.recipe)
         if self.milestones is not None:
             if not isinstance(self.milestones, (list, tuple)) or any(
                 isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.milestones
@@ -315,10 +335,28 @@ _SCHEDULE_ARITY = {
     "ramp": (0, 3),
     "adaptive": (0, 5),
     "power": (3, 4),
-    "lsoftmax": (0, 0),
-    "sphereface": (0, 0),
+    "lsoftmax": (0, 1),
+    "sphereface": (0, 1),
     "constant": (1, 1),
 }
+#: Argument positions that may be a share of the run (``P%``); all others are numbers.
+_FRACTION_SLOTS = {"warmup": 1, "ramp": 2, "adaptive": 4, "power": 1}
+
+
+class RunFraction(float):
+    """A schedule length written ``P%``: the share ``P / 100`` of the run."""
+
+
+def _argument(text: str, name: str) -> float:
+    text = text.strip().lower()
+    if text.endswith("%"):
+        share = _number(text[:-1], name) / 100.0
+        if not 0.0 < share <= 1.0:
+            raise ConfigError(
+                f"loss argument {name}: {text!r} must be a share of the run in (0%, 100%]"
+            )
+        return RunFraction(share)
+    return _number(text, name)
 
 
 def _number(text: str, name: str) -> float:
@@ -350,13 +388,28 @@ def parse_value(text: str, name: str = "value") -> bool | int | float | tuple[st
         return int(text)
     kind, _, rest = lowered.partition(":")
     if kind in _SCHEDULE_ARITY:
-        arguments = [_number(part, name) for part in rest.split(":")] if rest else []
+        arguments = [_argument(part, name) for part in rest.split(":")] if rest else []
         low, high = _SCHEDULE_ARITY[kind]
-        if not low <= len(arguments) <= high or (kind == "ramp" and len(arguments) not in (0, 3)):
+        shortcut = len(arguments) == 1 and isinstance(arguments[0], RunFraction)
+        if not low <= len(arguments) <= high or (
+            kind == "ramp" and len(arguments) not in (0, 3) and not shortcut
+        ):
             raise ConfigError(
                 f"loss argument {name}: schedule {kind!r} takes {low}..{high} arguments "
                 f"separated by ':'; got {len(arguments)}"
             )
+        allowed = (
+            {0} if shortcut and kind in ("ramp", "adaptive", "lsoftmax", "sphereface") else set()
+        )
+        allowed.add(_FRACTION_SLOTS.get(kind, -1))
+        for position, argument in enumerate(arguments):
+            if isinstance(argument, RunFraction) and position not in allowed:
+                raise ConfigError(
+                    f"loss argument {name}: a share of the run (P%) is not allowed as argument "
+                    f"{position + 1} of {kind!r}"
+                )
+        if kind in ("lsoftmax", "sphereface") and arguments and not shortcut:
+            raise ConfigError(f"loss argument {name}: {kind!r} takes nothing or a share P%")
         return kind, arguments
     try:
         return _number(text, name)
@@ -384,24 +437,43 @@ def parse_loss_arg(text: str) -> tuple[str, Any]:
     return name, value.strip() if isinstance(parsed, tuple) else parsed
 
 
+def _length(value: float, steps: str) -> dict[str, Any]:
+    """``{steps: int}`` or ``{"fraction": share}`` for a schedule length argument."""
+    if isinstance(value, RunFraction):
+        return {"fraction": float(value)}
+    if steps == "steps" and value != int(value):
+        raise ValueError("warmup steps must be an integer (or a share of the run, P%)")
+    return {steps: int(value) if steps == "steps" else value}
+
+
 def _build_schedule(kind: str, arguments: list[float], name: str) -> Any:
     from marginkit import schedules
 
+    share = float(arguments[0]) if arguments and isinstance(arguments[0], RunFraction) else None
     if kind == "warmup":
-        steps = arguments[1]
-        if steps != int(steps):
-            raise ConfigError(f"loss argument {name}: warmup steps must be an integer")
-        return schedules.Warmup(arguments[0], int(steps), *arguments[2:])
+        target, length, *start = arguments
+        return schedules.Warmup(
+            target, start=start[0] if start else 0.0, **_length(length, "steps")
+        )
     if kind == "ramp":
-        return schedules.LinearRamp(*arguments) if arguments else schedules.camsoftmax_ramp()
+        if len(arguments) == 3:
+            return schedules.LinearRamp(arguments[0], arguments[1], **_length(arguments[2], "rate"))
+        return schedules.camsoftmax_ramp(share)
     if kind == "adaptive":
-        return schedules.AdaptiveAngle(*arguments)
+        if share is not None:
+            return schedules.AdaptiveAngle(fraction=share)
+        named = dict(zip(("start", "minimum", "quantile", "momentum"), arguments[:4], strict=False))
+        pace = _length(arguments[4], "rate") if len(arguments) == 5 else {}
+        return schedules.AdaptiveAngle(**named, **pace)
     if kind == "power":
-        return schedules.PowerDecay(*arguments)
+        base, pace, power, *minimum = arguments
+        return schedules.PowerDecay(
+            base, power=power, minimum=minimum[0] if minimum else 0.0, **_length(pace, "gamma")
+        )
     if kind == "lsoftmax":
-        return schedules.lsoftmax_lambda()
+        return schedules.lsoftmax_lambda(share)
     if kind == "sphereface":
-        return schedules.sphereface_lambda()
+        return schedules.sphereface_lambda(share)
     return schedules.Constant(arguments[0])
 
 

@@ -44,6 +44,7 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.recipe import apply_recipe
 
 __all__ = [
     "NonFiniteLossError",
@@ -53,6 +54,7 @@ __all__ = [
     "fit",
     "learning_rate_at",
     "load_bundle",
+    "total_steps",
 ]
 
 #: Config keys that may differ between a run folder's config and a resumed run's.
@@ -78,6 +80,7 @@ class TrainResult:
         history: one metrics dict per epoch.
         final: the final metrics (as in ``metrics.json``).
         run_dir: the run folder, or None for an in-memory run.
+        config: the options the run used (its recipe applied, as in ``config.yaml``).
     """
 
     backbone: nn.Module
@@ -86,6 +89,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
+    config: TrainConfig | None = None
 
 
 # ------------------------------------------------------------------------- set-up
@@ -191,12 +195,18 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     return torch.optim.AdamW(groups, lr=lr)
 
 
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The run's length in optimiser steps: ``epochs`` epochs, capped at ``max_steps``."""
+    total = config.epochs * steps_per_epoch
+    return total if config.max_steps is None else min(total, config.max_steps)
+
+
 def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """The learning rate of training step ``step`` (0-based) of the run.
 
     Linear warm-up over ``warmup_epochs``, then ``step`` (x ``lr_gamma`` at each
-    milestone epoch), ``cosine`` (half a cosine period from the peak to 0 at the last step)
-    or ``constant``.
+    milestone epoch), ``cosine`` (half a cosine period from the peak to 0 at the run's last
+    step, :func:`total_steps`) or ``constant``.
     """
     peak = config.learning_rate()
     warmup = config.warmup_epochs * steps_per_epoch
@@ -207,7 +217,7 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
         passed = sum(1 for milestone in config.lr_milestones() if epoch >= milestone)
         return peak * config.lr_gamma**passed
     if config.lr_schedule == "cosine":
-        total = max(1, config.epochs * steps_per_epoch - warmup)
+        total = max(1, total_steps(config, steps_per_epoch) - warmup)
         return 0.5 * peak * (1.0 + math.cos(math.pi * (step - warmup) / total))
     return peak
 
@@ -329,11 +339,19 @@ def fit(
     # ---- everything that can fail on bad input, before any file is written
     _check_names(config)
     run_dir = None if config.out is None else Path(config.out)
-    resuming = run_dir is not None and _check_run_folder(run_dir, config, resume, overwrite)
     if bundle is None:
         bundle = load_bundle(config, progress=progress)
+    config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
+    resuming = run_dir is not None and _check_run_folder(run_dir, config, resume, overwrite)
     backbone, head = build_models(config, bundle)
     inputs, labels = bundle.train.tensors()  # (N, *input_shape) float32, (N,) long
+    if config.train_fraction < 1.0:  # a seeded class-balanced subset
+        from marginkit.data.options import derived_generator, stratified_split
+
+        keep = stratified_split(
+            labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
+        )[1]
+        inputs, labels = inputs[keep], labels[keep]
     count = labels.numel()
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
@@ -341,6 +359,8 @@ def fit(
     steps_per_epoch = math.ceil(count / batch_size)
     if count % batch_size == 1:  # a lone last sample would break batch norm: dropped
         steps_per_epoch -= 1
+    run_steps = total_steps(config, steps_per_epoch)
+    epochs = math.ceil(run_steps / steps_per_epoch)
     parameters = [*backbone.parameters(), *head.parameters()]
     optimizer = _optimizer(config, parameters)
     generator = torch.Generator().manual_seed(config.seed)
@@ -365,6 +385,7 @@ def fit(
             say(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
         save_config(config, run_dir / "config.yaml")
         _write_logs(run_dir, config, history, {})
+    head.set_total_steps(run_steps)  # run-relative schedules follow the run's length
     writer = _tensorboard_writer(run_dir)
     wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
     last_checkpoint = "none (no epoch finished)"
@@ -378,7 +399,7 @@ def fit(
             f"{last_checkpoint}"
         )
 
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
         backbone.train()
         head.train()
         order = torch.randperm(count, generator=generator)  # (N,)
@@ -386,7 +407,7 @@ def fit(
         correct = 0
         seen = 0
         epoch_start = time.perf_counter()
-        for batch_index in range(steps_per_epoch):
+        for batch_index in range(min(steps_per_epoch, run_steps - step)):
             index = order[batch_index * batch_size : (batch_index + 1) * batch_size]  # (B,)
             x, y = inputs[index], labels[index]  # (B, *input_shape), (B,)
             if bundle.augment:
@@ -414,7 +435,7 @@ def fit(
             if progress and config.log_every and step % config.log_every == 0:
                 rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
                 say(
-                    f"epoch {epoch + 1}/{config.epochs} step {batch_index + 1}/{steps_per_epoch}"
+                    f"epoch {epoch + 1}/{epochs} step {batch_index + 1}/{steps_per_epoch}"
                     f" loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
                     f" lr {lr:.3g} {_format_hyperparameters(head.hyperparameters())}"
                     f" {rate:.0f} img/s"
@@ -443,7 +464,7 @@ def fit(
             if row[name] is not None:
                 shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
         say(
-            f"epoch {epoch + 1}/{config.epochs} done: {', '.join(shown)}, "
+            f"epoch {epoch + 1}/{epochs} done: {', '.join(shown)}, "
             f"{_format_hyperparameters(row['hyperparameters'])}, "
             f"{row['images_per_second']:.0f} img/s, {row['epoch_time']:.1f} s"
         )
@@ -478,4 +499,4 @@ def fit(
         writer.close()
     backbone.eval()
     head.eval()
-    return TrainResult(backbone, head, bundle, history, final, run_dir)
+    return TrainResult(backbone, head, bundle, history, final, run_dir, config)

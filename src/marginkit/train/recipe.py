@@ -1,0 +1,117 @@
+"""Training recipes: the optimiser, learning-rate schedule and loss settings that a run leaves
+to marginkit, in one place.
+
+Why the margin losses fail with the papers' settings on a short run, and what each part of
+the ``marginkit`` recipe does about it (measurements in ``docs/recipes.md``):
+
+- At initialisation every cosine is near 0, so a margin makes the target logit strongly
+  negative (ArcFace: ``s cos(pi/2 + m) = -64 sin 0.5 = -31``) and the first gradients, scaled
+  by ``s``, are enormous; SGD at lr 0.1 then throws the backbone far from where it started
+  (the same lr sends even plain softmax on LeNet++ to non-finite embeddings). **AdamW**
+  (lr 1e-3) divides every step by the gradient's running magnitude, so the scale ``s`` and the
+  margin no longer set the step size; a **cosine** learning-rate decay over the run needs no
+  milestones tuned to its length.
+- **Softmax first, margin second**: the additive margins (CosFace, ArcFace, combined) warm up
+  linearly from 0 over the first 20 % of the run, and the multiplicative ones (L-Softmax,
+  SphereFace) anneal lambda from 1000 to its floor over the first 40 % (the heads' own
+  run-relative default); Cam-softmax's ``c`` may reach pi/4 within the first 40 %. All follow
+  the run's length, so the full margin holds for at least the last 60 % of any run, one epoch
+  or a hundred.
+- **A scale that can reach a confident posterior**: a normalised head with scale ``s`` and C
+  classes cannot give its target a probability above ``P`` unless
+  ``s >= (C - 1) / C * ln((C - 1) P / (1 - P))`` (NormFace, Wang et al. 2017, Prop. 2;
+  AdaCos, Zhang et al. 2019): the fixed scales of NormFace (16) and Cam-softmax (20) are
+  raised to that bound at ``P = 0.999`` when C is large.
+
+``recipe: paper`` keeps the papers' own settings: SGD (momentum 0.9, lr 0.1, weight decay
+5e-4) with step decays at 50 % and 75 % of the run, constant margins, and the official
+step-based annealings (L-Softmax's and SphereFace's lambda, the Cam-softmax authors' ramp).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from marginkit.schedules import ANNEAL_FRACTION
+from marginkit.train.config import ConfigError, TrainConfig
+
+__all__ = ["MARGIN_WARMUP_FRACTION", "RECIPES", "apply_recipe", "scale_bound"]
+
+#: Share of the run over which the additive margins warm up from 0.
+MARGIN_WARMUP_FRACTION = 0.2
+
+_PERCENT = f"{round(100 * MARGIN_WARMUP_FRACTION)}%"
+_ANNEAL = f"{round(100 * ANNEAL_FRACTION)}%"
+
+#: Training settings of each recipe (fields of :class:`TrainConfig` that are None there).
+_TRAINING = {
+    "marginkit": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 5e-4, "lr_schedule": "cosine"},
+    "paper": {"optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4, "lr_schedule": "step"},
+}
+
+RECIPES = tuple(_TRAINING)
+
+
+def scale_bound(num_classes: int, probability: float = 0.999) -> float:
+    """The smallest scale at which a normalised head can give probability ``probability``
+    to the target class among ``num_classes`` (NormFace, Wang et al. 2017, Prop. 2):
+    ``(C - 1) / C * ln((C - 1) P / (1 - P))``."""
+    classes = num_classes
+    return (classes - 1) / classes * math.log((classes - 1) * probability / (1 - probability))
+
+
+def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
+    """The loss arguments the recipe sets for ``loss`` (canonical name)."""
+    if recipe == "paper":
+        return {
+            "lsoftmax": {"lambda_": "lsoftmax"},
+            "sphereface": {"lambda_": "sphereface"},
+            "camsoftmax": {"c": "ramp"},
+        }.get(loss, {})
+    bound = math.ceil(scale_bound(num_classes))
+    return {
+        "normface": {"scale": float(max(16, bound))},
+        "cosface": {"margin": f"warmup:0.35:{_PERCENT}"},
+        "arcface": {"margin": f"warmup:0.5:{_PERCENT}"},
+        "combined": {"angular": f"warmup:0.5:{_PERCENT}"},
+        "lsoftmax": {"lambda_": f"lsoftmax:{_ANNEAL}"},
+        "sphereface": {"lambda_": f"sphereface:{_ANNEAL}"},
+        "camsoftmax": {"scale": float(max(20, bound)), "c": f"adaptive:{_ANNEAL}"},
+    }.get(loss, {})
+
+
+def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
+    """``config`` with everything it leaves to its recipe filled in.
+
+    Fields that are None (``optimizer``, ``lr``, ``weight_decay``, ``lr_schedule``) take the
+    recipe's values; the recipe's loss arguments for ``config.loss`` are added under those the
+    user gave (a user's value always wins, e.g. ``margin=0.4`` is a constant margin). The
+    result is what the run uses and what its ``config.yaml`` records.
+
+    Args:
+        config: the run's options.
+        num_classes: the number of training classes (for the scale bound).
+
+    Raises:
+        ConfigError: an unknown recipe name.
+    """
+    from marginkit.losses import resolve
+
+    if config.recipe not in _TRAINING:
+        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {config.recipe!r}")
+    loss = next(name for name, cls in _registry_items() if cls is resolve(config.loss))
+    values = {
+        name: value
+        for name, value in _TRAINING[config.recipe].items()
+        if getattr(config, name) is None
+    }
+    loss_args = {**_loss_arguments(config.recipe, loss, num_classes), **config.loss_args}
+    return dataclasses.replace(config, **values, loss_args=loss_args)
+
+
+def _registry_items() -> list[tuple[str, type]]:
+    from marginkit.losses import available, resolve
+
+    return [(name, resolve(name)) for name in available()]
