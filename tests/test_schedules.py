@@ -317,3 +317,23 @@ def test_schedule_state_is_not_cast_with_the_head() -> None:
     assert head.weight.dtype == torch.float16
     assert head.schedules["c"].value.dtype == torch.float64
     assert head.hyperparameters()["c"] == value == math.pi / 2 - 3e-4
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        Constant(0.5),
+        Warmup(0.5, 1000),
+        PowerDecay(1000.0, 0.12, 1.0, 5.0),
+        LinearRamp(0.0, 1.0, 0.01),
+        AdaptiveAngle(),
+    ],
+    ids=["constant", "warmup", "power", "ramp", "adaptive"],
+)
+def test_a_negative_step_is_refused(schedule: Schedule) -> None:
+    """``Warmup(0.5, 1000).value_at(-490)`` was -0.245 (issue 9)."""
+    with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -490"):
+        schedule.value_at(-490)
+    with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -1"):
+        schedule.advance(-1)
+    assert schedule.value_at(0) == schedule.current()
