@@ -75,7 +75,8 @@ def test_run_folder_contents(tmp_path: Path, digits: object) -> None:
     assert float(rows[1]["c"]) == pytest.approx(metrics["final"]["hyperparameters"]["c"])
     folder = latest_checkpoint(out)
     assert folder is not None and folder.name == "epoch-0002"
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002", "latest"]
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["epoch-0001", "epoch-0002", "latest"]  # the newest two are kept
     # the checkpoint holds exactly the trained weights, schedule state included
     checkpoint = load_checkpoint(folder)
     assert_bitwise_equal(checkpoint.weights, state(result))

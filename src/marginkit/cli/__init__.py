@@ -41,7 +41,12 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     hidden = argparse.SUPPRESS
     add("--config", default=None, help="YAML file with any of the options below")
     add("--dataset", default=hidden, help="digits, mnist, fashion-mnist, kmnist, cifar10, ...")
-    add("--data-dir", dest="data_dir", default=hidden, help="folder holding the data files")
+    add(
+        "--data-dir",
+        dest="data_dir",
+        default=hidden,
+        help="folder holding the data files (default: $MARGINKIT_DATA/DATASET, else download)",
+    )
     add("--cache-dir", dest="cache_dir", default=hidden, help="download cache folder")
     add("--no-download", dest="download", action="store_false", default=hidden)
     add("--classes", default=hidden, help="known-class subset, e.g. 0-6 or 0,2,5-7")
@@ -69,7 +74,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=hidden)
     add("--threads", type=int, default=hidden)
     add("--log-every", dest="log_every", type=int, default=hidden)
-    add("--out", default=hidden, help="run folder (required)")
+    add("--out", default=hidden, help="run folder (required here or as out: in --config)")
     add("--resume", action="store_true", help="continue the run in --out")
     add("--overwrite", action="store_true", help="replace the run in --out")
     add("--quiet", action="store_true", help="no progress lines")
@@ -102,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
     evaluate.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        help="read the data set from this folder (where the run's data moved)",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="measure this checkpoint (e.g. epoch-0029) instead of the newest",
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress")
+    evaluate.add_argument(
         "--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)"
     )
     evaluate.add_argument("--no-plots", dest="plots", action="store_false", help="no pictures")
@@ -130,12 +148,12 @@ def _train(args: argparse.Namespace) -> int:
         size = given["image_size"]
         given["image_size"] = size[0] if len(size) == 1 else size
     values: dict[str, Any] = {}
-    out = given.get("out")
-    if out is None:
-        raise _UsageError("train: --out RUN_FOLDER is required")
     if args.config is not None:
         values = load_config(args.config).to_dict()
-    elif args.resume:
+    out = given.get("out", values.get("out"))
+    if out is None:
+        raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
+    if args.config is None and args.resume:
         from pathlib import Path
 
         saved = Path(out) / "config.yaml"
@@ -150,9 +168,11 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_dict(values, source="options")
     result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     final = result.final
-    accuracy = final.get("test_accuracy")
-    shown = "n/a" if accuracy is None else f"{accuracy:.2f}%"
-    print(f"{config.out}: test accuracy {shown}, train loss {final.get('train_loss', 'n/a')}")
+    accuracy, loss = final.get("test_accuracy"), final.get("train_loss")
+    print(
+        f"{config.out}: test accuracy {'n/a' if accuracy is None else f'{accuracy:.2f}%'}, "
+        f"train loss {'n/a' if loss is None else f'{loss:.4f}'}"
+    )
     return 0
 
 
@@ -168,6 +188,9 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         analysis=args.analysis,
         plots=args.plots,
+        data_dir=args.data_dir,
+        checkpoint=args.checkpoint,
+        progress=not args.quiet,
     )
     from marginkit.evaluate import summarize
 
@@ -223,26 +246,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         parser.exit(130, "marginkit: interrupted\n")
     except Exception as error:
-        if _is_user_error(error):
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = _user_error(error)
+        if message is not None:
             parser.exit(2, f"marginkit: error: {message}\n")
         raise
     return 0
 
 
-def _is_user_error(error: Exception) -> bool:
-    """Errors caused by the user's input (reported in one line) rather than bugs.
+#: The extra that installs each optional top-level module.
+_EXTRAS = {
+    "sklearn": "train",
+    "safetensors": "train",
+    "yaml": "train",
+    "PIL": "train",
+    "scipy": "train",
+    "tqdm": "train",
+    "matplotlib": "plots",
+    "tensorboard": "tensorboard",
+}
+
+
+def _user_error(error: Exception) -> str | None:
+    """The one-line message of an error caused by the user's input or set-up, or None for
+    a bug (which keeps its traceback).
 
     marginkit reports bad input as ``ValueError`` (``ConfigError``, ``DataError``,
-    ``RunFolderError`` are subclasses); set ``MARGINKIT_DEBUG=1`` to see the traceback.
+    ``RunFolderError``, ``CheckpointError`` are subclasses); an ``OSError`` (no space, a
+    read-only or missing path, no permission) names its path; a missing optional package
+    names the extra that installs it. Set ``MARGINKIT_DEBUG=1`` to see the traceback.
     """
     import os
 
-    from marginkit.train import NonFiniteLossError
+    from marginkit.train.loop import NonFiniteLossError
 
     if os.environ.get("MARGINKIT_DEBUG"):
-        return False
-    return isinstance(error, (ValueError, NonFiniteLossError, FileNotFoundError))
+        return None
+    if isinstance(error, ModuleNotFoundError) and error.name is not None:
+        package = error.name.split(".")[0]
+        if package in _EXTRAS:
+            return (
+                f"this command needs the {package} package, an optional dependency: "
+                f'pip install "marginkit[{_EXTRAS[package]}]"'
+            )
+        return None
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror.lower()}"
+    if isinstance(error, (ValueError, NonFiniteLossError, OSError)):
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
