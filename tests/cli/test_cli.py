@@ -4,22 +4,29 @@ eval and the no-argument comparison on a reduced setting."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from data_writers import write_idx_dataset
 
 import marginkit.cli as cli
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "marginkit.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -66,6 +73,9 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         (["--label-noise", "-0.5"], ["label_noise"]),
         (["--loss-arg", "margin"], ["--loss-arg must look like NAME=VALUE"]),
         (["--loss", "arcface", "--loss-arg", "margin=4"], ["margin must lie in"]),
+        (["--lr", "nan"], ["lr must be a finite number"]),
+        (["--momentum", "nan"], ["momentum must be a finite number"]),
+        (["--weight-decay", "inf"], ["weight_decay must be a finite number"]),
     ],
     ids=[
         "dataset",
@@ -76,6 +86,9 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         "noise-low",
         "loss-arg",
         "loss-range",
+        "lr-nan",
+        "momentum-nan",
+        "weight-decay-inf",
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_folder(
@@ -186,3 +199,61 @@ def test_no_arguments_runs_the_comparison_of_every_loss(monkeypatch: pytest.Monk
 
 def test_compare_unknown_loss_is_a_one_line_error() -> None:
     assert_one_line_error(run("compare", "--losses", "softmax,nope"), "unknown loss 'nope'")
+
+
+# ------------------------------------------------------- configs that work anywhere (item 9)
+def test_shipped_configs_name_no_folder_outside_the_project() -> None:
+    """They pointed at ../shared/data/..., which no user has."""
+    from marginkit.train import load_config
+
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert paths
+    for path in paths:
+        config = load_config(path)
+        assert config.data_dir is None, path
+        assert config.cache_dir is None, path
+        assert config.out is None or ".." not in Path(config.out).parts, path
+
+
+def test_readme_config_example_runs_with_data_dir_or_marginkit_data(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path / "data" / "mnist")
+    config = str(CONFIGS / "mnist_lenetpp_cosface.yaml")
+    quick = ["--epochs", "1", "--quiet"]
+    given = run(
+        "train", "--config", config, "--data-dir", str(tmp_path / "data" / "mnist"),
+        "--out", str(tmp_path / "a"), *quick,
+    )  # fmt: skip
+    assert given.returncode == 0, given.stderr
+    from_environment = run(
+        "train", "--config", config, "--out", str(tmp_path / "b"), *quick,
+        env={"MARGINKIT_DATA": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert from_environment.returncode == 0, from_environment.stderr
+    assert "test accuracy" in from_environment.stdout
+
+
+def test_out_in_the_config_counts(tmp_path: Path) -> None:
+    """The CLI demanded --out although the YAML had out:."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"dataset: digits\nembedding_dim: 8\nepochs: 1\nthreads: 1\nout: {tmp_path / 'run'}\n"
+    )
+    trained = run("train", "--config", str(config), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert f"{tmp_path / 'run'}: test accuracy" in trained.stdout
+
+
+def test_eval_data_dir_reads_data_that_moved(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path / "mnist")
+    out = tmp_path / "run"
+    trained = run(
+        "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--backbone",
+        "mlp", "--embedding-dim", "4", "--epochs", "1", "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    (tmp_path / "mnist").rename(tmp_path / "moved")
+    assert_one_line_error(run("eval", str(out), "--no-analysis", "--quiet"), "is not a folder")
+    moved = run("eval", str(out), "--no-analysis", "--quiet", "--data-dir", str(tmp_path / "moved"))
+    assert moved.returncode == 0, moved.stderr
+    assert f"{out}, epoch 1 (checkpoint {out / 'checkpoints' / 'epoch-0001'})" in moved.stdout
