@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,24 +98,38 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
 
 
 @torch.no_grad()
-def embed(backbone: nn.Module, dataset: Any, batch_size: int = 512) -> tuple[Tensor, Tensor]:
+def embed(
+    backbone: nn.Module,
+    dataset: Any,
+    batch_size: int = 512,
+    *,
+    progress: bool = False,
+    name: str = "",
+) -> tuple[Tensor, Tensor]:
     """Embeddings of a whole dataset, in order.
 
     Args:
         backbone: maps (B, *input_shape) -> (B, D); put in eval mode here.
         dataset: a dataset with ``.tensors()`` -> (inputs (N, ...), labels (N,)).
         batch_size: inputs per forward pass.
+        progress: show the progress (with an ETA) on stderr.
+        name: what is embedded, for the progress line (e.g. ``"test"``).
 
     Returns:
         ``(embeddings (N, D) float32, labels (N,) long)``.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    from marginkit.progress import Progress
+
     inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
     backbone.eval()
-    chunks = [
-        backbone(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)
-    ]
+    chunks = []
+    description = f"embedding {name}".strip()
+    with Progress(len(inputs), description, enabled=progress, unit="img") as bar:
+        for start in range(0, len(inputs), batch_size):
+            chunks.append(backbone(inputs[start : start + batch_size]))
+            bar.update(len(chunks[-1]))
     return torch.cat(chunks).float(), labels.long()  # (N, D), (N,)
 
 
@@ -178,13 +193,17 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     folder = run_checkpoint(run_dir, checkpoint)
+    if progress:
+        print(f"evaluating {run_dir}, epoch {epoch_of(folder)} ({folder})", file=sys.stderr)
     config, backbone, head, bundle = load_run(
         run_dir, progress, data_dir=data_dir, checkpoint=folder.name
     )
     if split == "test" and bundle.test is None and bundle.validation is not None:
         split = "validation"  # data sets without a test split (folder, lfw): the held-out part
     dataset = _split(bundle, split)
-    embeddings, labels = embed(backbone, dataset, batch_size)  # (N, D), (N,)
+    embeddings, labels = embed(
+        backbone, dataset, batch_size, progress=progress, name=split
+    )  # (N, D), (N,)
     known = labels < bundle.num_classes  # (N,)
     report: dict[str, Any] = {
         "run": str(run_dir),
@@ -230,6 +249,7 @@ def evaluate_run(
             metrics_file=run_dir / "metrics.json",
             batch_size=batch_size,
             embedded={split: (embeddings, labels)},
+            progress=progress,
         )
     from marginkit.train.runfolder import atomic_write_text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,6 +243,9 @@ def test_out_in_the_config_counts(tmp_path: Path) -> None:
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert f"{tmp_path / 'run'}: test accuracy" in trained.stdout
+    # rounded (was "train loss 17.678959150610833"), and --quiet prints nothing else
+    assert re.fullmatch(r".*: test accuracy \d+\.\d\d%, train loss \d+\.\d{4}\n", trained.stdout)
+    assert trained.stderr == ""
 
 
 def test_eval_data_dir_reads_data_that_moved(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ def _read(
     image_size: tuple[int, int] | None,
     min_images_per_person: int,
     pairs_file: str,
+    progress: bool,
 ) -> RawSplits:
     if name == "digits":
         from marginkit.data.digits import read_digits
@@ -116,10 +117,16 @@ def _read(
     if name == "folder":
         from marginkit.data.folder import read_folder
 
-        return read_folder(directory, image_size or _LFW_IMAGE_SIZE, pairs_file)
+        return read_folder(directory, image_size or _LFW_IMAGE_SIZE, pairs_file, progress=progress)
     from marginkit.data.lfw import read_lfw
 
-    return read_lfw(directory, image_size or _LFW_IMAGE_SIZE, min_images_per_person, pairs_file)
+    return read_lfw(
+        directory,
+        image_size or _LFW_IMAGE_SIZE,
+        min_images_per_person,
+        pairs_file,
+        progress=progress,
+    )
 
 
 def load_dataset(
@@ -163,7 +170,7 @@ def load_dataset(
         image_size: ``(height, width)`` of ``folder``/``lfw`` images, default ``(112, 96)``.
         min_images_per_person: ``lfw``: keep DevTrain people with at least this many images.
         pairs_file: ``lfw`` (and ``folder``, when present) verification pairs file.
-        progress: report download progress on stderr.
+        progress: report download and image-decoding progress (with its ETA) on stderr.
 
     Returns:
         A :class:`DataBundle`.
@@ -204,7 +211,7 @@ def load_dataset(
         if name == "digits"
         else _resolve_directory(name, data_dir, cache_dir, download, progress)
     )
-    raw = _read(name, directory, image_size, min_images_per_person, pairs_file)
+    raw = _read(name, directory, image_size, min_images_per_person, pairs_file, progress)
     return assemble(
         name,
         raw,

@@ -36,6 +36,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from marginkit.progress import Progress, format_seconds
 from marginkit.train.checkpoint import (
     fault_point,
     find_checkpoint,
@@ -53,6 +54,7 @@ from marginkit.train.runfolder import (
     make_folder,
     run_entries,
 )
+from marginkit.train.steplog import StepLog
 
 __all__ = [
     "NonFiniteLossError",
@@ -349,8 +351,10 @@ def fit(
     """Train ``config.backbone`` + ``config.loss`` on ``config.dataset``.
 
     With ``config.out`` set, the run folder receives ``config.yaml`` (the resolved config),
-    a checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (and TensorBoard
-    events when ``tensorboard`` is installed).
+    a checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (one row per epoch),
+    ``steps.csv`` (one row per step: loss, learning rate, hyper-parameters) and TensorBoard
+    events when ``tensorboard`` is installed (the ``tensorboard`` extra). The folder is
+    locked (``RUN/.lock``) while training.
 
     Args:
         config: the run's options.
@@ -359,7 +363,9 @@ def fit(
         resume: continue the run in ``config.out`` from its newest intact checkpoint (a
             run without one starts from scratch; a folder holding no run is an error).
         overwrite: replace whatever ``config.out`` holds.
-        progress: print progress lines (loss, accuracy, hyper-parameters, images/s).
+        progress: show progress: on a terminal a bar with the ETA, elsewhere a line every
+            ``config.log_every`` steps (loss, accuracy, lr, hyper-parameters, images/s, ETA);
+            and a line per epoch.
         stream: where progress goes (default ``sys.stderr``).
 
     Returns:
@@ -441,6 +447,20 @@ def _fit(
         save_config(config, run_dir / "config.yaml")
         _write_logs(run_dir, config, history, {})
     writer = _tensorboard_writer(run_dir)
+    if writer is not None:
+        cleanup.callback(writer.close)
+    steps_log = cleanup.enter_context(StepLog(run_dir, list(head.hyperparameters()), step))
+    bar = cleanup.enter_context(
+        Progress(
+            config.epochs * steps_per_epoch,
+            "training",
+            enabled=progress,
+            stream=stream,
+            every=0,
+            initial=step,
+            unit="step",
+        )
+    )
     wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
 
     def fail(epoch: int, what: str) -> None:
@@ -483,13 +503,26 @@ def _fit(
                 correct += int((head.logits(embeddings.detach()).argmax(1) == y).sum())
                 seen += y.numel()
             fault_point("step", step)
-            if progress and config.log_every and step % config.log_every == 0:
+            step_loss = float(loss.detach())
+            steps_log.add(step, epoch + 1, step_loss, lr, head.hyperparameters())
+            if writer is not None:
+                writer.add_scalar("step/loss", step_loss, step)
+                writer.add_scalar("step/lr", lr, step)
+            running = f"loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
+            bar.update(postfix=f"epoch {epoch + 1}/{config.epochs} {running} lr {lr:.3g}")
+            if not bar.interactive and config.log_every and step % config.log_every == 0:
                 rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
-                say(
-                    f"epoch {epoch + 1}/{config.epochs} step {batch_index + 1}/{steps_per_epoch}"
-                    f" loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
-                    f" lr {lr:.3g} {_format_hyperparameters(head.hyperparameters())}"
-                    f" {rate:.0f} img/s"
+                bar.write(
+                    " ".join(
+                        part
+                        for part in (
+                            f"epoch {epoch + 1}/{config.epochs}",
+                            f"step {batch_index + 1}/{steps_per_epoch} {running} lr {lr:.3g}",
+                            _format_hyperparameters(head.hyperparameters()),
+                            f"{rate:.0f} img/s, ETA {format_seconds(bar.eta() or 0.0)}",
+                        )
+                        if part
+                    )
                 )
         train_time = time.perf_counter() - epoch_start
         row: dict[str, Any] = {
@@ -514,11 +547,13 @@ def _fit(
         for name in ("validation_accuracy", "test_accuracy"):
             if row[name] is not None:
                 shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
-        say(
-            f"epoch {epoch + 1}/{config.epochs} done: {', '.join(shown)}, "
-            f"{_format_hyperparameters(row['hyperparameters'])}, "
-            f"{row['images_per_second']:.0f} img/s, {row['epoch_time']:.1f} s"
-        )
+        shown += [
+            _format_hyperparameters(row["hyperparameters"]),
+            f"{row['images_per_second']:.0f} img/s",
+            f"{row['epoch_time']:.1f} s",
+        ]
+        bar.write(f"epoch {epoch + 1}/{config.epochs} done: {', '.join(p for p in shown if p)}")
+        steps_log.flush()
         if run_dir is not None:
             state = {
                 "epoch": epoch + 1,
@@ -546,8 +581,6 @@ def _fit(
         }
     if run_dir is not None:
         _write_logs(run_dir, config, history, final)
-    if writer is not None:
-        writer.close()
     backbone.eval()
     head.eval()
     return TrainResult(backbone, head, bundle, history, final, run_dir)
