@@ -261,3 +261,31 @@ def test_eval_data_dir_reads_data_that_moved(tmp_path: Path) -> None:
     moved = run("eval", str(out), "--no-analysis", "--quiet", "--data-dir", str(tmp_path / "moved"))
     assert moved.returncode == 0, moved.stderr
     assert f"{out}, epoch 1 (checkpoint {out / 'checkpoints' / 'epoch-0001'})" in moved.stdout
+
+
+# ------------------------------------------------------------- missing extras (item 11)
+@pytest.mark.parametrize("module", ["sklearn", "yaml", "safetensors", "tqdm"])
+def test_a_missing_extra_names_what_to_install(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A core-only install died with a bare ``ModuleNotFoundError: sklearn``."""
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--epochs", "1", "--quiet", "--out", str(out)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"marginkit: error: this command needs the {module} package, an optional dependency: "
+        'pip install "marginkit[train]"\n'
+    )
+    assert not out.exists()
+
+
+def test_eval_without_matplotlib_names_the_plots_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit):
+        cli.main(["eval", str(tmp_path)])
+    assert 'pip install "marginkit[plots]" (or pass --no-plots)' in capsys.readouterr().err

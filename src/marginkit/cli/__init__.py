@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
+    _require("train")
     from marginkit.train import TrainConfig, fit, load_config, parse_loss_arg
 
     given = {
@@ -177,6 +178,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _require("train")
+    if args.analysis and args.plots:
+        _require("plots")
     from pathlib import Path
 
     from marginkit.evaluate import evaluate_run
@@ -253,17 +257,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-#: The extra that installs each optional top-level module.
-_EXTRAS = {
-    "sklearn": "train",
-    "safetensors": "train",
-    "yaml": "train",
-    "PIL": "train",
-    "scipy": "train",
-    "tqdm": "train",
-    "matplotlib": "plots",
-    "tensorboard": "tensorboard",
+#: The optional modules each extra of ``pyproject.toml`` installs.
+_EXTRA_MODULES = {
+    "train": ("safetensors", "yaml", "sklearn", "PIL", "scipy", "tqdm"),
+    "plots": ("matplotlib",),
+    "tensorboard": ("tensorboard",),
 }
+_EXTRAS = {module: extra for extra, modules in _EXTRA_MODULES.items() for module in modules}
+
+
+def _require(extra: str) -> None:
+    """Fail before any work when a module of ``extra`` is not installed (the message of
+    :func:`_user_error` then names the extra to install)."""
+    import importlib.util
+
+    for module in _EXTRA_MODULES[extra]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module blocked in sys.modules
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
 
 def _user_error(error: Exception) -> str | None:
@@ -284,9 +298,11 @@ def _user_error(error: Exception) -> str | None:
     if isinstance(error, ModuleNotFoundError) and error.name is not None:
         package = error.name.split(".")[0]
         if package in _EXTRAS:
+            extra = _EXTRAS[package]
+            hint = " (or pass --no-plots)" if extra == "plots" else ""
             return (
                 f"this command needs the {package} package, an optional dependency: "
-                f'pip install "marginkit[{_EXTRAS[package]}]"'
+                f'pip install "marginkit[{extra}]"{hint}'
             )
         return None
     if isinstance(error, OSError) and error.filename is not None and error.strerror:

@@ -221,7 +221,8 @@ def _resume_point(run_dir: Path, say: Any) -> Any:
     """
     search = find_checkpoint(run_dir)
     if search.damaged:
-        say(f"warning: {search.report()}; resuming from it")
+        then = "resuming from it" if search.folder is not None else "starting afresh"
+        say(f"warning: {search.report()}; {then}")
         for folder in search.damaged_folders:
             aside = folder.with_name(f"damaged-{folder.name}")
             try:
