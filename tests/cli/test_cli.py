@@ -4,10 +4,10 @@ eval and the no-argument comparison on a reduced setting."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +18,13 @@ import marginkit.cli as cli
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def run(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "marginkit.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -216,51 +213,81 @@ def test_shipped_configs_name_no_folder_outside_the_project() -> None:
         assert config.out is None or ".." not in Path(config.out).parts, path
 
 
-def test_readme_config_example_runs_with_data_dir_or_marginkit_data(tmp_path: Path) -> None:
+@pytest.fixture
+def in_process(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """``cli.main`` in this process (no interpreter start-up): ``(status, stdout, stderr)``;
+    torch's thread count, which ``train`` sets process-wide, is put back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+
+    def main(*argv: str) -> tuple[int, str, str]:
+        try:
+            status = cli.main(list(argv))
+        except SystemExit as exited:
+            status = int(exited.code or 0)
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    yield main
+    torch.set_num_threads(threads)
+
+
+def test_readme_config_example_runs_with_data_dir_or_marginkit_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
     write_idx_dataset(tmp_path / "data" / "mnist")
     config = str(CONFIGS / "mnist_lenetpp_cosface.yaml")
     quick = ["--epochs", "1", "--quiet"]
-    given = run(
+    status, _, error = in_process(
         "train", "--config", config, "--data-dir", str(tmp_path / "data" / "mnist"),
         "--out", str(tmp_path / "a"), *quick,
     )  # fmt: skip
-    assert given.returncode == 0, given.stderr
-    from_environment = run(
-        "train", "--config", config, "--out", str(tmp_path / "b"), *quick,
-        env={"MARGINKIT_DATA": str(tmp_path / "data")},
-    )  # fmt: skip
-    assert from_environment.returncode == 0, from_environment.stderr
-    assert "test accuracy" in from_environment.stdout
+    assert status == 0, error
+    monkeypatch.setenv("MARGINKIT_DATA", str(tmp_path / "data"))
+    status, output, error = in_process(
+        "train", "--config", config, "--out", str(tmp_path / "b"), *quick
+    )
+    assert status == 0, error
+    assert "test accuracy" in output
 
 
-def test_out_in_the_config_counts(tmp_path: Path) -> None:
+def test_out_in_the_config_counts(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
     """The CLI demanded --out although the YAML had out:."""
     config = tmp_path / "config.yaml"
     config.write_text(
         f"dataset: digits\nembedding_dim: 8\nepochs: 1\nthreads: 1\nout: {tmp_path / 'run'}\n"
     )
-    trained = run("train", "--config", str(config), "--quiet")
-    assert trained.returncode == 0, trained.stderr
+    status, output, error = in_process("train", "--config", str(config), "--quiet")
+    assert status == 0, error
     assert (tmp_path / "run" / "config.yaml").is_file()
-    assert f"{tmp_path / 'run'}: test accuracy" in trained.stdout
+    assert f"{tmp_path / 'run'}: test accuracy" in output
     # rounded (was "train loss 17.678959150610833"), and --quiet prints nothing else
-    assert re.fullmatch(r".*: test accuracy \d+\.\d\d%, train loss \d+\.\d{4}\n", trained.stdout)
-    assert trained.stderr == ""
+    assert re.fullmatch(r".*: test accuracy \d+\.\d\d%, train loss \d+\.\d{4}\n", output)
+    assert error == ""
 
 
-def test_eval_data_dir_reads_data_that_moved(tmp_path: Path) -> None:
+def test_eval_data_dir_reads_data_that_moved(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
     write_idx_dataset(tmp_path / "mnist")
     out = tmp_path / "run"
-    trained = run(
+    status, _, error = in_process(
         "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--backbone",
-        "mlp", "--embedding-dim", "4", "--epochs", "1", "--quiet", "--out", str(out),
+        "mlp", "--embedding-dim", "4", "--epochs", "1", "--threads", "1", "--quiet",
+        "--out", str(out),
     )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
+    assert status == 0, error
     (tmp_path / "mnist").rename(tmp_path / "moved")
-    assert_one_line_error(run("eval", str(out), "--no-analysis", "--quiet"), "is not a folder")
-    moved = run("eval", str(out), "--no-analysis", "--quiet", "--data-dir", str(tmp_path / "moved"))
-    assert moved.returncode == 0, moved.stderr
-    assert f"{out}, epoch 1 (checkpoint {out / 'checkpoints' / 'epoch-0001'})" in moved.stdout
+    status, _, error = in_process("eval", str(out), "--no-analysis", "--quiet")
+    assert status == 2 and error.startswith("marginkit: error: ") and "is not a folder" in error
+    status, output, error = in_process(
+        "eval", str(out), "--no-analysis", "--quiet", "--data-dir", str(tmp_path / "moved")
+    )
+    assert status == 0, error
+    assert f"{out}, epoch 1 (checkpoint {out / 'checkpoints' / 'epoch-0001'})" in output
 
 
 # ------------------------------------------------------------- missing extras (item 11)

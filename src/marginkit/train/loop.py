@@ -167,9 +167,9 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     """Decide what to do with ``run_dir``; True when a previous run is to be resumed.
 
     Raises:
-        RunFolderError: ``resume`` and the folder
-            holds no run; it holds a run and neither ``resume`` nor ``overwrite`` is given;
-            it holds a different run; ``overwrite`` of a folder that holds no run.
+        RunFolderError: ``resume`` and the folder holds no run; it holds a run and neither
+            ``resume`` nor ``overwrite`` is given; it holds a different run; ``overwrite``
+            of a folder that is not empty and holds no run.
     """
     entries = run_entries(run_dir)
     holds_run = (run_dir / "config.yaml").is_file()
@@ -213,18 +213,23 @@ def _clear_run_folder(run_dir: Path) -> None:
             raise OutputError("remove", entry, error) from None
 
 
-def _resume_point(run_dir: Path, say: Any) -> Any:
+def _resume_point(run_dir: Path, stream: TextIO) -> Any:
     """The newest intact checkpoint of ``run_dir`` (loaded), or None to start afresh.
 
-    Damaged checkpoints newer than it are reported and moved aside to
-    ``checkpoints/damaged-epoch-NNNN`` (kept for inspection, never deleted, never used).
+    Damaged checkpoints newer than it are reported on ``stream`` (even when quiet) and moved
+    aside to ``checkpoints/damaged-epoch-NNNN`` (kept for inspection, never deleted, never
+    used again).
     """
     search = find_checkpoint(run_dir)
     if search.damaged:
         then = "resuming from it" if search.folder is not None else "starting afresh"
-        say(f"warning: {search.report()}; {then}")
+        print(f"warning: {search.report()}; {then}", file=stream, flush=True)
         for folder in search.damaged_folders:
             aside = folder.with_name(f"damaged-{folder.name}")
+            copy = 1
+            while aside.exists():
+                copy += 1
+                aside = folder.with_name(f"damaged-{folder.name}.{copy}")
             try:
                 folder.rename(aside)
             except OSError as error:
@@ -434,7 +439,7 @@ def _fit(
         resuming = _check_run_folder(run_dir, config, resume, overwrite)
         if overwrite:
             _clear_run_folder(run_dir)
-        checkpoint = _resume_point(run_dir, say) if resuming else None
+        checkpoint = _resume_point(run_dir, stream) if resuming else None
         if checkpoint is not None:
             last_checkpoint = str(checkpoint.path)
             load_weights(checkpoint, backbone, head)
