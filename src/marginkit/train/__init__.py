@@ -4,7 +4,13 @@
 >>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
 """
 
-from marginkit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+from marginkit.train.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+)
 from marginkit.train.compare import compare, format_table
 from marginkit.train.config import (
     ConfigError,
@@ -18,22 +24,25 @@ from marginkit.train.config import (
 )
 from marginkit.train.loop import (
     NonFiniteLossError,
-    RunFolderError,
     TrainResult,
     build_models,
     fit,
     learning_rate_at,
     load_bundle,
 )
+from marginkit.train.runfolder import OutputError, RunFolderError
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "NonFiniteLossError",
+    "OutputError",
     "RunFolderError",
     "TrainConfig",
     "TrainResult",
     "build_models",
     "compare",
+    "find_checkpoint",
     "fit",
     "format_table",
     "latest_checkpoint",
