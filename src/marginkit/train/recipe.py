@@ -11,6 +11,10 @@ the ``marginkit`` recipe does about it (measurements in ``docs/recipes.md``):
   (lr 1e-3) divides every step by the gradient's running magnitude, so the scale ``s`` and the
   margin no longer set the step size; a **cosine** learning-rate decay over the run needs no
   milestones tuned to its length.
+- **A smaller lr where the loss ignores ||x||**: the normalised heads see only ``x / ||x||``,
+  so a step of fixed size turns the embedding by about ``lr / ||x||``; LeNet++ starts with
+  ``||x|| ~ 0.2`` (128-D), and at lr 1e-3 ArcFace's embeddings turned too far each step. These
+  heads train at lr 3e-4.
 - **Softmax first, margin second**: the additive margins (CosFace, ArcFace, combined) warm up
   linearly from 0 over the first 20 % of the run, and the multiplicative ones (L-Softmax,
   SphereFace) anneal lambda from 1000 to its floor over the first 40 % (the heads' own
