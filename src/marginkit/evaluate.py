@@ -23,12 +23,15 @@ __all__ = ["embed", "evaluate_run", "load_run", "summarize"]
 _SPLITS = ("train", "validation", "test")
 
 
-def load_run(run_dir: str | Path, progress: bool = False) -> tuple[Any, nn.Module, nn.Module, Any]:
+def load_run(
+    run_dir: str | Path, progress: bool = False, bundle: Any = None
+) -> tuple[Any, nn.Module, nn.Module, Any]:
     """Rebuild a run folder written by :func:`marginkit.train.fit`.
 
     Args:
         run_dir: the run folder (holding ``config.yaml`` and ``checkpoints/``).
         progress: show data-loading progress.
+        bundle: the run's data, already in memory (None: loaded as in training).
 
     Returns:
         ``(config, backbone, head, bundle)``: the run's :class:`~marginkit.train.TrainConfig`,
@@ -48,7 +51,8 @@ def load_run(run_dir: str | Path, progress: bool = False) -> tuple[Any, nn.Modul
     if folder is None:
         raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
     config = load_config(run_dir / "config.yaml")
-    bundle = load_bundle(config, progress=progress)
+    if bundle is None:
+        bundle = load_bundle(config, progress=progress)
     backbone, head = build_models(config, bundle)
     load_weights(load_checkpoint(folder), backbone, head)
     backbone.eval()
@@ -94,6 +98,7 @@ def evaluate_run(
     batch_size: int = 512,
     analysis: bool = True,
     plots: bool = True,
+    bundle: Any = None,
 ) -> dict[str, Any]:
     """Metrics of a saved run on one split, written to ``RUN/eval.json`` and returned.
 
@@ -107,7 +112,7 @@ def evaluate_run(
     (``label < num_classes``), the sample counts, and how many test samples belong to
     classes unseen in training (open-set runs). With ``save_embeddings``, the split's
     embeddings and labels go to an ``.npz`` file (arrays ``embeddings`` (N, D) and
-    ``labels`` (N,)).
+    ``labels`` (N,), and the head's class weights ``weight`` (C, D)).
 
     Args:
         run_dir: a run folder written by :func:`marginkit.train.fit`.
@@ -117,11 +122,13 @@ def evaluate_run(
         batch_size: inputs per forward pass.
         analysis: add the full measurement report.
         plots: draw the pictures (with ``analysis``).
+        bundle: the run's data, already in memory (a comparison grid); None: loaded from
+            the run's config.
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {', '.join(_SPLITS)}; got {split!r}")
     run_dir = Path(run_dir)
-    config, backbone, head, bundle = load_run(run_dir)
+    config, backbone, head, bundle = load_run(run_dir, bundle=bundle)
     if split == "test" and bundle.test is None and bundle.validation is not None:
         split = "validation"  # data sets without a test split (folder, lfw): the held-out part
     dataset = _split(bundle, split)
@@ -151,7 +158,12 @@ def evaluate_run(
         if path.suffix != ".npz":  # numpy would append it anyway
             path = path.with_name(path.name + ".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, embeddings=embeddings.numpy(), labels=labels.numpy())
+        np.savez(
+            path,
+            embeddings=embeddings.numpy(),
+            labels=labels.numpy(),
+            weight=head.weight.detach().float().numpy(),
+        )
         report["embeddings_file"] = str(path)
     if analysis:
         from marginkit.analysis import analyse

@@ -1,11 +1,11 @@
-"""Training: a config dataclass, the ``fit`` loop, checkpoints and the loss comparison.
+"""Training: a config dataclass, the ``fit`` loop and checkpoints (comparisons of several
+losses: :mod:`marginkit.compare`).
 
 >>> from marginkit.train import TrainConfig, fit
 >>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
 """
 
 from marginkit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
-from marginkit.train.compare import compare, format_table
 from marginkit.train.config import (
     ConfigError,
     TrainConfig,
@@ -33,9 +33,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_models",
-    "compare",
     "fit",
-    "format_table",
     "latest_checkpoint",
     "learning_rate_at",
     "load_bundle",
