@@ -221,8 +221,6 @@ def _compare(args: argparse.Namespace) -> int:
         out = Path(args.out)
     else:  # the default folder, or a fresh one beside it: finished work is never replaced
         out = fresh_folder(Path("reports") / (spec.preset or spec.settings.dataset), spec)
-    runs = len(spec.variants) * spec.seeds
-    print(f"{spec.title}: {runs} runs into {out}", file=sys.stderr)
     result = run_grid(spec, out, progress=not args.quiet)
     print(result.table)
     print(f"report: {result.report_html} (and report.md); {result.wall_time:.1f} s")

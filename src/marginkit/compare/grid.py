@@ -273,6 +273,8 @@ def run_grid(
     steps = {
         spec.run_name(variant, seed): planned_steps(config, first) for variant, seed, config in runs
     }
+    if progress:
+        print(f"{spec.title}: {len(runs)} runs into {out}", file=stream, flush=True)
     bar = GridProgress(sum(steps.values()), len(runs), enabled=progress, stream=stream)
     trained: list[str] = []
     skipped: list[str] = []

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from marginkit.compare.spec import CompareSpec
+from marginkit.compare.spec import CompareSpec, parse_losses, parse_rates
 from marginkit.train.config import ConfigError
 
 __all__ = ["available_presets", "load_preset", "preset_text", "spec_from_options"]
@@ -102,11 +102,14 @@ def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpe
     options = {key: value for key, value in options.items() if value is not None}
     overrides: dict[str, Any] = {}
     if "losses" in options:
-        overrides["runs"] = options.pop("losses")
+        overrides["runs"] = ",".join(parse_losses(options.pop("losses")))
     if "seeds" in options:
-        overrides["seeds"] = options.pop("seeds")
+        seeds = options.pop("seeds")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError(f"--seeds must be an integer >= 1; got {seeds!r}")
+        overrides["seeds"] = seeds
     if "label_noise" in options:
-        overrides["label_noise"] = options.pop("label_noise")
+        overrides["label_noise"] = parse_rates(options.pop("label_noise"), "--label-noise")
     if preset is not None or options.get("dataset", "digits") == "digits":
         return load_preset(
             "digits" if preset is None else preset, {**overrides, "settings": options}

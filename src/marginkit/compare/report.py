@@ -280,7 +280,7 @@ def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
         path = figures.features_grid(
             known, folder / "features.png", title=f"{dataset}: test {view}, {seed_note}"
         )
-        written.append((path, f"Test features of every run ({view}), {seed_note}."))
+        written.append((path, f"Test features of every run: {view}, {seed_note}."))
         path = figures.similarity_grid(
             {name: (e, labels) for name, (e, labels, _) in known.items()},
             folder / "similarity.png",
