@@ -50,6 +50,9 @@ _DATA_KEYS = (
 )
 #: Training samples used for the per-epoch label-noise snapshots.
 SNAPSHOT_SAMPLES = 4000
+#: Training samples the evaluation embeds (nearest class centres, label-noise statistics):
+#: a seeded sample of this many where the training split is larger.
+EVAL_TRAIN_SAMPLES = 10_000
 
 
 class GridError(ValueError):
@@ -107,6 +110,36 @@ def _data_key(config: TrainConfig) -> tuple[Any, ...]:
     if config.label_noise > 0 or config.validation_fraction > 0:
         key.append(config.seed)  # the seed draws the noise and the validation split
     return tuple(key)
+
+
+def evaluation_bundle(bundle: Any, limit: int = EVAL_TRAIN_SAMPLES) -> Any:
+    """``bundle`` with its training split cut to a seeded sample of ``limit`` samples (the
+    same for every run), so that evaluating a run does not embed all of a large training
+    set; smaller splits, and splits that are not in-memory arrays, are kept whole."""
+    import torch
+
+    from marginkit.data import ArrayDataset
+
+    train = bundle.train
+    count = len(bundle.train_labels)
+    if count <= limit or not isinstance(train, ArrayDataset):
+        return bundle
+    generator = torch.Generator().manual_seed(0)
+    keep = torch.randperm(count, generator=generator)[:limit].sort().values  # (limit,)
+    subset = ArrayDataset(
+        train.data[keep],
+        train.labels[keep],
+        mean=train.mean.flatten().tolist(),
+        std=train.std.flatten().tolist(),
+        value_scale=train.value_scale,
+        clean_labels=train.clean_labels[keep],
+    )
+    return dataclasses.replace(
+        bundle,
+        train=subset,
+        train_labels=bundle.train_labels[keep],
+        train_clean_labels=bundle.train_clean_labels[keep],
+    )
 
 
 def _finished(run_dir: Path) -> bool:
@@ -330,7 +363,7 @@ def run_grid(
                 began = time.perf_counter()
                 report = evaluate_run(
                     run_dir,
-                    bundle=bundle,
+                    bundle=evaluation_bundle(bundle),
                     plots=False,
                     save_embeddings=run_dir / "embeddings.npz",
                 )

@@ -354,7 +354,7 @@ def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
             line = series.setdefault(base, ([], [], []))
             line[0].append(100.0 * (variant.label_noise or 0.0))
             line[1].append(stats[0])
-            line[2].append(stats[1])
+            line[2].append(0.0 if stats[1] is None else stats[1])
         path = figures.label_noise_accuracy(
             series, folder / "label_noise_accuracy.png", f"{dataset}: accuracy under label noise"
         )
@@ -521,7 +521,8 @@ def write_report(out: str | Path) -> tuple[Path, Path, str]:
                 "accuracy",
                 "Top-1 accuracy of the head's logits on the test split (the validation "
                 "split where there is no test split; trained classes only); "
-                "nearest-centre: nearest class mean of the training embeddings by cosine.",
+                "nearest-centre: nearest class mean of the training embeddings by cosine (a "
+                "seeded sample of 10,000 of them where there are more).",
             ),
             _measure_table(
                 grid,
