@@ -122,3 +122,20 @@ def test_label_noise_snapshots_are_taken_during_training(tmp_path: Path) -> None
         assert all(row["gradient_ratio"] > 0 for row in rows)
     text = result.report_md.read_text()
     assert "## Label noise" in text and "label_noise_training.png" in text
+
+
+def test_evaluation_embeds_a_fixed_sample_of_a_large_training_split() -> None:
+    from marginkit.compare.grid import evaluation_bundle
+    from marginkit.data import load_dataset
+
+    bundle = load_dataset("digits", label_noise=0.3, progress=False)
+    small = evaluation_bundle(bundle, limit=100)
+    inputs, labels = small.train.tensors()
+    assert inputs.shape[0] == labels.shape[0] == len(small.train_labels) == 100
+    assert torch.equal(labels, small.train_labels)
+    assert torch.equal(small.train.clean_labels, small.train_clean_labels)
+    full_inputs, _ = bundle.train.tensors()
+    assert any(torch.equal(inputs[0], row) for row in full_inputs[:200])
+    again = evaluation_bundle(bundle, limit=100)
+    assert torch.equal(again.train_labels, small.train_labels)
+    assert evaluation_bundle(bundle, limit=10_000) is bundle
