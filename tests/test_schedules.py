@@ -17,6 +17,7 @@ from torch import Tensor
 
 from marginkit.losses import ArcFace, CamSoftmax, LSoftmax, MarginHead, SphereFace, build
 from marginkit.schedules import (
+    ANNEAL_FRACTION,
     AdaptiveAngle,
     Constant,
     LinearRamp,
@@ -73,7 +74,9 @@ def test_presets_landmarks() -> None:
 
 @pytest.mark.parametrize("head_class", [LSoftmax, SphereFace])
 def test_head_lambda_follows_preset_step_by_step(head_class: type[MarginHead]) -> None:
-    head = head_class(num_classes=4, embedding_dim=3, margin=2)
+    """The official step-based presets, passed explicitly, drive the head's lambda."""
+    preset = lsoftmax_lambda() if head_class is LSoftmax else sphereface_lambda()
+    head = head_class(num_classes=4, embedding_dim=3, margin=2, lambda_=preset)
     constants = (1000.0, 2.5e-5, 35.0, 0.0) if head_class is LSoftmax else (1000.0, 0.12, 1.0, 5.0)
     embeddings, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 3, 0, 1])
     for step in range(1, 6):
@@ -254,10 +257,20 @@ def test_adaptive_angle_through_a_head() -> None:
 
 
 # ----------------------------------------------------------------------- steps and state
+RUN_STEPS = 1_000  # the run length given to heads with run-relative schedules
+
 SCHEDULED_HEADS = {
-    "lsoftmax-default": lambda: build("lsoftmax", num_classes=3, embedding_dim=4),
-    "sphereface-default": lambda: build("sphereface", num_classes=3, embedding_dim=4),
-    "camsoftmax-adaptive": lambda: build("camsoftmax", num_classes=3, embedding_dim=4),
+    "lsoftmax-default": lambda: build("lsoftmax", 3, 4).set_total_steps(RUN_STEPS),
+    "sphereface-default": lambda: build("sphereface", 3, 4).set_total_steps(RUN_STEPS),
+    "camsoftmax-adaptive": lambda: build("camsoftmax", 3, 4).set_total_steps(RUN_STEPS),
+    "lsoftmax-official": lambda: LSoftmax(3, 4, lambda_=lsoftmax_lambda()),
+    "sphereface-official": lambda: SphereFace(3, 4, lambda_=sphereface_lambda()),
+    "camsoftmax-ramp-fraction": lambda: CamSoftmax(
+        3, 4, c=camsoftmax_ramp(fraction=0.4)
+    ).set_total_steps(20),
+    "arcface-warmup-fraction": lambda: ArcFace(
+        3, 4, margin=Warmup(0.5, fraction=0.5)
+    ).set_total_steps(20),
     "camsoftmax-ramp": lambda: CamSoftmax(3, 4, c=LinearRamp(math.pi / 2, math.pi / 4, 0.01)),
     "arcface-warmup": lambda: ArcFace(3, 4, margin=Warmup(0.5, steps=10)),
     "cosface-warmup-scale": lambda: build(
@@ -317,3 +330,516 @@ def test_schedule_state_is_not_cast_with_the_head() -> None:
     assert head.weight.dtype == torch.float16
     assert head.schedules["c"].value.dtype == torch.float64
     assert head.hyperparameters()["c"] == value == math.pi / 2 - 3e-4
+
+
+# ------------------------------------------------------------- fractions of the run
+def run_steps(fraction: float, total: int) -> int:
+    """``fraction`` of a ``total``-step run, in whole steps (at least one)."""
+    return max(1, round(fraction * total))
+
+
+def normalised_decay(
+    step: int, base: float, minimum: float, power: float, shape: float, length: int
+) -> float:
+    """The run-relative power decay, written from its docstring: ``g(t) = (1 + shape t /
+    length)^-power`` rescaled to go from ``base`` at 0 to ``minimum`` at ``length``."""
+    if step >= length:
+        return minimum
+    end = (1.0 + shape) ** -power
+    now = (1.0 + shape * step / length) ** -power
+    return minimum + (base - minimum) * (now - end) / (1.0 - end)
+
+
+def test_warmup_fraction_form() -> None:
+    warmup = Warmup(0.5, fraction=0.2)  # 0 -> 0.5 over the first 20 % of the run
+    assert warmup.relative and warmup.current() == 0.0
+    warmup.set_total_steps(100)  # 20 steps
+    assert warmup.total_steps == 100
+    expected = {0: 0.0, 1: 0.025, 5: 0.125, 10: 0.25, 19: 0.475, 20: 0.5, 21: 0.5, 100: 0.5}
+    for step, value in expected.items():
+        assert warmup.value_at(step) == pytest.approx(value, abs=1e-12)
+        assert advance_to(warmup, step) == pytest.approx(value, abs=1e-12)
+    assert warmup.value_at(20) == 0.5  # exactly the target from round(0.2 T) on
+    with_start = Warmup(0.35, start=0.1, fraction=0.5)
+    with_start.set_total_steps(7)  # round(3.5) = 4 steps
+    assert [with_start.value_at(step) for step in range(6)] == pytest.approx(
+        [0.1, 0.1625, 0.225, 0.2875, 0.35, 0.35]
+    )
+    assert with_start.bounds() == (0.1, 0.35)
+
+
+def test_warmup_fraction_lasts_at_least_one_step() -> None:
+    warmup = Warmup(1.0, fraction=0.01)
+    warmup.set_total_steps(10)  # 0.1 step: rounded up to one
+    assert [warmup.value_at(step) for step in range(3)] == [0.0, 1.0, 1.0]
+    whole = Warmup(2.0, fraction=1.0)
+    whole.set_total_steps(8)
+    assert [whole.value_at(step) for step in (0, 4, 8, 9)] == pytest.approx([0.0, 1.0, 2.0, 2.0])
+
+
+def test_linear_ramp_fraction_form() -> None:
+    down = LinearRamp(2.0, 1.0, fraction=0.5)
+    down.set_total_steps(40)  # 20 steps
+    for step, value in {0: 2.0, 1: 1.95, 10: 1.5, 19: 1.05, 20: 1.0, 40: 1.0, 99: 1.0}.items():
+        assert down.value_at(step) == pytest.approx(value, abs=1e-12)
+    assert down.value_at(20) == 1.0
+    up = LinearRamp(-1.0, 0.5, fraction=0.25)
+    up.set_total_steps(8)  # 2 steps
+    assert [up.value_at(step) for step in range(4)] == pytest.approx([-1.0, -0.25, 0.5, 0.5])
+    assert down.relative and up.relative and not LinearRamp(0.0, 1.0, rate=0.1).relative
+    assert down.bounds() == (1.0, 2.0) and up.bounds() == (-1.0, 0.5)
+
+
+def test_camsoftmax_ramp_fraction_form() -> None:
+    ramp = camsoftmax_ramp(fraction=0.4)
+    ramp.set_total_steps(469)  # round(187.6) = 188 steps
+    assert ramp.value_at(0) == math.pi / 2
+    assert ramp.value_at(94) == pytest.approx(3 * math.pi / 8, abs=1e-12)  # half-way
+    assert ramp.value_at(187) == pytest.approx(math.pi / 4 + (math.pi / 4) / 188, abs=1e-12)
+    assert ramp.value_at(187) > math.pi / 4
+    assert ramp.value_at(188) == ramp.value_at(469) == ramp.value_at(10_000) == math.pi / 4
+
+
+@pytest.mark.parametrize(
+    ("base", "minimum", "power", "shape", "fraction", "total"),
+    [
+        (1000.0, 0.0, 1.0, 199.0, 0.4, 469),  # the L-Softmax default over one MNIST epoch
+        (1000.0, 5.0, 1.0, 199.0, 0.4, 469),  # the SphereFace default
+        (50.0, 0.5, 2.0, 10.0, 0.3, 101),
+        (3.0, 0.0, 0.5, 1.0, 1.0, 17),
+        (7.0, 7.0, 1.0, 199.0, 0.5, 10),  # minimum == base: constant
+    ],
+)
+def test_power_decay_fraction_form(
+    base: float, minimum: float, power: float, shape: float, fraction: float, total: int
+) -> None:
+    schedule = PowerDecay(base, power=power, minimum=minimum, fraction=fraction, shape=shape)
+    assert schedule.relative and schedule.current() == base
+    schedule.set_total_steps(total)
+    length = run_steps(fraction, total)
+    values = [schedule.value_at(step) for step in range(total + 5)]
+    for step, value in enumerate(values):
+        expected = normalised_decay(step, base, minimum, power, shape, length)
+        assert value == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert values[0] == base
+    assert values[length] == minimum  # exactly the floor at round(fraction T) ...
+    assert all(value == minimum for value in values[length:])  # ... and from there on
+    assert all(b <= a for a, b in itertools.pairwise(values))  # never up
+    if minimum < base:
+        assert values[length - 1] > minimum  # not earlier
+    assert schedule.bounds() == (minimum, base)
+
+
+def test_power_decay_fraction_hand_computed_values() -> None:
+    """Landmarks worked out by hand for shape 199, power 1 over a 188-step decay (0.4 of a
+    469-step run): ``(g - 1/200) / (1 - 1/200)`` is 37213/77013 after one step and 1/201
+    half-way."""
+    lsoftmax = lsoftmax_lambda(fraction=0.4)
+    sphereface = sphereface_lambda(fraction=0.4)
+    for schedule in (lsoftmax, sphereface):
+        schedule.set_total_steps(469)
+    assert lsoftmax.value_at(1) == pytest.approx(1000.0 * 37213 / 77013, rel=1e-12)
+    assert lsoftmax.value_at(94) == pytest.approx(1000.0 / 201, rel=1e-12)  # 4.975
+    assert sphereface.value_at(94) == pytest.approx(5.0 + 995.0 / 201, rel=1e-12)  # "about 10"
+    assert lsoftmax.value_at(188) == 0.0 and sphereface.value_at(188) == 5.0
+    # a quadratic decay with shape 3 over 10 steps: g(5) = (1 + 1.5)^-2 = 0.16, g(10) = 1/16
+    quadratic = PowerDecay(10.0, power=2.0, minimum=1.0, fraction=0.5, shape=3.0)
+    quadratic.set_total_steps(20)
+    assert quadratic.value_at(5) == pytest.approx(1.0 + 9.0 * (0.16 - 0.0625) / 0.9375)
+    assert quadratic.value_at(10) == 1.0
+
+
+def test_run_relative_presets() -> None:
+    for preset, floor in ((lsoftmax_lambda, 0.0), (sphereface_lambda, 5.0)):
+        schedule = preset(fraction=0.25)
+        assert isinstance(schedule, PowerDecay) and schedule.relative
+        assert (schedule.base, schedule.minimum, schedule.power) == (1000.0, floor, 1.0)
+        assert (schedule.gamma, schedule.fraction, schedule.shape) == (None, 0.25, 199.0)
+    ramp = camsoftmax_ramp(fraction=0.25)
+    assert isinstance(ramp, LinearRamp) and ramp.relative
+    assert (ramp.start, ramp.end, ramp.rate, ramp.fraction) == (
+        math.pi / 2,
+        math.pi / 4,
+        None,
+        0.25,
+    )
+
+
+def test_official_presets_are_unchanged() -> None:
+    """Without ``fraction`` the presets are the official step-based ones, need no run length,
+    and give the same values as before (lambda is still about 665 after one MNIST epoch)."""
+    lsoftmax, sphereface, ramp = lsoftmax_lambda(), sphereface_lambda(), camsoftmax_ramp()
+    assert not (lsoftmax.relative or sphereface.relative or ramp.relative)
+    assert (lsoftmax.base, lsoftmax.gamma, lsoftmax.power, lsoftmax.minimum) == (
+        1000.0,
+        2.5e-5,
+        35.0,
+        0.0,
+    )
+    assert (sphereface.base, sphereface.gamma, sphereface.power, sphereface.minimum) == (
+        1000.0,
+        0.12,
+        1.0,
+        5.0,
+    )
+    assert (ramp.start, ramp.end, ramp.rate, ramp.fraction) == (
+        math.pi / 2,
+        math.pi / 4,
+        1e-4,
+        None,
+    )
+    assert lsoftmax.total_steps is None
+    assert lsoftmax.value_at(469) == pytest.approx(1000.0 * (1.0 + 2.5e-5 * 469) ** -35.0)
+    assert 660.0 < lsoftmax.value_at(469) < 670.0
+    # a run length changes nothing for a step-based schedule
+    for step in STEPS:
+        before = (lsoftmax.value_at(step), sphereface.value_at(step), ramp.value_at(step))
+        for schedule in (lsoftmax, sphereface, ramp):
+            schedule.set_total_steps(469)
+        assert (lsoftmax.value_at(step), sphereface.value_at(step), ramp.value_at(step)) == before
+    assert not AdaptiveAngle().relative and AdaptiveAngle().step_rate() == 1e-4
+    assert not Constant(1.0).relative and not Warmup(1.0, steps=3).relative
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Warmup(0.5), r"Warmup takes exactly one of steps or fraction"),
+        (lambda: Warmup(0.5, steps=10, fraction=0.2), r"Warmup takes exactly one of steps"),
+        (lambda: LinearRamp(1.0, 0.0), r"LinearRamp takes exactly one of rate .* or fraction"),
+        (lambda: LinearRamp(1.0, 0.0, 0.1, fraction=0.2), r"LinearRamp takes exactly one of"),
+        (lambda: PowerDecay(10.0), r"PowerDecay takes exactly one of gamma .* or fraction"),
+        (lambda: PowerDecay(10.0, 0.1, fraction=0.2), r"PowerDecay takes exactly one of gamma"),
+        (lambda: AdaptiveAngle(rate=1e-3, fraction=0.4), r"at most one of rate .* or fraction"),
+        (lambda: PowerDecay(10.0, power=0.0, fraction=0.5), r"power must be > 0 with fraction"),
+        (lambda: PowerDecay(10.0, fraction=0.5, shape=0.0), r"shape must be > 0; got 0.0"),
+        (lambda: PowerDecay(10.0, fraction=0.5, shape=-1.0), r"shape must be > 0"),
+        (lambda: PowerDecay(1.0, minimum=2.0, fraction=0.5), r"minimum must lie in \[0, base"),
+    ],
+)
+def test_exactly_one_pace_and_fraction_form_checks(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+FRACTION_FORMS = {
+    "warmup": lambda fraction: Warmup(0.5, fraction=fraction),
+    "ramp": lambda fraction: LinearRamp(1.0, 0.0, fraction=fraction),
+    "decay": lambda fraction: PowerDecay(10.0, fraction=fraction),
+    "adaptive": lambda fraction: AdaptiveAngle(fraction=fraction),
+    "lsoftmax": lambda fraction: lsoftmax_lambda(fraction=fraction),
+    "sphereface": lambda fraction: sphereface_lambda(fraction=fraction),
+    "camsoftmax": lambda fraction: camsoftmax_ramp(fraction=fraction),
+}
+
+
+@pytest.mark.parametrize("make", FRACTION_FORMS.values(), ids=FRACTION_FORMS.keys())
+@pytest.mark.parametrize(
+    ("fraction", "error", "message"),
+    [
+        (0.0, ValueError, r"fraction must be a fraction of the run in \(0, 1\]; got 0.0"),
+        (-0.2, ValueError, r"fraction must be a fraction of the run in \(0, 1\]; got -0.2"),
+        (1.0000001, ValueError, r"fraction must be a fraction of the run in \(0, 1\]"),
+        (2, ValueError, r"fraction must be a fraction of the run in \(0, 1\]; got 2.0"),
+        (math.nan, ValueError, r"fraction must be finite"),
+        (math.inf, ValueError, r"fraction must be finite"),
+        (True, TypeError, r"fraction must be a real number; got bool"),
+        ("0.5", TypeError, r"fraction must be a real number; got str"),
+    ],
+)
+def test_fraction_must_lie_in_zero_one(make, fraction, error, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        make(fraction)
+
+
+@pytest.mark.parametrize("make", FRACTION_FORMS.values(), ids=FRACTION_FORMS.keys())
+def test_fraction_one_and_tiny_fractions_are_valid(make) -> None:  # type: ignore[no-untyped-def]
+    for fraction in (1.0, 1, 1e-9, 0.4):
+        schedule = make(fraction)
+        assert schedule.relative and schedule.fraction == fraction
+        assert schedule.total_steps is None
+        assert "fraction=" in repr(schedule)
+
+
+@pytest.mark.parametrize("make", FRACTION_FORMS.values(), ids=FRACTION_FORMS.keys())
+def test_set_total_steps_checks_its_argument(make) -> None:  # type: ignore[no-untyped-def]
+    schedule = make(0.5)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=r"total_steps must be >= 1"):
+            schedule.set_total_steps(bad)
+    for bad in (2.0, 1.5, True, None, "10"):
+        with pytest.raises(TypeError, match=r"total_steps must be an int"):
+            schedule.set_total_steps(bad)
+    assert schedule.total_steps is None
+    schedule.set_total_steps(1)
+    assert schedule.total_steps == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [FRACTION_FORMS[key] for key in ("warmup", "ramp", "decay", "lsoftmax", "camsoftmax")],
+    ids=["warmup", "ramp", "decay", "lsoftmax", "camsoftmax"],
+)
+def test_fraction_form_needs_the_run_length(make) -> None:  # type: ignore[no-untyped-def]
+    """Step 0 needs no length (the start value); any later step does, and says how to give it."""
+    schedule = make(0.5)
+    start = schedule.current()
+    assert schedule.value_at(0) == start
+    with pytest.raises(RuntimeError, match=r"fraction of the run: call head\.set_total_steps\(N\)"):
+        schedule.value_at(1)
+    with pytest.raises(RuntimeError, match=r"set_total_steps"):
+        schedule.advance(1)
+    assert schedule.current() == start
+
+
+def test_adaptive_angle_fraction_needs_the_run_length_to_move() -> None:
+    schedule = AdaptiveAngle(fraction=0.5)
+    tight = cosines_at([0.2, 0.3, 0.25, 0.35] * 4)
+    with pytest.raises(RuntimeError, match=r"AdaptiveAngle\(.*fraction=0.5\) is given as a"):
+        schedule.advance(1, tight)
+    assert schedule.current() == math.pi / 2
+    schedule.set_total_steps(100)  # 50 steps at the fastest: (pi/2 - pi/4) / 50 per step
+    assert schedule.step_rate() == pytest.approx((math.pi / 4) / 50, rel=1e-12)
+    schedule.advance(1, tight)
+    assert schedule.current() == pytest.approx(math.pi / 2 - (math.pi / 4) / 50, abs=1e-12)
+
+
+@pytest.mark.parametrize(("total", "fraction"), [(200, 0.25), (469, 0.4), (1000, 0.4), (7, 0.3)])
+def test_adaptive_angle_fraction_reaches_its_minimum_within_the_fraction(
+    total: int, fraction: float
+) -> None:
+    """On small target angles the rule descends at its largest rate, (start - minimum) /
+    (fraction T), so it is at ``minimum`` after round(fraction T) steps and stays there."""
+    schedule = AdaptiveAngle(fraction=fraction)
+    schedule.set_total_steps(total)
+    length = run_steps(fraction, total)
+    rate = (math.pi / 2 - math.pi / 4) / length
+    assert schedule.step_rate() == pytest.approx(rate, rel=1e-12)
+    tight = cosines_at([0.2, 0.3, 0.25, 0.35] * 4)  # quantile far below pi/4
+    values = []
+    for step in range(1, total + 1):
+        schedule.advance(step, tight)
+        values.append(schedule.current())
+    for step in range(1, length + 1):
+        assert values[step - 1] == pytest.approx(math.pi / 2 - rate * step, abs=1e-12)
+    assert values[length - 1] == pytest.approx(math.pi / 4, abs=1e-12)  # within f T steps
+    assert all(value == math.pi / 4 for value in values[length:])  # then exactly the floor
+    if length > 1:
+        assert values[length - 2] > math.pi / 4 + rate / 2  # not earlier
+
+
+def test_adaptive_angle_fraction_still_follows_the_data() -> None:
+    """The fraction sets the pace only: with target angles around 1.2 the rule stops there."""
+    schedule = AdaptiveAngle(fraction=0.1, momentum=1.0)
+    schedule.set_total_steps(100)  # up to (pi/4) / 10 per step
+    angles = cosines_at([1.1, 1.2, 1.3] * 5)  # median 1.2 > pi/4
+    for step in range(1, 60):
+        schedule.advance(step, angles)
+    assert schedule.current() == pytest.approx(1.2, abs=1e-12)
+
+
+def test_set_total_steps_rereads_the_value_at_the_current_step() -> None:
+    warmup = Warmup(1.0, fraction=0.5)
+    warmup.set_total_steps(100)  # 50 steps
+    assert advance_to(warmup, 10) == pytest.approx(0.2)
+    warmup.set_total_steps(40, step=10)  # now 20 steps: at step 10, half-way
+    assert warmup.total_steps == 40 and warmup.current() == pytest.approx(0.5)
+    warmup.set_total_steps(10, step=10)  # already past the end
+    assert warmup.current() == 1.0
+    decay = PowerDecay(100.0, fraction=1.0, power=1.0, shape=3.0)
+    decay.set_total_steps(8, step=2)  # g(2) = (1 + 3 * 2 / 8)^-1 = 4/7, g(8) = 1/4
+    assert decay.current() == pytest.approx(100.0 * (4 / 7 - 0.25) / 0.75, rel=1e-12)
+    adaptive = AdaptiveAngle(fraction=0.5)
+    adaptive.set_total_steps(100)
+    adaptive.advance(1, cosines_at([0.1] * 4))
+    moved = adaptive.current()
+    adaptive.set_total_steps(10, step=1)  # the value follows the data: kept, only the pace
+    assert adaptive.current() == moved
+    assert adaptive.step_rate() == pytest.approx((math.pi / 4) / 5)
+
+
+def test_head_set_total_steps_reaches_every_schedule_and_rereads() -> None:
+    head = build(
+        "cosface", 3, 4, scale=Warmup(30.0, start=10.0, fraction=0.5), margin=Warmup(0.4, 8)
+    )
+    assert head.total_steps is None
+    assert head.set_total_steps(20) is head  # chainable
+    assert head.total_steps == 20
+    assert all(schedule.total_steps == 20 for schedule in head.schedules.values())
+    embeddings, labels = tight_batch(head)
+    for _ in range(5):
+        head(embeddings, labels)
+    assert head.hyperparameters() == pytest.approx({"scale": 20.0, "margin": 0.25})
+    head.set_total_steps(10)  # the scale's warm-up is now 5 steps: over at step 5
+    assert int(head.step) == 5 and head.total_steps == 10
+    assert head.hyperparameters() == pytest.approx({"scale": 30.0, "margin": 0.25})
+    with pytest.raises(ValueError, match=r"total_steps must be >= 1; got 0"):
+        head.set_total_steps(0)
+    with pytest.raises(TypeError, match=r"total_steps must be an int; got float"):
+        head.set_total_steps(10.0)  # type: ignore[arg-type]
+    assert head.total_steps == 10
+
+
+def test_default_heads_are_run_relative() -> None:
+    """The defaults of L-Softmax / SphereFace lambda and Cam-softmax's c are run-relative,
+    over ANNEAL_FRACTION = 0.4 of the run, with the official start and end points."""
+    assert ANNEAL_FRACTION == 0.4
+    for head_class, floor in ((LSoftmax, 0.0), (SphereFace, 5.0)):
+        schedule = head_class(3, 4).schedules["lambda_"]
+        assert isinstance(schedule, PowerDecay) and schedule.relative
+        assert (schedule.base, schedule.minimum, schedule.power) == (1000.0, floor, 1.0)
+        assert (schedule.gamma, schedule.fraction, schedule.shape) == (None, 0.4, 199.0)
+    c = CamSoftmax(3, 4).schedules["c"]
+    assert isinstance(c, AdaptiveAngle) and c.relative and c.fraction == 0.4
+    assert (c.start, c.minimum, c.quantile, c.momentum) == (math.pi / 2, math.pi / 4, 0.5, 0.01)
+    for name in ("lsoftmax", "sphereface", "camsoftmax", "asoftmax"):
+        assert build(name, 3, 4).total_steps is None
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: LSoftmax(3, 4), r"LSoftmax's lambda_ is given as a fraction of the run"),
+        (lambda: SphereFace(3, 4), r"SphereFace's lambda_ is given as a fraction of the run"),
+        (lambda: CamSoftmax(3, 4), r"CamSoftmax's c is given as a fraction of the run"),
+        (
+            lambda: CamSoftmax(3, 4, c=camsoftmax_ramp(fraction=0.4)),
+            r"CamSoftmax's c is given as a fraction of the run \(LinearRamp\(.*fraction=0.4\)\)",
+        ),
+        (
+            lambda: ArcFace(3, 4, margin=Warmup(0.5, fraction=0.2)),
+            r"ArcFace's margin is given as a fraction of the run \(Warmup\(target=0.5",
+        ),
+    ],
+    ids=["lsoftmax", "sphereface", "camsoftmax", "camsoftmax-ramp", "arcface-warmup"],
+)
+def test_training_without_a_run_length_raises(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    head = make()
+    embeddings, labels = tight_batch(head)
+    embeddings.requires_grad_(True)
+    start = head.hyperparameters()
+    with pytest.raises(RuntimeError, match=message) as error:
+        head(embeddings, labels)
+    assert "call head.set_total_steps(N) with the run's number of training steps" in str(
+        error.value
+    )
+    # nothing happened: no step, no schedule moved, no gradient
+    assert int(head.step) == 0 and head.hyperparameters() == start
+    assert embeddings.grad is None and head.weight.grad is None
+    # scoring and evaluation need no run length (the schedules do not move)
+    assert torch.isfinite(head.logits(embeddings)).all()
+    assert torch.isfinite(head.margin_logits(embeddings, labels)).all()
+    head.eval()
+    loss = head(embeddings, labels)
+    assert torch.isfinite(loss)
+    loss.backward()  # an eval-mode loss is differentiable too
+    assert int(head.step) == 0 and head.hyperparameters() == start
+    # once told, it trains
+    head.train().set_total_steps(50)
+    head(embeddings, labels)
+    assert int(head.step) == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ArcFace(3, 4),
+        lambda: LSoftmax(3, 4, lambda_=lsoftmax_lambda()),
+        lambda: SphereFace(3, 4, lambda_=sphereface_lambda()),
+        lambda: CamSoftmax(3, 4, c=AdaptiveAngle()),
+        lambda: CamSoftmax(3, 4, c=camsoftmax_ramp()),
+        lambda: ArcFace(3, 4, margin=Warmup(0.5, steps=10)),
+        lambda: LSoftmax(3, 4, lambda_=0.0),
+    ],
+    ids=[
+        "arcface",
+        "lsoftmax-official",
+        "sphereface-official",
+        "adaptive-rate",
+        "ramp",
+        "warmup",
+        "float",
+    ],
+)
+def test_step_based_heads_train_without_a_run_length(make) -> None:  # type: ignore[no-untyped-def]
+    head = make()
+    embeddings, labels = tight_batch(head)
+    for step in range(1, 4):
+        assert torch.isfinite(head(embeddings, labels))
+        assert int(head.step) == step
+    assert head.total_steps is None
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "end"),
+    [
+        (lambda: LSoftmax(3, 4), "lambda_", 0.0),
+        (lambda: SphereFace(3, 4), "lambda_", 5.0),
+        (lambda: CamSoftmax(3, 4), "c", math.pi / 4),
+        (lambda: CamSoftmax(3, 4, c=camsoftmax_ramp(fraction=0.4)), "c", math.pi / 4),
+        (lambda: ArcFace(3, 4, margin=Warmup(0.5, fraction=0.3)), "margin", 0.5),
+    ],
+    ids=["lsoftmax", "sphereface", "camsoftmax-adaptive", "camsoftmax-ramp", "arcface-warmup"],
+)
+def test_run_relative_head_resumes_after_set_total_steps(make, key: str, end: float) -> None:  # type: ignore[no-untyped-def]
+    """The run length is not saved (the trainer gives it again on resume): a fresh head that
+    loads the state and is told the same length continues exactly like the original, through
+    the end of the annealing."""
+    total = 40
+    head = make().set_total_steps(total)
+    embeddings, labels = tight_batch(head)
+    for _ in range(7):
+        head(embeddings, labels)
+    state = head.state_dict()
+    assert not any("total" in key for key in state)  # a plain attribute, not state
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    fresh = make()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    assert fresh.total_steps is None and int(fresh.step) == 7
+    assert fresh.hyperparameters() == head.hyperparameters()
+    with pytest.raises(RuntimeError, match=r"set_total_steps"):
+        fresh(embeddings, labels)
+    assert int(fresh.step) == 7
+    assert fresh.set_total_steps(total).hyperparameters() == head.hyperparameters()  # re-read
+    for _ in range(7, total + 3):
+        head(embeddings, labels)
+        fresh(embeddings, labels)
+        assert int(fresh.step) == int(head.step)
+        assert fresh.hyperparameters() == head.hyperparameters()
+    assert fresh.hyperparameters()[key] == end  # the annealing is over by the end of the run
+
+
+ONE_EPOCH = 469  # MNIST at batch 128
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "end"),
+    [
+        (lambda: LSoftmax(4, 3, margin=4), "lambda_", 0.0),
+        (lambda: SphereFace(4, 3, margin=4), "lambda_", 5.0),
+        (lambda: CamSoftmax(4, 3, c=camsoftmax_ramp(fraction=0.4)), "c", math.pi / 4),
+        (lambda: CamSoftmax(4, 3), "c", math.pi / 4),  # adaptive, on tight embeddings
+    ],
+    ids=["lsoftmax", "sphereface", "camsoftmax-ramp", "camsoftmax-adaptive"],
+)
+def test_one_epoch_run_reaches_the_end_point_by_forty_percent(make, key: str, end: float) -> None:  # type: ignore[no-untyped-def]
+    """A one-epoch run (T = 469): the defaults reach their end point by step round(0.4 T) =
+    188 and hold it to the end of the run (the official step-based lambda would still be
+    about 665 at step 469, and the authors' ramp would be at pi/2 - 0.0469)."""
+    head = make().set_total_steps(ONE_EPOCH)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    weight = head.weight.detach()
+    embeddings = 2.0 * weight[labels] + 0.01 * torch.randn(6, 3)  # target angles ~ 0
+    start = head.hyperparameters()[key]
+    values = [start]
+    for _ in range(ONE_EPOCH):
+        head(embeddings, labels)
+        values.append(head.hyperparameters()[key])
+    reach = round(0.4 * ONE_EPOCH)
+    assert reach == 188
+    assert values[reach - 1] > end  # still annealing one step before
+    assert all(value == end for value in values[reach:])  # the end point from 188 to 469
+    assert all(b <= a for a, b in itertools.pairwise(values))  # monotone
+    assert int(head.step) == ONE_EPOCH

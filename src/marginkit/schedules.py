@@ -34,6 +34,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from marginkit._checks import check_count
+
 __all__ = [
     "ANNEAL_FRACTION",
     "AdaptiveAngle",
@@ -94,11 +96,9 @@ class Schedule(nn.Module):
         ``step`` (the steps already taken).
 
         Raises:
-            ValueError: ``total_steps`` is not an integer >= 1.
+            TypeError, ValueError: ``total_steps`` is not an integer >= 1.
         """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"total_steps must be an integer >= 1; got {total_steps!r}")
-        self.total_steps = total_steps
+        self.total_steps = check_count("total_steps", total_steps, 1)
         self._refresh(step)
 
     def _refresh(self, step: int) -> None:
@@ -483,7 +483,10 @@ class AdaptiveAngle(Schedule):
         proposal = min(self.start, max(self.minimum, running))
         current = float(self.value)
         if proposal < current:
-            self.value.fill_(max(proposal, current - self.step_rate()))
+            moved = max(proposal, current - self.step_rate())
+            if moved - self.minimum < 1e-9:  # snap accumulated rounding onto the end point
+                moved = self.minimum
+            self.value.fill_(moved)
 
     def bounds(self) -> tuple[float, float]:
         return self.minimum, self.start

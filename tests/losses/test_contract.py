@@ -16,8 +16,15 @@ from torch import Tensor
 from marginkit.losses import MarginHead, available, build
 from marginkit.losses.registry import ALIASES
 
+from .runs import RUN_STEPS
+
 CLASSES, DIM, BATCH = 5, 3, 8
 NAMES = [*available(), *ALIASES]
+
+
+def make(name: str) -> MarginHead:
+    """The registry's default head, told the run's length (run-relative defaults need it)."""
+    return build(name, num_classes=CLASSES, embedding_dim=DIM).set_total_steps(RUN_STEPS)
 
 
 def tight_batch(head: MarginHead, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -48,7 +55,7 @@ def test_registry_lists_every_method() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_build_forward_backward_and_shapes(name: str) -> None:
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    head = make(name)
     assert isinstance(head, MarginHead)
     assert head.weight.shape == (CLASSES, DIM)  # nn.Linear's layout
     assert head.geometry in {"normalized", "weight_normalized", "unnormalized"}
@@ -73,7 +80,7 @@ def test_build_forward_backward_and_shapes(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_is_cross_entropy_of_margin_logits(name: str) -> None:
     """``forward`` is the mean cross-entropy of exactly what ``margin_logits`` returns."""
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM).double()
+    head = make(name).double()
     embeddings, labels = tight_batch(head, seed=1)
     embeddings = embeddings.double()
     expected = torch.nn.functional.cross_entropy(head.margin_logits(embeddings, labels), labels)
@@ -84,7 +91,7 @@ def test_loss_is_cross_entropy_of_margin_logits(name: str) -> None:
 def test_backward_twice_with_retained_graph(name: str) -> None:
     """``loss.backward(retain_graph=True)`` then ``loss.backward()`` accumulates twice the
     gradient, as for any autograd graph (needed by gradcheck and multi-loss training)."""
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM).double()
+    head = make(name).double()
     embeddings, labels = tight_batch(head, seed=2)
     embeddings = embeddings.double().requires_grad_(True)
     loss = head(embeddings, labels)
@@ -98,7 +105,7 @@ def test_backward_twice_with_retained_graph(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_round_trip(name: str) -> None:
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    head = make(name)
     embeddings, labels = tight_batch(head, seed=3)
     for _ in range(3):
         head(embeddings, labels)
@@ -106,7 +113,7 @@ def test_state_dict_round_trip(name: str) -> None:
     buffer = io.BytesIO()
     torch.save(head.state_dict(), buffer)
     buffer.seek(0)
-    fresh = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    fresh = make(name)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert int(fresh.step) == 3
     assert fresh.hyperparameters() == head.hyperparameters()
@@ -124,7 +131,7 @@ def test_state_dict_round_trip(name: str) -> None:
 @pytest.mark.parametrize("name", ["lsoftmax", "sphereface", "camsoftmax"])
 def test_state_dict_restores_moved_schedules(name: str) -> None:
     """The annealed defaults really move, and a fresh head gets the moved values."""
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    head = make(name)
     start = head.hyperparameters()
     embeddings, labels = tight_batch(head, seed=4)
     for _ in range(5):
@@ -132,7 +139,7 @@ def test_state_dict_restores_moved_schedules(name: str) -> None:
     moved = head.hyperparameters()
     key = "c" if name == "camsoftmax" else "lambda_"
     assert moved[key] < start[key]
-    fresh = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    fresh = make(name)
     assert fresh.hyperparameters() == start
     fresh.load_state_dict(head.state_dict())
     assert fresh.hyperparameters() == moved
@@ -144,7 +151,7 @@ def test_state_dict_restores_moved_schedules(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_train_and_eval_mode(name: str) -> None:
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+    head = make(name)
     embeddings, labels = tight_batch(head, seed=5)
     head(embeddings, labels)
     assert int(head.step) == 1
@@ -166,7 +173,7 @@ def test_train_and_eval_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_float64_head(name: str) -> None:
-    head = build(name, num_classes=CLASSES, embedding_dim=DIM).double()
+    head = make(name).double()
     assert head.weight.dtype == torch.float64
     embeddings, labels = tight_batch(head, seed=6)
     loss = head(embeddings.double(), labels)

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from marginkit.losses import build
 from marginkit.losses.fused import column_norms, fused_margin_cross_entropy
 
+from .runs import RUN_STEPS
+
 HEADS = [
     ("softmax", {}),
     ("softmax", {"bias": True}),
@@ -123,7 +125,7 @@ def test_clamped_cosines_match_reference(name):
 @pytest.mark.parametrize("name", ["arcface", "sphereface", "virtual", "camsoftmax"])
 @pytest.mark.parametrize("magnitude", [1e-30, 1e30])
 def test_tiny_and_huge_norms_are_finite(name, magnitude):
-    head = build(name, num_classes=6, embedding_dim=4)
+    head = build(name, num_classes=6, embedding_dim=4).set_total_steps(RUN_STEPS)
     embeddings = (torch.randn(5, 4) * magnitude).requires_grad_(True)
     labels = torch.tensor([0, 1, 2, 3, 5])
     loss = head(embeddings, labels)
@@ -186,7 +188,7 @@ def test_autocast_bfloat16_matches_float32():
 
 
 def test_training_steps_schedules_with_detached_target_cosines():
-    head = build("camsoftmax", num_classes=10, embedding_dim=4)
+    head = build("camsoftmax", num_classes=10, embedding_dim=4).set_total_steps(RUN_STEPS)
     seen = []
     schedule = head.schedules["c"]
     original = schedule.advance

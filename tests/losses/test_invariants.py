@@ -19,6 +19,7 @@ from marginkit.losses.functional import camsoftmax_target, lsoftmax_psi
 
 from .reference import camsoftmax_f, embedding_at_angle
 from .reference import lsoftmax_psi as reference_psi
+from .runs import RUN_STEPS
 
 BATCH, CLASSES, DIM = 12, 5, 3
 
@@ -33,7 +34,7 @@ def problem(seed: int, dim: int = DIM) -> tuple[Tensor, Tensor, Tensor]:
 
 def head_with(name: str, weight: Tensor, **kwargs: Any) -> MarginHead:
     head = build(name, num_classes=weight.shape[0], embedding_dim=weight.shape[1], **kwargs)
-    head = head.double()
+    head = head.set_total_steps(RUN_STEPS).double()  # run-relative defaults need the length
     with torch.no_grad():
         head.weight.copy_(weight)
     return head

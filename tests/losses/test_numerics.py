@@ -20,6 +20,8 @@ from torch import Tensor
 
 from marginkit.losses import MarginHead, available, build
 
+from .runs import RUN_STEPS
+
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
     *[(name, {}) for name in available()],  # the paper defaults
     ("softmax", {"bias": True}),
@@ -79,7 +81,11 @@ def test_finite_loss_and_gradients_at_edges(
     case: tuple[tuple[str, dict[str, Any]], int], edge: str, dtype: torch.dtype
 ) -> None:
     (name, kwargs), dim = case
-    head = build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs).to(dtype)
+    head = (
+        build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs)
+        .set_total_steps(RUN_STEPS)
+        .to(dtype)
+    )
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
     embeddings = edge_embeddings(edge, head.weight, labels, dtype).requires_grad_(True)
     loss = head(embeddings, labels)
@@ -94,7 +100,7 @@ def test_finite_loss_and_gradients_at_edges(
 @pytest.mark.parametrize("name", ["arcface", "combined", "cosface", "normface", "camsoftmax"])
 def test_aligned_gradient_is_not_silently_zeroed(name: str) -> None:
     """At cos = +1 the other classes still pull: the weight gradient is finite and non-zero."""
-    head = build(name, num_classes=CLASSES, embedding_dim=2)
+    head = build(name, num_classes=CLASSES, embedding_dim=2).set_total_steps(RUN_STEPS)
     labels = torch.tensor([0, 1])
     embeddings = edge_embeddings("aligned", head.weight, labels, torch.float32)
     head(embeddings.requires_grad_(True), labels).backward()
@@ -112,7 +118,7 @@ def test_bfloat16_autocast_float32_head(config: tuple[str, dict[str, Any]]) -> N
     name, kwargs = config
     dim = 8
     backbone = make_backbone(dim)
-    head = build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs)
+    head = build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs).set_total_steps(RUN_STEPS)
     inputs = torch.randn(6, 6)
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -148,7 +154,11 @@ def test_bfloat16_autocast_keeps_parameter_dtype(
     """A bfloat16 head and a float64 head under bfloat16 autocast: dtype never changed."""
     name, kwargs = config
     dim = 8
-    head = build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs).to(parameter_dtype)
+    head = (
+        build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs)
+        .set_total_steps(RUN_STEPS)
+        .to(parameter_dtype)
+    )
     dtypes = {key: parameter.dtype for key, parameter in head.named_parameters()}
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
     raw = torch.randn(6, dim, requires_grad=True)
@@ -171,7 +181,7 @@ def test_bfloat16_autocast_keeps_parameter_dtype(
 @pytest.mark.parametrize("edge", ["aligned", "opposite"])
 @pytest.mark.parametrize("name", available())
 def test_bfloat16_autocast_at_cosine_edges(name: str, edge: str) -> None:
-    head = build(name, num_classes=CLASSES, embedding_dim=2)
+    head = build(name, num_classes=CLASSES, embedding_dim=2).set_total_steps(RUN_STEPS)
     labels = torch.tensor([0, 1, 2, 3])
     raw = edge_embeddings(edge, head.weight, labels, torch.float32).requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):

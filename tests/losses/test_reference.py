@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from marginkit.losses import MarginHead, build
+from marginkit.schedules import lsoftmax_lambda, sphereface_lambda
 
 from .reference import (
     embedding_at_angle,
@@ -183,14 +184,52 @@ def test_softmax_with_bias_scores_include_bias() -> None:
 
 
 @pytest.mark.parametrize("name", ["lsoftmax", "sphereface"])
-def test_default_annealed_lambda_matches_reference(name: str) -> None:
-    """With the default lambda schedule the loss uses the value in force at that step."""
+def test_official_annealed_lambda_matches_reference(name: str) -> None:
+    """With the official step-based lambda annealing (``lsoftmax_lambda()`` /
+    ``sphereface_lambda()``) the loss uses the value in force at that step."""
     embeddings, weight, labels, _ = make_problem(6, 4, 3, seed=11)
-    head = make_head(name, {"margin": 3}, weight)
+    preset = lsoftmax_lambda() if name == "lsoftmax" else sphereface_lambda()
+    head = make_head(name, {"margin": 3, "lambda_": preset}, weight)
     for _ in range(40):  # move the schedule away from its start
         head(embeddings, labels)
     lambda_ = head.hyperparameters()["lambda_"]
+    # the official formula after 40 steps (reference sheet constants)
+    if name == "lsoftmax":
+        assert lambda_ == pytest.approx(1000.0 * (1.0 + 2.5e-5 * 40) ** -35.0, rel=1e-12)
+    else:
+        assert lambda_ == pytest.approx(max(5.0, 1000.0 / (1.0 + 0.12 * 40)), rel=1e-12)
     assert lambda_ < 1000.0
+    loss, grad_x, grad_w = head_loss_and_grads(head, embeddings, labels)
+    kwargs = {"margin": 3, "lambda_": lambda_}
+    ref_loss, ref_grad_x, ref_grad_w = reference_loss_and_grads(
+        name, kwargs, embeddings, weight, labels
+    )
+    assert_matches(loss, ref_loss, "loss")
+    assert_matches(grad_x, ref_grad_x, "d loss / d embeddings")
+    assert_matches(grad_w, ref_grad_w, "d loss / d weight")
+
+
+@pytest.mark.parametrize("name", ["lsoftmax", "sphereface"])
+def test_default_run_relative_lambda_matches_reference(name: str) -> None:
+    """The default lambda is run-relative (1000 down to its floor over the first 40 % of the
+    run, power 1, shape 199): after 40 of 500 steps (a fifth of the 200-step decay) it is the
+    normalised power decay's value, and the loss uses it."""
+    embeddings, weight, labels, _ = make_problem(6, 4, 3, seed=11)
+    head = build(name, num_classes=weight.shape[0], embedding_dim=weight.shape[1], margin=3)
+    with pytest.raises(RuntimeError, match=r"set_total_steps"):
+        head.double()(embeddings, labels)  # no run length yet
+    assert int(head.step) == 0
+    head = head.set_total_steps(500).double()
+    with torch.no_grad():
+        head.weight.copy_(weight)
+    for _ in range(40):
+        head(embeddings, labels)
+    lambda_ = head.hyperparameters()["lambda_"]
+    floor = 0.0 if name == "lsoftmax" else 5.0
+    end = 1.0 / 200.0  # (1 + 199)^-1
+    expected = floor + (1000.0 - floor) * (1.0 / (1.0 + 199.0 * 40 / 200) - end) / (1.0 - end)
+    assert lambda_ == pytest.approx(expected, rel=1e-12)
+    assert floor < lambda_ < 1000.0
     loss, grad_x, grad_w = head_loss_and_grads(head, embeddings, labels)
     kwargs = {"margin": 3, "lambda_": lambda_}
     ref_loss, ref_grad_x, ref_grad_w = reference_loss_and_grads(

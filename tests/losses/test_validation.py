@@ -17,6 +17,8 @@ from torch import Tensor
 from marginkit.losses import MarginHead, available, build
 from marginkit.schedules import AdaptiveAngle, Constant, LinearRamp, PowerDecay, Warmup
 
+from .runs import RUN_STEPS
+
 CLASSES, DIM, BATCH = 5, 3, 4
 ALIASES = ["amsoftmax", "asoftmax", "ArcFace", "cos-face", "am_softmax"]
 
@@ -96,7 +98,7 @@ def test_valid_inputs_pass() -> None:
     """The checks accept every valid input (the negative tests above are not vacuous)."""
     embeddings, labels = good_inputs()
     for name in available():
-        head = build(name, num_classes=CLASSES, embedding_dim=DIM)
+        head = build(name, num_classes=CLASSES, embedding_dim=DIM).set_total_steps(RUN_STEPS)
         assert torch.isfinite(head(embeddings, labels))
         assert torch.isfinite(head(embeddings, labels.int()))  # any integer dtype
 

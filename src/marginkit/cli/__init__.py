@@ -57,7 +57,22 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--embedding-dim", dest="embedding_dim", type=int, default=hidden)
     add("--loss", default=hidden, help="softmax, lsoftmax, sphereface, normface, cosface, ...")
     add("--loss-arg", dest="loss_arg", action="append", default=None, metavar="NAME=VALUE")
+    add(
+        "--recipe",
+        choices=["marginkit", "paper"],
+        default=hidden,
+        help="marginkit (default: AdamW, cosine lr, margins warmed up over the run) or paper "
+        "(the papers' SGD settings and step-based annealings)",
+    )
     add("--epochs", type=int, default=hidden)
+    add("--max-steps", dest="max_steps", type=int, default=hidden, help="stop after N steps")
+    add(
+        "--train-fraction",
+        dest="train_fraction",
+        type=float,
+        default=hidden,
+        help="train on a seeded class-balanced share of the training split, in (0, 1]",
+    )
     add("--batch-size", dest="batch_size", type=int, default=hidden)
     add("--eval-batch-size", dest="eval_batch_size", type=int, default=hidden)
     add("--optimizer", choices=["sgd", "adamw"], default=hidden)

@@ -118,6 +118,7 @@ class MarginHead(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.chunk_size: int | None = None
+        self.total_steps: int | None = None  # the run's length (set_total_steps)
         self.schedules = nn.ModuleDict(
             {name: as_schedule(value, name) for name, value in hyperparameters.items()}
         )
@@ -382,16 +383,10 @@ class MarginHead(nn.Module):
         Returns:
             The head itself.
         """
-        total_steps = check_count("total_steps", total_steps, 1)
+        self.total_steps = check_count("total_steps", total_steps, 1)
         for schedule in self.schedules.values():
-            schedule.set_total_steps(total_steps, int(self.step))
+            schedule.set_total_steps(self.total_steps, int(self.step))
         return self
-
-    @property
-    def total_steps(self) -> int | None:
-        """The run's length given to :meth:`set_total_steps` (None: not given)."""
-        totals = {schedule.total_steps for schedule in self.schedules.values()}
-        return totals.pop() if len(totals) == 1 else None
 
     def _check_total_steps(self) -> None:
         for name, schedule in self.schedules.items():

@@ -207,9 +207,13 @@ class TrainConfig:
         if self.augment is not None and not isinstance(self.augment, bool):
             _fail("augment", "true, false or null", self.augment)
         if self.optimizer not in (None, "sgd", "adamw"):
-            _fail("optimizer", "'sgd', 'adamw' or null", self.optimizer)
+            _fail("optimizer", "'sgd' or 'adamw' (or null: the recipe's)", self.optimizer)
         if self.lr_schedule not in (None, "step", "cosine", "constant"):
-            _fail("lr_schedule", "'step', 'cosine', 'constant' or null", self.lr_schedule)
+            _fail(
+                "lr_schedule",
+                "'step', 'cosine' or 'constant' (or null: the recipe's)",
+                self.lr_schedule,
+            )
         if self.recipe not in ("marginkit", "paper"):
             _fail("recipe", "'marginkit' or 'paper'", self.recipe)
         if self.milestones is not None:

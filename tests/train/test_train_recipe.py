@@ -1,0 +1,184 @@
+"""Training recipes (marginkit.train.recipe) and the run-relative loss-argument language."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from marginkit.losses import available, build
+from marginkit.schedules import AdaptiveAngle, LinearRamp, PowerDecay, Warmup
+from marginkit.train import ConfigError, TrainConfig, fit, load_config, loss_kwargs, parse_value
+from marginkit.train.config import RunFraction
+from marginkit.train.recipe import RECIPES, apply_recipe, scale_bound
+
+
+# ------------------------------------------------------------------------ the % language
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("warmup:0.5:20%", "warmup", [0.5, 0.2]),
+        ("warmup:0.5:100%:0.1", "warmup", [0.5, 1.0, 0.1]),
+        ("ramp:40%", "ramp", [0.4]),
+        ("ramp:1.5:0.5:25%", "ramp", [1.5, 0.5, 0.25]),
+        ("adaptive:40%", "adaptive", [0.4]),
+        ("power:1000:50%:1:5", "power", [1000.0, 0.5, 1.0, 5.0]),
+        ("lsoftmax:40%", "lsoftmax", [0.4]),
+        ("sphereface:30%", "sphereface", [0.3]),
+    ],
+)
+def test_percent_is_a_share_of_the_run(text: str, kind: str, expected: list[float]) -> None:
+    parsed = parse_value(text, "x")
+    assert isinstance(parsed, tuple)
+    assert parsed[0] == kind
+    assert parsed[1] == pytest.approx(expected)
+    assert sum(isinstance(value, RunFraction) for value in parsed[1]) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("warmup:20%:100", r"not allowed as argument 1 of 'warmup'"),
+        ("power:50%:0.1:1", r"not allowed as argument 1 of 'power'"),
+        ("warmup:0.5:0%", r"share of the run in \(0%, 100%\]"),
+        ("warmup:0.5:150%", r"share of the run in \(0%, 100%\]"),
+        ("lsoftmax:0.4", r"'lsoftmax' takes nothing or a share P%"),
+        ("ramp:1:2", r"takes 0..3 arguments"),
+    ],
+)
+def test_percent_errors_name_the_argument(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"loss argument margin: .*{message}"):
+        parse_value(text, "margin")
+
+
+def test_percent_schedules_build_run_relative_schedules() -> None:
+    kwargs = loss_kwargs(
+        {
+            "margin": "warmup:0.5:20%",
+            "c": "ramp:40%",
+            "a": "adaptive:40%",
+            "lambda_": "sphereface:40%",
+            "l": "lsoftmax",
+            "p": "power:1000:50%:1:5",
+        }
+    )
+    margin, ramp, adaptive = kwargs["margin"], kwargs["c"], kwargs["a"]
+    assert isinstance(margin, Warmup) and margin.fraction == pytest.approx(0.2)
+    assert isinstance(ramp, LinearRamp) and ramp.fraction == pytest.approx(0.4)
+    assert isinstance(adaptive, AdaptiveAngle) and adaptive.fraction == pytest.approx(0.4)
+    assert kwargs["lambda_"].relative and kwargs["lambda_"].minimum == 5.0
+    assert not kwargs["l"].relative  # bare name: the official step-based annealing
+    assert isinstance(kwargs["p"], PowerDecay) and kwargs["p"].fraction == pytest.approx(0.5)
+    for schedule in (margin, ramp, kwargs["lambda_"], kwargs["p"]):
+        schedule.set_total_steps(100)
+    assert margin.value_at(10) == pytest.approx(0.25)
+    assert margin.value_at(20) == pytest.approx(0.5)
+    assert ramp.value_at(40) == pytest.approx(math.pi / 4)
+    assert kwargs["lambda_"].value_at(40) == 5.0
+    assert kwargs["p"].value_at(50) == 5.0 and kwargs["p"].value_at(49) > 5.0
+
+
+# ---------------------------------------------------------------------------- recipes
+def test_scale_bound_is_the_normface_bound() -> None:
+    assert scale_bound(10) == pytest.approx(0.9 * math.log(9 * 0.999 / 0.001))
+    assert scale_bound(2, 0.5) == pytest.approx(0.0)
+    assert scale_bound(10_000) > 16 > scale_bound(1_000)
+
+
+@pytest.mark.parametrize("loss", available())
+def test_marginkit_recipe_fills_what_is_left_open(loss: str) -> None:
+    config = apply_recipe(TrainConfig(loss=loss), num_classes=10)
+    assert (config.optimizer, config.lr, config.lr_schedule) == ("adamw", 1e-3, "cosine")
+    assert config.weight_decay == 5e-4
+    head = build(loss, num_classes=10, embedding_dim=4, **loss_kwargs(config.loss_args))
+    schedules = [schedule for schedule in head.schedules.values() if schedule.relative]
+    expected_relative = loss in {"lsoftmax", "sphereface", "cosface", "arcface", "combined"}
+    expected_relative = expected_relative or loss == "camsoftmax"
+    assert bool(schedules) == expected_relative
+    head.set_total_steps(10)
+    for _ in range(10):  # every run-relative value is at its end point by the run's end
+        head.advance()
+    values = head.hyperparameters()
+    assert values.get("margin", 0.5 if loss == "arcface" else 0.35) in (0.5, 0.35)
+    if loss in ("lsoftmax", "sphereface"):
+        assert values["lambda_"] == (0.0 if loss == "lsoftmax" else 5.0)
+
+
+def test_paper_recipe_keeps_the_papers_settings() -> None:
+    config = apply_recipe(TrainConfig(loss="sphereface", recipe="paper"), num_classes=10)
+    assert (config.optimizer, config.lr, config.lr_schedule) == ("sgd", 0.1, "step")
+    assert config.loss_args == {"lambda_": "sphereface"}
+    head = build("sphereface", 10, 4, **loss_kwargs(config.loss_args))
+    assert not head.schedules["lambda_"].relative
+    arcface = apply_recipe(TrainConfig(loss="arcface", recipe="paper"), num_classes=10)
+    assert arcface.loss_args == {}  # the head's constant paper margin
+    camsoftmax = apply_recipe(TrainConfig(loss="camsoftmax", recipe="paper"), num_classes=10)
+    assert camsoftmax.loss_args == {"c": "ramp"}
+
+
+def test_the_users_values_win() -> None:
+    config = TrainConfig(
+        loss="amsoftmax", optimizer="sgd", lr=0.05, loss_args={"margin": 0.2}, weight_decay=0
+    )
+    resolved = apply_recipe(config, num_classes=10)
+    assert (resolved.optimizer, resolved.lr, resolved.weight_decay) == ("sgd", 0.05, 0.0)
+    assert resolved.lr_schedule == "cosine"
+    assert resolved.loss_args == {"margin": 0.2}
+    assert config.optimizer == "sgd" and config.lr_schedule is None  # not changed in place
+
+
+def test_scale_rises_to_the_bound_for_many_classes() -> None:
+    few = apply_recipe(TrainConfig(loss="normface"), num_classes=10)
+    many = apply_recipe(TrainConfig(loss="normface"), num_classes=100_000)
+    assert few.loss_args["scale"] == 16.0
+    assert many.loss_args["scale"] == math.ceil(scale_bound(100_000)) > 16
+    cam = apply_recipe(TrainConfig(loss="camsoftmax"), num_classes=10)
+    assert cam.loss_args["scale"] == 20.0
+
+
+def test_unknown_recipe_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"recipe must be 'marginkit' or 'paper'; got 'fast'"):
+        TrainConfig(recipe="fast")
+    assert RECIPES == ("marginkit", "paper")
+
+
+def test_run_folder_records_the_resolved_recipe(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    config = TrainConfig(
+        dataset="digits",
+        backbone="mlp",
+        embedding_dim=8,
+        loss="arcface",
+        epochs=1,
+        max_steps=5,
+        out=str(out),
+        log_every=0,
+    )
+    result = fit(config, progress=False)
+    saved = load_config(out / "config.yaml")
+    assert saved.optimizer == "adamw" and saved.lr_schedule == "cosine"
+    assert saved.loss_args == {"margin": "warmup:0.5:20%"}
+    assert result.config == saved
+    assert result.head.total_steps == 5
+    assert result.final["hyperparameters"]["margin"] == pytest.approx(0.5)
+
+
+def test_max_steps_and_train_fraction_bound_the_run() -> None:
+    config = TrainConfig(
+        dataset="digits",
+        backbone="mlp",
+        embedding_dim=8,
+        loss="sphereface",
+        epochs=5,
+        batch_size=32,
+        train_fraction=0.5,
+        max_steps=30,
+        log_every=0,
+    )
+    result = fit(config, progress=False)
+    count = round(0.5 * result.bundle.train.tensors()[1].numel())  # the class-balanced half
+    per_epoch = math.ceil(count / 32)
+    assert per_epoch < 30
+    assert [row["step"] for row in result.history] == [per_epoch, 30]
+    assert int(result.head.step) == 30 and result.head.total_steps == 30
+    assert result.final["hyperparameters"]["lambda_"] == 5.0
