@@ -189,9 +189,11 @@ def open_set_scores(
             ``>= num_known`` are classes left out of training.
     """
     fig, axes = _panels(len(runs), 3.2, 2.6)
-    bins = np.linspace(-1.0, 1.0, 61)
     for axis, (name, (embeddings, labels, weight)) in zip(axes, runs.items(), strict=True):
         scores = (_unit(embeddings) @ _unit(weight).T).max(axis=1)  # (N,)
+        low, high = float(scores.min()), float(scores.max())
+        pad = max(1e-3, 0.02 * (high - low))
+        bins = np.linspace(low - pad, high + pad, 61)  # each panel's own range
         known = labels < num_known
         axis.hist(scores[known], bins=bins, density=True, alpha=0.55, color="C0", label="seen")
         axis.hist(scores[~known], bins=bins, density=True, alpha=0.55, color="C3", label="unseen")

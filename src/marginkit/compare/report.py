@@ -263,6 +263,8 @@ def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
     embedded = {name: _load_embeddings(run) for name, run in shown.items()}
     embedded = {name: value for name, value in embedded.items() if value is not None}
     num_known = {value[2].shape[0] for value in embedded.values()}
+    first = next(iter(shown.values()))
+    split = (read_json(first.folder / "eval.json") or {}).get("split", "test")
     if embedded:
         known = {
             name: (e[labels < w.shape[0]], labels[labels < w.shape[0]], w)
@@ -278,19 +280,19 @@ def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
             )
         )
         path = figures.features_grid(
-            known, folder / "features.png", title=f"{dataset}: test {view}, {seed_note}"
+            known, folder / "features.png", title=f"{dataset}: {split} {view}, {seed_note}"
         )
-        written.append((path, f"Test features of every run: {view}, {seed_note}."))
+        written.append((path, f"The {split} split's features, every run: {view}, {seed_note}."))
         path = figures.similarity_grid(
             {name: (e, labels) for name, (e, labels, _) in known.items()},
             folder / "similarity.png",
-            f"{dataset}: same-class vs different-class test pairs",
+            f"{dataset}: same-class vs different-class {split} pairs",
         )
         written.append(
             (
                 path,
-                "Cosine similarity of same-class and different-class test pairs "
-                "(a sample of 1,500 test samples per run).",
+                f"Cosine similarity of same-class and different-class {split} pairs "
+                f"(a sample of 1,500 {split} samples per run).",
             )
         )
         if len(num_known) == 1 and any(
