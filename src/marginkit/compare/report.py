@@ -378,14 +378,16 @@ def _header(grid: _Grid) -> list[str]:
     machine = state.get("machine") or {}
     runs = [run for runs in grid.runs.values() for run in runs]
     spent = sum((r.measures["train_time"] or 0) + (r.measures["eval_time"] or 0) for r in runs)
+    total = sum(invocation.get("wall_time", 0.0) for invocation in invocations)
     lines = [
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('threads', '?')} torch threads, torch {machine.get('torch', '?')}, "
         f"Python {machine.get('python', '?')}.",
-        f"Wall time of the grid: {format_duration(last.get('wall_time', 0.0))} in the last "
-        f"invocation ({len(last.get('trained', []))} runs trained, "
-        f"{len(last.get('skipped', []))} finished earlier and reused); training plus evaluation "
-        f"summed over all {len(runs)} runs: {format_duration(spent)}.",
+        f"Wall time of the grid: {format_duration(total)} in {len(invocations)} "
+        f"invocation{'s' if len(invocations) > 1 else ''} (the last: "
+        f"{format_duration(last.get('wall_time', 0.0))}, {len(last.get('trained', []))} runs "
+        f"trained, {len(last.get('skipped', []))} finished earlier and reused); training plus "
+        f"evaluation summed over all {len(runs)} runs: {format_duration(spent)}.",
     ]
     if last.get("command"):
         lines.append(f"Command: `{last['command']}`.")
