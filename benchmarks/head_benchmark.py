@@ -216,10 +216,7 @@ def end_to_end(repeats: int, heads: list[str]) -> dict[str, float]:
     try:
         from marginkit.data import load_dataset
 
-        data_dir = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-        bundle = load_dataset(
-            "mnist", data_dir=data_dir if data_dir.is_dir() else None, progress=False
-        )
+        bundle = load_dataset("mnist", progress=False)  # $MARGINKIT_DATA/mnist or the cache
         images, labels = bundle.train.tensors()
         images, labels = images[: 256 * 20], labels[: 256 * 20]
         source = "MNIST"

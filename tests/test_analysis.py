@@ -120,7 +120,7 @@ def test_eval_of_a_data_set_without_test_split_measures_validation(
     config, backbone, head, bundle = evaluate.load_run(out)
     without_test = dataclasses.replace(bundle, test=None, validation=bundle.test)
     monkeypatch.setattr(
-        evaluate, "load_run", lambda run_dir: (config, backbone, head, without_test)
+        evaluate, "load_run", lambda *_, **__: (config, backbone, head, without_test)
     )
     report = evaluate.evaluate_run(out, plots=False)
     assert report["split"] == "validation"

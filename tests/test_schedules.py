@@ -843,3 +843,23 @@ def test_one_epoch_run_reaches_the_end_point_by_forty_percent(make, key: str, en
     assert all(value == end for value in values[reach:])  # the end point from 188 to 469
     assert all(b <= a for a, b in itertools.pairwise(values))  # monotone
     assert int(head.step) == ONE_EPOCH
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        Constant(0.5),
+        Warmup(0.5, 1000),
+        PowerDecay(1000.0, 0.12, 1.0, 5.0),
+        LinearRamp(0.0, 1.0, 0.01),
+        AdaptiveAngle(),
+    ],
+    ids=["constant", "warmup", "power", "ramp", "adaptive"],
+)
+def test_a_negative_step_is_refused(schedule: Schedule) -> None:
+    """``Warmup(0.5, 1000).value_at(-490)`` was -0.245 (issue 9)."""
+    with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -490"):
+        schedule.value_at(-490)
+    with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -1"):
+        schedule.advance(-1)
+    assert schedule.value_at(0) == schedule.current()

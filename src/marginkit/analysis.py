@@ -70,6 +70,7 @@ def analyse(
     metrics_file: str | Path | None = None,
     batch_size: int = 512,
     embedded: dict[str, tuple[Tensor, Tensor]] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Measure (and draw) a trained backbone + head on its data.
 
@@ -85,6 +86,8 @@ def analyse(
         embedded: embeddings the caller already has, by split name (``"train"``,
             ``"validation"``, ``"test"``): ``(embeddings (N, D), labels (N,))``; other
             splits are embedded here.
+        progress: show the progress of the embedding and of the five stages (embeddings,
+            measurements, verification, label noise, pictures) on stderr, with an ETA.
 
     Returns:
         JSON-serialisable dict with the sections that apply: ``closed_set``, ``geometry``,
@@ -93,12 +96,16 @@ def analyse(
     """
     from marginkit import metrics
     from marginkit.evaluate import embed
+    from marginkit.progress import Progress
 
     embedded = dict(embedded or {})
+    stages = Progress(5, "analysis", enabled=progress, every=1, unit="stage")
 
     def embedding_of(name: str) -> tuple[Tensor, Tensor]:
         if name not in embedded:
-            embedded[name] = embed(backbone, getattr(bundle, name), batch_size)
+            embedded[name] = embed(
+                backbone, getattr(bundle, name), batch_size, progress=progress, name=name
+            )
         return embedded[name]
 
     backbone.eval()
@@ -113,6 +120,8 @@ def analyse(
     embeddings = labels = known = None
     if dataset is not None:
         embeddings, labels = embedding_of(split)  # (M, D), (M,)
+    stages.update(postfix="embeddings done")
+    if dataset is not None:
         known = labels < num_known  # (M,)
         known_embeddings, known_labels = embeddings[known], labels[known]
         report["closed_set"] = {
@@ -138,9 +147,12 @@ def analyse(
                 ),
             }
 
+    stages.update(postfix="closed-set, geometry, retrieval and open-set measures done")
     verification = None
     if bundle.pairs is not None:
-        pair_embeddings, _ = embed(backbone, bundle.pairs.images, batch_size)  # (I, D)
+        pair_embeddings, _ = embed(
+            backbone, bundle.pairs.images, batch_size, progress=progress, name="pairs"
+        )  # (I, D)
         verification = metrics.verification_report(
             pair_embeddings[bundle.pairs.first],
             pair_embeddings[bundle.pairs.second],
@@ -162,6 +174,7 @@ def analyse(
         verification["pairs_source"] = f"seeded sample of the {split} split"
     if verification is not None:
         report["verification"] = verification
+    stages.update(postfix="verification done")
 
     noise = None
     if label_noise > 0:
@@ -174,6 +187,7 @@ def analyse(
             test_accuracy=test_accuracy,
         )
         report["label_noise"] = noise
+    stages.update(postfix="label-noise statistics done")
 
     if plots_dir is not None:
         report["plots"] = _draw(
@@ -189,6 +203,8 @@ def analyse(
             metrics_file,
             label_noise > 0,
         )
+    stages.update(postfix="pictures done")
+    stages.close()
     return report
 
 

@@ -10,75 +10,130 @@ dataset through the backbone; :func:`evaluate_run` puts them together.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["embed", "evaluate_run", "load_run", "summarize"]
+__all__ = ["embed", "evaluate_run", "load_run", "run_checkpoint", "summarize"]
 
 _SPLITS = ("train", "validation", "test")
 
 
 def load_run(
-    run_dir: str | Path, progress: bool = False, bundle: Any = None
+    run_dir: str | Path,
+    progress: bool = False,
+    *,
+    data_dir: str | Path | None = None,
+    checkpoint: str | None = None,
+    bundle: Any = None,
 ) -> tuple[Any, nn.Module, nn.Module, Any]:
     """Rebuild a run folder written by :func:`marginkit.train.fit`.
 
     Args:
         run_dir: the run folder (holding ``config.yaml`` and ``checkpoints/``).
         progress: show data-loading progress.
-        bundle: the run's data, already in memory (None: loaded as in training).
+        data_dir: read the data set from this folder instead of the run's ``data_dir``
+            (the data moved, or the run found it through ``MARGINKIT_DATA``).
+        checkpoint: the checkpoint to load by name (``epoch-0029``); None: the newest.
+        bundle: the run's data, already in memory (a comparison grid); None: loaded as in
+            training.
 
     Returns:
         ``(config, backbone, head, bundle)``: the run's :class:`~marginkit.train.TrainConfig`,
-        its backbone and head with the weights of the last complete checkpoint (eval mode),
-        and the data set loaded as in training.
+        its backbone and head with the checkpoint's weights (eval mode; which checkpoint:
+        :func:`run_checkpoint`), and the data set loaded as in training.
 
     Raises:
-        FileNotFoundError: when the folder, its config or its checkpoint is missing.
+        FileNotFoundError: the folder, its config or the checkpoint is missing.
+        CheckpointError: the checkpoint (by default the newest) is damaged; the message
+            names the file and the newest intact checkpoint.
     """
-    from marginkit.train import build_models, latest_checkpoint, load_bundle, load_config
+    import dataclasses
+
+    from marginkit.train import build_models, load_bundle, load_config
     from marginkit.train.checkpoint import load_checkpoint, load_weights
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder: no config.yaml")
-    folder = latest_checkpoint(run_dir)
-    if folder is None:
-        raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
+    folder = run_checkpoint(run_dir, checkpoint)
     config = load_config(run_dir / "config.yaml")
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=str(data_dir))
+    loaded = load_checkpoint(folder)  # verified before anything slow happens
     if bundle is None:
         bundle = load_bundle(config, progress=progress)
     backbone, head = build_models(config, bundle)
-    load_weights(load_checkpoint(folder), backbone, head)
+    load_weights(loaded, backbone, head)
     backbone.eval()
     head.eval()
     return config, backbone, head, bundle
 
 
+def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
+    """The checkpoint folder of ``run_dir`` to measure: ``name``, or the newest one.
+
+    Raises:
+        FileNotFoundError: not a run folder, or there is no such checkpoint (or none).
+        CheckpointError: the newest checkpoint is damaged (names the newest intact one:
+            pass its name to measure it).
+    """
+    from marginkit.train.checkpoint import CHECKPOINTS, CheckpointError, find_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: no config.yaml")
+    if name is not None:
+        folder = run_dir / CHECKPOINTS / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"run {run_dir} has no checkpoint {name!r}")
+        return folder
+    search = find_checkpoint(run_dir)
+    if search.damaged:
+        hint = "" if search.folder is None else f" (--checkpoint {search.folder.name})"
+        raise CheckpointError(search.report() + hint)
+    if search.folder is None:
+        raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
+    return search.folder
+
+
 @torch.no_grad()
-def embed(backbone: nn.Module, dataset: Any, batch_size: int = 512) -> tuple[Tensor, Tensor]:
+def embed(
+    backbone: nn.Module,
+    dataset: Any,
+    batch_size: int = 512,
+    *,
+    progress: bool = False,
+    name: str = "",
+) -> tuple[Tensor, Tensor]:
     """Embeddings of a whole dataset, in order.
 
     Args:
         backbone: maps (B, *input_shape) -> (B, D); put in eval mode here.
         dataset: a dataset with ``.tensors()`` -> (inputs (N, ...), labels (N,)).
         batch_size: inputs per forward pass.
+        progress: show the progress (with an ETA) on stderr.
+        name: what is embedded, for the progress line (e.g. ``"test"``).
 
     Returns:
         ``(embeddings (N, D) float32, labels (N,) long)``.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    from marginkit.progress import Progress
+
     inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
     backbone.eval()
-    chunks = [
-        backbone(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)
-    ]
+    chunks = []
+    description = f"embedding {name}".strip()
+    with Progress(len(inputs), description, enabled=progress, unit="img") as bar:
+        for start in range(0, len(inputs), batch_size):
+            chunks.append(backbone(inputs[start : start + batch_size]))
+            bar.update(len(chunks[-1]))
     return torch.cat(chunks).float(), labels.long()  # (N, D), (N,)
 
 
@@ -98,6 +153,10 @@ def evaluate_run(
     batch_size: int = 512,
     analysis: bool = True,
     plots: bool = True,
+    *,
+    data_dir: str | Path | None = None,
+    checkpoint: str | None = None,
+    progress: bool = False,
     bundle: Any = None,
 ) -> dict[str, Any]:
     """Metrics of a saved run on one split, written to ``RUN/eval.json`` and returned.
@@ -122,20 +181,41 @@ def evaluate_run(
         batch_size: inputs per forward pass.
         analysis: add the full measurement report.
         plots: draw the pictures (with ``analysis``).
+        data_dir: read the data from this folder instead of the run's ``data_dir``.
+        checkpoint: measure this checkpoint (``epoch-0029``) instead of the newest.
+        progress: report progress (data loading, embedding) on stderr.
         bundle: the run's data, already in memory (a comparison grid); None: loaded from
             the run's config.
+
+    The report names what was measured: ``run``, ``epoch`` and ``checkpoint`` (its folder).
+
+    Raises:
+        FileNotFoundError: not a run folder, or no (such) checkpoint.
+        CheckpointError: the checkpoint is damaged (names the newest intact one).
+        OutputError: ``eval.json``, the pictures or ``save_embeddings`` cannot be written.
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {', '.join(_SPLITS)}; got {split!r}")
+    from marginkit.train.checkpoint import epoch_of
+
     run_dir = Path(run_dir)
-    config, backbone, head, bundle = load_run(run_dir, bundle=bundle)
+    folder = run_checkpoint(run_dir, checkpoint)
+    if progress:
+        print(f"evaluating {run_dir}, epoch {epoch_of(folder)} ({folder})", file=sys.stderr)
+    config, backbone, head, bundle = load_run(
+        run_dir, progress, data_dir=data_dir, checkpoint=folder.name, bundle=bundle
+    )
     if split == "test" and bundle.test is None and bundle.validation is not None:
         split = "validation"  # data sets without a test split (folder, lfw): the held-out part
     dataset = _split(bundle, split)
-    embeddings, labels = embed(backbone, dataset, batch_size)  # (N, D), (N,)
+    embeddings, labels = embed(
+        backbone, dataset, batch_size, progress=progress, name=split
+    )  # (N, D), (N,)
     known = labels < bundle.num_classes  # (N,)
     report: dict[str, Any] = {
         "run": str(run_dir),
+        "epoch": epoch_of(folder),
+        "checkpoint": str(folder),
         "split": split,
         "dataset": config.dataset,
         "backbone": config.backbone,
@@ -154,16 +234,19 @@ def evaluate_run(
     if save_embeddings is not None:
         import numpy as np
 
+        from marginkit.train.runfolder import atomic_write_bytes
+
         path = Path(save_embeddings)
         if path.suffix != ".npz":  # numpy would append it anyway
             path = path.with_name(path.name + ".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
         np.savez(
-            path,
+            buffer,
             embeddings=embeddings.numpy(),
             labels=labels.numpy(),
             weight=head.weight.detach().float().numpy(),
         )
+        atomic_write_bytes(path, buffer.getvalue())
         report["embeddings_file"] = str(path)
     if analysis:
         from marginkit.analysis import analyse
@@ -178,8 +261,9 @@ def evaluate_run(
             metrics_file=run_dir / "metrics.json",
             batch_size=batch_size,
             embedded={split: (embeddings, labels)},
+            progress=progress,
         )
-    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.train.runfolder import atomic_write_text
 
     atomic_write_text(run_dir / "eval.json", json.dumps(_finite(report), indent=2) + "\n")
     return report
@@ -193,7 +277,8 @@ def summarize(report: dict[str, Any]) -> str:
 
     accuracy = report.get("accuracy")
     lines = [
-        f"{report['run']}: {report['loss']} on {report['dataset']} ({report['split']}), "
+        f"{report['run']}, epoch {report.get('epoch')} (checkpoint {report.get('checkpoint')}): "
+        f"{report['loss']} on {report['dataset']} ({report['split']}), "
         f"accuracy {'n/a' if accuracy is None else f'{accuracy:.2f} %'}"
     ]
     analysis = report.get("analysis") or {}

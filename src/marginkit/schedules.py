@@ -29,7 +29,11 @@ number of steps: the head's :meth:`~marginkit.losses.MarginHead.set_total_steps`
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -72,14 +76,42 @@ def _check_finite(name: str, value: float) -> float:
     return float(value)
 
 
+def _check_step(step: int) -> None:
+    try:
+        index = None if isinstance(step, bool) else operator.index(step)
+    except TypeError:
+        index = None
+    if index is None or index < 0:
+        raise ValueError(f"step must be an integer >= 0; got {step!r}")
+
+
+def _step_checked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method(self, step, ...)`` that first refuses a negative or non-integer step."""
+
+    @functools.wraps(method)
+    def checked(self: Schedule, step: int, *args: Any, **kwargs: Any) -> Any:
+        _check_step(step)
+        return method(self, step, *args, **kwargs)
+
+    return checked
+
+
 class Schedule(nn.Module):
     """Base class: a hyper-parameter value as a function of the training step.
 
     Subclasses implement :meth:`value_at`. ``value`` is the value in force now; the head
-    calls :meth:`advance` after each training forward pass.
+    calls :meth:`advance` after each training forward pass. Both refuse a step that is not
+    an integer >= 0 (``ValueError``), in every subclass: a schedule read before the run
+    starts has no value (a warm-up read at step -490 would give a negative margin).
     """
 
     value: Tensor
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("value_at", "advance"):
+            if name in cls.__dict__:
+                setattr(cls, name, _step_checked(cls.__dict__[name]))
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,10 +155,12 @@ class Schedule(nn.Module):
         """Set ``value`` to the value at step 0; call at the end of ``__init__``."""
         self.value.fill_(self.value_at(0))
 
+    @_step_checked
     def value_at(self, step: int) -> float:
         """The value after ``step`` training steps (deterministic schedules)."""
         raise NotImplementedError
 
+    @_step_checked
     def advance(self, step: int, target_cosines: Tensor | None = None) -> None:
         """Move to ``step`` (the number of training steps taken so far).
 

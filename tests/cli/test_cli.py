@@ -4,13 +4,18 @@ eval and the no-argument comparison on a reduced setting."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from data_writers import write_idx_dataset
 
 import marginkit.cli as cli
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -66,6 +71,9 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         (["--label-noise", "-0.5"], ["label_noise"]),
         (["--loss-arg", "margin"], ["--loss-arg must look like NAME=VALUE"]),
         (["--loss", "arcface", "--loss-arg", "margin=4"], ["margin must lie in"]),
+        (["--lr", "nan"], ["lr must be a finite number"]),
+        (["--momentum", "nan"], ["momentum must be a finite number"]),
+        (["--weight-decay", "inf"], ["weight_decay must be a finite number"]),
     ],
     ids=[
         "dataset",
@@ -76,6 +84,9 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         "noise-low",
         "loss-arg",
         "loss-range",
+        "lr-nan",
+        "momentum-nan",
+        "weight-decay-inf",
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_folder(
@@ -215,3 +226,122 @@ def test_compare_bad_input_is_a_one_line_error(
     result = run("compare", *args, "--out", str(tmp_path / "r"), "--quiet")
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------- configs that work anywhere (item 9)
+def test_shipped_configs_name_no_folder_outside_the_project() -> None:
+    """They pointed at ../shared/data/..., which no user has."""
+    from marginkit.train import load_config
+
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert paths
+    for path in paths:
+        config = load_config(path)
+        assert config.data_dir is None, path
+        assert config.cache_dir is None, path
+        assert config.out is None or ".." not in Path(config.out).parts, path
+
+
+@pytest.fixture
+def in_process(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+    """``cli.main`` in this process (no interpreter start-up): ``(status, stdout, stderr)``;
+    torch's thread count, which ``train`` sets process-wide, is put back after."""
+    import torch
+
+    threads = torch.get_num_threads()
+
+    def main(*argv: str) -> tuple[int, str, str]:
+        try:
+            status = cli.main(list(argv))
+        except SystemExit as exited:
+            status = int(exited.code or 0)
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    yield main
+    torch.set_num_threads(threads)
+
+
+def test_readme_config_example_runs_with_data_dir_or_marginkit_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
+    write_idx_dataset(tmp_path / "data" / "mnist")
+    config = str(CONFIGS / "mnist_lenetpp_cosface.yaml")
+    quick = ["--epochs", "1", "--quiet"]
+    status, _, error = in_process(
+        "train", "--config", config, "--data-dir", str(tmp_path / "data" / "mnist"),
+        "--out", str(tmp_path / "a"), *quick,
+    )  # fmt: skip
+    assert status == 0, error
+    monkeypatch.setenv("MARGINKIT_DATA", str(tmp_path / "data"))
+    status, output, error = in_process(
+        "train", "--config", config, "--out", str(tmp_path / "b"), *quick
+    )
+    assert status == 0, error
+    assert "test accuracy" in output
+
+
+def test_out_in_the_config_counts(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
+    """The CLI demanded --out although the YAML had out:."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"dataset: digits\nembedding_dim: 8\nepochs: 1\nthreads: 1\nout: {tmp_path / 'run'}\n"
+    )
+    status, output, error = in_process("train", "--config", str(config), "--quiet")
+    assert status == 0, error
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert f"{tmp_path / 'run'}: test accuracy" in output
+    # rounded (was "train loss 17.678959150610833"), and --quiet prints nothing else
+    assert re.fullmatch(r".*: test accuracy \d+\.\d\d%, train loss \d+\.\d{4}\n", output)
+    assert error == ""
+
+
+def test_eval_data_dir_reads_data_that_moved(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
+    write_idx_dataset(tmp_path / "mnist")
+    out = tmp_path / "run"
+    status, _, error = in_process(
+        "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--backbone",
+        "mlp", "--embedding-dim", "4", "--epochs", "1", "--threads", "1", "--quiet",
+        "--out", str(out),
+    )  # fmt: skip
+    assert status == 0, error
+    (tmp_path / "mnist").rename(tmp_path / "moved")
+    status, _, error = in_process("eval", str(out), "--no-analysis", "--quiet")
+    assert status == 2 and error.startswith("marginkit: error: ") and "is not a folder" in error
+    status, output, error = in_process(
+        "eval", str(out), "--no-analysis", "--quiet", "--data-dir", str(tmp_path / "moved")
+    )
+    assert status == 0, error
+    assert f"{out}, epoch 1 (checkpoint {out / 'checkpoints' / 'epoch-0001'})" in output
+
+
+# ------------------------------------------------------------- missing extras (item 11)
+@pytest.mark.parametrize("module", ["sklearn", "yaml", "safetensors", "tqdm"])
+def test_a_missing_extra_names_what_to_install(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A core-only install died with a bare ``ModuleNotFoundError: sklearn``."""
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--epochs", "1", "--quiet", "--out", str(out)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"marginkit: error: this command needs the {module} package, an optional dependency: "
+        'pip install "marginkit[train]"\n'
+    )
+    assert not out.exists()
+
+
+def test_eval_without_matplotlib_names_the_plots_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit):
+        cli.main(["eval", str(tmp_path)])
+    assert 'pip install "marginkit[plots]" (or pass --no-plots)' in capsys.readouterr().err

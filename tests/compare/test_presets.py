@@ -56,15 +56,11 @@ def test_margin_sweep_variants_carry_their_loss_arguments() -> None:
     assert variants["arcface-m0.3"].loss_args == {"margin": "warmup:0.3:20%"}
 
 
-def test_options_override_the_preset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("MARGINKIT_DATA", raising=False)
+def test_options_override_the_preset() -> None:
     spec = spec_from_options("toy2d", {"epochs": 1, "losses": "softmax,arcface", "seeds": 3})
     assert spec.settings.epochs == 1 and spec.seeds == 3
     assert [variant.name for variant in spec.variants] == ["softmax", "arcface"]
     assert spec.settings.backbone == "lenetpp" and spec.settings.embedding_dim == 2
-    (tmp_path / "mnist").mkdir()
-    monkeypatch.setenv("MARGINKIT_DATA", str(tmp_path))
-    assert spec_from_options("mnist", {}).settings.data_dir == str(tmp_path / "mnist")
     given = spec_from_options("mnist", {"data_dir": "/elsewhere"})
     assert given.settings.data_dir == "/elsewhere"
 

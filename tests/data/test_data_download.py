@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_writers import SHARED_DATA, write_cifar, write_idx_dataset
+from data_writers import SHARED_DATA, needs_real, write_cifar, write_idx_dataset
 
 from marginkit.data import DataError, load_dataset
 from marginkit.data.download import REGISTRY, RemoteFile, default_cache_dir
@@ -245,7 +245,7 @@ def test_archive_escaping_its_folder_is_refused(
     assert not (tmp_path / "cache" / "escape.txt").exists()
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "lfw").is_dir(), reason="shared LFW not present")
+@needs_real("lfw")
 def test_registry_checksums_match_the_shared_lfw_protocol_files() -> None:
     checked = 0
     for remote in REGISTRY["lfw"]:

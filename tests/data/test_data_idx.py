@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_writers import SHARED_DATA, write_idx, write_idx_dataset
+from data_writers import SHARED_DATA, needs_real, write_idx, write_idx_dataset
 
 from marginkit.data import DataError, load_dataset
 
@@ -101,7 +101,7 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="shared MNIST not present")
+@needs_real("mnist")
 def test_shared_mnist() -> None:
     bundle = load_dataset("mnist", data_dir=MNIST_DIR)
     assert len(bundle.train) == 60000 and len(bundle.test) == 10000

@@ -1,16 +1,15 @@
-"""The shared LFW copy (deep-funneled images and protocol files), when present."""
+"""The real LFW copy (deep-funneled images and protocol files) in ``$MARGINKIT_DATA/lfw``."""
 
 from __future__ import annotations
 
-import pytest
 import torch
-from data_writers import SHARED_DATA
+from data_writers import SHARED_DATA, needs_real
 
 from marginkit.data import load_dataset
 from marginkit.data.pairs import read_pairs, read_people
 
 LFW_DIR = SHARED_DATA / "lfw"
-pytestmark = pytest.mark.skipif(not LFW_DIR.is_dir(), reason="shared LFW not present")
+pytestmark = needs_real("lfw")
 
 
 def test_protocol_files() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_writers import SHARED_DATA, write_idx
+from data_writers import SHARED_DATA, needs_real, write_idx
 
 from marginkit.data import DATASETS, load_dataset
 from marginkit.data.options import derived_generator, inject_symmetric_noise
@@ -170,7 +170,7 @@ def test_argument_errors(labelled: Path) -> None:
     assert "digits" in DATASETS and "lfw" in DATASETS and len(DATASETS) == 9
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="shared MNIST not present")
+@needs_real("mnist")
 def test_noise_rate_on_shared_mnist() -> None:
     bundle = load_dataset("mnist", data_dir=SHARED_DATA / "mnist", label_noise=0.2, seed=3)
     assert float(bundle.noisy_mask.double().mean()) == pytest.approx(0.2, abs=0.008)

@@ -189,3 +189,76 @@ def test_bfloat16_autocast_at_cosine_edges(name: str, edge: str) -> None:
     assert loss.dtype == torch.float32
     loss.backward()
     assert_finite_everywhere(head, loss, raw)
+
+
+# A row whose norm is below tiny / eps (zero included) has no direction: every logit it
+# produces is 0 (plus the bias of a softmax with bias), so its loss term is log C, and its
+# gradient is finite (issue 9, item 1).
+NEAR_ZERO = {
+    torch.float32: [0.0, 1e-45, 1e-40, 1e-33, 1e-25],
+    torch.float64: [0.0, 5e-324, 1e-300, 1e-200],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{config_id(case[0])}-D{case[1]}")
+def test_zero_and_near_zero_embeddings_are_finite(
+    case: tuple[tuple[str, dict[str, Any]], int], dtype: torch.dtype
+) -> None:
+    (name, kwargs), dim = case
+    # eval mode: the schedules stay put between the two computations compared below
+    head = build(name, num_classes=CLASSES, embedding_dim=dim, **kwargs).to(dtype).eval()
+    norms = NEAR_ZERO[dtype]
+    labels = torch.arange(len(norms) + 1) % CLASSES
+    direction = torch.randn(len(norms) + 1, dim, dtype=torch.float64)
+    direction = direction / direction.norm(dim=1, keepdim=True)
+    scale = torch.tensor([*norms, 1.0], dtype=torch.float64).unsqueeze(1)
+    embeddings = (direction * scale).to(dtype).requires_grad_(True)  # the last row: norm 1
+    loss = head(embeddings, labels)
+    loss.backward()
+    assert_finite_everywhere(head, loss, embeddings)
+    # the fused loss equals the cross-entropy of margin_logits, gradients included
+    fused = embeddings.grad.clone()
+    embeddings.grad = None
+    head.zero_grad()
+    logits = head.margin_logits(embeddings, labels)
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    assert_finite_everywhere(head, loss, embeddings)
+    # the smallest subnormal (second row) is only required finite: its rounding decides
+    # which of its cosines each path clamps to +-1
+    keep = [row for row in range(len(labels)) if row != 1]
+    torch.testing.assert_close(fused[keep], embeddings.grad[keep])
+    torch.testing.assert_close(
+        head(embeddings, labels), torch.nn.functional.cross_entropy(logits, labels)
+    )
+    assert torch.isfinite(head.logits(embeddings.detach())).all()
+
+
+@pytest.mark.parametrize("name", available())
+def test_zero_embedding_has_every_logit_zero(name: str) -> None:
+    head = build(name, num_classes=10, embedding_dim=8).eval()
+    embeddings = torch.zeros(1, 8, requires_grad=True)
+    loss = head(embeddings, torch.tensor([3]))
+    classes = 11 if head.virtual_class else 10
+    torch.testing.assert_close(loss.detach(), torch.tensor(math.log(classes)))
+    loss.backward()
+    assert torch.isfinite(embeddings.grad).all() and torch.isfinite(head.weight.grad).all()
+    logits = head.margin_logits(embeddings.detach(), torch.tensor([3]))
+    assert torch.equal(logits, torch.zeros_like(logits))
+
+
+def test_softmax_at_zero_is_the_plain_linear_layer() -> None:
+    """No margin, so no special case: the loss and gradients of ``F.linear`` + cross-entropy."""
+    head = build("softmax", num_classes=10, embedding_dim=8, bias=True)
+    with torch.no_grad():
+        head.bias.normal_()
+    embeddings = torch.zeros(2, 8, requires_grad=True)
+    labels = torch.tensor([3, 5])
+    head(embeddings, labels).backward()
+    plain = embeddings.detach().clone().requires_grad_(True)
+    weight = head.weight.detach().clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(
+        torch.nn.functional.linear(plain, weight, head.bias.detach()), labels
+    ).backward()
+    torch.testing.assert_close(embeddings.grad, plain.grad)
+    torch.testing.assert_close(head.weight.grad, weight.grad)

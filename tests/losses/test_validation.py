@@ -114,9 +114,9 @@ BAD_HYPERPARAMETERS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("lsoftmax", {"lambda_": -1.0}, ValueError, r"lambda_ must lie in \[0.0, inf\]"),
     ("lsoftmax", {"lambda_": math.nan}, ValueError, r"lambda_ must be finite"),
     ("sphereface", {"lambda_": -0.5}, ValueError, r"lambda_ must lie in"),
-    *[(name, {"scale": 0.0}, ValueError, r"scale must lie in \(0.0, inf\]")
+    *[(name, {"scale": 0.0}, ValueError, r"scale must lie in \(0.0, 10000.0\]")
       for name in ("normface", "cosface", "arcface", "combined", "camsoftmax")],
-    *[(name, {"scale": -3.0}, ValueError, r"scale must lie in \(0.0, inf\]")
+    *[(name, {"scale": -3.0}, ValueError, r"scale must lie in \(0.0, 10000.0\]")
       for name in ("normface", "cosface", "arcface", "combined", "camsoftmax")],
     ("normface", {"scale": math.inf}, ValueError, r"scale must be finite"),
     ("normface", {"scale": torch.tensor(3.0)}, TypeError, r"scale must be a float or a"),
@@ -233,3 +233,36 @@ def test_bad_schedule_arguments_raise(
 ) -> None:
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("name", ["normface", "cosface", "arcface", "combined", "camsoftmax"])
+def test_a_scale_that_overflows_float32_is_refused(name: str) -> None:
+    """``scale=1e38`` was accepted and gave NaN (issue 9)."""
+    with pytest.raises(ValueError, match=r"scale must lie in \(0.0, 10000.0\]; got 1e\+38"):
+        build(name, num_classes=CLASSES, embedding_dim=DIM, scale=1e38)
+    with pytest.raises(ValueError, match=r"scale must lie in"):
+        build(name, num_classes=CLASSES, embedding_dim=DIM, scale=Warmup(2e4, 10))
+    head = build(name, num_classes=CLASSES, embedding_dim=DIM, scale=1e4).set_total_steps(10)
+    embeddings, labels = good_inputs()
+    assert torch.isfinite(head(embeddings, labels))
+
+
+def test_normface_learned_scale_is_bounded_too() -> None:
+    with pytest.raises(ValueError, match=r"scale must lie in"):
+        build("normface", num_classes=CLASSES, embedding_dim=DIM, scale=1e38, learn_scale=True)
+
+
+@pytest.mark.parametrize("where", ["embeddings", "labels", "weight"])
+def test_meta_device_tensors_are_one_line_errors(where: str) -> None:
+    head = build("arcface", num_classes=CLASSES, embedding_dim=DIM)
+    embeddings, labels = good_inputs()
+    if where == "embeddings":
+        embeddings = embeddings.to("meta")
+    elif where == "labels":
+        labels = labels.to("meta")
+    else:
+        head = head.to("meta")
+    for call in (lambda: head(embeddings, labels), lambda: head.margin_logits(embeddings, labels)):
+        with pytest.raises(ValueError, match=rf"^{where} is on the meta device") as caught:
+            call()
+        assert "\n" not in str(caught.value)

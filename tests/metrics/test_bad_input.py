@@ -183,3 +183,11 @@ def test_too_few_pairs_for_a_far_is_reported_unavailable_never_estimated() -> No
 def test_bad_values_name_the_argument(call, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("value", [True, False], ids=["only-positive", "only-negative"])
+def test_lfw_ten_fold_needs_both_kinds_of_pairs(value: bool) -> None:
+    """A threshold fitted on one kind of pair measures nothing (was 97.5 %, issue 9)."""
+    scores = np.linspace(-1.0, 1.0, 40)
+    with pytest.raises(ValueError, match="same must contain both positives and negatives"):
+        lfw_ten_fold(scores, np.full(40, value), np.arange(40) % 10)

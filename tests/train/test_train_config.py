@@ -151,7 +151,7 @@ def test_yaml_errors(tmp_path: Path) -> None:
         ("label_noise", -0.1, "label_noise"),
         ("epochs", 0, "epochs must be an integer >= 1"),
         ("optimizer", "adam", "optimizer must be 'sgd' or 'adamw'"),
-        ("lr", 0.0, "lr must be a number > 0"),
+        ("lr", 0.0, "lr must be a finite number > 0"),
         ("lr_schedule", "linear", "lr_schedule"),
         ("milestones", [0], "milestones"),
         ("loss_args", {"margin": [1]}, "loss_args.margin"),
@@ -181,3 +181,24 @@ def test_learning_rate_schedules_against_direct_formulas() -> None:
     )
     assert TrainConfig(optimizer="adamw").learning_rate() == 1e-3
     assert TrainConfig(optimizer="sgd").learning_rate() == 0.1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", math.nan),
+        ("lr", math.inf),
+        ("momentum", math.nan),
+        ("weight_decay", math.inf),
+        ("lr_gamma", math.nan),
+        ("label_noise", math.nan),
+        ("validation_fraction", math.nan),
+        ("train_fraction", math.nan),
+        ("loss_args", {"margin": math.nan}),
+    ],
+    ids=lambda value: str(value),
+)
+def test_non_finite_numbers_are_refused(field: str, value: object) -> None:
+    """``--lr nan`` was accepted and failed at step 1, leaving a folder (issue 9, item 6)."""
+    with pytest.raises(ConfigError, match=rf"{field}(\.margin)? must be .*(finite|number)"):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]

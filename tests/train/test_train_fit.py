@@ -75,7 +75,8 @@ def test_run_folder_contents(tmp_path: Path, digits: object) -> None:
     assert float(rows[1]["c"]) == pytest.approx(metrics["final"]["hyperparameters"]["c"])
     folder = latest_checkpoint(out)
     assert folder is not None and folder.name == "epoch-0002"
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0002", "latest"]
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["epoch-0001", "epoch-0002", "latest"]  # the newest two are kept
     # the checkpoint holds exactly the trained weights, schedule state included
     checkpoint = load_checkpoint(folder)
     assert_bitwise_equal(checkpoint.weights, state(result))
@@ -240,7 +241,58 @@ def test_progress_line_shows_loss_accuracy_schedule_and_speed(digits: object) ->
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("epoch 1/1 step 5/22 loss ")
     assert "margin=0.25" in lines[0] and "scale=64" in lines[0] and "img/s" in lines[0]
+    assert ", ETA " in lines[0]  # the line every log_every steps had no ETA (issue 9)
     assert "test acc" in lines[-1] and "margin=0.5" in lines[-1]
+
+
+def test_a_loss_without_hyperparameters_prints_no_empty_field(digits: object) -> None:
+    """ "test acc 97.56%, , 111 img/s" for a loss without hyper-parameters (issue 9)."""
+    import io
+
+    stream = io.StringIO()
+    fit(digits_config(None, epochs=1, loss="softmax", loss_args={}, log_every=5), bundle=digits,
+        stream=stream)  # fmt: skip
+    text = stream.getvalue()
+    assert "done: " in text and ", ," not in text and "  " not in text
+
+
+def test_quiet_prints_nothing(digits: object) -> None:
+    import io
+
+    stream = io.StringIO()
+    fit(digits_config(None, epochs=1, log_every=1), bundle=digits, stream=stream, progress=False)
+    assert stream.getvalue() == ""
+
+
+def test_steps_csv_logs_every_step_and_survives_a_resume(
+    tmp_path: Path, digits: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-step loss and learning rate were nowhere in the run folder (issue 9, item 10)."""
+    whole = tmp_path / "whole"
+    fit(digits_config(whole), bundle=digits, progress=False)
+    with open(whole / "steps.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    steps_per_epoch = 22  # 1,347 digits in batches of 64
+    assert [int(row["step"]) for row in rows] == list(range(1, 2 * steps_per_epoch + 1))
+    assert list(rows[0]) == ["step", "epoch", "loss", "lr", "scale", "c"]
+    assert all(float(row["loss"]) > 0 for row in rows)
+    assert float(rows[0]["lr"]) == pytest.approx(0.05) and float(rows[-1]["lr"]) < 0.001
+    # interrupted mid-epoch 2, after its rows were logged: resumed, the file reads as one run
+    interrupted = tmp_path / "interrupted"
+    original = loop.StepLog.add
+
+    def add_then_stop(self, step, *args):  # type: ignore[no-untyped-def]
+        original(self, step, *args)
+        if step == steps_per_epoch + 5:
+            self.flush()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.StepLog, "add", add_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        fit(digits_config(interrupted), bundle=digits, progress=False)
+    monkeypatch.undo()
+    fit(digits_config(interrupted), bundle=digits, resume=True, progress=False)
+    assert (interrupted / "steps.csv").read_text() == (whole / "steps.csv").read_text()
 
 
 def test_evaluate_run_and_embeddings(tmp_path: Path, digits: object) -> None:

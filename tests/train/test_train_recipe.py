@@ -88,7 +88,8 @@ def test_scale_bound_is_the_normface_bound() -> None:
 @pytest.mark.parametrize("loss", available())
 def test_marginkit_recipe_fills_what_is_left_open(loss: str) -> None:
     config = apply_recipe(TrainConfig(loss=loss), num_classes=10)
-    assert (config.optimizer, config.lr, config.lr_schedule) == ("adamw", 1e-3, "cosine")
+    assert (config.optimizer, config.lr_schedule) == ("adamw", "cosine")
+    assert config.lr in (1e-3, 3e-4)
     assert config.weight_decay == 5e-4
     head = build(loss, num_classes=10, embedding_dim=4, **loss_kwargs(config.loss_args))
     schedules = [schedule for schedule in head.schedules.values() if schedule.relative]
@@ -182,3 +183,19 @@ def test_max_steps_and_train_fraction_bound_the_run() -> None:
     assert [row["step"] for row in result.history] == [per_epoch, 30]
     assert int(result.head.step) == 30 and result.head.total_steps == 30
     assert result.final["hyperparameters"]["lambda_"] == 5.0
+
+
+def test_normalised_heads_get_the_smaller_learning_rate() -> None:
+    for loss in ("normface", "cosface", "arcface", "combined", "camsoftmax"):
+        assert apply_recipe(TrainConfig(loss=loss), num_classes=10).lr == 3e-4
+    for loss in ("softmax", "lsoftmax", "sphereface", "virtual"):
+        assert apply_recipe(TrainConfig(loss=loss), num_classes=10).lr == 1e-3
+
+
+def test_a_users_optimiser_gets_its_usual_learning_rate() -> None:
+    sgd = apply_recipe(TrainConfig(loss="arcface", optimizer="sgd"), num_classes=10)
+    assert (sgd.optimizer, sgd.lr) == ("sgd", 0.1)
+    adamw = apply_recipe(TrainConfig(loss="arcface", optimizer="adamw"), num_classes=10)
+    assert adamw.lr == 3e-4  # the recipe's own optimiser: its lr
+    paper = apply_recipe(TrainConfig(loss="cosface", recipe="paper", optimizer="adamw"), 10)
+    assert paper.lr == 1e-3

@@ -43,7 +43,12 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     hidden = argparse.SUPPRESS
     add("--config", default=None, help="YAML file with any of the options below")
     add("--dataset", default=hidden, help="digits, mnist, fashion-mnist, kmnist, cifar10, ...")
-    add("--data-dir", dest="data_dir", default=hidden, help="folder holding the data files")
+    add(
+        "--data-dir",
+        dest="data_dir",
+        default=hidden,
+        help="folder holding the data files (default: $MARGINKIT_DATA/DATASET, else download)",
+    )
     add("--cache-dir", dest="cache_dir", default=hidden, help="download cache folder")
     add("--no-download", dest="download", action="store_false", default=hidden)
     add("--classes", default=hidden, help="known-class subset, e.g. 0-6 or 0,2,5-7")
@@ -86,7 +91,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=hidden)
     add("--threads", type=int, default=hidden)
     add("--log-every", dest="log_every", type=int, default=hidden)
-    add("--out", default=hidden, help="run folder (required)")
+    add("--out", default=hidden, help="run folder (required here or as out: in --config)")
     add("--resume", action="store_true", help="continue the run in --out")
     add("--overwrite", action="store_true", help="replace the run in --out")
     add("--quiet", action="store_true", help="no progress lines")
@@ -118,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the split's embeddings and labels (.npz)",
     )
     evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+    evaluate.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        help="read the data set from this folder (where the run's data moved)",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="measure this checkpoint (e.g. epoch-0029) instead of the newest",
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress")
     evaluate.add_argument(
         "--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)"
     )
@@ -159,6 +177,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
+    _require("train")
     from marginkit.train import TrainConfig, fit, load_config, parse_loss_arg
 
     given = {
@@ -170,12 +189,12 @@ def _train(args: argparse.Namespace) -> int:
         size = given["image_size"]
         given["image_size"] = size[0] if len(size) == 1 else size
     values: dict[str, Any] = {}
-    out = given.get("out")
-    if out is None:
-        raise _UsageError("train: --out RUN_FOLDER is required")
     if args.config is not None:
         values = load_config(args.config).to_dict()
-    elif args.resume:
+    out = given.get("out", values.get("out"))
+    if out is None:
+        raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
+    if args.config is None and args.resume:
         from pathlib import Path
 
         saved = Path(out) / "config.yaml"
@@ -190,13 +209,18 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_dict(values, source="options")
     result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     final = result.final
-    accuracy = final.get("test_accuracy")
-    shown = "n/a" if accuracy is None else f"{accuracy:.2f}%"
-    print(f"{config.out}: test accuracy {shown}, train loss {final.get('train_loss', 'n/a')}")
+    accuracy, loss = final.get("test_accuracy"), final.get("train_loss")
+    print(
+        f"{config.out}: test accuracy {'n/a' if accuracy is None else f'{accuracy:.2f}%'}, "
+        f"train loss {'n/a' if loss is None else f'{loss:.4f}'}"
+    )
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _require("train")
+    if args.analysis and args.plots:
+        _require("plots")
     from pathlib import Path
 
     from marginkit.evaluate import evaluate_run
@@ -208,6 +232,9 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         analysis=args.analysis,
         plots=args.plots,
+        data_dir=args.data_dir,
+        checkpoint=args.checkpoint,
+        progress=not args.quiet,
     )
     from marginkit.evaluate import summarize
 
@@ -256,26 +283,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         parser.exit(130, "marginkit: interrupted\n")
     except Exception as error:
-        if _is_user_error(error):
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = _user_error(error)
+        if message is not None:
             parser.exit(2, f"marginkit: error: {message}\n")
         raise
     return 0
 
 
-def _is_user_error(error: Exception) -> bool:
-    """Errors caused by the user's input (reported in one line) rather than bugs.
+#: The optional modules each extra of ``pyproject.toml`` installs.
+_EXTRA_MODULES = {
+    "train": ("safetensors", "yaml", "sklearn", "PIL", "scipy", "tqdm"),
+    "plots": ("matplotlib",),
+    "tensorboard": ("tensorboard",),
+}
+_EXTRAS = {module: extra for extra, modules in _EXTRA_MODULES.items() for module in modules}
+
+
+def _require(extra: str) -> None:
+    """Fail before any work when a module of ``extra`` is not installed (the message of
+    :func:`_user_error` then names the extra to install)."""
+    import importlib.util
+
+    for module in _EXTRA_MODULES[extra]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module blocked in sys.modules
+            found = False
+        if not found:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
+def _user_error(error: Exception) -> str | None:
+    """The one-line message of an error caused by the user's input or set-up, or None for
+    a bug (which keeps its traceback).
 
     marginkit reports bad input as ``ValueError`` (``ConfigError``, ``DataError``,
-    ``RunFolderError`` are subclasses); set ``MARGINKIT_DEBUG=1`` to see the traceback.
+    ``RunFolderError``, ``CheckpointError`` are subclasses); an ``OSError`` (no space, a
+    read-only or missing path, no permission) names its path; a missing optional package
+    names the extra that installs it. Set ``MARGINKIT_DEBUG=1`` to see the traceback.
     """
     import os
 
-    from marginkit.train import NonFiniteLossError
+    from marginkit.train.loop import NonFiniteLossError
 
     if os.environ.get("MARGINKIT_DEBUG"):
-        return False
-    return isinstance(error, (ValueError, NonFiniteLossError, FileNotFoundError))
+        return None
+    if isinstance(error, ModuleNotFoundError) and error.name is not None:
+        package = error.name.split(".")[0]
+        if package in _EXTRAS:
+            extra = _EXTRAS[package]
+            hint = " (or pass --no-plots)" if extra == "plots" else ""
+            return (
+                f"this command needs the {package} package, an optional dependency: "
+                f'pip install "marginkit[{extra}]"{hint}'
+            )
+        return None
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror.lower()}"
+    if isinstance(error, (ValueError, NonFiniteLossError, OSError)):
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from marginkit.compare.progress import GridProgress, format_duration
 from marginkit.compare.spec import CompareSpec, Variant
+from marginkit.progress import format_seconds
 from marginkit.train.config import TrainConfig
 
 __all__ = ["GridError", "GridResult", "fresh_folder", "machine", "run_grid"]
@@ -48,6 +48,8 @@ _DATA_KEYS = (
     "min_images_per_person",
     "pairs_file",
 )
+#: Without a live bar, per-epoch lines come at most this often (seconds); run lines always.
+LINE_INTERVAL = 10.0
 #: Training samples used for the per-epoch label-noise snapshots.
 SNAPSHOT_SAMPLES = 4000
 #: Training samples the evaluation embeds (nearest class centres, label-noise statistics):
@@ -247,6 +249,53 @@ class _NoiseSnapshots:
         atomic_write_text(self.path, json.dumps(self.rows, indent=2) + "\n")
 
 
+class _GridBar:
+    """The grid's progress: one bar (or, off a terminal, lines) over the optimiser steps of
+    every run, with an ETA from the steps trained in this call (steps of runs finished
+    earlier count as done from the start)."""
+
+    def __init__(
+        self, steps: dict[str, int], done_before: dict[str, int], enabled: bool, stream: TextIO
+    ) -> None:
+        from marginkit.progress import Progress
+
+        self.steps, self.done_before = steps, done_before
+        self.bar = Progress(
+            sum(steps.values()),
+            "comparison",
+            enabled=enabled,
+            stream=stream,
+            every=0,
+            initial=sum(done_before.values()),
+            unit="step",
+        )
+        self.label = ""
+        self.run_origin = 0  # the bar's count when the current run had done no step
+        self.last_line = -math.inf
+
+    def begin_run(self, index: int, name: str) -> None:
+        self.label = f"[{index + 1}/{len(self.steps)}] {name}"
+        self.run_origin = self.bar.count - self.done_before[name]
+
+    def run_at(self, step: int, note: str = "") -> None:
+        """The current run has done ``step`` steps; ``note``: an epoch line (at most one
+        every :data:`LINE_INTERVAL` seconds, and only without a live bar)."""
+        self.bar.update(max(0, self.run_origin + step - self.bar.count))
+        due = time.perf_counter() - self.last_line >= LINE_INTERVAL
+        if note and due and not self.bar.interactive:
+            self.say(note)
+
+    def say(self, text: str) -> None:
+        eta = self.bar.eta()
+        shown = "?" if eta is None else format_seconds(eta)
+        done = 100 * self.bar.count / max(1, self.bar.total)
+        self.bar.write(f"{self.label}: {text} (grid {done:.0f} %, ETA {shown})")
+        self.last_line = time.perf_counter()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run_grid(
     spec: CompareSpec,
     out: str | Path,
@@ -306,16 +355,20 @@ def run_grid(
     steps = {
         spec.run_name(variant, seed): planned_steps(config, first) for variant, seed, config in runs
     }
+    names = [spec.run_name(variant, seed) for variant, seed, _ in runs]
+    done_before = {
+        name: steps[name] if _finished(out / "runs" / name) else _steps_done(out / "runs" / name)
+        for name in names
+    }
     if progress:
         print(f"{spec.title}: {len(runs)} runs into {out}", file=stream, flush=True)
-    bar = GridProgress(sum(steps.values()), len(runs), enabled=progress, stream=stream)
+    bar = _GridBar(steps, done_before, enabled=progress, stream=stream)
     trained: list[str] = []
     skipped: list[str] = []
     try:
-        for variant, seed, config in runs:
-            name = spec.run_name(variant, seed)
+        for index, (name, (_, seed, config)) in enumerate(zip(names, runs, strict=True)):
             run_dir = out / "runs" / name
-            bar.begin_run(name)
+            bar.begin_run(index, name)
             bundle = bundle_of(config)
             if _finished(run_dir):
                 resolved = apply_recipe(config, bundle.num_classes)
@@ -324,11 +377,8 @@ def run_grid(
                     key = next(iter(differing))
                     raise GridError(f"run folder {run_dir} holds a run with another {key}")
                 skipped.append(name)
-                bar.advance(steps[name], trained=False)
-                bar.message("finished earlier, not retrained")
+                bar.say("finished earlier, not retrained")
             else:
-                origin = bar.done
-                bar.advance(_steps_done(run_dir), trained=False)
                 snapshots = (
                     _NoiseSnapshots(run_dir, bundle, seed) if config.label_noise > 0 else None
                 )
@@ -337,28 +387,26 @@ def run_grid(
                     row: dict[str, Any],
                     backbone: Any,
                     head: Any,
-                    origin: int = origin,
                     snapshots: _NoiseSnapshots | None = snapshots,
                 ) -> None:
                     if snapshots is not None:
                         snapshots(row, backbone, head)
                     accuracy = row["test_accuracy"]
                     shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
-                    note = f"epoch {row['epoch']}, test accuracy {shown}"
-                    bar.advance(origin + row["step"] - bar.done, trained=True, note=note)
+                    bar.run_at(row["step"], f"epoch {row['epoch']}, test accuracy {shown}")
 
                 result = fit(
                     dataclasses.replace(config, out=str(run_dir)),
                     bundle=bundle,
-                    resume=True,
+                    resume=(run_dir / "config.yaml").is_file(),
                     progress=False,
                     on_epoch=on_epoch,
                 )
-                bar.advance(origin + steps[name] - bar.done, trained=False)
+                bar.run_at(steps[name])
                 trained.append(name)
                 accuracy = result.final.get("test_accuracy")
                 shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
-                bar.message(f"trained, test accuracy {shown}")
+                bar.say(f"trained, test accuracy {shown}")
             if not _evaluated(run_dir):
                 began = time.perf_counter()
                 report = evaluate_run(
@@ -407,7 +455,7 @@ def _record_invocation(out: Path, wall_time: float, trained: list[str], skipped:
         {
             "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "wall_time": wall_time,
-            "wall_time_text": format_duration(wall_time),
+            "wall_time_text": format_seconds(wall_time),
             "trained": trained,
             "skipped": skipped,
             "command": " ".join(["marginkit", *sys.argv[1:]])

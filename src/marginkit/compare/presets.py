@@ -7,7 +7,6 @@ to ``--preset``. :func:`available_presets` lists them with their one-line summar
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from marginkit.compare.spec import CompareSpec, parse_losses, parse_rates
 from marginkit.train.config import ConfigError
 
-__all__ = ["DATA_ENV", "available_presets", "load_preset", "preset_text", "spec_from_options"]
+__all__ = ["available_presets", "load_preset", "preset_text", "spec_from_options"]
 
 
 def _folder() -> Any:
@@ -80,9 +79,6 @@ def load_preset(name: str, overrides: dict[str, Any] | None = None) -> CompareSp
     return CompareSpec.from_dict(values, source=f"preset {name}")
 
 
-#: Environment variable naming a folder with one sub-folder per data set (``mnist/``, ``lfw/``).
-DATA_ENV = "MARGINKIT_DATA"
-
 #: The settings a comparison without a preset starts from when its data set is not the digits.
 _GENERIC = {"epochs": 2, "log_every": 0}
 
@@ -90,8 +86,8 @@ _GENERIC = {"epochs": 2, "log_every": 0}
 def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpec:
     """The comparison of ``marginkit compare``: a preset with the given options on top.
 
-    Where the data live: ``data_dir`` when given, else ``$MARGINKIT_DATA/<dataset>`` when
-    that variable is set and the folder exists, else the preset's setting.
+    Where the data live: ``data_dir`` when given, else ``$MARGINKIT_DATA/<dataset>``
+    (:func:`marginkit.data.load_dataset`).
 
     Without a preset: the ``digits`` preset when no ``dataset`` (or ``digits``) is given;
     otherwise every loss, one seed, 2 epochs and the other :class:`TrainConfig` defaults,
@@ -108,10 +104,6 @@ def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpe
     """
     options = {key: value for key, value in options.items() if value is not None}
     overrides: dict[str, Any] = {}
-    if "data_dir" not in options and os.environ.get(DATA_ENV):
-        found = _data_folder(preset, options)
-        if found is not None:
-            options["data_dir"] = found
     if "losses" in options:
         overrides["runs"] = ",".join(parse_losses(options.pop("losses")))
     if "seeds" in options:
@@ -133,15 +125,3 @@ def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpe
         **overrides,
     }
     return CompareSpec.from_dict(values, source="options")
-
-
-def _data_folder(preset: str | None, options: dict[str, Any]) -> str | None:
-    """``$MARGINKIT_DATA/<dataset>`` for the comparison's data set, if that folder exists."""
-    import yaml
-
-    dataset = options.get("dataset")
-    if dataset is None:
-        values = yaml.safe_load(preset_text(preset or "digits")) or {}
-        dataset = (values.get("settings") or {}).get("dataset", "digits")
-    folder = Path(os.environ[DATA_ENV]) / str(dataset)
-    return str(folder) if folder.is_dir() else None

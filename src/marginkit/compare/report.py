@@ -24,8 +24,8 @@ import numpy as np
 from marginkit.compare import figures
 from marginkit.compare.claims import judge
 from marginkit.compare.measures import MEASURES, read_json, run_measures
-from marginkit.compare.progress import format_duration
 from marginkit.compare.spec import CompareSpec, Variant
+from marginkit.progress import format_seconds
 
 __all__ = ["Table", "load_grid", "write_report"]
 
@@ -383,11 +383,11 @@ def _header(grid: _Grid) -> list[str]:
         f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
         f"{machine.get('threads', '?')} torch threads, torch {machine.get('torch', '?')}, "
         f"Python {machine.get('python', '?')}.",
-        f"Wall time of the grid: {format_duration(total)} in {len(invocations)} "
+        f"Wall time of the grid: {format_seconds(total)} in {len(invocations)} "
         f"invocation{'s' if len(invocations) > 1 else ''} (the last: "
-        f"{format_duration(last.get('wall_time', 0.0))}, {len(last.get('trained', []))} runs "
+        f"{format_seconds(last.get('wall_time', 0.0))}, {len(last.get('trained', []))} runs "
         f"trained, {len(last.get('skipped', []))} finished earlier and reused); training plus "
-        f"evaluation summed over all {len(runs)} runs: {format_duration(spent)}.",
+        f"evaluation summed over all {len(runs)} runs: {format_seconds(spent)}.",
     ]
     if last.get("command"):
         lines.append(f"Command: `{last['command']}`.")

@@ -30,7 +30,9 @@ def _images_in(folder: Path) -> list[Path]:
     )
 
 
-def read_folder(directory: Path, size: tuple[int, int], pairs_file: str) -> RawSplits:
+def read_folder(
+    directory: Path, size: tuple[int, int], pairs_file: str, *, progress: bool = False
+) -> RawSplits:
     """Decode every image under ``directory/<class>/``.
 
     Raises:
@@ -54,9 +56,13 @@ def read_folder(directory: Path, size: tuple[int, int], pairs_file: str) -> RawS
             f"({', '.join(IMAGE_EXTENSIONS)}), found none"
         )
     pairs_path = directory / pairs_file
-    pairs = read_pair_images(directory, pairs_path, size, 1.0) if pairs_path.is_file() else None
+    pairs = (
+        read_pair_images(directory, pairs_path, size, 1.0, progress=progress)
+        if pairs_path.is_file()
+        else None
+    )
     return RawSplits(
-        train_data=decode_images(paths, size),
+        train_data=decode_images(paths, size, progress=progress),
         train_labels=torch.tensor(labels, dtype=torch.long),
         test_data=None,
         test_labels=None,

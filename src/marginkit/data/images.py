@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from marginkit.data.errors import DataError
+from marginkit.progress import Progress
 
 __all__ = ["IMAGE_EXTENSIONS", "crop_box", "decode_images"]
 
@@ -66,7 +67,11 @@ def _decode(path: Path, size: tuple[int, int], height_fraction: float) -> np.nda
 
 
 def decode_images(
-    paths: Sequence[Path], size: tuple[int, int], height_fraction: float = 1.0
+    paths: Sequence[Path],
+    size: tuple[int, int],
+    height_fraction: float = 1.0,
+    *,
+    progress: bool = False,
 ) -> Tensor:
     """Decode, centre-crop (see :func:`crop_box`) and resize images to RGB ``uint8``.
 
@@ -76,6 +81,7 @@ def decode_images(
         paths: image files.
         size: output ``(height, width)``.
         height_fraction: crop height as a share of the image height.
+        progress: show the decoding's progress and ETA on stderr.
 
     Returns:
         ``(N, 3, height, width)`` uint8 tensor.
@@ -87,8 +93,12 @@ def decode_images(
     if not paths:
         return output
     workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        Progress(len(paths), "decoding images", enabled=progress, unit="img") as bar,
+    ):
         decoded = pool.map(lambda p: _decode(p, size, height_fraction), paths)
         for index, array in enumerate(decoded):
             output[index] = torch.from_numpy(array).permute(2, 0, 1)
+            bar.update()
     return output

@@ -47,7 +47,12 @@ def resolve_image(root: Path, name: str) -> Path | None:
 
 
 def read_pair_images(
-    root: Path, pairs_path: Path, size: tuple[int, int], height_fraction: float
+    root: Path,
+    pairs_path: Path,
+    size: tuple[int, int],
+    height_fraction: float,
+    *,
+    progress: bool = False,
 ) -> RawPairs:
     """Parse ``pairs_path`` and decode every image it names (once) from ``root``.
 
@@ -63,7 +68,9 @@ def read_pair_images(
         )
         raise DataError(f"{pairs_path}: names images that do not exist under {root}: {shown}")
     return RawPairs(
-        data=decode_images([p for p in paths if p is not None], size, height_fraction),
+        data=decode_images(
+            [p for p in paths if p is not None], size, height_fraction, progress=progress
+        ),
         first=pair_list.first,
         second=pair_list.second,
         same=pair_list.same,
@@ -83,7 +90,12 @@ def _image_root(directory: Path) -> Path:
 
 
 def read_lfw(
-    directory: Path, size: tuple[int, int], min_images_per_person: int, pairs_file: str
+    directory: Path,
+    size: tuple[int, int],
+    min_images_per_person: int,
+    pairs_file: str,
+    *,
+    progress: bool = False,
 ) -> RawSplits:
     """Decode LFW's DevTrain identities and the images of a pairs file.
 
@@ -117,9 +129,11 @@ def read_lfw(
                 )
             paths.append(path)
             labels.append(label)
-    pairs = read_pair_images(root, directory / pairs_file, size, LFW_CROP_FRACTION)
+    pairs = read_pair_images(
+        root, directory / pairs_file, size, LFW_CROP_FRACTION, progress=progress
+    )
     return RawSplits(
-        train_data=decode_images(paths, size, LFW_CROP_FRACTION),
+        train_data=decode_images(paths, size, LFW_CROP_FRACTION, progress=progress),
         train_labels=torch.tensor(labels, dtype=torch.long),
         test_data=None,
         test_labels=None,

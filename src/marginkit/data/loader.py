@@ -21,7 +21,10 @@ from marginkit.data.options import (
 )
 from marginkit.data.raw import RawSplits
 
-__all__ = ["DATASETS", "assemble", "load_dataset"]
+__all__ = ["DATASETS", "DATA_ENVIRONMENT_VARIABLE", "assemble", "data_root", "load_dataset"]
+
+#: The environment variable naming a folder of data sets by name (see :func:`data_root`).
+DATA_ENVIRONMENT_VARIABLE = "MARGINKIT_DATA"
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS: tuple[str, ...] = (
@@ -59,12 +62,17 @@ def _resolve_directory(
     download: bool,
     progress: bool,
 ) -> Path:
-    """The folder to read ``name``'s files from, downloading into the cache if needed."""
+    """The folder to read ``name``'s files from: ``data_dir``, else
+    ``$MARGINKIT_DATA/<name>`` when that folder exists, else the cache (downloading into it
+    if needed)."""
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
         if not directory.is_dir():
             raise DataError(f"data_dir: {directory} is not a folder")
         return directory
+    shared = data_root()
+    if shared is not None and (shared / name).is_dir():
+        return shared / name
     if name not in _DOWNLOADABLE:
         raise ValueError(f"data_dir: data set {name!r} has no download; give the folder to read")
     from marginkit.data.download import default_cache_dir, ensure_files
@@ -73,12 +81,20 @@ def _resolve_directory(
     return ensure_files(name, root / name, download=download, progress=progress)
 
 
+def data_root() -> Path | None:
+    """``$MARGINKIT_DATA``: a folder holding data sets by name (``mnist/``, ``lfw/`` ...),
+    or None when the variable is unset or empty."""
+    configured = os.environ.get(DATA_ENVIRONMENT_VARIABLE, "")
+    return Path(configured).expanduser() if configured else None
+
+
 def _read(
     name: str,
     directory: Path | None,
     image_size: tuple[int, int] | None,
     min_images_per_person: int,
     pairs_file: str,
+    progress: bool,
 ) -> RawSplits:
     if name == "digits":
         from marginkit.data.digits import read_digits
@@ -101,10 +117,16 @@ def _read(
     if name == "folder":
         from marginkit.data.folder import read_folder
 
-        return read_folder(directory, image_size or _LFW_IMAGE_SIZE, pairs_file)
+        return read_folder(directory, image_size or _LFW_IMAGE_SIZE, pairs_file, progress=progress)
     from marginkit.data.lfw import read_lfw
 
-    return read_lfw(directory, image_size or _LFW_IMAGE_SIZE, min_images_per_person, pairs_file)
+    return read_lfw(
+        directory,
+        image_size or _LFW_IMAGE_SIZE,
+        min_images_per_person,
+        pairs_file,
+        progress=progress,
+    )
 
 
 def load_dataset(
@@ -128,9 +150,11 @@ def load_dataset(
     Args:
         name: one of :data:`DATASETS`.
         data_dir: folder holding the data set's files as distributed (IDX files, pickle
-            batches, ``.mat`` files, class sub-folders, the LFW tree). None: the cache folder,
-            downloading missing or corrupted files (not for ``digits``, bundled, or
-            ``folder``, which needs a folder).
+            batches, ``.mat`` files, class sub-folders, the LFW tree). None:
+            ``$MARGINKIT_DATA/<name>`` when the environment variable names a folder that
+            holds it (e.g. ``MARGINKIT_DATA=~/data`` and ``~/data/mnist``), else the cache
+            folder, downloading missing or corrupted files (not for ``digits``, bundled,
+            or ``folder``, which needs a folder).
         cache_dir: cache root, default ``$MARGINKIT_CACHE`` or ``~/.cache/marginkit``;
             each data set lives in ``cache_dir/<name>``.
         download: allow downloading into the cache.
@@ -146,7 +170,7 @@ def load_dataset(
         image_size: ``(height, width)`` of ``folder``/``lfw`` images, default ``(112, 96)``.
         min_images_per_person: ``lfw``: keep DevTrain people with at least this many images.
         pairs_file: ``lfw`` (and ``folder``, when present) verification pairs file.
-        progress: report download progress on stderr.
+        progress: report download and image-decoding progress (with its ETA) on stderr.
 
     Returns:
         A :class:`DataBundle`.
@@ -187,7 +211,7 @@ def load_dataset(
         if name == "digits"
         else _resolve_directory(name, data_dir, cache_dir, download, progress)
     )
-    raw = _read(name, directory, image_size, min_images_per_person, pairs_file)
+    raw = _read(name, directory, image_size, min_images_per_person, pairs_file, progress)
     return assemble(
         name,
         raw,

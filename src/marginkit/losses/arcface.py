@@ -7,7 +7,7 @@ import math
 from torch import Tensor
 
 from marginkit.losses.functional import arcface_target
-from marginkit.losses.head import MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.schedules import Schedule
 
 __all__ = ["ArcFace"]
@@ -23,7 +23,7 @@ class ArcFace(MarginHead):
     Args:
         num_classes: number of classes C.
         embedding_dim: embedding width D.
-        scale: s (> 0), float or schedule.
+        scale: s in (0, 1e4], float or schedule.
         margin: m in [0, pi), radians, float or schedule.
     """
 
@@ -34,7 +34,7 @@ class ArcFace(MarginHead):
         scale: float | Schedule = 64.0,
         margin: float | Schedule = 0.5,
     ) -> None:
-        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
         super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
 

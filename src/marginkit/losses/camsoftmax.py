@@ -7,7 +7,7 @@ import math
 from torch import Tensor
 
 from marginkit.losses.functional import camsoftmax_target
-from marginkit.losses.head import MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.schedules import ANNEAL_FRACTION, AdaptiveAngle, Schedule
 
 __all__ = ["CamSoftmax"]
@@ -29,7 +29,7 @@ class CamSoftmax(MarginHead):
     Args:
         num_classes: number of classes C.
         embedding_dim: embedding width D.
-        scale: s (> 0) of the normalised form; ignored when ``normalize=False``.
+        scale: s in (0, 1e4] of the normalised form; ignored when ``normalize=False``.
         c: the angle (radians, in (0, pi)) where the target function crosses zero.
         normalize: the normalised (authors' code) or unnormalised form.
     """
@@ -45,7 +45,7 @@ class CamSoftmax(MarginHead):
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be a bool; got {type(normalize).__name__}")
         c = AdaptiveAngle(fraction=ANNEAL_FRACTION) if c is None else c
-        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
         hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}
         super().__init__(num_classes, embedding_dim, **hyperparameters)

@@ -7,7 +7,7 @@ import math
 from torch import Tensor
 
 from marginkit.losses.functional import combined_target
-from marginkit.losses.head import MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.schedules import Schedule
 
 __all__ = ["CombinedMargin"]
@@ -24,7 +24,7 @@ class CombinedMargin(MarginHead):
     Args:
         num_classes: number of classes C.
         embedding_dim: embedding width D.
-        scale: s (> 0).
+        scale: s in (0, 1e4].
         multiplicative: angle multiplier (>= 1).
         angular: additive angle in radians, in [0, pi).
         additive: cosine offset, in [0, 2).
@@ -39,7 +39,7 @@ class CombinedMargin(MarginHead):
         angular: float | Schedule = 0.5,
         additive: float | Schedule = 0.0,
     ) -> None:
-        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("multiplicative", multiplicative, 1.0)
         check_range("angular", angular, 0.0, math.pi, high_inclusive=False)
         check_range("additive", additive, 0.0, 2.0, high_inclusive=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from marginkit.losses.functional import cosface_target
-from marginkit.losses.head import MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.schedules import Schedule
 
 __all__ = ["CosFace"]
@@ -17,7 +17,7 @@ class CosFace(MarginHead):
     Args:
         num_classes: number of classes C.
         embedding_dim: embedding width D.
-        scale: s (> 0), float or schedule.
+        scale: s in (0, 1e4], float or schedule.
         margin: m, a cosine offset in [0, 2), float or schedule (e.g. ``Warmup(0.35, 1000)``).
     """
 
@@ -28,7 +28,7 @@ class CosFace(MarginHead):
         scale: float | Schedule = 30.0,
         margin: float | Schedule = 0.35,
     ) -> None:
-        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, 2.0, high_inclusive=False)
         super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
 

@@ -26,6 +26,12 @@ Training (``forward``) goes through the fused margin cross-entropy of
 classes set ``head.chunk_size = 65536`` (or call :meth:`MarginHead.set_chunk_size`): the classes
 are then processed in blocks and the memory beyond the weights is O(B x chunk_size).
 
+An embedding without a direction (zero, or a norm below :func:`direction_floor`, about 1e-31
+in float32) has every logit 0, the target's included (plus the class biases of a softmax with
+bias): its loss term is ``log C`` and its gradients are finite. For the normalised geometries
+its normalised form is the zero vector (cosine 0 with every class) and the radial factor of
+its target logit is 0 too, so no margin is applied to an angle that does not exist.
+
 All margin arithmetic runs in float32 (or float64 when an input is float64), with autocast
 switched off inside the head: under ``torch.autocast`` the embeddings are up-cast, the
 parameters are never cast in place, and the returned logits and loss are float32.
@@ -48,7 +54,11 @@ if TYPE_CHECKING:
 
 Geometry = Literal["normalized", "weight_normalized", "unnormalized"]
 
-__all__ = ["MarginHead", "check_range"]
+__all__ = ["MAX_SCALE", "MarginHead", "check_range", "directions"]
+
+#: Largest scale ``s`` a normalised head accepts: logits ``s cos`` and their gradients stay
+#: far inside float32's range (a scale near 1e38 overflows to inf and NaN).
+MAX_SCALE = 1e4
 
 
 def check_range(
@@ -88,6 +98,32 @@ def row_norms(matrix: Tensor) -> Tensor:
     return (matrix / largest).norm(dim=1, keepdim=True) * largest
 
 
+def direction_floor(dtype: torch.dtype) -> float:
+    """Smallest norm at which a row still has a direction: ``tiny / eps`` of ``dtype``.
+
+    About 1e-31 in float32 and 1e-292 in float64; below it ``1 / ||x||``, the factor that
+    the normalisation puts on the gradient, could overflow.
+    """
+    info = torch.finfo(dtype)
+    return info.tiny / info.eps
+
+
+def directions(matrix: Tensor, norms: Tensor) -> Tensor:
+    """Unit rows ``matrix / norms``, (N, D); a row without a direction becomes the zero row.
+
+    A row whose norm is below :func:`direction_floor` (a zero row included) has no
+    direction: its normalised form is 0, so its cosine with every class is 0, and no
+    gradient flows through it, instead of ``0 / 0 = NaN`` or an overflowing ``1 / ||x||``.
+
+    Args:
+        matrix: (N, D) rows.
+        norms: (N, 1) their norms (:func:`row_norms`).
+    """
+    usable = norms >= direction_floor(matrix.dtype)  # (N, 1)
+    safe = torch.where(usable, norms, torch.ones_like(norms))  # no 0 / 0, even unused
+    return torch.where(usable, matrix / safe, torch.zeros_like(matrix))
+
+
 class MarginHead(nn.Module):
     """Base class of all heads. See the module docstring for the contract.
 
@@ -105,6 +141,10 @@ class MarginHead(nn.Module):
 
     geometry: ClassVar[Geometry] = "normalized"
     virtual_class: ClassVar[bool] = False
+    #: No margin (plain softmax): the target logit is the plain score ``W_y . x``, so the
+    #: loss and its gradients are exactly those of ``F.linear`` + cross-entropy everywhere,
+    #: a zero embedding included.
+    margin_free: ClassVar[bool] = False
 
     weight: nn.Parameter
     step: Tensor
@@ -151,6 +191,16 @@ class MarginHead(nn.Module):
     def _check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
         if not isinstance(embeddings, Tensor):
             raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}")
+        for name, tensor in (
+            ("embeddings", embeddings),
+            ("labels", labels),
+            ("weight", self.weight),
+        ):
+            if isinstance(tensor, Tensor) and tensor.is_meta:
+                raise ValueError(
+                    f"{name} is on the meta device (a shape without values); "
+                    "move the head and its inputs to a real device first"
+                )
         if not embeddings.is_floating_point():
             raise TypeError(f"embeddings must be a floating-point tensor; got {embeddings.dtype}")
         if embeddings.dim() != 2:
@@ -217,19 +267,26 @@ class MarginHead(nn.Module):
                 return scores, scores, None, None
             target_weight = weight[labels]  # (B, D)
             target_weight_norm = row_norms(target_weight)  # (B, 1)
-            target_cosine = ((x / x_norm) * (target_weight / target_weight_norm)).sum(dim=1)
+            target_cosine = (directions(x, x_norm) * (target_weight / target_weight_norm)).sum(
+                dim=1
+            )
             target_radial = (x_norm * target_weight_norm).squeeze(1)
             return scores, scores, target_cosine, target_radial
-        cosine = F.linear(x / x_norm, weight / row_norms(weight)).clamp(-1.0, 1.0)  # (B, C)
+        unit_weight = weight / row_norms(weight)  # (C, D)
+        cosine = F.linear(directions(x, x_norm), unit_weight).clamp(-1.0, 1.0)  # (B, C)
         radial = self.scale_value() if self.geometry == "normalized" else x_norm  # s or (B, 1)
-        scores = radial * cosine  # (B, C)
+        if self.geometry == "normalized":
+            scores = radial * cosine  # (B, C)
+        else:  # ||x|| cos as x . W_j / ||W_j||: differentiable at x = 0 too
+            scores = F.linear(x, unit_weight).clamp(-x_norm, x_norm)  # (B, C)
         if labels is None:
             return scores, cosine, None, None
         target_cosine = cosine.gather(1, labels.unsqueeze(1)).squeeze(1)  # (B,)
         if isinstance(radial, Tensor) and radial.dim() == 2:
             target_radial = radial.squeeze(1)
-        else:
-            target_radial = torch.as_tensor(radial, dtype=dtype).expand_as(target_cosine)
+        else:  # s, or 0 for a row without a direction (see the module docstring)
+            has_direction = (x_norm.squeeze(1) >= direction_floor(dtype)).to(dtype)  # (B,)
+            target_radial = torch.as_tensor(radial, dtype=dtype) * has_direction
         return scores, cosine, target_cosine, target_radial
 
     def _margin_logits(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -239,11 +296,14 @@ class MarginHead(nn.Module):
                 embeddings, labels
             )
             assert target_cosine is not None and target_radial is not None
-            target_logit = target_radial * self.target(target_cosine)  # (B,)
-            bias = getattr(self, "bias", None)
-            if bias is not None:  # the target class keeps its bias
-                target_logit = target_logit + bias.to(target_logit.dtype)[labels]
-            logits = scores.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
+            if self.margin_free:
+                logits = scores
+            else:
+                target_logit = target_radial * self.target(target_cosine)  # (B,)
+                bias = getattr(self, "bias", None)
+                if bias is not None:  # the target class keeps its bias
+                    target_logit = target_logit + bias.to(target_logit.dtype)[labels]
+                logits = scores.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
             if self.virtual_class:
                 logits = torch.cat([logits, target_radial.unsqueeze(1)], dim=1)  # (B, C + 1)
         return logits, target_cosine.detach()
@@ -271,15 +331,19 @@ class MarginHead(nn.Module):
         def target_function(
             rows: Tensor, target_weight: Tensor
         ) -> tuple[Tensor, Tensor | None, Tensor]:
-            rows_norm = row_norms(rows)  # (B, 1): the radial factor s or ||x||
+            rows_norm = row_norms(rows)  # (B, 1): the radial factor s or ||x|| (0: no direction)
             weight_norm = row_norms(target_weight)  # (B, 1)
-            cosine = ((rows / rows_norm) * (target_weight / weight_norm)).sum(dim=1)  # (B,)
+            unit = directions(rows, rows_norm)  # (B, D)
+            cosine = (unit * (target_weight / weight_norm)).sum(dim=1)  # (B,)
             if normalized_weight:
                 cosine = cosine.clamp(-1.0, 1.0)
                 radial = rows_norm.squeeze(1)
             else:
                 radial = (rows_norm * weight_norm).squeeze(1)
-            target_logit = radial * self.target(cosine)  # (B,)
+            if self.margin_free:
+                target_logit = (rows * target_weight).sum(dim=1)  # W_y . x
+            else:
+                target_logit = radial * self.target(cosine)  # (B,)
             virtual_logit = radial if self.virtual_class else None
             return target_logit, virtual_logit, cosine.detach()
 
@@ -314,7 +378,7 @@ class MarginHead(nn.Module):
                 labels = torch.searchsorted(class_index, labels)
             if self.geometry == "normalized":
                 scale = self.scale_value()
-                rows = (x / row_norms(x)) * (
+                rows = directions(x, row_norms(x)) * (
                     scale.to(dtype) if isinstance(scale, Tensor) else scale
                 )
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from marginkit.losses.head import MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.schedules import Schedule
 
 __all__ = ["NormFace"]
@@ -17,7 +17,7 @@ class NormFace(MarginHead):
     Args:
         num_classes: number of classes C.
         embedding_dim: embedding width D.
-        scale: the scale s (> 0), a float or a schedule.
+        scale: the scale s in (0, 1e4], a float or a schedule.
         learn_scale: learn s as a parameter ``log_scale`` (kept positive), starting from
             ``scale`` (a float then).
     """
@@ -29,7 +29,7 @@ class NormFace(MarginHead):
         scale: float | Schedule = 16.0,
         learn_scale: bool = False,
     ) -> None:
-        check_range("scale", scale, 0.0, low_inclusive=False)
+        check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         if not isinstance(learn_scale, bool):
             raise TypeError(f"learn_scale must be a bool; got {type(learn_scale).__name__}")
         if learn_scale and isinstance(scale, Schedule):

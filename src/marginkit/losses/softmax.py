@@ -19,6 +19,7 @@ class Softmax(MarginHead):
     """
 
     geometry = "unnormalized"
+    margin_free = True
 
     def __init__(self, num_classes: int, embedding_dim: int, bias: bool = False) -> None:
         if not isinstance(bias, bool):

@@ -26,7 +26,6 @@ from marginkit.metrics._checks import (
     as_flags,
     as_labels,
     as_matrix,
-    as_vector,
     check_fars,
     check_same_length,
 )
@@ -290,16 +289,16 @@ def lfw_ten_fold(scores: ArrayLike, same: ArrayLike, fold: ArrayLike) -> dict[st
         README's figure), and per fold (ascending fold value) the accuracy and threshold.
 
     Raises:
-        ValueError: lengths differ, or fewer than two folds.
+        ValueError: lengths differ, fewer than two folds, or ``same`` holds only positive
+            or only negative pairs (a threshold needs both).
     """
-    scores_t = as_vector("scores", scores)
-    same_t = as_flags("same", same)
+    scores_np, same_np = _checked(scores, same)
     fold_t = as_labels("fold", fold)
-    check_same_length(scores=scores_t, same=same_t, fold=fold_t)
+    check_same_length(scores=torch.from_numpy(scores_np), fold=fold_t)
     folds = torch.unique(fold_t, sorted=True).tolist()
     if len(folds) < 2:
         raise ValueError(f"fold must name at least two folds; got {len(folds)}")
-    scores_np, same_np, fold_np = scores_t.numpy(), same_t.numpy(), fold_t.numpy()
+    fold_np = fold_t.numpy()
     accuracies, thresholds = [], []
     for held_out in folds:
         test = fold_np == held_out

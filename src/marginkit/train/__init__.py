@@ -5,7 +5,13 @@ losses: :mod:`marginkit.compare`).
 >>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
 """
 
-from marginkit.train.checkpoint import latest_checkpoint, load_checkpoint, load_weights
+from marginkit.train.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+)
 from marginkit.train.config import (
     ConfigError,
     TrainConfig,
@@ -18,21 +24,24 @@ from marginkit.train.config import (
 )
 from marginkit.train.loop import (
     NonFiniteLossError,
-    RunFolderError,
     TrainResult,
     build_models,
     fit,
     learning_rate_at,
     load_bundle,
 )
+from marginkit.train.runfolder import OutputError, RunFolderError
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "NonFiniteLossError",
+    "OutputError",
     "RunFolderError",
     "TrainConfig",
     "TrainResult",
     "build_models",
+    "find_checkpoint",
     "fit",
     "latest_checkpoint",
     "learning_rate_at",

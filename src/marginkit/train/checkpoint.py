@@ -1,18 +1,24 @@
-"""Atomic run-folder files and checkpoints.
+"""Checkpoints that are verified before they are trusted.
 
 A checkpoint is a folder ``RUN/checkpoints/epoch-NNNN/`` holding
 
 - ``weights.safetensors``: the backbone's and the head's ``state_dict`` (keys prefixed
   ``backbone.`` and ``head.``), buffers included: batch-norm statistics, the head's step
   counter and every schedule's state;
-- ``state.pt`` (``torch.save``): optimiser state, the global step, the completed epoch,
-  the shuffling/augmentation generator's state, the global torch RNG state and the metrics
-  history.
+- ``state.pt`` (``torch.save``, loaded with ``weights_only=True``: tensors, numbers, strings,
+  lists and dicts only, so a run folder from someone else cannot run code): optimiser state,
+  the global step, the completed epoch, the shuffling/augmentation generator's state, the
+  global torch RNG state and the metrics history;
+- ``manifest.json``: the SHA-256 and size of both files, written last.
 
-``RUN/checkpoints/latest`` names the newest *complete* checkpoint. A checkpoint is written
-into a temporary folder, flushed to disk, renamed into place, and only then does ``latest``
-move to it (itself replaced by an atomic rename); older checkpoints are deleted after that.
-A process killed at any moment therefore leaves ``latest`` pointing at a complete checkpoint.
+A checkpoint is written into a temporary folder, flushed to disk and renamed into place;
+``RUN/checkpoints/latest`` then names it (for people: readers take the newest intact
+checkpoint, see :func:`find_checkpoint`). A process killed at any moment therefore leaves
+every finished checkpoint intact. Loading verifies the manifest: damage (a truncated file, a
+flipped bit) is reported as "checkpoint epoch-0030 is damaged (weights.safetensors: checksum
+mismatch)" instead of a traceback or silently wrong weights. The :data:`KEEP` newest
+checkpoints are kept (the previous one is the fallback should the newest be damaged); only
+older ones, superseded, and the temporary folders of interrupted writes are removed.
 
 The environment variable ``MARGINKIT_FAULT`` injects crashes for the tests: ``checkpoint:E``
 makes the process SIGKILL itself half-way through writing the checkpoint of epoch E (after
@@ -21,65 +27,61 @@ the weights, before the state and the pointer), ``step:N`` after training step N
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
+import re
 import shutil
 import signal
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from marginkit.train.runfolder import (
+    OutputError,
+    atomic_write_text,
+    fsync_folder,
+    make_folder,
+    temporary_name,
+    write_file,
+)
+
 __all__ = [
     "Checkpoint",
-    "atomic_write_text",
+    "CheckpointError",
+    "CheckpointSearch",
+    "epoch_of",
     "fault_point",
+    "find_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
+    "load_weights",
     "save_checkpoint",
+    "verify_checkpoint",
 ]
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
+MANIFEST = "manifest.json"
+#: How many of the newest checkpoints a run keeps.
+KEEP = 2
+_NAME = re.compile(r"epoch-(\d{4,})")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is damaged or missing; the message is one line naming it and why."""
 
 
 def fault_point(kind: str, value: int) -> None:
     """SIGKILL this process if ``MARGINKIT_FAULT`` is ``f"{kind}:{value}"`` (test hook)."""
     if os.environ.get("MARGINKIT_FAULT", "") == f"{kind}:{value}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass
@@ -103,6 +105,10 @@ def _prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def save_checkpoint(
     run_dir: Path, backbone: nn.Module, head: nn.Module, state: dict[str, Any]
 ) -> Path:
@@ -113,58 +119,191 @@ def save_checkpoint(
         backbone: the backbone (its ``state_dict`` goes to safetensors).
         head: the margin head (its ``state_dict``, schedule buffers included).
         state: ``epoch`` plus optimiser/RNG/metrics state for ``torch.save``.
+
+    Raises:
+        OutputError: a file cannot be written (no space, read-only ...): one line naming
+            it; the checkpoints written before stay intact.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     epoch = int(state["epoch"])
     root = run_dir / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root)
     name = f"epoch-{epoch:04d}"
-    temporary = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    final = root / name
+    temporary = temporary_name(final)
+    try:
+        os.mkdir(temporary)  # mode 0o777 less the umask
+    except OSError as error:
+        raise OutputError("create folder", temporary, error) from None
     try:
         weights = {**_prefixed("backbone", backbone), **_prefixed("head", head)}
-        save_file(weights, str(temporary / WEIGHTS), metadata={"epoch": str(epoch)})
+        files = {WEIGHTS: save(weights, metadata={"epoch": str(epoch)})}
+        write_file(temporary / WEIGHTS, files[WEIGHTS])
         fault_point("checkpoint", epoch)
-        torch.save(state, temporary / STATE)
-        for file in (WEIGHTS, STATE):
-            with open(temporary / file, "rb") as handle:
-                os.fsync(handle.fileno())
-        final = root / name
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        files[STATE] = buffer.getvalue()
+        write_file(temporary / STATE, files[STATE])
+        manifest = {
+            "epoch": epoch,
+            "files": {
+                file: {"sha256": _digest(data), "bytes": len(data)} for file, data in files.items()
+            },
+        }
+        write_file(temporary / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         if final.exists():
             shutil.rmtree(final)
-        os.replace(temporary, final)
+        try:
+            os.replace(temporary, final)
+        except OSError as error:
+            raise OutputError("write", final, error) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    _fsync_directory(root)
+    fsync_folder(root)
     atomic_write_text(root / LATEST, name + "\n")
-    for stale in root.iterdir():
-        if stale.name not in (name, LATEST):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+    _remove_superseded(root, epoch)
     return final
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The folder of the newest complete checkpoint of ``run_dir``, or None."""
-    pointer = run_dir / CHECKPOINTS / LATEST
-    if not pointer.is_file():
-        return None
-    folder = run_dir / CHECKPOINTS / pointer.read_text().strip()
-    if not (folder / WEIGHTS).is_file() or not (folder / STATE).is_file():
-        return None
-    return folder
+def epoch_of(folder: Path) -> int | None:
+    """The epoch of a checkpoint folder ``epoch-NNNN``, or None for another name."""
+    match = _NAME.fullmatch(folder.name)
+    return None if match is None else int(match.group(1))
+
+
+def _checkpoint_folders(root: Path) -> list[Path]:
+    """The ``epoch-NNNN`` folders under ``root``, newest first."""
+    if not root.is_dir():
+        return []
+    folders = [p for p in root.iterdir() if p.is_dir() and epoch_of(p) is not None]
+    return sorted(folders, key=lambda p: epoch_of(p) or 0, reverse=True)
+
+
+def _remove_superseded(root: Path, epoch: int) -> None:
+    """Remove the temporary folders of interrupted writes and the checkpoints older than
+    the :data:`KEEP` newest up to ``epoch``; never a newer one."""
+    kept = [p for p in _checkpoint_folders(root) if (epoch_of(p) or 0) <= epoch][:KEEP]
+    for entry in root.iterdir():
+        number = epoch_of(entry)
+        interrupted = entry.name.startswith(".epoch-") and entry.is_dir()
+        superseded = number is not None and number < epoch and entry not in kept
+        if interrupted or superseded:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def verify_checkpoint(folder: Path) -> dict[str, bytes]:
+    """The checkpoint's files by name, after checking them against the manifest.
+
+    Raises:
+        CheckpointError: "checkpoint NAME is damaged (FILE: what)".
+    """
+
+    def damaged(file: str, what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {folder.name} is damaged ({file}: {what})")
+
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        listed = manifest["files"]
+    except FileNotFoundError:
+        raise damaged(MANIFEST, "missing") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise damaged(MANIFEST, "unreadable") from None
+    files = {}
+    for file in (WEIGHTS, STATE):
+        try:
+            data = (folder / file).read_bytes()
+        except FileNotFoundError:
+            raise damaged(file, "missing") from None
+        except OSError as error:
+            raise damaged(file, f"unreadable, {error.strerror}") from None
+        entry = listed.get(file) if isinstance(listed, dict) else None
+        if not isinstance(entry, dict):
+            raise damaged(MANIFEST, f"no entry for {file}")
+        if entry.get("bytes") != len(data):
+            raise damaged(file, f"{len(data)} bytes, {entry.get('bytes')} expected")
+        if entry.get("sha256") != _digest(data):
+            raise damaged(file, "checksum mismatch")
+        files[file] = data
+    return files
 
 
 def load_checkpoint(folder: Path) -> Checkpoint:
-    """Read a checkpoint folder written by :func:`save_checkpoint`."""
-    from safetensors.torch import load_file
+    """Read and verify a checkpoint folder written by :func:`save_checkpoint`.
 
-    weights = load_file(str(folder / WEIGHTS))
-    state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
+    ``state.pt`` is loaded with ``weights_only=True``: it cannot run code.
+
+    Raises:
+        CheckpointError: the folder is damaged (one line naming the file and why).
+    """
+    from safetensors.torch import load
+
+    files = verify_checkpoint(folder)
+    try:
+        weights = load(files[WEIGHTS])
+    except Exception as error:  # the manifest matched, so the writer wrote it wrong
+        raise CheckpointError(
+            f"checkpoint {folder.name} is damaged ({WEIGHTS}: unreadable, {error})"
+        ) from None
+    try:
+        state = torch.load(io.BytesIO(files[STATE]), map_location="cpu", weights_only=True)
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {folder.name} is damaged ({STATE}: unreadable, {first})"
+        ) from None
     return Checkpoint(path=folder, weights=weights, state=state)
+
+
+@dataclass
+class CheckpointSearch:
+    """What :func:`find_checkpoint` found.
+
+    Attributes:
+        folder: the newest intact checkpoint, or None.
+        damaged: one message per damaged checkpoint newer than ``folder``, newest first.
+        damaged_folders: those checkpoints' folders, in the same order.
+    """
+
+    folder: Path | None
+    damaged: list[str] = field(default_factory=list)
+    damaged_folders: list[Path] = field(default_factory=list)
+
+    def report(self) -> str:
+        """One line: the newest damage and what is intact (empty when nothing is damaged)."""
+        if not self.damaged:
+            return ""
+        intact = (
+            f"the newest intact one is {self.folder.name}"
+            if self.folder is not None
+            else "no intact checkpoint is left"
+        )
+        return f"{self.damaged[0]}; {intact}"
+
+
+def find_checkpoint(run_dir: Path) -> CheckpointSearch:
+    """The newest intact checkpoint of ``run_dir``, and the damaged ones newer than it.
+
+    Every ``epoch-NNNN`` folder counts, whether ``latest`` names it or not (a process killed
+    between the rename and the pointer update, a deleted or damaged pointer).
+    """
+    search = CheckpointSearch(folder=None)
+    for folder in _checkpoint_folders(run_dir / CHECKPOINTS):
+        try:
+            verify_checkpoint(folder)
+        except CheckpointError as error:
+            search.damaged.append(str(error))
+            search.damaged_folders.append(folder)
+            continue
+        search.folder = folder
+        break
+    return search
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The folder of the newest intact checkpoint of ``run_dir``, or None."""
+    return find_checkpoint(run_dir).folder
 
 
 def load_weights(checkpoint: Checkpoint, backbone: nn.Module, head: nn.Module) -> None:

@@ -186,6 +186,8 @@ class TrainConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 _fail(name, "a number", value)
+            if not math.isfinite(value):
+                _fail(name, "a finite number", value)
             setattr(self, name, float(value))
         if not 0.0 <= self.label_noise < 1.0:
             _fail("label_noise", "a rate in [0, 1)", self.label_noise)
@@ -198,8 +200,13 @@ class TrainConfig:
                 _fail("lr_gamma", "a factor in (0, 1]", self.lr_gamma)
             _fail(bad, "a number >= 0", getattr(self, bad))
         if self.lr is not None:
-            if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or self.lr <= 0:
-                _fail("lr", "a number > 0 or null", self.lr)
+            if (
+                isinstance(self.lr, bool)
+                or not isinstance(self.lr, (int, float))
+                or not math.isfinite(self.lr)
+                or self.lr <= 0
+            ):
+                _fail("lr", "a finite number > 0 or null", self.lr)
             self.lr = float(self.lr)
         for name in ("download",):
             if not isinstance(getattr(self, name), bool):
@@ -235,6 +242,8 @@ class TrainConfig:
                 parse_value(value, name)  # schedule text is checked now, built later
             elif value is not None and not isinstance(value, (bool, int, float)):
                 _fail(f"loss_args.{name}", "a number, bool or schedule text", value)
+            elif isinstance(value, float) and not math.isfinite(value):
+                _fail(f"loss_args.{name}", "a finite number", value)
 
     # ----------------------------------------------------------------- resolution
     def learning_rate(self) -> float:
@@ -298,7 +307,7 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write ``config`` as YAML (atomically: a temporary file renamed into place)."""
     import yaml
 
-    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.train.runfolder import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
 

@@ -21,6 +21,7 @@ and a resumed run ends with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -36,16 +37,26 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from marginkit.progress import Progress, format_seconds
 from marginkit.train.checkpoint import (
-    atomic_write_text,
     fault_point,
-    latest_checkpoint,
+    find_checkpoint,
     load_checkpoint,
     load_weights,
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
 from marginkit.train.recipe import apply_recipe
+from marginkit.train.runfolder import (
+    OutputError,
+    RunFolderError,
+    atomic_write_text,
+    held,
+    lock_holder,
+    make_folder,
+    run_entries,
+)
+from marginkit.train.steplog import StepLog
 
 __all__ = [
     "EpochCallback",
@@ -67,10 +78,6 @@ _RESUME_FREE_KEYS = frozenset({"out", "log_every", "threads", "data_dir", "cache
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
 #: metrics row (as in ``metrics.json``); it must not change the networks.
 EpochCallback = Callable[[dict[str, Any], nn.Module, nn.Module], None]
-
-
-class RunFolderError(ValueError):
-    """The output folder cannot be used (it holds a different run, or is not a folder)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -158,48 +165,119 @@ def _comparable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in _RESUME_FREE_KEYS}
 
 
+def _check_not_in_use(run_dir: Path) -> None:
+    """Refuse a run folder whose lock another live training holds, naming its PID."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise RunFolderError(
+            f"out folder {run_dir} is in use by another training (PID {holder}); wait for it "
+            "to finish or choose another folder"
+        )
+
+
+def _same_option(key: str, now: Any, there: Any) -> bool:
+    """Whether option ``key`` of a new run (``now``) matches the saved run's (``there``).
+
+    The saved config is resolved by its recipe; an option the new run leaves to the recipe
+    (None) matches, and so do loss arguments the recipe added.
+    """
+    if now is None and key in ("optimizer", "lr", "weight_decay", "lr_schedule"):
+        return True
+    if key == "loss_args" and isinstance(now, dict) and isinstance(there, dict):
+        return all(name in there and there[name] == value for name, value in now.items())
+    return bool(now == there)
+
+
 def differing_options(saved: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """The options in which two resolved configs describe different runs.
+    """The options in which a new run (``current``) differs from a saved, resolved one.
 
     Options that may change when a run is resumed (``out``, ``threads``, ``log_every``,
-    where the data lives) are ignored.
+    where the data lives) are ignored, and so are options ``current`` leaves to the recipe
+    that ``saved`` holds resolved (:func:`_same_option`).
 
     Returns:
         ``{name: (saved value, current value)}``, empty when they describe the same run.
     """
     old, new = _comparable(saved.to_dict()), _comparable(current.to_dict())
-    return {key: (old.get(key), new[key]) for key in new if new[key] != old.get(key)}
+    return {
+        key: (old.get(key), new[key])
+        for key in new
+        if not _same_option(key, new[key], old.get(key))
+    }
 
 
 def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
-    """Decide what to do with ``run_dir``; True when a previous run is to be resumed."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"out folder {run_dir} exists and is not a folder")
-    occupied = run_dir.is_dir() and any(run_dir.iterdir())
-    if occupied and overwrite and not (run_dir / "config.yaml").is_file():
+    """Decide what to do with ``run_dir``; True when a previous run is to be resumed.
+
+    Raises:
+        RunFolderError: ``resume`` and the folder holds no run; it holds a run and neither
+            ``resume`` nor ``overwrite`` is given; it holds a different run; ``overwrite``
+            of a folder that is not empty and holds no run.
+    """
+    entries = run_entries(run_dir)
+    holds_run = (run_dir / "config.yaml").is_file()
+    if resume and not holds_run:
+        raise RunFolderError(
+            f"--resume: {run_dir} holds no run (no config.yaml); check the path, or leave "
+            "out --resume to start a new run there"
+        )
+    if entries and overwrite and not holds_run:
         raise RunFolderError(
             f"out folder {run_dir} is not empty and holds no run (no config.yaml); "
             "refusing to overwrite it"
         )
-    if not occupied or overwrite:
+    if not entries or overwrite:
         return False
     if not resume:
         raise RunFolderError(
             f"out folder {run_dir} already holds a run; pass --resume to continue it "
             "or --overwrite to replace it"
         )
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise RunFolderError(f"out folder {run_dir} is not empty and holds no config.yaml")
     from marginkit.train.config import load_config
 
-    differing = differing_options(load_config(saved_path), config)
+    differing = differing_options(load_config(run_dir / "config.yaml"), config)
     if differing:
         shown = ", ".join(
             f"{k} ({old!r} there, {new!r} now)" for k, (old, new) in differing.items()
         )
         raise RunFolderError(f"out folder {run_dir} holds a different run: {shown}")
     return True
+
+
+def _clear_run_folder(run_dir: Path) -> None:
+    """``--overwrite``: remove what the run folder holds (its lock file stays)."""
+    for entry in run_entries(run_dir):
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as error:
+            raise OutputError("remove", entry, error) from None
+
+
+def _resume_point(run_dir: Path, stream: TextIO) -> Any:
+    """The newest intact checkpoint of ``run_dir`` (loaded), or None to start afresh.
+
+    Damaged checkpoints newer than it are reported on ``stream`` (even when quiet) and moved
+    aside to ``checkpoints/damaged-epoch-NNNN`` (kept for inspection, never deleted, never
+    used again).
+    """
+    search = find_checkpoint(run_dir)
+    if search.damaged:
+        then = "resuming from it" if search.folder is not None else "starting afresh"
+        print(f"warning: {search.report()}; {then}", file=stream, flush=True)
+        for folder in search.damaged_folders:
+            aside = folder.with_name(f"damaged-{folder.name}")
+            copy = 1
+            while aside.exists():
+                copy += 1
+                aside = folder.with_name(f"damaged-{folder.name}.{copy}")
+            try:
+                folder.rename(aside)
+            except OSError as error:
+                raise OutputError("move aside", folder, error) from None
+    return None if search.folder is None else load_checkpoint(search.folder)
 
 
 def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -358,17 +436,21 @@ def fit(
     """Train ``config.backbone`` + ``config.loss`` on ``config.dataset``.
 
     With ``config.out`` set, the run folder receives ``config.yaml`` (the resolved config),
-    a checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (and TensorBoard
-    events when ``tensorboard`` is installed).
+    a checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (one row per epoch),
+    ``steps.csv`` (one row per step: loss, learning rate, hyper-parameters) and TensorBoard
+    events when ``tensorboard`` is installed (the ``tensorboard`` extra). The folder is
+    locked (``RUN/.lock``) while training.
 
     Args:
         config: the run's options.
         bundle: a ``marginkit.data.DataBundle`` to train on instead of loading
             ``config.dataset`` (tests, notebooks).
-        resume: continue the run in ``config.out`` from its last complete checkpoint (a
-            folder without a checkpoint starts from scratch).
+        resume: continue the run in ``config.out`` from its newest intact checkpoint (a
+            run without one starts from scratch; a folder holding no run is an error).
         overwrite: replace whatever ``config.out`` holds.
-        progress: print progress lines (loss, accuracy, hyper-parameters, images/s).
+        progress: show progress: on a terminal a bar with the ETA, elsewhere a line every
+            ``config.log_every`` steps (loss, accuracy, lr, hyper-parameters, images/s, ETA);
+            and a line per epoch.
         stream: where progress goes (default ``sys.stderr``).
         on_epoch: called after each epoch as ``on_epoch(row, backbone, head)`` with the
             epoch's metrics row, once the epoch's checkpoint is written (snapshots of the
@@ -380,11 +462,29 @@ def fit(
     Raises:
         ConfigError, marginkit.data.DataError, ValueError: bad options or data, before any
             file is written.
-        RunFolderError: ``config.out`` holds a different run (without ``resume`` or
-            ``overwrite``).
+        RunFolderError: ``config.out`` is in use by another training (the message names
+            its PID), holds a different run, holds a run and neither ``resume`` nor
+            ``overwrite`` is given, or holds no run and ``resume`` is.
         NonFiniteLossError: the loss became NaN/inf; names the epoch, the step and the last
             finite checkpoint.
+        OutputError: a file or folder cannot be written (no space, read-only, not a folder,
+            no permission): one line naming it.
     """
+    with contextlib.ExitStack() as cleanup:
+        return _fit(config, bundle, resume, overwrite, progress, stream, on_epoch, cleanup)
+
+
+def _fit(
+    config: TrainConfig,
+    bundle: Any,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    stream: TextIO | None,
+    on_epoch: EpochCallback | None,
+    cleanup: contextlib.ExitStack,
+) -> TrainResult:
+    """The body of :func:`fit`; ``cleanup`` releases the run lock and closes the logs."""
     stream = sys.stderr if stream is None else stream
     say = (lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None)
     if config.threads is not None:
@@ -393,10 +493,12 @@ def fit(
     # ---- everything that can fail on bad input, before any file is written
     _check_names(config)
     run_dir = None if config.out is None else Path(config.out)
+    if run_dir is not None:
+        _check_not_in_use(run_dir)
+        _check_run_folder(run_dir, config, resume, overwrite)
     if bundle is None:
         bundle = load_bundle(config, progress=progress)
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
-    resuming = run_dir is not None and _check_run_folder(run_dir, config, resume, overwrite)
     backbone, head = build_models(config, bundle)
     inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
     count = labels.numel()
@@ -412,13 +514,17 @@ def fit(
     step = 0
     start_epoch = 0
 
+    last_checkpoint = "none (no epoch finished)"
     if run_dir is not None:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint_dir = latest_checkpoint(run_dir) if resuming else None
-        if checkpoint_dir is not None:
-            checkpoint = load_checkpoint(checkpoint_dir)
+        make_folder(run_dir)
+        cleanup.enter_context(held(run_dir))
+        # checked again under the lock: another training may have written in the meantime
+        resuming = _check_run_folder(run_dir, config, resume, overwrite)
+        if overwrite:
+            _clear_run_folder(run_dir)
+        checkpoint = _resume_point(run_dir, stream) if resuming else None
+        if checkpoint is not None:
+            last_checkpoint = str(checkpoint.path)
             load_weights(checkpoint, backbone, head)
             optimizer.load_state_dict(checkpoint.state["optimizer"])
             generator.set_state(checkpoint.state["generator"])
@@ -431,10 +537,21 @@ def fit(
         _write_logs(run_dir, config, history, {})
     head.set_total_steps(run_steps)  # run-relative schedules follow the run's length
     writer = _tensorboard_writer(run_dir)
+    if writer is not None:
+        cleanup.callback(writer.close)
+    steps_log = cleanup.enter_context(StepLog(run_dir, list(head.hyperparameters()), step))
+    bar = cleanup.enter_context(
+        Progress(
+            run_steps,
+            "training",
+            enabled=progress,
+            stream=stream,
+            every=0,
+            initial=step,
+            unit="step",
+        )
+    )
     wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
-    last_checkpoint = "none (no epoch finished)"
-    if run_dir is not None and history:
-        last_checkpoint = str(latest_checkpoint(run_dir))
 
     def fail(epoch: int, what: str) -> None:
         raise NonFiniteLossError(
@@ -476,13 +593,26 @@ def fit(
                 correct += int((head.logits(embeddings.detach()).argmax(1) == y).sum())
                 seen += y.numel()
             fault_point("step", step)
-            if progress and config.log_every and step % config.log_every == 0:
+            step_loss = float(loss.detach())
+            steps_log.add(step, epoch + 1, step_loss, lr, head.hyperparameters())
+            if writer is not None:
+                writer.add_scalar("step/loss", step_loss, step)
+                writer.add_scalar("step/lr", lr, step)
+            running = f"loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
+            bar.update(postfix=f"epoch {epoch + 1}/{epochs} {running} lr {lr:.3g}")
+            if not bar.interactive and config.log_every and step % config.log_every == 0:
                 rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
-                say(
-                    f"epoch {epoch + 1}/{epochs} step {batch_index + 1}/{steps_per_epoch}"
-                    f" loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
-                    f" lr {lr:.3g} {_format_hyperparameters(head.hyperparameters())}"
-                    f" {rate:.0f} img/s"
+                bar.write(
+                    " ".join(
+                        part
+                        for part in (
+                            f"epoch {epoch + 1}/{epochs}",
+                            f"step {batch_index + 1}/{steps_per_epoch} {running} lr {lr:.3g}",
+                            _format_hyperparameters(head.hyperparameters()),
+                            f"{rate:.0f} img/s, ETA {format_seconds(bar.eta() or 0.0)}",
+                        )
+                        if part
+                    )
                 )
         train_time = time.perf_counter() - epoch_start
         row: dict[str, Any] = {
@@ -507,11 +637,13 @@ def fit(
         for name in ("validation_accuracy", "test_accuracy"):
             if row[name] is not None:
                 shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
-        say(
-            f"epoch {epoch + 1}/{epochs} done: {', '.join(shown)}, "
-            f"{_format_hyperparameters(row['hyperparameters'])}, "
-            f"{row['images_per_second']:.0f} img/s, {row['epoch_time']:.1f} s"
-        )
+        shown += [
+            _format_hyperparameters(row["hyperparameters"]),
+            f"{row['images_per_second']:.0f} img/s",
+            f"{row['epoch_time']:.1f} s",
+        ]
+        bar.write(f"epoch {epoch + 1}/{epochs} done: {', '.join(p for p in shown if p)}")
+        steps_log.flush()
         if run_dir is not None:
             state = {
                 "epoch": epoch + 1,
@@ -541,8 +673,6 @@ def fit(
         }
     if run_dir is not None:
         _write_logs(run_dir, config, history, final)
-    if writer is not None:
-        writer.close()
     backbone.eval()
     head.eval()
     return TrainResult(backbone, head, bundle, history, final, run_dir, config)

@@ -11,6 +11,10 @@ the ``marginkit`` recipe does about it (measurements in ``docs/recipes.md``):
   (lr 1e-3) divides every step by the gradient's running magnitude, so the scale ``s`` and the
   margin no longer set the step size; a **cosine** learning-rate decay over the run needs no
   milestones tuned to its length.
+- **A smaller lr where the loss ignores ||x||**: the normalised heads see only ``x / ||x||``,
+  so a step of fixed size turns the embedding by about ``lr / ||x||``; LeNet++ starts with
+  ``||x|| ~ 0.2`` (128-D), and at lr 1e-3 ArcFace's embeddings turned too far each step. These
+  heads train at lr 3e-4.
 - **Softmax first, margin second**: the additive margins (CosFace, ArcFace, combined) warm up
   linearly from 0 over the first 20 % of the run, and the multiplicative ones (L-Softmax,
   SphereFace) anneal lambda from 1000 to its floor over the first 40 % (the heads' own
@@ -82,11 +86,26 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
     }.get(loss, {})
 
 
+#: Heads whose loss ignores the embedding's norm (``x / ||x||``): the marginkit recipe gives
+#: them a smaller learning rate (cause 2 in ``docs/recipes.md``).
+_NORMALIZED = frozenset({"normface", "cosface", "arcface", "combined", "camsoftmax"})
+_NORMALIZED_LR = 3e-4
+
+
+def _training(recipe: str, loss: str) -> dict[str, Any]:
+    """The optimiser settings the recipe gives ``loss`` (canonical name)."""
+    values = dict(_TRAINING[recipe])
+    if recipe == "marginkit" and loss in _NORMALIZED:
+        values["lr"] = _NORMALIZED_LR
+    return values
+
+
 def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
     """``config`` with everything it leaves to its recipe filled in.
 
     Fields that are None (``optimizer``, ``lr``, ``weight_decay``, ``lr_schedule``) take the
-    recipe's values; the recipe's loss arguments for ``config.loss`` are added under those the
+    recipe's values (an optimiser chosen by the user gets its usual lr: 0.1 for SGD, 1e-3 for
+    AdamW); the recipe's loss arguments for ``config.loss`` are added under those the
     user gave (a user's value always wins, e.g. ``margin=0.4`` is a constant margin). The
     result is what the run uses and what its ``config.yaml`` records.
 
@@ -102,11 +121,11 @@ def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
     if config.recipe not in _TRAINING:
         raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {config.recipe!r}")
     loss = next(name for name, cls in _registry_items() if cls is resolve(config.loss))
-    values = {
-        name: value
-        for name, value in _TRAINING[config.recipe].items()
-        if getattr(config, name) is None
-    }
+    training = _training(config.recipe, loss)
+    if config.optimizer not in (None, training["optimizer"]):
+        # the user's own optimiser gets its usual lr, not the one tuned for the recipe's
+        training["lr"] = 0.1 if config.optimizer == "sgd" else 1e-3
+    values = {name: value for name, value in training.items() if getattr(config, name) is None}
     loss_args = {**_loss_arguments(config.recipe, loss, num_classes), **config.loss_args}
     return dataclasses.replace(config, **values, loss_args=loss_args)
 

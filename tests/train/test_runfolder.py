@@ -1,0 +1,386 @@
+"""Run folders that cannot lose work (issue 9, items 2-8): resume that finds the newest
+intact checkpoint and deletes nothing finished, verified checkpoints, one-line OS errors,
+the run lock, the umask, and a ``state.pt`` that cannot run code."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import marginkit.cli as cli
+import marginkit.train.loop as loop
+import marginkit.train.runfolder as runfolder
+from marginkit.evaluate import evaluate_run
+from marginkit.train import (
+    CheckpointError,
+    OutputError,
+    RunFolderError,
+    TrainConfig,
+    fit,
+    latest_checkpoint,
+    load_checkpoint,
+)
+from marginkit.train.checkpoint import MANIFEST, STATE, WEIGHTS
+
+
+def config(out: Path | None, **changes: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "dataset": "digits",
+        "backbone": "mlp",
+        "embedding_dim": 8,
+        "loss": "cosface",
+        "epochs": 3,
+        "batch_size": 128,
+        "lr": 0.05,
+        "log_every": 0,
+        "threads": 1,
+        "out": None if out is None else str(out),
+    }
+    values.update(changes)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def stop_after(epoch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``fit`` stop ("get killed") right after the checkpoint of ``epoch``."""
+    original = loop.save_checkpoint
+
+    def save_then_stop(run_dir, backbone, head, state):  # type: ignore[no-untyped-def]
+        path = original(run_dir, backbone, head, state)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+
+
+@pytest.fixture
+def interrupted(tmp_path: Path, digits: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A 3-epoch run stopped after its epoch-2 checkpoint (epoch-0001 and epoch-0002 kept)."""
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        stop_after(2, patch)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config(out), bundle=digits, progress=False)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "epoch-0001",
+        "epoch-0002",
+        "latest",
+    ]
+    yield out
+
+
+def resume(out: Path, digits: object) -> tuple[loop.TrainResult, str]:
+    stream = io.StringIO()
+    result = fit(config(out), bundle=digits, resume=True, stream=stream)
+    return result, stream.getvalue()
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("marginkit: error: "), lines
+    return lines[0]
+
+
+# ------------------------------------------------------------------ item 2: resume
+@pytest.mark.parametrize("pointer", ["missing", "garbage", "names-an-older-one"])
+def test_resume_without_a_good_latest_continues_from_the_newest_epoch(
+    interrupted: Path, digits: object, pointer: str
+) -> None:
+    """Without ``latest`` a resume restarted at epoch 1 and deleted ``epoch-0005``."""
+    latest = interrupted / "checkpoints" / "latest"
+    if pointer == "missing":
+        latest.unlink()
+    elif pointer == "garbage":
+        latest.write_bytes(b"\x00\xff epoch-9")
+    else:
+        latest.write_text("epoch-0001\n")
+    result, said = resume(interrupted, digits)
+    assert "resuming" in said and "after epoch 2" in said
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert sorted(p.name for p in (interrupted / "checkpoints").iterdir()) == [
+        "epoch-0002",
+        "epoch-0003",
+        "latest",
+    ]
+
+
+def test_resume_of_a_folder_without_a_run_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--resume --out <typo>`` trained a default digits run and exited 0."""
+    typo = tmp_path / "runz"
+    with pytest.raises(RunFolderError, match="holds no run"):
+        fit(config(typo), resume=True, progress=False)
+    assert not typo.exists()
+    line = one_line_error(capsys, ["train", "--out", str(typo), "--resume", "--quiet"])
+    assert "--resume" in line and str(typo) in line and "holds no run" in line
+    assert not typo.exists()
+
+
+# ------------------------------------------------------- item 3: damaged checkpoints
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_bits(path: Path, count: int = 2000) -> None:
+    data = bytearray(path.read_bytes())
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, len(data) * 8, (count,), generator=generator).tolist()
+    for position in positions:
+        data[position // 8] ^= 1 << (position % 8)
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated-state": (STATE, truncate, "bytes,"),
+    "truncated-weights": (WEIGHTS, truncate, "bytes,"),
+    "flipped-weights": (WEIGHTS, flip_bits, "checksum mismatch"),
+    "no-manifest": (MANIFEST, lambda path: path.unlink(), "missing"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_checkpoint_is_named_in_eval(
+    interrupted: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated file gave a traceback; 2,000 flipped bits gave "34 %" and exit 0."""
+    file, spoil, what = DAMAGE[damage]
+    spoil(interrupted / "checkpoints" / "epoch-0002" / file)
+    expected = f"checkpoint epoch-0002 is damaged ({file}: "
+    with pytest.raises(CheckpointError) as caught:
+        evaluate_run(interrupted, analysis=False)
+    message = str(caught.value)
+    assert message.startswith(expected) and what in message
+    assert "the newest intact one is epoch-0001 (--checkpoint epoch-0001)" in message
+    line = one_line_error(capsys, ["eval", str(interrupted), "--no-analysis", "--quiet"])
+    assert expected in line
+    report = evaluate_run(interrupted, analysis=False, checkpoint="epoch-0001")
+    assert report["epoch"] == 1 and report["checkpoint"].endswith("epoch-0001")
+
+
+def test_resume_skips_a_damaged_checkpoint_and_keeps_it_aside(
+    interrupted: Path, digits: object
+) -> None:
+    flip_bits(interrupted / "checkpoints" / "epoch-0002" / WEIGHTS)
+    result, said = resume(interrupted, digits)
+    assert (
+        "checkpoint epoch-0002 is damaged (weights.safetensors: checksum mismatch); "
+        "the newest intact one is epoch-0001"
+    ) in said
+    assert "after epoch 1" in said
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    names = sorted(p.name for p in (interrupted / "checkpoints").iterdir())
+    assert names == ["damaged-epoch-0002", "epoch-0002", "epoch-0003", "latest"]
+
+
+def test_state_is_loaded_without_running_code(interrupted: Path, tmp_path: Path) -> None:
+    """``torch.load(weights_only=False)`` ran pickled code from a run folder."""
+    witness = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"touch {witness}",))
+
+    folder = interrupted / "checkpoints" / "epoch-0002"
+    state = torch.load(folder / STATE, weights_only=True)
+    state["history"].append(Payload())
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    (folder / STATE).write_bytes(buffer.getvalue())
+    manifest = json.loads((folder / MANIFEST).read_text())  # a consistent, hostile folder
+    import hashlib
+
+    manifest["files"][STATE] = {
+        "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+        "bytes": len(buffer.getvalue()),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"checkpoint epoch-0002 is damaged \(state.pt: "):
+        load_checkpoint(folder)
+    assert not witness.exists()
+
+
+# ------------------------------------------------ items 4 and 5: OS errors, one line
+def fail_writes_from_epoch(epoch: int, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file write fails with ``code`` once the checkpoint of ``epoch`` begins."""
+    original_save, original_write = loop.save_checkpoint, runfolder._write_all
+    failing = {"on": False}
+
+    def save(run_dir, backbone, head, state):  # type: ignore[no-untyped-def]
+        failing["on"] = failing["on"] or state["epoch"] >= epoch
+        return original_save(run_dir, backbone, head, state)
+
+    def write(descriptor: int, data: bytes) -> None:
+        if failing["on"]:
+            raise OSError(code, os.strerror(code))
+        original_write(descriptor, data)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    monkeypatch.setattr(runfolder, "_write_all", write)
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        (errno.ENOSPC, "no space left on the device"),
+        (errno.EROFS, "read-only file system"),
+        (errno.EACCES, "permission denied"),
+    ],
+    ids=["full-disk", "read-only", "permission"],
+)
+def test_write_errors_are_one_line_and_keep_the_previous_checkpoint(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    code: int,
+    cause: str,
+) -> None:
+    """A full disk gave SafetensorError / "basic_ios::clear: iostream error" tracebacks."""
+    out = tmp_path / "run"
+    fail_writes_from_epoch(2, code, monkeypatch)
+    argv = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    argv += ["--epochs", "3", "--threads", "1", "--quiet", "--out", str(out)]
+    line = one_line_error(capsys, argv)
+    assert line.startswith(f"marginkit: error: cannot write {out / 'checkpoints'}")
+    assert line.endswith(f": {cause}")
+    monkeypatch.undo()
+    assert latest_checkpoint(out).name == "epoch-0001"  # type: ignore[union-attr]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0001", "latest"]
+    assert not (out / runfolder.LOCK).exists()  # released on the way out
+
+
+def test_out_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    line = one_line_error(
+        capsys, ["train", "--epochs", "1", "--quiet", "--out", str(blocker / "run")]
+    )
+    assert line == (
+        f"marginkit: error: cannot create folder {blocker / 'run'}: "
+        "a part of the path is a file, not a folder"
+    )
+    line = one_line_error(capsys, ["train", "--epochs", "1", "--quiet", "--out", str(blocker)])
+    assert line == f"marginkit: error: out folder {blocker} exists and is not a folder"
+
+
+def test_out_on_a_read_only_file_system_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    out = tmp_path / "run"
+    line = one_line_error(capsys, ["train", "--epochs", "1", "--quiet", "--out", str(out)])
+    assert line == f"marginkit: error: cannot create folder {out}: read-only file system"
+
+
+def test_save_embeddings_under_a_file_is_one_line(
+    interrupted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    target = blocker / "emb.npz"
+    argv = ["eval", str(interrupted), "--no-analysis", "--quiet", "--save-embeddings", str(target)]
+    line = one_line_error(capsys, argv)
+    assert line == (
+        f"marginkit: error: cannot create folder {blocker}: it exists and is not a folder"
+    )
+    with pytest.raises(OutputError):
+        evaluate_run(interrupted, analysis=False, save_embeddings=target)
+
+
+# ------------------------------------------------------------------ item 7: the lock
+HOLD = """
+import sys, time
+from pathlib import Path
+from marginkit.train.runfolder import RunLock
+lock = RunLock(Path(sys.argv[1]))
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_training_into_a_held_folder_is_refused_and_a_stale_lock_taken_over(
+    tmp_path: Path, digits: object
+) -> None:
+    """Two trainings into one folder: one crashed, the other overwrote it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderError, match=rf"in use by another training \(PID {holder.pid}"):
+            fit(config(out, epochs=1), bundle=digits, progress=False)
+        with pytest.raises(RunFolderError, match=rf"PID {holder.pid}"):
+            fit(config(out, epochs=1), bundle=digits, resume=True, progress=False)
+        assert [p.name for p in out.iterdir()] == [runfolder.LOCK]
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, stale
+        holder.wait()
+    assert (out / runfolder.LOCK).read_text().strip() == str(holder.pid)
+    result = fit(config(out, epochs=1), bundle=digits, progress=False)
+    assert result.history and latest_checkpoint(out) is not None
+    assert not (out / runfolder.LOCK).exists()
+
+
+def test_the_lock_is_held_while_training(tmp_path: Path, digits: object) -> None:
+    out = tmp_path / "run"
+    seen = []
+    original = loop.save_checkpoint
+
+    def save(run_dir, backbone, head, state):  # type: ignore[no-untyped-def]
+        seen.append(runfolder.lock_holder(run_dir))
+        return original(run_dir, backbone, head, state)
+
+    loop.save_checkpoint = save
+    try:
+        fit(config(out, epochs=1), bundle=digits, progress=False)
+    finally:
+        loop.save_checkpoint = original
+    assert seen == [str(os.getpid())]
+
+
+# ------------------------------------------------------------------ item 8: the umask
+@pytest.fixture
+def umask() -> Iterator[None]:
+    previous = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_files_respect_the_umask(tmp_path: Path, digits: object, umask: None) -> None:
+    """Every file was written mode 0600 through mkstemp, whatever the umask."""
+    out = tmp_path / "run"
+    fit(config(out, epochs=1), bundle=digits, progress=False)
+    evaluate_run(out, analysis=False, save_embeddings=out / "embeddings.npz")
+    paths = [out, *out.rglob("*")]
+    assert {p.name for p in paths} >= {"config.yaml", "metrics.json", WEIGHTS, "eval.json"}
+    for path in paths:
+        expected = 0o750 if path.is_dir() else 0o640
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_lock_file_of_a_finished_run_is_gone(tmp_path: Path, digits: object) -> None:
+    out = tmp_path / "run"
+    fit(config(out, epochs=1), bundle=digits, progress=False)
+    assert runfolder.lock_holder(out) is None
+    assert not (out / runfolder.LOCK).exists()
