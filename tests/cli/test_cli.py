@@ -345,3 +345,17 @@ def test_eval_without_matplotlib_names_the_plots_extra(
     with pytest.raises(SystemExit):
         cli.main(["eval", str(tmp_path)])
     assert 'pip install "marginkit[plots]" (or pass --no-plots)' in capsys.readouterr().err
+
+
+def test_compare_without_matplotlib_names_the_plots_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["compare", "--out", str(tmp_path / "r"), "--quiet"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "marginkit: error: compare: the report's figures need matplotlib, an optional "
+        'dependency: pip install "marginkit[plots]"\n'
+    )
+    assert not (tmp_path / "r").exists()

@@ -246,6 +246,15 @@ def _eval(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    _require("train")
+    if not args.list_presets:
+        try:
+            _require("plots")
+        except ModuleNotFoundError:
+            raise _UsageError(
+                "compare: the report's figures need matplotlib, an optional dependency: "
+                'pip install "marginkit[plots]"'
+            ) from None
     from marginkit.compare import available_presets, fresh_folder, run_grid
     from marginkit.compare.presets import spec_from_options
 

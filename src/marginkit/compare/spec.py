@@ -149,7 +149,7 @@ class CompareSpec:
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping with settings and runs")
         known = {"title", "description", "preset", "settings", "runs", "seeds", "label_noise"}
-        known.add("claims")
+        known |= {"claims"}
         for key in values:
             if key not in known:
                 raise ConfigError(
