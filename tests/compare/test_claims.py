@@ -32,6 +32,9 @@ def test_lower_needs_a_difference_beyond_the_seeds_spread() -> None:
     )
     tolerant = claim("lower", runs=["lsoftmax"], baseline="softmax", tolerance=0.3)
     assert judge(tolerant, STATS).verdict == "not reproduced"
+    assert "one seed" not in judge(tolerant, STATS).rule
+    single = judge(claim("lower", runs=["single"], baseline="softmax"), STATS)
+    assert single.verdict == "reproduced" and "one seed: the spread" in single.rule
 
 
 def test_at_most_compares_with_the_papers_number() -> None:

@@ -16,7 +16,8 @@ A claim (in a preset's ``claims:`` list) is a mapping::
 Verdicts (:func:`judge`), from the mean and standard deviation over seeds of each run:
 
 - ``lower`` / ``higher``: *reproduced* when every run's mean is below (above) the
-  baseline's by more than ``max(tolerance, std of the run, std of the baseline)``.
+  baseline's by more than ``max(tolerance, std of the run, std of the baseline)`` (with a
+  single seed there is no std, and the rule says so).
 - ``at_most`` / ``at_least``: *reproduced* when every run's mean is at most (at least)
   ``value`` plus (minus) ``tolerance``.
 - ``increasing`` / ``decreasing``: the runs in the order given (e.g. growing margin);
@@ -197,4 +198,9 @@ def judge(
             f"{label} {check} along the listed runs: Spearman ρ "
             f"{'≥' if sign > 0 else '≤'} {sign * TREND_CORRELATION:+.1f} and last beats first"
         )
+    if check in ("lower", "higher", "increasing", "decreasing") and any(
+        stats[name][metric][1] is None  # type: ignore[index]
+        for name in names
+    ):
+        rule += "; one seed: the spread between seeds is not estimated (use --seeds 3)"
     return Verdict(REPRODUCED if passed else NOT_REPRODUCED, ours, rule)
