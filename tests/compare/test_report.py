@@ -12,7 +12,7 @@ from marginkit.compare.report import load_grid
 TABLES = (
     "Claims of the papers",
     "Summary",
-    "Settings shared by every run",
+    "Settings",
     "Runs",
     "Accuracy",
     "Compactness and separation",
@@ -29,6 +29,9 @@ def test_markdown_has_every_table_and_figure(tiny_grid: GridResult) -> None:
         assert f"](figures/{figure}.png)" in text
         assert (tiny_grid.out / "figures" / f"{figure}.png").is_file()
     assert "Machine: " in text and "torch threads" in text and "Wall time of the grid" in text
+    settings = text.split("## Settings\n")[1].split("\n## ")[0]
+    assert "| dataset | digits |" in settings and "| seeds | 0, 1 |" in settings
+    assert "| lr | 0.001 (softmax); 0.0003 (arcface) |" in settings  # the recipe's, per loss
 
 
 def test_mean_and_std_over_seeds_come_from_the_runs_files(tiny_grid: GridResult) -> None:

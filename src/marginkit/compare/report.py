@@ -142,8 +142,11 @@ def _loss_args_text(run: _Run) -> str:
 
 
 def _settings_table(grid: _Grid) -> Table:
-    first = next((runs[0] for runs in grid.runs.values() if runs), None)
-    config = first.config if first else grid.spec.settings.to_dict()
+    """The resolved options of the runs (first seed); an option the recipe sets per loss
+    (e.g. the learning rate) lists its values with the runs that use them."""
+    configs = {name: runs[0].config for name, runs in grid.runs.items() if runs}
+    if not configs:
+        configs = {"settings": grid.spec.settings.to_dict()}
     keys = (
         "dataset",
         "classes",
@@ -161,14 +164,24 @@ def _settings_table(grid: _Grid) -> Table:
         "lr_schedule",
         "threads",
     )
-    rows = [[key, "—" if config.get(key) is None else str(config.get(key))] for key in keys]
+    rows = []
+    for key in keys:
+        users: dict[str, list[str]] = {}
+        for name, config in configs.items():
+            value = config.get(key)
+            users.setdefault("—" if value is None else str(value), []).append(name)
+        if len(users) == 1:
+            rows.append([key, next(iter(users))])
+        else:
+            rows.append([key, "; ".join(f"{v} ({', '.join(n)})" for v, n in users.items())])
     rows.append(["seeds", ", ".join(str(s) for s in grid.spec.seed_values)])
     return Table(
-        "Settings shared by every run",
+        "Settings",
         ["option", "value"],
         rows,
         "Each run of a seed starts from the same initial backbone weights and sees "
-        "the same batches; only the loss differs.",
+        "the same batches; runs differ only in their loss and in what the recipe sets for "
+        "it (options listed with run names where they differ).",
         "settings",
     )
 
