@@ -388,12 +388,15 @@ def run_grid(
                     backbone: Any,
                     head: Any,
                     snapshots: _NoiseSnapshots | None = snapshots,
+                    run_steps: int = steps[name],
                 ) -> None:
                     if snapshots is not None:
                         snapshots(row, backbone, head)
                     accuracy = row["test_accuracy"]
                     shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
-                    bar.run_at(row["step"], f"epoch {row['epoch']}, test accuracy {shown}")
+                    last = row["step"] >= run_steps  # the run's own line follows
+                    note = "" if last else f"epoch {row['epoch']}, test accuracy {shown}"
+                    bar.run_at(row["step"], note)
 
                 result = fit(
                     dataclasses.replace(config, out=str(run_dir)),
