@@ -31,6 +31,7 @@ def load_run(
     *,
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
+    bundle: Any = None,
 ) -> tuple[Any, nn.Module, nn.Module, Any]:
     """Rebuild a run folder written by :func:`marginkit.train.fit`.
 
@@ -40,6 +41,8 @@ def load_run(
         data_dir: read the data set from this folder instead of the run's ``data_dir``
             (the data moved, or the run found it through ``MARGINKIT_DATA``).
         checkpoint: the checkpoint to load by name (``epoch-0029``); None: the newest.
+        bundle: the run's data, already in memory (a comparison grid); None: loaded as in
+            training.
 
     Returns:
         ``(config, backbone, head, bundle)``: the run's :class:`~marginkit.train.TrainConfig`,
@@ -62,7 +65,8 @@ def load_run(
     if data_dir is not None:
         config = dataclasses.replace(config, data_dir=str(data_dir))
     loaded = load_checkpoint(folder)  # verified before anything slow happens
-    bundle = load_bundle(config, progress=progress)
+    if bundle is None:
+        bundle = load_bundle(config, progress=progress)
     backbone, head = build_models(config, bundle)
     load_weights(loaded, backbone, head)
     backbone.eval()
@@ -153,6 +157,7 @@ def evaluate_run(
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
     progress: bool = False,
+    bundle: Any = None,
 ) -> dict[str, Any]:
     """Metrics of a saved run on one split, written to ``RUN/eval.json`` and returned.
 
@@ -166,7 +171,7 @@ def evaluate_run(
     (``label < num_classes``), the sample counts, and how many test samples belong to
     classes unseen in training (open-set runs). With ``save_embeddings``, the split's
     embeddings and labels go to an ``.npz`` file (arrays ``embeddings`` (N, D) and
-    ``labels`` (N,)).
+    ``labels`` (N,), and the head's class weights ``weight`` (C, D)).
 
     Args:
         run_dir: a run folder written by :func:`marginkit.train.fit`.
@@ -179,6 +184,8 @@ def evaluate_run(
         data_dir: read the data from this folder instead of the run's ``data_dir``.
         checkpoint: measure this checkpoint (``epoch-0029``) instead of the newest.
         progress: report progress (data loading, embedding) on stderr.
+        bundle: the run's data, already in memory (a comparison grid); None: loaded from
+            the run's config.
 
     The report names what was measured: ``run``, ``epoch`` and ``checkpoint`` (its folder).
 
@@ -196,7 +203,7 @@ def evaluate_run(
     if progress:
         print(f"evaluating {run_dir}, epoch {epoch_of(folder)} ({folder})", file=sys.stderr)
     config, backbone, head, bundle = load_run(
-        run_dir, progress, data_dir=data_dir, checkpoint=folder.name
+        run_dir, progress, data_dir=data_dir, checkpoint=folder.name, bundle=bundle
     )
     if split == "test" and bundle.test is None and bundle.validation is not None:
         split = "validation"  # data sets without a test split (folder, lfw): the held-out part
@@ -233,7 +240,12 @@ def evaluate_run(
         if path.suffix != ".npz":  # numpy would append it anyway
             path = path.with_name(path.name + ".npz")
         buffer = io.BytesIO()
-        np.savez(buffer, embeddings=embeddings.numpy(), labels=labels.numpy())
+        np.savez(
+            buffer,
+            embeddings=embeddings.numpy(),
+            labels=labels.numpy(),
+            weight=head.weight.detach().float().numpy(),
+        )
         atomic_write_bytes(path, buffer.getvalue())
         report["embeddings_file"] = str(path)
     if analysis:

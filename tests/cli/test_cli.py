@@ -167,23 +167,29 @@ def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
     assert_one_line_error(missing, "not a run folder")
 
 
-def test_compare_table_on_a_reduced_setting(capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_writes_a_report_and_prints_its_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
 
     threads = torch.get_num_threads()
+    out = tmp_path / "report"
     try:
-        status = cli.main(["compare", "--epochs", "1", "--losses", "softmax,arcface,virtual"])
+        status = cli.main(
+            ["compare", "--losses", "softmax,arcface,virtual", "--epochs", "1", "--max-steps", "3",
+             "--seeds", "1", "--out", str(out), "--quiet"]
+        )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     assert status == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split()[:3] == ["loss", "test", "acc"]
-    assert [line.split()[0] for line in lines[1:]] == ["softmax", "arcface", "virtual"]
-    for line in lines[1:]:
-        assert 0.0 <= float(line.split()[1]) <= 100.0
+    assert lines[0].startswith("| run | test accuracy |")
+    assert [line.split(" | ")[0][2:] for line in lines[2:5]] == ["softmax", "arcface", "virtual"]
+    assert lines[-1].startswith(f"report: {out / 'report.html'}")
+    assert (out / "report.md").is_file() and (out / "runs" / "virtual-seed0").is_dir()
 
 
-def test_no_arguments_runs_the_comparison_of_every_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_arguments_runs_the_digits_comparison(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
 
     def fake_compare(args):  # type: ignore[no-untyped-def]
@@ -192,11 +198,34 @@ def test_no_arguments_runs_the_comparison_of_every_loss(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(cli, "_compare", fake_compare)
     assert cli.main([]) == 0
-    assert seen["command"] == "compare" and seen["losses"] is None and seen["epochs"] == 15
+    assert seen["command"] == "compare" and seen["preset"] is None and seen["losses"] is None
 
 
-def test_compare_unknown_loss_is_a_one_line_error() -> None:
-    assert_one_line_error(run("compare", "--losses", "softmax,nope"), "unknown loss 'nope'")
+def test_list_presets_names_every_preset() -> None:
+    result = run("compare", "--list-presets")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.strip().splitlines()]
+    assert "digits" in names
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--losses", "softmax,nope"], ["--losses", "unknown loss 'nope'"]),
+        (["--losses", "softmax,,arcface"], ["--losses", "empty name"]),
+        (["--preset", "nope"], ["--preset", "unknown preset 'nope'", "digits"]),
+        (["--label-noise", "1.5"], ["--label-noise", "rates in [0, 1)"]),
+        (["--seeds", "0"], ["--seeds must be an integer >= 1"]),
+        (["--epochs", "0"], ["epochs must be an integer >= 1"]),
+        (["--dataset", "nope"], ["nope"]),
+    ],
+)
+def test_compare_bad_input_is_a_one_line_error(
+    args: list[str], fragments: list[str], tmp_path: Path
+) -> None:
+    result = run("compare", *args, "--out", str(tmp_path / "r"), "--quiet")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------- configs that work anywhere (item 9)
@@ -316,3 +345,17 @@ def test_eval_without_matplotlib_names_the_plots_extra(
     with pytest.raises(SystemExit):
         cli.main(["eval", str(tmp_path)])
     assert 'pip install "marginkit[plots]" (or pass --no-plots)' in capsys.readouterr().err
+
+
+def test_compare_without_matplotlib_names_the_plots_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["compare", "--out", str(tmp_path / "r"), "--quiet"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "marginkit: error: compare: the report's figures need matplotlib, an optional "
+        'dependency: pip install "marginkit[plots]"\n'
+    )
+    assert not (tmp_path / "r").exists()

@@ -3,8 +3,10 @@
 
 Commands::
 
-    marginkit                      # = marginkit compare: every loss on the digits, a table
-    marginkit compare [--epochs N] [--losses a,b]
+    marginkit                      # = marginkit compare: every loss on the digits, a report
+    marginkit compare [--preset NAME|FILE] [--dataset D] [--losses a,b|all] [--epochs N] \\
+        [--seeds S] [--label-noise R] [--classes 0-6] --out reports/NAME
+    marginkit compare --list-presets
     marginkit train --dataset mnist --data-dir DIR --backbone lenetpp --embedding-dim 2 \\
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marginkit",
         description="Margin-based softmax losses: train, evaluate and compare. "
-        "Without a command: train every loss briefly on the digits and print a table.",
+        "Without a command: compare every loss on the digits and write a report.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser(
@@ -138,16 +140,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)"
     )
     evaluate.add_argument("--no-plots", dest="plots", action="store_false", help="no pictures")
-    compare = commands.add_parser("compare", help="every loss on the digits: accuracy table")
-    compare.add_argument("--epochs", type=int, default=15)
-    compare.add_argument("--losses", default=None, help="comma-separated loss names")
-    compare.add_argument("--embedding-dim", dest="embedding_dim", type=int, default=32)
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: fastest for these small nets)"
+    compare = commands.add_parser(
+        "compare",
+        help="train several losses under identical settings; write report.md and report.html",
+        description="Train every loss of a comparison (same initial weights and batches per "
+        "seed), evaluate each and write a report. Without --preset: the digits preset (or, "
+        "with another --dataset, every loss for 2 epochs); the options below override it.",
     )
-    compare.add_argument("--verbose", action="store_true", help="per-epoch progress lines")
+    _compare_arguments(compare)
     return parser
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``compare``; None means "the preset's"."""
+    add = parser.add_argument
+    add("--preset", default=None, help="a preset name (--list-presets) or a preset YAML file")
+    add("--list-presets", dest="list_presets", action="store_true", help="list the presets")
+    add("--dataset", default=None, help="digits, mnist, lfw, fashion-mnist, cifar10, ...")
+    add("--data-dir", dest="data_dir", default=None, help="folder holding the data files")
+    add("--losses", default=None, help="comma-separated loss names, or all")
+    add("--backbone", default=None, help="lenetpp, mnistnet, resnet20, facenet, mlp")
+    add("--embedding-dim", dest="embedding_dim", type=int, default=None)
+    add("--epochs", type=int, default=None)
+    add("--max-steps", dest="max_steps", type=int, default=None, help="steps per run (budget)")
+    add("--train-fraction", dest="train_fraction", type=float, default=None)
+    add("--batch-size", dest="batch_size", type=int, default=None)
+    add("--seeds", type=int, default=None, help="number of seeds (mean ± std over them)")
+    add("--seed", type=int, default=None, help="first seed")
+    add("--label-noise", dest="label_noise", default=None, help="a rate, or rates: 0,0.2,0.4")
+    add("--classes", default=None, help="train on these classes only, e.g. 0-6 (open set)")
+    add("--recipe", choices=["marginkit", "paper"], default=None)
+    add("--threads", type=int, default=None, help="torch CPU threads")
+    add("--out", default=None, help="report folder (default: reports/<preset or dataset>)")
+    add("--quiet", action="store_true", help="no progress bar")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -219,35 +244,37 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import time
+    from pathlib import Path
 
-    from marginkit.losses import resolve
-    from marginkit.train import TrainConfig, compare, format_table
+    _require("train")
+    if not args.list_presets:
+        try:
+            _require("plots")
+        except ModuleNotFoundError:
+            raise _UsageError(
+                "compare: the report's figures need matplotlib, an optional dependency: "
+                'pip install "marginkit[plots]"'
+            ) from None
+    from marginkit.compare import available_presets, fresh_folder, run_grid
+    from marginkit.compare.presets import spec_from_options
 
-    names = None if args.losses is None else [n.strip() for n in args.losses.split(",")]
-    for name in names or []:
-        resolve(name)  # a bad name fails before anything is printed or trained
-    base = TrainConfig(
-        dataset="digits",
-        backbone="mlp",
-        embedding_dim=args.embedding_dim,
-        epochs=args.epochs,
-        batch_size=64,
-        lr=0.05,
-        lr_schedule="cosine",
-        seed=args.seed,
-        threads=args.threads,
-        log_every=0,
-    )
-    start = time.perf_counter()
-    print(
-        f"Training every loss for {args.epochs} epochs on the 8x8 digits "
-        f"(mlp, {args.embedding_dim}-D embedding, SGD, seed {args.seed})...",
-        file=sys.stderr,
-    )
-    rows = compare(names, base, progress=args.verbose)
-    print(format_table(rows))
-    print(f"total {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if args.list_presets:
+        for name, title in available_presets().items():
+            print(f"{name:<14} {title}")
+        return 0
+    options = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "preset", "list_presets", "out", "quiet")
+    }
+    spec = spec_from_options(args.preset, options)
+    if args.out is not None:
+        out = Path(args.out)
+    else:  # the default folder, or a fresh one beside it: finished work is never replaced
+        out = fresh_folder(Path("reports") / (spec.preset or spec.settings.dataset), spec)
+    result = run_grid(spec, out, progress=not args.quiet)
+    print(result.table)
+    print(f"report: {result.report_html} (and report.md); {result.wall_time:.1f} s")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Training: a config dataclass, the ``fit`` loop, checkpoints and the loss comparison.
+"""Training: a config dataclass, the ``fit`` loop and checkpoints (comparisons of several
+losses: :mod:`marginkit.compare`).
 
 >>> from marginkit.train import TrainConfig, fit
 >>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
@@ -11,7 +12,6 @@ from marginkit.train.checkpoint import (
     load_checkpoint,
     load_weights,
 )
-from marginkit.train.compare import compare, format_table
 from marginkit.train.config import (
     ConfigError,
     TrainConfig,
@@ -41,10 +41,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_models",
-    "compare",
     "find_checkpoint",
     "fit",
-    "format_table",
     "latest_checkpoint",
     "learning_rate_at",
     "load_bundle",

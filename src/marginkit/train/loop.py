@@ -29,6 +29,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,18 +59,25 @@ from marginkit.train.runfolder import (
 from marginkit.train.steplog import StepLog
 
 __all__ = [
+    "EpochCallback",
     "NonFiniteLossError",
     "RunFolderError",
     "TrainResult",
     "build_models",
+    "differing_options",
     "fit",
     "learning_rate_at",
     "load_bundle",
+    "planned_steps",
     "total_steps",
 ]
 
 #: Config keys that may differ between a run folder's config and a resumed run's.
 _RESUME_FREE_KEYS = frozenset({"out", "log_every", "threads", "data_dir", "cache_dir", "download"})
+
+#: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
+#: metrics row (as in ``metrics.json``); it must not change the networks.
+EpochCallback = Callable[[dict[str, Any], nn.Module, nn.Module], None]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -180,6 +188,24 @@ def _same_option(key: str, now: Any, there: Any) -> bool:
     return bool(now == there)
 
 
+def differing_options(saved: TrainConfig, current: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """The options in which a new run (``current``) differs from a saved, resolved one.
+
+    Options that may change when a run is resumed (``out``, ``threads``, ``log_every``,
+    where the data lives) are ignored, and so are options ``current`` leaves to the recipe
+    that ``saved`` holds resolved (:func:`_same_option`).
+
+    Returns:
+        ``{name: (saved value, current value)}``, empty when they describe the same run.
+    """
+    old, new = _comparable(saved.to_dict()), _comparable(current.to_dict())
+    return {
+        key: (old.get(key), new[key])
+        for key in new
+        if not _same_option(key, new[key], old.get(key))
+    }
+
+
 def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrite: bool) -> bool:
     """Decide what to do with ``run_dir``; True when a previous run is to be resumed.
 
@@ -209,11 +235,11 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
         )
     from marginkit.train.config import load_config
 
-    saved = _comparable(load_config(run_dir / "config.yaml").to_dict())
-    current = _comparable(config.to_dict())
-    differing = [key for key in current if not _same_option(key, current[key], saved.get(key))]
+    differing = differing_options(load_config(run_dir / "config.yaml"), config)
     if differing:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} there, {current[k]!r} now)" for k in differing)
+        shown = ", ".join(
+            f"{k} ({old!r} there, {new!r} now)" for k, (old, new) in differing.items()
+        )
         raise RunFolderError(f"out folder {run_dir} holds a different run: {shown}")
     return True
 
@@ -266,6 +292,35 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
     return torch.optim.AdamW(groups, lr=lr)
+
+
+def _training_set(config: TrainConfig, bundle: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs (N, *input_shape) and labels (N,) a run trains on: the training split, or
+    its seeded class-balanced ``train_fraction`` subset."""
+    inputs, labels = bundle.train.tensors()  # (N, *input_shape) float32, (N,) long
+    if config.train_fraction < 1.0:
+        from marginkit.data.options import derived_generator, stratified_split
+
+        keep = stratified_split(
+            labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
+        )[1]
+        inputs, labels = inputs[keep], labels[keep]
+    return inputs, labels
+
+
+def _epoch_length(config: TrainConfig, count: int) -> tuple[int, int]:
+    """``(batch size, steps per epoch)`` for ``count`` training samples."""
+    batch_size = min(config.batch_size, count)
+    steps_per_epoch = math.ceil(count / batch_size)
+    if count % batch_size == 1:  # a lone last sample would break batch norm: dropped
+        steps_per_epoch -= 1
+    return batch_size, steps_per_epoch
+
+
+def planned_steps(config: TrainConfig, bundle: Any) -> int:
+    """The number of optimiser steps :func:`fit` will take for ``config`` on ``bundle``."""
+    count = _training_set(config, bundle)[1].numel()
+    return total_steps(config, _epoch_length(config, max(count, 2))[1])
 
 
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -376,6 +431,7 @@ def fit(
     overwrite: bool = False,
     progress: bool = True,
     stream: TextIO | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
     """Train ``config.backbone`` + ``config.loss`` on ``config.dataset``.
 
@@ -396,6 +452,9 @@ def fit(
             ``config.log_every`` steps (loss, accuracy, lr, hyper-parameters, images/s, ETA);
             and a line per epoch.
         stream: where progress goes (default ``sys.stderr``).
+        on_epoch: called after each epoch as ``on_epoch(row, backbone, head)`` with the
+            epoch's metrics row, once the epoch's checkpoint is written (snapshots of the
+            features during training, progress bars); it must not change the networks.
 
     Returns:
         A :class:`TrainResult`.
@@ -412,7 +471,7 @@ def fit(
             no permission): one line naming it.
     """
     with contextlib.ExitStack() as cleanup:
-        return _fit(config, bundle, resume, overwrite, progress, stream, cleanup)
+        return _fit(config, bundle, resume, overwrite, progress, stream, on_epoch, cleanup)
 
 
 def _fit(
@@ -422,6 +481,7 @@ def _fit(
     overwrite: bool,
     progress: bool,
     stream: TextIO | None,
+    on_epoch: EpochCallback | None,
     cleanup: contextlib.ExitStack,
 ) -> TrainResult:
     """The body of :func:`fit`; ``cleanup`` releases the run lock and closes the logs."""
@@ -440,21 +500,11 @@ def _fit(
         bundle = load_bundle(config, progress=progress)
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     backbone, head = build_models(config, bundle)
-    inputs, labels = bundle.train.tensors()  # (N, *input_shape) float32, (N,) long
-    if config.train_fraction < 1.0:  # a seeded class-balanced subset
-        from marginkit.data.options import derived_generator, stratified_split
-
-        keep = stratified_split(
-            labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
-        )[1]
-        inputs, labels = inputs[keep], labels[keep]
+    inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
     count = labels.numel()
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
-    batch_size = min(config.batch_size, count)
-    steps_per_epoch = math.ceil(count / batch_size)
-    if count % batch_size == 1:  # a lone last sample would break batch norm: dropped
-        steps_per_epoch -= 1
+    batch_size, steps_per_epoch = _epoch_length(config, count)
     run_steps = total_steps(config, steps_per_epoch)
     epochs = math.ceil(run_steps / steps_per_epoch)
     parameters = [*backbone.parameters(), *head.parameters()]
@@ -611,6 +661,8 @@ def _fit(
                     writer.add_scalar(name, row[name], epoch + 1)
             for name, value in row["hyperparameters"].items():
                 writer.add_scalar(f"hyperparameters/{name}", value, epoch + 1)
+        if on_epoch is not None:
+            on_epoch(row, backbone, head)
 
     final = dict(history[-1]) if history else {}
     if history:

@@ -1,0 +1,470 @@
+"""Train every run of a comparison, evaluate each, and write the report.
+
+Layout of a report folder (``--out``)::
+
+    grid.yaml                 the comparison (marginkit.compare.spec.CompareSpec)
+    grid.json                 wall time of each invocation, the machine
+    runs/<name>-seed<k>/      one run folder each (config.yaml, checkpoints, metrics.json,
+                              eval.json, embeddings.npz, noise_snapshots.json)
+    figures/*.png             the report's figures
+    report.md, report.html    the report (the HTML embeds its figures)
+
+The data of each distinct data setting (data set, class subset, noise rate, ...) is loaded
+once and kept in memory for the whole grid. A finished run (its ``metrics.json`` has a
+non-empty ``final``) is never trained again; an unfinished one is resumed from its last
+checkpoint, so a grid killed half-way continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from marginkit.compare.spec import CompareSpec, Variant
+from marginkit.progress import format_seconds
+from marginkit.train.config import TrainConfig
+
+__all__ = ["GridError", "GridResult", "fresh_folder", "machine", "run_grid"]
+
+#: Options of TrainConfig that decide what data a run loads (with the seed where it matters).
+_DATA_KEYS = (
+    "dataset",
+    "data_dir",
+    "cache_dir",
+    "download",
+    "classes",
+    "label_noise",
+    "validation_fraction",
+    "augment",
+    "image_size",
+    "min_images_per_person",
+    "pairs_file",
+)
+#: Without a live bar, per-epoch lines come at most this often (seconds); run lines always.
+LINE_INTERVAL = 10.0
+#: Training samples used for the per-epoch label-noise snapshots.
+SNAPSHOT_SAMPLES = 4000
+#: Training samples the evaluation embeds (nearest class centres, label-noise statistics):
+#: a seeded sample of this many where the training split is larger.
+EVAL_TRAIN_SAMPLES = 10_000
+
+
+class GridError(ValueError):
+    """The report folder cannot be used for this comparison (one line, naming it)."""
+
+
+@dataclass
+class GridResult:
+    """What :func:`run_grid` returns.
+
+    Attributes:
+        out: the report folder.
+        trained: runs trained (or resumed) by this call.
+        skipped: runs found finished.
+        wall_time: seconds this call took.
+        report_md: path of ``report.md``.
+        report_html: path of ``report.html``.
+        table: the report's main table (Markdown).
+    """
+
+    out: Path
+    trained: list[str]
+    skipped: list[str]
+    wall_time: float
+    report_md: Path
+    report_html: Path
+    table: str
+
+
+def machine() -> dict[str, Any]:
+    """The CPU, core count, torch threads and versions (for the report)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def _data_key(config: TrainConfig) -> tuple[Any, ...]:
+    values = config.to_dict()
+    key = [json.dumps(values[name], sort_keys=True) for name in _DATA_KEYS]
+    if config.label_noise > 0 or config.validation_fraction > 0:
+        key.append(config.seed)  # the seed draws the noise and the validation split
+    return tuple(key)
+
+
+def evaluation_bundle(bundle: Any, limit: int = EVAL_TRAIN_SAMPLES) -> Any:
+    """``bundle`` with its training split cut to a seeded sample of ``limit`` samples (the
+    same for every run), so that evaluating a run does not embed all of a large training
+    set; smaller splits, and splits that are not in-memory arrays, are kept whole."""
+    import torch
+
+    from marginkit.data import ArrayDataset
+
+    train = bundle.train
+    count = len(bundle.train_labels)
+    if count <= limit or not isinstance(train, ArrayDataset):
+        return bundle
+    generator = torch.Generator().manual_seed(0)
+    keep = torch.randperm(count, generator=generator)[:limit].sort().values  # (limit,)
+    subset = ArrayDataset(
+        train.data[keep],
+        train.labels[keep],
+        mean=train.mean.flatten().tolist(),
+        std=train.std.flatten().tolist(),
+        value_scale=train.value_scale,
+        clean_labels=train.clean_labels[keep],
+    )
+    return dataclasses.replace(
+        bundle,
+        train=subset,
+        train_labels=bundle.train_labels[keep],
+        train_clean_labels=bundle.train_clean_labels[keep],
+    )
+
+
+def _finished(run_dir: Path) -> bool:
+    from marginkit.compare.measures import read_json
+
+    metrics = read_json(run_dir / "metrics.json")
+    return isinstance(metrics, dict) and bool(metrics.get("final"))
+
+
+def _evaluated(run_dir: Path) -> bool:
+    report, embeddings = run_dir / "eval.json", run_dir / "embeddings.npz"
+    return (
+        report.is_file()
+        and embeddings.is_file()
+        and report.stat().st_mtime >= (run_dir / "metrics.json").stat().st_mtime
+    )
+
+
+def fresh_folder(out: Path, spec: CompareSpec) -> Path:
+    """``out`` if it is free or holds this comparison, else ``out-2``, ``out-3``, ...
+
+    Used by ``marginkit`` without arguments: a finished report of another comparison is
+    never overwritten.
+    """
+    candidate, number = out, 1
+    while _holds_other_grid(candidate, spec):
+        number += 1
+        candidate = out.with_name(f"{out.name}-{number}")
+    return candidate
+
+
+def _holds_other_grid(out: Path, spec: CompareSpec) -> bool:
+    import yaml
+
+    saved = out / "grid.yaml"
+    if not out.exists():
+        return False
+    if not saved.is_file():
+        return out.is_file() or any(out.iterdir())
+    try:
+        other = CompareSpec.from_dict(yaml.safe_load(saved.read_text()), source=str(saved))
+    except ValueError:
+        return True
+    return other.grid_identity() != spec.grid_identity()
+
+
+def _check_out(out: Path, spec: CompareSpec) -> None:
+    if out.exists() and not out.is_dir():
+        raise GridError(f"--out {out} exists and is not a folder")
+    if _holds_other_grid(out, spec):
+        held = "another comparison" if (out / "grid.yaml").is_file() else "files of no report"
+        raise GridError(
+            f"--out {out} holds {held}; choose another --out (finished work is never replaced)"
+        )
+
+
+class _NoiseSnapshots:
+    """Per-epoch statistics of clean vs flipped training labels, written during training
+    to ``RUN/noise_snapshots.json``: mean per-sample gradient norm and target angle of each
+    group on a seeded sample of the training set."""
+
+    def __init__(self, run_dir: Path, bundle: Any, seed: int) -> None:
+        import torch
+
+        from marginkit.compare.measures import read_json
+
+        self.path = run_dir / "noise_snapshots.json"
+        self.rows: list[dict[str, Any]] = read_json(self.path) or []
+        inputs, _ = bundle.train.tensors()  # (N, *input_shape)
+        count = inputs.shape[0]
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(count, generator=generator)[: min(count, SNAPSHOT_SAMPLES)]
+        self.inputs = inputs[keep]  # (n, *input_shape)
+        self.labels = bundle.train_labels[keep]  # (n,) labels trained on
+        self.flipped = (bundle.train_labels != bundle.train_clean_labels)[keep]  # (n,)
+
+    def __call__(self, row: dict[str, Any], backbone: Any, head: Any) -> None:
+        import torch
+
+        from marginkit.metrics import per_sample_gradient_norms, target_angles
+        from marginkit.train.checkpoint import atomic_write_text
+
+        with torch.no_grad():
+            backbone.eval()
+            embeddings = torch.cat([backbone(chunk) for chunk in self.inputs.split(512)])
+        gradients = torch.as_tensor(per_sample_gradient_norms(head, embeddings, self.labels))
+        angles = torch.as_tensor(target_angles(head, embeddings, self.labels))
+        flipped = self.flipped
+
+        def mean(values: torch.Tensor, mask: torch.Tensor) -> float | None:
+            return float(values[mask].mean()) if bool(mask.any()) else None
+
+        clean, noisy = mean(gradients, ~flipped), mean(gradients, flipped)
+        snapshot = {
+            "epoch": row["epoch"],
+            "step": row["step"],
+            "gradient_clean": clean,
+            "gradient_flipped": noisy,
+            "gradient_ratio": None if not clean or noisy is None else noisy / clean,
+            "angle_clean": None if (v := mean(angles, ~flipped)) is None else math.degrees(v),
+            "angle_flipped": None if (v := mean(angles, flipped)) is None else math.degrees(v),
+            "hyperparameters": row.get("hyperparameters", {}),
+        }
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [snapshot]
+        atomic_write_text(self.path, json.dumps(self.rows, indent=2) + "\n")
+
+
+class _GridBar:
+    """The grid's progress: one bar (or, off a terminal, lines) over the optimiser steps of
+    every run, with an ETA from the steps trained in this call (steps of runs finished
+    earlier count as done from the start)."""
+
+    def __init__(
+        self, steps: dict[str, int], done_before: dict[str, int], enabled: bool, stream: TextIO
+    ) -> None:
+        from marginkit.progress import Progress
+
+        self.steps, self.done_before = steps, done_before
+        self.bar = Progress(
+            sum(steps.values()),
+            "comparison",
+            enabled=enabled,
+            stream=stream,
+            every=0,
+            initial=sum(done_before.values()),
+            unit="step",
+        )
+        self.label = ""
+        self.run_origin = 0  # the bar's count when the current run had done no step
+        self.last_line = -math.inf
+
+    def begin_run(self, index: int, name: str) -> None:
+        self.label = f"[{index + 1}/{len(self.steps)}] {name}"
+        self.run_origin = self.bar.count - self.done_before[name]
+
+    def run_at(self, step: int, note: str = "") -> None:
+        """The current run has done ``step`` steps; ``note``: an epoch line (at most one
+        every :data:`LINE_INTERVAL` seconds, and only without a live bar)."""
+        self.bar.update(max(0, self.run_origin + step - self.bar.count))
+        due = time.perf_counter() - self.last_line >= LINE_INTERVAL
+        if note and due and not self.bar.interactive:
+            self.say(note)
+
+    def say(self, text: str) -> None:
+        eta = self.bar.eta()
+        shown = "?" if eta is None else format_seconds(eta)
+        done = 100 * self.bar.count / max(1, self.bar.total)
+        self.bar.write(f"{self.label}: {text} (grid {done:.0f} %, ETA {shown})")
+        self.last_line = time.perf_counter()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_grid(
+    spec: CompareSpec,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    stream: TextIO | None = None,
+) -> GridResult:
+    """Train, evaluate and report every run of ``spec`` into the folder ``out``.
+
+    Args:
+        spec: the comparison.
+        out: the report folder (created; a folder holding this comparison is resumed).
+        progress: show the grid's progress bar (or lines) with its ETA.
+        stream: where progress goes (default ``sys.stderr``).
+
+    Returns:
+        A :class:`GridResult`.
+
+    Raises:
+        GridError: ``out`` holds another comparison or other files.
+        marginkit.train.ConfigError, marginkit.data.DataError: bad options or data.
+        marginkit.train.RunFolderError: a run folder holds a run of other settings.
+    """
+    import torch
+    import yaml
+
+    from marginkit.compare.report import write_report
+    from marginkit.evaluate import evaluate_run
+    from marginkit.train import fit, load_bundle
+    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.train.config import load_config
+    from marginkit.train.loop import differing_options, planned_steps
+    from marginkit.train.recipe import apply_recipe
+
+    start = time.perf_counter()
+    out = Path(out)
+    stream = sys.stderr if stream is None else stream
+    _check_out(out, spec)
+    if spec.settings.threads is not None:
+        torch.set_num_threads(spec.settings.threads)
+    runs: list[tuple[Variant, int, TrainConfig]] = [
+        (variant, seed, spec.run_config(variant, seed))
+        for seed in spec.seed_values
+        for variant in spec.variants
+    ]
+    bundles: dict[tuple[Any, ...], Any] = {}
+
+    def bundle_of(config: TrainConfig) -> Any:
+        key = _data_key(config)
+        if key not in bundles:
+            bundles[key] = load_bundle(config, progress=False)
+        return bundles[key]
+
+    first = bundle_of(runs[0][2])  # bad data options fail before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    steps = {
+        spec.run_name(variant, seed): planned_steps(config, first) for variant, seed, config in runs
+    }
+    names = [spec.run_name(variant, seed) for variant, seed, _ in runs]
+    done_before = {
+        name: steps[name] if _finished(out / "runs" / name) else _steps_done(out / "runs" / name)
+        for name in names
+    }
+    if progress:
+        print(f"{spec.title}: {len(runs)} runs into {out}", file=stream, flush=True)
+    bar = _GridBar(steps, done_before, enabled=progress, stream=stream)
+    trained: list[str] = []
+    skipped: list[str] = []
+    try:
+        for index, (name, (_, seed, config)) in enumerate(zip(names, runs, strict=True)):
+            run_dir = out / "runs" / name
+            bar.begin_run(index, name)
+            bundle = bundle_of(config)
+            if _finished(run_dir):
+                resolved = apply_recipe(config, bundle.num_classes)
+                differing = differing_options(load_config(run_dir / "config.yaml"), resolved)
+                if differing:
+                    key = next(iter(differing))
+                    raise GridError(f"run folder {run_dir} holds a run with another {key}")
+                skipped.append(name)
+                bar.say("finished earlier, not retrained")
+            else:
+                snapshots = (
+                    _NoiseSnapshots(run_dir, bundle, seed) if config.label_noise > 0 else None
+                )
+
+                def on_epoch(
+                    row: dict[str, Any],
+                    backbone: Any,
+                    head: Any,
+                    snapshots: _NoiseSnapshots | None = snapshots,
+                    run_steps: int = steps[name],
+                ) -> None:
+                    if snapshots is not None:
+                        snapshots(row, backbone, head)
+                    accuracy = row["test_accuracy"]
+                    shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
+                    last = row["step"] >= run_steps  # the run's own line follows
+                    note = "" if last else f"epoch {row['epoch']}, test accuracy {shown}"
+                    bar.run_at(row["step"], note)
+
+                result = fit(
+                    dataclasses.replace(config, out=str(run_dir)),
+                    bundle=bundle,
+                    resume=(run_dir / "config.yaml").is_file(),
+                    progress=False,
+                    on_epoch=on_epoch,
+                )
+                bar.run_at(steps[name])
+                trained.append(name)
+                accuracy = result.final.get("test_accuracy")
+                shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
+                bar.say(f"trained, test accuracy {shown}")
+            if not _evaluated(run_dir):
+                began = time.perf_counter()
+                report = evaluate_run(
+                    run_dir,
+                    bundle=evaluation_bundle(bundle),
+                    plots=False,
+                    save_embeddings=run_dir / "embeddings.npz",
+                )
+                report["eval_time"] = time.perf_counter() - began
+                atomic_write_text(run_dir / "eval.json", json.dumps(_plain(report), indent=2))
+    finally:
+        bar.close()
+    wall_time = time.perf_counter() - start
+    _record_invocation(out, wall_time, trained, skipped)
+    md, html, table = write_report(out)
+    return GridResult(out, trained, skipped, time.perf_counter() - start, md, html, table)
+
+
+def _steps_done(run_dir: Path) -> int:
+    """Steps of a partly trained run's last checkpoint (0 for a fresh folder)."""
+    from marginkit.compare.measures import read_json
+
+    metrics = read_json(run_dir / "metrics.json") or {}
+    epochs = metrics.get("epochs") or []
+    return int(epochs[-1]["step"]) if epochs else 0
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _record_invocation(out: Path, wall_time: float, trained: list[str], skipped: list[str]) -> None:
+    """Append this call's wall time and the machine to ``grid.json``."""
+    from marginkit.compare.measures import read_json
+    from marginkit.train.checkpoint import atomic_write_text
+
+    state = read_json(out / "grid.json") or {"invocations": []}
+    state["invocations"].append(
+        {
+            "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "wall_time": wall_time,
+            "wall_time_text": format_seconds(wall_time),
+            "trained": trained,
+            "skipped": skipped,
+            "command": " ".join(["marginkit", *sys.argv[1:]])
+            if Path(sys.argv[0]).name == "marginkit"
+            else None,
+        }
+    )
+    state["machine"] = machine()
+    atomic_write_text(out / "grid.json", json.dumps(state, indent=2) + "\n")

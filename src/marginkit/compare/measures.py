@@ -1,0 +1,141 @@
+"""The numbers a comparison reports for each run, read from the run's own files.
+
+:func:`run_measures` turns a run folder's ``metrics.json`` (training), ``eval.json``
+(:func:`marginkit.evaluate.evaluate_run`) and ``noise_snapshots.json`` (per-epoch label-noise
+statistics written during training) into one flat mapping ``name -> number`` (None where
+the measurement does not apply); :data:`MEASURES` says what each name means. Claims and
+tables refer to these names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MEASURES", "Measure", "read_json", "run_measures"]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What a measure name means.
+
+    Attributes:
+        label: column heading.
+        unit: printed after the value (``"%"``, ``"°"``, ``"s"`` or ``""``).
+        higher_is_better: the direction in which a loss does better (None: neither).
+        digits: decimals shown.
+    """
+
+    label: str
+    unit: str
+    higher_is_better: bool | None
+    digits: int = 2
+
+
+MEASURES: dict[str, Measure] = {
+    "test_accuracy": Measure("test accuracy", "%", True),
+    "test_error": Measure("test error", "%", False),
+    "train_accuracy": Measure("train accuracy (last epoch)", "%", True),
+    "train_loss": Measure("train loss (last epoch)", "", False, 4),
+    "nearest_centre_accuracy": Measure("nearest-centre accuracy", "%", True),
+    "intra_angle": Measure("intra-class angle (mean)", "°", False, 1),
+    "inter_angle_min": Measure("inter-class angle (min)", "°", True, 1),
+    "inter_angle_mean": Measure("inter-class angle (mean)", "°", True, 1),
+    "compactness_ratio": Measure("intra / min inter", "", False, 3),
+    "verification_auc": Measure("verification AUC", "", True, 4),
+    "verification_eer": Measure("EER", "%", False),
+    "tar_at_far": Measure("TAR @ FAR 1e-3", "%", True),
+    "ten_fold_accuracy": Measure("10-fold pair accuracy", "%", True),
+    "precision_at_1": Measure("retrieval P@1", "%", True),
+    "map_at_r": Measure("MAP@R", "%", True),
+    "open_set_auroc": Measure("unseen-class AUROC", "", True, 4),
+    "open_set_oscr": Measure("OSCR", "", True, 4),
+    "open_set_rank1": Measure("unseen rank-1", "%", True),
+    "noise_gradient_ratio": Measure("flipped / clean gradient (end)", "", False, 3),
+    "noise_gradient_ratio_training": Measure(
+        "flipped / clean gradient (mean over epochs)", "", False, 3
+    ),
+    "noise_angle_flipped": Measure("target angle, flipped (end)", "°", None, 1),
+    "label_noise": Measure("label noise", "%", None, 0),
+    "train_time": Measure("training time", "s", None, 1),
+    "eval_time": Measure("evaluation time", "s", None, 1),
+}
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when the file is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _percent(value: Any) -> float | None:
+    return None if value is None else 100.0 * float(value)
+
+
+def _degrees(value: Any) -> float | None:
+    return None if value is None else math.degrees(float(value))
+
+
+def _ratio(noise: dict[str, Any]) -> float | None:
+    clean = noise["gradient_norm"]["clean"]["mean"]
+    flipped = noise["gradient_norm"]["flipped"]["mean"]
+    if clean is None or flipped is None or clean <= 0:
+        return None
+    return flipped / clean
+
+
+def run_measures(run_dir: Path) -> dict[str, float | None]:
+    """Every measure of :data:`MEASURES` for one finished, evaluated run folder."""
+    metrics = read_json(run_dir / "metrics.json") or {}
+    report = read_json(run_dir / "eval.json") or {}
+    final = metrics.get("final") or {}
+    analysis = report.get("analysis") or {}
+    values: dict[str, float | None] = dict.fromkeys(MEASURES)
+    accuracy = report.get("accuracy", final.get("test_accuracy"))
+    values["test_accuracy"] = accuracy
+    values["test_error"] = None if accuracy is None else 100.0 - accuracy
+    values["train_accuracy"] = final.get("train_accuracy")
+    values["train_loss"] = final.get("train_loss")
+    values["train_time"] = final.get("wall_time")
+    values["eval_time"] = report.get("eval_time")
+    values["label_noise"] = 100.0 * (metrics.get("config") or {}).get("label_noise", 0.0)
+    closed = analysis.get("closed_set")
+    if closed:
+        values["nearest_centre_accuracy"] = _percent(closed.get("nearest_centre_accuracy"))
+    geometry = analysis.get("geometry")
+    if geometry:
+        overall = geometry["overall"]
+        values["intra_angle"] = _degrees(overall["compactness_mean"])
+        values["inter_angle_min"] = _degrees(overall["separation_min"])
+        values["inter_angle_mean"] = _degrees(overall["separation_mean"])
+        values["compactness_ratio"] = overall.get("ratio")
+    verification = analysis.get("verification")
+    if verification:
+        values["verification_auc"] = verification.get("auc")
+        values["verification_eer"] = _percent(verification.get("eer"))
+        points = {point["far"]: point["rate"] for point in verification.get("tar_at_far", [])}
+        values["tar_at_far"] = _percent(points.get(1e-3))
+        values["ten_fold_accuracy"] = _percent(verification["ten_fold"]["mean"])
+    retrieval = analysis.get("retrieval")
+    if retrieval:
+        values["precision_at_1"] = _percent(retrieval.get("precision_at_1"))
+        values["map_at_r"] = _percent(retrieval.get("map_at_r"))
+    open_set = analysis.get("open_set")
+    if open_set:
+        values["open_set_auroc"] = open_set.get("auroc")
+        values["open_set_oscr"] = open_set.get("oscr")
+        values["open_set_rank1"] = _percent(open_set["identification"].get("rank1"))
+    noise = analysis.get("label_noise")
+    if noise and noise.get("num_flipped"):
+        values["noise_gradient_ratio"] = _ratio(noise)
+        values["noise_angle_flipped"] = _degrees(noise["target_angle"]["flipped"]["mean"])
+    snapshots = read_json(run_dir / "noise_snapshots.json") or []
+    ratios = [row["gradient_ratio"] for row in snapshots if row.get("gradient_ratio") is not None]
+    if ratios:
+        values["noise_gradient_ratio_training"] = sum(ratios) / len(ratios)
+    return values

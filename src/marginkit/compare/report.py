@@ -1,0 +1,585 @@
+"""Write a comparison's ``report.md`` and self-contained ``report.html`` from its run folders.
+
+Everything in the report is read from files: ``grid.yaml`` (the comparison), ``grid.json``
+(wall times, machine) and each run's ``config.yaml``, ``metrics.json``, ``eval.json``,
+``embeddings.npz`` and ``noise_snapshots.json``. Numbers over several seeds are shown as
+mean ± sample standard deviation. The HTML embeds its figures as base64 PNG data URIs, so
+it opens from disk with no server and no other file; a small inline script marks
+``<body data-images-loaded="loaded/total">`` once the page has loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marginkit.compare import figures
+from marginkit.compare.claims import judge
+from marginkit.compare.measures import MEASURES, read_json, run_measures
+from marginkit.compare.spec import CompareSpec, Variant
+from marginkit.progress import format_seconds
+
+__all__ = ["Table", "load_grid", "write_report"]
+
+#: Columns of the headline table (also printed by the command).
+SUMMARY = (
+    "test_accuracy",
+    "intra_angle",
+    "inter_angle_min",
+    "verification_auc",
+    "precision_at_1",
+    "train_time",
+)
+_NOISE_SUFFIX = re.compile(r"-noise\d+$")
+
+
+@dataclass
+class Table:
+    """A report table: a title, column headings and rows of text cells."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    key: str = ""
+
+
+@dataclass
+class _Run:
+    variant: Variant
+    seed: int
+    folder: Path
+    measures: dict[str, float | None]
+    config: dict[str, Any]
+    epochs: list[dict[str, Any]]
+    final: dict[str, Any]
+
+
+@dataclass
+class _Grid:
+    spec: CompareSpec
+    state: dict[str, Any]
+    runs: dict[str, list[_Run]] = field(default_factory=dict)  # variant name -> its seeds
+    stats: dict[str, dict[str, tuple[float, float | None] | None]] = field(default_factory=dict)
+
+
+def load_grid(out: Path) -> _Grid:
+    """Read a report folder's comparison and every finished, evaluated run."""
+    import yaml
+
+    spec = CompareSpec.from_dict(yaml.safe_load((out / "grid.yaml").read_text()), str(out))
+    grid = _Grid(spec, read_json(out / "grid.json") or {})
+    for variant in spec.variants:
+        runs = []
+        for seed in spec.seed_values:
+            folder = out / "runs" / spec.run_name(variant, seed)
+            metrics = read_json(folder / "metrics.json") or {}
+            if not metrics.get("final") or not (folder / "eval.json").is_file():
+                continue
+            config = yaml.safe_load((folder / "config.yaml").read_text())
+            runs.append(
+                _Run(
+                    variant,
+                    seed,
+                    folder,
+                    run_measures(folder),
+                    config,
+                    metrics.get("epochs", []),
+                    metrics["final"],
+                )
+            )
+        grid.runs[variant.name] = runs
+        grid.stats[variant.name] = {name: _mean_std(runs, name) for name in MEASURES}
+    return grid
+
+
+def _mean_std(runs: list[_Run], name: str) -> tuple[float, float | None] | None:
+    """Mean and sample standard deviation over seeds (None with a single seed)."""
+    values = [run.measures[name] for run in runs if run.measures.get(name) is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def _cell(stats: tuple[float, float | None] | None, name: str) -> str:
+    if stats is None:
+        return "—"
+    measure = MEASURES[name]
+    mean, std = stats
+    if not math.isfinite(mean):
+        return "—"
+    spread = "" if std is None else f" ± {std:.{measure.digits}f}"
+    unit = f" {measure.unit}" if measure.unit in ("%", "s") else measure.unit
+    return f"{mean:.{measure.digits}f}{spread}{unit}"
+
+
+def _measure_table(
+    grid: _Grid, title: str, names: tuple[str, ...], key: str, note: str = ""
+) -> Table | None:
+    shown = [n for n in names if any(grid.stats[v][n] is not None for v in grid.stats)]
+    if not shown:
+        return None
+    headers = ["run", *(MEASURES[n].label for n in shown)]
+    rows = [
+        [variant, *(_cell(grid.stats[variant][n], n) for n in shown)]
+        for variant in grid.stats
+        if grid.runs[variant]
+    ]
+    return Table(title, headers, rows, note, key)
+
+
+def _loss_args_text(run: _Run) -> str:
+    args = run.config.get("loss_args") or {}
+    return ", ".join(f"{k}={v}" for k, v in args.items()) or "—"
+
+
+def _settings_table(grid: _Grid) -> Table:
+    """The resolved options of the runs (first seed); an option the recipe sets per loss
+    (e.g. the learning rate) lists its values with the runs that use them."""
+    configs = {name: runs[0].config for name, runs in grid.runs.items() if runs}
+    if not configs:
+        configs = {"settings": grid.spec.settings.to_dict()}
+    keys = (
+        "dataset",
+        "classes",
+        "label_noise",
+        "train_fraction",
+        "backbone",
+        "embedding_dim",
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "recipe",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "lr_schedule",
+        "threads",
+    )
+    rows = []
+    for key in keys:
+        users: dict[str, list[str]] = {}
+        for name, config in configs.items():
+            value = config.get(key)
+            users.setdefault("—" if value is None else str(value), []).append(name)
+        if len(users) == 1:
+            rows.append([key, next(iter(users))])
+        else:
+            rows.append([key, "; ".join(f"{v} ({', '.join(n)})" for v, n in users.items())])
+    rows.append(["seeds", ", ".join(str(s) for s in grid.spec.seed_values)])
+    return Table(
+        "Settings",
+        ["option", "value"],
+        rows,
+        "Each run of a seed starts from the same initial backbone weights and sees "
+        "the same batches; runs differ only in their loss and in what the recipe sets for "
+        "it (options listed with run names where they differ).",
+        "settings",
+    )
+
+
+def _runs_table(grid: _Grid) -> Table:
+    rows = []
+    for name, runs in grid.runs.items():
+        if not runs:
+            rows.append([name, "—", "not finished", "—"])
+            continue
+        run = runs[0]
+        final = ", ".join(f"{k}={v:.4g}" for k, v in run.final.get("hyperparameters", {}).items())
+        rows.append([name, run.config["loss"], _loss_args_text(run), final or "—"])
+    return Table(
+        "Runs",
+        [
+            "run",
+            "loss",
+            "loss arguments (recipe applied)",
+            "hyper-parameters at the end (first seed)",
+        ],
+        rows,
+        key="runs",
+    )
+
+
+def _claims_table(grid: _Grid) -> Table | None:
+    if not grid.spec.claims:
+        return None
+    rows = []
+    for claim in grid.spec.claims:
+        verdict = judge(claim, grid.stats)
+        rows.append(
+            [
+                claim["claim"],
+                claim["source"],
+                str(claim.get("paper", "—")),
+                verdict.ours,
+                verdict.verdict,
+                verdict.rule,
+            ]
+        )
+    return Table(
+        "Claims of the papers",
+        ["claim", "source", "paper", "ours", "verdict", "rule"],
+        rows,
+        "Verdicts are computed from the measured numbers by the stated rule; "
+        "'not testable here' gives the reason.",
+        "claims",
+    )
+
+
+def _noise_table(grid: _Grid) -> Table | None:
+    names = (
+        "label_noise",
+        "test_accuracy",
+        "noise_gradient_ratio",
+        "noise_gradient_ratio_training",
+        "noise_angle_flipped",
+    )
+    if not any((grid.stats[v]["label_noise"] or (0.0, 0.0))[0] > 0 for v in grid.stats):
+        return None
+    return _measure_table(
+        grid,
+        "Label noise",
+        names,
+        "label_noise",
+        "Gradient ratio: mean per-sample gradient norm of the training samples whose label was "
+        "flipped, divided by that of the clean ones (below 1: mislabelled samples pull less); "
+        "'mean over epochs' averages the snapshots taken after every epoch of training.",
+    )
+
+
+# ------------------------------------------------------------------------------ figures
+def _load_embeddings(run: _Run) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    path = run.folder / "embeddings.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["embeddings"], data["labels"], data["weight"]
+
+
+def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
+    spec = grid.spec
+    written: list[tuple[Path, str]] = []
+    shown = {name: runs[0] for name, runs in grid.runs.items() if runs}
+    if not shown:
+        return written
+    first_seed = {run.seed for run in shown.values()}
+    seed_note = f"seed {min(first_seed)}" if len(first_seed) == 1 else "first finished seed"
+    dataset = spec.settings.dataset
+    embedded = {name: _load_embeddings(run) for name, run in shown.items()}
+    embedded = {name: value for name, value in embedded.items() if value is not None}
+    num_known = {value[2].shape[0] for value in embedded.values()}
+    first = next(iter(shown.values()))
+    split = (read_json(first.folder / "eval.json") or {}).get("split", "test")
+    if embedded:
+        known = {
+            name: (e[labels < w.shape[0]], labels[labels < w.shape[0]], w)
+            for name, (e, labels, w) in embedded.items()
+        }
+        dimension = next(iter(known.values()))[0].shape[1]
+        view = (
+            "2-D features (rays: class-weight directions)"
+            if dimension == 2
+            else (
+                "features on the unit sphere"
+                + (" (first 3 principal components)" if dimension > 3 else "")
+            )
+        )
+        path = figures.features_grid(
+            known, folder / "features.png", title=f"{dataset}: {split} {view}, {seed_note}"
+        )
+        written.append((path, f"The {split} split's features, every run: {view}, {seed_note}."))
+        path = figures.similarity_grid(
+            {name: (e, labels) for name, (e, labels, _) in known.items()},
+            folder / "similarity.png",
+            f"{dataset}: same-class vs different-class {split} pairs",
+        )
+        written.append(
+            (
+                path,
+                f"Cosine similarity of same-class and different-class {split} pairs "
+                f"(a sample of 1,500 {split} samples per run).",
+            )
+        )
+        if len(num_known) == 1 and any(
+            (labels >= next(iter(num_known))).any() for _, labels, _ in embedded.values()
+        ):
+            path = figures.open_set_scores(
+                embedded,
+                next(iter(num_known)),
+                folder / "open_set.png",
+                f"{dataset}: seen vs unseen classes",
+            )
+            written.append(
+                (
+                    path,
+                    "Open set: the largest cosine to a trained class's weight, "
+                    "for test samples of trained classes and of unseen ones.",
+                )
+            )
+    curves = {}
+    for name, run in shown.items():
+        verification = ((read_json(run.folder / "eval.json") or {}).get("analysis") or {}).get(
+            "verification"
+        )
+        if verification:
+            curves[name] = (verification["roc"]["far"], verification["roc"]["tar"])
+    if curves:
+        path = figures.roc_overlay(curves, folder / "roc.png", f"{dataset}: verification ROC")
+        written.append((path, f"Verification ROC of every run ({seed_note})."))
+    histories = {name: run.epochs for name, run in shown.items() if run.epochs}
+    if histories:
+        path = figures.learning_curves(
+            histories, folder / "learning_curves.png", f"{dataset}: learning curves ({seed_note})"
+        )
+        written.append((path, "Training loss and test accuracy after every epoch."))
+    snapshots = {
+        name: read_json(run.folder / "noise_snapshots.json") for name, run in shown.items()
+    }
+    snapshots = {name: rows for name, rows in snapshots.items() if rows}
+    if snapshots:
+        path = figures.label_noise_training(
+            snapshots,
+            folder / "label_noise_training.png",
+            f"{dataset}: clean vs flipped labels during training",
+        )
+        written.append(
+            (
+                path,
+                "During training (after every epoch): how hard the samples with "
+                "flipped labels pull, relative to the clean ones, and how far "
+                "each group lies from its training label's weight.",
+            )
+        )
+    rates = {variant.label_noise or 0.0 for variant in spec.variants}
+    if len(rates) > 1:
+        series: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        for variant in spec.variants:
+            stats = grid.stats[variant.name]["test_accuracy"]
+            if stats is None:
+                continue
+            base = _NOISE_SUFFIX.sub("", variant.name)
+            line = series.setdefault(base, ([], [], []))
+            line[0].append(100.0 * (variant.label_noise or 0.0))
+            line[1].append(stats[0])
+            line[2].append(0.0 if stats[1] is None else stats[1])
+        path = figures.label_noise_accuracy(
+            series, folder / "label_noise_accuracy.png", f"{dataset}: accuracy under label noise"
+        )
+        written.append(
+            (
+                path,
+                "Test accuracy (clean test labels) against the training-label "
+                "noise rate; bars: standard deviation over seeds.",
+            )
+        )
+    return written
+
+
+# ------------------------------------------------------------------------------ output
+def _header(grid: _Grid) -> list[str]:
+    state = grid.state
+    invocations = state.get("invocations") or [{}]
+    last = invocations[-1]
+    machine = state.get("machine") or {}
+    runs = [run for runs in grid.runs.values() for run in runs]
+    spent = sum((r.measures["train_time"] or 0) + (r.measures["eval_time"] or 0) for r in runs)
+    total = sum(invocation.get("wall_time", 0.0) for invocation in invocations)
+    lines = [
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+        f"{machine.get('threads', '?')} torch threads, torch {machine.get('torch', '?')}, "
+        f"Python {machine.get('python', '?')}.",
+        f"Wall time of the grid: {format_seconds(total)} in {len(invocations)} "
+        f"invocation{'s' if len(invocations) > 1 else ''} (the last: "
+        f"{format_seconds(last.get('wall_time', 0.0))}, {len(last.get('trained', []))} runs "
+        f"trained, {len(last.get('skipped', []))} finished earlier and reused); training plus "
+        f"evaluation summed over all {len(runs)} runs: {format_seconds(spent)}.",
+    ]
+    if last.get("command"):
+        lines.append(f"Command: `{last['command']}`.")
+    return lines
+
+
+def _table_markdown(table: Table) -> list[str]:
+    lines = ["| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table.rows
+    ]
+    return lines
+
+
+def _markdown(
+    title: str, intro: list[str], tables: list[Table], written: list[tuple[Path, str]], out: Path
+) -> str:
+    parts = [f"# {title}", "", *[f"{line}\n" for line in intro]]
+    for table in tables:
+        parts += [f"## {table.title}", ""]
+        if table.note:
+            parts += [table.note, ""]
+        parts += [*_table_markdown(table), ""]
+    if written:
+        parts += ["## Figures", ""]
+        for path, caption in written:
+            parts += [f"![{caption}]({path.relative_to(out).as_posix()})", "", f"*{caption}*", ""]
+    return "\n".join(parts)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}
+th{background:#f3f3f3} td.reproduced{background:#e3f6e3} td.not-reproduced{background:#fbe3e3}
+td.not-testable-here{background:#f0f0f0} figure{margin:1em 0} img{max-width:100%}
+figcaption{font-style:italic;color:#555} code{background:#f3f3f3;padding:0 3px}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images-loaded', loaded.length + '/' + images.length);
+});
+"""
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def _html(
+    title: str, intro: list[str], tables: list[Table], written: list[tuple[Path, str]]
+) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>", *[f"<p>{_inline(line)}</p>" for line in intro]]
+    for table in tables:
+        body.append(f"<h2>{html.escape(table.title)}</h2>")
+        if table.note:
+            body.append(f"<p>{_inline(table.note)}</p>")
+        body.append(
+            f'<table data-table="{table.key}"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+            + "</tr></thead><tbody>"
+        )
+        for row in table.rows:
+            cells = []
+            for header, cell in zip(table.headers, row, strict=True):
+                css = f' class="{cell.replace(" ", "-")}"' if header == "verdict" else ""
+                cells.append(f"<td{css}>{_inline(cell)}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        body.append("</tbody></table>")
+    if written:
+        body.append("<h2>Figures</h2>")
+        for path, caption in written:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            body.append(
+                f'<figure><img alt="{html.escape(caption)}" '
+                f'src="data:image/png;base64,{data}"><figcaption>'
+                f"{html.escape(caption)}</figcaption></figure>"
+            )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f"<script>{_SCRIPT}</script></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(out: str | Path) -> tuple[Path, Path, str]:
+    """Write ``report.md``, ``report.html`` and ``figures/`` of the report folder ``out``.
+
+    Returns:
+        The paths of ``report.md`` and ``report.html``, and the headline table as Markdown.
+    """
+    from marginkit.train.checkpoint import atomic_write_text
+
+    out = Path(out)
+    grid = load_grid(out)
+    spec = grid.spec
+    intro = [line for line in spec.description.strip().split("\n\n") if line]
+    intro = [" ".join(line.split()) for line in intro]
+    if spec.preset:
+        intro.append(
+            f"Preset `{spec.preset}`; the comparison is in `grid.yaml` (run it again "
+            f"or change it: `marginkit compare --preset {out / 'grid.yaml'}`)."
+        )
+    intro += _header(grid)
+    summary = _measure_table(
+        grid,
+        "Summary",
+        SUMMARY,
+        "summary",
+        "Mean ± standard deviation over seeds where there are several.",
+    )
+    tables = [
+        t
+        for t in (
+            _claims_table(grid),
+            summary,
+            _settings_table(grid),
+            _runs_table(grid),
+            _measure_table(
+                grid,
+                "Accuracy",
+                (
+                    "test_accuracy",
+                    "test_error",
+                    "nearest_centre_accuracy",
+                    "train_accuracy",
+                    "train_loss",
+                    "train_time",
+                    "eval_time",
+                ),
+                "accuracy",
+                "Top-1 accuracy of the head's logits on the test split (the validation "
+                "split where there is no test split; trained classes only); "
+                "nearest-centre: nearest class mean of the training embeddings by cosine (a "
+                "seeded sample of 10,000 of them where there are more).",
+            ),
+            _measure_table(
+                grid,
+                "Compactness and separation",
+                ("intra_angle", "inter_angle_min", "inter_angle_mean", "compactness_ratio"),
+                "geometry",
+                "Angles of the test embeddings: to their class centre (intra) and "
+                "between class centres (inter).",
+            ),
+            _measure_table(
+                grid,
+                "Verification and retrieval",
+                (
+                    "verification_auc",
+                    "verification_eer",
+                    "tar_at_far",
+                    "ten_fold_accuracy",
+                    "precision_at_1",
+                    "map_at_r",
+                ),
+                "verification",
+                "Pairs by cosine similarity: the data set's pairs file "
+                "(LFW) or a seeded sample of test pairs; retrieval: every test embedding "
+                "queries the others.",
+            ),
+            _measure_table(
+                grid,
+                "Open set",
+                ("open_set_auroc", "open_set_oscr", "open_set_rank1"),
+                "open_set",
+                "Test samples of classes left out of training: AUROC of "
+                "telling them from trained classes by the largest cosine to a class "
+                "weight; rank-1 identification among the unseen classes.",
+            ),
+            _noise_table(grid),
+        )
+        if t is not None
+    ]
+    written = _figures(grid, out / "figures")
+    atomic_write_text(out / "report.md", _markdown(spec.title, intro, tables, written, out))
+    atomic_write_text(out / "report.html", _html(spec.title, intro, tables, written))
+    table = "" if summary is None else "\n".join(_table_markdown(summary))
+    return out / "report.md", out / "report.html", table

@@ -1,0 +1,141 @@
+"""The comparison grid: identical starts per seed, resume without retraining, run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from grids import tiny_spec
+
+import marginkit.train
+from marginkit.compare import GridError, GridResult, fresh_folder, run_grid
+
+
+def test_every_run_has_its_folder_and_files(tiny_grid: GridResult) -> None:
+    runs = sorted(path.name for path in (tiny_grid.out / "runs").iterdir())
+    assert runs == ["arcface-seed0", "arcface-seed1", "softmax-seed0", "softmax-seed1"]
+    for name in runs:
+        folder = tiny_grid.out / "runs" / name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["final"] and metrics["final"]["step"] == 6
+        assert (folder / "eval.json").is_file() and (folder / "embeddings.npz").is_file()
+    assert sorted(tiny_grid.trained) == runs and tiny_grid.skipped == []
+    state = json.loads((tiny_grid.out / "grid.json").read_text())
+    assert state["machine"]["torch"] == torch.__version__
+    assert state["invocations"][-1]["wall_time"] > 0
+
+
+def test_same_seed_same_initial_weights_and_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marginkit.train.loop as loop
+
+    starts: dict[tuple[str, int], Any] = {}
+    batches: dict[tuple[str, int], list[torch.Tensor]] = {}
+    real_build = loop.build_models
+
+    def recording_build(config, bundle):  # type: ignore[no-untyped-def]
+        backbone, head = real_build(config, bundle)
+        key = (config.loss, config.seed)
+        starts[key] = {k: v.clone() for k, v in backbone.state_dict().items()}
+        batches[key] = []
+        backbone.register_forward_pre_hook(
+            lambda module, args: batches[key].append(args[0].clone()) if module.training else None
+        )
+        return backbone, head
+
+    monkeypatch.setattr(loop, "build_models", recording_build)
+    run_grid(tiny_spec("softmax,arcface,virtual"), tmp_path / "report", progress=False)
+    for seed in (0, 1):
+        reference = starts[("softmax", seed)]
+        for loss in ("arcface", "virtual"):
+            state = starts[(loss, seed)]
+            assert all(torch.equal(reference[k], state[k]) for k in reference)
+            assert len(batches[(loss, seed)]) == len(batches[("softmax", seed)]) == 6
+            for mine, theirs in zip(batches[(loss, seed)], batches[("softmax", seed)], strict=True):
+                assert torch.equal(mine, theirs)
+    other = starts[("softmax", 1)]
+    assert not all(torch.equal(starts[("softmax", 0)][k], other[k]) for k in other)
+
+
+def test_a_grid_killed_half_way_resumes_without_retraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "report"
+    spec = tiny_spec("softmax,arcface", seeds=1)
+    real_fit = marginkit.train.fit
+
+    def killed_in_arcface(config, **kwargs):  # type: ignore[no-untyped-def]
+        if config.loss == "arcface":
+            callback = kwargs["on_epoch"]
+
+            def stop(row, backbone, head):  # type: ignore[no-untyped-def]
+                callback(row, backbone, head)
+                raise KeyboardInterrupt
+
+            kwargs["on_epoch"] = stop
+        return real_fit(config, **kwargs)
+
+    monkeypatch.setattr(marginkit.train, "fit", killed_in_arcface)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(spec, out, progress=False)
+    softmax = out / "runs" / "softmax-seed0"
+    arcface = out / "runs" / "arcface-seed0"
+    assert json.loads((arcface / "metrics.json").read_text())["final"] == {}
+    finished_at = (softmax / "metrics.json").stat().st_mtime_ns
+    calls: list[tuple[str, bool]] = []
+
+    def counting(config, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((config.loss, kwargs["resume"]))
+        return real_fit(config, **kwargs)
+
+    monkeypatch.setattr(marginkit.train, "fit", counting)
+    result = run_grid(spec, out, progress=False)
+    assert calls == [("arcface", True)]
+    assert result.skipped == ["softmax-seed0"] and result.trained == ["arcface-seed0"]
+    assert (softmax / "metrics.json").stat().st_mtime_ns == finished_at
+    resumed = json.loads((arcface / "metrics.json").read_text())
+    assert [row["epoch"] for row in resumed["epochs"]] == [1, 2] and resumed["final"]
+    calls.clear()
+    again = run_grid(spec, out, progress=False)  # everything finished: nothing trains
+    assert calls == [] and sorted(again.skipped) == ["arcface-seed0", "softmax-seed0"]
+    assert len(json.loads((out / "grid.json").read_text())["invocations"]) == 2
+
+
+def test_another_comparison_never_replaces_a_finished_report(tiny_grid: GridResult) -> None:
+    other = tiny_spec("softmax", seeds=1)
+    with pytest.raises(GridError, match=r"--out .* holds another comparison"):
+        run_grid(other, tiny_grid.out, progress=False)
+    assert fresh_folder(tiny_grid.out, other) == tiny_grid.out.with_name("report-2")
+    assert fresh_folder(tiny_grid.out, tiny_spec()) == tiny_grid.out
+
+
+def test_label_noise_snapshots_are_taken_during_training(tmp_path: Path) -> None:
+    spec = tiny_spec("softmax,camsoftmax", seeds=1, label_noise=0.3)
+    result = run_grid(spec, tmp_path / "noise", progress=False)
+    for name in ("softmax-seed0", "camsoftmax-seed0"):
+        rows = json.loads((result.out / "runs" / name / "noise_snapshots.json").read_text())
+        assert [row["epoch"] for row in rows] == [1, 2]
+        assert all(row["gradient_ratio"] > 0 for row in rows)
+    text = result.report_md.read_text()
+    assert "## Label noise" in text and "label_noise_training.png" in text
+
+
+def test_evaluation_embeds_a_fixed_sample_of_a_large_training_split() -> None:
+    from marginkit.compare.grid import evaluation_bundle
+    from marginkit.data import load_dataset
+
+    bundle = load_dataset("digits", label_noise=0.3, progress=False)
+    small = evaluation_bundle(bundle, limit=100)
+    inputs, labels = small.train.tensors()
+    assert inputs.shape[0] == labels.shape[0] == len(small.train_labels) == 100
+    assert torch.equal(labels, small.train_labels)
+    assert torch.equal(small.train.clean_labels, small.train_clean_labels)
+    full_inputs, _ = bundle.train.tensors()
+    assert any(torch.equal(inputs[0], row) for row in full_inputs[:200])
+    again = evaluation_bundle(bundle, limit=100)
+    assert torch.equal(again.train_labels, small.train_labels)
+    assert evaluation_bundle(bundle, limit=10_000) is bundle

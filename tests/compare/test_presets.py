@@ -1,0 +1,108 @@
+"""The shipped presets: each loads, its claims name its runs, options override it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from marginkit.compare import available_presets, load_preset
+from marginkit.compare.presets import preset_text, spec_from_options
+from marginkit.train import ConfigError
+
+PRESETS = (
+    "digits",
+    "toy2d",
+    "margin-sweep",
+    "mnist",
+    "compactness",
+    "open-set",
+    "label-noise",
+    "faces",
+    "scale",
+)
+
+
+def test_every_preset_is_listed_with_a_title() -> None:
+    listed = available_presets()
+    assert set(listed) == set(PRESETS)
+    assert all(title for title in listed.values())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_loads_and_its_claims_name_its_runs(name: str) -> None:
+    spec = load_preset(name)
+    assert spec.preset == name and spec.description
+    names = {variant.name for variant in spec.variants}
+    for claim in spec.claims:
+        assert claim["source"] and claim["claim"]
+        if claim["check"] != "not_testable":
+            assert set(claim["runs"]) | {claim.get("baseline", claim["runs"][0])} <= names
+    if name != "digits":
+        assert spec.settings.dataset in ("mnist", "lfw") and spec.claims
+        assert spec.settings.data_dir is None  # data locations come from the user
+
+
+def test_label_noise_preset_crosses_losses_and_rates() -> None:
+    spec = load_preset("label-noise")
+    assert len(spec.variants) == 12
+    noise = {variant.name: variant.label_noise for variant in spec.variants}
+    assert noise["camsoftmax-noise40"] == 0.4 and noise["softmax-noise0"] == 0.0
+
+
+def test_margin_sweep_variants_carry_their_loss_arguments() -> None:
+    variants = {variant.name: variant for variant in load_preset("margin-sweep").variants}
+    assert variants["lsoftmax-m3"].loss_args == {"margin": 3}
+    assert variants["arcface-m0.3"].loss_args == {"margin": "warmup:0.3:20%"}
+
+
+def test_options_override_the_preset() -> None:
+    spec = spec_from_options("toy2d", {"epochs": 1, "losses": "softmax,arcface", "seeds": 3})
+    assert spec.settings.epochs == 1 and spec.seeds == 3
+    assert [variant.name for variant in spec.variants] == ["softmax", "arcface"]
+    assert spec.settings.backbone == "lenetpp" and spec.settings.embedding_dim == 2
+    given = spec_from_options("mnist", {"data_dir": "/elsewhere"})
+    assert given.settings.data_dir == "/elsewhere"
+
+
+def test_without_a_preset_digits_or_the_generic_settings() -> None:
+    assert spec_from_options(None, {}).preset == "digits"
+    generic = spec_from_options(None, {"dataset": "mnist", "backbone": "lenetpp"})
+    assert generic.preset is None and generic.settings.epochs == 2
+    assert len(generic.variants) == len(load_preset("digits").variants)
+
+
+def test_a_copied_preset_file_runs_as_given(tmp_path: Path) -> None:
+    copy = tmp_path / "mine.yaml"
+    copy.write_text(preset_text("scale").replace("epochs: 1", "epochs: 4"))
+    spec = load_preset(str(copy))
+    assert spec.settings.epochs == 4 and spec.preset == "mine"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("runs: [softmax]\ncolour: red\n", "unknown key 'colour'"),
+        ("runs: [softmax, softmax]\n", "distinct names"),
+        ("runs: [{name: a, loss: nope}]\n", "unknown loss 'nope'"),
+        ("runs: [{name: 'a b', loss: arcface}]\n", "name must be"),
+        ("runs: [softmax]\nsettings: {loss: arcface}\n", "settings.loss is set per run"),
+        ("runs: [softmax]\nsettings: {epochz: 1}\n", "unknown key 'epochz'"),
+        ("runs: [{name: a, loss: arcface, loss_args: {margin: 'warmup:x'}}]\n", "margin"),
+        ("runs: [softmax]\nlabel_noise: [0.2, 1.0]\n", "label_noise must be rates"),
+        ("runs: [softmax]\nclaims: [{claim: c}]\n", "claims[0]"),
+        ("runs: [softmax\n", "not valid YAML"),
+    ],
+)
+def test_bad_preset_files_are_one_line_errors(text: str, fragment: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_preset(str(path))
+    message = str(error.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_unknown_preset_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"--preset: unknown preset 'nope'.*toy2d"):
+        load_preset("nope")

@@ -1,0 +1,71 @@
+"""report.md and report.html: tables, mean ± std over seeds, claims and verdicts, figures."""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+from marginkit.compare import GridResult
+from marginkit.compare.measures import run_measures
+from marginkit.compare.report import load_grid
+
+TABLES = (
+    "Claims of the papers",
+    "Summary",
+    "Settings",
+    "Runs",
+    "Accuracy",
+    "Compactness and separation",
+    "Verification and retrieval",
+)
+
+
+def test_markdown_has_every_table_and_figure(tiny_grid: GridResult) -> None:
+    text = tiny_grid.report_md.read_text()
+    for title in TABLES:
+        assert f"## {title}\n" in text
+    assert "## Open set" not in text and "## Label noise" not in text  # neither applies
+    for figure in ("features", "similarity", "roc", "learning_curves"):
+        assert f"](figures/{figure}.png)" in text
+        assert (tiny_grid.out / "figures" / f"{figure}.png").is_file()
+    assert "Machine: " in text and "torch threads" in text and "Wall time of the grid" in text
+    settings = text.split("## Settings\n")[1].split("\n## ")[0]
+    assert "| dataset | digits |" in settings and "| seeds | 0, 1 |" in settings
+    assert "| lr | 0.001 (softmax); 0.0003 (arcface) |" in settings  # the recipe's, per loss
+
+
+def test_mean_and_std_over_seeds_come_from_the_runs_files(tiny_grid: GridResult) -> None:
+    grid = load_grid(tiny_grid.out)
+    for loss in ("softmax", "arcface"):
+        values = [
+            run_measures(tiny_grid.out / "runs" / f"{loss}-seed{seed}")["test_accuracy"]
+            for seed in (0, 1)
+        ]
+        mean, std = grid.stats[loss]["test_accuracy"]
+        assert mean == statistics.fmean(values) and std == statistics.stdev(values)
+        row = next(line for line in tiny_grid.table.splitlines() if line.startswith(f"| {loss} "))
+        assert f"{mean:.2f} ± {std:.2f} %" in row
+
+
+def test_claims_get_verdicts_with_rules(tiny_grid: GridResult) -> None:
+    text = tiny_grid.report_md.read_text()
+    claims = text.split("## Claims of the papers")[1].split("\n## ")[0]
+    rows = [line for line in claims.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| claim | source | paper | ours | verdict | rule |")
+    by_claim = {row.split(" | ")[0][2:]: row for row in rows[1:]}
+    mile = by_claim["ArcFace beats softmax by a mile"]
+    assert "| not reproduced |" in mile and "by more than max(50" in mile
+    assert re.search(r"arcface \d+\.\d\d ± \d+\.\d\d %", mile)
+    assert "| not testable here | no faces in the digits |" in by_claim["needs a face data set"]
+    assert "the grid has no run 'cosface'" in by_claim["a run that is not in the grid"]
+
+
+def test_html_is_self_contained(tiny_grid: GridResult) -> None:
+    page = tiny_grid.report_html.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in page and "https://" not in page
+    for key in ("claims", "summary", "settings", "runs", "accuracy", "geometry", "verification"):
+        assert f'<table data-table="{key}">' in page
+    assert 'class="not-reproduced"' in page and 'class="not-testable-here"' in page
