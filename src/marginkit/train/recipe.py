@@ -116,21 +116,16 @@ def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
     Raises:
         ConfigError: an unknown recipe name.
     """
-    from marginkit.losses import resolve
+    from marginkit.losses.registry import REGISTRY, resolve
 
     if config.recipe not in _TRAINING:
         raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {config.recipe!r}")
-    loss = next(name for name, cls in _registry_items() if cls is resolve(config.loss))
+    head = resolve(config.loss)
+    loss = next(name for name, cls in REGISTRY.items() if cls is head)  # canonical name
     training = _training(config.recipe, loss)
     if config.optimizer not in (None, training["optimizer"]):
         # the user's own optimiser gets its usual lr, not the one tuned for the recipe's
-        training["lr"] = 0.1 if config.optimizer == "sgd" else 1e-3
+        training["lr"] = config.learning_rate()
     values = {name: value for name, value in training.items() if getattr(config, name) is None}
     loss_args = {**_loss_arguments(config.recipe, loss, num_classes), **config.loss_args}
     return dataclasses.replace(config, **values, loss_args=loss_args)
-
-
-def _registry_items() -> list[tuple[str, type]]:
-    from marginkit.losses import available, resolve
-
-    return [(name, resolve(name)) for name in available()]
