@@ -46,7 +46,7 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
-from marginkit.train.recipe import apply_recipe
+from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
 from marginkit.train.runfolder import (
     OutputError,
     RunFolderError,
@@ -181,7 +181,7 @@ def _same_option(key: str, now: Any, there: Any) -> bool:
     The saved config is resolved by its recipe; an option the new run leaves to the recipe
     (None) matches, and so do loss arguments the recipe added.
     """
-    if now is None and key in ("optimizer", "lr", "weight_decay", "lr_schedule"):
+    if now is None and key in RECIPE_OPTIONS:
         return True
     if key == "loss_args" and isinstance(now, dict) and isinstance(there, dict):
         return all(name in there and there[name] == value for name, value in now.items())

@@ -41,7 +41,7 @@ from typing import Any
 from marginkit.schedules import ANNEAL_FRACTION
 from marginkit.train.config import ConfigError, TrainConfig
 
-__all__ = ["MARGIN_WARMUP_FRACTION", "RECIPES", "apply_recipe", "scale_bound"]
+__all__ = ["MARGIN_WARMUP_FRACTION", "RECIPES", "RECIPE_OPTIONS", "apply_recipe", "scale_bound"]
 
 #: Share of the run over which the additive margins warm up from 0.
 MARGIN_WARMUP_FRACTION = 0.2
@@ -56,6 +56,9 @@ _TRAINING = {
 }
 
 RECIPES = tuple(_TRAINING)
+
+#: The TrainConfig options a recipe fills when they are None.
+RECIPE_OPTIONS = frozenset(_TRAINING["marginkit"])
 
 
 def scale_bound(num_classes: int, probability: float = 0.999) -> float:
