@@ -423,6 +423,62 @@ def _format_hyperparameters(values: dict[str, float]) -> str:
 
 
 # ------------------------------------------------------------------------------ fit
+@dataclass
+class _Run:
+    """One training run while :func:`fit` trains it: the networks, the data in memory, the
+    optimiser state and the outputs (run folder, logs, progress)."""
+
+    config: TrainConfig  # resolved by its recipe, as in config.yaml
+    bundle: Any
+    backbone: nn.Module
+    head: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # the order and augmentation of batches
+    inputs: torch.Tensor  # (N, *input_shape)
+    labels: torch.Tensor  # (N,)
+    batch_size: int
+    steps_per_epoch: int
+    run_steps: int  # the whole run's optimiser steps
+    run_dir: Path | None
+    say: Callable[[str], None]
+    stream: TextIO
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0  # optimiser steps taken
+    start_epoch: int = 0
+    last_checkpoint: str = "none (no epoch finished)"
+    bar: Any = None  # marginkit.progress.Progress
+    steps_log: Any = None  # StepLog
+    writer: Any = None  # TensorBoard SummaryWriter, or None
+    wall_start: float = 0.0
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.run_steps / self.steps_per_epoch)
+
+
+@dataclass
+class _Tally:
+    """The running loss and accuracy of the epoch being trained."""
+
+    start: float = field(default_factory=time.perf_counter)
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
+    correct: int = 0
+    seen: int = 0
+    lr: float = 0.0  # the last step's
+    train_time: float = 0.0  # seconds of training steps, set at the end of the epoch
+
+    @property
+    def loss(self) -> float:
+        return float(self.loss_sum) / self.seen
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * self.correct / self.seen
+
+    def text(self) -> str:
+        return f"loss {self.loss:.4f} acc {self.accuracy:.2f}%"
+
+
 def fit(
     config: TrainConfig,
     *,
@@ -470,27 +526,31 @@ def fit(
         OutputError: a file or folder cannot be written (no space, read-only, not a folder,
             no permission): one line naming it.
     """
-    with contextlib.ExitStack() as cleanup:
-        return _fit(config, bundle, resume, overwrite, progress, stream, on_epoch, cleanup)
+    with contextlib.ExitStack() as cleanup:  # releases the run lock, closes the logs
+        # set-up: data, recipe, networks, optimiser; the run folder (resume) and the logs
+        run = _set_up(config, bundle, resume, overwrite, progress, stream, cleanup)
+        for epoch in range(run.start_epoch, run.epochs):
+            # one shuffled pass of optimiser steps
+            tally = _train_epoch(run, epoch)
+            # evaluate, log, checkpoint, call back
+            _end_epoch(run, epoch, tally, on_epoch)
+        return _finish(run)
 
 
-def _fit(
+def _set_up(
     config: TrainConfig,
     bundle: Any,
     resume: bool,
     overwrite: bool,
     progress: bool,
     stream: TextIO | None,
-    on_epoch: EpochCallback | None,
     cleanup: contextlib.ExitStack,
-) -> TrainResult:
-    """The body of :func:`fit`; ``cleanup`` releases the run lock and closes the logs."""
+) -> _Run:
+    """Everything before the first step; whatever can fail on bad input fails before any
+    file is written."""
     stream = sys.stderr if stream is None else stream
-    say = (lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-
-    # ---- everything that can fail on bad input, before any file is written
     _check_names(config)
     run_dir = None if config.out is None else Path(config.out)
     if run_dir is not None:
@@ -505,174 +565,217 @@ def _fit(
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
     batch_size, steps_per_epoch = _epoch_length(config, count)
-    run_steps = total_steps(config, steps_per_epoch)
-    epochs = math.ceil(run_steps / steps_per_epoch)
-    parameters = [*backbone.parameters(), *head.parameters()]
-    optimizer = _optimizer(config, parameters)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict[str, Any]] = []
-    step = 0
-    start_epoch = 0
-
-    last_checkpoint = "none (no epoch finished)"
+    run = _Run(
+        config=config,
+        bundle=bundle,
+        backbone=backbone,
+        head=head,
+        optimizer=_optimizer(config, [*backbone.parameters(), *head.parameters()]),
+        generator=torch.Generator().manual_seed(config.seed),
+        inputs=inputs,
+        labels=labels,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        run_steps=total_steps(config, steps_per_epoch),
+        run_dir=run_dir,
+        say=(lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None),
+        stream=stream,
+    )
     if run_dir is not None:
-        make_folder(run_dir)
-        cleanup.enter_context(held(run_dir))
-        # checked again under the lock: another training may have written in the meantime
-        resuming = _check_run_folder(run_dir, config, resume, overwrite)
-        if overwrite:
-            _clear_run_folder(run_dir)
-        checkpoint = _resume_point(run_dir, stream) if resuming else None
-        if checkpoint is not None:
-            last_checkpoint = str(checkpoint.path)
-            load_weights(checkpoint, backbone, head)
-            optimizer.load_state_dict(checkpoint.state["optimizer"])
-            generator.set_state(checkpoint.state["generator"])
-            torch.set_rng_state(checkpoint.state["torch_rng"])
-            history = list(checkpoint.state["history"])
-            step = int(checkpoint.state["step"])
-            start_epoch = checkpoint.epoch
-            say(f"resuming {run_dir} after epoch {start_epoch} (step {step})")
-        save_config(config, run_dir / "config.yaml")
-        _write_logs(run_dir, config, history, {})
-    head.set_total_steps(run_steps)  # run-relative schedules follow the run's length
-    writer = _tensorboard_writer(run_dir)
-    if writer is not None:
-        cleanup.callback(writer.close)
-    steps_log = cleanup.enter_context(StepLog(run_dir, list(head.hyperparameters()), step))
-    bar = cleanup.enter_context(
+        _open_run_folder(run, resume, overwrite, cleanup)
+    head.set_total_steps(run.run_steps)  # run-relative schedules follow the run's length
+    _open_logs(run, progress, cleanup)
+    return run
+
+
+def _open_run_folder(
+    run: _Run, resume: bool, overwrite: bool, cleanup: contextlib.ExitStack
+) -> None:
+    """Lock the run folder, clear it (``overwrite``) or restore its newest intact checkpoint
+    (``resume``), and write ``config.yaml`` and empty logs."""
+    run_dir = run.run_dir
+    assert run_dir is not None
+    make_folder(run_dir)
+    cleanup.enter_context(held(run_dir))
+    # checked again under the lock: another training may have written in the meantime
+    resuming = _check_run_folder(run_dir, run.config, resume, overwrite)
+    if overwrite:
+        _clear_run_folder(run_dir)
+    checkpoint = _resume_point(run_dir, run.stream) if resuming else None
+    if checkpoint is not None:
+        run.last_checkpoint = str(checkpoint.path)
+        load_weights(checkpoint, run.backbone, run.head)
+        run.optimizer.load_state_dict(checkpoint.state["optimizer"])
+        run.generator.set_state(checkpoint.state["generator"])
+        torch.set_rng_state(checkpoint.state["torch_rng"])
+        run.history = list(checkpoint.state["history"])
+        run.step = int(checkpoint.state["step"])
+        run.start_epoch = checkpoint.epoch
+        run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
+    save_config(run.config, run_dir / "config.yaml")
+    _write_logs(run_dir, run.config, run.history, {})
+
+
+def _open_logs(run: _Run, progress: bool, cleanup: contextlib.ExitStack) -> None:
+    """TensorBoard (when installed), ``steps.csv`` and the progress bar of ``run``."""
+    run.writer = _tensorboard_writer(run.run_dir)
+    if run.writer is not None:
+        cleanup.callback(run.writer.close)
+    names = list(run.head.hyperparameters())
+    run.steps_log = cleanup.enter_context(StepLog(run.run_dir, names, run.step))
+    run.bar = cleanup.enter_context(
         Progress(
-            run_steps,
+            run.run_steps,
             "training",
             enabled=progress,
-            stream=stream,
+            stream=run.stream,
             every=0,
-            initial=step,
+            initial=run.step,
             unit="step",
         )
     )
-    wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
+    run.wall_start = time.perf_counter() - (run.history[-1]["wall_time"] if run.history else 0.0)
 
-    def fail(epoch: int, what: str) -> None:
-        raise NonFiniteLossError(
-            f"{what} became non-finite at epoch {epoch + 1}, step {step} "
-            f"(batch {batch_index + 1} of {steps_per_epoch}); last finite checkpoint: "
-            f"{last_checkpoint}"
-        )
 
-    for epoch in range(start_epoch, epochs):
-        backbone.train()
-        head.train()
-        order = torch.randperm(count, generator=generator)  # (N,)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = 0
-        seen = 0
-        epoch_start = time.perf_counter()
-        for batch_index in range(min(steps_per_epoch, run_steps - step)):
-            index = order[batch_index * batch_size : (batch_index + 1) * batch_size]  # (B,)
-            x, y = inputs[index], labels[index]  # (B, *input_shape), (B,)
-            if bundle.augment:
-                from marginkit.data import augment_batch
+def _train_epoch(run: _Run, epoch: int) -> _Tally:
+    """One shuffled pass over the training set (or what is left of the run's steps).
 
-                x = augment_batch(x, generator)  # (B, C, H, W)
-            lr = learning_rate_at(config, step, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            embeddings = backbone(x)  # (B, D)
-            if not bool(torch.isfinite(embeddings).all()):
-                fail(epoch, "the embeddings")
-            loss = head(embeddings, y)  # scalar; advances the head's schedules
-            if not bool(torch.isfinite(loss)):
-                fail(epoch, "the loss")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            with torch.no_grad():
-                loss_sum += loss.detach().double() * y.numel()
-                correct += int((head.logits(embeddings.detach()).argmax(1) == y).sum())
-                seen += y.numel()
-            fault_point("step", step)
-            step_loss = float(loss.detach())
-            steps_log.add(step, epoch + 1, step_loss, lr, head.hyperparameters())
-            if writer is not None:
-                writer.add_scalar("step/loss", step_loss, step)
-                writer.add_scalar("step/lr", lr, step)
-            running = f"loss {float(loss_sum) / seen:.4f} acc {100.0 * correct / seen:.2f}%"
-            bar.update(postfix=f"epoch {epoch + 1}/{epochs} {running} lr {lr:.3g}")
-            if not bar.interactive and config.log_every and step % config.log_every == 0:
-                rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.write(
-                    " ".join(
-                        part
-                        for part in (
-                            f"epoch {epoch + 1}/{epochs}",
-                            f"step {batch_index + 1}/{steps_per_epoch} {running} lr {lr:.3g}",
-                            _format_hyperparameters(head.hyperparameters()),
-                            f"{rate:.0f} img/s, ETA {format_seconds(bar.eta() or 0.0)}",
-                        )
-                        if part
-                    )
-                )
-        train_time = time.perf_counter() - epoch_start
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "step": step,
-            "lr": lr,
-            "train_loss": float(loss_sum) / seen,
-            "train_accuracy": 100.0 * correct / seen,
-            "validation_accuracy": _accuracy(
-                backbone, head, bundle.validation, bundle.num_classes, config.eval_batch_size
-            ),
-            "test_accuracy": _accuracy(
-                backbone, head, bundle.test, bundle.num_classes, config.eval_batch_size
-            ),
-            "images_per_second": seen / train_time,
-            "hyperparameters": head.hyperparameters(),
+    Returns:
+        The epoch's training loss, accuracy, last lr and time.
+    """
+    config, backbone, head, optimizer = run.config, run.backbone, run.head, run.optimizer
+    backbone.train()
+    head.train()
+    order = torch.randperm(run.labels.numel(), generator=run.generator)  # (N,)
+    tally = _Tally()
+    for batch_index in range(min(run.steps_per_epoch, run.run_steps - run.step)):
+        # the batch
+        index = order[batch_index * run.batch_size : (batch_index + 1) * run.batch_size]  # (B,)
+        x, y = run.inputs[index], run.labels[index]  # (B, *input_shape), (B,)
+        if run.bundle.augment:
+            from marginkit.data import augment_batch
+
+            x = augment_batch(x, run.generator)  # (B, C, H, W)
+        # the step: lr, forward, loss (advances the head's schedules), backward, update
+        tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = tally.lr
+        embeddings = backbone(x)  # (B, D)
+        if not bool(torch.isfinite(embeddings).all()):
+            _fail(run, epoch, batch_index, "the embeddings")
+        loss = head(embeddings, y)  # scalar
+        if not bool(torch.isfinite(loss)):
+            _fail(run, epoch, batch_index, "the loss")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        run.step += 1
+        # the running figures and the step's log
+        with torch.no_grad():
+            tally.loss_sum += loss.detach().double() * y.numel()
+            tally.correct += int((head.logits(embeddings.detach()).argmax(1) == y).sum())
+            tally.seen += y.numel()
+        fault_point("step", run.step)
+        _report_step(run, epoch, batch_index, float(loss.detach()), tally)
+    tally.train_time = time.perf_counter() - tally.start
+    return tally
+
+
+def _fail(run: _Run, epoch: int, batch_index: int, what: str) -> None:
+    raise NonFiniteLossError(
+        f"{what} became non-finite at epoch {epoch + 1}, step {run.step} "
+        f"(batch {batch_index + 1} of {run.steps_per_epoch}); last finite checkpoint: "
+        f"{run.last_checkpoint}"
+    )
+
+
+def _report_step(run: _Run, epoch: int, batch_index: int, loss: float, tally: _Tally) -> None:
+    """``steps.csv``, TensorBoard and the progress bar (or a line every ``log_every``)."""
+    values, lr = run.head.hyperparameters(), tally.lr
+    run.steps_log.add(run.step, epoch + 1, loss, lr, values)
+    if run.writer is not None:
+        run.writer.add_scalar("step/loss", loss, run.step)
+        run.writer.add_scalar("step/lr", lr, run.step)
+    running = tally.text()
+    run.bar.update(postfix=f"epoch {epoch + 1}/{run.epochs} {running} lr {lr:.3g}")
+    log_every = run.config.log_every
+    if run.bar.interactive or not log_every or run.step % log_every:
+        return
+    rate = tally.seen / max(time.perf_counter() - tally.start, 1e-9)
+    parts = (
+        f"epoch {epoch + 1}/{run.epochs}",
+        f"step {batch_index + 1}/{run.steps_per_epoch} {running} lr {lr:.3g}",
+        _format_hyperparameters(values),
+        f"{rate:.0f} img/s, ETA {format_seconds(run.bar.eta() or 0.0)}",
+    )
+    run.bar.write(" ".join(part for part in parts if part))
+
+
+def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | None) -> None:
+    """Evaluate, record and report the epoch; write its checkpoint; call ``on_epoch``."""
+    bundle, networks, batch = run.bundle, (run.backbone, run.head), run.config.eval_batch_size
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "lr": tally.lr,
+        "train_loss": tally.loss,
+        "train_accuracy": tally.accuracy,
+        "validation_accuracy": _accuracy(*networks, bundle.validation, bundle.num_classes, batch),
+        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch),
+        "images_per_second": tally.seen / tally.train_time,
+        "hyperparameters": run.head.hyperparameters(),
+    }
+    row["epoch_time"] = time.perf_counter() - tally.start
+    row["wall_time"] = time.perf_counter() - run.wall_start
+    run.history.append(row)
+    run.bar.write(f"epoch {row['epoch']}/{run.epochs} done: {_epoch_summary(row)}")
+    run.steps_log.flush()
+    if run.run_dir is not None:
+        state = {
+            "epoch": row["epoch"],
+            "step": run.step,
+            "optimizer": run.optimizer.state_dict(),
+            "generator": run.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": run.history,
         }
-        row["epoch_time"] = time.perf_counter() - epoch_start
-        row["wall_time"] = time.perf_counter() - wall_start
-        history.append(row)
-        shown = [f"train loss {row['train_loss']:.4f}", f"acc {row['train_accuracy']:.2f}%"]
-        for name in ("validation_accuracy", "test_accuracy"):
+        run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, run.head, state))
+        _write_logs(run.run_dir, run.config, run.history, {})
+    if run.writer is not None:
+        for name in ("train_loss", "train_accuracy", "test_accuracy", "images_per_second"):
             if row[name] is not None:
-                shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
-        shown += [
-            _format_hyperparameters(row["hyperparameters"]),
-            f"{row['images_per_second']:.0f} img/s",
-            f"{row['epoch_time']:.1f} s",
-        ]
-        bar.write(f"epoch {epoch + 1}/{epochs} done: {', '.join(p for p in shown if p)}")
-        steps_log.flush()
-        if run_dir is not None:
-            state = {
-                "epoch": epoch + 1,
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-            }
-            last_checkpoint = str(save_checkpoint(run_dir, backbone, head, state))
-            _write_logs(run_dir, config, history, {})
-        if writer is not None:
-            for name in ("train_loss", "train_accuracy", "test_accuracy", "images_per_second"):
-                if row[name] is not None:
-                    writer.add_scalar(name, row[name], epoch + 1)
-            for name, value in row["hyperparameters"].items():
-                writer.add_scalar(f"hyperparameters/{name}", value, epoch + 1)
-        if on_epoch is not None:
-            on_epoch(row, backbone, head)
+                run.writer.add_scalar(name, row[name], row["epoch"])
+        for name, value in row["hyperparameters"].items():
+            run.writer.add_scalar(f"hyperparameters/{name}", value, row["epoch"])
+    if on_epoch is not None:
+        on_epoch(row, run.backbone, run.head)
 
+
+def _epoch_summary(row: dict[str, Any]) -> str:
+    shown = [f"train loss {row['train_loss']:.4f}", f"acc {row['train_accuracy']:.2f}%"]
+    for name in ("validation_accuracy", "test_accuracy"):
+        if row[name] is not None:
+            shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
+    shown += [
+        _format_hyperparameters(row["hyperparameters"]),
+        f"{row['images_per_second']:.0f} img/s",
+        f"{row['epoch_time']:.1f} s",
+    ]
+    return ", ".join(part for part in shown if part)
+
+
+def _finish(run: _Run) -> TrainResult:
+    """The final metrics (``metrics.json``'s ``final``) and the trained networks."""
+    history = run.history
     final = dict(history[-1]) if history else {}
     if history:
         final["images_per_second"] = sum(r["images_per_second"] for r in history) / len(history)
         final["parameters"] = {
-            "backbone": sum(p.numel() for p in backbone.parameters()),
-            "head": sum(p.numel() for p in head.parameters()),
+            "backbone": sum(p.numel() for p in run.backbone.parameters()),
+            "head": sum(p.numel() for p in run.head.parameters()),
         }
-    if run_dir is not None:
-        _write_logs(run_dir, config, history, final)
-    backbone.eval()
-    head.eval()
-    return TrainResult(backbone, head, bundle, history, final, run_dir, config)
+    if run.run_dir is not None:
+        _write_logs(run.run_dir, run.config, history, final)
+    run.backbone.eval()
+    run.head.eval()
+    return TrainResult(run.backbone, run.head, run.bundle, history, final, run.run_dir, run.config)
