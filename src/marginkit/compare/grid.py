@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from marginkit.compare.spec import CompareSpec, Variant
+from marginkit.compare.spec import CompareSpec
 from marginkit.progress import format_seconds
 from marginkit.train.config import TrainConfig
 
@@ -323,12 +323,8 @@ def run_grid(
     import yaml
 
     from marginkit.compare.report import write_report
-    from marginkit.evaluate import evaluate_run
-    from marginkit.train import fit, load_bundle
     from marginkit.train.checkpoint import atomic_write_text
-    from marginkit.train.config import load_config
-    from marginkit.train.loop import differing_options, planned_steps
-    from marginkit.train.recipe import apply_recipe
+    from marginkit.train.loop import planned_steps
 
     start = time.perf_counter()
     out = Path(out)
@@ -336,29 +332,19 @@ def run_grid(
     _check_out(out, spec)
     if spec.settings.threads is not None:
         torch.set_num_threads(spec.settings.threads)
-    runs: list[tuple[Variant, int, TrainConfig]] = [
-        (variant, seed, spec.run_config(variant, seed))
+    runs: list[tuple[str, int, TrainConfig]] = [
+        (spec.run_name(variant, seed), seed, spec.run_config(variant, seed))
         for seed in spec.seed_values
         for variant in spec.variants
     ]
-    bundles: dict[tuple[Any, ...], Any] = {}
-
-    def bundle_of(config: TrainConfig) -> Any:
-        key = _data_key(config)
-        if key not in bundles:
-            bundles[key] = load_bundle(config, progress=False)
-        return bundles[key]
-
-    first = bundle_of(runs[0][2])  # bad data options fail before anything is written
+    bundles = _Bundles()
+    first = bundles(runs[0][2])  # bad data options fail before anything is written
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    steps = {
-        spec.run_name(variant, seed): planned_steps(config, first) for variant, seed, config in runs
-    }
-    names = [spec.run_name(variant, seed) for variant, seed, _ in runs]
+    steps = {name: planned_steps(config, first) for name, _, config in runs}
     done_before = {
         name: steps[name] if _finished(out / "runs" / name) else _steps_done(out / "runs" / name)
-        for name in names
+        for name, _, _ in runs
     }
     if progress:
         print(f"{spec.title}: {len(runs)} runs into {out}", file=stream, flush=True)
@@ -366,66 +352,101 @@ def run_grid(
     trained: list[str] = []
     skipped: list[str] = []
     try:
-        for index, (name, (_, seed, config)) in enumerate(zip(names, runs, strict=True)):
+        for index, (name, seed, config) in enumerate(runs):
             run_dir = out / "runs" / name
             bar.begin_run(index, name)
-            bundle = bundle_of(config)
+            bundle = bundles(config)
             if _finished(run_dir):
-                resolved = apply_recipe(config, bundle.num_classes)
-                differing = differing_options(load_config(run_dir / "config.yaml"), resolved)
-                if differing:
-                    key = next(iter(differing))
-                    raise GridError(f"run folder {run_dir} holds a run with another {key}")
+                _check_finished(run_dir, config, bundle.num_classes)
                 skipped.append(name)
                 bar.say("finished earlier, not retrained")
             else:
-                snapshots = (
-                    _NoiseSnapshots(run_dir, bundle, seed) if config.label_noise > 0 else None
-                )
-
-                def on_epoch(
-                    row: dict[str, Any],
-                    backbone: Any,
-                    head: Any,
-                    snapshots: _NoiseSnapshots | None = snapshots,
-                    run_steps: int = steps[name],
-                ) -> None:
-                    if snapshots is not None:
-                        snapshots(row, backbone, head)
-                    accuracy = row["test_accuracy"]
-                    shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
-                    last = row["step"] >= run_steps  # the run's own line follows
-                    note = "" if last else f"epoch {row['epoch']}, test accuracy {shown}"
-                    bar.run_at(row["step"], note)
-
-                result = fit(
-                    dataclasses.replace(config, out=str(run_dir)),
-                    bundle=bundle,
-                    resume=(run_dir / "config.yaml").is_file(),
-                    progress=False,
-                    on_epoch=on_epoch,
-                )
-                bar.run_at(steps[name])
+                _train(run_dir, config, bundle, seed, steps[name], bar)
                 trained.append(name)
-                accuracy = result.final.get("test_accuracy")
-                shown = "n/a" if accuracy is None else f"{accuracy:.2f} %"
-                bar.say(f"trained, test accuracy {shown}")
             if not _evaluated(run_dir):
-                began = time.perf_counter()
-                report = evaluate_run(
-                    run_dir,
-                    bundle=evaluation_bundle(bundle),
-                    plots=False,
-                    save_embeddings=run_dir / "embeddings.npz",
-                )
-                report["eval_time"] = time.perf_counter() - began
-                atomic_write_text(run_dir / "eval.json", json.dumps(_plain(report), indent=2))
+                _evaluate(run_dir, bundle)
     finally:
         bar.close()
     wall_time = time.perf_counter() - start
     _record_invocation(out, wall_time, trained, skipped)
     md, html, table = write_report(out)
     return GridResult(out, trained, skipped, time.perf_counter() - start, md, html, table)
+
+
+class _Bundles:
+    """The data of each distinct data setting (:data:`_DATA_KEYS`), loaded once and kept in
+    memory for the whole grid."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[tuple[Any, ...], Any] = {}
+
+    def __call__(self, config: TrainConfig) -> Any:
+        from marginkit.train import load_bundle
+
+        key = _data_key(config)
+        if key not in self.loaded:
+            self.loaded[key] = load_bundle(config, progress=False)
+        return self.loaded[key]
+
+
+def _check_finished(run_dir: Path, config: TrainConfig, num_classes: int) -> None:
+    """Refuse a finished run folder that holds a run of other settings than ``config``."""
+    from marginkit.train.config import load_config
+    from marginkit.train.loop import differing_options
+    from marginkit.train.recipe import apply_recipe
+
+    resolved = apply_recipe(config, num_classes)
+    differing = differing_options(load_config(run_dir / "config.yaml"), resolved)
+    if differing:
+        key = next(iter(differing))
+        raise GridError(f"run folder {run_dir} holds a run with another {key}")
+
+
+def _train(
+    run_dir: Path, config: TrainConfig, bundle: Any, seed: int, run_steps: int, bar: _GridBar
+) -> None:
+    """Train (or resume) one run of the grid into ``run_dir``, moving the grid's bar."""
+    from marginkit.train import fit
+
+    snapshots = _NoiseSnapshots(run_dir, bundle, seed) if config.label_noise > 0 else None
+
+    def on_epoch(row: dict[str, Any], backbone: Any, head: Any) -> None:
+        if snapshots is not None:
+            snapshots(row, backbone, head)
+        last = row["step"] >= run_steps  # the run's own line follows
+        note = "" if last else f"epoch {row['epoch']}, test accuracy {_shown(row)}"
+        bar.run_at(row["step"], note)
+
+    result = fit(
+        dataclasses.replace(config, out=str(run_dir)),
+        bundle=bundle,
+        resume=(run_dir / "config.yaml").is_file(),
+        progress=False,
+        on_epoch=on_epoch,
+    )
+    bar.run_at(run_steps)
+    bar.say(f"trained, test accuracy {_shown(result.final)}")
+
+
+def _shown(row: dict[str, Any]) -> str:
+    accuracy = row.get("test_accuracy")
+    return "n/a" if accuracy is None else f"{accuracy:.2f} %"
+
+
+def _evaluate(run_dir: Path, bundle: Any) -> None:
+    """``eval.json`` and ``embeddings.npz`` of a trained run (each split embedded once)."""
+    from marginkit.evaluate import evaluate_run
+    from marginkit.train.checkpoint import atomic_write_text
+
+    began = time.perf_counter()
+    report = evaluate_run(
+        run_dir,
+        bundle=evaluation_bundle(bundle),
+        plots=False,
+        save_embeddings=run_dir / "embeddings.npz",
+    )
+    report["eval_time"] = time.perf_counter() - began
+    atomic_write_text(run_dir / "eval.json", json.dumps(_plain(report), indent=2))
 
 
 def _steps_done(run_dir: Path) -> int:

@@ -265,70 +265,81 @@ def _load_embeddings(run: _Run) -> tuple[np.ndarray, np.ndarray, np.ndarray] | N
 
 
 def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
-    spec = grid.spec
-    written: list[tuple[Path, str]] = []
+    """Draw the report's figures into ``folder``; ``(path, caption)`` of each drawn."""
     shown = {name: runs[0] for name, runs in grid.runs.items() if runs}
     if not shown:
-        return written
+        return []
     first_seed = {run.seed for run in shown.values()}
     seed_note = f"seed {min(first_seed)}" if len(first_seed) == 1 else "first finished seed"
-    dataset = spec.settings.dataset
+    return [
+        *_embedding_figures(grid, shown, folder, seed_note),
+        *_training_figures(grid, shown, folder, seed_note),
+        *_noise_figures(grid, shown, folder),
+    ]
+
+
+def _embedding_figures(
+    grid: _Grid, shown: dict[str, _Run], folder: Path, seed_note: str
+) -> list[tuple[Path, str]]:
+    """Features of every run side by side, similarity histograms, open-set scores."""
+    dataset = grid.spec.settings.dataset
     embedded = {name: _load_embeddings(run) for name, run in shown.items()}
     embedded = {name: value for name, value in embedded.items() if value is not None}
-    num_known = {value[2].shape[0] for value in embedded.values()}
+    if not embedded:
+        return []
     first = next(iter(shown.values()))
     split = (read_json(first.folder / "eval.json") or {}).get("split", "test")
-    if embedded:
-        known = {
-            name: (e[labels < w.shape[0]], labels[labels < w.shape[0]], w)
-            for name, (e, labels, w) in embedded.items()
-        }
-        dimension = next(iter(known.values()))[0].shape[1]
-        view = (
-            "2-D features (rays: class-weight directions)"
-            if dimension == 2
-            else (
-                "features on the unit sphere"
-                + (" (first 3 principal components)" if dimension > 3 else "")
-            )
+    known = {
+        name: (e[labels < w.shape[0]], labels[labels < w.shape[0]], w)
+        for name, (e, labels, w) in embedded.items()
+    }
+    dimension = next(iter(known.values()))[0].shape[1]
+    if dimension == 2:
+        view = "2-D features (rays: class-weight directions)"
+    else:
+        view = "features on the unit sphere" + (
+            " (first 3 principal components)" if dimension > 3 else ""
         )
-        path = figures.features_grid(
-            known, folder / "features.png", title=f"{dataset}: {split} {view}, {seed_note}"
-        )
-        written.append((path, f"The {split} split's features, every run: {view}, {seed_note}."))
-        path = figures.similarity_grid(
-            {name: (e, labels) for name, (e, labels, _) in known.items()},
-            folder / "similarity.png",
-            f"{dataset}: same-class vs different-class {split} pairs",
-        )
-        written.append(
-            (
-                path,
-                f"Cosine similarity of same-class and different-class {split} pairs "
-                f"(a sample of 1,500 {split} samples per run).",
-            )
-        )
-        if len(num_known) == 1 and any(
-            (labels >= next(iter(num_known))).any() for _, labels, _ in embedded.values()
-        ):
+    written = []
+    path = figures.features_grid(
+        known, folder / "features.png", title=f"{dataset}: {split} {view}, {seed_note}"
+    )
+    written.append((path, f"The {split} split's features, every run: {view}, {seed_note}."))
+    path = figures.similarity_grid(
+        {name: (e, labels) for name, (e, labels, _) in known.items()},
+        folder / "similarity.png",
+        f"{dataset}: same-class vs different-class {split} pairs",
+    )
+    caption = (
+        f"Cosine similarity of same-class and different-class {split} pairs "
+        f"(a sample of 1,500 {split} samples per run)."
+    )
+    written.append((path, caption))
+    num_known = {value[2].shape[0] for value in embedded.values()}
+    if len(num_known) == 1:
+        trained = next(iter(num_known))
+        if any((labels >= trained).any() for _, labels, _ in embedded.values()):
             path = figures.open_set_scores(
-                embedded,
-                next(iter(num_known)),
-                folder / "open_set.png",
-                f"{dataset}: seen vs unseen classes",
+                embedded, trained, folder / "open_set.png", f"{dataset}: seen vs unseen classes"
             )
-            written.append(
-                (
-                    path,
-                    "Open set: the largest cosine to a trained class's weight, "
-                    "for test samples of trained classes and of unseen ones.",
-                )
+            caption = (
+                "Open set: the largest cosine to a trained class's weight, for test samples "
+                "of trained classes and of unseen ones."
             )
+            written.append((path, caption))
+    return written
+
+
+def _training_figures(
+    grid: _Grid, shown: dict[str, _Run], folder: Path, seed_note: str
+) -> list[tuple[Path, str]]:
+    """The overlaid verification ROC and the learning curves of every run."""
+    dataset = grid.spec.settings.dataset
+    written = []
     curves = {}
     for name, run in shown.items():
-        verification = ((read_json(run.folder / "eval.json") or {}).get("analysis") or {}).get(
-            "verification"
-        )
+        analysis = (read_json(run.folder / "eval.json") or {}).get("analysis") or {}
+        verification = analysis.get("verification")
         if verification:
             curves[name] = (verification["roc"]["far"], verification["roc"]["tar"])
     if curves:
@@ -340,6 +351,13 @@ def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
             histories, folder / "learning_curves.png", f"{dataset}: learning curves ({seed_note})"
         )
         written.append((path, "Training loss and test accuracy after every epoch."))
+    return written
+
+
+def _noise_figures(grid: _Grid, shown: dict[str, _Run], folder: Path) -> list[tuple[Path, str]]:
+    """Clean vs flipped labels during training; accuracy against the noise rate."""
+    spec, dataset = grid.spec, grid.spec.settings.dataset
+    written = []
     snapshots = {
         name: read_json(run.folder / "noise_snapshots.json") for name, run in shown.items()
     }
@@ -350,36 +368,30 @@ def _figures(grid: _Grid, folder: Path) -> list[tuple[Path, str]]:
             folder / "label_noise_training.png",
             f"{dataset}: clean vs flipped labels during training",
         )
-        written.append(
-            (
-                path,
-                "During training (after every epoch): how hard the samples with "
-                "flipped labels pull, relative to the clean ones, and how far "
-                "each group lies from its training label's weight.",
-            )
+        caption = (
+            "During training (after every epoch): how hard the samples with flipped labels "
+            "pull, relative to the clean ones, and how far each group lies from its "
+            "training label's weight."
         )
-    rates = {variant.label_noise or 0.0 for variant in spec.variants}
-    if len(rates) > 1:
+        written.append((path, caption))
+    if len({variant.label_noise or 0.0 for variant in spec.variants}) > 1:
         series: dict[str, tuple[list[float], list[float], list[float]]] = {}
         for variant in spec.variants:
             stats = grid.stats[variant.name]["test_accuracy"]
             if stats is None:
                 continue
-            base = _NOISE_SUFFIX.sub("", variant.name)
-            line = series.setdefault(base, ([], [], []))
+            line = series.setdefault(_NOISE_SUFFIX.sub("", variant.name), ([], [], []))
             line[0].append(100.0 * (variant.label_noise or 0.0))
             line[1].append(stats[0])
             line[2].append(0.0 if stats[1] is None else stats[1])
         path = figures.label_noise_accuracy(
             series, folder / "label_noise_accuracy.png", f"{dataset}: accuracy under label noise"
         )
-        written.append(
-            (
-                path,
-                "Test accuracy (clean test labels) against the training-label "
-                "noise rate; bars: standard deviation over seeds.",
-            )
+        caption = (
+            "Test accuracy (clean test labels) against the training-label noise rate; bars: "
+            "standard deviation over seeds."
         )
+        written.append((path, caption))
     return written
 
 
@@ -490,6 +502,69 @@ def _html(
     )
 
 
+#: The report's measure tables after the summary: (title, measures, anchor, note).
+_SECTIONS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    (
+        "Accuracy",
+        (
+            "test_accuracy",
+            "test_error",
+            "nearest_centre_accuracy",
+            "train_accuracy",
+            "train_loss",
+            "train_time",
+            "eval_time",
+        ),
+        "accuracy",
+        "Top-1 accuracy of the head's logits on the test split (the validation split where "
+        "there is no test split; trained classes only); nearest-centre: nearest class mean "
+        "of the training embeddings by cosine (a seeded sample of 10,000 of them where there "
+        "are more).",
+    ),
+    (
+        "Compactness and separation",
+        ("intra_angle", "inter_angle_min", "inter_angle_mean", "compactness_ratio"),
+        "geometry",
+        "Angles of the test embeddings: to their class centre (intra) and between class "
+        "centres (inter).",
+    ),
+    (
+        "Verification and retrieval",
+        (
+            "verification_auc",
+            "verification_eer",
+            "tar_at_far",
+            "ten_fold_accuracy",
+            "precision_at_1",
+            "map_at_r",
+        ),
+        "verification",
+        "Pairs by cosine similarity: the data set's pairs file (LFW) or a seeded sample of "
+        "test pairs; retrieval: every test embedding queries the others.",
+    ),
+    (
+        "Open set",
+        ("open_set_auroc", "open_set_oscr", "open_set_rank1"),
+        "open_set",
+        "Test samples of classes left out of training: AUROC of telling them from trained "
+        "classes by the largest cosine to a class weight; rank-1 identification among the "
+        "unseen classes.",
+    ),
+)
+
+
+def _intro(grid: _Grid, out: Path) -> list[str]:
+    """The report's opening paragraphs: the description, the preset, the header lines."""
+    spec = grid.spec
+    intro = [" ".join(line.split()) for line in spec.description.strip().split("\n\n") if line]
+    if spec.preset:
+        intro.append(
+            f"Preset `{spec.preset}`; the comparison is in `grid.yaml` (run it again "
+            f"or change it: `marginkit compare --preset {out / 'grid.yaml'}`)."
+        )
+    return intro + _header(grid)
+
+
 def write_report(out: str | Path) -> tuple[Path, Path, str]:
     """Write ``report.md``, ``report.html`` and ``figures/`` of the report folder ``out``.
 
@@ -500,15 +575,7 @@ def write_report(out: str | Path) -> tuple[Path, Path, str]:
 
     out = Path(out)
     grid = load_grid(out)
-    spec = grid.spec
-    intro = [line for line in spec.description.strip().split("\n\n") if line]
-    intro = [" ".join(line.split()) for line in intro]
-    if spec.preset:
-        intro.append(
-            f"Preset `{spec.preset}`; the comparison is in `grid.yaml` (run it again "
-            f"or change it: `marginkit compare --preset {out / 'grid.yaml'}`)."
-        )
-    intro += _header(grid)
+    intro = _intro(grid, out)
     summary = _measure_table(
         grid,
         "Summary",
@@ -516,70 +583,18 @@ def write_report(out: str | Path) -> tuple[Path, Path, str]:
         "summary",
         "Mean ± standard deviation over seeds where there are several.",
     )
-    tables = [
-        t
-        for t in (
-            _claims_table(grid),
-            summary,
-            _settings_table(grid),
-            _runs_table(grid),
-            _measure_table(
-                grid,
-                "Accuracy",
-                (
-                    "test_accuracy",
-                    "test_error",
-                    "nearest_centre_accuracy",
-                    "train_accuracy",
-                    "train_loss",
-                    "train_time",
-                    "eval_time",
-                ),
-                "accuracy",
-                "Top-1 accuracy of the head's logits on the test split (the validation "
-                "split where there is no test split; trained classes only); "
-                "nearest-centre: nearest class mean of the training embeddings by cosine (a "
-                "seeded sample of 10,000 of them where there are more).",
-            ),
-            _measure_table(
-                grid,
-                "Compactness and separation",
-                ("intra_angle", "inter_angle_min", "inter_angle_mean", "compactness_ratio"),
-                "geometry",
-                "Angles of the test embeddings: to their class centre (intra) and "
-                "between class centres (inter).",
-            ),
-            _measure_table(
-                grid,
-                "Verification and retrieval",
-                (
-                    "verification_auc",
-                    "verification_eer",
-                    "tar_at_far",
-                    "ten_fold_accuracy",
-                    "precision_at_1",
-                    "map_at_r",
-                ),
-                "verification",
-                "Pairs by cosine similarity: the data set's pairs file "
-                "(LFW) or a seeded sample of test pairs; retrieval: every test embedding "
-                "queries the others.",
-            ),
-            _measure_table(
-                grid,
-                "Open set",
-                ("open_set_auroc", "open_set_oscr", "open_set_rank1"),
-                "open_set",
-                "Test samples of classes left out of training: AUROC of "
-                "telling them from trained classes by the largest cosine to a class "
-                "weight; rank-1 identification among the unseen classes.",
-            ),
-            _noise_table(grid),
-        )
-        if t is not None
+    candidates = [
+        _claims_table(grid),
+        summary,
+        _settings_table(grid),
+        _runs_table(grid),
+        *(_measure_table(grid, *section) for section in _SECTIONS),
+        _noise_table(grid),
     ]
+    tables = [table for table in candidates if table is not None]
     written = _figures(grid, out / "figures")
-    atomic_write_text(out / "report.md", _markdown(spec.title, intro, tables, written, out))
-    atomic_write_text(out / "report.html", _html(spec.title, intro, tables, written))
+    title = grid.spec.title
+    atomic_write_text(out / "report.md", _markdown(title, intro, tables, written, out))
+    atomic_write_text(out / "report.html", _html(title, intro, tables, written))
     table = "" if summary is None else "\n".join(_table_markdown(summary))
     return out / "report.md", out / "report.html", table
