@@ -7,6 +7,8 @@ its digits.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -21,8 +23,11 @@ __all__ = [
     "unit_class_centres",
 ]
 
+#: A matrix of rows: a tensor or a numpy array (:func:`normalize_rows` returns the same kind).
+Rows = TypeVar("Rows", Tensor, np.ndarray)
 
-def normalize_rows(matrix: Tensor | np.ndarray, name: str = "matrix") -> Tensor | np.ndarray:
+
+def normalize_rows(matrix: Rows, name: str = "matrix") -> Rows:
     """Rows scaled to unit length, (N, D) -> (N, D), of the type given (tensor or array).
 
     Args:
@@ -32,7 +37,8 @@ def normalize_rows(matrix: Tensor | np.ndarray, name: str = "matrix") -> Tensor 
     Raises:
         ValueError: naming ``name`` and the first row that is zero (it has no direction).
     """
-    rows = torch.as_tensor(matrix)  # a numpy array is shared, not copied
+    is_array = isinstance(matrix, np.ndarray)
+    rows = torch.from_numpy(np.ascontiguousarray(matrix)) if is_array else matrix  # (N, D)
     norms = rows.norm(dim=1, keepdim=True)  # (N, 1)
     if bool((norms == 0).any()):
         row = int(torch.nonzero(norms.squeeze(1) == 0)[0])
@@ -40,7 +46,7 @@ def normalize_rows(matrix: Tensor | np.ndarray, name: str = "matrix") -> Tensor 
             f"{name} row {row} has zero norm: the zero vector has no direction on the sphere"
         )
     unit = rows / norms  # (N, D)
-    return unit.numpy() if isinstance(matrix, np.ndarray) else unit
+    return unit.numpy() if is_array else unit
 
 
 def angles_between(first: Tensor, second: Tensor) -> Tensor:
