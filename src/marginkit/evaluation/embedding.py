@@ -115,6 +115,7 @@ class EmbeddedSplits:
         self.batch_size = batch_size
         self.progress = progress
         self.embedded = dict(embedded or {})
+        self.pair_embeddings: Tensor | None = None
 
     def __call__(self, split: str) -> tuple[Tensor, Tensor]:
         """``(embeddings (N, D), labels (N,))`` of ``split`` (which must exist)."""
@@ -130,12 +131,12 @@ class EmbeddedSplits:
 
     def pair_images(self) -> Tensor:
         """(I, D) embeddings of the images of the bundle's verification pairs."""
-        if "pairs" not in self.embedded:
-            self.embedded["pairs"] = embed(
+        if self.pair_embeddings is None:
+            self.pair_embeddings, _ = embed(
                 self.backbone,
                 self.bundle.pairs.images,
                 self.batch_size,
                 progress=self.progress,
                 name="pairs",
             )
-        return self.embedded["pairs"][0]
+        return self.pair_embeddings
