@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from marginkit.losses import build
-from marginkit.metrics import label_noise_report, per_sample_gradient_norms, target_angles
+from marginkit.metrics import (
+    label_noise_report,
+    label_noise_samples,
+    per_sample_gradient_norms,
+    summarize_label_noise,
+    target_angles,
+)
 
 HEADS = [
     ("softmax", {}),
@@ -94,6 +100,19 @@ def test_label_noise_report_splits_clean_and_flipped(noisy_set) -> None:
             assert summary["histogram"] == np.histogram(values[mask], bins=edges)[0].tolist()
             assert sum(summary["histogram"]) == int(mask.sum())
     assert report["target_angle"]["edges"][-1] == pytest.approx(math.pi)
+
+
+def test_the_samples_are_measured_once_for_the_summary_and_the_pictures(noisy_set) -> None:
+    embeddings, noisy, clean = noisy_set
+    head = _head("arcface", {})
+    samples = label_noise_samples(head, embeddings, noisy, clean)
+    np.testing.assert_array_equal(samples.angles, target_angles(head, embeddings, noisy))
+    np.testing.assert_array_equal(
+        samples.gradient_norms, per_sample_gradient_norms(head, embeddings, noisy)
+    )
+    np.testing.assert_array_equal(samples.flipped, (noisy != clean).numpy())
+    summary = summarize_label_noise(samples, test_accuracy=0.5, num_bins=8)
+    assert summary == label_noise_report(head, embeddings, noisy, clean, 0.5, num_bins=8)
 
 
 def test_label_noise_report_without_flips_has_an_empty_group(noisy_set) -> None:

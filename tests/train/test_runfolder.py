@@ -20,7 +20,7 @@ import torch
 import marginkit.cli as cli
 import marginkit.train.loop as loop
 import marginkit.train.runfolder as runfolder
-from marginkit.evaluate import evaluate_run
+from marginkit.evaluation import evaluate_run
 from marginkit.train import (
     CheckpointError,
     OutputError,

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import marginkit.train.loop as loop
-from marginkit.evaluate import embed, evaluate_run, load_run
+from marginkit.evaluation import embed, evaluate_run, load_run
 from marginkit.train import (
     NonFiniteLossError,
     RunFolderError,
@@ -299,7 +299,7 @@ def test_evaluate_run_and_embeddings(tmp_path: Path, digits: object) -> None:
     out = tmp_path / "run"
     result = fit(digits_config(out, epochs=1), bundle=digits, progress=False)
     report = evaluate_run(out, save_embeddings=tmp_path / "test_embeddings")
-    assert report["accuracy"] == pytest.approx(result.final["test_accuracy"])
+    assert report["accuracy"] == pytest.approx(result.final["test_accuracy"] / 100)
     assert json.loads((out / "eval.json").read_text())["accuracy"] == report["accuracy"]
     saved = np.load(tmp_path / "test_embeddings.npz")
     inputs, labels = digits.test.tensors()  # type: ignore[attr-defined]

@@ -1,10 +1,11 @@
 """The numbers a comparison reports for each run, read from the run's own files.
 
 :func:`run_measures` turns a run folder's ``metrics.json`` (training), ``eval.json``
-(:func:`marginkit.evaluate.evaluate_run`) and ``noise_snapshots.json`` (per-epoch label-noise
+(:func:`marginkit.evaluation.evaluate_run`) and ``noise_snapshots.json`` (per-epoch label-noise
 statistics written during training) into one flat mapping ``name -> number`` (None where
-the measurement does not apply); :data:`MEASURES` says what each name means. Claims and
-tables refer to these names.
+the measurement does not apply); :data:`MEASURES` says what each name means, in its unit
+(``eval.json`` holds fractions, ``metrics.json`` percentages; a ``"%"`` measure is a
+percentage). Claims and tables refer to these names.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def run_measures(run_dir: Path) -> dict[str, float | None]:
     final = metrics.get("final") or {}
     analysis = report.get("analysis") or {}
     values: dict[str, float | None] = dict.fromkeys(MEASURES)
-    accuracy = report.get("accuracy", final.get("test_accuracy"))
+    # eval.json's accuracy is a fraction; training's last test accuracy is in percent
+    accuracy = _percent(report["accuracy"]) if "accuracy" in report else final.get("test_accuracy")
     values["test_accuracy"] = accuracy
     values["test_error"] = None if accuracy is None else 100.0 - accuracy
     values["train_accuracy"] = final.get("train_accuracy")

@@ -11,14 +11,17 @@
 
 Inputs may be ``torch.Tensor`` or ``numpy.ndarray``; outputs are Python numbers, numpy arrays
 or JSON-serialisable dicts. Errors name the offending argument and are raised before any
-arithmetic.
+arithmetic (the checks of :mod:`marginkit._arrays` and :mod:`marginkit._checks`).
 """
 
 from marginkit.metrics.closed_set import nearest_centre_accuracy, top1_accuracy
 from marginkit.metrics.geometry import angular_geometry
 from marginkit.metrics.label_noise import (
+    LabelNoiseSamples,
     label_noise_report,
+    label_noise_samples,
     per_sample_gradient_norms,
+    summarize_label_noise,
     target_angles,
 )
 from marginkit.metrics.open_set import (
@@ -53,6 +56,7 @@ from marginkit.metrics.verification import (
 
 __all__ = [
     "DEFAULT_FARS",
+    "LabelNoiseSamples",
     "OperatingPoint",
     "Pairs",
     "RocCurve",
@@ -67,6 +71,7 @@ __all__ = [
     "identification_report",
     "known_unknown_auroc",
     "label_noise_report",
+    "label_noise_samples",
     "lfw_ten_fold",
     "make_pairs",
     "nearest_centre_accuracy",
@@ -77,6 +82,7 @@ __all__ = [
     "retrieval_metrics",
     "roc_curve",
     "split_gallery_probe",
+    "summarize_label_noise",
     "tar_at_far",
     "target_angles",
     "top1_accuracy",

@@ -6,7 +6,7 @@ The nearest-class-centre classifier is the cosine classifier of NormFace (Wang e
 
 from __future__ import annotations
 
-from marginkit.metrics._checks import (
+from marginkit._arrays import (
     ArrayLike,
     as_labels,
     as_matrix,
@@ -14,7 +14,7 @@ from marginkit.metrics._checks import (
     check_same_length,
     labelled_sets,
 )
-from marginkit.metrics.sphere import _class_centres, normalize_rows
+from marginkit.metrics.sphere import normalize_rows, unit_class_centres
 
 __all__ = ["nearest_centre_accuracy", "top1_accuracy"]
 
@@ -67,7 +67,9 @@ def nearest_centre_accuracy(
         "train", train_embeddings, train_labels, "test", test_embeddings, test_labels
     )
     check_num_classes("train_labels", train_labels)
-    classes, centres = _class_centres(normalize_rows(train_embeddings), train_labels)
-    cosine = normalize_rows(test_embeddings) @ centres.T  # (M, K)
+    classes, centres = unit_class_centres(
+        normalize_rows(train_embeddings, "train_embeddings"), train_labels
+    )
+    cosine = normalize_rows(test_embeddings, "test_embeddings") @ centres.T  # (M, K)
     predicted = classes[cosine.argmax(dim=1)]  # (M,)
     return float((predicted == test_labels).double().mean())

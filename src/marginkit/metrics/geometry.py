@@ -27,14 +27,19 @@ from typing import Any
 
 import torch
 
-from marginkit.metrics._checks import (
+from marginkit._arrays import (
     ArrayLike,
     as_labels,
     as_matrix,
     check_num_classes,
     check_same_length,
 )
-from marginkit.metrics.sphere import _class_centres, angles_between, normalize_rows, pairwise_angles
+from marginkit.metrics.sphere import (
+    angles_between,
+    normalize_rows,
+    pairwise_angles,
+    unit_class_centres,
+)
 
 __all__ = ["angular_geometry"]
 
@@ -68,40 +73,80 @@ def angular_geometry(
         ValueError: lengths differ, fewer than two classes, a zero row, a label without a
             weight row, or ``weights`` of another width.
     """
+    embeddings, labels, unit_weights = _checked_inputs(embeddings, labels, weights)
+    unit = normalize_rows(embeddings, "embeddings")  # (N, D)
+    classes, centres = unit_class_centres(unit, labels)  # (K,), (K, D)
+    index = torch.searchsorted(classes, labels)  # (N,) row of each sample's centre
+    counts = torch.bincount(index, minlength=classes.shape[0]).double()  # (K,)
+    intra = angles_between(unit, centres[index])  # (N,)
+    overall, per_class = _compactness_and_separation(intra, index, counts, classes, centres)
+    if unit_weights is not None:
+        to_weight = angles_between(unit, unit_weights[labels])  # (N,)
+        weight_mean = _group_mean(to_weight, index, counts)  # (K,)
+        weight_std = _group_std(to_weight, index, counts, weight_mean)  # (K,)
+        centre_weight = angles_between(centres, unit_weights[classes])  # (K,)
+        overall["weight_angle_mean"] = float(to_weight.mean())
+        overall["weight_angle_std"] = float(to_weight.std(correction=0))
+        for k, entry in enumerate(per_class):
+            entry["weight_angle_mean"] = float(weight_mean[k])
+            entry["weight_angle_std"] = float(weight_std[k])
+            entry["centre_weight_angle"] = float(centre_weight[k])
+    return {
+        "num_samples": int(labels.shape[0]),
+        "num_classes": int(classes.shape[0]),
+        "overall": overall,
+        "per_class": per_class,
+    }
+
+
+def _checked_inputs(
+    embeddings: ArrayLike, labels: ArrayLike, weights: ArrayLike | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Checked ``(embeddings (N, D), labels (N,), unit weights (C, D) or None)``."""
     embeddings = as_matrix("embeddings", embeddings)
     labels = as_labels("labels", labels)
     check_same_length(embeddings=embeddings, labels=labels)
     check_num_classes("labels", labels)
-    unit_weights = None
-    if weights is not None:
-        weights = as_matrix("weights", weights)
-        if weights.shape[1] != embeddings.shape[1]:
-            raise ValueError(
-                f"weights must have {embeddings.shape[1]} columns (the embedding width); "
-                f"got {weights.shape[1]}"
-            )
-        if int(labels.max()) >= weights.shape[0]:
-            raise ValueError(
-                f"labels must lie in [0, {weights.shape[0]}) (the rows of weights); "
-                f"got a maximum of {int(labels.max())}"
-            )
-        unit_weights = normalize_rows(weights)  # (C, D)
+    if weights is None:
+        return embeddings, labels, None
+    weights = as_matrix("weights", weights)
+    if weights.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"weights must have {embeddings.shape[1]} columns (the embedding width); "
+            f"got {weights.shape[1]}"
+        )
+    if int(labels.max()) >= weights.shape[0]:
+        raise ValueError(
+            f"labels must lie in [0, {weights.shape[0]}) (the rows of weights); "
+            f"got a maximum of {int(labels.max())}"
+        )
+    return embeddings, labels, normalize_rows(weights, "weights")
 
-    unit = normalize_rows(embeddings)  # (N, D)
-    classes, centres = _class_centres(unit, labels)  # (K,), (K, D)
-    index = torch.searchsorted(classes, labels)  # (N,) row of each sample's centre
-    intra = angles_between(unit, centres[index])  # (N,)
-    counts = torch.bincount(index, minlength=classes.shape[0]).double()  # (K,)
+
+def _compactness_and_separation(
+    intra: torch.Tensor,
+    index: torch.Tensor,
+    counts: torch.Tensor,
+    classes: torch.Tensor,
+    centres: torch.Tensor,
+) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
+    """The ``overall`` and ``per_class`` entries without the weight angles.
+
+    Args:
+        intra: (N,) angle of each sample to its class centre.
+        index: (N,) row of each sample's class in ``classes``.
+        counts: (K,) samples per class.
+        classes: (K,) the distinct labels, ascending.
+        centres: (K, D) unit class centres.
+    """
     class_mean = _group_mean(intra, index, counts)  # (K,)
     class_std = _group_std(intra, index, counts, class_mean)  # (K,)
-
     between = pairwise_angles(centres, centres)  # (K, K)
     between.fill_diagonal_(float("inf"))
     nearest_angle, nearest = between.min(dim=1)  # (K,), (K,)
     upper = torch.triu_indices(classes.shape[0], classes.shape[0], offset=1)
     pair_angles = between[upper[0], upper[1]]  # (K (K - 1) / 2,)
-
-    overall: dict[str, float] = {
+    overall: dict[str, float | None] = {
         "compactness_mean": float(intra.mean()),
         "compactness_std": float(intra.std(correction=0)),
         "separation_min": float(pair_angles.min()),
@@ -120,25 +165,7 @@ def angular_geometry(
         }
         for k in range(classes.shape[0])
     ]
-
-    if unit_weights is not None:
-        to_weight = angles_between(unit, unit_weights[labels])  # (N,)
-        weight_mean = _group_mean(to_weight, index, counts)  # (K,)
-        weight_std = _group_std(to_weight, index, counts, weight_mean)  # (K,)
-        centre_weight = angles_between(centres, unit_weights[classes])  # (K,)
-        overall["weight_angle_mean"] = float(to_weight.mean())
-        overall["weight_angle_std"] = float(to_weight.std(correction=0))
-        for k, entry in enumerate(per_class):
-            entry["weight_angle_mean"] = float(weight_mean[k])
-            entry["weight_angle_std"] = float(weight_std[k])
-            entry["centre_weight_angle"] = float(centre_weight[k])
-
-    return {
-        "num_samples": int(labels.shape[0]),
-        "num_classes": int(classes.shape[0]),
-        "overall": overall,
-        "per_class": per_class,
-    }
+    return overall, per_class
 
 
 def _group_mean(values: torch.Tensor, index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ advances and no parameter gradient is accumulated.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,14 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from marginkit._arrays import ArrayLike, as_labels, as_matrix, check_same_length
+from marginkit._checks import check_count
 from marginkit.losses.head import MarginHead
-from marginkit.metrics._checks import ArrayLike, as_labels, as_matrix, check_same_length
 from marginkit.metrics.sphere import angles_between, normalize_rows
 
 __all__ = [
     "QUANTILES",
+    "LabelNoiseSamples",
     "label_noise_report",
+    "label_noise_samples",
     "per_sample_gradient_norms",
+    "summarize_label_noise",
     "target_angles",
 ]
 
@@ -70,7 +75,8 @@ def target_angles(head: MarginHead, embeddings: ArrayLike, labels: ArrayLike) ->
     check_same_length(embeddings=embeddings_t, labels=labels_t)
     _check_head(head, embeddings_t, labels_t)
     weight = head.weight.detach().cpu().to(torch.float64)  # (C, D)
-    return angles_between(normalize_rows(embeddings_t), normalize_rows(weight)[labels_t]).numpy()
+    unit_weight = normalize_rows(weight, "head.weight")  # (C, D)
+    return angles_between(normalize_rows(embeddings_t, "embeddings"), unit_weight[labels_t]).numpy()
 
 
 def per_sample_gradient_norms(
@@ -92,10 +98,7 @@ def per_sample_gradient_norms(
     labels_t = as_labels("labels", labels)
     check_same_length(embeddings=embeddings_t, labels=labels_t)
     _check_head(head, embeddings_t, labels_t)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"chunk_size must be an int; got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    check_count("chunk_size", chunk_size, 1)
     device = head.weight.device
     was_training = head.training
     head.eval()
@@ -129,6 +132,89 @@ def _distribution(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class LabelNoiseSamples:
+    """The per-sample quantities of a training set, computed once for the report and the
+    pictures.
+
+    Attributes:
+        angles: (N,) float64 target angle (radians) of each sample, to its training label.
+        gradient_norms: (N,) float64 ``|| d loss_i / d x_i ||`` of each sample.
+        flipped: (N,) bool, True where the training label differs from the true one.
+    """
+
+    angles: np.ndarray
+    gradient_norms: np.ndarray
+    flipped: np.ndarray
+
+
+def label_noise_samples(
+    head: MarginHead,
+    embeddings: ArrayLike,
+    training_labels: ArrayLike,
+    clean_labels: ArrayLike,
+    chunk_size: int = 4096,
+) -> LabelNoiseSamples:
+    """Target angles and per-sample gradient magnitudes of the training samples, and which
+    of them were flipped.
+
+    Args:
+        head: the trained head.
+        embeddings: (N, D) training embeddings.
+        training_labels: (N,) labels used in training (after the noise was applied).
+        clean_labels: (N,) true labels; a sample is flipped where they differ.
+        chunk_size: samples per autograd pass.
+    """
+    embeddings_t = as_matrix("embeddings", embeddings)
+    training_t = as_labels("training_labels", training_labels)
+    clean_t = as_labels("clean_labels", clean_labels)
+    check_same_length(embeddings=embeddings_t, training_labels=training_t, clean_labels=clean_t)
+    return LabelNoiseSamples(
+        angles=target_angles(head, embeddings_t, training_t),
+        gradient_norms=per_sample_gradient_norms(head, embeddings_t, training_t, chunk_size),
+        flipped=(training_t != clean_t).numpy(),
+    )
+
+
+def _check_summary_options(test_accuracy: float | None, num_bins: int) -> None:
+    check_count("num_bins", num_bins, 1)
+    if test_accuracy is not None:
+        if isinstance(test_accuracy, bool) or not isinstance(test_accuracy, numbers.Real):
+            raise TypeError(
+                f"test_accuracy must be a float or None; got {type(test_accuracy).__name__}"
+            )
+        if not 0.0 <= test_accuracy <= 1.0:
+            raise ValueError(f"test_accuracy must lie in [0, 1] or be None; got {test_accuracy}")
+
+
+def summarize_label_noise(
+    samples: LabelNoiseSamples, test_accuracy: float | None = None, num_bins: int = 36
+) -> dict[str, Any]:
+    """The report of :func:`label_noise_report` from samples measured already."""
+    _check_summary_options(test_accuracy, num_bins)
+    angles, gradients, flipped = samples.angles, samples.gradient_norms, samples.flipped
+    angle_edges = np.linspace(0.0, np.pi, num_bins + 1)
+    gradient_edges = np.linspace(
+        0.0, max(float(gradients.max()), np.finfo(float).tiny), num_bins + 1
+    )
+    return {
+        "test_accuracy": None if test_accuracy is None else float(test_accuracy),
+        "num_samples": int(flipped.shape[0]),
+        "num_flipped": int(flipped.sum()),
+        "flip_rate": float(flipped.mean()),
+        "target_angle": {
+            "edges": angle_edges.tolist(),
+            "clean": _distribution(angles[~flipped], angle_edges),
+            "flipped": _distribution(angles[flipped], angle_edges),
+        },
+        "gradient_norm": {
+            "edges": gradient_edges.tolist(),
+            "clean": _distribution(gradients[~flipped], gradient_edges),
+            "flipped": _distribution(gradients[flipped], gradient_edges),
+        },
+    }
+
+
 def label_noise_report(
     head: MarginHead,
     embeddings: ArrayLike,
@@ -156,41 +242,6 @@ def label_noise_report(
         "gradient_norm": {"edges", "clean", "flipped"}}``; each group a dict of
         ``count, mean, std, quantiles, histogram`` (statistics None for an empty group).
     """
-    embeddings_t = as_matrix("embeddings", embeddings)
-    training_t = as_labels("training_labels", training_labels)
-    clean_t = as_labels("clean_labels", clean_labels)
-    check_same_length(embeddings=embeddings_t, training_labels=training_t, clean_labels=clean_t)
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int):
-        raise TypeError(f"num_bins must be an int; got {type(num_bins).__name__}")
-    if num_bins < 1:
-        raise ValueError(f"num_bins must be >= 1; got {num_bins}")
-    if test_accuracy is not None:
-        if isinstance(test_accuracy, bool) or not isinstance(test_accuracy, numbers.Real):
-            raise TypeError(
-                f"test_accuracy must be a float or None; got {type(test_accuracy).__name__}"
-            )
-        if not 0.0 <= test_accuracy <= 1.0:
-            raise ValueError(f"test_accuracy must lie in [0, 1] or be None; got {test_accuracy}")
-    angles = target_angles(head, embeddings_t, training_t)
-    gradients = per_sample_gradient_norms(head, embeddings_t, training_t, chunk_size)
-    flipped = (training_t != clean_t).numpy()
-    angle_edges = np.linspace(0.0, np.pi, num_bins + 1)
-    gradient_edges = np.linspace(
-        0.0, max(float(gradients.max()), np.finfo(float).tiny), num_bins + 1
-    )
-    return {
-        "test_accuracy": None if test_accuracy is None else float(test_accuracy),
-        "num_samples": int(flipped.shape[0]),
-        "num_flipped": int(flipped.sum()),
-        "flip_rate": float(flipped.mean()),
-        "target_angle": {
-            "edges": angle_edges.tolist(),
-            "clean": _distribution(angles[~flipped], angle_edges),
-            "flipped": _distribution(angles[flipped], angle_edges),
-        },
-        "gradient_norm": {
-            "edges": gradient_edges.tolist(),
-            "clean": _distribution(gradients[~flipped], gradient_edges),
-            "flipped": _distribution(gradients[flipped], gradient_edges),
-        },
-    }
+    _check_summary_options(test_accuracy, num_bins)  # before the gradients are computed
+    samples = label_noise_samples(head, embeddings, training_labels, clean_labels, chunk_size)
+    return summarize_label_noise(samples, test_accuracy, num_bins)

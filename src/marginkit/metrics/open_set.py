@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marginkit.metrics._checks import (
+from marginkit._arrays import (
     ArrayLike,
     as_labels,
     as_matrix,
@@ -41,7 +41,14 @@ from marginkit.metrics._checks import (
     check_same_length,
     labelled_sets,
 )
-from marginkit.metrics.roc import DEFAULT_FARS, OperatingPoint, _area, _roc, operating_point
+from marginkit._checks import check_count
+from marginkit.metrics.roc import (
+    DEFAULT_FARS,
+    OperatingPoint,
+    RocCurve,
+    operating_point,
+    trapezoid_area,
+)
 from marginkit.metrics.sphere import normalize_rows
 
 __all__ = [
@@ -70,7 +77,8 @@ def cosine_scores_to(embeddings: ArrayLike, references: ArrayLike) -> Tensor:
             f"references must have {embeddings.shape[1]} columns (the embedding width); "
             f"got {references.shape[1]}"
         )
-    return (normalize_rows(embeddings) @ normalize_rows(references).T).clamp(-1, 1)
+    unit = normalize_rows(embeddings, "embeddings")  # (N, D)
+    return (unit @ normalize_rows(references, "references").T).clamp(-1, 1)
 
 
 def _open_set_inputs(
@@ -83,9 +91,7 @@ def _open_set_inputs(
     classes = scores_t.shape[1]
     if num_known is None:
         num_known = classes
-    if isinstance(num_known, bool) or not isinstance(num_known, int):
-        raise TypeError(f"num_known must be an int; got {type(num_known).__name__}")
-    if num_known != classes:
+    if check_count("num_known", num_known, 1) != classes:
         raise ValueError(
             f"num_known must equal the columns of scores (one per known class); "
             f"got num_known={num_known} and {classes} columns"
@@ -112,8 +118,7 @@ def known_unknown_auroc(
         num_known: the number of known classes; must equal C (default C).
     """
     best, known, _ = _open_set_inputs(scores, labels, num_known)
-    curve = _roc(best, known)
-    return _area(curve.far, curve.tar)
+    return RocCurve.from_checked(best, known).auc()
 
 
 def oscr(scores: ArrayLike, labels: ArrayLike, num_known: int | None = None) -> dict[str, Any]:
@@ -135,7 +140,7 @@ def oscr(scores: ArrayLike, labels: ArrayLike, num_known: int | None = None) -> 
     ccr = np.r_[0.0, np.cumsum(correct[order])[ends] / known.sum()]
     fpr = np.r_[0.0, np.cumsum(~known[order])[ends] / (~known).sum()]
     return {
-        "oscr": _area(fpr, ccr),
+        "oscr": trapezoid_area(fpr, ccr),
         "closed_set_accuracy": float(correct.sum() / known.sum()),
         "curve": {
             "fpr": fpr.tolist(),
@@ -190,15 +195,9 @@ def split_gallery_probe(
         ``(gallery_index, probe_index)``: int64 index tensors, ascending.
     """
     labels_t = as_labels("labels", labels)
-    for name, value, minimum in (
-        ("num_known", num_known, 1),
-        ("gallery_per_class", gallery_per_class, 1),
-        ("seed", seed, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    check_count("num_known", num_known, 1)
+    check_count("gallery_per_class", gallery_per_class, 1)
+    check_count("seed", seed, 0)
     label_np = labels_t.numpy()
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(label_np.shape[0])
@@ -227,7 +226,8 @@ def _identification_inputs(
     mated = torch.isin(probe_labels_t, gallery_labels_t)
     if not bool(mated.any()):
         raise ValueError("probe_labels has no identity that is in gallery_labels (no mated probe)")
-    cosine = normalize_rows(probes) @ normalize_rows(gallery).T  # (M, G)
+    unit_probes = normalize_rows(probes, "probe_embeddings")  # (M, D)
+    cosine = unit_probes @ normalize_rows(gallery, "gallery_embeddings").T  # (M, G)
     best, nearest = cosine.max(dim=1)
     hit = mated & (gallery_labels_t[nearest] == probe_labels_t)
     return best.numpy(), mated.numpy(), hit.numpy()
@@ -288,7 +288,7 @@ def _dir_points(
         return [OperatingPoint(far, None, None, None, reason=reason).to_dict() for far in fars]
     # a mated probe counts only when identified at rank 1: a missed one never reaches t
     scores = np.where(mated & ~hit, -np.inf, best)
-    curve = _roc(scores, mated)
+    curve = RocCurve.from_checked(scores, mated)
     return [operating_point(curve, far, "non-mated probes").to_dict() for far in fars]
 
 

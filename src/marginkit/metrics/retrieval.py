@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from marginkit.metrics._checks import ArrayLike, as_labels, as_matrix, check_same_length
+from marginkit._arrays import ArrayLike, as_labels, as_matrix, check_same_length
+from marginkit._checks import check_count
 from marginkit.metrics.sphere import normalize_rows
 
 __all__ = ["retrieval_metrics"]
@@ -53,16 +54,13 @@ def retrieval_metrics(
     embeddings_t = as_matrix("embeddings", embeddings, min_rows=2)
     labels_t = as_labels("labels", labels, min_length=2)
     check_same_length(embeddings=embeddings_t, labels=labels_t)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"chunk_size must be an int; got {type(chunk_size).__name__}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    check_count("chunk_size", chunk_size, 1)
     _, inverse, counts = torch.unique(labels_t, return_inverse=True, return_counts=True)
     relevant = counts[inverse] - 1  # (N,) R of every query
     if int(relevant.max()) == 0:
         raise ValueError("labels must contain some label at least twice; every label is unique")
 
-    unit = normalize_rows(embeddings_t).to(torch.float32)  # (N, D)
+    unit = normalize_rows(embeddings_t, "embeddings").to(torch.float32)  # (N, D)
     size = unit.shape[0]
     depth = int(relevant.max())  # the deepest R any query needs
     totals = torch.zeros(3, dtype=torch.float64)  # sums of P@1, R-precision, AP@R

@@ -23,16 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from marginkit.metrics._checks import ArrayLike, as_flags, as_vector, check_fars, check_same_length
+from marginkit._arrays import ArrayLike, as_flags, as_vector, check_fars, check_same_length
 
 __all__ = [
     "DEFAULT_FARS",
     "OperatingPoint",
     "RocCurve",
     "auc",
+    "checked_scores",
     "equal_error_rate",
+    "operating_point",
     "roc_curve",
     "tar_at_far",
+    "trapezoid_area",
 ]
 
 DEFAULT_FARS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
@@ -51,6 +54,42 @@ class RocCurve:
     thresholds: np.ndarray
     num_positive: int
     num_negative: int
+
+    @classmethod
+    def from_checked(cls, scores: np.ndarray, positive: np.ndarray) -> RocCurve:
+        """The ROC of checked numpy ``scores`` (N,) (``-inf`` allowed) and booleans
+        ``positive`` (N,) holding both kinds (:func:`checked_scores`)."""
+        order = np.argsort(-scores, kind="stable")
+        sorted_scores = scores[order]
+        sorted_positive = positive[order]
+        # the last index of every run of equal scores
+        ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+        true_accepts = np.cumsum(sorted_positive)[ends]
+        false_accepts = (ends + 1) - true_accepts
+        num_positive = int(positive.sum())
+        num_negative = int(positive.shape[0] - num_positive)
+        return cls(
+            far=np.r_[0.0, false_accepts / num_negative],
+            tar=np.r_[0.0, true_accepts / num_positive],
+            thresholds=np.r_[np.inf, sorted_scores[ends]],
+            num_positive=num_positive,
+            num_negative=num_negative,
+        )
+
+    def auc(self) -> float:
+        """Trapezoidal area under TAR(FAR)."""
+        return trapezoid_area(self.far, self.tar)
+
+    def equal_error_rate(self) -> tuple[float, float]:
+        """``(eer, threshold)``: see :func:`equal_error_rate`."""
+        gap = self.far + self.tar - 1.0  # FAR - FRR, non-decreasing from -1 to +1
+        index = int(np.argmax(gap >= 0.0))
+        if gap[index] == 0.0:
+            return float(self.far[index]), float(self.thresholds[index])
+        before, after = gap[index - 1], gap[index]
+        fraction = -before / (after - before)
+        eer = self.far[index - 1] + fraction * (self.far[index] - self.far[index - 1])
+        return float(eer), float(self.thresholds[index])
 
     def to_dict(self, max_points: int | None = None) -> dict[str, Any]:
         """JSON-ready lists (threshold ``+inf`` becomes None), optionally thinned to at most
@@ -117,8 +156,7 @@ def roc_curve(scores: ArrayLike, same: ArrayLike) -> RocCurve:
     Raises:
         ValueError: lengths differ, or ``same`` lacks positives or negatives.
     """
-    scores_np, same_np = _checked(scores, same)
-    return _roc(scores_np, same_np)
+    return RocCurve.from_checked(*checked_scores(scores, same))
 
 
 def auc(scores: ArrayLike, same: ArrayLike) -> float:
@@ -128,8 +166,7 @@ def auc(scores: ArrayLike, same: ArrayLike) -> float:
         scores: (N,) scores.
         same: (N,) booleans, True for positives.
     """
-    curve = roc_curve(scores, same)
-    return _area(curve.far, curve.tar)
+    return roc_curve(scores, same).auc()
 
 
 def equal_error_rate(scores: ArrayLike, same: ArrayLike) -> tuple[float, float]:
@@ -146,8 +183,7 @@ def equal_error_rate(scores: ArrayLike, same: ArrayLike) -> tuple[float, float]:
         ``(eer, threshold)``: the rate, and the threshold of the first ROC point where
         FAR >= FRR (accept ``score >= threshold``).
     """
-    curve = roc_curve(scores, same)
-    return _equal_error_rate(curve)
+    return roc_curve(scores, same).equal_error_rate()
 
 
 def tar_at_far(
@@ -171,7 +207,12 @@ def tar_at_far(
 
 
 # ----------------------------------------------------------------- shared by other modules
-def _checked(scores: ArrayLike, same: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def checked_scores(scores: ArrayLike, same: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` (N,) float64 and ``same`` (N,) bool as numpy arrays, checked.
+
+    Raises:
+        ValueError: lengths differ, or ``same`` lacks positives or negatives.
+    """
     scores_t = as_vector("scores", scores)
     same_t = as_flags("same", same)
     check_same_length(scores=scores_t, same=same_t)
@@ -184,40 +225,9 @@ def _checked(scores: ArrayLike, same: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return scores_t.numpy(), same_t.numpy()
 
 
-def _roc(scores: np.ndarray, positive: np.ndarray) -> RocCurve:
-    """ROC of validated numpy ``scores`` (N,) (may hold ``-inf``) and ``positive`` (N,)."""
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    sorted_positive = positive[order]
-    # the last index of every run of equal scores
-    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-    true_accepts = np.cumsum(sorted_positive)[ends]
-    false_accepts = (ends + 1) - true_accepts
-    num_positive = int(positive.sum())
-    num_negative = int(positive.shape[0] - num_positive)
-    return RocCurve(
-        far=np.r_[0.0, false_accepts / num_negative],
-        tar=np.r_[0.0, true_accepts / num_positive],
-        thresholds=np.r_[np.inf, sorted_scores[ends]],
-        num_positive=num_positive,
-        num_negative=num_negative,
-    )
-
-
-def _area(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoidal area under y(x) for non-decreasing x."""
+def trapezoid_area(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoidal area under y(x), both (P,), for non-decreasing x."""
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
-
-
-def _equal_error_rate(curve: RocCurve) -> tuple[float, float]:
-    gap = curve.far + curve.tar - 1.0  # FAR - FRR, non-decreasing from -1 to +1
-    index = int(np.argmax(gap >= 0.0))
-    if gap[index] == 0.0:
-        return float(curve.far[index]), float(curve.thresholds[index])
-    before, after = gap[index - 1], gap[index]
-    fraction = -before / (after - before)
-    eer = curve.far[index - 1] + fraction * (curve.far[index] - curve.far[index - 1])
-    return float(eer), float(curve.thresholds[index])
 
 
 def operating_point(curve: RocCurve, far: float, negatives: str) -> OperatingPoint:

@@ -7,25 +7,46 @@ its digits.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 from torch import Tensor
 
-from marginkit.metrics._checks import ArrayLike, as_labels, as_matrix, check_same_length
+from marginkit._arrays import ArrayLike, as_labels, as_matrix, check_same_length
 
-__all__ = ["angles_between", "class_centres", "normalize_rows", "pairwise_angles"]
+__all__ = [
+    "angles_between",
+    "class_centres",
+    "normalize_rows",
+    "pairwise_angles",
+    "unit_class_centres",
+]
+
+#: A matrix of rows: a tensor or a numpy array (:func:`normalize_rows` returns the same kind).
+Rows = TypeVar("Rows", Tensor, np.ndarray)
 
 
-def normalize_rows(matrix: Tensor) -> Tensor:
-    """Rows scaled to unit length, (N, D) -> (N, D).
+def normalize_rows(matrix: Rows, name: str = "matrix") -> Rows:
+    """Rows scaled to unit length, (N, D) -> (N, D), of the type given (tensor or array).
+
+    Args:
+        matrix: (N, D) real rows, a tensor or a numpy array.
+        name: what the rows are, for the error message.
 
     Raises:
-        ValueError: if a row is zero (it has no direction).
+        ValueError: naming ``name`` and the first row that is zero (it has no direction).
     """
-    norms = matrix.norm(dim=1, keepdim=True)  # (N, 1)
+    is_array = isinstance(matrix, np.ndarray)
+    rows = torch.from_numpy(np.ascontiguousarray(matrix)) if is_array else matrix  # (N, D)
+    norms = rows.norm(dim=1, keepdim=True)  # (N, 1)
     if bool((norms == 0).any()):
         row = int(torch.nonzero(norms.squeeze(1) == 0)[0])
-        raise ValueError(f"row {row} is the zero vector and has no direction on the sphere")
-    return matrix / norms
+        raise ValueError(
+            f"{name} row {row} has zero norm: the zero vector has no direction on the sphere"
+        )
+    unit = rows / norms  # (N, D)
+    return unit.numpy() if is_array else unit
 
 
 def angles_between(first: Tensor, second: Tensor) -> Tensor:
@@ -63,11 +84,12 @@ def class_centres(embeddings: ArrayLike, labels: ArrayLike) -> tuple[Tensor, Ten
     embeddings = as_matrix("embeddings", embeddings)
     labels = as_labels("labels", labels)
     check_same_length(embeddings=embeddings, labels=labels)
-    return _class_centres(normalize_rows(embeddings), labels)
+    return unit_class_centres(normalize_rows(embeddings, "embeddings"), labels)
 
 
-def _class_centres(unit: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`class_centres` on validated unit rows (N, D) and labels (N,)."""
+def unit_class_centres(unit: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`class_centres` of checked unit rows (N, D) and labels (N,): ``(classes (K,),
+    centres (K, D))``."""
     classes, index = torch.unique(labels, sorted=True, return_inverse=True)  # (K,), (N,)
     sums = torch.zeros(classes.shape[0], unit.shape[1], dtype=unit.dtype)  # (K, D)
     sums.index_add_(0, index, unit)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marginkit.metrics._checks import (
+from marginkit._arrays import (
     ArrayLike,
     as_flags,
     as_labels,
@@ -29,13 +29,12 @@ from marginkit.metrics._checks import (
     check_fars,
     check_same_length,
 )
+from marginkit._checks import check_count
 from marginkit.metrics.roc import (
     DEFAULT_FARS,
-    _area,
-    _checked,
-    _equal_error_rate,
-    _roc,
+    RocCurve,
     auc,
+    checked_scores,
     equal_error_rate,
     operating_point,
     roc_curve,
@@ -87,7 +86,9 @@ def cosine_scores(embeddings_first: ArrayLike, embeddings_second: ArrayLike) -> 
             f"embeddings_first has {first.shape[1]} columns but embeddings_second has "
             f"{second.shape[1]}; the embedding_dim must match"
         )
-    return (normalize_rows(first) * normalize_rows(second)).sum(dim=1).clamp(-1, 1).numpy()
+    unit_first = normalize_rows(first, "embeddings_first")  # (P, D)
+    unit_second = normalize_rows(second, "embeddings_second")  # (P, D)
+    return (unit_first * unit_second).sum(dim=1).clamp(-1, 1).numpy()
 
 
 # ---------------------------------------------------------------------------- pairs
@@ -119,16 +120,10 @@ def make_pairs(
     """
     labels = as_labels("labels", labels, min_length=2)
     for name, count in (("num_positive", num_positive), ("num_negative", num_negative)):
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
-            raise TypeError(f"{name} must be an int or None; got {type(count).__name__}")
-        if count is not None and count < 0:
-            raise ValueError(f"{name} must be >= 0; got {count}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int; got {type(seed).__name__}")
-    if isinstance(num_folds, bool) or not isinstance(num_folds, int):
-        raise TypeError(f"num_folds must be an int; got {type(num_folds).__name__}")
-    if num_folds < 2:
-        raise ValueError(f"num_folds must be >= 2; got {num_folds}")
+        if count is not None:
+            check_count(name, count, 0)
+    check_count("seed", seed, 0)
+    check_count("num_folds", num_folds, 2)
 
     label_np = labels.numpy()
     size = label_np.shape[0]
@@ -137,8 +132,8 @@ def make_pairs(
     class_pairs = class_sizes * (class_sizes - 1) // 2
     total_positive = int(class_pairs.sum())
     total_negative = size * (size - 1) // 2 - total_positive
-    _check_count("num_positive", num_positive, total_positive, "same-label")
-    _check_count("num_negative", num_negative, total_negative, "different-label")
+    _check_pair_count("num_positive", num_positive, total_positive, "same-label")
+    _check_pair_count("num_negative", num_negative, total_negative, "different-label")
 
     rng = np.random.default_rng(seed)
     positive = _positive_pairs(order, class_sizes, class_pairs, num_positive, rng)
@@ -156,7 +151,8 @@ def make_pairs(
     )
 
 
-def _check_count(name: str, count: int | None, available: int, kind: str) -> None:
+def _check_pair_count(name: str, count: int | None, available: int, kind: str) -> None:
+    """Refuse asking for more pairs of a ``kind`` than exist, or enumerating too many."""
     if count is None and available > MAX_ENUMERATED_PAIRS:
         raise ValueError(
             f"{name} must be given: the labels have {available} {kind} pairs, more than "
@@ -259,10 +255,7 @@ def assign_folds(same: ArrayLike, num_folds: int = 10) -> Tensor:
         (P,) int64 fold of each pair.
     """
     same_t = as_flags("same", same)
-    if isinstance(num_folds, bool) or not isinstance(num_folds, int):
-        raise TypeError(f"num_folds must be an int; got {type(num_folds).__name__}")
-    if num_folds < 2:
-        raise ValueError(f"num_folds must be >= 2; got {num_folds}")
+    check_count("num_folds", num_folds, 2)
     fold = torch.empty(same_t.shape[0], dtype=torch.int64)
     for kind in (same_t, ~same_t):
         fold[kind] = torch.arange(int(kind.sum())) % num_folds
@@ -292,7 +285,7 @@ def lfw_ten_fold(scores: ArrayLike, same: ArrayLike, fold: ArrayLike) -> dict[st
         ValueError: lengths differ, fewer than two folds, or ``same`` holds only positive
             or only negative pairs (a threshold needs both).
     """
-    scores_np, same_np = _checked(scores, same)
+    scores_np, same_np = checked_scores(scores, same)
     fold_t = as_labels("fold", fold)
     check_same_length(scores=torch.from_numpy(scores_np), fold=fold_t)
     folds = torch.unique(fold_t, sorted=True).tolist()
@@ -369,10 +362,7 @@ def verification_report(
         "thresholds"}, "ten_fold": {... as lfw_ten_fold, "fold_source"}}``.
     """
     checked_fars = check_fars(fars)
-    if isinstance(max_roc_points, bool) or not isinstance(max_roc_points, int):
-        raise TypeError(f"max_roc_points must be an int; got {type(max_roc_points).__name__}")
-    if max_roc_points < 2:
-        raise ValueError(f"max_roc_points must be >= 2; got {max_roc_points}")
+    check_count("max_roc_points", max_roc_points, 2)
     scores = cosine_scores(embeddings_first, embeddings_second)
     same_t = as_flags("same", same)
     check_same_length(embeddings_first=torch.from_numpy(scores), same=same_t)
@@ -385,14 +375,14 @@ def verification_report(
             f"assigned: {num_folds} folds dealt round-robin within positives and negatives"
         )
         fold = assign_folds(same_t, num_folds)
-    scores_np, same_np = _checked(scores, same_t)
-    curve = _roc(scores_np, same_np)
-    eer, eer_threshold = _equal_error_rate(curve)
+    scores_np, same_np = checked_scores(scores, same_t)
+    curve = RocCurve.from_checked(scores_np, same_np)
+    eer, eer_threshold = curve.equal_error_rate()
     return {
         "num_pairs": int(scores_np.shape[0]),
         "num_positive": curve.num_positive,
         "num_negative": curve.num_negative,
-        "auc": _area(curve.far, curve.tar),
+        "auc": curve.auc(),
         "eer": eer,
         "eer_threshold": eer_threshold,
         "tar_at_far": [

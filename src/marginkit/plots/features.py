@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marginkit.plots._inputs import as_float_array, as_labels, unit_rows
+from marginkit._arrays import as_class_indices, as_float_array
+from marginkit.metrics.sphere import normalize_rows
 from marginkit.plots.figures import (
     ClassPalette,
     add_class_key,
@@ -99,18 +100,18 @@ def build_features_2d(
 
     if not isinstance(normalized, bool):
         raise TypeError(f"normalized must be a bool; got {type(normalized).__name__}")
-    points = as_float_array(embeddings, "embeddings", ndim=2, columns=2)  # (N, 2)
-    classes_of = as_labels(labels, "labels", len(points), "embeddings")  # (N,)
+    points = as_float_array("embeddings", embeddings, ndim=2, columns=2)  # (N, 2)
+    classes_of = as_class_indices("labels", labels, len(points), "embeddings")  # (N,)
     present = np.unique(classes_of)
     directions = None
     if weights is not None:
-        weight = as_float_array(weights, "weights", ndim=2, columns=2)  # (C, 2)
+        weight = as_float_array("weights", weights, ndim=2, columns=2)  # (C, 2)
         if present[0] < 0 or present[-1] >= len(weight):
             raise ValueError(
                 f"labels must lie in [0, {len(weight)}) (one row of weights per class); "
                 f"got values from {present[0]} to {present[-1]}"
             )
-        directions = unit_rows(weight, "weights")  # (C, 2)
+        directions = normalize_rows(weight, "weights")  # (C, 2)
         classes = np.arange(len(weight))
     else:
         classes = present
@@ -136,7 +137,7 @@ def build_features_2d(
 
     if normalized:
         circle = panels[1]
-        unit = unit_rows(points, "embeddings")  # (N, 2)
+        unit = normalize_rows(points, "embeddings")  # (N, 2)
         angle = np.linspace(0.0, 2.0 * np.pi, 361)
         circle.plot(np.cos(angle), np.sin(angle), color="0.6", linewidth=0.8, zorder=0)
         _scatter_points(circle, unit[order], colors, size)
@@ -224,9 +225,9 @@ def build_features_3d(
     title: str | None = None,
 ) -> Figure:
     """The 3-D sphere figure (see :func:`features_3d`), not yet saved."""
-    points = as_float_array(embeddings, "embeddings", ndim=2, min_columns=3)  # (N, D)
-    classes_of = as_labels(labels, "labels", len(points), "embeddings")  # (N,)
-    unit = unit_rows(points, "embeddings")  # (N, D)
+    points = as_float_array("embeddings", embeddings, ndim=2, min_columns=3)  # (N, D)
+    classes_of = as_class_indices("labels", labels, len(points), "embeddings")  # (N,)
+    unit = normalize_rows(points, "embeddings")  # (N, D)
     if unit.shape[1] == 3:
         projected, note = unit, "3-D features divided by their norms (no projection)"
         axis_names = ("axis 1", "axis 2", "axis 3")

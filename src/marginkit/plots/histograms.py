@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from marginkit._arrays import as_class_indices, as_float_array
 from marginkit._checks import check_count
-from marginkit.plots._inputs import as_float_array, as_labels, unit_rows
+from marginkit.metrics.sphere import normalize_rows
 from marginkit.plots.figures import new_figure, save_figure, set_angle_ticks
 
 if TYPE_CHECKING:
@@ -71,8 +72,8 @@ def pair_similarities(
     """
     check_count("max_samples", max_samples, 2)
     check_count("seed", seed, 0)
-    points = as_float_array(embeddings, "embeddings", ndim=2)  # (N, D)
-    classes_of = as_labels(labels, "labels", len(points), "embeddings")  # (N,)
+    points = as_float_array("embeddings", embeddings, ndim=2)  # (N, D)
+    classes_of = as_class_indices("labels", labels, len(points), "embeddings")  # (N,)
     if len(points) < 2:
         raise ValueError("embeddings has 1 row; expected at least two to form a pair")
     if len(points) > max_samples:
@@ -80,7 +81,7 @@ def pair_similarities(
             np.random.default_rng(seed).choice(len(points), max_samples, replace=False)
         )
         points, classes_of = points[chosen], classes_of[chosen]
-    unit = unit_rows(points, "embeddings")  # (n, D)
+    unit = normalize_rows(points, "embeddings")  # (n, D)
     first, second = np.triu_indices(len(unit), k=1)  # (P,), (P,)
     cosine = np.clip((unit @ unit.T)[first, second], -1.0, 1.0)  # (n, n) -> (P,)
     same = classes_of[first] == classes_of[second]
@@ -186,8 +187,8 @@ def build_label_noise_histograms(
     if unit is not None and not isinstance(unit, str):
         raise TypeError(f"unit must be a str or None; got {type(unit).__name__}")
     check_count("bins", bins, 2)
-    clean = as_float_array(clean_values, "clean_values", ndim=1)  # (N_clean,)
-    flipped = as_float_array(flipped_values, "flipped_values", ndim=1)  # (N_flipped,)
+    clean = as_float_array("clean_values", clean_values, ndim=1)  # (N_clean,)
+    flipped = as_float_array("flipped_values", flipped_values, ndim=1)  # (N_flipped,)
     both = np.concatenate([clean, flipped])
     low, high = float(both.min()), float(both.max())
     if low == high:

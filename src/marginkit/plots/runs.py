@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from marginkit.plots._inputs import as_float_array
+from marginkit._arrays import as_float_array
+from marginkit.metrics.roc import trapezoid_area
 from marginkit.plots.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
@@ -45,8 +47,8 @@ def _check_curve(name: str, curve: Any) -> tuple[np.ndarray, np.ndarray]:
     """(far, tar) of one curve as float arrays sorted by FAR, validated."""
     if not isinstance(curve, (tuple, list, np.ndarray)) or len(curve) != 2:
         raise ValueError(f"curves[{name!r}] must be a pair (far, tar) of 1-D arrays")
-    far = as_float_array(curve[0], f"curves[{name!r}] far", ndim=1)
-    tar = as_float_array(curve[1], f"curves[{name!r}] tar", ndim=1)
+    far = as_float_array(f"curves[{name!r}] far", curve[0], ndim=1)
+    tar = as_float_array(f"curves[{name!r}] tar", curve[1], ndim=1)
     if len(far) != len(tar):
         raise ValueError(
             f"curves[{name!r}] has {len(far)} FAR values but {len(tar)} TAR values; "
@@ -66,7 +68,7 @@ def _area(far: np.ndarray, tar: np.ndarray) -> float | None:
     """Trapezoid area under a sorted ROC that spans FAR 0 to 1, else None (no made-up AUC)."""
     if far[0] != 0.0 or far[-1] != 1.0:
         return None
-    return float(np.sum(np.diff(far) * (tar[1:] + tar[:-1]) / 2.0))
+    return trapezoid_area(far, tar)
 
 
 def build_roc_curves(curves: Mapping[str, tuple[Any, Any]], *, title: str | None = None) -> Figure:
@@ -220,6 +222,117 @@ def _normalise_runs(runs: Any) -> list[tuple[str, dict[str, Any]]]:
     return loaded
 
 
+class _ScheduleAxes:
+    """One twin axis of the loss panel per changing hyper-parameter, extra ones on offset
+    right spines."""
+
+    def __init__(self, loss_axes: Axes) -> None:
+        self.loss_axes = loss_axes
+        self.by_key: dict[str, Axes] = {}
+
+    def axes_for(self, key: str) -> Axes:
+        if key not in self.by_key:
+            twin = self.loss_axes.twinx()
+            if self.by_key:
+                twin.spines["right"].set_position(("axes", 1.0 + 0.16 * len(self.by_key)))
+            name = key.rstrip("_")
+            twin.set_ylabel(f"{name} (radians)" if name == "c" else name)
+            self.by_key[key] = twin
+        return self.by_key[key]
+
+    def marker_of(self, key: str) -> str:
+        return "^sDv"[list(self.by_key).index(key) % 4]
+
+
+@dataclass(frozen=True)
+class _RunStyle:
+    """How one run's lines look: its colour, legend prefix and epoch numbers (E,)."""
+
+    color: str
+    prefix: str
+    epoch: np.ndarray
+
+
+def _plot_series(
+    axes: Axes,
+    epochs: list[dict[str, Any]],
+    style: _RunStyle,
+    series: tuple[tuple[str, str, str], ...],
+    scale: float = 1.0,
+) -> None:
+    """Each ``(key, linestyle, legend text)`` of ``series`` recorded in some epoch, as a line."""
+    for key, linestyle, text in series:
+        values = _series(epochs, key)
+        if np.isfinite(values).any():
+            axes.plot(
+                style.epoch,
+                values * scale,
+                color=style.color,
+                linestyle=linestyle,
+                marker="o",
+                markersize=3,
+                label=f"{style.prefix}{text}",
+            )
+
+
+def _plot_hyperparameters(
+    epochs: list[dict[str, Any]], style: _RunStyle, schedules: _ScheduleAxes
+) -> list[str]:
+    """Draw the hyper-parameters that change on their twin axes; return the constant ones
+    as ``name=value`` texts."""
+    constants = []
+    for key, values in _hyperparameter_series(epochs).items():
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            continue
+        if np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
+            constants.append(f"{key.rstrip('_')}={finite[0]:.3g}")
+            continue
+        twin = schedules.axes_for(key)
+        twin.plot(
+            style.epoch,
+            values,
+            color=style.color,
+            linestyle=":",
+            linewidth=2.0,
+            marker=schedules.marker_of(key),
+            markersize=4,
+            label=f"{style.prefix}{key.rstrip('_')} (axis on the right)",
+        )
+    return constants
+
+
+def _finish_panels(loss_axes: Axes, accuracy_axes: Axes, schedules: _ScheduleAxes) -> None:
+    """Titles, axis labels, grids and legends of the two panels."""
+    from matplotlib.ticker import MaxNLocator
+
+    for axes, label in ((loss_axes, "Loss"), (accuracy_axes, "Accuracy")):
+        axes.set_title(label)
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(True, color="0.92")
+        if not axes.lines:
+            axes.text(0.5, 0.5, "not recorded", transform=axes.transAxes, ha="center")
+    loss_axes.set_ylabel("mean cross-entropy loss (nats)")
+    accuracy_axes.set_ylabel("top-1 accuracy (%)")
+    handles, labels = loss_axes.get_legend_handles_labels()
+    for twin in schedules.by_key.values():
+        more_handles, more_labels = twin.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    if handles:
+        loss_axes.legend(handles, labels, loc="best", fontsize="small", framealpha=0.9)
+    if accuracy_axes.lines:
+        accuracy_axes.legend(loc="lower right", fontsize="small", framealpha=0.9)
+
+
+_LOSSES = (("train_loss", "-", "train loss"), ("test_loss", "--", "test loss"))
+_ACCURACIES = (
+    ("train_accuracy", "-", "train accuracy"),
+    ("validation_accuracy", "-.", "validation accuracy"),
+    ("test_accuracy", "--", "test accuracy"),
+)
+
+
 def build_learning_curves(
     runs: Any,
     *,
@@ -232,100 +345,28 @@ def build_learning_curves(
         A figure with two axes titled ``"Loss"`` and ``"Accuracy"``; the loss axes carries
         a twin axis (an offset right spine each) per hyper-parameter that changes in a run.
     """
-    from matplotlib.ticker import MaxNLocator
-
     if accuracy_unit not in ("percent", "fraction"):
         raise ValueError(f"accuracy_unit must be 'percent' or 'fraction'; got {accuracy_unit!r}")
     to_percent = 100.0 if accuracy_unit == "fraction" else 1.0
     loaded = _normalise_runs(runs)
     fig = new_figure(13.0, 5.5)
     loss_axes, accuracy_axes = fig.subplots(1, 2)
-    schedule_axes: dict[str, Axes] = {}
-
-    def axes_for(key: str) -> Axes:
-        """One twin axis per changing hyper-parameter, extra ones on offset right spines."""
-        if key not in schedule_axes:
-            twin = loss_axes.twinx()
-            if schedule_axes:
-                twin.spines["right"].set_position(("axes", 1.0 + 0.16 * len(schedule_axes)))
-            name = key.rstrip("_")
-            twin.set_ylabel(f"{name} (radians)" if name == "c" else name)
-            schedule_axes[key] = twin
-        return schedule_axes[key]
-
+    schedules = _ScheduleAxes(loss_axes)
     for index, (name, metrics) in enumerate(loaded):
         epochs = metrics["epochs"]
-        color = f"C{index % 10}"
-        number = _epoch_numbers(epochs)
-        prefix = f"{name}: " if len(loaded) > 1 else ""
-        for key, style, text in (("train_loss", "-", "train"), ("test_loss", "--", "test")):
-            values = _series(epochs, key)
-            if np.isfinite(values).any():
-                loss_axes.plot(
-                    number,
-                    values,
-                    color=color,
-                    linestyle=style,
-                    marker="o",
-                    markersize=3,
-                    label=f"{prefix}{text} loss",
-                )
-        for key, style, text in (
-            ("train_accuracy", "-", "train"),
-            ("validation_accuracy", "-.", "validation"),
-            ("test_accuracy", "--", "test"),
-        ):
-            values = _series(epochs, key)
-            if np.isfinite(values).any():
-                accuracy_axes.plot(
-                    number,
-                    values * to_percent,
-                    color=color,
-                    linestyle=style,
-                    marker="o",
-                    markersize=3,
-                    label=f"{prefix}{text} accuracy",
-                )
-        constants = []
-        for key, values in _hyperparameter_series(epochs).items():
-            finite = values[np.isfinite(values)]
-            if not finite.size:
-                continue
-            if np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
-                constants.append(f"{key.rstrip('_')}={finite[0]:.3g}")
-                continue
-            twin = axes_for(key)
-            twin.plot(
-                number,
-                values,
-                color=color,
-                linestyle=":",
-                linewidth=2.0,
-                marker="^sDv"[list(schedule_axes).index(key) % 4],
-                markersize=4,
-                label=f"{prefix}{key.rstrip('_')} (axis on the right)",
-            )
+        style = _RunStyle(
+            color=f"C{index % 10}",
+            prefix=f"{name}: " if len(loaded) > 1 else "",
+            epoch=_epoch_numbers(epochs),
+        )
+        _plot_series(loss_axes, epochs, style, _LOSSES)
+        _plot_series(accuracy_axes, epochs, style, _ACCURACIES, scale=to_percent)
+        constants = _plot_hyperparameters(epochs, style, schedules)
         if constants:
             accuracy_axes.plot(
-                [], [], linestyle="none", label=f"{prefix}constant: {', '.join(constants)}"
+                [], [], linestyle="none", label=f"{style.prefix}constant: {', '.join(constants)}"
             )
-    for axes, label in ((loss_axes, "Loss"), (accuracy_axes, "Accuracy")):
-        axes.set_title(label)
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.grid(True, color="0.92")
-        if not axes.lines:
-            axes.text(0.5, 0.5, "not recorded", transform=axes.transAxes, ha="center")
-    loss_axes.set_ylabel("mean cross-entropy loss (nats)")
-    accuracy_axes.set_ylabel("top-1 accuracy (%)")
-    handles, labels = loss_axes.get_legend_handles_labels()
-    for twin in schedule_axes.values():
-        more_handles, more_labels = twin.get_legend_handles_labels()
-        handles, labels = handles + more_handles, labels + more_labels
-    if handles:
-        loss_axes.legend(handles, labels, loc="best", fontsize="small", framealpha=0.9)
-    if accuracy_axes.lines:
-        accuracy_axes.legend(loc="lower right", fontsize="small", framealpha=0.9)
+    _finish_panels(loss_axes, accuracy_axes, schedules)
     fig.suptitle("Learning curves" if title is None else title)
     return fig
 

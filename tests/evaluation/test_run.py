@@ -1,17 +1,18 @@
-"""marginkit.analysis: every section that applies to a run, checked against direct computation."""
+"""marginkit.evaluation.run: every section that applies to a run, checked against direct
+computation, on the split that was asked for."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from marginkit.analysis import analyse, comparison_heads
 from marginkit.data import VerificationPairs, load_dataset
-from marginkit.losses import ArcFace, CosFace
+from marginkit.evaluation import analyse, evaluate_run, load_run, summarize
+from marginkit.evaluation import run as evaluation_run
+from marginkit.losses import CosFace
 from marginkit.train import TrainConfig, fit
 
 
@@ -100,29 +101,56 @@ def test_pairs_of_the_data_set_are_used_for_verification() -> None:
     assert "plots" not in report and "label_noise" not in report
 
 
-def test_comparison_heads_put_the_run_first_and_skip_its_own_default() -> None:
-    head = ArcFace(5, 2, margin=0.3)
-    heads = comparison_heads(head, "arcface")
-    assert next(iter(heads)) == "this run: arcface"
-    assert heads["this run: arcface"] is head
-    assert "arcface" not in heads and "cosface" in heads
-    assert heads["camsoftmax"].hyperparameters()["c"] == pytest.approx(math.pi / 4)
-
-
 def test_eval_of_a_data_set_without_test_split_measures_validation(
     open_set_noisy_run, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     import dataclasses
 
-    from marginkit import evaluate
-
     out, _ = open_set_noisy_run
-    config, backbone, head, bundle = evaluate.load_run(out)
+    config, backbone, head, bundle = load_run(out)
     without_test = dataclasses.replace(bundle, test=None, validation=bundle.test)
     monkeypatch.setattr(
-        evaluate, "load_run", lambda *_, **__: (config, backbone, head, without_test)
+        evaluation_run, "load_run", lambda *_, **__: (config, backbone, head, without_test)
     )
-    report = evaluate.evaluate_run(out, plots=False)
+    report = evaluate_run(out, plots=False)
     assert report["split"] == "validation"
     assert report["analysis"]["split"] == "validation"
     assert report["known_samples"] == report["analysis"]["closed_set"]["samples"]
+
+
+def test_the_analysis_measures_the_split_eval_asks_for(open_set_noisy_run) -> None:  # type: ignore[no-untyped-def]
+    """``eval --split train``: the analysis measures the training split too (it used to
+    measure the test split whatever was asked)."""
+    out, result = open_set_noisy_run
+    report = evaluate_run(out, split="train", plots=False)
+    analysis = report["analysis"]
+    assert report["split"] == analysis["split"] == "train"
+    train_samples = len(result.bundle.train_labels)
+    assert analysis["closed_set"]["samples"] == report["known_samples"] == train_samples
+    assert analysis["closed_set"]["top1_accuracy"] == pytest.approx(report["accuracy"])
+    assert analysis["verification"]["pairs_source"] == "seeded sample of the train split"
+    assert "open_set" not in analysis  # the training split holds only known classes
+
+
+def test_eval_json_holds_the_accuracy_as_a_fraction(open_set_noisy_run) -> None:  # type: ignore[no-untyped-def]
+    out, _ = open_set_noisy_run
+    report = evaluate_run(out, analysis=False)
+    written = json.loads((out / "eval.json").read_text())
+    assert 0.0 <= written["accuracy"] == report["accuracy"] <= 1.0
+    assert f"accuracy {100 * report['accuracy']:.2f} %" in summarize(report)
+
+
+def test_each_split_is_embedded_once(open_set_noisy_run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from marginkit.evaluation import embedding
+
+    out, _ = open_set_noisy_run
+    embedded: list[str] = []
+    original = embedding.embed
+
+    def counting_embed(*args, name: str = "", **kwargs):  # type: ignore[no-untyped-def]
+        embedded.append(name)
+        return original(*args, name=name, **kwargs)
+
+    monkeypatch.setattr(embedding, "embed", counting_embed)
+    evaluate_run(out, plots=False)
+    assert sorted(embedded) == ["test", "train"]

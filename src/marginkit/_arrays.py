@@ -1,8 +1,17 @@
-"""Input checks shared by the measurement modules: every error names the argument.
+"""Checks of the arrays handed to the measurements and the pictures: every error names the
+argument.
 
-Each checker accepts a ``torch.Tensor`` or a ``numpy.ndarray`` (or a nested sequence), raises
-``TypeError``/``ValueError`` before any arithmetic, and returns a CPU tensor in a fixed
-dtype (float64 for real values, int64 for labels, bool for flags).
+Each checker takes the argument's name first, then a ``torch.Tensor``, a ``numpy.ndarray``
+or a nested sequence, and raises ``TypeError``/``ValueError`` before any arithmetic.
+
+- For :mod:`marginkit.metrics`: :func:`as_matrix`, :func:`as_vector`, :func:`as_labels`,
+  :func:`as_flags` return a CPU tensor in a fixed dtype (float64 for real values, int64 for
+  labels, bool for flags); :func:`check_same_length`, :func:`check_fars`,
+  :func:`check_num_classes`, :func:`labelled_sets` check them together.
+- For :mod:`marginkit.plots`: :func:`as_float_array` and :func:`as_class_indices` return
+  numpy arrays (float64, int64).
+
+Scalar arguments are checked by :mod:`marginkit._checks`.
 """
 
 from __future__ import annotations
@@ -10,24 +19,30 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "ArrayLike",
+    "as_class_indices",
     "as_flags",
+    "as_float_array",
     "as_labels",
     "as_matrix",
     "as_vector",
     "check_fars",
     "check_num_classes",
     "check_same_length",
+    "labelled_sets",
 ]
 
 ArrayLike = Tensor | np.ndarray | Sequence
 
 
+# ---------------------------------------------------------------- torch, for the metrics
 def _as_tensor(name: str, value: ArrayLike) -> Tensor:
     if isinstance(value, Tensor):
         return value.detach().cpu()
@@ -179,3 +194,81 @@ def labelled_sets(
             f"{first.shape[1]}; the embedding_dim must match"
         )
     return first, first_labels, second, second_labels
+
+
+# ------------------------------------------------------------------- numpy, for the plots
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return np.asarray(value)
+    raise TypeError(
+        f"{name} must be a torch.Tensor, a numpy array or a sequence of numbers; "
+        f"got {type(value).__name__}"
+    )
+
+
+def as_float_array(
+    name: str, value: Any, *, ndim: int, columns: int | None = None, min_columns: int = 1
+) -> np.ndarray:
+    """``value`` as a finite float64 numpy array of ``ndim`` dimensions and at least one row.
+
+    Args:
+        name: the argument's name, for the error messages.
+        value: a tensor, array or nested sequence of real numbers.
+        ndim: the required number of dimensions (1: shape (N,), or 2: shape (N, D)).
+        columns: for ``ndim == 2``, the exact number of columns D required (or None).
+        min_columns: for ``ndim == 2``, the least number of columns accepted.
+
+    Raises:
+        TypeError: not numeric.
+        ValueError: wrong shape, empty, or not finite.
+    """
+    array = _to_numpy(name, value)
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    if array.ndim != ndim:
+        expected = "(N,)" if ndim == 1 else "(N, D)"
+        raise ValueError(f"{name} must have shape {expected}; got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty; expected at least one row")
+    if ndim == 2:
+        if columns is not None and array.shape[1] != columns:
+            raise ValueError(
+                f"{name} must have {columns} columns; got shape {array.shape} "
+                f"({array.shape[1]} columns)"
+            )
+        if array.shape[1] < min_columns:
+            raise ValueError(
+                f"{name} must have at least {min_columns} columns; got shape {array.shape}"
+            )
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def as_class_indices(name: str, value: Any, rows: int, other: str) -> np.ndarray:
+    """``value`` as an (N,) int64 numpy array of class indices, one per row of ``other``.
+
+    Args:
+        name: the argument's name (``"labels"``).
+        value: a 1-D integer tensor, array or sequence.
+        rows: N, the number of rows of the array the indices belong to.
+        other: that array's name, for the length-mismatch message.
+    """
+    array = _to_numpy(name, value)
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must be integer class indices; got dtype {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"{name} must have shape (N,); got shape {array.shape}")
+    if array.shape[0] != rows:
+        raise ValueError(
+            f"{name} has {array.shape[0]} entries but {other} has {rows} rows; "
+            "the lengths must match"
+        )
+    return array.astype(np.int64)
