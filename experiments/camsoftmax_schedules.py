@@ -58,7 +58,7 @@ def main() -> None:
                 accuracies.append(result.final["test_accuracy"])
                 finals.append(result.final["hyperparameters"]["c"])
                 if noise > 0:
-                    from marginkit.evaluate import embed
+                    from marginkit.evaluation import embed
 
                     embeddings, _ = embed(result.backbone, bundle.train)
                     report = label_noise_report(

@@ -435,7 +435,7 @@ def _shown(row: dict[str, Any]) -> str:
 
 def _evaluate(run_dir: Path, bundle: Any) -> None:
     """``eval.json`` and ``embeddings.npz`` of a trained run (each split embedded once)."""
-    from marginkit.evaluate import evaluate_run
+    from marginkit.evaluation import evaluate_run
     from marginkit.train.checkpoint import atomic_write_text
 
     began = time.perf_counter()
