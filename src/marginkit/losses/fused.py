@@ -37,6 +37,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from marginkit.losses.functional import row_norms
+
 __all__ = ["TargetFunction", "column_norms", "fused_margin_cross_entropy"]
 
 TargetFunction = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None, Tensor]]
@@ -49,10 +51,8 @@ def column_norms(weight: Tensor) -> Tensor:
 
     The plain ``sqrt(sum w^2)`` is used unless some norm is so small or so large that its
     square loses precision or overflows in the dtype; those weights are then recomputed with
-    the scaled :func:`~marginkit.losses.head.row_norms`.
+    the scaled :func:`~marginkit.losses.functional.row_norms`.
     """
-    from marginkit.losses.head import row_norms
-
     norms = torch.linalg.vector_norm(weight, dim=1)  # (C,)
     info = torch.finfo(weight.dtype)
     low = info.tiny**0.5 / info.eps
@@ -213,8 +213,6 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
             virtual = None if virtual_logit is None else virtual_logit.detach()
             bound = None
             if normalized_weight:
-                from marginkit.losses.head import row_norms
-
                 bound = row_norms(rows)  # (B, 1) |z_ij| <= ||rows_i||: cosines in [-1, 1]
             # Online log-sum-exp over the non-target classes, `block` classes at a time.
             maximum = target if virtual is None else torch.maximum(target, virtual)  # (B,)

@@ -26,11 +26,12 @@ Training (``forward``) goes through the fused margin cross-entropy of
 classes set ``head.chunk_size = 65536`` (or call :meth:`MarginHead.set_chunk_size`): the classes
 are then processed in blocks and the memory beyond the weights is O(B x chunk_size).
 
-An embedding without a direction (zero, or a norm below :func:`direction_floor`, about 1e-31
-in float32) has every logit 0, the target's included (plus the class biases of a softmax with
-bias): its loss term is ``log C`` and its gradients are finite. For the normalised geometries
-its normalised form is the zero vector (cosine 0 with every class) and the radial factor of
-its target logit is 0 too, so no margin is applied to an angle that does not exist.
+An embedding without a direction (zero, or a norm below
+:func:`~marginkit.losses.functional.direction_floor`, about 1e-31 in float32) has every logit 0,
+the target's included (plus the class biases of a softmax with bias): its loss term is ``log C``
+and its gradients are finite. For the normalised geometries its normalised form is the zero
+vector (cosine 0 with every class) and the radial factor of its target logit is 0 too, so no
+margin is applied to an angle that does not exist.
 
 All margin arithmetic runs in float32 (or float64 when an input is float64), with autocast
 switched off inside the head: under ``torch.autocast`` the embeddings are up-cast, the
@@ -40,21 +41,20 @@ parameters are never cast in place, and the returned logits and loss are float32
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginkit._checks import check_count
+from marginkit.losses.functional import direction_floor, directions, row_norms
+from marginkit.losses.fused import TargetFunction, fused_margin_cross_entropy
 from marginkit.schedules import Schedule, as_schedule
-
-if TYPE_CHECKING:
-    from marginkit.losses.fused import TargetFunction
 
 Geometry = Literal["normalized", "weight_normalized", "unnormalized"]
 
-__all__ = ["MAX_SCALE", "MarginHead", "check_range", "directions"]
+__all__ = ["MAX_SCALE", "MarginHead", "check_range"]
 
 #: Largest scale ``s`` a normalised head accepts: logits ``s cos`` and their gradients stay
 #: far inside float32's range (a scale near 1e38 overflows to inf and NaN).
@@ -83,45 +83,6 @@ def check_range(
         right = "]" if high_inclusive else ")"
         shown = lowest if lowest == highest else f"a schedule spanning {lowest}..{highest}"
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
-
-
-def row_norms(matrix: Tensor) -> Tensor:
-    """Euclidean norms of the rows, (N, D) -> (N, 1), free of overflow and underflow.
-
-    Each row is divided by its largest magnitude (a detached constant, so the gradient is
-    the exact ``x / ||x||``) before squaring: rows with norms near 1e-30 or 1e30 in float32
-    keep a correct norm instead of 0 or inf.
-    """
-    largest = (
-        matrix.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(matrix.dtype).tiny)
-    )
-    return (matrix / largest).norm(dim=1, keepdim=True) * largest
-
-
-def direction_floor(dtype: torch.dtype) -> float:
-    """Smallest norm at which a row still has a direction: ``tiny / eps`` of ``dtype``.
-
-    About 1e-31 in float32 and 1e-292 in float64; below it ``1 / ||x||``, the factor that
-    the normalisation puts on the gradient, could overflow.
-    """
-    info = torch.finfo(dtype)
-    return info.tiny / info.eps
-
-
-def directions(matrix: Tensor, norms: Tensor) -> Tensor:
-    """Unit rows ``matrix / norms``, (N, D); a row without a direction becomes the zero row.
-
-    A row whose norm is below :func:`direction_floor` (a zero row included) has no
-    direction: its normalised form is 0, so its cosine with every class is 0, and no
-    gradient flows through it, instead of ``0 / 0 = NaN`` or an overflowing ``1 / ||x||``.
-
-    Args:
-        matrix: (N, D) rows.
-        norms: (N, 1) their norms (:func:`row_norms`).
-    """
-    usable = norms >= direction_floor(matrix.dtype)  # (N, 1)
-    safe = torch.where(usable, norms, torch.ones_like(norms))  # no 0 / 0, even unused
-    return torch.where(usable, matrix / safe, torch.zeros_like(matrix))
 
 
 class MarginHead(nn.Module):
@@ -363,8 +324,6 @@ class MarginHead(nn.Module):
         Returns:
             The scalar loss and the (B,) detached target cosines.
         """
-        from marginkit.losses.fused import fused_margin_cross_entropy
-
         labels = labels.long()
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             dtype = self._compute_dtype(embeddings)
