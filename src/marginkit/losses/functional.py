@@ -2,10 +2,11 @@
 
 Every margin-based softmax in marginkit replaces the target logit ``r * cos(theta_y)`` by
 ``r * f(cos(theta_y))``, where ``r`` is the radial factor (a fixed scale ``s`` for the
-normalised family, ``||x||`` or ``||W_y|| ||x||`` for the unnormalised one) and ``f`` is the
-method's margin function defined here. Each margin function is element-wise, takes the target
-cosines of any shape, and is differentiable everywhere on ``[-1, 1]`` with finite gradients,
-including the end points where ``d acos / d cos`` is infinite (see ``sine_from_cosine``).
+normalised family, ``||x||`` or ``||W_y|| ||x||`` for the unnormalised one; see
+:mod:`marginkit.losses.geometry`) and ``f`` is the method's margin function defined here. Each
+margin function is element-wise, takes the target cosines of any shape, and is differentiable
+everywhere on ``[-1, 1]`` with finite gradients, including the end points where
+``d acos / d cos`` is infinite (see ``sine_from_cosine``).
 
 The row normalisation (:func:`row_norms`, :func:`directions`) is the one every head and the
 fused path use: free of overflow and underflow, and NaN-free for rows without a direction.

@@ -1,19 +1,21 @@
 """The fast path of every head: one fused (optionally class-chunked) margin cross-entropy.
 
-:meth:`MarginHead._margin_logits <marginkit.losses.head.MarginHead>` builds the training logits
-by composing normalise / matmul / gather / scatter with autograd, which materialises a
+:meth:`MarginHead.margin_logits <marginkit.losses.head.MarginHead.margin_logits>` builds the
+training logits by composing normalise / matmul / scatter with autograd, which materialises a
 normalised copy of the (C, D) weight and several (B, C) intermediates and their gradients.
 This module computes the same loss and the same gradients with one
 :class:`torch.autograd.Function`:
 
-- the plain scores come from one (B, D) x (D, C) product of the *rows* (``s x / ||x||`` for
-  the normalised geometry, ``x`` otherwise) with the raw weight; for the geometries with
+- the plain scores come from one (B, D) x (D, C) product of the *rows*
+  (:meth:`Geometry.rows <marginkit.losses.geometry.Geometry.rows>`: ``s x / ||x||`` for the
+  normalised geometry, ``x`` otherwise) with the raw weight; for the geometries with
   normalised weights the columns are divided by the weight norms afterwards, so no
   normalised copy of the weight exists;
 - the margin touches only the B target entries: the target (and virtual) logits are computed
-  from the (B, D) rows and the (B, D) gathered target weights by a small autograd graph that
-  calls the head's own :meth:`~marginkit.losses.head.MarginHead.target`, so every margin is
-  still written once, in :mod:`marginkit.losses.functional`;
+  from the (B, D) rows and the (B, D) gathered target weights by a small autograd graph, the
+  ``target_function`` the head passes in: the same one its reference path uses, which calls
+  :meth:`~marginkit.losses.head.MarginHead.target`, so every margin is still written once,
+  in :mod:`marginkit.losses.functional`;
 - the log-sum-exp is taken in place in the one (B, C) score buffer, and the backward pass
   reuses that buffer (``exp(z - m)``) for the two gradient products; the softmax row factor
   ``1 / (B S_i)`` is applied to the (B, D) operands instead of the (B, C) buffer, and the
