@@ -1,7 +1,7 @@
 """Schedules of hyper-parameters: formulas, the adaptive Cam-softmax rule, and their state.
 
 Every expected value is computed directly from the formula in the test (and the official
-constants from the reference sheet), never through ``marginkit``.
+constants of ``docs/losses.md``), never through ``marginkit``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ everywhere on ``[-1, 1]`` with finite gradients, including the end points where
 The row normalisation (:func:`row_norms`, :func:`directions`) is the one every head and the
 fused path use: free of overflow and underflow, and NaN-free for rows without a direction.
 
-Angles are in radians throughout. The formulas follow ``shared/reference/losses.md``.
+Angles are in radians throughout. The formulas are those of ``docs/losses.md``.
 """
 
 from __future__ import annotations

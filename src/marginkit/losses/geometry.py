@@ -1,6 +1,6 @@
 """The geometry around the margin: which vectors are normalised, and the radial factor.
 
-Every head builds its logits from two operands:
+Every head builds its logits from two operands (``docs/losses.md``, "Geometry"):
 
 - the *rows* ``r_i``, (B, D): the embeddings on a sphere of radius ``s``, ``s x_i / ||x_i||``
   (NormFace, Wang et al., 2017), or the raw embeddings ``x_i``;

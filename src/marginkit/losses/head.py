@@ -12,7 +12,8 @@ Subclasses choose a *geometry* (``geometry``, one of the three of
 ``"weight_normalized"`` for ``||x|| cos(theta_j)``, ``"unnormalized"`` for ``W_j . x``) and a
 *target function* (one of :mod:`marginkit.losses.functional`), which maps the target cosine to
 the margin-shaped value ``f(cos theta_y)``: the target logit becomes ``r_y f(cos theta_y)`` with
-``r_y`` the radial factor of the geometry (``s``, ``||x||`` or ``||W_y|| ||x||``).
+``r_y`` the radial factor of the geometry (``s``, ``||x||`` or ``||W_y|| ||x||``). The
+formulas of every head are in ``docs/losses.md``.
 
 Training (``forward``) goes through the fused margin cross-entropy of
 :mod:`marginkit.losses.fused`: the same loss and gradients as ``F.cross_entropy`` on
