@@ -51,7 +51,7 @@ PML_OF = {
     "normface": "pml-normface",
 }
 NORMALISED_MARGIN_HEADS = ["normface", "cosface", "arcface", "combined", "camsoftmax"]
-TIME_TARGET = 1.15  # fwd+bwd time of a normalised margin head / plain, from issue 5
+TIME_TARGET = 1.15  # design target: fwd+bwd time of a normalised margin head / plain
 
 
 def configurations(names: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ and reports the test accuracy, the final c, and the label-noise measurement behi
 paper's claim: the median target angle and the mean per-sample gradient norm of clean vs
 flipped training samples (``marginkit.metrics.label_noise_report``).
 
-Run: ``.venv/bin/python experiments/camsoftmax_schedules.py`` (about 5 minutes on 2 cores).
+Run: ``.venv/bin/python experiments/camsoftmax_schedules.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Progress with an ETA: a bar on a terminal, lines in a log, nothing when quiet (issue 9,
-item 10)."""
+"""Progress with an ETA: a bar on a terminal, lines in a log, nothing when quiet."""
 
 from __future__ import annotations
 

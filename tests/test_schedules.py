@@ -1,7 +1,7 @@
 """Schedules of hyper-parameters: formulas, the adaptive Cam-softmax rule, and their state.
 
 Every expected value is computed directly from the formula in the test (and the official
-constants from the reference sheet), never through ``marginkit``.
+constants of ``docs/losses.md``), never through ``marginkit``.
 """
 
 from __future__ import annotations
@@ -857,7 +857,7 @@ def test_one_epoch_run_reaches_the_end_point_by_forty_percent(make, key: str, en
     ids=["constant", "warmup", "power", "ramp", "adaptive"],
 )
 def test_a_negative_step_is_refused(schedule: Schedule) -> None:
-    """``Warmup(0.5, 1000).value_at(-490)`` was -0.245 (issue 9)."""
+    """``Warmup(0.5, 1000).value_at(-490)`` used to return -0.245 instead of an error."""
     with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -490"):
         schedule.value_at(-490)
     with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -1"):

@@ -1,7 +1,7 @@
 """The package as a user gets it: a wheel installed in a fresh virtual environment, away
-from the repository, runs ``marginkit`` (issue 9, item 11).
+from the repository, runs ``marginkit``.
 
-Slow (about 1.5 minutes: a venv, torch and the ``train`` extra from the configured package
+Slow (it builds a venv and installs torch and the ``train`` extra from the configured package
 index); ``.ci/run`` runs it. ``MARGINKIT_TORCH`` picks the torch requirement as in
 ``scripts/setup.sh``.
 """

@@ -228,9 +228,9 @@ def test_compare_bad_input_is_a_one_line_error(
     assert not (tmp_path / "r").exists()
 
 
-# ------------------------------------------------------- configs that work anywhere (item 9)
+# -------------------------------------------------------------- configs that work anywhere
 def test_shipped_configs_name_no_folder_outside_the_project() -> None:
-    """They pointed at ../shared/data/..., which no user has."""
+    """They used to point at a data folder outside the project, which no user has."""
     from marginkit.train import load_config
 
     paths = sorted(CONFIGS.glob("*.yaml"))
@@ -319,7 +319,7 @@ def test_eval_data_dir_reads_data_that_moved(
     assert f"{out}, epoch 1 (checkpoint {out / 'checkpoints' / 'epoch-0001'})" in output
 
 
-# ------------------------------------------------------------- missing extras (item 11)
+# --------------------------------------------------------------------- missing extras
 @pytest.mark.parametrize("module", ["sklearn", "yaml", "safetensors", "tqdm"])
 def test_a_missing_extra_names_what_to_install(
     module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -1,5 +1,5 @@
 """``$MARGINKIT_DATA``: the loader's folder of data sets by name, and where the tests of the
-real data sets look (issue 9, items 9 and 12)."""
+real data sets look."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_without_the_data_set_under_marginkit_data_the_cache_is_used(
 
 
 def test_real_data_tests_take_their_folder_from_marginkit_data(tmp_path: Path) -> None:
-    """They looked only at ../shared/data and skipped when the clone sat elsewhere."""
+    """They used to look only at one folder beside the project, and skipped elsewhere."""
     probe = "import data_writers; print(data_writers.SHARED_DATA)"
     tests_data = str(Path(__file__).parent)
     found = subprocess.run(

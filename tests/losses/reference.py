@@ -1,6 +1,6 @@
-"""A naive per-sample float64 re-implementation of every loss, from the reference sheet.
+"""A naive per-sample float64 re-implementation of every loss, from the formula sheet.
 
-Written from ``shared/reference/losses.md`` and nothing else: it shares no code with
+Written from the formulas of ``docs/losses.md`` and nothing else: it shares no code with
 ``marginkit``. It is deliberately slow and literal: loops over samples and classes, scalar
 math on 0-d float64 tensors, ``acos`` taken directly, ``cos(m theta)`` evaluated as such (no
 Chebyshev expansion), ``psi`` with ``k = floor(theta m / pi)``, Cam-softmax's ``f`` with the
@@ -95,7 +95,7 @@ def _target_logit(
         m3 = hyperparameters["additive"]
         if m1 * float(theta.detach()) + m2 <= math.pi:
             return scale * (torch.cos(m1 * theta + m2) - m3)
-        # Past m1 theta + m2 = pi the sheet states nothing; marginkit documents its own
+        # Past m1 theta + m2 = pi the papers state nothing; marginkit documents its own
         # monotone continuation (ArcFace's fallback when m1 = 1, else continuous in theta).
         if m1 == 1.0:
             return scale * (cosine - m2 * math.sin(m2) - m3)

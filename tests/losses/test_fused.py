@@ -1,9 +1,10 @@
 """The fused path (``MarginHead.forward``) against the reference composition.
 
 The reference is ``F.cross_entropy(head.margin_logits(x, y), y)``: normalise / matmul /
-gather / scatter with autograd (``MarginHead._margin_logits``), an independent computation
-of the same loss. Values and gradients (embeddings, weight, bias, learned scale) must agree
-for every head, in float64 and float32, for several shapes including D = 2 and B = 1.
+scatter with autograd (``MarginHead.margin_logits``), an independent computation of the same
+loss (it shares only the geometry and the (B,) target logits with the fused path). Values and
+gradients (embeddings, weight, bias, learned scale) must agree for every head, in float64 and
+float32, for several shapes including D = 2 and B = 1.
 """
 
 from __future__ import annotations

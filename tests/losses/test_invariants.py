@@ -1,4 +1,4 @@
-"""The invariants of the reference sheet ("Invariants any implementation must satisfy").
+"""The invariants of ``docs/losses.md`` ("Invariants"): identities between the methods.
 
 Each invariant is its own test, checked on losses, training logits and gradients in float64.
 """

@@ -193,7 +193,7 @@ def test_bfloat16_autocast_at_cosine_edges(name: str, edge: str) -> None:
 
 # A row whose norm is below tiny / eps (zero included) has no direction: every logit it
 # produces is 0 (plus the bias of a softmax with bias), so its loss term is log C, and its
-# gradient is finite (issue 9, item 1).
+# gradient is finite.
 NEAR_ZERO = {
     torch.float32: [0.0, 1e-45, 1e-40, 1e-33, 1e-25],
     torch.float64: [0.0, 5e-324, 1e-300, 1e-200],

@@ -193,7 +193,7 @@ def test_official_annealed_lambda_matches_reference(name: str) -> None:
     for _ in range(40):  # move the schedule away from its start
         head(embeddings, labels)
     lambda_ = head.hyperparameters()["lambda_"]
-    # the official formula after 40 steps (reference sheet constants)
+    # the official formula after 40 steps (the constants of docs/losses.md)
     if name == "lsoftmax":
         assert lambda_ == pytest.approx(1000.0 * (1.0 + 2.5e-5 * 40) ** -35.0, rel=1e-12)
     else:

@@ -98,3 +98,18 @@ def test_arguments_are_validated():
         ClassSampledHead(torch.nn.Linear(4, 10), 0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="labels"):
         ClassSampledHead(head, 0.5)(torch.randn(3, 4), torch.tensor([0, 1, 10]))
+
+
+def test_any_head_takes_a_class_subset_and_checks_it():
+    head = build("cosface", num_classes=10, embedding_dim=4).double().eval()
+    embeddings, labels = torch.randn(3, 4, dtype=torch.float64), torch.tensor([1, 4, 4])
+    classes = torch.tensor([0, 1, 4, 7])
+    expected = F.cross_entropy(
+        head.margin_logits(embeddings, labels)[:, classes], labels.new_tensor([1, 2, 2])
+    )
+    torch.testing.assert_close(head(embeddings, labels, classes=classes), expected)
+    for bad in (torch.tensor([0, 4, 7]), torch.tensor([4, 1, 7]), torch.tensor([1, 4, 10])):
+        with pytest.raises(ValueError, match="classes must be increasing"):
+            head(embeddings, labels, classes=bad)
+    with pytest.raises(TypeError, match="classes must be an int64"):
+        head(embeddings, labels, classes=classes.float())

@@ -237,7 +237,7 @@ def test_bad_schedule_arguments_raise(
 
 @pytest.mark.parametrize("name", ["normface", "cosface", "arcface", "combined", "camsoftmax"])
 def test_a_scale_that_overflows_float32_is_refused(name: str) -> None:
-    """``scale=1e38`` was accepted and gave NaN (issue 9)."""
+    """``scale=1e38`` used to be accepted and gave NaN."""
     with pytest.raises(ValueError, match=r"scale must lie in \(0.0, 10000.0\]; got 1e\+38"):
         build(name, num_classes=CLASSES, embedding_dim=DIM, scale=1e38)
     with pytest.raises(ValueError, match=r"scale must lie in"):

@@ -187,7 +187,7 @@ def test_bad_values_name_the_argument(call, error: type, match: str) -> None:
 
 @pytest.mark.parametrize("value", [True, False], ids=["only-positive", "only-negative"])
 def test_lfw_ten_fold_needs_both_kinds_of_pairs(value: bool) -> None:
-    """A threshold fitted on one kind of pair measures nothing (was 97.5 %, issue 9)."""
+    """A threshold fitted on one kind of pair measures nothing (it used to report 97.5 %)."""
     scores = np.linspace(-1.0, 1.0, 40)
     with pytest.raises(ValueError, match="same must contain both positives and negatives"):
         lfw_ten_fold(scores, np.full(40, value), np.arange(40) % 10)

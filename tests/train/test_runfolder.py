@@ -1,4 +1,4 @@
-"""Run folders that cannot lose work (issue 9, items 2-8): resume that finds the newest
+"""Run folders that cannot lose work: resume that finds the newest
 intact checkpoint and deletes nothing finished, verified checkpoints, one-line OS errors,
 the run lock, the umask, and a ``state.pt`` that cannot run code."""
 
@@ -94,7 +94,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return lines[0]
 
 
-# ------------------------------------------------------------------ item 2: resume
+# -------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("pointer", ["missing", "garbage", "names-an-older-one"])
 def test_resume_without_a_good_latest_continues_from_the_newest_epoch(
     interrupted: Path, digits: object, pointer: str
@@ -130,7 +130,7 @@ def test_resume_of_a_folder_without_a_run_is_an_error(
     assert not typo.exists()
 
 
-# ------------------------------------------------------- item 3: damaged checkpoints
+# --------------------------------------------------------------- damaged checkpoints
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -213,7 +213,7 @@ def test_state_is_loaded_without_running_code(interrupted: Path, tmp_path: Path)
     assert not witness.exists()
 
 
-# ------------------------------------------------ items 4 and 5: OS errors, one line
+# ---------------------------------------------------------------- OS errors, one line
 def fail_writes_from_epoch(epoch: int, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every file write fails with ``code`` once the checkpoint of ``epoch`` begins."""
     original_save, original_write = loop.save_checkpoint, runfolder._write_all
@@ -303,7 +303,7 @@ def test_save_embeddings_under_a_file_is_one_line(
         evaluate_run(interrupted, analysis=False, save_embeddings=target)
 
 
-# ------------------------------------------------------------------ item 7: the lock
+# -------------------------------------------------------------------------- the lock
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -357,7 +357,7 @@ def test_the_lock_is_held_while_training(tmp_path: Path, digits: object) -> None
     assert seen == [str(os.getpid())]
 
 
-# ------------------------------------------------------------------ item 8: the umask
+# ------------------------------------------------------------------------- the umask
 @pytest.fixture
 def umask() -> Iterator[None]:
     previous = os.umask(0o027)

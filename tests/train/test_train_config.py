@@ -199,6 +199,6 @@ def test_learning_rate_schedules_against_direct_formulas() -> None:
     ids=lambda value: str(value),
 )
 def test_non_finite_numbers_are_refused(field: str, value: object) -> None:
-    """``--lr nan`` was accepted and failed at step 1, leaving a folder (issue 9, item 6)."""
+    """``--lr nan`` used to be accepted and failed at step 1, leaving a folder."""
     with pytest.raises(ConfigError, match=rf"{field}(\.margin)? must be .*(finite|number)"):
         TrainConfig(**{field: value})  # type: ignore[arg-type]

@@ -241,12 +241,12 @@ def test_progress_line_shows_loss_accuracy_schedule_and_speed(digits: object) ->
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("epoch 1/1 step 5/22 loss ")
     assert "margin=0.25" in lines[0] and "scale=64" in lines[0] and "img/s" in lines[0]
-    assert ", ETA " in lines[0]  # the line every log_every steps had no ETA (issue 9)
+    assert ", ETA " in lines[0]  # the line every log_every steps used to have no ETA
     assert "test acc" in lines[-1] and "margin=0.5" in lines[-1]
 
 
 def test_a_loss_without_hyperparameters_prints_no_empty_field(digits: object) -> None:
-    """ "test acc 97.56%, , 111 img/s" for a loss without hyper-parameters (issue 9)."""
+    """ "test acc 97.56%, , 111 img/s" was printed for a loss without hyper-parameters."""
     import io
 
     stream = io.StringIO()
@@ -267,7 +267,7 @@ def test_quiet_prints_nothing(digits: object) -> None:
 def test_steps_csv_logs_every_step_and_survives_a_resume(
     tmp_path: Path, digits: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Per-step loss and learning rate were nowhere in the run folder (issue 9, item 10)."""
+    """Per-step loss and learning rate used to be nowhere in the run folder."""
     whole = tmp_path / "whole"
     fit(digits_config(whole), bundle=digits, progress=False)
     with open(whole / "steps.csv") as handle:

@@ -50,10 +50,7 @@ class CamSoftmax(MarginHead):
         hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}
         super().__init__(num_classes, embedding_dim, **hyperparameters)
         self.normalize = normalize
-
-    @property
-    def geometry(self) -> str:  # type: ignore[override]
-        return "normalized" if self.normalize else "unnormalized"
+        self.geometry = "normalized" if normalize else "unnormalized"
 
     def target(self, cosine: Tensor) -> Tensor:
         return camsoftmax_target(cosine, self.schedules["c"].current())

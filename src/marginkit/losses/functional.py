@@ -1,13 +1,17 @@
-"""Pure margin functions: target cosine in, margin-shaped target value out.
+"""Pure tensor functions of the heads: row normalisation and the margin functions.
 
 Every margin-based softmax in marginkit replaces the target logit ``r * cos(theta_y)`` by
 ``r * f(cos(theta_y))``, where ``r`` is the radial factor (a fixed scale ``s`` for the
-normalised family, ``||x||`` or ``||W_y|| ||x||`` for the unnormalised one) and ``f`` is the
-method's margin function defined here. Each function is element-wise, takes the target
-cosines of any shape, and is differentiable everywhere on ``[-1, 1]`` with finite gradients,
-including the end points where ``d acos / d cos`` is infinite (see ``sine_from_cosine``).
+normalised family, ``||x||`` or ``||W_y|| ||x||`` for the unnormalised one; see
+:mod:`marginkit.losses.geometry`) and ``f`` is the method's margin function defined here. Each
+margin function is element-wise, takes the target cosines of any shape, and is differentiable
+everywhere on ``[-1, 1]`` with finite gradients, including the end points where
+``d acos / d cos`` is infinite (see ``sine_from_cosine``).
 
-Angles are in radians throughout. The formulas follow ``shared/reference/losses.md``.
+The row normalisation (:func:`row_norms`, :func:`directions`) is the one every head and the
+fused path use: free of overflow and underflow, and NaN-free for rows without a direction.
+
+Angles are in radians throughout. The formulas are those of ``docs/losses.md``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,52 @@ __all__ = [
     "chebyshev",
     "combined_target",
     "cosface_target",
+    "direction_floor",
+    "directions",
     "lsoftmax_psi",
     "lsoftmax_target",
+    "row_norms",
     "sine_from_cosine",
 ]
+
+
+def row_norms(matrix: Tensor) -> Tensor:
+    """Euclidean norms of the rows, (N, D) -> (N, 1), free of overflow and underflow.
+
+    Each row is divided by its largest magnitude (a detached constant, so the gradient is
+    the exact ``x / ||x||``) before squaring: rows with norms near 1e-30 or 1e30 in float32
+    keep a correct norm instead of 0 or inf.
+    """
+    largest = (
+        matrix.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(matrix.dtype).tiny)
+    )
+    return (matrix / largest).norm(dim=1, keepdim=True) * largest
+
+
+def direction_floor(dtype: torch.dtype) -> float:
+    """Smallest norm at which a row still has a direction: ``tiny / eps`` of ``dtype``.
+
+    About 1e-31 in float32 and 1e-292 in float64; below it ``1 / ||x||``, the factor that
+    the normalisation puts on the gradient, could overflow.
+    """
+    info = torch.finfo(dtype)
+    return info.tiny / info.eps
+
+
+def directions(matrix: Tensor, norms: Tensor) -> Tensor:
+    """Unit rows ``matrix / norms``, (N, D); a row without a direction becomes the zero row.
+
+    A row whose norm is below :func:`direction_floor` (a zero row included) has no
+    direction: its normalised form is 0, so its cosine with every class is 0, and no
+    gradient flows through it, instead of ``0 / 0 = NaN`` or an overflowing ``1 / ||x||``.
+
+    Args:
+        matrix: (N, D) rows.
+        norms: (N, 1) their norms (:func:`row_norms`).
+    """
+    usable = norms >= direction_floor(matrix.dtype)  # (N, 1)
+    safe = torch.where(usable, norms, torch.ones_like(norms))  # no 0 / 0, even unused
+    return torch.where(usable, matrix / safe, torch.zeros_like(matrix))
 
 
 def _resolution(dtype: torch.dtype) -> float:

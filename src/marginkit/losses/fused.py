@@ -1,19 +1,21 @@
 """The fast path of every head: one fused (optionally class-chunked) margin cross-entropy.
 
-:meth:`MarginHead._margin_logits <marginkit.losses.head.MarginHead>` builds the training logits
-by composing normalise / matmul / gather / scatter with autograd, which materialises a
+:meth:`MarginHead.margin_logits <marginkit.losses.head.MarginHead.margin_logits>` builds the
+training logits by composing normalise / matmul / scatter with autograd, which materialises a
 normalised copy of the (C, D) weight and several (B, C) intermediates and their gradients.
 This module computes the same loss and the same gradients with one
 :class:`torch.autograd.Function`:
 
-- the plain scores come from one (B, D) x (D, C) product of the *rows* (``s x / ||x||`` for
-  the normalised geometry, ``x`` otherwise) with the raw weight; for the geometries with
+- the plain scores come from one (B, D) x (D, C) product of the *rows*
+  (:meth:`Geometry.rows <marginkit.losses.geometry.Geometry.rows>`: ``s x / ||x||`` for the
+  normalised geometry, ``x`` otherwise) with the raw weight; for the geometries with
   normalised weights the columns are divided by the weight norms afterwards, so no
   normalised copy of the weight exists;
 - the margin touches only the B target entries: the target (and virtual) logits are computed
-  from the (B, D) rows and the (B, D) gathered target weights by a small autograd graph that
-  calls the head's own :meth:`~marginkit.losses.head.MarginHead.target`, so every margin is
-  still written once, in :mod:`marginkit.losses.functional`;
+  from the (B, D) rows and the (B, D) gathered target weights by a small autograd graph, the
+  ``target_function`` the head passes in: the same one its reference path uses, which calls
+  :meth:`~marginkit.losses.head.MarginHead.target`, so every margin is still written once,
+  in :mod:`marginkit.losses.functional`;
 - the log-sum-exp is taken in place in the one (B, C) score buffer, and the backward pass
   reuses that buffer (``exp(z - m)``) for the two gradient products; the softmax row factor
   ``1 / (B S_i)`` is applied to the (B, D) operands instead of the (B, C) buffer, and the
@@ -37,6 +39,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from marginkit.losses.functional import row_norms
+
 __all__ = ["TargetFunction", "column_norms", "fused_margin_cross_entropy"]
 
 TargetFunction = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None, Tensor]]
@@ -49,10 +53,8 @@ def column_norms(weight: Tensor) -> Tensor:
 
     The plain ``sqrt(sum w^2)`` is used unless some norm is so small or so large that its
     square loses precision or overflows in the dtype; those weights are then recomputed with
-    the scaled :func:`~marginkit.losses.head.row_norms`.
+    the scaled :func:`~marginkit.losses.functional.row_norms`.
     """
-    from marginkit.losses.head import row_norms
-
     norms = torch.linalg.vector_norm(weight, dim=1)  # (C,)
     info = torch.finfo(weight.dtype)
     low = info.tiny**0.5 / info.eps
@@ -213,8 +215,6 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
             virtual = None if virtual_logit is None else virtual_logit.detach()
             bound = None
             if normalized_weight:
-                from marginkit.losses.head import row_norms
-
                 bound = row_norms(rows)  # (B, 1) |z_ij| <= ||rows_i||: cosines in [-1, 1]
             # Online log-sum-exp over the non-target classes, `block` classes at a time.
             maximum = target if virtual is None else torch.maximum(target, virtual)  # (B,)

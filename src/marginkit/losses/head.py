@@ -7,30 +7,30 @@ pytorch-metric-learning loss::
     loss = head(embeddings, labels)      # scalar, batch mean of the cross-entropy
     scores = head.logits(embeddings)     # (B, C) inference scores: no margin, no virtual class
 
-Subclasses choose a *geometry* and a *target function*:
-
-- ``geometry = "normalized"``: logits ``s cos(theta_j)`` (embeddings and weights on the unit
-  sphere, scale ``s``); inference scores ``cos(theta_j)``.
-- ``geometry = "weight_normalized"``: logits ``||x|| cos(theta_j)`` (A-Softmax); inference
-  scores ``cos(theta_j)``.
-- ``geometry = "unnormalized"``: logits ``W_j . x`` (plus an optional bias); inference scores
-  the same.
-
-The target function (one of :mod:`marginkit.losses.functional`) maps the target cosine to the
-margin-shaped value ``f(cos theta_y)``, and the target logit becomes ``r_y f(cos theta_y)``
-with ``r_y`` the radial factor of the geometry (``s``, ``||x||`` or ``||W_y|| ||x||``).
+Subclasses choose a *geometry* (``geometry``, one of the three of
+:mod:`marginkit.losses.geometry`: ``"normalized"`` for logits ``s cos(theta_j)``,
+``"weight_normalized"`` for ``||x|| cos(theta_j)``, ``"unnormalized"`` for ``W_j . x``) and a
+*target function* (one of :mod:`marginkit.losses.functional`), which maps the target cosine to
+the margin-shaped value ``f(cos theta_y)``: the target logit becomes ``r_y f(cos theta_y)`` with
+``r_y`` the radial factor of the geometry (``s``, ``||x||`` or ``||W_y|| ||x||``). The
+formulas of every head are in ``docs/losses.md``.
 
 Training (``forward``) goes through the fused margin cross-entropy of
 :mod:`marginkit.losses.fused`: the same loss and gradients as ``F.cross_entropy`` on
-:meth:`MarginHead.margin_logits`, at about the cost of a plain linear layer. For very many
-classes set ``head.chunk_size = 65536`` (or call :meth:`MarginHead.set_chunk_size`): the classes
-are then processed in blocks and the memory beyond the weights is O(B x chunk_size).
+:meth:`MarginHead.margin_logits`, at about the cost of a plain linear layer. Both paths take
+the geometry from one :class:`~marginkit.losses.geometry.Geometry` and the target logit from one
+method. For very many classes set ``head.chunk_size = 65536`` (or call
+:meth:`MarginHead.set_chunk_size`): the classes are then processed in blocks and the memory
+beyond the weights is O(B x chunk_size); ``forward(embeddings, labels, classes=...)`` restricts
+the softmax to a subset of the classes (class sampling,
+:class:`~marginkit.losses.sampling.ClassSampledHead`).
 
-An embedding without a direction (zero, or a norm below :func:`direction_floor`, about 1e-31
-in float32) has every logit 0, the target's included (plus the class biases of a softmax with
-bias): its loss term is ``log C`` and its gradients are finite. For the normalised geometries
-its normalised form is the zero vector (cosine 0 with every class) and the radial factor of
-its target logit is 0 too, so no margin is applied to an angle that does not exist.
+An embedding without a direction (zero, or a norm below
+:func:`~marginkit.losses.functional.direction_floor`, about 1e-31 in float32) has every logit 0,
+the target's included (plus the class biases of a softmax with bias): its loss term is ``log C``
+and its gradients are finite. For the normalised geometries its normalised form is the zero
+vector (cosine 0 with every class) and the radial factor of its target logit is 0 too, so no
+margin is applied to an angle that does not exist.
 
 All margin arithmetic runs in float32 (or float64 when an input is float64), with autocast
 switched off inside the head: under ``torch.autocast`` the embeddings are up-cast, the
@@ -40,21 +40,17 @@ parameters are never cast in place, and the returned logits and loss are float32
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginkit._checks import check_count
+from marginkit.losses.fused import fused_margin_cross_entropy
+from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.schedules import Schedule, as_schedule
 
-if TYPE_CHECKING:
-    from marginkit.losses.fused import TargetFunction
-
-Geometry = Literal["normalized", "weight_normalized", "unnormalized"]
-
-__all__ = ["MAX_SCALE", "MarginHead", "check_range", "directions"]
+__all__ = ["MAX_SCALE", "MarginHead", "check_range"]
 
 #: Largest scale ``s`` a normalised head accepts: logits ``s cos`` and their gradients stay
 #: far inside float32's range (a scale near 1e38 overflows to inf and NaN).
@@ -85,45 +81,6 @@ def check_range(
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
 
 
-def row_norms(matrix: Tensor) -> Tensor:
-    """Euclidean norms of the rows, (N, D) -> (N, 1), free of overflow and underflow.
-
-    Each row is divided by its largest magnitude (a detached constant, so the gradient is
-    the exact ``x / ||x||``) before squaring: rows with norms near 1e-30 or 1e30 in float32
-    keep a correct norm instead of 0 or inf.
-    """
-    largest = (
-        matrix.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(matrix.dtype).tiny)
-    )
-    return (matrix / largest).norm(dim=1, keepdim=True) * largest
-
-
-def direction_floor(dtype: torch.dtype) -> float:
-    """Smallest norm at which a row still has a direction: ``tiny / eps`` of ``dtype``.
-
-    About 1e-31 in float32 and 1e-292 in float64; below it ``1 / ||x||``, the factor that
-    the normalisation puts on the gradient, could overflow.
-    """
-    info = torch.finfo(dtype)
-    return info.tiny / info.eps
-
-
-def directions(matrix: Tensor, norms: Tensor) -> Tensor:
-    """Unit rows ``matrix / norms``, (N, D); a row without a direction becomes the zero row.
-
-    A row whose norm is below :func:`direction_floor` (a zero row included) has no
-    direction: its normalised form is 0, so its cosine with every class is 0, and no
-    gradient flows through it, instead of ``0 / 0 = NaN`` or an overflowing ``1 / ||x||``.
-
-    Args:
-        matrix: (N, D) rows.
-        norms: (N, 1) their norms (:func:`row_norms`).
-    """
-    usable = norms >= direction_floor(matrix.dtype)  # (N, 1)
-    safe = torch.where(usable, norms, torch.ones_like(norms))  # no 0 / 0, even unused
-    return torch.where(usable, matrix / safe, torch.zeros_like(matrix))
-
-
 class MarginHead(nn.Module):
     """Base class of all heads. See the module docstring for the contract.
 
@@ -139,7 +96,9 @@ class MarginHead(nn.Module):
             :class:`~marginkit.schedules.Schedule` (floats become constant schedules).
     """
 
-    geometry: ClassVar[Geometry] = "normalized"
+    #: The geometry's name (:data:`~marginkit.losses.geometry.GEOMETRIES`); a class's default,
+    #: which a head whose geometry is a constructor argument (Cam-softmax) sets per instance.
+    geometry: GeometryName = "normalized"
     virtual_class: ClassVar[bool] = False
     #: No margin (plain softmax): the target logit is the plain score ``W_y . x``, so the
     #: loss and its gradients are exactly those of ``F.linear`` + cross-entropy everywhere,
@@ -188,7 +147,16 @@ class MarginHead(nn.Module):
         return self.schedules["scale"].current()
 
     # ----------------------------------------------------------------------- validation
-    def _check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
+    def check_inputs(
+        self, embeddings: Tensor, labels: Tensor | None = None, classes: Tensor | None = None
+    ) -> None:
+        """Raise the ``TypeError`` or ``ValueError`` that ``forward`` raises for these inputs.
+
+        Args:
+            embeddings: (B, D) floating-point, finite embeddings.
+            labels: (B,) integer class indices in ``[0, C)``, or None (inference).
+            classes: a class subset for ``forward`` (see there), or None.
+        """
         if not isinstance(embeddings, Tensor):
             raise TypeError(f"embeddings must be a torch.Tensor; got {type(embeddings).__name__}")
         for name, tensor in (
@@ -238,75 +206,79 @@ class MarginHead(nn.Module):
                 f"labels must lie in [0, {self.num_classes}) (num_classes); "
                 f"got values from {low} to {high}"
             )
+        if classes is not None:
+            self._check_classes(classes, labels)
+
+    def _check_classes(self, classes: Tensor, labels: Tensor) -> None:
+        """The ``classes`` of ``forward``: (K,) int64, increasing, in range, every label in."""
+        if not isinstance(classes, Tensor):
+            raise TypeError(f"classes must be a torch.Tensor; got {type(classes).__name__}")
+        if classes.dtype != torch.long:
+            raise TypeError(
+                f"classes must be an int64 tensor of class indices; got {classes.dtype}"
+            )
+        if classes.dim() != 1 or classes.shape[0] == 0:
+            raise ValueError(f"classes must have shape (K,), K >= 1; got {tuple(classes.shape)}")
+        valid = (
+            (classes[1:] > classes[:-1]).all()
+            & (classes[0] >= 0)
+            & (classes[-1] < self.num_classes)
+            & torch.isin(labels, classes).all()
+        )  # one device sync
+        if not bool(valid):
+            raise ValueError(
+                f"classes must be increasing class indices in [0, {self.num_classes}) "
+                "that contain every label"
+            )
 
     # ------------------------------------------------------------------------ geometry
-    def _compute_dtype(self, embeddings: Tensor) -> torch.dtype:
-        return torch.promote_types(
+    @property
+    def margin_geometry(self) -> Geometry:
+        """The rules of the head's geometry (:class:`~marginkit.losses.geometry.Geometry`)."""
+        return GEOMETRIES[self.geometry]
+
+    def radial_factor(self, embedding_norm: float) -> float:
+        """The radial factor ``r`` of an embedding of norm ``embedding_norm`` against unit-norm
+        class weights: the current scale ``s`` of a head with normalised embeddings (fixed,
+        scheduled or learned), ``embedding_norm`` otherwise.
+
+        Args:
+            embedding_norm: ``||x||`` (> 0), standing for ``||W_y|| ||x||`` with raw weights.
+        """
+        radial = self.margin_geometry.radial_factor(self._scale(), embedding_norm)
+        return float(radial.detach()) if isinstance(radial, Tensor) else float(radial)
+
+    def _scale(self) -> Tensor | float | None:
+        """The scale ``s`` of the rows, or None for a geometry without one."""
+        return self.scale_value() if self.margin_geometry.normalized_embeddings else None
+
+    def _operands(self, embeddings: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Embeddings (B, D), weight (C, D) and class bias (C,) or None, in the compute dtype:
+        float32, or float64 when an input is float64. Only raw class weights take a bias."""
+        dtype = torch.promote_types(
             torch.promote_types(embeddings.dtype, self.weight.dtype), torch.float32
         )
+        bias = getattr(self, "bias", None)
+        if bias is not None and not self.margin_geometry.normalized_weights:
+            bias = bias.to(dtype)
+        else:  # a bias only with raw class weights
+            bias = None
+        return embeddings.to(dtype), self.weight.to(dtype), bias
 
-    def _scores_and_target_cosine(
-        self, embeddings: Tensor, labels: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """Plain scores, their radial factor per row, and target cosine/radial factor.
-
-        Returns:
-            scores: (B, C) logits without margin (``s cos``, ``||x|| cos`` or ``W x + b``).
-            cosine_scores: (B, C) the inference scores (cosines, or ``W x + b``).
-            target_cosine: (B,) cosine of each embedding with its class weight, or None.
-            target_radial: (B,) radial factor of each target logit, or None.
+    def _target_logits(
+        self, rows: Tensor, target_weight: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The target logit, the virtual logit (or None) and the detached target cosine, (B,)
+        each, from the (B, D) rows and the (B, D) weights of their classes; the one margin of
+        both paths (the fused path's ``target_function``, see :mod:`marginkit.losses.fused`).
         """
-        dtype = self._compute_dtype(embeddings)
-        x = embeddings.to(dtype)  # (B, D)
-        weight = self.weight.to(dtype)  # (C, D)
-        x_norm = row_norms(x)  # (B, 1)
-        if self.geometry == "unnormalized":
-            bias = getattr(self, "bias", None)
-            scores = F.linear(x, weight, None if bias is None else bias.to(dtype))  # (B, C)
-            if labels is None:
-                return scores, scores, None, None
-            target_weight = weight[labels]  # (B, D)
-            target_weight_norm = row_norms(target_weight)  # (B, 1)
-            target_cosine = (directions(x, x_norm) * (target_weight / target_weight_norm)).sum(
-                dim=1
-            )
-            target_radial = (x_norm * target_weight_norm).squeeze(1)
-            return scores, scores, target_cosine, target_radial
-        unit_weight = weight / row_norms(weight)  # (C, D)
-        cosine = F.linear(directions(x, x_norm), unit_weight).clamp(-1.0, 1.0)  # (B, C)
-        radial = self.scale_value() if self.geometry == "normalized" else x_norm  # s or (B, 1)
-        if self.geometry == "normalized":
-            scores = radial * cosine  # (B, C)
-        else:  # ||x|| cos as x . W_j / ||W_j||: differentiable at x = 0 too
-            scores = F.linear(x, unit_weight).clamp(-x_norm, x_norm)  # (B, C)
-        if labels is None:
-            return scores, cosine, None, None
-        target_cosine = cosine.gather(1, labels.unsqueeze(1)).squeeze(1)  # (B,)
-        if isinstance(radial, Tensor) and radial.dim() == 2:
-            target_radial = radial.squeeze(1)
-        else:  # s, or 0 for a row without a direction (see the module docstring)
-            has_direction = (x_norm.squeeze(1) >= direction_floor(dtype)).to(dtype)  # (B,)
-            target_radial = torch.as_tensor(radial, dtype=dtype) * has_direction
-        return scores, cosine, target_cosine, target_radial
-
-    def _margin_logits(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Training logits and the (detached) target cosines, inputs already validated."""
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            scores, _, target_cosine, target_radial = self._scores_and_target_cosine(
-                embeddings, labels
-            )
-            assert target_cosine is not None and target_radial is not None
-            if self.margin_free:
-                logits = scores
-            else:
-                target_logit = target_radial * self.target(target_cosine)  # (B,)
-                bias = getattr(self, "bias", None)
-                if bias is not None:  # the target class keeps its bias
-                    target_logit = target_logit + bias.to(target_logit.dtype)[labels]
-                logits = scores.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
-            if self.virtual_class:
-                logits = torch.cat([logits, target_radial.unsqueeze(1)], dim=1)  # (B, C + 1)
-        return logits, target_cosine.detach()
+        cosine, radial = self.margin_geometry.target_cosine_and_radial(rows, target_weight)
+        if self.margin_free:
+            target_logit = (rows * target_weight).sum(dim=1)  # W_y . x
+        else:
+            target_logit = radial * self.target(cosine)  # (B,)
+        virtual_logit = radial if self.virtual_class else None
+        return target_logit, virtual_logit, cosine.detach()
 
     def set_chunk_size(self, chunk_size: int | None) -> MarginHead:
         """Process the classes in blocks of ``chunk_size`` in ``forward`` (None: one block).
@@ -323,76 +295,6 @@ class MarginHead(nn.Module):
         self.chunk_size = None if chunk_size is None else check_count("chunk_size", chunk_size, 1)
         return self
 
-    def _target_function(self) -> TargetFunction:
-        """The fused path's margin: ``(rows, target_weight) -> (target logit, virtual logit,
-        target cosine)`` on (B, D) tensors; see :mod:`marginkit.losses.fused`."""
-        normalized_weight = self.geometry != "unnormalized"
-
-        def target_function(
-            rows: Tensor, target_weight: Tensor
-        ) -> tuple[Tensor, Tensor | None, Tensor]:
-            rows_norm = row_norms(rows)  # (B, 1): the radial factor s or ||x|| (0: no direction)
-            weight_norm = row_norms(target_weight)  # (B, 1)
-            unit = directions(rows, rows_norm)  # (B, D)
-            cosine = (unit * (target_weight / weight_norm)).sum(dim=1)  # (B,)
-            if normalized_weight:
-                cosine = cosine.clamp(-1.0, 1.0)
-                radial = rows_norm.squeeze(1)
-            else:
-                radial = (rows_norm * weight_norm).squeeze(1)
-            if self.margin_free:
-                target_logit = (rows * target_weight).sum(dim=1)  # W_y . x
-            else:
-                target_logit = radial * self.target(cosine)  # (B,)
-            virtual_logit = radial if self.virtual_class else None
-            return target_logit, virtual_logit, cosine.detach()
-
-        return target_function
-
-    def _fused_loss(
-        self, embeddings: Tensor, labels: Tensor, class_index: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Mean cross-entropy of the margin logits by the fused path; inputs validated.
-
-        Args:
-            embeddings: (B, D).
-            labels: (B,) class indices in ``[0, C)``.
-            class_index: optional sorted (K,) subset of the classes that must contain every
-                label (class sampling); the loss is then over those K classes only.
-
-        Returns:
-            The scalar loss and the (B,) detached target cosines.
-        """
-        from marginkit.losses.fused import fused_margin_cross_entropy
-
-        labels = labels.long()
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            dtype = self._compute_dtype(embeddings)
-            x = embeddings.to(dtype)  # (B, D)
-            weight = self.weight.to(dtype)  # (C, D)
-            bias = getattr(self, "bias", None)
-            bias = None if bias is None or self.geometry != "unnormalized" else bias.to(dtype)
-            if class_index is not None:
-                weight = weight[class_index]  # (K, D)
-                bias = None if bias is None else bias[class_index]
-                labels = torch.searchsorted(class_index, labels)
-            if self.geometry == "normalized":
-                scale = self.scale_value()
-                rows = directions(x, row_norms(x)) * (
-                    scale.to(dtype) if isinstance(scale, Tensor) else scale
-                )
-            else:
-                rows = x
-            return fused_margin_cross_entropy(
-                rows,
-                weight,
-                bias,
-                labels,
-                self._target_function(),
-                normalized_weight=self.geometry != "unnormalized",
-                chunk_size=self.chunk_size,
-            )
-
     # ---------------------------------------------------------------------- public API
     def logits(self, embeddings: Tensor) -> Tensor:
         """Inference scores (B, C): ``cos(theta_j)`` for heads with normalised weights,
@@ -401,35 +303,70 @@ class MarginHead(nn.Module):
         Args:
             embeddings: (B, D) embeddings.
         """
-        self._check_inputs(embeddings, None)
+        self.check_inputs(embeddings)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            return self._scores_and_target_cosine(embeddings, None)[1]
+            embeddings, weight, bias = self._operands(embeddings)
+            return self.margin_geometry.inference_scores(embeddings, weight, bias)
 
     def margin_logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Exactly what the cross-entropy sees in training: (B, C), or (B, C + 1) for
         Virtual Softmax, at the current hyper-parameter values. Does not advance the step.
 
+        The reference path: plain scores, target logit scattered in, composed with autograd
+        (``forward`` computes the same loss by the fused path).
+
         Args:
             embeddings: (B, D) embeddings.
             labels: (B,) integer class indices in ``[0, C)``.
         """
-        self._check_inputs(embeddings, labels)
-        return self._margin_logits(embeddings, labels)[0]
+        self.check_inputs(embeddings, labels)
+        labels = labels.long()
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            embeddings, weight, bias = self._operands(embeddings)
+            rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D)
+            logits = self.margin_geometry.scores(rows, weight, bias)  # (B, C)
+            target_logit, virtual_logit, _ = self._target_logits(rows, weight[labels])
+            if not self.margin_free:  # margin-free: the plain scores are the training logits
+                if bias is not None:  # the target class keeps its bias
+                    target_logit = target_logit + bias[labels]
+                logits = logits.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
+            if virtual_logit is not None:
+                logits = torch.cat([logits, virtual_logit.unsqueeze(1)], dim=1)  # (B, C + 1)
+        return logits
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, embeddings: Tensor, labels: Tensor, classes: Tensor | None = None) -> Tensor:
         """Mean cross-entropy of the margin logits; advances the schedules in training mode.
 
         Args:
             embeddings: (B, D) embeddings (any floating dtype; autocast-safe).
             labels: (B,) integer class indices in ``[0, C)``.
+            classes: optional (K,) int64 class indices, increasing and containing every label
+                (class sampling, Partial FC): the softmax is then over those K classes only,
+                ``F.cross_entropy(margin_logits(x, y)[:, classes], y remapped to 0..K-1)``,
+                and the other class weights get no gradient.
 
         Returns:
             Scalar float32 (float64 for float64 inputs) loss.
         """
-        self._check_inputs(embeddings, labels)
+        self.check_inputs(embeddings, labels, classes)
         if self.training:
             self._check_total_steps()
-        loss, target_cosine = self._fused_loss(embeddings, labels)
+        labels = labels.long()
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            embeddings, weight, bias = self._operands(embeddings)
+            if classes is not None:
+                weight = weight[classes]  # (K, D)
+                bias = None if bias is None else bias[classes]
+                labels = torch.searchsorted(classes, labels)
+            loss, target_cosine = fused_margin_cross_entropy(
+                self.margin_geometry.rows(embeddings, self._scale()),
+                weight,
+                bias,
+                labels,
+                self._target_logits,
+                normalized_weight=self.margin_geometry.normalized_weights,
+                chunk_size=self.chunk_size,
+            )
         if self.training:
             self.advance(target_cosine)
         return loss

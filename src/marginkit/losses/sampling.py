@@ -13,7 +13,7 @@ matrix products; the class weights that were not sampled get no gradient that st
 
 The loss is exactly the wrapped head's loss restricted to the sampled classes (the columns
 of :meth:`~marginkit.losses.head.MarginHead.margin_logits` at ``sampled_classes``, labels
-remapped), computed by the same fused path.
+remapped): the wrapped head's own ``forward(embeddings, labels, classes=sampled_classes)``.
 """
 
 from __future__ import annotations
@@ -97,15 +97,12 @@ class ClassSampledHead(nn.Module):
             labels: (B,) integer class indices in ``[0, C)``.
 
         Returns:
-            Scalar loss, as the wrapped head's ``forward``.
+            Scalar loss, as the wrapped head's ``forward`` (which advances its schedules in
+            training mode).
         """
-        self.head._check_inputs(embeddings, labels)
-        labels = labels.long()
-        self.sampled_classes = self.sample(labels)
-        loss, target_cosine = self.head._fused_loss(embeddings, labels, self.sampled_classes)
-        if self.training:
-            self.head.advance(target_cosine)
-        return loss
+        self.head.check_inputs(embeddings, labels)  # before the draw, which indexes by label
+        self.sampled_classes = self.sample(labels.long())
+        return self.head(embeddings, labels, classes=self.sampled_classes)
 
     def logits(self, embeddings: Tensor) -> Tensor:
         """Inference scores over *all* classes, (B, C): the wrapped head's ``logits``."""

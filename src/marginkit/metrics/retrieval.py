@@ -18,8 +18,7 @@ Each measure is the mean over queries; queries whose label has no other sample
 by ``torch.topk``, as in any nearest-neighbour search.
 
 The computation is chunked over queries: memory is ``O(chunk_size * (N + max R))``, never
-an N x N matrix (35k x 128 embeddings of 10 classes: 90 s and 0.4 GB on two busy CPU
-cores; the cost grows as N^2, the top-R search dominating).
+an N x N matrix; the time grows as N^2, the top-R search dominating.
 """
 
 from __future__ import annotations

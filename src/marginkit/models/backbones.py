@@ -138,12 +138,13 @@ def _conv_bn(channels_in: int, channels_out: int) -> list[nn.Module]:
 
 
 class MNISTNet(nn.Module):
-    """The official L-Softmax MNIST network (Liu et al., ICML 2016; reference sheet).
+    """The official L-Softmax MNIST network (Liu et al., ICML 2016, and the authors' code).
 
     A 3x3 convolution to 64 channels, then three stages of three 3x3 convolutions (64, 128
     and 256 channels), batch norm after every convolution, a 2x2 max-pool after each stage,
     and a linear layer to the embedding (the paper's FC 512 is ``embedding_dim=512``).
-    The activation after each batch norm is PReLU (the reference sheet does not name one).
+    The activation after each batch norm is PReLU (marginkit's choice: the description this
+    follows names none).
 
     Args:
         input_shape: (C, H, W), at least 8x8.

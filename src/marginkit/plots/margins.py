@@ -190,15 +190,6 @@ def target_logit_curves(
     return save_figure(fig, path)
 
 
-def _radial_factor(head: MarginHead, feature_norm: float) -> float:
-    """The scale ``s`` of a normalised head (fixed, scheduled or learned), else
-    ``feature_norm``."""
-    if head.geometry == "normalized":
-        scale = head.scale_value()
-        return float(scale.detach()) if isinstance(scale, torch.Tensor) else float(scale)
-    return feature_norm
-
-
 def _check_gradient_setting(with_respect_to: str, other_cosine: float, feature_norm: float) -> None:
     if with_respect_to not in ("angle", "cosine"):
         raise ValueError(f"with_respect_to must be 'angle' or 'cosine'; got {with_respect_to!r}")
@@ -223,9 +214,10 @@ def loss_gradient(
 
     The setting: the target logit is ``r * head.target(cos theta_y)``; each of the other
     ``C - 1`` classes (``C = head.num_classes``) has logit ``r * other_cosine`` and, for
-    Virtual Softmax, the virtual logit is ``r``; ``r`` is the scale ``s`` of a normalised
-    head (its current value if scheduled or learned), otherwise ``feature_norm`` (standing
-    for ``||x||`` or ``||W_y|| ||x||``, all class weights of equal norm). Then
+    Virtual Softmax, the virtual logit is ``r``; ``r = head.radial_factor(feature_norm)``, the
+    scale ``s`` of a normalised head (its current value if scheduled or learned), otherwise
+    ``feature_norm`` (standing for ``||x||`` or ``||W_y|| ||x||``, all class weights of equal
+    norm). Then
     ``L = logsumexp(logits) - target logit`` is differentiated by autograd.
 
     Args:
@@ -239,7 +231,7 @@ def loss_gradient(
         (T,) float64 gradient magnitudes.
     """
     _check_gradient_setting(with_respect_to, other_cosine, feature_norm)
-    radial = _radial_factor(head, float(feature_norm))
+    radial = head.radial_factor(float(feature_norm))
     angle = theta.detach().to(torch.float64).clone()  # (T,)
     with torch.enable_grad():
         if with_respect_to == "angle":
@@ -284,7 +276,7 @@ def build_gradient_curves(
             other_cosine=other_cosine,
             feature_norm=feature_norm,
         )
-        radial = _radial_factor(head, float(feature_norm))
+        radial = head.radial_factor(float(feature_norm))
         axes.plot(
             theta.numpy(),
             magnitude,
