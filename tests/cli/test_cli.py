@@ -157,7 +157,7 @@ def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
     evaluated = run("eval", str(out), "--save-embeddings", str(tmp_path / "emb.npz"))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((out / "eval.json").read_text())
-    assert report["accuracy"] == pytest.approx(metrics["final"]["test_accuracy"] / 100)
+    assert report["accuracy"] == pytest.approx(metrics["final"]["test_accuracy"])
     assert (tmp_path / "emb.npz").is_file()
     assert "verification" in evaluated.stdout and "retrieval" in evaluated.stdout
     assert set(report["analysis"]) >= {"closed_set", "geometry", "retrieval", "verification"}

@@ -139,3 +139,15 @@ def test_learning_curves_bad_input(tmp_path):
         build_learning_curves(3)
     with pytest.raises(ValueError, match="accuracy_unit"):
         build_learning_curves({"epochs": [{}]}, accuracy_unit="ratio")  # type: ignore[arg-type]
+
+
+def test_learning_curves_read_each_runs_own_accuracy_unit():
+    fraction = {**_metrics(2, with_lambda=False), "accuracy_unit": "fraction"}
+    percent = _metrics(2, with_lambda=False)  # an earlier version's file: percent, no unit
+    for row in percent["epochs"]:
+        row["test_accuracy"] *= 100
+    fig = build_learning_curves({"new": fraction, "old": percent})
+    accuracy_axes = fig.axes[1]
+    for name in ("new", "old"):
+        (line,) = [x for x in accuracy_axes.lines if x.get_label() == f"{name}: test accuracy"]
+        np.testing.assert_allclose(line.get_ydata(), [100 * (1 - 0.6 / e) for e in (1, 2)])

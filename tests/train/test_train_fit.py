@@ -85,7 +85,7 @@ def test_run_folder_contents(tmp_path: Path, digits: object) -> None:
     inputs, labels = digits.test.tensors()  # type: ignore[attr-defined]
     with torch.no_grad():
         predicted = result.head.logits(result.backbone(inputs)).argmax(1)
-    expected = 100.0 * float((predicted == labels).double().mean())
+    expected = float((predicted == labels).double().mean())
     assert metrics["final"]["test_accuracy"] == pytest.approx(expected)
 
 
@@ -114,6 +114,38 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path: Path, digits:
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2]
     assert metrics["final"]["test_accuracy"] == whole.final["test_accuracy"]
+
+
+def test_resume_from_a_percent_checkpoint_keeps_every_accuracy_a_fraction(
+    tmp_path: Path, digits: object
+) -> None:
+    """A checkpoint written by an earlier version holds its history in percent and no unit:
+    the resumed run's files hold fractions only."""
+    whole = fit(digits_config(None), bundle=digits, progress=False)
+    config = digits_config(tmp_path / "old")
+    original_save = loop.save_checkpoint
+
+    def save_as_before(run_dir, backbone, head, saved_state):  # type: ignore[no-untyped-def]
+        old = {key: value for key, value in saved_state.items() if key != "accuracy_unit"}
+        old["history"] = [
+            {k: 100 * v if k.endswith("accuracy") and v is not None else v for k, v in row.items()}
+            for row in saved_state["history"]
+        ]
+        original_save(run_dir, backbone, head, old)
+        raise KeyboardInterrupt
+
+    loop.save_checkpoint = save_as_before
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, bundle=digits, progress=False)
+    finally:
+        loop.save_checkpoint = original_save
+    fit(config, bundle=digits, resume=True, progress=False)
+    metrics = json.loads((tmp_path / "old" / "metrics.json").read_text())
+    assert metrics["accuracy_unit"] == "fraction"
+    for row, expected in zip(metrics["epochs"], whole.history, strict=True):
+        assert row["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+        assert 0 <= row["train_accuracy"] <= 1
 
 
 def test_resume_with_augmentation_and_step_schedule(
@@ -299,7 +331,7 @@ def test_evaluate_run_and_embeddings(tmp_path: Path, digits: object) -> None:
     out = tmp_path / "run"
     result = fit(digits_config(out, epochs=1), bundle=digits, progress=False)
     report = evaluate_run(out, save_embeddings=tmp_path / "test_embeddings")
-    assert report["accuracy"] == pytest.approx(result.final["test_accuracy"] / 100)
+    assert report["accuracy"] == pytest.approx(result.final["test_accuracy"])
     assert json.loads((out / "eval.json").read_text())["accuracy"] == report["accuracy"]
     saved = np.load(tmp_path / "test_embeddings.npz")
     inputs, labels = digits.test.tensors()  # type: ignore[attr-defined]

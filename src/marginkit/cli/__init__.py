@@ -211,7 +211,7 @@ def _train(args: argparse.Namespace) -> int:
     final = result.final
     accuracy, loss = final.get("test_accuracy"), final.get("train_loss")
     print(
-        f"{config.out}: test accuracy {'n/a' if accuracy is None else f'{accuracy:.2f}%'}, "
+        f"{config.out}: test accuracy {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}, "
         f"train loss {'n/a' if loss is None else f'{loss:.4f}'}"
     )
     return 0

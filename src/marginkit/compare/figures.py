@@ -132,7 +132,8 @@ def learning_curves(runs: Mapping[str, list[dict[str, Any]]], path: Path, title:
     """Training loss and test accuracy per epoch, one line per run.
 
     Args:
-        runs: run name -> the run's per-epoch rows (``metrics.json`` ``epochs``).
+        runs: run name -> the run's per-epoch rows (``metrics.json`` ``epochs``, accuracies
+            as fractions: :func:`marginkit.runfiles.metrics_in_fractions`).
     """
     fig = new_figure(12.0, 4.5)
     loss_axis, accuracy_axis = fig.subplots(1, 2)
@@ -142,8 +143,8 @@ def learning_curves(runs: Mapping[str, list[dict[str, Any]]], path: Path, title:
         loss_axis.plot(
             number, [row["train_loss"] for row in epochs], marker="o", ms=3, label=name, **style
         )
-        accuracy = [row.get("test_accuracy") for row in epochs]
-        accuracy = [np.nan if value is None else value for value in accuracy]
+        accuracy = [row.get("test_accuracy") for row in epochs]  # fractions
+        accuracy = [np.nan if value is None else 100.0 * value for value in accuracy]
         accuracy_axis.plot(number, accuracy, marker="o", ms=3, label=name, **style)
     loss_axis.set_yscale("log")
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="mean cross-entropy (log)")

@@ -430,7 +430,7 @@ def _train(
 
 def _shown(row: dict[str, Any]) -> str:
     accuracy = row.get("test_accuracy")
-    return "n/a" if accuracy is None else f"{accuracy:.2f} %"
+    return "n/a" if accuracy is None else f"{100 * accuracy:.2f} %"
 
 
 def _evaluate(run_dir: Path, bundle: Any) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from marginkit.runfiles import ACCURACY_UNIT, metrics_in_fractions
+
 __all__ = ["MEASURES", "Measure", "read_json", "run_measures"]
 
 
@@ -92,16 +94,20 @@ def _ratio(noise: dict[str, Any]) -> float | None:
 
 def run_measures(run_dir: Path) -> dict[str, float | None]:
     """Every measure of :data:`MEASURES` for one finished, evaluated run folder."""
-    metrics = read_json(run_dir / "metrics.json") or {}
+    metrics = metrics_in_fractions(read_json(run_dir / "metrics.json") or {})
     report = read_json(run_dir / "eval.json") or {}
     final = metrics.get("final") or {}
     analysis = report.get("analysis") or {}
     values: dict[str, float | None] = dict.fromkeys(MEASURES)
-    # eval.json's accuracy is a fraction; training's last test accuracy is in percent
-    accuracy = _percent(report["accuracy"]) if "accuracy" in report else final.get("test_accuracy")
+    if "accuracy" not in report:
+        accuracy = _percent(final.get("test_accuracy"))
+    elif report.get("accuracy_unit") == ACCURACY_UNIT:
+        accuracy = _percent(report["accuracy"])
+    else:  # an eval.json of an earlier version: in percent
+        accuracy = report["accuracy"]
     values["test_accuracy"] = accuracy
     values["test_error"] = None if accuracy is None else 100.0 - accuracy
-    values["train_accuracy"] = final.get("train_accuracy")
+    values["train_accuracy"] = _percent(final.get("train_accuracy"))
     values["train_loss"] = final.get("train_loss")
     values["train_time"] = final.get("wall_time")
     values["eval_time"] = report.get("eval_time")

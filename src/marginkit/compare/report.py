@@ -26,6 +26,7 @@ from marginkit.compare.claims import judge
 from marginkit.compare.measures import MEASURES, read_json, run_measures
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
+from marginkit.runfiles import metrics_in_fractions
 
 __all__ = ["Table", "load_grid", "write_report"]
 
@@ -81,7 +82,7 @@ def load_grid(out: Path) -> _Grid:
         runs = []
         for seed in spec.seed_values:
             folder = out / "runs" / spec.run_name(variant, seed)
-            metrics = read_json(folder / "metrics.json") or {}
+            metrics = metrics_in_fractions(read_json(folder / "metrics.json") or {})
             if not metrics.get("final") or not (folder / "eval.json").is_file():
                 continue
             config = yaml.safe_load((folder / "config.yaml").read_text())

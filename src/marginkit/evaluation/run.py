@@ -28,6 +28,7 @@ from marginkit.evaluation.embedding import EmbeddedSplits, check_split, measured
 from marginkit.evaluation.load import load_run, run_checkpoint
 from marginkit.losses import MarginHead
 from marginkit.progress import Progress
+from marginkit.runfiles import ACCURACY_UNIT
 
 __all__ = ["analyse", "evaluate_run"]
 
@@ -138,6 +139,7 @@ def _known_accuracy(head: MarginHead, measured: measure.MeasuredSplit) -> dict[s
         "known_samples": int(known.sum()),
         "unknown_samples": int((~known).sum()),
         "accuracy": None,
+        "accuracy_unit": ACCURACY_UNIT,
     }
     if bool(known.any()):
         embeddings, labels = measured.known_part()

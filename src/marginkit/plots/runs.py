@@ -336,7 +336,7 @@ _ACCURACIES = (
 def build_learning_curves(
     runs: Any,
     *,
-    accuracy_unit: Literal["percent", "fraction"] = "percent",
+    accuracy_unit: Literal["percent", "fraction"] | None = None,
     title: str | None = None,
 ) -> Figure:
     """The learning-curve figure (see :func:`learning_curves`), not yet saved.
@@ -345,9 +345,10 @@ def build_learning_curves(
         A figure with two axes titled ``"Loss"`` and ``"Accuracy"``; the loss axes carries
         a twin axis (an offset right spine each) per hyper-parameter that changes in a run.
     """
-    if accuracy_unit not in ("percent", "fraction"):
-        raise ValueError(f"accuracy_unit must be 'percent' or 'fraction'; got {accuracy_unit!r}")
-    to_percent = 100.0 if accuracy_unit == "fraction" else 1.0
+    if accuracy_unit not in (None, "percent", "fraction"):
+        raise ValueError(
+            f"accuracy_unit must be 'percent', 'fraction' or None; got {accuracy_unit!r}"
+        )
     loaded = _normalise_runs(runs)
     fig = new_figure(13.0, 5.5)
     loss_axes, accuracy_axes = fig.subplots(1, 2)
@@ -360,6 +361,9 @@ def build_learning_curves(
             epoch=_epoch_numbers(epochs),
         )
         _plot_series(loss_axes, epochs, style, _LOSSES)
+        # a run's own unit: "fraction" in marginkit's files, percent in files without one
+        unit = accuracy_unit or metrics.get("accuracy_unit") or "percent"
+        to_percent = 100.0 if unit == "fraction" else 1.0
         _plot_series(accuracy_axes, epochs, style, _ACCURACIES, scale=to_percent)
         constants = _plot_hyperparameters(epochs, style, schedules)
         if constants:
@@ -375,7 +379,7 @@ def learning_curves(
     runs: Any,
     path: str | Path,
     *,
-    accuracy_unit: Literal["percent", "fraction"] = "percent",
+    accuracy_unit: Literal["percent", "fraction"] | None = None,
     title: str | None = None,
 ) -> list[Path]:
     """Plot loss and accuracy against epoch for one or more runs; PNG + SVG.
@@ -393,8 +397,9 @@ def learning_curves(
             folder holding one; several as a list (labelled by run folder name, or
             ``run 1``...) or a dict of label -> run.
         path: output path without suffix.
-        accuracy_unit: how the accuracies are stored: ``"percent"`` (marginkit's trainer)
-            or ``"fraction"`` (multiplied by 100 for the plot).
+        accuracy_unit: how the accuracies are stored: ``"fraction"`` (multiplied by 100
+            for the plot) or ``"percent"``; None: each run's own ``accuracy_unit`` key
+            (``"fraction"`` in marginkit's ``metrics.json``), percent where it has none.
         title: figure title.
 
     Returns:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from marginkit.progress import Progress, format_seconds
+from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
 from marginkit.train.checkpoint import (
     fault_point,
     find_checkpoint,
@@ -355,7 +356,8 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
 def _accuracy(
     backbone: nn.Module, head: nn.Module, dataset: Any, num_classes: int, batch_size: int
 ) -> float | None:
-    """Top-1 accuracy (%) of ``head.logits`` on the known-class samples of ``dataset``."""
+    """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
+    ``dataset``."""
     if dataset is None:
         return None
     inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
@@ -372,7 +374,7 @@ def _accuracy(
         correct += int((scores.argmax(1) == labels[start : start + batch_size]).sum())
     backbone.train(was_training[0])
     head.train(was_training[1])
-    return 100.0 * correct / labels.numel()
+    return correct / labels.numel()
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -394,7 +396,12 @@ def _write_logs(
     run_dir: Path, config: TrainConfig, history: list[dict[str, Any]], final: dict[str, Any]
 ) -> None:
     """metrics.json and log.csv from the history (rewritten whole, atomically)."""
-    metrics = {"config": config.to_dict(), "epochs": history, "final": final}
+    metrics = {
+        "config": config.to_dict(),
+        "accuracy_unit": ACCURACY_UNIT,
+        "epochs": history,
+        "final": final,
+    }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     names = sorted({name for row in history for name in row.get("hyperparameters", {})})
     buffer = io.StringIO()
@@ -473,10 +480,10 @@ class _Tally:
 
     @property
     def accuracy(self) -> float:
-        return 100.0 * self.correct / self.seen
+        return self.correct / self.seen
 
     def text(self) -> str:
-        return f"loss {self.loss:.4f} acc {self.accuracy:.2f}%"
+        return f"loss {self.loss:.4f} acc {100.0 * self.accuracy:.2f}%"
 
 
 def fit(
@@ -608,7 +615,9 @@ def _open_run_folder(
         run.optimizer.load_state_dict(checkpoint.state["optimizer"])
         run.generator.set_state(checkpoint.state["generator"])
         torch.set_rng_state(checkpoint.state["torch_rng"])
-        run.history = list(checkpoint.state["history"])
+        # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
+        unit = checkpoint.state.get("accuracy_unit")
+        run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
         run.step = int(checkpoint.state["step"])
         run.start_epoch = checkpoint.epoch
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
@@ -738,6 +747,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
             "generator": run.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": run.history,
+            "accuracy_unit": ACCURACY_UNIT,
         }
         run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, run.head, state))
         _write_logs(run.run_dir, run.config, run.history, {})
@@ -752,10 +762,10 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
 
 
 def _epoch_summary(row: dict[str, Any]) -> str:
-    shown = [f"train loss {row['train_loss']:.4f}", f"acc {row['train_accuracy']:.2f}%"]
+    shown = [f"train loss {row['train_loss']:.4f}", f"acc {100 * row['train_accuracy']:.2f}%"]
     for name in ("validation_accuracy", "test_accuracy"):
         if row[name] is not None:
-            shown.append(f"{name.split('_')[0]} acc {row[name]:.2f}%")
+            shown.append(f"{name.split('_')[0]} acc {100 * row[name]:.2f}%")
     shown += [
         _format_hyperparameters(row["hyperparameters"]),
         f"{row['images_per_second']:.0f} img/s",
