@@ -210,3 +210,40 @@ def test_training_steps_schedules_with_detached_target_cosines():
     head.eval()
     head(embeddings, labels)
     assert int(head.step) == 1
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "softmax",
+        "lsoftmax",
+        "sphereface",
+        "normface",
+        "cosface",
+        "arcface",
+        "combined",
+        "virtual",
+        "camsoftmax",
+    ],
+)
+def test_loss_and_correct_matches_the_argmax_of_the_plain_logits(name: str, chunk_size) -> None:
+    """The running accuracy from the fused pass equals argmax(logits) == label, and the loss
+    is forward's."""
+    generator = torch.Generator().manual_seed(7)
+    head = build(name, num_classes=7, embedding_dim=5)
+    head.set_chunk_size(chunk_size)
+    head.set_total_steps(RUN_STEPS)
+    head.eval()  # no schedule advances: both calls see the same hyper-parameters
+    embeddings = torch.randn(64, 5, generator=generator)
+    labels = torch.randint(0, 7, (64,), generator=generator)
+    loss, correct = head.loss_and_correct(embeddings, labels)
+    expected = head.logits(embeddings).argmax(1) == labels
+    assert correct.dtype == torch.bool and correct.shape == (64,)
+    assert torch.equal(correct, expected)
+    assert 0 < int(correct.sum()) < 64  # both outcomes occur
+    assert torch.equal(loss, head(embeddings, labels))
+    classes = torch.unique(torch.cat([labels, torch.tensor([6])]))
+    _, sampled = head.loss_and_correct(embeddings, labels, classes=classes)
+    among = head.logits(embeddings)[:, classes].argmax(1)
+    assert torch.equal(sampled, classes[among] == labels)

@@ -173,6 +173,20 @@ def _exponentials(
     return row_sums, statistic
 
 
+def _plain_target_score(
+    rows: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, bound: Tensor | None
+) -> Tensor:
+    """The (B,) label's score without margin, as the non-target scores are computed:
+    ``rows_i . W_y / ||W_y||`` clamped to ``+-bound_i`` (normalised weights, ``bound`` given),
+    else ``rows_i . W_y + b_y``."""
+    target_weight = weight[labels]  # (B, D)
+    score = (rows * target_weight).sum(dim=1)  # (B,)
+    if bound is not None:
+        bound = bound.squeeze(1)
+        return torch.minimum(torch.maximum(score / column_norms(target_weight), -bound), bound)
+    return score if bias is None else score + bias[labels]
+
+
 def _accumulate_rows(target: Tensor, index: Tensor, values: Tensor) -> None:
     """``target[index[i]] += values[i]`` with repeated indices summed, (C, D) += (B, D)."""
     if index.numel() <= 4096:  # a few small adds beat the (C, D)-wide index_add_ on CPU
@@ -195,7 +209,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         target_function: TargetFunction,
         normalized_weight: bool,
         chunk_size: int | None,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         batch, num_classes = rows.shape[0], weight.shape[0]
         block = num_classes if chunk_size is None else min(chunk_size, num_classes)
         single = block == num_classes
@@ -222,6 +236,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
             if virtual is not None:
                 total += torch.exp(virtual - maximum)
             exponentials = inverse_norms = statistic = None
+            rival = torch.full_like(maximum, -torch.inf)  # (B,) largest non-target score
             clamped_blocks: list[tuple[Tensor, Tensor]] = []
             for start in range(0, num_classes, block):
                 stop = min(start + block, num_classes)
@@ -240,7 +255,9 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                 inside = (labels >= start) & (labels < stop)
                 target_rows, target_columns = batch_index[inside], labels[inside] - start
                 scores[target_rows, target_columns] = -torch.inf
-                block_maximum = torch.maximum(maximum, scores.amax(dim=1))
+                block_rival = scores.amax(dim=1)  # (B,)
+                rival = torch.maximum(rival, block_rival)
+                block_maximum = torch.maximum(maximum, block_rival)
                 total.mul_(torch.exp(maximum - block_maximum))
                 maximum = block_maximum
                 if single and normalized_weight:
@@ -272,6 +289,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                 gap + torch.log(total + torch.exp(-gap)),
             )
             loss = losses.mean()
+            correct = _plain_target_score(rows, weight, bias, labels, bound) >= rival  # (B,)
 
         ctx.block = block
         ctx.normalized_weight = normalized_weight
@@ -282,11 +300,11 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         # saved (a saved tensor's in-place change is an autograd error).
         ctx.buffers = (exponentials, inverse_norms, statistic)
         ctx.save_for_backward(rows, weight, bias, labels, maximum, total, bound)
-        ctx.mark_non_differentiable(target_cosine)
-        return loss, target_cosine.detach()
+        ctx.mark_non_differentiable(target_cosine, correct)
+        return loss, target_cosine.detach(), correct
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):  # type: ignore[override]
         rows, weight, bias, labels, maximum, total, bound = ctx.saved_tensors
         saved_exponentials, saved_inverse_norms, saved_statistic = ctx.buffers
         target_logit, virtual_logit, rows_leaf, target_weight = ctx.graph
@@ -408,7 +426,7 @@ def fused_margin_cross_entropy(
     *,
     normalized_weight: bool,
     chunk_size: int | None = None,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Mean cross-entropy over margin logits without materialising them through autograd.
 
     The logits are ``z_ij = rows_i . W_j / ||W_j||`` (``normalized_weight``, clamped to
@@ -428,8 +446,10 @@ def fused_margin_cross_entropy(
     Returns:
         loss: scalar mean cross-entropy (differentiable in rows, weight, bias).
         target_cosine: (B,) detached target cosines (for adaptive schedules).
+        correct: (B,) bool, whether the label's plain score (no margin) is at least every
+            other class's: top-1 correctness from the scores the loss computed anyway.
     """
-    loss, target_cosine = _FusedMarginCrossEntropy.apply(
+    loss, target_cosine, correct = _FusedMarginCrossEntropy.apply(
         rows, weight, bias, labels, target_function, normalized_weight, chunk_size
     )
-    return loss, target_cosine.detach()
+    return loss, target_cosine.detach(), correct

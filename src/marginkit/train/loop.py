@@ -9,7 +9,7 @@ The loop, in one screen (see :func:`fit`)::
             x = augment_batch(x, generator)               # if the data set asks for it
             lr -> every param group                       # warm-up + step/cosine, per step
             embeddings = backbone(x)                      # (B, D)
-            loss = head(embeddings, y)                    # margin CE; advances schedules
+            loss, correct = head.loss_and_correct(embeddings, y)  # margin CE; schedules
             loss.backward(); optimizer.step()
         evaluate; checkpoint (atomic); metrics.json, log.csv
 
@@ -672,7 +672,7 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         embeddings = backbone(x)  # (B, D)
         if not bool(torch.isfinite(embeddings).all()):
             _fail(run, epoch, batch_index, "the embeddings")
-        loss = head(embeddings, y)  # scalar
+        loss, correct = head.loss_and_correct(embeddings, y)  # scalar, (B,) from one pass
         if not bool(torch.isfinite(loss)):
             _fail(run, epoch, batch_index, "the loss")
         optimizer.zero_grad(set_to_none=True)
@@ -682,7 +682,7 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         # the running figures and the step's log
         with torch.no_grad():
             tally.loss_sum += loss.detach().double() * y.numel()
-            tally.correct += int((head.logits(embeddings.detach()).argmax(1) == y).sum())
+            tally.correct += int(correct.sum())
             tally.seen += y.numel()
         fault_point("step", run.step)
         _report_step(run, epoch, batch_index, float(loss.detach()), tally)
