@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginkit._checks import check_count
+from marginkit._validation import check_count
 from marginkit.schedules import Schedule, as_schedule
 
 if TYPE_CHECKING:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from marginkit._validation import check_count
+
 __all__ = [
     "BACKBONES",
     "MLP",
@@ -39,14 +41,6 @@ def _check_shape(input_shape: Sequence[int], *, image: bool, name: str) -> tuple
             f"backbone {name!r} needs image inputs, input_shape (C, H, W); got {shape}"
         )
     return shape
-
-
-def _check_embedding_dim(embedding_dim: int) -> int:
-    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int):
-        raise TypeError(f"embedding_dim must be an int; got {type(embedding_dim).__name__}")
-    if embedding_dim < 1:
-        raise ValueError(f"embedding_dim must be >= 1; got {embedding_dim}")
-    return embedding_dim
 
 
 def _check_min_size(shape: tuple[int, ...], minimum: int, name: str) -> None:
@@ -81,7 +75,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         shape = _check_shape(input_shape, image=False, name="mlp")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         widths = [math.prod(shape), *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
         for width_in, width_out in itertools.pairwise(widths):
@@ -112,7 +106,7 @@ class LeNetPP(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="lenetpp")
         _check_min_size(shape, 8, "lenetpp")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers: list[nn.Module] = []
         channels_in = shape[0]
         for channels in (32, 64, 128):
@@ -154,7 +148,7 @@ class MNISTNet(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="mnistnet")
         _check_min_size(shape, 8, "mnistnet")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers = _conv_bn(shape[0], 64)
         channels_in = 64
         for channels in (64, 128, 256):
@@ -210,7 +204,7 @@ class ResNet20(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="resnet20")
         _check_min_size(shape, 8, "resnet20")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         self.stem = nn.Sequential(
             nn.Conv2d(shape[0], 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
         )
@@ -277,7 +271,7 @@ class FaceNet(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="facenet")
         _check_min_size(shape, 16, "facenet")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         if len(widths) != len(units):
             raise ValueError(
                 f"widths and units must have the same length; got {len(widths)} and {len(units)}"

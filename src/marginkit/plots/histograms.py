@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marginkit._checks import check_count
+from marginkit._validation import check_count
 from marginkit.plots._inputs import as_float_array, as_labels, unit_rows
 from marginkit.plots.figures import new_figure, save_figure, set_angle_ticks
 
