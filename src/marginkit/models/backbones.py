@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
+from marginkit.registry import BACKBONES
 
 __all__ = [
     "BACKBONES",
@@ -291,25 +292,16 @@ class FaceNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- registry
-BACKBONES: dict[str, Callable[[Sequence[int], int], nn.Module]] = {
-    "lenetpp": LeNetPP,
-    "mnistnet": MNISTNet,
-    "resnet20": ResNet20,
-    "facenet": FaceNet,
-    "mlp": MLP,
-}
-
-
 def available_backbones() -> list[str]:
-    """The registered backbone names."""
-    return list(BACKBONES)
+    """The registered backbone names (:data:`marginkit.registry.BACKBONES`)."""
+    return BACKBONES.names()
 
 
 def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) -> nn.Module:
     """Construct the backbone registered as ``name``.
 
     Args:
-        name: one of :func:`available_backbones` (case-insensitive).
+        name: one of :func:`available_backbones` (any case, ``-``/``_`` ignored).
         input_shape: shape of one input without the batch axis, (C, H, W) or (F,).
         embedding_dim: embedding width D.
 
@@ -319,9 +311,4 @@ def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) ->
     Raises:
         ValueError: for an unknown name (listing the known ones) or a bad shape.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str; got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "").replace("_", "")
-    if key not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(BACKBONES)}")
-    return BACKBONES[key](input_shape, embedding_dim)
+    return BACKBONES.get(name)(input_shape, embedding_dim)

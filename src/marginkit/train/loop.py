@@ -151,14 +151,10 @@ def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module
 
 def _check_names(config: TrainConfig) -> None:
     """Fail fast (before any data is read) on unknown backbone or loss names."""
-    from marginkit.losses import resolve
-    from marginkit.models import available_backbones
+    from marginkit.registry import BACKBONES, LOSSES
 
-    resolve(config.loss)
-    key = config.backbone.strip().lower().replace("-", "").replace("_", "")
-    if key not in available_backbones():
-        known = ", ".join(available_backbones())
-        raise ConfigError(f"unknown backbone {config.backbone!r}; expected one of: {known}")
+    LOSSES.canonical(config.loss)
+    BACKBONES.canonical(config.backbone)
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
