@@ -30,7 +30,11 @@ from typing import Any
 
 from marginkit.train.config import ConfigError, TrainConfig
 
-__all__ = ["CompareSpec", "Variant", "parse_losses", "parse_rates"]
+__all__ = ["ALL_LOSSES", "CompareSpec", "Variant", "parse_losses", "parse_rates"]
+
+#: The ``runs`` (and ``--losses``) value meaning every registered loss; a comparison without
+#: ``runs`` compares them all.
+ALL_LOSSES = "all"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: Options of :class:`TrainConfig` that each run sets itself.
@@ -162,7 +166,7 @@ class CompareSpec:
             if key in settings:
                 raise ConfigError(f"{source}: settings.{key} is set per run; put it under runs")
         config = TrainConfig.from_dict(dict(settings), source=f"{source}: settings")
-        variants = expand_runs(values.get("runs", "all"), source)
+        variants = expand_runs(values.get("runs", ALL_LOSSES), source)
         rates = values.get("label_noise")
         if rates is not None:
             variants = with_noise(variants, parse_rates(rates, f"{source}: label_noise"))
@@ -171,14 +175,11 @@ class CompareSpec:
             raise ConfigError(f"{source}: claims must be a list")
         for index, claim in enumerate(claims):
             check_claim(claim, f"{source}: claims[{index}]")
+        given = {key: str(values[key]) for key in ("title", "description") if values.get(key)}
+        if "seeds" in values:
+            given["seeds"] = values["seeds"]
         return cls(
-            settings=config,
-            variants=variants,
-            seeds=values.get("seeds", 1),
-            title=str(values.get("title") or "Loss comparison"),
-            description=str(values.get("description") or ""),
-            claims=claims,
-            preset=values.get("preset"),
+            settings=config, variants=variants, claims=claims, preset=values.get("preset"), **given
         )
 
 
@@ -192,7 +193,7 @@ def parse_losses(text: str) -> list[str]:
 
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("--losses must be 'all' or comma-separated loss names; got nothing")
-    if text.strip() == "all":
+    if text.strip() == ALL_LOSSES:
         return available()
     names = [name.strip() for name in text.split(",")]
     for name in names:
