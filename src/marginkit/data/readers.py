@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from marginkit.data.errors import DataError
 from marginkit.data.raw import RawSplits
 
 __all__ = [
@@ -49,7 +50,7 @@ class ReadRequest:
     def folder(self) -> Path:
         """The folder to read (every data set but the bundled digits has one)."""
         if self.directory is None:
-            raise ValueError(f"data_dir: data set {self.name!r} needs a folder to read")
+            raise DataError(f"data_dir: data set {self.name!r} needs a folder to read")
         return self.directory
 
 

@@ -137,14 +137,15 @@ def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module
 
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
+    kwargs = loss_kwargs(config.loss_args)
     try:
         head = build(
             config.loss,
             num_classes=bundle.num_classes,
             embedding_dim=config.embedding_dim,
-            **loss_kwargs(config.loss_args),
+            **kwargs,
         )
-    except TypeError as error:  # an unknown or mistyped hyper-parameter of the loss
+    except (TypeError, ValueError) as error:  # an unknown, mistyped or out-of-range argument
         raise ConfigError(f"loss {config.loss!r}: {error}") from None
     return backbone, head
 
