@@ -67,8 +67,9 @@ class TrainConfig:
     """Every option of a training run (the ``marginkit train`` flags, the YAML keys).
 
     Attributes:
-        dataset: data set name (``marginkit.data.DATASETS``).
-        data_dir: folder holding the data set's files (None: cache/download).
+        dataset: data set name (:data:`marginkit.registry.DATASETS`).
+        data_dir: folder holding the data set's files (None: ``$MARGINKIT_DATA/<dataset>``
+            when that folder exists, else the download cache).
         cache_dir: download cache folder (None: the data package's default).
         download: allow downloading missing files.
         classes: class subset for open-set splits, e.g. ``"0-6"`` or ``[0, 2, 4]``.
@@ -78,9 +79,9 @@ class TrainConfig:
         image_size: resize images to this size (None: the data set's default).
         min_images_per_person: LFW/folder: smallest class kept.
         pairs_file: LFW pairs file for verification.
-        backbone: backbone name (``marginkit.models.available_backbones()``).
+        backbone: backbone name (:data:`marginkit.registry.BACKBONES`).
         embedding_dim: embedding width D.
-        loss: loss name (``marginkit.losses.available()``).
+        loss: loss name or alias (:data:`marginkit.registry.LOSSES`).
         loss_args: the head's hyper-parameters (values in the loss-argument language); the
             recipe adds its own under these.
         recipe: ``"marginkit"`` (AdamW, cosine decay, margins that warm up over the run,
@@ -110,7 +111,7 @@ class TrainConfig:
         seed: seed of initialisation, shuffling and augmentation.
         threads: torch CPU threads (None: torch's default).
         log_every: steps between progress lines (0: only at the end of an epoch).
-        out: run folder (None: train in memory, write nothing).
+        out: run folder (None: train in memory, write nothing; the command line needs one).
     """
 
     dataset: str = "digits"
