@@ -9,20 +9,25 @@
 - :mod:`~marginkit.compare.report`: ``report.md`` and self-contained ``report.html``.
 - :mod:`~marginkit.compare.claims`: the papers' claims and the verdict rules.
 - :mod:`~marginkit.compare.presets`: the papers' experiments, as YAML files.
-
-The names below load their module on first access: ``marginkit.compare.presets`` (the
-defaults, which the command line's help shows) imports no torch.
 """
 
-from marginkit._lazy import lazy_attributes
+from marginkit.compare.claims import Verdict, judge
+from marginkit.compare.grid import GridError, GridResult, fresh_folder, run_grid
+from marginkit.compare.presets import available_presets, load_preset
+from marginkit.compare.report import write_report
+from marginkit.compare.spec import CompareSpec, Variant, parse_losses
 
-_EXPORTS = {
-    "claims": ["Verdict", "judge"],
-    "grid": ["GridError", "GridResult", "fresh_folder", "run_grid"],
-    "presets": ["available_presets", "load_preset"],
-    "report": ["write_report"],
-    "spec": ["CompareSpec", "Variant", "parse_losses"],
-}
-
-__all__ = sorted(name for names in _EXPORTS.values() for name in names)
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__all__ = [
+    "CompareSpec",
+    "GridError",
+    "GridResult",
+    "Variant",
+    "Verdict",
+    "available_presets",
+    "fresh_folder",
+    "judge",
+    "load_preset",
+    "parse_losses",
+    "run_grid",
+    "write_report",
+]

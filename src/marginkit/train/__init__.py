@@ -3,41 +3,55 @@ losses: :mod:`marginkit.compare`).
 
 >>> from marginkit.train import TrainConfig, fit
 >>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
-
-The names below load their module on first access: ``marginkit.train.config`` (the options,
-which the command line's help lists) imports no torch.
 """
 
-from marginkit._lazy import lazy_attributes
+from marginkit.train.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+)
+from marginkit.train.config import (
+    ConfigError,
+    TrainConfig,
+    load_config,
+    loss_kwargs,
+    parse_classes,
+    parse_loss_arg,
+    parse_value,
+    save_config,
+)
+from marginkit.train.loop import (
+    NonFiniteLossError,
+    TrainResult,
+    build_models,
+    fit,
+    learning_rate_at,
+    load_bundle,
+)
+from marginkit.train.runfolder import OutputError, RunFolderError
 
-_EXPORTS = {
-    "checkpoint": [
-        "CheckpointError",
-        "find_checkpoint",
-        "latest_checkpoint",
-        "load_checkpoint",
-        "load_weights",
-    ],
-    "config": [
-        "ConfigError",
-        "TrainConfig",
-        "load_config",
-        "loss_kwargs",
-        "parse_classes",
-        "parse_loss_arg",
-        "parse_value",
-        "save_config",
-    ],
-    "loop": [
-        "NonFiniteLossError",
-        "TrainResult",
-        "build_models",
-        "fit",
-        "learning_rate_at",
-        "load_bundle",
-    ],
-    "runfolder": ["OutputError", "RunFolderError"],
-}
-
-__all__ = sorted(name for names in _EXPORTS.values() for name in names)
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "NonFiniteLossError",
+    "OutputError",
+    "RunFolderError",
+    "TrainConfig",
+    "TrainResult",
+    "build_models",
+    "find_checkpoint",
+    "fit",
+    "latest_checkpoint",
+    "learning_rate_at",
+    "load_bundle",
+    "load_checkpoint",
+    "load_config",
+    "load_weights",
+    "loss_kwargs",
+    "parse_classes",
+    "parse_loss_arg",
+    "parse_value",
+    "save_config",
+]
