@@ -57,7 +57,23 @@ def test_train_help_documents_loss_arguments() -> None:
 def train_actions() -> dict[str, argparse.Action]:
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {action.dest: action for action in commands.choices["train"]._actions}
+    train = commands.choices["train"]
+    train.format_help()  # a command's options are added when it is first used
+    return {action.dest: action for action in train._actions}
+
+
+def test_listing_the_commands_imports_no_torch() -> None:
+    """The train and compare options come from TrainConfig and the presets, whose packages
+    import torch; they load only when those commands are used."""
+    code = (
+        "import sys, marginkit.cli as cli\n"
+        "cli.build_parser().format_help()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert probe.stdout.strip() == "False"
 
 
 def test_train_help_shows_every_option_with_help_and_default() -> None:

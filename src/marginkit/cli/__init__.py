@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-
-from marginkit.cli.flags import add_config_flags, loss_argument_help
-from marginkit.compare.presets import DEFAULT_PRESET, GENERIC_SETTINGS, REPORTS_FOLDER
-from marginkit.compare.spec import ALL_LOSSES
-from marginkit.registry import LOSSES
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -52,33 +48,66 @@ class _UsageError(Exception):
     """An error in the user's input, reported as one line with exit status 2."""
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser whose options are added when it is first used (to parse or for
+    its help): they come from :class:`TrainConfig` and the compare presets, whose package
+    imports torch, so ``marginkit --help`` stays instant.
+
+    Args:
+        add_options: adds the command's options to the parser it is given.
+        *args, **kwargs: as for ``argparse.ArgumentParser``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        add_options: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._add_options = add_options
+
+    def _complete(self) -> None:
+        if self._add_options is not None:
+            add_options, self._add_options = self._add_options, None
+            add_options(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``marginkit`` argument parser (no heavy imports)."""
+    """The ``marginkit`` argument parser (each command's options load on first use)."""
     parser = argparse.ArgumentParser(
         prog="marginkit",
         description="Margin-based softmax losses: train, evaluate and compare. "
-        f"Without a command: compare every loss on the {DEFAULT_PRESET} and write a report.",
+        "Without a command: the default comparison of every loss (marginkit compare).",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _train_arguments(
-        commands.add_parser(
-            "train",
-            help="train a backbone with a margin loss into a run folder",
-            epilog=loss_argument_help(),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    commands.add_parser(
+        "train",
+        help="train a backbone with a margin loss into a run folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_options=_train_arguments,
     )
-    _eval_arguments(commands.add_parser("eval", help="evaluate a saved run (writes eval.json)"))
-    generic = ", ".join(f"{key} {value}" for key, value in GENERIC_SETTINGS.items())
-    _compare_arguments(
-        commands.add_parser(
-            "compare",
-            help="train several losses under identical settings; write report.md and report.html",
-            description="Train every loss of a comparison (same initial weights and batches "
-            f"per seed), evaluate each and write a report. Without --preset: the "
-            f"{DEFAULT_PRESET} preset (or, with another --dataset, every loss with {generic}); "
-            "the options below override it.",
-        )
+    commands.add_parser(
+        "eval", help="evaluate a saved run (writes eval.json)", add_options=_eval_arguments
+    )
+    commands.add_parser(
+        "compare",
+        help="train several losses under identical settings; write report.md and report.html",
+        add_options=_compare_arguments,
     )
     return parser
 
@@ -86,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``train``: one per :class:`TrainConfig` option (a flag not given leaves
     the config file's value), and how to treat the run folder."""
+    from marginkit.cli.flags import add_config_flags, loss_argument_help
+
+    parser.epilog = loss_argument_help()
     add = parser.add_argument
     add("--config", default=None, help="YAML file with any of the options below")
     add_config_flags(parser)
@@ -126,6 +158,18 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``compare``; None means "the preset's"."""
+    from marginkit.cli.flags import add_config_flags
+    from marginkit.compare.presets import DEFAULT_PRESET, GENERIC_SETTINGS, REPORTS_FOLDER
+    from marginkit.compare.spec import ALL_LOSSES
+    from marginkit.registry import LOSSES
+
+    generic = ", ".join(f"{key} {value}" for key, value in GENERIC_SETTINGS.items())
+    parser.description = (
+        "Train every loss of a comparison (same initial weights and batches per seed), "
+        f"evaluate each and write a report. Without --preset: the {DEFAULT_PRESET} preset "
+        f"(or, with another --dataset, every loss with {generic}); the options below "
+        "override it."
+    )
     add = parser.add_argument
     add("--preset", default=None, help="a preset name (--list-presets) or a preset YAML file")
     add("--list-presets", dest="list_presets", action="store_true", help="list the presets")
