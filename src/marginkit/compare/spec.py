@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginkit.registry import LOSSES, UnknownNameError
 from marginkit.train.config import ConfigError, TrainConfig
 
 __all__ = ["ALL_LOSSES", "CompareSpec", "Variant", "parse_losses", "parse_rates"]
@@ -189,12 +190,10 @@ def parse_losses(text: str) -> list[str]:
     Raises:
         ConfigError: naming ``--losses`` and the unknown or empty name.
     """
-    from marginkit.losses import available, resolve
-
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("--losses must be 'all' or comma-separated loss names; got nothing")
     if text.strip() == ALL_LOSSES:
-        return available()
+        return LOSSES.names()
     names = [name.strip() for name in text.split(",")]
     for name in names:
         if not name:
@@ -202,11 +201,11 @@ def parse_losses(text: str) -> list[str]:
                 f"--losses has an empty name in {text!r}; expected e.g. softmax,arcface"
             )
         try:
-            resolve(name)
-        except (KeyError, ValueError):
+            LOSSES.canonical(name)
+        except UnknownNameError:
             raise ConfigError(
-                f"--losses: unknown loss {name!r}; expected 'all' or names from: "
-                f"{', '.join(available())}"
+                f"--losses: unknown loss {name!r}; expected {ALL_LOSSES!r} or names from: "
+                f"{', '.join(LOSSES.names())}"
             ) from None
     return names
 
@@ -237,8 +236,6 @@ def parse_rates(value: Any, source: str = "--label-noise") -> list[float]:
 def expand_runs(runs: Any, source: str) -> list[Variant]:
     """The variants of a ``runs`` entry: ``"all"``, a comma list, or a list of names and
     ``{name, loss, loss_args}`` mappings."""
-    from marginkit.losses import resolve
-
     if isinstance(runs, str):
         return [Variant(name, name) for name in parse_losses(runs)]
     if not isinstance(runs, list):
@@ -258,8 +255,8 @@ def expand_runs(runs: Any, source: str) -> list[Variant]:
         if not isinstance(loss, str):
             raise ConfigError(f"{where}: loss must be a loss name; got {loss!r}")
         try:
-            resolve(loss)
-        except (KeyError, ValueError) as error:
+            LOSSES.canonical(loss)
+        except UnknownNameError as error:
             raise ConfigError(f"{where}: {error}") from None
         name = entry.get("name", loss)
         if not isinstance(name, str) or not _NAME.match(name):
