@@ -3,6 +3,8 @@ eval and the no-argument comparison on a reduced setting."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -14,6 +16,11 @@ import pytest
 from data_writers import write_idx_dataset
 
 import marginkit.cli as cli
+import marginkit.train
+from marginkit.cli.flags import flag_name
+from marginkit.data import DataError
+from marginkit.registry import BACKBONES, DATASETS, LOSSES
+from marginkit.train import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -45,6 +52,88 @@ def test_train_help_documents_loss_arguments() -> None:
     result = run("train", "--help")
     assert result.returncode == 0
     assert "--loss-arg" in result.stdout and "warmup:TARGET:STEPS" in result.stdout
+
+
+def train_actions() -> dict[str, argparse.Action]:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = commands.choices["train"]
+    train.format_help()  # a command's options are added when it is first used
+    return {action.dest: action for action in train._actions}
+
+
+def test_listing_the_commands_imports_no_torch() -> None:
+    """The train and compare options come from TrainConfig and the presets, whose packages
+    import torch; they load only when those commands are used."""
+    code = (
+        "import sys, marginkit.cli as cli\n"
+        "cli.build_parser().format_help()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert probe.stdout.strip() == "False"
+
+
+def test_train_help_shows_every_option_with_help_and_default() -> None:
+    """The 33 flags were copied by hand from TrainConfig, 26 of them without help."""
+    actions = train_actions()
+    for field in dataclasses.fields(TrainConfig):
+        action = actions[field.name]
+        assert action.help, field.name
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = "none" if default in (None, {}) else str(default)
+        assert action.help.endswith(f"(default: {shown})"), (field.name, action.help)
+    result = run("train", "--help")
+    assert result.returncode == 0
+    for field in dataclasses.fields(TrainConfig):
+        assert flag_name(field.name) in result.stdout
+    assert result.stdout.count("(default:") >= len(dataclasses.fields(TrainConfig))
+
+
+def test_help_lists_the_registered_names() -> None:
+    actions = train_actions()
+    for option, registry in [("dataset", DATASETS), ("backbone", BACKBONES), ("loss", LOSSES)]:
+        help_text = actions[option].help
+        assert help_text is not None
+        assert f"Choices: {', '.join(registry.choices())}." in help_text
+
+
+def test_flags_parse_as_their_option_types() -> None:
+    parse = cli.build_parser().parse_args
+    args = parse(["train", "--image-size", "112", "--milestones", "3", "1", "--no-download"])
+    assert (args.image_size, args.milestones, args.download) == (112, [3, 1], False)
+    args = parse(["train", "--image-size", "112", "96", "--loss-arg", "margin=0.5"])
+    assert (args.image_size, args.loss_args) == ([112, 96], ["margin=0.5"])
+    assert not hasattr(args, "epochs")  # a flag not given leaves the config file's value
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any ValueError, bugs included, became a one-line exit 2."""
+
+    def buggy_fit(*args: object, **kwargs: object) -> None:
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(marginkit.train, "fit", buggy_fit)
+    with pytest.raises(ValueError, match="an internal bug"):
+        cli.main(["train", "--quiet", "--out", str(tmp_path / "run")])
+
+
+def test_an_expected_error_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refusing_fit(*args: object, **kwargs: object) -> None:
+        raise DataError("data_dir: nowhere is not a folder")
+
+    monkeypatch.setattr(marginkit.train, "fit", refusing_fit)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--quiet", "--out", str(tmp_path / "run")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "marginkit: error: data_dir: nowhere is not a folder\n"
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from marginkit.train import (
     parse_value,
     save_config,
 )
+from marginkit.train.config import option_choices, option_help
 
 
 @pytest.mark.parametrize(
@@ -202,3 +204,37 @@ def test_non_finite_numbers_are_refused(field: str, value: object) -> None:
     """``--lr nan`` used to be accepted and failed at step 1, leaving a folder."""
     with pytest.raises(ConfigError, match=rf"{field}(\.margin)? must be .*(finite|number)"):
         TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_every_option_is_documented_once() -> None:
+    """The command line's help comes from these descriptions."""
+    descriptions = option_help()
+    assert list(descriptions) == [field.name for field in dataclasses.fields(TrainConfig)]
+    assert all(descriptions.values())
+    assert option_choices()["optimizer"] == (("sgd", "adamw"), True)
+    assert option_choices()["recipe"] == (("marginkit", "paper"), False)
+
+
+def test_from_sources_merges_file_then_flags_then_loss_arguments(tmp_path: Path) -> None:
+    file = tmp_path / "config.yaml"
+    file.write_text(
+        "epochs: 4\nbatch_size: 32\nloss: cosface\nloss_args: {margin: 0.2, scale: 8}\n"
+    )
+    config = TrainConfig.from_sources(
+        file=file, flags={"epochs": 2}, loss_args=["margin=warmup:0.3:10"]
+    )
+    assert (config.epochs, config.batch_size, config.loss) == (2, 32, "cosface")
+    assert config.loss_args == {"margin": "warmup:0.3:10", "scale": 8}
+
+
+def test_from_sources_starts_from_a_saved_config_without_a_file(tmp_path: Path) -> None:
+    saved = tmp_path / "run" / "config.yaml"
+    saved.parent.mkdir()
+    save_config(TrainConfig(epochs=7, out=str(saved.parent)), saved)
+    assert TrainConfig.from_sources(saved=saved, flags={"seed": 3}).epochs == 7
+    assert TrainConfig.from_sources(saved=tmp_path / "none.yaml").epochs == TrainConfig().epochs
+    file = tmp_path / "other.yaml"
+    file.write_text("epochs: 5\n")
+    assert TrainConfig.from_sources(file=file, saved=saved).epochs == 5  # the file wins
+    with pytest.raises(ConfigError, match="unknown key 'epoch'"):
+        TrainConfig.from_sources(flags={"epoch": 1})

@@ -251,3 +251,11 @@ def test_a_users_optimiser_gets_its_usual_learning_rate() -> None:
     assert adamw.lr == 3e-4  # the recipe's own optimiser: its lr
     paper = apply_recipe(TrainConfig(loss="cosface", recipe="paper", optimizer="adamw"), 10)
     assert paper.lr == 1e-3
+
+
+def test_a_geometry_without_margin_caps_is_a_config_error() -> None:
+    """One embedding dimension (or one class) leaves the recipe no caps: a bad option, so the
+    command line reports it in one line rather than as a bug."""
+    with pytest.raises(ConfigError, match="num_classes >= 2 and embedding_dim >= 2; got 10, 1"):
+        apply_recipe(TrainConfig(loss="arcface", embedding_dim=1), num_classes=10)
+    assert apply_recipe(TrainConfig(recipe="paper", embedding_dim=1), num_classes=10).lr == 0.1

@@ -11,205 +11,208 @@ Commands::
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
 
-torch is imported only inside the commands, so ``marginkit --help`` is instant. Errors in
-the user's input print one line ``marginkit: error: ...`` and exit with status 2.
+The flags of ``train`` (and the training options of ``compare``) are generated from
+:class:`~marginkit.train.config.TrainConfig` (:mod:`marginkit.cli.flags`); the command only
+parses and forwards. torch is imported only inside the commands, so ``marginkit --help`` is
+instant. Errors in the user's input print one line ``marginkit: error: ...`` and exit with
+status 2; any other error (a bug) keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-_EPILOG_LOSS_ARGS = """\
-loss arguments (--loss-arg NAME=VALUE, repeatable):
-  numbers, true/false, pi expressions (pi/4), or schedules:
-  warmup:TARGET:STEPS[:START]  ramp[:START:END:RATE]  adaptive[:START:MIN:Q:MOMENTUM:RATE]
-  power:BASE:GAMMA:POWER[:MIN]  lsoftmax  sphereface  constant:VALUE
-  e.g. --loss-arg margin=warmup:0.5:1000  --loss-arg c=ramp  --loss-arg lambda_=sphereface
-"""
+#: The options of ``compare`` that set a :class:`TrainConfig` option of every run.
+_COMPARE_SETTINGS = (
+    "dataset",
+    "data_dir",
+    "backbone",
+    "embedding_dim",
+    "epochs",
+    "max_steps",
+    "train_fraction",
+    "batch_size",
+    "seed",
+    "classes",
+    "recipe",
+    "threads",
+)
 
 
 class _UsageError(Exception):
     """An error in the user's input, reported as one line with exit status 2."""
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser whose options are added when it is first used (to parse or for
+    its help): they come from :class:`TrainConfig` and the compare presets, whose package
+    imports torch, so ``marginkit --help`` stays instant.
+
+    Args:
+        add_options: adds the command's options to the parser it is given.
+        *args, **kwargs: as for ``argparse.ArgumentParser``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        add_options: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._add_options = add_options
+
+    def _complete(self) -> None:
+        if self._add_options is not None:
+            add_options, self._add_options = self._add_options, None
+            add_options(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``marginkit`` argument parser (each command's options load on first use)."""
+    parser = argparse.ArgumentParser(
+        prog="marginkit",
+        description="Margin-based softmax losses: train, evaluate and compare. "
+        "Without a command: the default comparison of every loss (marginkit compare).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    commands.add_parser(
+        "train",
+        help="train a backbone with a margin loss into a run folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_options=_train_arguments,
+    )
+    commands.add_parser(
+        "eval", help="evaluate a saved run (writes eval.json)", add_options=_eval_arguments
+    )
+    commands.add_parser(
+        "compare",
+        help="train several losses under identical settings; write report.md and report.html",
+        add_options=_compare_arguments,
+    )
+    return parser
+
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``train``; defaults are SUPPRESS so only given flags override the config."""
+    """Options of ``train``: one per :class:`TrainConfig` option (a flag not given leaves
+    the config file's value), and how to treat the run folder."""
+    from marginkit.cli.flags import add_config_flags, loss_argument_help
+
+    parser.epilog = loss_argument_help()
     add = parser.add_argument
-    hidden = argparse.SUPPRESS
     add("--config", default=None, help="YAML file with any of the options below")
-    add("--dataset", default=hidden, help="digits, mnist, fashion-mnist, kmnist, cifar10, ...")
-    add(
-        "--data-dir",
-        dest="data_dir",
-        default=hidden,
-        help="folder holding the data files (default: $MARGINKIT_DATA/DATASET, else download)",
-    )
-    add("--cache-dir", dest="cache_dir", default=hidden, help="download cache folder")
-    add("--no-download", dest="download", action="store_false", default=hidden)
-    add("--classes", default=hidden, help="known-class subset, e.g. 0-6 or 0,2,5-7")
-    add("--label-noise", dest="label_noise", type=float, default=hidden)
-    add("--validation-fraction", dest="validation_fraction", type=float, default=hidden)
-    add("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=hidden)
-    add("--image-size", dest="image_size", type=int, nargs="+", default=hidden)
-    add("--min-images-per-person", dest="min_images_per_person", type=int, default=hidden)
-    add("--pairs-file", dest="pairs_file", default=hidden)
-    add("--backbone", default=hidden, help="lenetpp, mnistnet, resnet20, facenet, mlp")
-    add("--embedding-dim", dest="embedding_dim", type=int, default=hidden)
-    add("--loss", default=hidden, help="softmax, lsoftmax, sphereface, normface, cosface, ...")
-    add("--loss-arg", dest="loss_arg", action="append", default=None, metavar="NAME=VALUE")
-    add(
-        "--recipe",
-        choices=["marginkit", "paper"],
-        default=hidden,
-        help="marginkit (default: AdamW, cosine lr, margins warmed up over the run) or paper "
-        "(the papers' SGD settings and step-based annealings)",
-    )
-    add("--epochs", type=int, default=hidden)
-    add("--max-steps", dest="max_steps", type=int, default=hidden, help="stop after N steps")
-    add(
-        "--train-fraction",
-        dest="train_fraction",
-        type=float,
-        default=hidden,
-        help="train on a seeded class-balanced share of the training split, in (0, 1]",
-    )
-    add("--batch-size", dest="batch_size", type=int, default=hidden)
-    add("--eval-batch-size", dest="eval_batch_size", type=int, default=hidden)
-    add("--optimizer", choices=["sgd", "adamw"], default=hidden)
-    add("--lr", type=float, default=hidden)
-    add("--momentum", type=float, default=hidden)
-    add("--weight-decay", dest="weight_decay", type=float, default=hidden)
-    add("--lr-schedule", dest="lr_schedule", choices=["step", "cosine", "constant"], default=hidden)
-    add("--milestones", type=int, nargs="+", default=hidden, help="epochs of the step decay")
-    add("--lr-gamma", dest="lr_gamma", type=float, default=hidden)
-    add("--warmup-epochs", dest="warmup_epochs", type=int, default=hidden)
-    add("--seed", type=int, default=hidden)
-    add("--threads", type=int, default=hidden)
-    add("--log-every", dest="log_every", type=int, default=hidden)
-    add("--out", default=hidden, help="run folder (required here or as out: in --config)")
+    add_config_flags(parser)
     add("--resume", action="store_true", help="continue the run in --out")
     add("--overwrite", action="store_true", help="replace the run in --out")
     add("--quiet", action="store_true", help="no progress lines")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``marginkit`` argument parser (no heavy imports)."""
-    parser = argparse.ArgumentParser(
-        prog="marginkit",
-        description="Margin-based softmax losses: train, evaluate and compare. "
-        "Without a command: compare every loss on the digits and write a report.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    train = commands.add_parser(
-        "train",
-        help="train a backbone with a margin loss into a run folder",
-        epilog=_EPILOG_LOSS_ARGS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _train_arguments(train)
-    evaluate = commands.add_parser("eval", help="evaluate a saved run (writes eval.json)")
-    evaluate.add_argument("run_dir", help="run folder written by marginkit train")
-    evaluate.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    evaluate.add_argument(
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``eval``."""
+    add = parser.add_argument
+    add("run_dir", help="run folder written by marginkit train")
+    add("--split", default="test", choices=["train", "validation", "test"])
+    add(
         "--save-embeddings",
         dest="save_embeddings",
         default=None,
         metavar="FILE",
         help="write the split's embeddings and labels (.npz)",
     )
-    evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
-    evaluate.add_argument(
+    add("--batch-size", dest="batch_size", type=int, default=512)
+    add(
         "--data-dir",
         dest="data_dir",
         default=None,
         help="read the data set from this folder (where the run's data moved)",
     )
-    evaluate.add_argument(
+    add(
         "--checkpoint",
         default=None,
         metavar="NAME",
         help="measure this checkpoint (e.g. epoch-0029) instead of the newest",
     )
-    evaluate.add_argument("--quiet", action="store_true", help="no progress")
-    evaluate.add_argument(
-        "--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)"
-    )
-    evaluate.add_argument("--no-plots", dest="plots", action="store_false", help="no pictures")
-    compare = commands.add_parser(
-        "compare",
-        help="train several losses under identical settings; write report.md and report.html",
-        description="Train every loss of a comparison (same initial weights and batches per "
-        "seed), evaluate each and write a report. Without --preset: the digits preset (or, "
-        "with another --dataset, every loss for 2 epochs); the options below override it.",
-    )
-    _compare_arguments(compare)
-    return parser
+    add("--quiet", action="store_true", help="no progress")
+    add("--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)")
+    add("--no-plots", dest="plots", action="store_false", help="no pictures")
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``compare``; None means "the preset's"."""
+    from marginkit.cli.flags import add_config_flags
+    from marginkit.compare.presets import DEFAULT_PRESET, GENERIC_SETTINGS, REPORTS_FOLDER
+    from marginkit.compare.spec import ALL_LOSSES
+    from marginkit.registry import LOSSES
+
+    generic = ", ".join(f"{key} {value}" for key, value in GENERIC_SETTINGS.items())
+    parser.description = (
+        "Train every loss of a comparison (same initial weights and batches per seed), "
+        f"evaluate each and write a report. Without --preset: the {DEFAULT_PRESET} preset "
+        f"(or, with another --dataset, every loss with {generic}); the options below "
+        "override it."
+    )
     add = parser.add_argument
     add("--preset", default=None, help="a preset name (--list-presets) or a preset YAML file")
     add("--list-presets", dest="list_presets", action="store_true", help="list the presets")
-    add("--dataset", default=None, help="digits, mnist, lfw, fashion-mnist, cifar10, ...")
-    add("--data-dir", dest="data_dir", default=None, help="folder holding the data files")
-    add("--losses", default=None, help="comma-separated loss names, or all")
-    add("--backbone", default=None, help="lenetpp, mnistnet, resnet20, facenet, mlp")
-    add("--embedding-dim", dest="embedding_dim", type=int, default=None)
-    add("--epochs", type=int, default=None)
-    add("--max-steps", dest="max_steps", type=int, default=None, help="steps per run (budget)")
-    add("--train-fraction", dest="train_fraction", type=float, default=None)
-    add("--batch-size", dest="batch_size", type=int, default=None)
+    add(
+        "--losses",
+        default=None,
+        help=f"comma-separated loss names, or {ALL_LOSSES}. "
+        f"Choices: {', '.join(LOSSES.choices())}. (default: the preset's)",
+    )
+    add_config_flags(parser, _COMPARE_SETTINGS, default_text="the preset's")
     add("--seeds", type=int, default=None, help="number of seeds (mean ± std over them)")
-    add("--seed", type=int, default=None, help="first seed")
     add("--label-noise", dest="label_noise", default=None, help="a rate, or rates: 0,0.2,0.4")
-    add("--classes", default=None, help="train on these classes only, e.g. 0-6 (open set)")
-    add("--recipe", choices=["marginkit", "paper"], default=None)
-    add("--threads", type=int, default=None, help="torch CPU threads")
-    add("--out", default=None, help="report folder (default: reports/<preset or dataset>)")
+    add(
+        "--out",
+        default=None,
+        help=f"report folder (default: {REPORTS_FOLDER}/<preset or dataset>, or a fresh "
+        "folder beside it)",
+    )
     add("--quiet", action="store_true", help="no progress bar")
 
 
 # ---------------------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
     _require("train")
-    from marginkit.train import TrainConfig, fit, load_config, parse_loss_arg
+    from pathlib import Path
 
-    given = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in ("command", "config", "loss_arg", "resume", "overwrite", "quiet")
-    }
-    if "image_size" in given:
-        size = given["image_size"]
-        given["image_size"] = size[0] if len(size) == 1 else size
-    values: dict[str, Any] = {}
-    if args.config is not None:
-        values = load_config(args.config).to_dict()
-    out = given.get("out", values.get("out"))
-    if out is None:
+    from marginkit.train import TrainConfig, fit
+
+    flags = vars(args).copy()
+    for name in ("command", "config", "resume", "overwrite", "quiet"):
+        flags.pop(name)
+    loss_args = flags.pop("loss_args", [])
+    out = flags.get("out")
+    config = TrainConfig.from_sources(
+        file=args.config,
+        saved=Path(out) / "config.yaml" if args.resume and out is not None else None,
+        flags=flags,
+        loss_args=loss_args,
+    )
+    if config.out is None:
         raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
-    if args.config is None and args.resume:
-        from pathlib import Path
-
-        saved = Path(out) / "config.yaml"
-        if saved.is_file():  # `marginkit train --out runs/x --resume` continues as saved
-            values = load_config(saved).to_dict()
-    values.update(given)
-    if args.loss_arg:
-        values["loss_args"] = dict(values.get("loss_args") or {})
-        for text in args.loss_arg:
-            name, value = parse_loss_arg(text)
-            values["loss_args"][name] = value
-    config = TrainConfig.from_dict(values, source="options")
     result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    final = result.final
-    accuracy, loss = final.get("test_accuracy"), final.get("train_loss")
+    accuracy, loss = result.final.get("test_accuracy"), result.final.get("train_loss")
     print(
         f"{config.out}: test accuracy {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}, "
         f"train loss {'n/a' if loss is None else f'{loss:.4f}'}"
@@ -256,7 +259,7 @@ def _compare(args: argparse.Namespace) -> int:
                 'pip install "marginkit[plots]"'
             ) from None
     from marginkit.compare import available_presets, fresh_folder, run_grid
-    from marginkit.compare.presets import spec_from_options
+    from marginkit.compare.presets import report_folder, spec_from_options
 
     if args.list_presets:
         for name, title in available_presets().items():
@@ -268,10 +271,8 @@ def _compare(args: argparse.Namespace) -> int:
         if key not in ("command", "preset", "list_presets", "out", "quiet")
     }
     spec = spec_from_options(args.preset, options)
-    if args.out is not None:
-        out = Path(args.out)
-    else:  # the default folder, or a fresh one beside it: finished work is never replaced
-        out = fresh_folder(Path("reports") / (spec.preset or spec.settings.dataset), spec)
+    # without --out: the default folder, or a fresh one beside it (finished work stays)
+    out = Path(args.out) if args.out is not None else fresh_folder(report_folder(spec), spec)
     result = run_grid(spec, out, progress=not args.quiet)
     print(result.table)
     print(f"report: {result.report_html} (and report.md); {result.wall_time:.1f} s")
@@ -326,14 +327,12 @@ def _user_error(error: Exception) -> str | None:
     """The one-line message of an error caused by the user's input or set-up, or None for
     a bug (which keeps its traceback).
 
-    marginkit reports bad input as ``ValueError`` (``ConfigError``, ``DataError``,
-    ``RunFolderError``, ``CheckpointError`` are subclasses); an ``OSError`` (no space, a
-    read-only or missing path, no permission) names its path; a missing optional package
-    names the extra that installs it. Set ``MARGINKIT_DEBUG=1`` to see the traceback.
+    The expected errors are marginkit's own (:func:`_expected_errors`); an ``OSError`` (no
+    space, a read-only or missing path, no permission) names its path; a missing optional
+    package names the extra that installs it. Any other error, a ``ValueError`` included,
+    is a bug. Set ``MARGINKIT_DEBUG=1`` to see the traceback of an expected error too.
     """
     import os
-
-    from marginkit.train.loop import NonFiniteLossError
 
     if os.environ.get("MARGINKIT_DEBUG"):
         return None
@@ -349,9 +348,31 @@ def _user_error(error: Exception) -> str | None:
         return None
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror.lower()}"
-    if isinstance(error, (ValueError, NonFiniteLossError, OSError)):
+    if isinstance(error, _expected_errors()):
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     return None
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """The errors marginkit raises for bad input, bad data or a run that cannot go on."""
+    from marginkit.compare.grid import GridError
+    from marginkit.data.errors import DataError
+    from marginkit.registry import UnknownNameError
+    from marginkit.train.checkpoint import CheckpointError
+    from marginkit.train.config import ConfigError
+    from marginkit.train.loop import NonFiniteLossError
+    from marginkit.train.runfolder import RunFolderError
+
+    return (
+        ConfigError,
+        DataError,
+        UnknownNameError,
+        RunFolderError,
+        CheckpointError,
+        GridError,
+        NonFiniteLossError,
+        OSError,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,25 @@ from typing import Any
 from marginkit.compare.spec import CompareSpec, parse_losses, parse_rates
 from marginkit.train.config import ConfigError
 
-__all__ = ["available_presets", "load_preset", "preset_text", "spec_from_options"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "GENERIC_SETTINGS",
+    "REPORTS_FOLDER",
+    "available_presets",
+    "load_preset",
+    "preset_text",
+    "report_folder",
+    "spec_from_options",
+]
+
+#: The comparison without a preset, when no other data set is asked for (the preset is
+#: named after its data set).
+DEFAULT_PRESET = "digits"
+#: The settings a comparison without a preset starts from when its data set is not the
+#: default preset's (the other options: the :class:`TrainConfig` defaults).
+GENERIC_SETTINGS = {"epochs": 2, "log_every": 0}
+#: Where reports go when no folder is given: ``REPORTS_FOLDER/<preset or data set>``.
+REPORTS_FOLDER = "reports"
 
 
 def _folder() -> Any:
@@ -79,19 +97,15 @@ def load_preset(name: str, overrides: dict[str, Any] | None = None) -> CompareSp
     return CompareSpec.from_dict(values, source=f"preset {name}")
 
 
-#: The settings a comparison without a preset starts from when its data set is not the digits.
-_GENERIC = {"epochs": 2, "log_every": 0}
-
-
 def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpec:
     """The comparison of ``marginkit compare``: a preset with the given options on top.
 
     Where the data live: ``data_dir`` when given, else ``$MARGINKIT_DATA/<dataset>``
     (:func:`marginkit.data.load_dataset`).
 
-    Without a preset: the ``digits`` preset when no ``dataset`` (or ``digits``) is given;
-    otherwise every loss, one seed, 2 epochs and the other :class:`TrainConfig` defaults,
-    with the given options on top.
+    Without a preset: :data:`DEFAULT_PRESET` when no other ``dataset`` is given; otherwise
+    every loss, one seed, :data:`GENERIC_SETTINGS` and the other :class:`TrainConfig`
+    defaults, with the given options on top.
 
     Args:
         preset: preset name or YAML path, or None.
@@ -113,15 +127,18 @@ def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpe
         overrides["seeds"] = seeds
     if "label_noise" in options:
         overrides["label_noise"] = parse_rates(options.pop("label_noise"), "--label-noise")
-    if preset is not None or options.get("dataset", "digits") == "digits":
-        return load_preset(
-            "digits" if preset is None else preset, {**overrides, "settings": options}
-        )
-    dataset = options["dataset"]
+    if preset is None and options.get("dataset", DEFAULT_PRESET) == DEFAULT_PRESET:
+        preset = DEFAULT_PRESET
+    if preset is not None:
+        return load_preset(preset, {**overrides, "settings": options})
     values = {
-        "title": f"Loss comparison on {dataset}",
-        "runs": "all",
-        "settings": {**_GENERIC, **options},
+        "title": f"Loss comparison on {options['dataset']}",
+        "settings": {**GENERIC_SETTINGS, **options},
         **overrides,
     }
     return CompareSpec.from_dict(values, source="options")
+
+
+def report_folder(spec: CompareSpec) -> Path:
+    """The default report folder of ``spec``: ``REPORTS_FOLDER/<preset or data set>``."""
+    return Path(REPORTS_FOLDER) / (spec.preset or spec.settings.dataset)

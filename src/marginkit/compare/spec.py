@@ -28,9 +28,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginkit.registry import LOSSES, UnknownNameError
 from marginkit.train.config import ConfigError, TrainConfig
 
-__all__ = ["CompareSpec", "Variant", "parse_losses", "parse_rates"]
+__all__ = ["ALL_LOSSES", "CompareSpec", "Variant", "parse_losses", "parse_rates"]
+
+#: The ``runs`` (and ``--losses``) value meaning every registered loss; a comparison without
+#: ``runs`` compares them all.
+ALL_LOSSES = "all"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: Options of :class:`TrainConfig` that each run sets itself.
@@ -162,7 +167,7 @@ class CompareSpec:
             if key in settings:
                 raise ConfigError(f"{source}: settings.{key} is set per run; put it under runs")
         config = TrainConfig.from_dict(dict(settings), source=f"{source}: settings")
-        variants = expand_runs(values.get("runs", "all"), source)
+        variants = expand_runs(values.get("runs", ALL_LOSSES), source)
         rates = values.get("label_noise")
         if rates is not None:
             variants = with_noise(variants, parse_rates(rates, f"{source}: label_noise"))
@@ -171,14 +176,11 @@ class CompareSpec:
             raise ConfigError(f"{source}: claims must be a list")
         for index, claim in enumerate(claims):
             check_claim(claim, f"{source}: claims[{index}]")
+        given = {key: str(values[key]) for key in ("title", "description") if values.get(key)}
+        if "seeds" in values:
+            given["seeds"] = values["seeds"]
         return cls(
-            settings=config,
-            variants=variants,
-            seeds=values.get("seeds", 1),
-            title=str(values.get("title") or "Loss comparison"),
-            description=str(values.get("description") or ""),
-            claims=claims,
-            preset=values.get("preset"),
+            settings=config, variants=variants, claims=claims, preset=values.get("preset"), **given
         )
 
 
@@ -188,12 +190,10 @@ def parse_losses(text: str) -> list[str]:
     Raises:
         ConfigError: naming ``--losses`` and the unknown or empty name.
     """
-    from marginkit.losses import available, resolve
-
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("--losses must be 'all' or comma-separated loss names; got nothing")
-    if text.strip() == "all":
-        return available()
+    if text.strip() == ALL_LOSSES:
+        return LOSSES.names()
     names = [name.strip() for name in text.split(",")]
     for name in names:
         if not name:
@@ -201,11 +201,11 @@ def parse_losses(text: str) -> list[str]:
                 f"--losses has an empty name in {text!r}; expected e.g. softmax,arcface"
             )
         try:
-            resolve(name)
-        except (KeyError, ValueError):
+            LOSSES.canonical(name)
+        except UnknownNameError:
             raise ConfigError(
-                f"--losses: unknown loss {name!r}; expected 'all' or names from: "
-                f"{', '.join(available())}"
+                f"--losses: unknown loss {name!r}; expected {ALL_LOSSES!r} or names from: "
+                f"{', '.join(LOSSES.names())}"
             ) from None
     return names
 
@@ -236,8 +236,6 @@ def parse_rates(value: Any, source: str = "--label-noise") -> list[float]:
 def expand_runs(runs: Any, source: str) -> list[Variant]:
     """The variants of a ``runs`` entry: ``"all"``, a comma list, or a list of names and
     ``{name, loss, loss_args}`` mappings."""
-    from marginkit.losses import resolve
-
     if isinstance(runs, str):
         return [Variant(name, name) for name in parse_losses(runs)]
     if not isinstance(runs, list):
@@ -257,8 +255,8 @@ def expand_runs(runs: Any, source: str) -> list[Variant]:
         if not isinstance(loss, str):
             raise ConfigError(f"{where}: loss must be a loss name; got {loss!r}")
         try:
-            resolve(loss)
-        except (KeyError, ValueError) as error:
+            LOSSES.canonical(loss)
+        except UnknownNameError as error:
             raise ConfigError(f"{where}: {error}") from None
         name = entry.get("name", loss)
         if not isinstance(name, str) or not _NAME.match(name):

@@ -3,44 +3,38 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from marginkit import registry
 from marginkit.data.arrays import ArrayDataset, channel_statistics
 from marginkit.data.bundle import DataBundle, VerificationPairs
 from marginkit.data.errors import DataError
 from marginkit.data.options import (
     check_classes,
     check_fraction,
+    check_integer,
     class_mapping,
     derived_generator,
     inject_symmetric_noise,
     stratified_split,
 )
 from marginkit.data.raw import RawSplits
+from marginkit.data.readers import ReadRequest
 
 __all__ = ["DATASETS", "DATA_ENVIRONMENT_VARIABLE", "assemble", "data_root", "load_dataset"]
 
 #: The environment variable naming a folder of data sets by name (see :func:`data_root`).
 DATA_ENVIRONMENT_VARIABLE = "MARGINKIT_DATA"
 
-#: Names accepted by :func:`load_dataset`.
-DATASETS: tuple[str, ...] = (
-    "digits",
-    "mnist",
-    "fashion-mnist",
-    "kmnist",
-    "cifar10",
-    "cifar100",
-    "svhn",
-    "folder",
-    "lfw",
-)
+#: Names accepted by :func:`load_dataset` (:data:`marginkit.registry.DATASETS`).
+DATASETS: tuple[str, ...] = tuple(registry.DATASETS.names())
 
-_DOWNLOADABLE = ("mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn", "lfw")
-_LFW_IMAGE_SIZE = (112, 96)
+#: Data sets shipped with a dependency: no folder to find or download.
+_BUNDLED = ("digits",)
 
 
 def _check_image_size(image_size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -51,8 +45,26 @@ def _check_image_size(image_size: tuple[int, int] | None) -> tuple[int, int] | N
         or len(image_size) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)
     ):
-        raise ValueError(f"image_size: expected (height, width) positive ints, got {image_size!r}")
+        raise DataError(f"image_size: expected (height, width) positive ints, got {image_size!r}")
     return (int(image_size[0]), int(image_size[1]))
+
+
+def _check_pairs_file(pairs_file: str) -> str:
+    if not isinstance(pairs_file, str) or not pairs_file:
+        raise DataError(f"pairs_file: expected a file name, got {pairs_file!r}")
+    return pairs_file
+
+
+def _check_classes(classes: Iterable[int] | None, label_noise: float) -> list[int] | None:
+    """``classes`` as a list (checked against the data set later, in :func:`assemble`)."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
+        raise TypeError(f"classes: expected a sequence of ints, got {type(classes).__name__}")
+    classes = list(classes)
+    if label_noise > 0.0 and len(classes) == 1:
+        raise DataError("label_noise: needs at least 2 known classes to flip labels, got 1")
+    return classes
 
 
 def _resolve_directory(
@@ -70,13 +82,15 @@ def _resolve_directory(
         if not directory.is_dir():
             raise DataError(f"data_dir: {directory} is not a folder")
         return directory
+    if name == "folder":
+        raise DataError("data_dir: the 'folder' data set needs the folder of class sub-folders")
     shared = data_root()
     if shared is not None and (shared / name).is_dir():
         return shared / name
-    if name not in _DOWNLOADABLE:
-        raise ValueError(f"data_dir: data set {name!r} has no download; give the folder to read")
-    from marginkit.data.download import default_cache_dir, ensure_files
+    from marginkit.data.download import REGISTRY, default_cache_dir, ensure_files
 
+    if name not in REGISTRY:
+        raise DataError(f"data_dir: data set {name!r} has no download; give the folder to read")
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return ensure_files(name, root / name, download=download, progress=progress)
 
@@ -86,47 +100,6 @@ def data_root() -> Path | None:
     or None when the variable is unset or empty."""
     configured = os.environ.get(DATA_ENVIRONMENT_VARIABLE, "")
     return Path(configured).expanduser() if configured else None
-
-
-def _read(
-    name: str,
-    directory: Path | None,
-    image_size: tuple[int, int] | None,
-    min_images_per_person: int,
-    pairs_file: str,
-    progress: bool,
-) -> RawSplits:
-    if name == "digits":
-        from marginkit.data.digits import read_digits
-
-        return read_digits()
-    if directory is None:
-        raise ValueError(f"data_dir: data set {name!r} needs a folder to read")
-    if name in ("mnist", "fashion-mnist", "kmnist"):
-        from marginkit.data.idx import read_idx_dataset
-
-        return read_idx_dataset(directory, name)
-    if name in ("cifar10", "cifar100"):
-        from marginkit.data.cifar import read_cifar
-
-        return read_cifar(directory, name)
-    if name == "svhn":
-        from marginkit.data.svhn import read_svhn
-
-        return read_svhn(directory)
-    if name == "folder":
-        from marginkit.data.folder import read_folder
-
-        return read_folder(directory, image_size or _LFW_IMAGE_SIZE, pairs_file, progress=progress)
-    from marginkit.data.lfw import read_lfw
-
-    return read_lfw(
-        directory,
-        image_size or _LFW_IMAGE_SIZE,
-        min_images_per_person,
-        pairs_file,
-        progress=progress,
-    )
 
 
 def load_dataset(
@@ -148,7 +121,7 @@ def load_dataset(
     """Load a data set with the options experiments need.
 
     Args:
-        name: one of :data:`DATASETS`.
+        name: one of :data:`DATASETS` (any case, ``-``/``_`` ignored).
         data_dir: folder holding the data set's files as distributed (IDX files, pickle
             batches, ``.mat`` files, class sub-folders, the LFW tree). None:
             ``$MARGINKIT_DATA/<name>`` when the environment variable names a folder that
@@ -176,45 +149,33 @@ def load_dataset(
         A :class:`DataBundle`.
 
     Raises:
-        ValueError: unknown ``name`` or an option out of range (the message names it).
-        DataError: missing, malformed or corrupted files (the message names the file).
+        marginkit.registry.UnknownNameError: unknown ``name`` (a ``ValueError``).
+        TypeError: an option of the wrong type (the message names it).
+        DataError: an option out of range or not fitting the data set, or missing,
+            malformed or corrupted files (the message names the option or file).
     """
-    if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"name: unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+    name = registry.DATASETS.canonical(name)
     label_noise = check_fraction("label_noise", label_noise)
     validation_fraction = check_fraction("validation_fraction", validation_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    check_integer("seed", seed)
     if augment is not None and not isinstance(augment, bool):
         raise TypeError(f"augment: expected True, False or None, got {augment!r}")
     image_size = _check_image_size(image_size)
-    if classes is not None:
-        if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
-            raise TypeError(f"classes: expected a sequence of ints, got {type(classes).__name__}")
-        classes = list(classes)
-        if label_noise > 0.0 and len(classes) == 1:
-            raise ValueError("label_noise: needs at least 2 known classes to flip labels, got 1")
-    if (
-        isinstance(min_images_per_person, bool)
-        or not isinstance(min_images_per_person, int)
-        or min_images_per_person < 1
-    ):
-        raise ValueError(
-            f"min_images_per_person: expected an int >= 1, got {min_images_per_person!r}"
-        )
-    if not isinstance(pairs_file, str) or not pairs_file:
-        raise ValueError(f"pairs_file: expected a file name, got {pairs_file!r}")
-    if name == "folder" and data_dir is None:
-        raise ValueError("data_dir: the 'folder' data set needs the folder of class sub-folders")
-    directory = (
-        None
-        if name == "digits"
-        else _resolve_directory(name, data_dir, cache_dir, download, progress)
+    classes = _check_classes(classes, label_noise)
+    request = ReadRequest(
+        name=name,
+        directory=None,
+        image_size=image_size,
+        min_images_per_person=check_integer("min_images_per_person", min_images_per_person, 1),
+        pairs_file=_check_pairs_file(pairs_file),
+        progress=progress,
     )
-    raw = _read(name, directory, image_size, min_images_per_person, pairs_file, progress)
+    if name not in _BUNDLED:
+        directory = _resolve_directory(name, data_dir, cache_dir, download, progress)
+        request = replace(request, directory=directory)
     return assemble(
         name,
-        raw,
+        registry.DATASETS.get(name)(request),
         classes=classes,
         label_noise=label_noise,
         validation_fraction=validation_fraction,
@@ -239,30 +200,14 @@ def assemble(
     do not change with the options. Order: class subset, then the stratified validation split,
     then noise on what remains for training.
     """
-    total_classes = len(raw.class_names)
-    chosen = check_classes(classes, total_classes)
+    chosen = check_classes(classes, len(raw.class_names))
     mean, std = channel_statistics(raw.train_data, raw.value_scale)
 
     def dataset(data: torch.Tensor, labels: torch.Tensor) -> ArrayDataset:
         return ArrayDataset(data, labels, mean, std, raw.value_scale)
 
-    train_data, train_labels = raw.train_data, raw.train_labels.long()
-    test_labels = None if raw.test_labels is None else raw.test_labels.long()
-    if chosen is None:
-        num_classes = total_classes
-        class_names = list(raw.class_names)
-        test_class_names = list(raw.class_names)
-    else:
-        mapping = class_mapping(chosen, total_classes)  # (total_classes,)
-        keep = torch.nonzero(torch.isin(train_labels, torch.tensor(chosen))).flatten()
-        train_data, train_labels = train_data[keep], mapping[train_labels[keep]]
-        if test_labels is not None:
-            test_labels = mapping[test_labels]
-        num_classes = len(chosen)
-        order = torch.argsort(mapping).tolist()
-        test_class_names = [raw.class_names[k] for k in order]
-        class_names = test_class_names[:num_classes]
-
+    subset = _select_classes(raw, chosen)
+    train_data, train_labels = subset.train_data, subset.train_labels
     validation = None
     validation_labels = None
     if validation_fraction > 0.0:
@@ -272,46 +217,94 @@ def assemble(
         validation_labels = train_labels[held]
         validation = dataset(train_data[held], validation_labels)
         train_data, train_labels = train_data[kept], train_labels[kept]
-
-    clean_labels = train_labels
     noisy_labels = train_labels
     if label_noise > 0.0:
         noisy_labels = inject_symmetric_noise(
-            train_labels, label_noise, num_classes, derived_generator(seed, "label_noise")
+            train_labels, label_noise, subset.num_classes, derived_generator(seed, "label_noise")
         )
     train = ArrayDataset(
-        train_data, noisy_labels, mean, std, raw.value_scale, clean_labels=clean_labels
+        train_data, noisy_labels, mean, std, raw.value_scale, clean_labels=train_labels
     )
     test = None
-    if raw.test_data is not None and test_labels is not None:
-        test = dataset(raw.test_data, test_labels)
-    pairs = None
-    if raw.pairs is not None:
-        pairs = VerificationPairs(
-            images=dataset(
-                raw.pairs.data, torch.full((raw.pairs.data.shape[0],), -1, dtype=torch.long)
-            ),
-            first=raw.pairs.first,
-            second=raw.pairs.second,
-            same=raw.pairs.same,
-            fold=raw.pairs.fold,
-            image_names=list(raw.pairs.image_names),
-        )
+    if raw.test_data is not None and subset.test_labels is not None:
+        test = dataset(raw.test_data, subset.test_labels)
     return DataBundle(
         name=name,
         train=train,
         validation=validation,
         test=test,
-        num_classes=num_classes,
+        num_classes=subset.num_classes,
         input_shape=tuple(raw.train_data.shape[1:]),
-        class_names=class_names,
+        class_names=subset.class_names,
         train_labels=noisy_labels,
-        train_clean_labels=clean_labels,
-        test_labels=test_labels,
-        pairs=pairs,
+        train_clean_labels=train_labels,
+        test_labels=subset.test_labels,
+        pairs=_verification_pairs(raw, dataset),
         augment=raw.augment if augment is None else augment,
-        test_class_names=test_class_names if test is not None else None,
+        test_class_names=subset.test_class_names if test is not None else None,
         validation_labels=validation_labels,
         mean=tuple(mean),
         std=tuple(std),
+    )
+
+
+@dataclass(frozen=True)
+class _ClassSubset:
+    """The training samples of the known classes and the relabelled test labels.
+
+    Attributes:
+        train_data: ``(N, ...)`` codes of the known classes' training samples.
+        train_labels: ``(N,)`` long labels in ``0..num_classes-1``.
+        test_labels: ``(M,)`` long relabelled test labels, or None.
+        num_classes: the number of known classes.
+        class_names: the known classes' names, by new label.
+        test_class_names: every class's name, by new label.
+    """
+
+    train_data: torch.Tensor
+    train_labels: torch.Tensor
+    test_labels: torch.Tensor | None
+    num_classes: int
+    class_names: list[str]
+    test_class_names: list[str]
+
+
+def _select_classes(raw: RawSplits, chosen: list[int] | None) -> _ClassSubset:
+    """Keep the training samples of the ``chosen`` classes, relabelled ``0..k-1`` in the
+    given order; the test labels keep every class, the others numbered ``k, k+1, ...`` in
+    increasing original order. None: every class, labels unchanged."""
+    train_labels = raw.train_labels.long()
+    test_labels = None if raw.test_labels is None else raw.test_labels.long()
+    if chosen is None:
+        names = list(raw.class_names)
+        return _ClassSubset(
+            raw.train_data, train_labels, test_labels, len(names), names, list(names)
+        )
+    mapping = class_mapping(chosen, len(raw.class_names))  # (total_classes,)
+    keep = torch.nonzero(torch.isin(train_labels, torch.tensor(chosen))).flatten()
+    test_class_names = [raw.class_names[k] for k in torch.argsort(mapping).tolist()]
+    return _ClassSubset(
+        train_data=raw.train_data[keep],
+        train_labels=mapping[train_labels[keep]],
+        test_labels=None if test_labels is None else mapping[test_labels],
+        num_classes=len(chosen),
+        class_names=test_class_names[: len(chosen)],
+        test_class_names=test_class_names,
+    )
+
+
+def _verification_pairs(
+    raw: RawSplits, dataset: Callable[[torch.Tensor, torch.Tensor], ArrayDataset]
+) -> VerificationPairs | None:
+    """The pairs of ``raw`` with their images as a data set (labelled -1), or None."""
+    if raw.pairs is None:
+        return None
+    unlabelled = torch.full((raw.pairs.data.shape[0],), -1, dtype=torch.long)
+    return VerificationPairs(
+        images=dataset(raw.pairs.data, unlabelled),
+        first=raw.pairs.first,
+        second=raw.pairs.second,
+        same=raw.pairs.same,
+        fold=raw.pairs.fold,
+        image_names=list(raw.pairs.image_names),
     )

@@ -13,9 +13,12 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
+from marginkit.data.errors import DataError
+
 __all__ = [
     "check_classes",
     "check_fraction",
+    "check_integer",
     "class_mapping",
     "derived_generator",
     "inject_symmetric_noise",
@@ -35,13 +38,28 @@ def check_fraction(name: str, value: float) -> float:
 
     Raises:
         TypeError: ``value`` is not a real number.
-        ValueError: ``value`` is outside [0, 1); the message names ``name``.
+        DataError: ``value`` is outside [0, 1); the message names ``name``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a number in [0, 1), got {type(value).__name__}")
     if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+        raise DataError(f"{name}: expected a number in [0, 1), got {value!r}")
     return float(value)
+
+
+def check_integer(name: str, value: int, minimum: int | None = None) -> int:
+    """Return ``value`` after checking it is an int (``bool`` refused), at least ``minimum``.
+
+    Raises:
+        TypeError: ``value`` is not an int; the message names ``name``.
+        DataError: ``value`` is below ``minimum``.
+    """
+    expected = "an int" if minimum is None else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise DataError(f"{name}: expected {expected}, got {value!r}")
+    return value
 
 
 def check_classes(classes: Iterable[int] | None, available: int) -> list[int] | None:
@@ -49,7 +67,7 @@ def check_classes(classes: Iterable[int] | None, available: int) -> list[int] | 
 
     Raises:
         TypeError: ``classes`` is not a sequence of integers.
-        ValueError: ``classes`` is empty, repeats a class or names an absent one.
+        DataError: ``classes`` is empty, repeats a class or names an absent one.
     """
     if classes is None:
         return None
@@ -64,13 +82,13 @@ def check_classes(classes: Iterable[int] | None, available: int) -> list[int] | 
         except TypeError:
             raise TypeError(f"classes: expected ints, got {value!r}") from None
     if not chosen:
-        raise ValueError("classes: expected at least one class, got an empty sequence")
+        raise DataError("classes: expected at least one class, got an empty sequence")
     duplicates = sorted({c for c in chosen if chosen.count(c) > 1})
     if duplicates:
-        raise ValueError(f"classes: expected distinct classes, {duplicates} appear twice")
+        raise DataError(f"classes: expected distinct classes, {duplicates} appear twice")
     absent = [c for c in chosen if not 0 <= c < available]
     if absent:
-        raise ValueError(f"classes: {absent} absent; this data set has classes 0..{available - 1}")
+        raise DataError(f"classes: {absent} absent; this data set has classes 0..{available - 1}")
     return chosen
 
 

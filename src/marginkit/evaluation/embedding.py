@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from marginkit._checks import check_count
+from marginkit._validation import check_count
 
 __all__ = ["SPLITS", "EmbeddedSplits", "check_split", "embed", "measured_split", "split_dataset"]
 

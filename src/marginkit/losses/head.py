@@ -45,7 +45,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from marginkit._checks import check_count
+from marginkit._validation import check_count
 from marginkit.losses.fused import fused_margin_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.schedules import Schedule, as_schedule

@@ -11,7 +11,7 @@
 
 Inputs may be ``torch.Tensor`` or ``numpy.ndarray``; outputs are Python numbers, numpy arrays
 or JSON-serialisable dicts. Errors name the offending argument and are raised before any
-arithmetic (the checks of :mod:`marginkit._arrays` and :mod:`marginkit._checks`).
+arithmetic (the checks of :mod:`marginkit._validation` and :mod:`marginkit._validation`).
 """
 
 from marginkit.metrics.closed_set import nearest_centre_accuracy, top1_accuracy

@@ -6,7 +6,7 @@ The nearest-class-centre classifier is the cosine classifier of NormFace (Wang e
 
 from __future__ import annotations
 
-from marginkit._arrays import (
+from marginkit._validation import (
     ArrayLike,
     as_labels,
     as_matrix,

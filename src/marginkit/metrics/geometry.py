@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from marginkit._arrays import (
+from marginkit._validation import (
     ArrayLike,
     as_labels,
     as_matrix,

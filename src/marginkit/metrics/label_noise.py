@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from marginkit._arrays import ArrayLike, as_labels, as_matrix, check_same_length
-from marginkit._checks import check_count
+from marginkit._validation import ArrayLike, as_labels, as_matrix, check_count, check_same_length
 from marginkit.losses.head import MarginHead
 from marginkit.metrics.sphere import angles_between, normalize_rows
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from marginkit._arrays import ArrayLike, as_labels, as_matrix, check_same_length
-from marginkit._checks import check_count
+from marginkit._validation import ArrayLike, as_labels, as_matrix, check_count, check_same_length
 from marginkit.metrics.sphere import normalize_rows
 
 __all__ = ["retrieval_metrics"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from marginkit._arrays import ArrayLike, as_flags, as_vector, check_fars, check_same_length
+from marginkit._validation import ArrayLike, as_flags, as_vector, check_fars, check_same_length
 
 __all__ = [
     "DEFAULT_FARS",

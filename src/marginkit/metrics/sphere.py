@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marginkit._arrays import ArrayLike, as_labels, as_matrix, check_same_length
+from marginkit._validation import ArrayLike, as_labels, as_matrix, check_same_length
 
 __all__ = [
     "angles_between",

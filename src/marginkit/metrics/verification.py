@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marginkit._arrays import (
+from marginkit._validation import (
     ArrayLike,
     as_flags,
     as_labels,
     as_matrix,
+    check_count,
     check_fars,
     check_same_length,
 )
-from marginkit._checks import check_count
 from marginkit.metrics.roc import (
     DEFAULT_FARS,
     RocCurve,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from marginkit._validation import check_count
+from marginkit.registry import BACKBONES
 
 __all__ = [
     "BACKBONES",
@@ -39,14 +42,6 @@ def _check_shape(input_shape: Sequence[int], *, image: bool, name: str) -> tuple
             f"backbone {name!r} needs image inputs, input_shape (C, H, W); got {shape}"
         )
     return shape
-
-
-def _check_embedding_dim(embedding_dim: int) -> int:
-    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int):
-        raise TypeError(f"embedding_dim must be an int; got {type(embedding_dim).__name__}")
-    if embedding_dim < 1:
-        raise ValueError(f"embedding_dim must be >= 1; got {embedding_dim}")
-    return embedding_dim
 
 
 def _check_min_size(shape: tuple[int, ...], minimum: int, name: str) -> None:
@@ -81,7 +76,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         shape = _check_shape(input_shape, image=False, name="mlp")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         widths = [math.prod(shape), *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
         for width_in, width_out in itertools.pairwise(widths):
@@ -112,7 +107,7 @@ class LeNetPP(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="lenetpp")
         _check_min_size(shape, 8, "lenetpp")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers: list[nn.Module] = []
         channels_in = shape[0]
         for channels in (32, 64, 128):
@@ -155,7 +150,7 @@ class MNISTNet(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="mnistnet")
         _check_min_size(shape, 8, "mnistnet")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers = _conv_bn(shape[0], 64)
         channels_in = 64
         for channels in (64, 128, 256):
@@ -211,7 +206,7 @@ class ResNet20(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="resnet20")
         _check_min_size(shape, 8, "resnet20")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         self.stem = nn.Sequential(
             nn.Conv2d(shape[0], 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
         )
@@ -278,7 +273,7 @@ class FaceNet(nn.Module):
         super().__init__()
         shape = _check_shape(input_shape, image=True, name="facenet")
         _check_min_size(shape, 16, "facenet")
-        embedding_dim = _check_embedding_dim(embedding_dim)
+        embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         if len(widths) != len(units):
             raise ValueError(
                 f"widths and units must have the same length; got {len(widths)} and {len(units)}"
@@ -298,25 +293,16 @@ class FaceNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- registry
-BACKBONES: dict[str, Callable[[Sequence[int], int], nn.Module]] = {
-    "lenetpp": LeNetPP,
-    "mnistnet": MNISTNet,
-    "resnet20": ResNet20,
-    "facenet": FaceNet,
-    "mlp": MLP,
-}
-
-
 def available_backbones() -> list[str]:
-    """The registered backbone names."""
-    return list(BACKBONES)
+    """The registered backbone names (:data:`marginkit.registry.BACKBONES`)."""
+    return BACKBONES.names()
 
 
 def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) -> nn.Module:
     """Construct the backbone registered as ``name``.
 
     Args:
-        name: one of :func:`available_backbones` (case-insensitive).
+        name: one of :func:`available_backbones` (any case, ``-``/``_`` ignored).
         input_shape: shape of one input without the batch axis, (C, H, W) or (F,).
         embedding_dim: embedding width D.
 
@@ -326,9 +312,4 @@ def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) ->
     Raises:
         ValueError: for an unknown name (listing the known ones) or a bad shape.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str; got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "").replace("_", "")
-    if key not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(BACKBONES)}")
-    return BACKBONES[key](input_shape, embedding_dim)
+    return BACKBONES.get(name)(input_shape, embedding_dim)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marginkit._arrays import as_class_indices, as_float_array
+from marginkit._validation import as_class_indices, as_float_array
 from marginkit.metrics.sphere import normalize_rows
 from marginkit.plots.figures import (
     ClassPalette,

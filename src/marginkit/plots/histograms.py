@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marginkit._arrays import as_class_indices, as_float_array
-from marginkit._checks import check_count
+from marginkit._validation import as_class_indices, as_float_array, check_count
 from marginkit.metrics.sphere import normalize_rows
 from marginkit.plots.figures import new_figure, save_figure, set_angle_ticks
 

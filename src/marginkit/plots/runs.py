@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from marginkit._arrays import as_float_array
+from marginkit._validation import as_float_array
 from marginkit.metrics.roc import trapezoid_area
 from marginkit.plots.figures import new_figure, save_figure
 

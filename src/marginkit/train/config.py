@@ -33,11 +33,14 @@ it into the objects the head takes.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ConfigError",
@@ -45,6 +48,8 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "loss_kwargs",
+    "option_choices",
+    "option_help",
     "parse_classes",
     "parse_loss_arg",
     "parse_value",
@@ -62,8 +67,9 @@ class TrainConfig:
     """Every option of a training run (the ``marginkit train`` flags, the YAML keys).
 
     Attributes:
-        dataset: data set name (``marginkit.data.DATASETS``).
-        data_dir: folder holding the data set's files (None: cache/download).
+        dataset: data set name (:data:`marginkit.registry.DATASETS`).
+        data_dir: folder holding the data set's files (None: ``$MARGINKIT_DATA/<dataset>``
+            when that folder exists, else the download cache).
         cache_dir: download cache folder (None: the data package's default).
         download: allow downloading missing files.
         classes: class subset for open-set splits, e.g. ``"0-6"`` or ``[0, 2, 4]``.
@@ -73,9 +79,9 @@ class TrainConfig:
         image_size: resize images to this size (None: the data set's default).
         min_images_per_person: LFW/folder: smallest class kept.
         pairs_file: LFW pairs file for verification.
-        backbone: backbone name (``marginkit.models.available_backbones()``).
+        backbone: backbone name (:data:`marginkit.registry.BACKBONES`).
         embedding_dim: embedding width D.
-        loss: loss name (``marginkit.losses.available()``).
+        loss: loss name or alias (:data:`marginkit.registry.LOSSES`).
         loss_args: the head's hyper-parameters (values in the loss-argument language); the
             recipe adds its own under these.
         recipe: ``"marginkit"`` (AdamW, cosine decay, margins that warm up over the run,
@@ -105,7 +111,7 @@ class TrainConfig:
         seed: seed of initialisation, shuffling and augmentation.
         threads: torch CPU threads (None: torch's default).
         log_every: steps between progress lines (0: only at the end of an epoch).
-        out: run folder (None: train in memory, write nothing).
+        out: run folder (None: train in memory, write nothing; the command line needs one).
     """
 
     dataset: str = "digits"
@@ -123,17 +129,17 @@ class TrainConfig:
     embedding_dim: int = 64
     loss: str = "softmax"
     loss_args: dict[str, Any] = field(default_factory=dict)
-    recipe: str = "marginkit"
+    recipe: Literal["marginkit", "paper"] = "marginkit"
     epochs: int = 10
     max_steps: int | None = None
     train_fraction: float = 1.0
     batch_size: int = 128
     eval_batch_size: int = 512
-    optimizer: str | None = None
+    optimizer: Literal["sgd", "adamw"] | None = None
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float | None = None
-    lr_schedule: str | None = None
+    lr_schedule: Literal["step", "cosine", "constant"] | None = None
     milestones: list[int] | None = None
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
@@ -147,7 +153,20 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Check every field's type and range; raise :class:`ConfigError` naming it."""
+        """Check every field's type and range; raise :class:`ConfigError` naming it.
+
+        Paths become strings, numbers floats, milestones a sorted list and an image size
+        tuple a list, so that the config is plain YAML.
+        """
+        self._check_text()
+        self._check_integers()
+        self._check_numbers()
+        self._check_ranges()
+        self._check_choices()
+        self._check_lists()
+        self._check_loss_args()
+
+    def _check_text(self) -> None:
         for name in ("dataset", "backbone", "loss", "recipe", "pairs_file"):
             if not isinstance(getattr(self, name), str):
                 _fail(name, "a string", getattr(self, name))
@@ -157,75 +176,66 @@ class TrainConfig:
                 _fail(name, "a path", value)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
+
+    def _check_integers(self) -> None:
         positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size")
         for name in (*positive, "min_images_per_person", "warmup_epochs", "seed", "log_every"):
-            value = getattr(self, name)
             minimum = 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                _fail(name, f"an integer >= {minimum}", value)
-        if self.max_steps is not None and (
-            isinstance(self.max_steps, bool)
-            or not isinstance(self.max_steps, int)
-            or self.max_steps < 1
-        ):
-            _fail("max_steps", "an integer >= 1 or null", self.max_steps)
-        if isinstance(self.train_fraction, bool) or not isinstance(
-            self.train_fraction, (int, float)
-        ):
+            if not _is_integer(getattr(self, name), minimum):
+                _fail(name, f"an integer >= {minimum}", getattr(self, name))
+        for name in ("max_steps", "threads"):
+            value = getattr(self, name)
+            if value is not None and not _is_integer(value, 1):
+                _fail(name, "an integer >= 1 or null", value)
+
+    def _check_numbers(self) -> None:
+        if not _is_number(self.train_fraction):
             _fail("train_fraction", "a number in (0, 1]", self.train_fraction)
         self.train_fraction = float(self.train_fraction)
         if not 0.0 < self.train_fraction <= 1.0:
             _fail("train_fraction", "a number in (0, 1]", self.train_fraction)
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            _fail("threads", "an integer >= 1 or null", self.threads)
         for name in ("label_noise", "validation_fraction", "momentum", "weight_decay", "lr_gamma"):
             value = getattr(self, name)
             if value is None and name == "weight_decay":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not _is_number(value):
                 _fail(name, "a number", value)
             if not math.isfinite(value):
                 _fail(name, "a finite number", value)
             setattr(self, name, float(value))
+        if self.lr is not None:
+            if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
+                _fail("lr", "a finite number > 0 or null", self.lr)
+            self.lr = float(self.lr)
+
+    def _check_ranges(self) -> None:
         if not 0.0 <= self.label_noise < 1.0:
             _fail("label_noise", "a rate in [0, 1)", self.label_noise)
         if not 0.0 <= self.validation_fraction < 1.0:
             _fail("validation_fraction", "a fraction in [0, 1)", self.validation_fraction)
-        weight_decay = 0.0 if self.weight_decay is None else self.weight_decay
-        if self.momentum < 0 or weight_decay < 0 or not 0 < self.lr_gamma <= 1:
-            bad = "momentum" if self.momentum < 0 else "weight_decay"
-            if not 0 < self.lr_gamma <= 1:
-                _fail("lr_gamma", "a factor in (0, 1]", self.lr_gamma)
-            _fail(bad, "a number >= 0", getattr(self, bad))
-        if self.lr is not None:
-            if (
-                isinstance(self.lr, bool)
-                or not isinstance(self.lr, (int, float))
-                or not math.isfinite(self.lr)
-                or self.lr <= 0
-            ):
-                _fail("lr", "a finite number > 0 or null", self.lr)
-            self.lr = float(self.lr)
-        for name in ("download",):
-            if not isinstance(getattr(self, name), bool):
-                _fail(name, "true or false", getattr(self, name))
+        if not 0 < self.lr_gamma <= 1:
+            _fail("lr_gamma", "a factor in (0, 1]", self.lr_gamma)
+        if self.momentum < 0:
+            _fail("momentum", "a number >= 0", self.momentum)
+        if self.weight_decay is not None and self.weight_decay < 0:
+            _fail("weight_decay", "a number >= 0", self.weight_decay)
+
+    def _check_choices(self) -> None:
+        if not isinstance(self.download, bool):
+            _fail("download", "true or false", self.download)
         if self.augment is not None and not isinstance(self.augment, bool):
             _fail("augment", "true, false or null", self.augment)
-        if self.optimizer not in (None, "sgd", "adamw"):
-            _fail("optimizer", "'sgd' or 'adamw' (or null: the recipe's)", self.optimizer)
-        if self.lr_schedule not in (None, "step", "cosine", "constant"):
-            _fail(
-                "lr_schedule",
-                "'step', 'cosine' or 'constant' (or null: the recipe's)",
-                self.lr_schedule,
-            )
-        if self.recipe not in ("marginkit", "paper"):
-            _fail("recipe", "'marginkit' or 'paper'", self.recipe)
+        for name, (choices, optional) in option_choices().items():
+            value = getattr(self, name)
+            if value not in choices and not (optional and value is None):
+                quoted = [repr(choice) for choice in choices]
+                expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+                _fail(name, f"{expected} (or null: the recipe's)" if optional else expected, value)
+
+    def _check_lists(self) -> None:
         if self.milestones is not None:
-            if not isinstance(self.milestones, (list, tuple)) or any(
-                isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in self.milestones
+            if not isinstance(self.milestones, (list, tuple)) or not all(
+                _is_integer(milestone, 1) for milestone in self.milestones
             ):
                 _fail("milestones", "a list of epochs >= 1", self.milestones)
             self.milestones = sorted(self.milestones)
@@ -233,6 +243,8 @@ class TrainConfig:
             parse_classes(self.classes)
         if isinstance(self.image_size, tuple):
             self.image_size = list(self.image_size)
+
+    def _check_loss_args(self) -> None:
         if not isinstance(self.loss_args, dict):
             _fail("loss_args", "a mapping of hyper-parameter names to values", self.loss_args)
         for name, value in self.loss_args.items():
@@ -274,6 +286,78 @@ class TrainConfig:
                     f"{source}: unknown key {key!r} (known: {', '.join(sorted(known))})"
                 )
         return cls(**values)
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        file: str | Path | None = None,
+        saved: str | Path | None = None,
+        flags: Mapping[str, Any] | None = None,
+        loss_args: Sequence[str] = (),
+    ) -> TrainConfig:
+        """Merge the places a run's options come from; later ones win.
+
+        Args:
+            file: a YAML config file (``--config``), the starting point.
+            saved: without ``file``, the starting point instead: a saved config (a resumed
+                run's ``config.yaml``), read if it exists.
+            flags: option name -> value, for each option given (``--epochs 3``).
+            loss_args: ``NAME=VALUE`` texts (``--loss-arg``), each added to the loss
+                arguments so far or replacing the one of that name.
+
+        Raises:
+            ConfigError: an unreadable file, an unknown option or a bad value (one line).
+        """
+        values: dict[str, Any] = {}
+        if file is not None:
+            values = load_config(file).to_dict()
+        elif saved is not None and Path(saved).is_file():
+            values = load_config(saved).to_dict()
+        values.update(flags or {})
+        if loss_args:
+            values["loss_args"] = dict(values.get("loss_args") or {})
+            for text in loss_args:
+                name, value = parse_loss_arg(text)
+                values["loss_args"][name] = value
+        return cls.from_dict(values, source="options")
+
+
+def option_help() -> dict[str, str]:
+    """Each option's description: the Attributes section of :class:`TrainConfig`'s
+    docstring, one line per option (the docs and the command line's help share it)."""
+    lines = inspect.cleandoc(TrainConfig.__doc__ or "").splitlines()
+    descriptions: dict[str, str] = {}
+    name = ""
+    for line in lines[lines.index("Attributes:") + 1 :]:
+        entry = re.fullmatch(r" {4}(\w+): (.*)", line)
+        if entry is not None:
+            name = entry.group(1)
+            descriptions[name] = entry.group(2)
+        elif line.startswith(" " * 8):
+            descriptions[name] += " " + line.strip()
+    return descriptions
+
+
+def option_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
+    """The options that take one of a few words: name -> ``(choices, None allowed)``, read
+    from their ``Literal`` types."""
+    found = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        words = [arg for arg in typing.get_args(hint) if typing.get_origin(arg) is Literal]
+        if typing.get_origin(hint) is Literal:
+            found[name] = (typing.get_args(hint), False)
+        elif words:
+            found[name] = (typing.get_args(words[0]), type(None) in typing.get_args(hint))
+    return found
+
+
+def _is_integer(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fail(name: str, expected: str, got: Any) -> None:

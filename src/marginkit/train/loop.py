@@ -138,28 +138,25 @@ def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module
 
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
+    kwargs = loss_kwargs(config.loss_args)
     try:
         head = build(
             config.loss,
             num_classes=bundle.num_classes,
             embedding_dim=config.embedding_dim,
-            **loss_kwargs(config.loss_args),
+            **kwargs,
         )
-    except TypeError as error:  # an unknown or mistyped hyper-parameter of the loss
+    except (TypeError, ValueError) as error:  # an unknown, mistyped or out-of-range argument
         raise ConfigError(f"loss {config.loss!r}: {error}") from None
     return backbone, head
 
 
 def _check_names(config: TrainConfig) -> None:
     """Fail fast (before any data is read) on unknown backbone or loss names."""
-    from marginkit.losses import resolve
-    from marginkit.models import available_backbones
+    from marginkit.registry import BACKBONES, LOSSES
 
-    resolve(config.loss)
-    key = config.backbone.strip().lower().replace("-", "").replace("_", "")
-    if key not in available_backbones():
-        known = ", ".join(available_backbones())
-        raise ConfigError(f"unknown backbone {config.backbone!r}; expected one of: {known}")
+    LOSSES.canonical(config.loss)
+    BACKBONES.canonical(config.backbone)
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:

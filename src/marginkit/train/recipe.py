@@ -45,6 +45,7 @@ import dataclasses
 import math
 from typing import Any
 
+from marginkit.registry import LOSSES
 from marginkit.schedules import ANNEAL_FRACTION
 from marginkit.train.config import ConfigError, TrainConfig
 
@@ -196,19 +197,21 @@ def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
             caps).
 
     Raises:
-        ConfigError: an unknown recipe name.
+        ConfigError: an unknown recipe name, or fewer than 2 classes or embedding dimensions
+            for the marginkit recipe's margin caps.
+        marginkit.registry.UnknownNameError: an unknown loss name.
     """
-    from marginkit.losses.registry import REGISTRY, resolve
-
     if config.recipe not in _TRAINING:
         raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {config.recipe!r}")
-    head = resolve(config.loss)
-    loss = next(name for name, cls in REGISTRY.items() if cls is head)  # canonical name
+    loss = LOSSES.canonical(config.loss)
     training = _training(config.recipe, loss)
     if config.optimizer not in (None, training["optimizer"]):
         # the user's own optimiser gets its usual lr, not the one tuned for the recipe's
         training["lr"] = config.learning_rate()
     values = {name: value for name, value in training.items() if getattr(config, name) is None}
-    recipe_args = _loss_arguments(config.recipe, loss, num_classes, config.embedding_dim)
+    try:
+        recipe_args = _loss_arguments(config.recipe, loss, num_classes, config.embedding_dim)
+    except ValueError as error:  # fewer than 2 classes or dimensions: no margin caps
+        raise ConfigError(str(error)) from None
     loss_args = {**recipe_args, **config.loss_args}
     return dataclasses.replace(config, **values, loss_args=loss_args)

@@ -1,17 +1,17 @@
-"""Checks of the arrays handed to the measurements and the pictures: every error names the
-argument.
+"""Argument checks shared by every sub-package: each error names the argument.
 
-Each checker takes the argument's name first, then a ``torch.Tensor``, a ``numpy.ndarray``
-or a nested sequence, and raises ``TypeError``/``ValueError`` before any arithmetic.
+- :func:`check_count`: an ``int`` at least a minimum (``TypeError`` for a non-int, ``bool``
+  included; ``ValueError`` below the minimum).
+- Arrays: each checker takes the argument's name first, then a ``torch.Tensor``, a
+  ``numpy.ndarray`` or a nested sequence, and raises ``TypeError``/``ValueError`` before any
+  arithmetic.
 
-- For :mod:`marginkit.metrics`: :func:`as_matrix`, :func:`as_vector`, :func:`as_labels`,
-  :func:`as_flags` return a CPU tensor in a fixed dtype (float64 for real values, int64 for
-  labels, bool for flags); :func:`check_same_length`, :func:`check_fars`,
-  :func:`check_num_classes`, :func:`labelled_sets` check them together.
-- For :mod:`marginkit.plots`: :func:`as_float_array` and :func:`as_class_indices` return
-  numpy arrays (float64, int64).
-
-Scalar arguments are checked by :mod:`marginkit._checks`.
+  - For :mod:`marginkit.metrics`: :func:`as_matrix`, :func:`as_vector`, :func:`as_labels`,
+    :func:`as_flags` return a CPU tensor in a fixed dtype (float64 for real values, int64
+    for labels, bool for flags); :func:`check_same_length`, :func:`check_fars`,
+    :func:`check_num_classes`, :func:`labelled_sets` check them together.
+  - For :mod:`marginkit.plots`: :func:`as_float_array` and :func:`as_class_indices` return
+    numpy arrays (float64, int64).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "as_labels",
     "as_matrix",
     "as_vector",
+    "check_count",
     "check_fars",
     "check_num_classes",
     "check_same_length",
@@ -40,6 +41,21 @@ __all__ = [
 ]
 
 ArrayLike = Tensor | np.ndarray | Sequence
+
+
+# ---------------------------------------------------------------------------- scalars
+def check_count(name: str, value: int, minimum: int) -> int:
+    """Return ``value`` if it is an int >= ``minimum``; else raise naming ``name``.
+
+    Raises:
+        TypeError: ``value`` is not an int (``bool`` is refused too).
+        ValueError: ``value < minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
 
 
 # ---------------------------------------------------------------- torch, for the metrics

@@ -1,0 +1,143 @@
+"""Names for the edges (command line, config files): the losses, backbones and data sets.
+
+Each kind is a :class:`Registry` of canonical names, aliases and, for every name, the import
+path (``"module:attribute"``) of what it stands for. A registry knows its names without
+importing anything, so the command line lists them in its help without loading torch; the
+implementation is imported on the first :meth:`Registry.get`.
+
+Names are matched after :func:`normalise` (case, surrounding spaces, ``-`` and ``_`` do not
+count), so ``"ArcFace"``, ``"am-softmax"`` and ``"Fashion_MNIST"`` are found.
+
+>>> from marginkit.registry import LOSSES
+>>> LOSSES.canonical("AM-Softmax")
+'cosface'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from torch import nn
+
+    from marginkit.data.raw import RawSplits
+    from marginkit.data.readers import ReadRequest
+    from marginkit.losses.head import MarginHead
+
+__all__ = ["BACKBONES", "DATASETS", "LOSSES", "Registry", "UnknownNameError", "normalise"]
+
+T = TypeVar("T")
+
+
+class UnknownNameError(ValueError):
+    """A name that no entry of a registry answers to (the message lists the known ones)."""
+
+
+def normalise(name: str) -> str:
+    """The form names are compared in: lower case, no surrounding spaces, no ``-`` or ``_``."""
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
+class Registry(Generic[T]):
+    """Canonical names and aliases of one kind of thing, each bound to an import path.
+
+    Args:
+        kind: what the names stand for, as the option that takes them is called (``"loss"``,
+            ``"backbone"``, ``"dataset"``); error messages use it.
+        entries: canonical name -> ``"module:attribute"``, in the order :meth:`names` lists.
+        aliases: other name -> canonical name.
+    """
+
+    def __init__(
+        self, kind: str, entries: Mapping[str, str], aliases: Mapping[str, str] | None = None
+    ) -> None:
+        self.kind = kind
+        self._entries = dict(entries)
+        self.aliases = dict(aliases or {})
+        self._canonical = {normalise(name): name for name in self._entries}
+        self._canonical.update({normalise(alias): name for alias, name in self.aliases.items()})
+
+    def names(self) -> list[str]:
+        """The canonical names, in registration order."""
+        return list(self._entries)
+
+    def choices(self) -> list[str]:
+        """Every name accepted as written here: the canonical names, then the aliases."""
+        return [*self._entries, *self.aliases]
+
+    def canonical(self, name: str) -> str:
+        """The canonical name that ``name`` (canonical, alias, any case or separator) means.
+
+        Raises:
+            TypeError: ``name`` is not a str.
+            UnknownNameError: a one-line message naming the kind, ``name`` and the choices.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str; got {type(name).__name__}")
+        found = self._canonical.get(normalise(name))
+        if found is None:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.choices())}"
+            )
+        return found
+
+    def get(self, name: str) -> T:
+        """What ``name`` stands for, imported on first use.
+
+        Raises:
+            TypeError: ``name`` is not a str.
+            UnknownNameError: a one-line message naming the kind, ``name`` and the choices.
+        """
+        module, _, attribute = self._entries[self.canonical(name)].partition(":")
+        found: T = getattr(importlib.import_module(module), attribute)
+        return found
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, names={self.names()!r}, aliases={self.aliases!r})"
+
+
+LOSSES: Registry[type[MarginHead]] = Registry(
+    "loss",
+    {
+        "softmax": "marginkit.losses.softmax:Softmax",
+        "lsoftmax": "marginkit.losses.lsoftmax:LSoftmax",
+        "sphereface": "marginkit.losses.lsoftmax:SphereFace",
+        "normface": "marginkit.losses.normface:NormFace",
+        "cosface": "marginkit.losses.cosface:CosFace",
+        "arcface": "marginkit.losses.arcface:ArcFace",
+        "combined": "marginkit.losses.combined:CombinedMargin",
+        "virtual": "marginkit.losses.virtual:VirtualSoftmax",
+        "camsoftmax": "marginkit.losses.camsoftmax:CamSoftmax",
+    },
+    aliases={"amsoftmax": "cosface", "asoftmax": "sphereface"},
+)
+
+BACKBONES: Registry[Callable[[Any, int], nn.Module]] = Registry(
+    "backbone",
+    {
+        "lenetpp": "marginkit.models.backbones:LeNetPP",
+        "mnistnet": "marginkit.models.backbones:MNISTNet",
+        "resnet20": "marginkit.models.backbones:ResNet20",
+        "facenet": "marginkit.models.backbones:FaceNet",
+        "mlp": "marginkit.models.backbones:MLP",
+    },
+)
+
+DATASETS: Registry[Callable[[ReadRequest], RawSplits]] = Registry(
+    "dataset",
+    {
+        "digits": "marginkit.data.readers:read_bundled_digits",
+        "mnist": "marginkit.data.readers:read_idx_files",
+        "fashion-mnist": "marginkit.data.readers:read_idx_files",
+        "kmnist": "marginkit.data.readers:read_idx_files",
+        "cifar10": "marginkit.data.readers:read_cifar_batches",
+        "cifar100": "marginkit.data.readers:read_cifar_batches",
+        "svhn": "marginkit.data.readers:read_svhn_files",
+        "folder": "marginkit.data.readers:read_image_folder",
+        "lfw": "marginkit.data.readers:read_lfw_tree",
+    },
+)
