@@ -448,3 +448,20 @@ def test_compare_without_matplotlib_names_the_plots_extra(
         'dependency: pip install "marginkit[plots]"\n'
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_eval_refusals_are_one_line(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
+    """A split the run's data set lacks, or a batch size below 1, is the user's error."""
+    run = str(tmp_path / "run")
+    status, _, _ = in_process("train", "--epochs", "1", "--quiet", "--out", run)
+    assert status == 0
+    status, _, error = in_process("eval", run, "--split", "validation", "--quiet")
+    assert status == 2
+    assert error == "marginkit: error: the run's data set 'digits' has no validation split\n"
+    status, _, error = in_process("eval", run, "--batch-size", "0", "--quiet")
+    assert status == 2
+    assert error.splitlines()[-1] == (
+        "marginkit eval: error: argument --batch-size: expected an int >= 1, got '0'"
+    )

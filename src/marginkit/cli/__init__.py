@@ -1,5 +1,5 @@
 """The ``marginkit`` command: a thin argparse layer over :mod:`marginkit.train` and
-:mod:`marginkit.evaluate`.
+:mod:`marginkit.evaluation`.
 
 Commands::
 
@@ -138,7 +138,13 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write the split's embeddings and labels (.npz)",
     )
-    add("--batch-size", dest="batch_size", type=int, default=512)
+    add(
+        "--batch-size",
+        dest="batch_size",
+        type=_positive_int,
+        default=512,
+        help="inputs per forward pass (default: 512)",
+    )
     add(
         "--data-dir",
         dest="data_dir",
@@ -226,7 +232,7 @@ def _eval(args: argparse.Namespace) -> int:
         _require("plots")
     from pathlib import Path
 
-    from marginkit.evaluate import evaluate_run
+    from marginkit.evaluation import evaluate_run
 
     report = evaluate_run(
         args.run_dir,
@@ -239,7 +245,7 @@ def _eval(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         progress=not args.quiet,
     )
-    from marginkit.evaluate import summarize
+    from marginkit.evaluation import summarize
 
     print(summarize(report))
     print(f"full report: {Path(args.run_dir) / 'eval.json'}")
@@ -353,10 +359,24 @@ def _user_error(error: Exception) -> str | None:
     return None
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (argparse names the option in its one-line error)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
 def _expected_errors() -> tuple[type[Exception], ...]:
     """The errors marginkit raises for bad input, bad data or a run that cannot go on."""
     from marginkit.compare.grid import GridError
     from marginkit.data.errors import DataError
+    from marginkit.evaluation.embedding import EvaluationError
     from marginkit.registry import UnknownNameError
     from marginkit.train.checkpoint import CheckpointError
     from marginkit.train.config import ConfigError
@@ -366,6 +386,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     return (
         ConfigError,
         DataError,
+        EvaluationError,
         UnknownNameError,
         RunFolderError,
         CheckpointError,

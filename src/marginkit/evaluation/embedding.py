@@ -15,16 +15,28 @@ from torch import Tensor, nn
 
 from marginkit._validation import check_count
 
-__all__ = ["SPLITS", "EmbeddedSplits", "check_split", "embed", "measured_split", "split_dataset"]
+__all__ = [
+    "SPLITS",
+    "EmbeddedSplits",
+    "EvaluationError",
+    "check_split",
+    "embed",
+    "measured_split",
+    "split_dataset",
+]
 
 #: The splits of a :class:`~marginkit.data.DataBundle`.
 SPLITS = ("train", "validation", "test")
 
 
+class EvaluationError(ValueError):
+    """A run cannot be measured as asked (no such split); one line naming it."""
+
+
 def check_split(split: str) -> str:
-    """``split`` if it names a split; else ``ValueError`` listing them."""
+    """``split`` if it names a split; else :class:`EvaluationError` listing them."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+        raise EvaluationError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
     return split
 
 
@@ -46,10 +58,11 @@ def measured_split(bundle: Any, requested: str = "test") -> str:
 
 
 def split_dataset(bundle: Any, split: str) -> Any:
-    """The dataset of ``split``; ``ValueError`` when the data set has no such split."""
+    """The dataset of ``split``; :class:`EvaluationError` when the data set has no such
+    split."""
     dataset = getattr(bundle, check_split(split))
     if dataset is None:
-        raise ValueError(f"the run's data set {bundle.name!r} has no {split} split")
+        raise EvaluationError(f"the run's data set {bundle.name!r} has no {split} split")
     return dataset
 
 
