@@ -155,13 +155,16 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int, embedding_dim: int
             "sphereface": {"lambda_": "sphereface"},
             "camsoftmax": {"c": "ramp"},
         }.get(loss, {})
+    if loss in ("cosface", "arcface", "combined"):  # the additive margins, capped
+        cosine_cap, angular_cap = margin_caps(num_classes, embedding_dim)
+        return {
+            "cosface": {"margin": _margin(0.35, cosine_cap)},
+            "arcface": {"margin": _margin(0.5, angular_cap)},
+            "combined": {"angular": _margin(0.5, angular_cap)},
+        }[loss]
     bound = math.ceil(scale_bound(num_classes))
-    cosine_cap, angular_cap = margin_caps(num_classes, embedding_dim)
     return {
         "normface": {"scale": float(max(16, bound))},
-        "cosface": {"margin": _margin(0.35, cosine_cap)},
-        "arcface": {"margin": _margin(0.5, angular_cap)},
-        "combined": {"angular": _margin(0.5, angular_cap)},
         "lsoftmax": {"lambda_": f"lsoftmax:{_ANNEAL}"},
         "sphereface": {"lambda_": f"sphereface:{_ANNEAL}"},
         "camsoftmax": {"scale": float(max(20, bound)), "c": f"adaptive:{_ANNEAL}"},
