@@ -23,6 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from marginkit._validation import check_count
 from marginkit.losses.head import MarginHead
 
 __all__ = ["ClassSampledHead"]
@@ -55,8 +56,7 @@ class ClassSampledHead(nn.Module):
             raise TypeError(f"fraction must be a float in (0, 1]; got {type(fraction).__name__}")
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must lie in (0, 1]; got {fraction}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int; got {type(seed).__name__}")
+        check_count("seed", seed, -(2**63))
         super().__init__()
         self.head = head
         self.fraction = float(fraction)

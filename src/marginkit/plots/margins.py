@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from marginkit._validation import check_count
 from marginkit.losses.head import MarginHead
 from marginkit.plots.figures import new_figure, save_figure, set_angle_ticks
 
@@ -52,10 +53,7 @@ def theta_grid(points: int = 720) -> torch.Tensor:
     ``theta = pi``, so the two-sided derivative autograd gives there is 0, not the one-sided
     slope a curve on ``[0, pi]`` has (ArcFace's ``-sin(m)`` at ``theta = 0``).
     """
-    if isinstance(points, bool) or not isinstance(points, int):
-        raise TypeError(f"points must be an int; got {type(points).__name__}")
-    if points < 2:
-        raise ValueError(f"points must be >= 2; got {points}")
+    check_count("points", points, 2)
     return (torch.arange(points, dtype=torch.float64) + 0.5) * (math.pi / points)
 
 
