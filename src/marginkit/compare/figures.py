@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from marginkit.metrics.sphere import normalize_rows
 from marginkit.plots.figures import class_palette, new_figure
 
 __all__ = [
@@ -53,10 +54,6 @@ def _sample(count: int, limit: int = MAX_POINTS) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(count, size=limit, replace=False))
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-
 def features_grid(
     runs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     path: Path,
@@ -88,7 +85,7 @@ def features_grid(
         if dimension == 2:
             axis.scatter(points[:, 0], points[:, 1], c=colors, s=3, linewidths=0, alpha=0.7)
             radius = float(np.quantile(np.linalg.norm(points, axis=1), 0.99)) or 1.0
-            for index, direction in enumerate(_unit(weight)):
+            for index, direction in enumerate(normalize_rows(weight, "weight", keep_zero=True)):
                 if index in palette.classes:
                     color = palette.colors_of(np.array([index]))[0]
                     axis.plot(
@@ -100,11 +97,11 @@ def features_grid(
             axis.set_aspect("equal", adjustable="datalim")
             axis.tick_params(labelsize=7)
         else:
-            unit = _unit(points)
+            unit = normalize_rows(points, "embeddings", keep_zero=True)
             if dimension > 3:
                 centred = unit - unit.mean(axis=0, keepdims=True)
                 _, _, components = np.linalg.svd(centred, full_matrices=False)
-                unit = _unit(unit @ components[:3].T)
+                unit = normalize_rows(unit @ components[:3].T, "projections", keep_zero=True)
             axis.scatter(unit[:, 0], unit[:, 1], unit[:, 2], c=colors, s=2, linewidths=0)
             axis.set_box_aspect((1, 1, 1))
             axis.set_xticks([])
@@ -191,7 +188,8 @@ def open_set_scores(
     """
     fig, axes = _panels(len(runs), 3.2, 2.6)
     for axis, (name, (embeddings, labels, weight)) in zip(axes, runs.items(), strict=True):
-        scores = (_unit(embeddings) @ _unit(weight).T).max(axis=1)  # (N,)
+        unit = normalize_rows(embeddings, "embeddings", keep_zero=True)  # (N, D)
+        scores = (unit @ normalize_rows(weight, "weight", keep_zero=True).T).max(axis=1)  # (N,)
         low, high = float(scores.min()), float(scores.max())
         pad = max(1e-3, 0.02 * (high - low))
         bins = np.linspace(low - pad, high + pad, 61)  # each panel's own range

@@ -27,20 +27,25 @@ __all__ = [
 Rows = TypeVar("Rows", Tensor, np.ndarray)
 
 
-def normalize_rows(matrix: Rows, name: str = "matrix") -> Rows:
+def normalize_rows(matrix: Rows, name: str = "matrix", *, keep_zero: bool = False) -> Rows:
     """Rows scaled to unit length, (N, D) -> (N, D), of the type given (tensor or array).
 
     Args:
         matrix: (N, D) real rows, a tensor or a numpy array.
         name: what the rows are, for the error message.
+        keep_zero: leave zero rows zero instead of refusing them (pictures, which must draw
+            whatever a run produced).
 
     Raises:
-        ValueError: naming ``name`` and the first row that is zero (it has no direction).
+        ValueError: naming ``name`` and the first row that is zero (it has no direction),
+            unless ``keep_zero``.
     """
     is_array = isinstance(matrix, np.ndarray)
     rows = torch.from_numpy(np.ascontiguousarray(matrix)) if is_array else matrix  # (N, D)
     norms = rows.norm(dim=1, keepdim=True)  # (N, 1)
-    if bool((norms == 0).any()):
+    if keep_zero:
+        norms = torch.where(norms == 0, torch.ones_like(norms), norms)
+    elif bool((norms == 0).any()):
         row = int(torch.nonzero(norms.squeeze(1) == 0)[0])
         raise ValueError(
             f"{name} row {row} has zero norm: the zero vector has no direction on the sphere"
