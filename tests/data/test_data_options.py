@@ -155,7 +155,9 @@ def test_argument_errors(labelled: Path) -> None:
         load_dataset("mnist", data_dir=labelled, label_noise="0.2")
     with pytest.raises(ValueError, match=r"validation_fraction: expected a number in \[0, 1\)"):
         load_dataset("mnist", data_dir=labelled, validation_fraction=1.0)
-    with pytest.raises(ValueError, match=r"unknown dataset 'imagenet'; expected one of: digits"):
+    with pytest.raises(
+        ValueError, match=r"name: unknown data set 'imagenet'; expected one of digits"
+    ):
         load_dataset("imagenet")
     with pytest.raises(ValueError, match=r"image_size: expected \(height, width\)"):
         load_dataset("folder", data_dir=labelled, image_size=(0, 5))

@@ -149,12 +149,15 @@ def load_dataset(
         A :class:`DataBundle`.
 
     Raises:
-        marginkit.registry.UnknownNameError: unknown ``name`` (a ``ValueError``).
         TypeError: an option of the wrong type (the message names it).
-        DataError: an option out of range or not fitting the data set, or missing,
-            malformed or corrupted files (the message names the option or file).
+        DataError: an unknown ``name``, an option out of range or not fitting the data set,
+            or missing, malformed or corrupted files (the message names the option or file).
     """
-    name = registry.DATASETS.canonical(name)
+    try:
+        name = registry.DATASETS.canonical(name)
+    except registry.UnknownNameError:  # the data package's style: the argument first
+        known = ", ".join(registry.DATASETS.choices())
+        raise DataError(f"name: unknown data set {name!r}; expected one of {known}") from None
     label_noise = check_fraction("label_noise", label_noise)
     validation_fraction = check_fraction("validation_fraction", validation_fraction)
     check_integer("seed", seed)
