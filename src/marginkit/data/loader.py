@@ -102,6 +102,16 @@ def data_root() -> Path | None:
     return Path(configured).expanduser() if configured else None
 
 
+def _canonical_name(name: str) -> str:
+    """The registered name of data set ``name``; :class:`DataError` (the argument first, as
+    the data package's other messages) when there is none."""
+    try:
+        return registry.DATASETS.canonical(name)
+    except registry.UnknownNameError:
+        known = ", ".join(registry.DATASETS.choices())
+        raise DataError(f"name: unknown data set {name!r}; expected one of {known}") from None
+
+
 def load_dataset(
     name: str,
     *,
@@ -153,11 +163,7 @@ def load_dataset(
         DataError: an unknown ``name``, an option out of range or not fitting the data set,
             or missing, malformed or corrupted files (the message names the option or file).
     """
-    try:
-        name = registry.DATASETS.canonical(name)
-    except registry.UnknownNameError:  # the data package's style: the argument first
-        known = ", ".join(registry.DATASETS.choices())
-        raise DataError(f"name: unknown data set {name!r}; expected one of {known}") from None
+    name = _canonical_name(name)
     label_noise = check_fraction("label_noise", label_noise)
     validation_fraction = check_fraction("validation_fraction", validation_fraction)
     check_integer("seed", seed)
