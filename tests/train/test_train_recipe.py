@@ -10,13 +10,7 @@ from marginkit.losses import available, build
 from marginkit.schedules import AdaptiveAngle, LinearRamp, PowerDecay, Warmup
 from marginkit.train import ConfigError, TrainConfig, fit, load_config, loss_kwargs, parse_value
 from marginkit.train.config import RunFraction
-from marginkit.train.recipe import (
-    RECIPES,
-    apply_recipe,
-    margin_caps,
-    scale_bound,
-    separation_bound,
-)
+from marginkit.train.recipe import RECIPES, apply_recipe, scale_bound
 
 
 # ------------------------------------------------------------------------ the % language
@@ -143,52 +137,6 @@ def test_scale_rises_to_the_bound_for_many_classes() -> None:
     assert cam.loss_args["scale"] == 20.0
 
 
-@pytest.mark.parametrize(
-    ("classes", "dim", "expected"),
-    [
-        (10, 2, 2 * math.pi / 10),  # the circle: exactly 2 pi / C
-        (3, 2, 2 * math.pi / 3),  # also the simplex
-        (10, 3, 2 * math.acos(1 - 2 / 10)),  # cap packing on the sphere
-        (10, 128, math.acos(-1 / 9)),  # the regular simplex fits
-        (2, 64, math.pi),  # two antipodal centres
-    ],
-)
-def test_separation_bound(classes: int, dim: int, expected: float) -> None:
-    assert separation_bound(classes, dim) == pytest.approx(expected, rel=1e-3)
-
-
-def test_separation_bound_brackets_known_packings() -> None:
-    # Tammes: 12 points on the sphere (icosahedron) are 63.43 deg apart, 24 points 43.69 deg
-    assert math.radians(63.43) <= separation_bound(12, 3) <= math.radians(75)
-    assert math.radians(43.69) <= separation_bound(24, 3) <= math.radians(50)
-    with pytest.raises(ValueError, match="num_classes >= 2 and embedding_dim >= 2"):
-        separation_bound(1, 2)
-
-
-def test_additive_margins_are_capped_where_the_geometry_cannot_grant_them() -> None:
-    cosine, angular = margin_caps(10, 2)
-    spacing = 2 * math.pi / 10
-    assert angular == pytest.approx(spacing / 2)
-    # an embedding a quarter spacing from its centre meets the capped margins exactly
-    assert math.cos(spacing / 4) - cosine == pytest.approx(math.cos(3 * spacing / 4))
-    flat = {
-        loss: apply_recipe(TrainConfig(loss=loss, embedding_dim=2), num_classes=10).loss_args
-        for loss in ("cosface", "arcface", "combined")
-    }
-    assert flat == {
-        "cosface": {"margin": "warmup:0.0967:20%"},
-        "arcface": {"margin": "warmup:0.314:20%"},
-        "combined": {"angular": "warmup:0.314:20%"},
-    }
-    for dim in (3, 128):  # the papers' margins where the sphere has room for them
-        wide = apply_recipe(TrainConfig(loss="cosface", embedding_dim=dim), num_classes=10)
-        assert wide.loss_args == {"margin": "warmup:0.35:20%"}
-        arcface = apply_recipe(TrainConfig(loss="arcface", embedding_dim=dim), num_classes=10)
-        assert arcface.loss_args == {"margin": "warmup:0.5:20%"}
-    users = TrainConfig(loss="cosface", embedding_dim=2, loss_args={"margin": 0.35})
-    assert apply_recipe(users, num_classes=10).loss_args == {"margin": 0.35}
-
-
 def test_unknown_recipe_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"recipe must be 'marginkit' or 'paper'; got 'fast'"):
         TrainConfig(recipe="fast")
@@ -251,11 +199,3 @@ def test_a_users_optimiser_gets_its_usual_learning_rate() -> None:
     assert adamw.lr == 3e-4  # the recipe's own optimiser: its lr
     paper = apply_recipe(TrainConfig(loss="cosface", recipe="paper", optimizer="adamw"), 10)
     assert paper.lr == 1e-3
-
-
-def test_a_geometry_without_margin_caps_is_a_config_error() -> None:
-    """One embedding dimension (or one class) leaves the recipe no caps: a bad option, so the
-    command line reports it in one line rather than as a bug."""
-    with pytest.raises(ConfigError, match="num_classes >= 2 and embedding_dim >= 2; got 10, 1"):
-        apply_recipe(TrainConfig(loss="arcface", embedding_dim=1), num_classes=10)
-    assert apply_recipe(TrainConfig(recipe="paper", embedding_dim=1), num_classes=10).lr == 0.1

@@ -26,14 +26,6 @@ the ``marginkit`` recipe does about it (measurements in ``docs/recipes.md``):
   ``s >= (C - 1) / C * ln((C - 1) P / (1 - P))`` (NormFace, Wang et al. 2017, Prop. 2;
   AdaCos, Zhang et al. 2019): the fixed scales of NormFace (16) and Cam-softmax (20) are
   raised to that bound at ``P = 0.999`` when C is large.
-- **An additive margin the geometry can grant**: unlike a multiplicative one, an additive
-  margin penalises even an embedding at its class centre, and C class centres in D dimensions
-  can be at most :func:`separation_bound` apart (``2 pi / C`` on the circle). CosFace's 0.35
-  with ten classes in 2-D exceeds ``1 - cos 36 deg = 0.19``: no embedding anywhere can meet it.
-  The recipe caps the additive margins so that every embedding within a quarter of the
-  centres' spacing of its own centre can meet them; in 128-D (or 3-D with ten classes) the
-  papers' margins are far below the cap and stay as they are.
-
 ``recipe: paper`` keeps the papers' own settings: SGD (momentum 0.9, lr 0.1, weight decay
 5e-4) with step decays at 50 % and 75 % of the run, constant margins, and the official
 step-based annealings (L-Softmax's and SphereFace's lambda, the Cam-softmax authors' ramp).
@@ -54,9 +46,7 @@ __all__ = [
     "RECIPES",
     "RECIPE_OPTIONS",
     "apply_recipe",
-    "margin_caps",
     "scale_bound",
-    "separation_bound",
 ]
 
 #: Share of the run over which the additive margins warm up from 0.
@@ -85,69 +75,7 @@ def scale_bound(num_classes: int, probability: float = 0.999) -> float:
     return (classes - 1) / classes * math.log((classes - 1) * probability / (1 - probability))
 
 
-def _cap_share(radius: float, embedding_dim: int, points: int = 2048) -> float:
-    """The share of the unit sphere in ``embedding_dim`` dimensions covered by a cap of
-    angular radius ``radius`` in ``[0, pi]``: ``int_0^r sin^(D-2) t dt`` over the same
-    integral to ``pi`` (midpoint rule on one grid over ``[0, pi]``; exact for D = 2)."""
-    width = math.pi / points
-    density = [math.sin((k + 0.5) * width) ** (embedding_dim - 2) for k in range(points)]
-    covered = radius / width  # grid cells inside the cap, the last one in part
-    whole = int(covered)
-    inside = sum(density[:whole]) + (covered - whole) * (density[whole] if whole < points else 0)
-    return inside / sum(density)
-
-
-def separation_bound(num_classes: int, embedding_dim: int) -> float:
-    """An upper bound on the smallest angle (radians) between ``num_classes`` unit vectors in
-    ``embedding_dim`` dimensions: how far apart class centres can be at best.
-
-    The smaller of two bounds: the regular simplex, ``arccos(-1 / (C - 1))``, and cap packing
-    (caps of angular radius half the spacing around each centre cannot overlap, so
-    ``C * share(spacing / 2) <= 1``). In 2-D this is exactly ``2 pi / C``; in 3-D it is
-    ``2 arccos(1 - 2 / C)``.
-
-    Args:
-        num_classes: C >= 2.
-        embedding_dim: D >= 2.
-    """
-    if num_classes < 2 or embedding_dim < 2:
-        raise ValueError(
-            f"separation_bound needs num_classes >= 2 and embedding_dim >= 2; "
-            f"got {num_classes}, {embedding_dim}"
-        )
-    simplex = math.acos(-1.0 / (num_classes - 1))
-    if embedding_dim == 2:
-        return min(simplex, 2 * math.pi / num_classes)
-    low, high = 0.0, simplex  # bisection on the spacing: C caps of radius spacing/2 fit
-    for _ in range(50):
-        middle = (low + high) / 2
-        low, high = (
-            (middle, high)
-            if num_classes * _cap_share(middle / 2, embedding_dim) <= 1
-            else (low, middle)
-        )
-    return low
-
-
-def margin_caps(num_classes: int, embedding_dim: int) -> tuple[float, float]:
-    """The largest additive margins (cosine, angular) the marginkit recipe uses for C classes
-    in D dimensions: with centres ``phi = separation_bound(C, D)`` apart, an embedding
-    ``phi / 4`` from its centre towards a neighbour still meets the margin,
-    ``cos(phi / 4) - m_cos >= cos(3 phi / 4)`` and ``phi / 4 + m_angle <= 3 phi / 4``.
-
-    Returns:
-        ``(cos(phi / 4) - cos(3 phi / 4), phi / 2)``.
-    """
-    spacing = separation_bound(num_classes, embedding_dim)
-    return math.cos(spacing / 4) - math.cos(3 * spacing / 4), spacing / 2
-
-
-def _margin(target: float, cap: float) -> str:
-    """The recipe's margin schedule: a warm-up to ``min(target, cap)``."""
-    return f"warmup:{min(target, float(f'{cap:.3g}'))}:{_PERCENT}"
-
-
-def _loss_arguments(recipe: str, loss: str, num_classes: int, embedding_dim: int) -> dict[str, Any]:
+def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
     """The loss arguments the recipe sets for ``loss`` (canonical name)."""
     if recipe == "paper":
         return {
@@ -155,16 +83,12 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int, embedding_dim: int
             "sphereface": {"lambda_": "sphereface"},
             "camsoftmax": {"c": "ramp"},
         }.get(loss, {})
-    if loss in ("cosface", "arcface", "combined"):  # the additive margins, capped
-        cosine_cap, angular_cap = margin_caps(num_classes, embedding_dim)
-        return {
-            "cosface": {"margin": _margin(0.35, cosine_cap)},
-            "arcface": {"margin": _margin(0.5, angular_cap)},
-            "combined": {"angular": _margin(0.5, angular_cap)},
-        }[loss]
     bound = math.ceil(scale_bound(num_classes))
     return {
         "normface": {"scale": float(max(16, bound))},
+        "cosface": {"margin": f"warmup:0.35:{_PERCENT}"},
+        "arcface": {"margin": f"warmup:0.5:{_PERCENT}"},
+        "combined": {"angular": f"warmup:0.5:{_PERCENT}"},
         "lsoftmax": {"lambda_": f"lsoftmax:{_ANNEAL}"},
         "sphereface": {"lambda_": f"sphereface:{_ANNEAL}"},
         "camsoftmax": {"scale": float(max(20, bound)), "c": f"adaptive:{_ANNEAL}"},
@@ -196,12 +120,10 @@ def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
 
     Args:
         config: the run's options.
-        num_classes: the number of training classes (for the scale bound and the margins'
-            caps).
+        num_classes: the number of training classes (for the scale bound).
 
     Raises:
-        ConfigError: an unknown recipe name, or fewer than 2 classes or embedding dimensions
-            for the marginkit recipe's margin caps.
+        ConfigError: an unknown recipe name.
         marginkit.registry.UnknownNameError: an unknown loss name.
     """
     if config.recipe not in _TRAINING:
@@ -212,9 +134,5 @@ def apply_recipe(config: TrainConfig, num_classes: int) -> TrainConfig:
         # the user's own optimiser gets its usual lr, not the one tuned for the recipe's
         training["lr"] = config.learning_rate()
     values = {name: value for name, value in training.items() if getattr(config, name) is None}
-    try:
-        recipe_args = _loss_arguments(config.recipe, loss, num_classes, config.embedding_dim)
-    except ValueError as error:  # fewer than 2 classes or dimensions: no margin caps
-        raise ConfigError(str(error)) from None
-    loss_args = {**recipe_args, **config.loss_args}
+    loss_args = {**_loss_arguments(config.recipe, loss, num_classes), **config.loss_args}
     return dataclasses.replace(config, **values, loss_args=loss_args)
