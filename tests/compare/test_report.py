@@ -69,3 +69,22 @@ def test_html_is_self_contained(tiny_grid: GridResult) -> None:
     for key in ("claims", "summary", "settings", "runs", "accuracy", "geometry", "verification"):
         assert f'<table data-table="{key}">' in page
     assert 'class="not-reproduced"' in page and 'class="not-testable-here"' in page
+
+
+def test_a_claim_waits_for_its_unfinished_runs(tiny_grid: GridResult, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A grid in progress: a claim whose run has not finished says so (not 'does not
+    apply')."""
+    import json
+    import shutil
+
+    from marginkit.compare.report import write_report
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_grid.out, out)
+    for metrics_file in (out / "runs").glob("arcface-seed*/metrics.json"):
+        metrics = json.loads(metrics_file.read_text())
+        metrics["final"] = {}  # still training
+        metrics_file.write_text(json.dumps(metrics))
+    claims = write_report(out)[0].read_text().split("## Claims of the papers")[1].split("\n## ")[0]
+    mile = next(line for line in claims.splitlines() if "by a mile" in line)
+    assert "| not testable here | run 'arcface' has not finished yet |" in mile

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from marginkit.compare import figures
-from marginkit.compare.claims import judge
+from marginkit.compare.claims import NOT_TESTABLE, Verdict, judge
 from marginkit.compare.measures import MEASURES, read_json, run_measures
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
@@ -209,12 +209,21 @@ def _runs_table(grid: _Grid) -> Table:
     )
 
 
+def _unfinished(claim: dict[str, Any], grid: _Grid) -> Verdict | None:
+    """*Not testable* while a run the claim needs has not finished (a grid in progress)."""
+    names = [*claim.get("runs", []), *([claim["baseline"]] if "baseline" in claim else [])]
+    waiting = [name for name in names if name in grid.runs and not grid.runs[name]]
+    if not waiting:
+        return None
+    return Verdict(NOT_TESTABLE, "—", f"run {waiting[0]!r} has not finished yet")
+
+
 def _claims_table(grid: _Grid) -> Table | None:
     if not grid.spec.claims:
         return None
     rows = []
     for claim in grid.spec.claims:
-        verdict = judge(claim, grid.stats)
+        verdict = _unfinished(claim, grid) or judge(claim, grid.stats)
         rows.append(
             [
                 claim["claim"],
