@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from marginkit.losses import build
+from marginkit.losses import available, build
 from marginkit.losses.fused import column_norms, fused_margin_cross_entropy
 
 from .runs import RUN_STEPS
@@ -213,20 +213,7 @@ def test_training_steps_schedules_with_detached_target_cosines():
 
 
 @pytest.mark.parametrize("chunk_size", [None, 3])
-@pytest.mark.parametrize(
-    "name",
-    [
-        "softmax",
-        "lsoftmax",
-        "sphereface",
-        "normface",
-        "cosface",
-        "arcface",
-        "combined",
-        "virtual",
-        "camsoftmax",
-    ],
-)
+@pytest.mark.parametrize("name", available())
 def test_loss_and_correct_matches_the_argmax_of_the_plain_logits(name: str, chunk_size) -> None:
     """The running accuracy from the fused pass equals argmax(logits) == label, and the loss
     is forward's."""

@@ -117,7 +117,7 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path: Path, digits:
 
 
 def test_resume_from_a_percent_checkpoint_keeps_every_accuracy_a_fraction(
-    tmp_path: Path, digits: object
+    tmp_path: Path, digits: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A checkpoint written by an earlier version holds its history in percent and no unit:
     the resumed run's files hold fractions only."""
@@ -134,12 +134,10 @@ def test_resume_from_a_percent_checkpoint_keeps_every_accuracy_a_fraction(
         original_save(run_dir, backbone, head, old)
         raise KeyboardInterrupt
 
-    loop.save_checkpoint = save_as_before
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fit(config, bundle=digits, progress=False)
-    finally:
-        loop.save_checkpoint = original_save
+    monkeypatch.setattr(loop, "save_checkpoint", save_as_before)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, bundle=digits, progress=False)
+    monkeypatch.undo()
     fit(config, bundle=digits, resume=True, progress=False)
     metrics = json.loads((tmp_path / "old" / "metrics.json").read_text())
     assert metrics["accuracy_unit"] == "fraction"
