@@ -72,6 +72,7 @@ def test_missing_runs_and_measures_are_not_testable() -> None:
         ({**claim("lower", runs=["a"], baseline="b"), "metric": "nope"}, "metric must be one of"),
         ({"claim": "c", "source": "s", "check": "not_testable"}, "needs a reason"),
         ({**claim("lower", runs=["a"], baseline="b"), "colour": 1}, "unknown key 'colour'"),
+        ({**claim("lower", runs=["a"], baseline="b"), "note": 3}, "note must be text"),
     ],
 )
 def test_malformed_claims_are_one_line_errors(bad: dict[str, object], fragment: str) -> None:

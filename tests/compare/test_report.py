@@ -88,3 +88,23 @@ def test_a_claim_waits_for_its_unfinished_runs(tiny_grid: GridResult, tmp_path) 
     claims = write_report(out)[0].read_text().split("## Claims of the papers")[1].split("\n## ")[0]
     mile = next(line for line in claims.splitlines() if "by a mile" in line)
     assert "| not testable here | run 'arcface' has not finished yet |" in mile
+
+
+def test_a_claims_note_is_printed_with_its_rule(tiny_grid: GridResult, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A preset can say what is known about an outcome (e.g. why a target is missed)."""
+    import shutil
+
+    import yaml
+
+    from marginkit.compare.report import write_report
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_grid.out, out)
+    spec = yaml.safe_load((out / "grid.yaml").read_text())
+    spec["claims"][0]["note"] = "it needs a longer run."
+    (out / "grid.yaml").write_text(yaml.safe_dump(spec))
+    markdown, html = write_report(out)[:2]
+    claims = markdown.read_text().split("## Claims of the papers")[1].split("\n## ")[0]
+    noted = [line for line in claims.splitlines() if "Note: it needs a longer run." in line]
+    assert len(noted) == 1 and spec["claims"][0]["claim"] in noted[0]
+    assert "Note: it needs a longer run." in html.read_text()

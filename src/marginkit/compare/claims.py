@@ -12,6 +12,7 @@ A claim (in a preset's ``claims:`` list) is a mapping::
     value: 0.31               # at_most/at_least: the paper's number, in the metric's unit
     tolerance: 0.05           # optional slack (metric units), default 0
     reason: ...               # not_testable: why
+    note: ...                 # optional: what is known about the outcome (shown with the rule)
 
 Verdicts (:func:`judge`), from the mean and standard deviation over seeds of each run:
 
@@ -71,13 +72,15 @@ def check_claim(claim: Any, where: str) -> None:
     if not isinstance(claim, dict):
         raise ConfigError(f"{where} must be a mapping with claim, source, check, ...")
     known = {"claim", "source", "paper", "check", "metric", "runs", "baseline", "value"}
-    known |= {"tolerance", "reason"}
+    known |= {"tolerance", "reason", "note"}
     unknown = set(claim) - known
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     for key in ("claim", "source", "check"):
         if not isinstance(claim.get(key), str):
             raise ConfigError(f"{where}: {key} must be text")
+    if "note" in claim and not isinstance(claim["note"], str):
+        raise ConfigError(f"{where}: note must be text")
     check = claim["check"]
     if check not in CHECKS:
         raise ConfigError(f"{where}: check must be one of {', '.join(CHECKS)}; got {check!r}")

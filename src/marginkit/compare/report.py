@@ -231,7 +231,7 @@ def _claims_table(grid: _Grid) -> Table | None:
                 str(claim.get("paper", "—")),
                 verdict.ours,
                 verdict.verdict,
-                verdict.rule,
+                f"{verdict.rule} Note: {claim['note']}" if "note" in claim else verdict.rule,
             ]
         )
     return Table(
