@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
+from marginkit.models._shapes import check_min_size, check_shape
 from marginkit.registry import BACKBONES
 
 __all__ = [
@@ -29,29 +30,7 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- validation
-def _check_shape(input_shape: Sequence[int], *, image: bool, name: str) -> tuple[int, ...]:
-    """Validate ``input_shape`` as a tuple of positive ints; (C, H, W) when ``image``."""
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
-        raise TypeError(f"input_shape must be a sequence of ints; got {type(input_shape).__name__}")
-    shape = tuple(input_shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"input_shape must be positive ints; got {input_shape!r}")
-    if image and len(shape) != 3:
-        raise ValueError(
-            f"backbone {name!r} needs image inputs, input_shape (C, H, W); got {shape}"
-        )
-    return shape
-
-
-def _check_min_size(shape: tuple[int, ...], minimum: int, name: str) -> None:
-    if shape[1] < minimum or shape[2] < minimum:
-        raise ValueError(
-            f"backbone {name!r} needs images of at least {minimum}x{minimum}; "
-            f"got input_shape {shape}"
-        )
-
-
+# --------------------------------------------------------------------------- helpers
 def _flat_features(features: nn.Module, shape: tuple[int, ...]) -> int:
     """Number of features ``features`` produces for one input of ``shape``."""
     with torch.no_grad():
@@ -75,7 +54,7 @@ class MLP(nn.Module):
         self, input_shape: Sequence[int], embedding_dim: int, hidden: Sequence[int] = (256, 256)
     ) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=False, name="mlp")
+        shape = check_shape(input_shape, image=False, name="mlp")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         widths = [math.prod(shape), *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
@@ -105,8 +84,8 @@ class LeNetPP(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="lenetpp")
-        _check_min_size(shape, 8, "lenetpp")
+        shape = check_shape(input_shape, image=True, name="lenetpp")
+        check_min_size(shape, 8, "lenetpp")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers: list[nn.Module] = []
         channels_in = shape[0]
@@ -148,8 +127,8 @@ class MNISTNet(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="mnistnet")
-        _check_min_size(shape, 8, "mnistnet")
+        shape = check_shape(input_shape, image=True, name="mnistnet")
+        check_min_size(shape, 8, "mnistnet")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers = _conv_bn(shape[0], 64)
         channels_in = 64
@@ -204,8 +183,8 @@ class ResNet20(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="resnet20")
-        _check_min_size(shape, 8, "resnet20")
+        shape = check_shape(input_shape, image=True, name="resnet20")
+        check_min_size(shape, 8, "resnet20")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         self.stem = nn.Sequential(
             nn.Conv2d(shape[0], 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
@@ -271,8 +250,8 @@ class FaceNet(nn.Module):
         units: Sequence[int] = (1, 2, 2, 1),
     ) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="facenet")
-        _check_min_size(shape, 16, "facenet")
+        shape = check_shape(input_shape, image=True, name="facenet")
+        check_min_size(shape, 16, "facenet")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         if len(widths) != len(units):
             raise ValueError(
