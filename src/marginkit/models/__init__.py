@@ -6,6 +6,7 @@
 Registered names (:func:`available_backbones`): ``lenetpp``, ``mnistnet``, ``resnet20``,
 ``facenet``, ``mlp``. Each network ends in a linear layer to the embedding, with no
 activation or normalisation after it: the margin head decides the geometry.
+:func:`~marginkit.models.flops.count_macs` measures a network's multiply-accumulates.
 """
 
 from marginkit.models.backbones import (
@@ -17,6 +18,7 @@ from marginkit.models.backbones import (
     available_backbones,
     build_backbone,
 )
+from marginkit.models.flops import count_macs
 
 __all__ = [
     "MLP",
@@ -26,4 +28,5 @@ __all__ = [
     "ResNet20",
     "available_backbones",
     "build_backbone",
+    "count_macs",
 ]
