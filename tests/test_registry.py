@@ -97,4 +97,4 @@ def test_names_are_known_without_importing_torch() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert result.stdout.split() == ["9", "5", "9", "cosface", "False"]
+    assert result.stdout.split() == ["9", "10", "9", "cosface", "False"]

@@ -123,6 +123,11 @@ BACKBONES: Registry[Callable[[Any, int], nn.Module]] = Registry(
         "mnistnet": "marginkit.models.backbones:MNISTNet",
         "resnet20": "marginkit.models.backbones:ResNet20",
         "facenet": "marginkit.models.backbones:FaceNet",
+        "iresnet18": "marginkit.models.faces:iresnet18",
+        "iresnet34": "marginkit.models.faces:iresnet34",
+        "iresnet50": "marginkit.models.faces:iresnet50",
+        "iresnet100": "marginkit.models.faces:iresnet100",
+        "mobilefacenet": "marginkit.models.faces:MobileFaceNet",
         "mlp": "marginkit.models.backbones:MLP",
     },
 )
