@@ -6,7 +6,8 @@
 
 Registered names (:func:`available_backbones`): ``lenetpp``, ``mnistnet``, ``resnet20``,
 ``facenet``, ``iresnet18``, ``iresnet34``, ``iresnet50``, ``iresnet100``,
-``mobilefacenet``, ``mlp``. The small networks end in a linear layer to the
+``mobilefacenet``, ``mlp``; or any ``nn.Module`` of one's own through a ``module:callable``
+import spec (:func:`build_backbone`). The small networks end in a linear layer to the
 embedding, with no activation or normalisation after it; the face networks
 (:mod:`marginkit.models.faces`) end, as in their papers, in a batch norm after it, which
 does not normalise the embedding's length: the margin head decides the geometry.

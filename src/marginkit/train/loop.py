@@ -155,11 +155,12 @@ def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module
 
 
 def _check_names(config: TrainConfig) -> None:
-    """Fail fast (before any data is read) on unknown backbone or loss names."""
+    """Fail fast (before any data is read) on unknown backbone or loss names, and on a
+    backbone import spec whose module or callable cannot be found."""
     from marginkit.registry import BACKBONES, LOSSES
 
     LOSSES.canonical(config.loss)
-    BACKBONES.canonical(config.backbone)
+    BACKBONES.get(config.backbone)  # a spec's module is imported here
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
