@@ -6,7 +6,9 @@ importing anything, so the command line lists them in its help without loading t
 implementation is imported on the first :meth:`Registry.get`.
 
 Names are matched after :func:`normalise` (case, surrounding spaces, ``-`` and ``_`` do not
-count), so ``"ArcFace"``, ``"am-softmax"`` and ``"Fashion_MNIST"`` are found.
+count), so ``"ArcFace"``, ``"am-softmax"`` and ``"Fashion_MNIST"`` are found. A registry made
+with ``specs=True`` (:data:`BACKBONES`) also takes an import spec, ``"module:callable"``
+(:func:`is_spec`), for something of the user's: it is imported as written, on first use.
 
 >>> from marginkit.registry import LOSSES
 >>> LOSSES.canonical("AM-Softmax")
@@ -16,6 +18,7 @@ count), so ``"ArcFace"``, ``"am-softmax"`` and ``"Fashion_MNIST"`` are found.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -28,18 +31,36 @@ if TYPE_CHECKING:
     from marginkit.data.readers import ReadRequest
     from marginkit.losses.head import MarginHead
 
-__all__ = ["BACKBONES", "DATASETS", "LOSSES", "Registry", "UnknownNameError", "normalise"]
+__all__ = [
+    "BACKBONES",
+    "DATASETS",
+    "LOSSES",
+    "Registry",
+    "UnknownNameError",
+    "is_spec",
+    "normalise",
+]
 
 T = TypeVar("T")
 
+#: ``module.path:attribute.path``: dotted identifiers either side of one colon.
+_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
 
 class UnknownNameError(ValueError):
-    """A name that no entry of a registry answers to (the message lists the known ones)."""
+    """A name that no entry of a registry answers to (the message lists the known ones), or
+    an import spec that names nothing importable and callable (the message names the spec)."""
 
 
 def normalise(name: str) -> str:
     """The form names are compared in: lower case, no surrounding spaces, no ``-`` or ``_``."""
     return name.strip().lower().replace("-", "").replace("_", "")
+
+
+def is_spec(name: object) -> bool:
+    """Whether ``name`` is meant as an import spec (``"my_pkg.nets:build"``: it holds a
+    colon) rather than a registered name."""
+    return isinstance(name, str) and ":" in name
 
 
 class Registry(Generic[T]):
@@ -50,12 +71,20 @@ class Registry(Generic[T]):
             ``"backbone"``, ``"dataset"``); error messages use it.
         entries: canonical name -> ``"module:attribute"``, in the order :meth:`names` lists.
         aliases: other name -> canonical name.
+        specs: also take ``"module:callable"`` import specs (:func:`is_spec`) for things
+            outside the registry; :meth:`canonical` returns them as written.
     """
 
     def __init__(
-        self, kind: str, entries: Mapping[str, str], aliases: Mapping[str, str] | None = None
+        self,
+        kind: str,
+        entries: Mapping[str, str],
+        aliases: Mapping[str, str] | None = None,
+        *,
+        specs: bool = False,
     ) -> None:
         self.kind = kind
+        self.specs = specs
         self._entries = dict(entries)
         self.aliases = dict(aliases or {})
         self._canonical = {normalise(name): name for name in self._entries}
@@ -70,31 +99,72 @@ class Registry(Generic[T]):
         return [*self._entries, *self.aliases]
 
     def canonical(self, name: str) -> str:
-        """The canonical name that ``name`` (canonical, alias, any case or separator) means.
+        """The canonical name that ``name`` (canonical, alias, any case or separator) means;
+        an import spec (``specs=True``) is returned as written, without surrounding spaces.
 
         Raises:
             TypeError: ``name`` is not a str.
-            UnknownNameError: a one-line message naming the kind, ``name`` and the choices.
+            UnknownNameError: a one-line message naming the kind, ``name`` and the choices
+                (or, for a spec, that it is not ``module:callable``).
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str; got {type(name).__name__}")
+        if self.specs and is_spec(name):
+            if _SPEC.fullmatch(name.strip()) is None:
+                raise UnknownNameError(
+                    f"{self.kind} {name!r}: an import spec must read module:callable "
+                    "(dotted names, one colon), e.g. my_package.nets:build"
+                )
+            return name.strip()
         found = self._canonical.get(normalise(name))
         if found is None:
+            spec = ", or module:callable" if self.specs else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.choices())}"
+                f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.choices())}{spec}"
             )
         return found
 
     def get(self, name: str) -> T:
-        """What ``name`` stands for, imported on first use.
+        """What ``name`` stands for, imported on first use (a spec: its module imported, then
+        its attribute looked up).
 
         Raises:
             TypeError: ``name`` is not a str.
-            UnknownNameError: a one-line message naming the kind, ``name`` and the choices.
+            UnknownNameError: a one-line message naming the kind, ``name`` and the choices;
+                for a spec, naming it and what is missing (the module, the attribute) or that
+                the attribute is not callable.
         """
-        module, _, attribute = self._entries[self.canonical(name)].partition(":")
+        canonical = self.canonical(name)
+        if self.specs and is_spec(canonical):
+            return self._import_spec(canonical)
+        module, _, attribute = self._entries[canonical].partition(":")
         found: T = getattr(importlib.import_module(module), attribute)
         return found
+
+    def _import_spec(self, spec: str) -> T:
+        """The callable named by ``module:attribute`` (attribute may be dotted)."""
+        module_name, _, attribute = spec.partition(":")
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:  # the spec's module; not one it imports itself
+            missing = error.name or ""
+            if module_name != missing and not module_name.startswith(missing + "."):
+                raise
+            raise UnknownNameError(
+                f"{self.kind} {spec!r}: no module named {missing!r} (is it on sys.path?)"
+            ) from None
+        for part in attribute.split("."):
+            if not hasattr(found, part):
+                raise UnknownNameError(
+                    f"{self.kind} {spec!r}: module {module_name!r} has no attribute {attribute!r}"
+                )
+            found = getattr(found, part)
+        if not callable(found):
+            raise UnknownNameError(
+                f"{self.kind} {spec!r}: {attribute!r} is a {type(found).__name__}, not callable"
+            )
+        result: T = found
+        return result
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, names={self.names()!r}, aliases={self.aliases!r})"
@@ -123,8 +193,14 @@ BACKBONES: Registry[Callable[[Any, int], nn.Module]] = Registry(
         "mnistnet": "marginkit.models.backbones:MNISTNet",
         "resnet20": "marginkit.models.backbones:ResNet20",
         "facenet": "marginkit.models.backbones:FaceNet",
+        "iresnet18": "marginkit.models.faces:iresnet18",
+        "iresnet34": "marginkit.models.faces:iresnet34",
+        "iresnet50": "marginkit.models.faces:iresnet50",
+        "iresnet100": "marginkit.models.faces:iresnet100",
+        "mobilefacenet": "marginkit.models.faces:MobileFaceNet",
         "mlp": "marginkit.models.backbones:MLP",
     },
+    specs=True,
 )
 
 DATASETS: Registry[Callable[[ReadRequest], RawSplits]] = Registry(

@@ -29,7 +29,18 @@ def conv(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
 
 
 def test_registry_lists_every_backbone() -> None:
-    assert available_backbones() == ["lenetpp", "mnistnet", "resnet20", "facenet", "mlp"]
+    assert available_backbones() == [
+        "lenetpp",
+        "mnistnet",
+        "resnet20",
+        "facenet",
+        "iresnet18",
+        "iresnet34",
+        "iresnet50",
+        "iresnet100",
+        "mobilefacenet",
+        "mlp",
+    ]
 
 
 @pytest.mark.parametrize("name", list(SHAPES))

@@ -1,21 +1,27 @@
 """The backbone networks and their name registry.
 
-Every backbone maps a batch of inputs (B, *input_shape) to embeddings (B, embedding_dim)
-through a final ``nn.Linear`` with nothing after it, so the margin head sees the raw
-features (their norm matters for the unnormalised losses; the angle for all of them).
+Every backbone maps a batch of inputs (B, *input_shape) to embeddings (B, embedding_dim).
+The ones here end in an ``nn.Linear`` with nothing after it, so the margin head sees the raw
+features (their norm matters for the unnormalised losses; the angle for all of them); the
+face-recognition networks of :mod:`marginkit.models.faces` end, as in their papers, in a
+batch norm after that layer, which shifts and scales each feature but does not normalise the
+embedding's length either.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
-from marginkit.registry import BACKBONES
+from marginkit.models._shapes import BackboneError, check_min_size, check_shape
+from marginkit.registry import BACKBONES, is_spec
 
 __all__ = [
     "BACKBONES",
@@ -29,29 +35,7 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- validation
-def _check_shape(input_shape: Sequence[int], *, image: bool, name: str) -> tuple[int, ...]:
-    """Validate ``input_shape`` as a tuple of positive ints; (C, H, W) when ``image``."""
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
-        raise TypeError(f"input_shape must be a sequence of ints; got {type(input_shape).__name__}")
-    shape = tuple(input_shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"input_shape must be positive ints; got {input_shape!r}")
-    if image and len(shape) != 3:
-        raise ValueError(
-            f"backbone {name!r} needs image inputs, input_shape (C, H, W); got {shape}"
-        )
-    return shape
-
-
-def _check_min_size(shape: tuple[int, ...], minimum: int, name: str) -> None:
-    if shape[1] < minimum or shape[2] < minimum:
-        raise ValueError(
-            f"backbone {name!r} needs images of at least {minimum}x{minimum}; "
-            f"got input_shape {shape}"
-        )
-
-
+# --------------------------------------------------------------------------- helpers
 def _flat_features(features: nn.Module, shape: tuple[int, ...]) -> int:
     """Number of features ``features`` produces for one input of ``shape``."""
     with torch.no_grad():
@@ -75,7 +59,7 @@ class MLP(nn.Module):
         self, input_shape: Sequence[int], embedding_dim: int, hidden: Sequence[int] = (256, 256)
     ) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=False, name="mlp")
+        shape = check_shape(input_shape, image=False, name="mlp")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         widths = [math.prod(shape), *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
@@ -105,8 +89,8 @@ class LeNetPP(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="lenetpp")
-        _check_min_size(shape, 8, "lenetpp")
+        shape = check_shape(input_shape, image=True, name="lenetpp")
+        check_min_size(shape, 8, "lenetpp")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers: list[nn.Module] = []
         channels_in = shape[0]
@@ -148,8 +132,8 @@ class MNISTNet(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="mnistnet")
-        _check_min_size(shape, 8, "mnistnet")
+        shape = check_shape(input_shape, image=True, name="mnistnet")
+        check_min_size(shape, 8, "mnistnet")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         layers = _conv_bn(shape[0], 64)
         channels_in = 64
@@ -204,8 +188,8 @@ class ResNet20(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="resnet20")
-        _check_min_size(shape, 8, "resnet20")
+        shape = check_shape(input_shape, image=True, name="resnet20")
+        check_min_size(shape, 8, "resnet20")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         self.stem = nn.Sequential(
             nn.Conv2d(shape[0], 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
@@ -271,8 +255,8 @@ class FaceNet(nn.Module):
         units: Sequence[int] = (1, 2, 2, 1),
     ) -> None:
         super().__init__()
-        shape = _check_shape(input_shape, image=True, name="facenet")
-        _check_min_size(shape, 16, "facenet")
+        shape = check_shape(input_shape, image=True, name="facenet")
+        check_min_size(shape, 16, "facenet")
         embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         if len(widths) != len(units):
             raise ValueError(
@@ -299,10 +283,18 @@ def available_backbones() -> list[str]:
 
 
 def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) -> nn.Module:
-    """Construct the backbone registered as ``name``.
+    """Construct the backbone registered as ``name``, or the one an import spec builds.
+
+    A registered builder is called as ``builder(input_shape, embedding_dim)``. An import spec
+    ``"module:callable"`` (``--backbone my_pkg.nets:build``) imports ``callable`` from
+    ``module`` (which must be importable: installed, or on ``sys.path``) and calls it with
+    keywords: ``callable(embedding_dim=D)``, plus ``input_shape=(C, H, W)`` when its
+    signature has an ``input_shape`` parameter (or ``**kwargs``). It must return an
+    ``nn.Module`` mapping (B, *input_shape) to (B, embedding_dim).
 
     Args:
-        name: one of :func:`available_backbones` (any case, ``-``/``_`` ignored).
+        name: one of :func:`available_backbones` (any case, ``-``/``_`` ignored), or a
+            ``module:callable`` import spec.
         input_shape: shape of one input without the batch axis, (C, H, W) or (F,).
         embedding_dim: embedding width D.
 
@@ -310,6 +302,34 @@ def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) ->
         A module mapping (B, *input_shape) to (B, embedding_dim).
 
     Raises:
-        ValueError: for an unknown name (listing the known ones) or a bad shape.
+        UnknownNameError: an unknown name (listing the known ones), or a spec whose module
+            or attribute does not exist.
+        BackboneError: images too small for the backbone, or a spec whose callable returns
+            something other than an ``nn.Module``.
+        TypeError, ValueError: a bad shape or embedding width.
     """
-    return BACKBONES.get(name)(input_shape, embedding_dim)
+    builder = BACKBONES.get(name)
+    if not is_spec(name):
+        return builder(input_shape, embedding_dim)
+    embedding_dim = check_count("embedding_dim", embedding_dim, 1)
+    keywords: dict[str, Any] = {"embedding_dim": embedding_dim}
+    if _accepts(builder, "input_shape"):
+        keywords["input_shape"] = tuple(input_shape)
+    network = builder(**keywords)
+    if not isinstance(network, nn.Module):
+        raise BackboneError(
+            f"backbone {name.strip()!r} returned a {type(network).__name__}, not a torch.nn.Module"
+        )
+    return network
+
+
+def _accepts(function: Callable[..., Any], keyword: str) -> bool:
+    """Whether ``function`` can be called with the keyword argument ``keyword``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return False
+    return any(
+        (p.name == keyword and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD
+        for p in parameters
+    )

@@ -79,7 +79,10 @@ class TrainConfig:
         image_size: resize images to this size (None: the data set's default).
         min_images_per_person: LFW/folder: smallest class kept.
         pairs_file: LFW pairs file for verification.
-        backbone: backbone name (:data:`marginkit.registry.BACKBONES`).
+        backbone: backbone name (:data:`marginkit.registry.BACKBONES`), or an import spec
+            ``module:callable`` for a network of one's own, called as
+            ``callable(embedding_dim=D)`` (and ``input_shape=(C, H, W)`` when it takes that
+            keyword); its module must be importable when the run is trained and evaluated.
         embedding_dim: embedding width D.
         loss: loss name or alias (:data:`marginkit.registry.LOSSES`).
         loss_args: the head's hyper-parameters (values in the loss-argument language); the

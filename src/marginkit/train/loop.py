@@ -134,10 +134,13 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
 def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module]:
     """The backbone and head of ``config`` for ``bundle``, initialised from ``config.seed``."""
     from marginkit.losses import build
-    from marginkit.models import build_backbone
+    from marginkit.models import BackboneError, build_backbone
 
     torch.manual_seed(config.seed)
-    backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
+    try:
+        backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
+    except BackboneError as error:  # images too small for it; a spec giving no nn.Module
+        raise ConfigError(str(error)) from None
     kwargs = loss_kwargs(config.loss_args)
     try:
         head = build(
@@ -152,11 +155,12 @@ def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module
 
 
 def _check_names(config: TrainConfig) -> None:
-    """Fail fast (before any data is read) on unknown backbone or loss names."""
+    """Fail fast (before any data is read) on unknown backbone or loss names, and on a
+    backbone import spec whose module or callable cannot be found."""
     from marginkit.registry import BACKBONES, LOSSES
 
     LOSSES.canonical(config.loss)
-    BACKBONES.canonical(config.backbone)
+    BACKBONES.get(config.backbone)  # a spec's module is imported here
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
