@@ -11,7 +11,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"cli", "data", "losses", "metrics", "models", "plots", "schedules", "train"}
+_SUBMODULES = {
+    "cli",
+    "data",
+    "export",
+    "losses",
+    "metrics",
+    "models",
+    "plots",
+    "schedules",
+    "train",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -154,3 +154,22 @@ def write_lfw(directory: Path, people: dict[str, int], seed: int = 0) -> dict[st
             )
             colours[f"{name}.jpg"] = colour
     return colours
+
+
+def write_image_folder(
+    directory: Path, classes: int = 3, per_class: int = 4, size: tuple[int, int] = (20, 24)
+) -> list[str]:
+    """A miniature ``folder`` data set: ``c<k>/<i>.png`` random RGB images of ``size``
+    (height, width), lossless.
+
+    Returns:
+        The images' paths relative to ``directory``, sorted (the loader's order).
+    """
+    rng = np.random.default_rng(7)
+    names = []
+    for label in range(classes):
+        for index in range(per_class):
+            name = f"c{label}/{index}.png"
+            write_image(directory / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+            names.append(name)
+    return sorted(names)

@@ -10,6 +10,8 @@ Commands::
     marginkit train --dataset mnist --data-dir DIR --backbone lenetpp --embedding-dim 2 \\
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
+    marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE
+    marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N]
 
 The flags of ``train`` (and the training options of ``compare``) are generated from
 :class:`~marginkit.train.config.TrainConfig` (:mod:`marginkit.cli.flags`); the command only
@@ -109,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="train several losses under identical settings; write report.md and report.html",
         add_options=_compare_arguments,
     )
+    commands.add_parser(
+        "export",
+        help="write a run's backbone as ONNX, TorchScript or safetensors (+ FILE.json)",
+        add_options=_export_arguments,
+    )
+    commands.add_parser(
+        "embed",
+        help="embed a folder of images with a run or an exported file (.npz)",
+        add_options=_embed_arguments,
+    )
     return parser
 
 
@@ -195,6 +207,44 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         "folder beside it)",
     )
     add("--quiet", action="store_true", help="no progress bar")
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``export``."""
+    from marginkit.export import FORMATS, TOLERANCE
+
+    add = parser.add_argument
+    add("run_dir", metavar="RUN", help="run folder written by marginkit train")
+    add("--format", required=True, choices=FORMATS, help="file format")
+    add("--out", required=True, metavar="FILE", help="file to write; its record: FILE.json")
+    add("--checkpoint", default=None, metavar="NAME", help="export this checkpoint (epoch-0029)")
+    add(
+        "--tolerance",
+        type=float,
+        default=TOLERANCE,
+        metavar="T",
+        help=f"largest difference from PyTorch's embeddings allowed (default: {TOLERANCE:g})",
+    )
+    add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
+
+
+def _embed_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``embed``."""
+    add = parser.add_argument
+    add("source", metavar="RUN|FILE", help="a run folder, or a file written by marginkit export")
+    add("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
+    add("--out", required=True, metavar="FILE", help=".npz to write (embeddings, paths)")
+    add(
+        "--batch-size",
+        dest="batch_size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="images per batch (default: 64)",
+    )
+    add("--checkpoint", default=None, metavar="NAME", help="a run's checkpoint (epoch-0029)")
+    add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
+    add("--quiet", action="store_true", help="no progress")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -285,6 +335,41 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    _require("train")
+    if args.format == "onnx":
+        _require("export")
+    from marginkit.export import export_run, sidecar_path
+
+    out = export_run(
+        args.run_dir,
+        args.format,
+        args.out,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        tolerance=args.tolerance,
+    )
+    print(f"{out} (and {sidecar_path(out).name})")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    _require("train")
+    from marginkit.export import embed_folder
+
+    out = embed_folder(
+        args.source,
+        args.images,
+        args.out,
+        batch_size=args.batch_size,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
+    print(out)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``marginkit`` console script; returns the exit status."""
     parser = build_parser()
@@ -292,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["compare", *(argv or [])])
     handlers = {"train": _train, "eval": _eval, "compare": _compare}
+    handlers.update(export=_export, embed=_embed)
     try:
         return handlers[args.command](args)
     except _UsageError as error:
@@ -311,6 +397,7 @@ _EXTRA_MODULES = {
     "train": ("safetensors", "yaml", "sklearn", "PIL", "scipy", "tqdm"),
     "plots": ("matplotlib",),
     "tensorboard": ("tensorboard",),
+    "export": ("onnx", "onnxscript", "onnxruntime"),
 }
 _EXTRAS = {module: extra for extra, modules in _EXTRA_MODULES.items() for module in modules}
 
@@ -377,6 +464,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from marginkit.compare.grid import GridError
     from marginkit.data.errors import DataError
     from marginkit.evaluation.embedding import EvaluationError
+    from marginkit.export import ExportError
     from marginkit.registry import UnknownNameError
     from marginkit.train.checkpoint import CheckpointError
     from marginkit.train.config import ConfigError
@@ -392,6 +480,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
         CheckpointError,
         GridError,
         NonFiniteLossError,
+        ExportError,
         OSError,
     )
 

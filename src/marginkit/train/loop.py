@@ -47,6 +47,7 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
 from marginkit.train.runfolder import (
     OutputError,
@@ -500,7 +501,8 @@ def fit(
     """Train ``config.backbone`` + ``config.loss`` on ``config.dataset``.
 
     With ``config.out`` set, the run folder receives ``config.yaml`` (the resolved config),
-    a checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (one row per epoch),
+    ``preprocessing.json`` (input shape, normalisation and crop, for embedding new images), a
+    checkpoint after every epoch, ``metrics.json`` and ``log.csv`` (one row per epoch),
     ``steps.csv`` (one row per step: loss, learning rate, hyper-parameters) and TensorBoard
     events when ``tensorboard`` is installed (the ``tensorboard`` extra). The folder is
     locked (``RUN/.lock``) while training.
@@ -623,6 +625,7 @@ def _open_run_folder(
         run.start_epoch = checkpoint.epoch
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
     save_config(run.config, run_dir / "config.yaml")
+    write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
 
 

@@ -1,0 +1,187 @@
+"""Embedding a folder of images with a run or an exported file.
+
+>>> embed_folder("runs/faces", "photos/", "embeddings.npz")  # doctest: +SKIP
+>>> embed_folder("face.onnx", "photos/", "embeddings.npz")  # doctest: +SKIP
+
+Every image under the folder (recursively; hidden files and folders skipped; the extensions
+of :data:`~marginkit.data.images.IMAGE_EXTENSIONS`) is decoded exactly as the run's training
+images were (:class:`~marginkit.data.preprocessing.Preprocessing`: RGB or grey, centred crop,
+bilinear resize, per-channel mean and std) and embedded in batches. The ``.npz`` holds
+``embeddings`` (N, D) float32 and ``paths`` (N,) the images' paths relative to the folder
+(``/``-separated, sorted), row for row.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from marginkit._validation import check_count
+from marginkit.data.preprocessing import Preprocessing
+from marginkit.export.formats import Forward, module_forward, read_model
+from marginkit.export.sidecar import ExportError, read_sidecar
+
+__all__ = ["Embedder", "embed_folder", "embed_images", "find_images", "load_embedder"]
+
+
+@dataclass
+class Embedder:
+    """A model that embeds inputs, whatever it was saved as.
+
+    Attributes:
+        source: the run folder or exported file.
+        kind: ``"run"``, ``"onnx"``, ``"torchscript"`` or ``"safetensors"``.
+        preprocessing: the input it expects and how images become it.
+        embedding_dim: D.
+        forward: inputs (B, *input_shape) float32 -> embeddings (B, D) float32.
+    """
+
+    source: Path
+    kind: str
+    preprocessing: Preprocessing
+    embedding_dim: int
+    forward: Forward
+
+
+def load_embedder(
+    source: str | Path, *, checkpoint: str | None = None, data_dir: str | Path | None = None
+) -> Embedder:
+    """A run folder's backbone, or an exported file read with its record.
+
+    Args:
+        source: a run folder, or a file written by :func:`~marginkit.export.export_run`
+            (its ``.json`` record beside it).
+        checkpoint: a run's checkpoint by name; None: the newest intact one.
+        data_dir: a run's data folder, for a run without ``preprocessing.json``.
+
+    Raises:
+        ExportError: ``source`` does not exist, is a run without a checkpoint, or an exported
+            file without (or not matching) its record.
+    """
+    path = Path(source)
+    if path.is_dir():
+        from marginkit.export.source import load_run_backbone
+
+        run = load_run_backbone(path, checkpoint=checkpoint, data_dir=data_dir)
+        forward = module_forward(run.backbone)
+        dim = int(run.config.embedding_dim)
+        return Embedder(path, "run", run.preprocessing, dim, forward)
+    if not path.exists():
+        raise ExportError(f"{path}: no such run folder or exported file")
+    info = read_sidecar(path)
+    preprocessing = Preprocessing.from_dict(info["preprocessing"], f"{path}.json")
+    forward = read_model(path, info["format"], info)
+    return Embedder(path, info["format"], preprocessing, int(info["embedding_dim"]), forward)
+
+
+def find_images(folder: str | Path) -> list[str]:
+    """The image files under ``folder`` (recursively, hidden ones skipped), as sorted
+    ``/``-separated paths relative to it.
+
+    Raises:
+        ExportError: ``folder`` is not a folder, or holds no image.
+    """
+    from marginkit.data.images import IMAGE_EXTENSIONS
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ExportError(f"images: {root} is not a folder")
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(relative.as_posix())
+    if not found:
+        raise ExportError(
+            f"images: {root} holds no image file ({', '.join(IMAGE_EXTENSIONS)}), "
+            "sub-folders included"
+        )
+    return sorted(found)
+
+
+def embed_images(
+    embedder: Embedder,
+    root: str | Path,
+    paths: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Embed image files in batches.
+
+    Args:
+        embedder: the model (:func:`load_embedder`).
+        root: the folder ``paths`` are relative to.
+        paths: image files relative to ``root``.
+        batch_size: images decoded and embedded at a time.
+        progress: show a bar (or lines) with the ETA on stderr.
+
+    Returns:
+        ``(N, D)`` float32 embeddings, row for row with ``paths``.
+
+    Raises:
+        marginkit.data.DataError: a file cannot be read as an image (names it).
+    """
+    from marginkit.progress import Progress
+
+    check_count("batch_size", batch_size, 1)
+    root = Path(root)
+    output = np.empty((len(paths), embedder.embedding_dim), dtype=np.float32)
+    with Progress(len(paths), "embedding images", enabled=progress, unit="img") as bar:
+        for start in range(0, len(paths), batch_size):
+            names = paths[start : start + batch_size]
+            inputs = embedder.preprocessing.load_images([root / name for name in names])
+            embeddings = embedder.forward(inputs)  # (b, D)
+            output[start : start + len(names)] = embeddings.to(torch.float32).numpy()
+            bar.update(len(names))
+    return output
+
+
+def embed_folder(
+    source: str | Path,
+    images: str | Path,
+    out_path: str | Path,
+    *,
+    batch_size: int = 64,
+    checkpoint: str | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
+    """Embed every image under ``images`` with a run or an exported file into an ``.npz``.
+
+    Args:
+        source: a run folder or an exported file (see :func:`load_embedder`).
+        images: the folder of images (searched recursively).
+        out_path: the ``.npz`` to write, atomically: ``embeddings`` (N, D) float32 and
+            ``paths`` (N,) str.
+        batch_size: images per batch.
+        checkpoint: a run's checkpoint by name (None: the newest).
+        data_dir: a run's data folder, for a run without ``preprocessing.json``.
+        progress: show the progress with an ETA on stderr.
+
+    Returns:
+        ``out_path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ExportError: a bad source, or no image in ``images``.
+        marginkit.data.DataError: an image that cannot be read (names it).
+        OutputError: ``out_path`` cannot be written.
+    """
+    from marginkit.train.runfolder import atomic_write_bytes
+
+    check_count("batch_size", batch_size, 1)
+    paths = find_images(images)
+    embedder = load_embedder(source, checkpoint=checkpoint, data_dir=data_dir)
+    embeddings = embed_images(embedder, images, paths, batch_size=batch_size, progress=progress)
+    buffer = io.BytesIO()
+    np.savez(buffer, embeddings=embeddings, paths=np.array(paths, dtype=str))
+    out = Path(out_path)
+    atomic_write_bytes(out, buffer.getvalue())
+    return out
