@@ -211,7 +211,9 @@ def test_lfw_view_two_pairs(tmp_path: Path) -> None:
 def test_lfw_errors(tmp_path: Path) -> None:
     _write_protocol(tmp_path)
     (tmp_path / "pairsDevTest.txt").write_text("1\nDee_D\t1\t7\nDee_D\t1\tZed_Z\t1\n")
-    with pytest.raises(DataError, match=r"do not exist .*Dee_D/Dee_D_0007.jpg, Zed_Z/Zed_Z_0001"):
+    with pytest.raises(
+        DataError, match=r"do not exist .*line 2: Dee_D/Dee_D_0007.jpg, line 3: Zed_Z/Zed_Z_0001"
+    ):
         load_dataset("lfw", data_dir=tmp_path, min_images_per_person=1)
     (tmp_path / "pairsDevTest.txt").write_text("2\nDee_D\t1\t2\nDee_D\t1\tEve_E\t1\n")
     with pytest.raises(

@@ -10,6 +10,7 @@ Commands::
     marginkit train --dataset mnist --data-dir DIR --backbone lenetpp --embedding-dim 2 \\
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
+    marginkit verify runs/NAME --pairs lfw.bin [--pairs pairs.txt ...] [--no-flip]
     marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE
     marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N]
 
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a saved run (writes eval.json)", add_options=_eval_arguments
     )
     commands.add_parser(
+        "verify",
+        help="verify a saved run on .bin or pairs files (writes verify.json)",
+        add_options=_verify_arguments,
+    )
+    commands.add_parser(
         "compare",
         help="train several losses under identical settings; write report.md and report.html",
         add_options=_compare_arguments,
@@ -172,6 +178,44 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress")
     add("--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)")
     add("--no-plots", dest="plots", action="store_false", help="no pictures")
+
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``verify``."""
+    add = parser.add_argument
+    add("run_dir", help="run folder written by marginkit train")
+    add(
+        "--pairs",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a .bin file (InsightFace) or an LFW-style pairs file (pairs.txt); repeatable",
+    )
+    add("--no-flip", dest="flip", action="store_false", help="no flip test-time augmentation")
+    add(
+        "--batch-size",
+        dest="batch_size",
+        type=_positive_int,
+        default=256,
+        help="images per forward pass (default: 256)",
+    )
+    add(
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        help="the run's data folder (where it moved); pairs files are looked for there too",
+    )
+    add("--checkpoint", default=None, metavar="NAME", help="this checkpoint, not the newest")
+    add(
+        "--crop",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="centre crop height as a share of each image's (default: 1.0 for .bin, "
+        "LFW's 0.6 for images in an LFW image folder)",
+    )
+    add("--device", default=None, help="where to run the backbone, e.g. cuda (default: cpu)")
+    add("--quiet", action="store_true", help="no progress")
 
 
 def _compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -302,6 +346,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    _require("train")
+    from pathlib import Path
+
+    from marginkit.verify import VERIFY_FILE, summarize_verification, verify_run
+
+    report = verify_run(
+        args.run_dir,
+        args.pairs,
+        flip=args.flip,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        checkpoint=args.checkpoint,
+        crop=args.crop,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(summarize_verification(report))
+    print(f"full report: {Path(args.run_dir) / VERIFY_FILE}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -376,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["compare", *(argv or [])])
-    handlers = {"train": _train, "eval": _eval, "compare": _compare}
+    handlers = {"train": _train, "eval": _eval, "verify": _verify, "compare": _compare}
     handlers.update(export=_export, embed=_embed)
     try:
         return handlers[args.command](args)

@@ -22,10 +22,17 @@ import torch
 
 from marginkit.data.errors import DataError
 from marginkit.data.images import IMAGE_EXTENSIONS, decode_images
-from marginkit.data.pairs import image_name, read_pairs, read_people
+from marginkit.data.pairs import PairList, image_name, read_pairs, read_people
 from marginkit.data.raw import RawPairs, RawSplits
 
-__all__ = ["LFW_CROP_FRACTION", "LFW_IMAGE_FOLDERS", "read_lfw", "resolve_image"]
+__all__ = [
+    "LFW_CROP_FRACTION",
+    "LFW_IMAGE_FOLDERS",
+    "pair_image_paths",
+    "read_lfw",
+    "read_pair_images",
+    "resolve_image",
+]
 
 #: Height of the centre crop as a share of the image height (150 of 250 pixels).
 LFW_CROP_FRACTION = 0.6
@@ -46,6 +53,36 @@ def resolve_image(root: Path, name: str) -> Path | None:
     return None
 
 
+def pair_image_paths(root: Path, pairs_path: Path) -> tuple[PairList, list[Path]]:
+    """Parse ``pairs_path`` and find every image it names (once each) under ``root``.
+
+    Returns:
+        The pairs, and the file of each of their ``names`` (another image extension than
+        the protocol's ``.jpg`` is accepted, see :func:`resolve_image`).
+
+    Raises:
+        DataError: the file is malformed, or names an image that does not exist; names the
+            line of the first pair naming each missing image (at most five shown).
+    """
+    pair_list = read_pairs(pairs_path)
+    paths = [resolve_image(root, name) for name in pair_list.names]
+    if all(path is not None for path in paths):
+        return pair_list, [path for path in paths if path is not None]
+    first_line: dict[int, int] = {}  # image index -> line of the first pair naming it
+    pairs = zip(pair_list.first.tolist(), pair_list.second.tolist(), strict=True)
+    for pair, images in enumerate(pairs):
+        for image in images:
+            first_line.setdefault(image, pair + 2)  # line 1 is the header
+    missing = sorted(
+        (first_line[index], name)
+        for index, (name, path) in enumerate(zip(pair_list.names, paths, strict=True))
+        if path is None
+    )
+    shown = ", ".join(f"line {line}: {name}" for line, name in missing[:5])
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    raise DataError(f"{pairs_path}: names images that do not exist under {root}: {shown}{more}")
+
+
 def read_pair_images(
     root: Path,
     pairs_path: Path,
@@ -57,20 +94,12 @@ def read_pair_images(
     """Parse ``pairs_path`` and decode every image it names (once) from ``root``.
 
     Raises:
-        DataError: the file is malformed, or names a person or image that does not exist.
+        DataError: the file is malformed, or names a person or image that does not exist
+            (the message gives the line).
     """
-    pair_list = read_pairs(pairs_path)
-    paths = [resolve_image(root, name) for name in pair_list.names]
-    missing = [name for name, path in zip(pair_list.names, paths, strict=True) if path is None]
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
-        raise DataError(f"{pairs_path}: names images that do not exist under {root}: {shown}")
+    pair_list, paths = pair_image_paths(root, pairs_path)
     return RawPairs(
-        data=decode_images(
-            [p for p in paths if p is not None], size, height_fraction, progress=progress
-        ),
+        data=decode_images(paths, size, height_fraction, progress=progress),
         first=pair_list.first,
         second=pair_list.second,
         same=pair_list.same,
