@@ -151,6 +151,17 @@ class MNISTNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- ResNet20
+def residual_shortcut(channels_in: int, channels_out: int, stride: int) -> nn.Module:
+    """A residual block's shortcut (He et al., CVPR 2016): the identity where the shape is
+    kept, else a 1x1 convolution with ``stride`` and batch norm (projection shortcut)."""
+    if stride == 1 and channels_in == channels_out:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(channels_in, channels_out, 1, stride, bias=False),
+        nn.BatchNorm2d(channels_out),
+    )
+
+
 class _BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
 
@@ -160,12 +171,7 @@ class _BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(channels_out)
         self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels_out)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or channels_in != channels_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(channels_in, channels_out, 1, stride, bias=False),
-                nn.BatchNorm2d(channels_out),
-            )
+        self.shortcut = residual_shortcut(channels_in, channels_out, stride)
 
     def forward(self, inputs: Tensor) -> Tensor:
         out = torch.relu(self.bn1(self.conv1(inputs)))  # (B, C_out, H/s, W/s)

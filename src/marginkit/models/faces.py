@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from marginkit._validation import check_count
 from marginkit.models._shapes import check_min_size, check_shape
+from marginkit.models.backbones import residual_shortcut
 
 __all__ = [
     "IResNet",
@@ -104,12 +105,7 @@ class _IBasicBlock(nn.Module):
             nn.Conv2d(channels_out, channels_out, 3, stride, 1, bias=False),
             nn.BatchNorm2d(channels_out),
         )
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or channels_in != channels_out:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(channels_in, channels_out, 1, stride, bias=False),
-                nn.BatchNorm2d(channels_out),
-            )
+        self.shortcut = residual_shortcut(channels_in, channels_out, stride)
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.body(inputs) + self.shortcut(inputs)  # (B, C_out, H/s, W/s)
