@@ -71,7 +71,8 @@ def load_run(
 
 
 def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
-    """The checkpoint folder of ``run_dir`` to measure: ``name``, or the newest one.
+    """The checkpoint folder of ``run_dir`` to measure: ``name`` (``"best"``: the one that
+    ``checkpoints/best`` names, written by a run with ``--verify``), or the newest one.
 
     Raises:
         FileNotFoundError: not a run folder, or there is no such checkpoint (or none).
@@ -79,10 +80,13 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
             pass its name to measure it).
     """
     from marginkit.train.checkpoint import CHECKPOINTS, CheckpointError, find_checkpoint
+    from marginkit.train.verification import BEST
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: no config.yaml")
+    if name == BEST and (run_dir / CHECKPOINTS / BEST).is_file():
+        name = (run_dir / CHECKPOINTS / BEST).read_text().strip()  # the best checkpoint's
     if name is not None:
         folder = run_dir / CHECKPOINTS / name
         if not folder.is_dir():
@@ -123,10 +127,12 @@ class RunBackbone:
         from marginkit.registry import LOSSES
 
         history = self.state.get("history") or [{}]
+        # a best checkpoint (--verify) taken within an epoch records its own values
+        values = self.state.get("hyperparameters", history[-1].get("hyperparameters", {}))
         return {
             "name": LOSSES.canonical(self.config.loss),
             "settings": dict(self.config.loss_args),
-            "final_values": dict(history[-1].get("hyperparameters", {})),
+            "final_values": dict(values),
         }
 
     def run_record(self) -> dict[str, Any]:
