@@ -151,3 +151,35 @@ def test_learning_curves_read_each_runs_own_accuracy_unit():
     for name in ("new", "old"):
         (line,) = [x for x in accuracy_axes.lines if x.get_label() == f"{name}: test accuracy"]
         np.testing.assert_allclose(line.get_ydata(), [100 * (1 - 0.6 / e) for e in (1, 2)])
+
+
+def test_verifications_are_drawn_at_their_place_within_the_epoch() -> None:
+    def record(step: int, accuracy: float) -> dict[str, object]:
+        return {"step": step, "sets": {"lfw": {"accuracy": accuracy, "auc": 0.9}}}
+
+    epochs = [
+        {
+            "epoch": 1,
+            "step": 4,
+            "train_loss": 1.0,
+            "train_accuracy": 0.5,
+            "verification_steps": [record(3, 0.6)],
+            "verification": record(4, 0.7),
+        },
+        {
+            "epoch": 2,
+            "step": 8,
+            "train_loss": 0.5,
+            "train_accuracy": 0.6,
+            "verification_steps": [record(6, 0.8)],
+            "verification": record(8, 0.75),
+        },
+    ]
+    figure = build_learning_curves({"epochs": epochs, "accuracy_unit": "fraction"})
+    (line,) = [
+        line
+        for line in figure.axes[1].lines
+        if line.get_label() == "verification lfw (10-fold, flip)"
+    ]
+    np.testing.assert_allclose(line.get_xdata(), [0.75, 1.0, 1.5, 2.0])
+    np.testing.assert_allclose(line.get_ydata(), [60.0, 70.0, 80.0, 75.0])

@@ -4,6 +4,7 @@ verify.json and on stdout, equal to the library's figures; bad files named in on
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +16,11 @@ import torch
 from data_writers import write_image
 
 import marginkit.cli as cli
+import marginkit.train
 from marginkit.data.lfw import LFW_CROP_FRACTION
 from marginkit.evaluation import load_run
 from marginkit.train import TrainConfig, fit
-from marginkit.verify import VERIFY_FILE, evaluate_both, load_pair_set, write_bin
+from marginkit.verify import VERIFY_FILE, evaluate_both, load_pair_set, verify_run, write_bin
 
 TRAIN_PEOPLE = {"Ann_A": 3, "Ben_B": 3, "Cid_C": 2}
 TEST_PEOPLE = {"Dee_D": 3, "Eve_E": 2, "Fay_F": 2}
@@ -174,3 +176,24 @@ def test_verify_help_lists_its_options_without_importing_torch() -> None:
         assert option in probe.stdout
     parsed = cli.build_parser().parse_args(["verify", "RUN", "--pairs", "a.bin", "--pairs", "b"])
     assert parsed.pairs == ["a.bin", "b"] and parsed.flip is True  # flip on by default
+
+
+def test_verify_reads_the_recorded_preprocessing_not_the_data(
+    face_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, lfw = face_run
+    pairs = str(lfw / "pairsDevTest.txt")
+    expected = verify_run(run, [pairs])["sets"]
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    (older / "preprocessing.json").unlink()
+    # an older run (no preprocessing.json) loads its data once for the statistics: same figures
+    assert verify_run(older, [pairs])["sets"] == expected
+
+    def no_data(*_: object, **__: object) -> None:
+        raise AssertionError("the training data was loaded")
+
+    monkeypatch.setattr(marginkit.train, "load_bundle", no_data)
+    assert verify_run(run, [pairs])["sets"] == expected  # the recorded one: no data read
+    with pytest.raises(AssertionError, match="the training data was loaded"):
+        verify_run(older, [pairs])

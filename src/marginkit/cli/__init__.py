@@ -173,7 +173,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         default=None,
         metavar="NAME",
-        help="measure this checkpoint (e.g. epoch-0029) instead of the newest",
+        help="measure this checkpoint (epoch-0029; best: the best by --verify), not the newest",
     )
     add("--quiet", action="store_true", help="no progress")
     add("--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)")
@@ -205,7 +205,12 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the run's data folder (where it moved); pairs files are looked for there too",
     )
-    add("--checkpoint", default=None, metavar="NAME", help="this checkpoint, not the newest")
+    add(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="this checkpoint (epoch-0029; best: the best by --verify), not the newest",
+    )
     add(
         "--crop",
         type=float,
@@ -261,7 +266,12 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     add("run_dir", metavar="RUN", help="run folder written by marginkit train")
     add("--format", required=True, choices=FORMATS, help="file format")
     add("--out", required=True, metavar="FILE", help="file to write; its record: FILE.json")
-    add("--checkpoint", default=None, metavar="NAME", help="export this checkpoint (epoch-0029)")
+    add(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="export this checkpoint (epoch-0029; best: the best by --verify)",
+    )
     add(
         "--tolerance",
         type=float,
@@ -286,7 +296,12 @@ def _embed_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images per batch (default: 64)",
     )
-    add("--checkpoint", default=None, metavar="NAME", help="a run's checkpoint (epoch-0029)")
+    add(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="a run's checkpoint (epoch-0029; best: the best by --verify)",
+    )
     add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
     add("--quiet", action="store_true", help="no progress")
 

@@ -23,6 +23,8 @@ __all__ = ["add_config_flags", "flag_name", "loss_argument_help", "plain_text"]
 
 #: Options whose flag is not ``--<option-name>``.
 _FLAG_NAMES = {"loss_args": "--loss-arg"}
+#: Options whose flag may be repeated (``--verify a.bin --verify b.bin``), each adding files.
+_REPEATABLE = {"verify": "FILE"}
 #: Options that name a registered thing: their help lists the names.
 _REGISTRIES: dict[str, Registry[Any]] = {
     "dataset": DATASETS,
@@ -87,7 +89,7 @@ def add_config_flags(
             dest=name,
             default=argparse.SUPPRESS if default_text is None else None,
             help=_help(name, descriptions[name], shown),
-            **_kind(hints[name], choices.get(name)),
+            **_kind(hints[name], choices.get(name), _REPEATABLE.get(name)),
         )
 
 
@@ -133,10 +135,13 @@ def _help(name: str, description: str, shown: str) -> str:
     return f"{text} (default: {shown})".replace("%", "%%")
 
 
-def _kind(hint: Any, choices: tuple[str, ...] | None) -> dict[str, Any]:
-    """The ``add_argument`` keywords for an option of type ``hint``."""
+def _kind(hint: Any, choices: tuple[str, ...] | None, repeated: str | None) -> dict[str, Any]:
+    """The ``add_argument`` keywords for an option of type ``hint`` (``repeated``: the
+    metavar of a list option whose flag may be given again, adding values)."""
     if choices is not None:
         return {"choices": choices}
+    if repeated is not None:
+        return {"action": "extend", "nargs": "+", "metavar": repeated}
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     kinds = [kind for kind in (typing.get_args(hint) if union else (hint,)) if kind is not NONE]
     first = kinds[0]

@@ -4,7 +4,9 @@
 >>> print(summarize(evaluate_run("runs/mnist-arcface")))  # doctest: +SKIP
 
 - :mod:`~marginkit.evaluation.load`: :func:`load_run` rebuilds a run folder's config,
-  networks (at a checkpoint) and data; :func:`run_checkpoint` finds the checkpoint.
+  networks (at a checkpoint) and data; :func:`load_run_backbone` its backbone alone with
+  the preprocessing of its inputs, without the data (:class:`RunBackbone`);
+  :func:`run_checkpoint` finds the checkpoint.
 - :mod:`~marginkit.evaluation.embedding`: :func:`measured_split`, the one rule for which split
   is measured; :func:`embed`, a dataset through the backbone; :class:`EmbeddedSplits`, each
   split embedded once.
@@ -21,18 +23,20 @@ percentages.
 
 from marginkit.evaluation.draw import comparison_heads
 from marginkit.evaluation.embedding import SPLITS, EmbeddedSplits, embed, measured_split
-from marginkit.evaluation.load import load_run, run_checkpoint
+from marginkit.evaluation.load import RunBackbone, load_run, load_run_backbone, run_checkpoint
 from marginkit.evaluation.run import analyse, evaluate_run
 from marginkit.evaluation.summary import summarize
 
 __all__ = [
     "SPLITS",
     "EmbeddedSplits",
+    "RunBackbone",
     "analyse",
     "comparison_heads",
     "embed",
     "evaluate_run",
     "load_run",
+    "load_run_backbone",
     "measured_split",
     "run_checkpoint",
     "summarize",

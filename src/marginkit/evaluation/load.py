@@ -1,13 +1,24 @@
-"""Rebuild a saved run: its config, its networks at a checkpoint, and its data."""
+"""Rebuild a saved run: its config, its networks at a checkpoint, and its data.
+
+- :func:`load_run`: config, backbone and head at a checkpoint, and the data set (``eval``).
+- :func:`load_run_backbone`: the backbone alone with the preprocessing of its inputs, from
+  ``RUN/preprocessing.json`` without the training data (``verify``, ``export``, ``embed``);
+  a run trained before that file existed has its data loaded once for the normalisation.
+- :func:`run_checkpoint`: which checkpoint folder is read.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-__all__ = ["load_run", "run_checkpoint"]
+from marginkit.data.preprocessing import Preprocessing
+
+__all__ = ["RunBackbone", "load_run", "load_run_backbone", "run_checkpoint", "run_preprocessing"]
 
 
 def load_run(
@@ -60,7 +71,8 @@ def load_run(
 
 
 def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
-    """The checkpoint folder of ``run_dir`` to measure: ``name``, or the newest one.
+    """The checkpoint folder of ``run_dir`` to measure: ``name`` (``"best"``: the one that
+    ``checkpoints/best`` names, written by a run with ``--verify``), or the newest one.
 
     Raises:
         FileNotFoundError: not a run folder, or there is no such checkpoint (or none).
@@ -68,10 +80,13 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
             pass its name to measure it).
     """
     from marginkit.train.checkpoint import CHECKPOINTS, CheckpointError, find_checkpoint
+    from marginkit.train.verification import BEST
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: no config.yaml")
+    if name == BEST and (run_dir / CHECKPOINTS / BEST).is_file():
+        name = (run_dir / CHECKPOINTS / BEST).read_text().strip()  # the best checkpoint's
     if name is not None:
         folder = run_dir / CHECKPOINTS / name
         if not folder.is_dir():
@@ -84,3 +99,113 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
     if search.folder is None:
         raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
     return search.folder
+
+
+@dataclass
+class RunBackbone:
+    """A run's backbone at a checkpoint, with what is known about its inputs.
+
+    Attributes:
+        run_dir: the run folder.
+        config: the run's :class:`~marginkit.train.TrainConfig`.
+        backbone: the backbone with the checkpoint's weights, in eval mode.
+        preprocessing: the input it expects and how images become it.
+        checkpoint: the checkpoint folder its weights come from.
+        state: the checkpoint's training state (epoch, step, history).
+    """
+
+    run_dir: Path
+    config: Any
+    backbone: nn.Module
+    preprocessing: Preprocessing
+    checkpoint: Path
+    state: dict[str, Any]
+
+    def loss_record(self) -> dict[str, Any]:
+        """The loss, its settings as configured (recipe applied, as in ``config.yaml``) and
+        its hyper-parameters' values at the checkpoint (margin, scale, lambda ...)."""
+        from marginkit.registry import LOSSES
+
+        history = self.state.get("history") or [{}]
+        # a best checkpoint (--verify) taken within an epoch records its own values
+        values = self.state.get("hyperparameters", history[-1].get("hyperparameters", {}))
+        return {
+            "name": LOSSES.canonical(self.config.loss),
+            "settings": dict(self.config.loss_args),
+            "final_values": dict(values),
+        }
+
+    def run_record(self) -> dict[str, Any]:
+        """Where the weights come from: run folder, checkpoint, epoch, step, data set."""
+        return {
+            "folder": str(self.run_dir.resolve()),
+            "checkpoint": self.checkpoint.name,
+            "epoch": int(self.state.get("epoch", 0)),
+            "step": int(self.state.get("step", 0)),
+            "dataset": self.config.dataset,
+            "seed": self.config.seed,
+        }
+
+
+def run_preprocessing(
+    run_dir: str | Path, config: Any, data_dir: str | Path | None = None
+) -> Preprocessing:
+    """The run's recorded preprocessing (``RUN/preprocessing.json``), or for an older run
+    without that file, the one of its data (loaded once, from ``data_dir`` if given).
+
+    Raises:
+        marginkit.data.DataError: the record is malformed, or the run's data set has no
+            per-channel normalisation (names the run folder).
+    """
+    from marginkit.data.errors import DataError
+    from marginkit.data.preprocessing import preprocessing_of
+    from marginkit.train import load_bundle
+    from marginkit.train.preprocessing import read_preprocessing
+
+    recorded = read_preprocessing(Path(run_dir))
+    if recorded is not None:
+        return recorded
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=str(data_dir))
+    found = preprocessing_of(load_bundle(config, progress=False), config.dataset)
+    if found is None:
+        raise DataError(
+            f"{run_dir}: its data set {config.dataset!r} has no per-channel normalisation to record"
+        )
+    return found
+
+
+def load_run_backbone(
+    run_dir: str | Path,
+    *,
+    checkpoint: str | None = None,
+    data_dir: str | Path | None = None,
+) -> RunBackbone:
+    """A run folder's backbone at a checkpoint (the head is not built), without its data.
+
+    Args:
+        run_dir: a run folder written by :func:`marginkit.train.fit`.
+        checkpoint: a checkpoint's name (``epoch-0029``); None: the newest intact one.
+        data_dir: where the run's data set now is; read only for a run without
+            ``preprocessing.json`` (trained before it existed).
+
+    Raises:
+        FileNotFoundError: not a run folder, or it has no (such) checkpoint (as
+            :func:`run_checkpoint`).
+        CheckpointError: the checkpoint is damaged (names it and the newest intact one).
+        marginkit.data.DataError: no preprocessing can be found (:func:`run_preprocessing`).
+    """
+    from marginkit.models import build_backbone
+    from marginkit.train import load_checkpoint, load_config
+
+    run_dir = Path(run_dir)
+    folder = run_checkpoint(run_dir, checkpoint)
+    config = load_config(run_dir / "config.yaml")
+    loaded = load_checkpoint(folder)  # verified against its manifest
+    preprocessing = run_preprocessing(run_dir, config, data_dir)
+    backbone = build_backbone(config.backbone, preprocessing.input_shape, config.embedding_dim)
+    prefix = "backbone."
+    weights = {k[len(prefix) :]: v for k, v in loaded.weights.items() if k.startswith(prefix)}
+    backbone.load_state_dict(weights, strict=True)
+    backbone.eval()
+    return RunBackbone(run_dir, config, backbone, preprocessing, folder, loaded.state)

@@ -201,6 +201,46 @@ def _hyperparameter_series(epochs: list[dict[str, Any]]) -> dict[str, np.ndarray
     return {key: _series(tables, key) for key in names}
 
 
+def _verification_series(
+    epochs: list[dict[str, Any]],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per ``--verify`` set, ``(x, accuracy)`` of every verification in ``epochs`` (within
+    an epoch and at its end), ``x`` in epochs: a verification at step ``s`` of epoch ``e``
+    (steps ``S[e-1]+1 .. S[e]``) is at ``e - 1 + (s - S[e-1]) / (S[e] - S[e-1])``."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    previous = 0.0
+    for number, entry in zip(_epoch_numbers(epochs), epochs, strict=True):
+        end = float(entry.get("step") or 0)
+        records = [*entry.get("verification_steps", []), entry.get("verification")]
+        for record in records:
+            if not isinstance(record, dict):
+                continue
+            share = (record["step"] - previous) / (end - previous) if end > previous else 1.0
+            for name, figures in record.get("sets", {}).items():
+                points.setdefault(name, []).append((number - 1 + share, figures["accuracy"]))
+        previous = end
+    return {
+        name: (np.array([x for x, _ in pairs]), np.array([y for _, y in pairs]))
+        for name, pairs in points.items()
+    }
+
+
+def _plot_verification(
+    axes: Axes, epochs: list[dict[str, Any]], style: _RunStyle, scale: float
+) -> None:
+    """Each ``--verify`` set's 10-fold accuracy (flip TTA) as a dotted line."""
+    for index, (name, (x, accuracy)) in enumerate(_verification_series(epochs).items()):
+        axes.plot(
+            x,
+            accuracy * scale,
+            color=style.color,
+            linestyle=":",
+            marker="x^sDv"[index % 5],
+            markersize=4,
+            label=f"{style.prefix}verification {name} (10-fold, flip)",
+        )
+
+
 def _normalise_runs(runs: Any) -> list[tuple[str, dict[str, Any]]]:
     if isinstance(runs, (str, Path)) or (isinstance(runs, Mapping) and "epochs" in runs):
         runs = [runs]
@@ -365,6 +405,7 @@ def build_learning_curves(
         unit = accuracy_unit or metrics.get("accuracy_unit") or "percent"
         to_percent = 100.0 if unit == "fraction" else 1.0
         _plot_series(accuracy_axes, epochs, style, _ACCURACIES, scale=to_percent)
+        _plot_verification(accuracy_axes, epochs, style, scale=to_percent)
         constants = _plot_hyperparameters(epochs, style, schedules)
         if constants:
             accuracy_axes.plot(
@@ -387,7 +428,8 @@ def learning_curves(
     Left: train (solid) and, when recorded, test (dashed) loss; hyper-parameters that change
     over the run (e.g. ``lambda``, ``c``) are drawn dotted on twin axes on the right of this
     panel, one axis per hyper-parameter name (so lambda's 1000 does not flatten c's
-    radians). Right: train (solid), validation (dash-dot) and test (dashed) top-1 accuracy
+    radians). Right: train (solid), validation (dash-dot) and test (dashed) top-1 accuracy,
+    and the 10-fold accuracy of each ``--verify`` set (dotted, at every verification)
     in percent; constant hyper-parameters are listed in its legend. One colour
     per run. Missing keys are tolerated: a missing value leaves a gap, a missing series is
     not drawn, a panel with nothing to draw says "not recorded".

@@ -110,7 +110,12 @@ def _digest(data: bytes) -> str:
 
 
 def save_checkpoint(
-    run_dir: Path, backbone: nn.Module, head: nn.Module, state: dict[str, Any]
+    run_dir: Path,
+    backbone: nn.Module,
+    head: nn.Module,
+    state: dict[str, Any],
+    *,
+    name: str | None = None,
 ) -> Path:
     """Write the checkpoint of ``state["epoch"]`` atomically; return its folder.
 
@@ -119,6 +124,10 @@ def save_checkpoint(
         backbone: the backbone (its ``state_dict`` goes to safetensors).
         head: the margin head (its ``state_dict``, schedule buffers included).
         state: ``epoch`` plus optimiser/RNG/metrics state for ``torch.save``.
+        name: None: the epoch's checkpoint ``epoch-NNNN``, then named in ``latest``, and
+            the superseded ones removed. Else a checkpoint of that name (the best one,
+            :mod:`marginkit.train.verification`), written the same way but neither named
+            in ``latest`` nor used to resume; no other checkpoint is touched.
 
     Raises:
         OutputError: a file cannot be written (no space, read-only ...): one line naming
@@ -129,7 +138,8 @@ def save_checkpoint(
     epoch = int(state["epoch"])
     root = run_dir / CHECKPOINTS
     make_folder(root)
-    name = f"epoch-{epoch:04d}"
+    named = name is not None
+    name = f"epoch-{epoch:04d}" if name is None else name
     final = root / name
     temporary = temporary_name(final)
     try:
@@ -162,8 +172,9 @@ def save_checkpoint(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     fsync_folder(root)
-    atomic_write_text(root / LATEST, name + "\n")
-    _remove_superseded(root, epoch)
+    if not named:
+        atomic_write_text(root / LATEST, name + "\n")
+        _remove_superseded(root, epoch)
     return final
 
 

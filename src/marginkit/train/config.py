@@ -54,6 +54,7 @@ __all__ = [
     "parse_loss_arg",
     "parse_value",
     "save_config",
+    "verify_set_name",
 ]
 
 
@@ -114,6 +115,16 @@ class TrainConfig:
         seed: seed of initialisation, shuffling and augmentation.
         threads: torch CPU threads (None: torch's default).
         log_every: steps between progress lines (0: only at the end of an epoch).
+        verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
+            is scored during training (flip test-time augmentation, 10-fold accuracy and
+            AUC in ``log.csv``, ``steps.csv`` and ``metrics.json``); a relative name not
+            found as given is looked for in the data folder and ``$MARGINKIT_DATA/lfw``, as
+            by ``marginkit verify``; repeat the flag for several files.
+        verify_every: steps between verifications besides the one at the end of each epoch
+            (0: at the end of each epoch only).
+        verify_best: the ``verify`` file whose 10-fold accuracy picks the best checkpoint
+            (``checkpoints/best-SSSSSSS``, named in ``checkpoints/best``), given as listed
+            in ``verify`` or by its name (the file name without extension); None: the first.
         out: run folder (None: train in memory, write nothing; the command line needs one).
     """
 
@@ -149,6 +160,9 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     log_every: int = 50
+    verify: list[str] | None = None
+    verify_every: int = 0
+    verify_best: str | None = None
     out: str | None = None
 
     def __post_init__(self) -> None:
@@ -168,6 +182,7 @@ class TrainConfig:
         self._check_choices()
         self._check_lists()
         self._check_loss_args()
+        self._check_verify()
 
     def _check_text(self) -> None:
         for name in ("dataset", "backbone", "loss", "recipe", "pairs_file"):
@@ -182,7 +197,8 @@ class TrainConfig:
 
     def _check_integers(self) -> None:
         positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size")
-        for name in (*positive, "min_images_per_person", "warmup_epochs", "seed", "log_every"):
+        others = ("min_images_per_person", "warmup_epochs", "seed", "log_every", "verify_every")
+        for name in (*positive, *others):
             minimum = 1 if name in positive else 0
             if not _is_integer(getattr(self, name), minimum):
                 _fail(name, f"an integer >= {minimum}", getattr(self, name))
@@ -259,6 +275,31 @@ class TrainConfig:
                 _fail(f"loss_args.{name}", "a number, bool or schedule text", value)
             elif isinstance(value, float) and not math.isfinite(value):
                 _fail(f"loss_args.{name}", "a finite number", value)
+
+    def _check_verify(self) -> None:
+        if isinstance(self.verify, (str, Path)):
+            self.verify = [str(self.verify)]
+        if self.verify is not None:
+            if not isinstance(self.verify, (list, tuple)) or not all(
+                isinstance(file, (str, Path)) and str(file) for file in self.verify
+            ):
+                _fail("verify", "a list of .bin or pairs files", self.verify)
+            self.verify = [str(file) for file in self.verify] or None
+        files = self.verify or []
+        names = [verify_set_name(file) for file in files]
+        for name in names:
+            if names.count(name) > 1:
+                twins = [file for file in files if verify_set_name(file) == name]
+                _fail("verify", f"files of distinct names (the name of {twins} is {name!r})", files)
+        if self.verify_best is not None:
+            if not isinstance(self.verify_best, str):
+                _fail("verify_best", "a verify file or its name", self.verify_best)
+            if self.verify_best not in files and self.verify_best not in names:
+                _fail(
+                    "verify_best",
+                    f"one of the verify files {files} or their names",
+                    self.verify_best,
+                )
 
     # ----------------------------------------------------------------- resolution
     def learning_rate(self) -> float:
@@ -353,6 +394,12 @@ def option_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
         elif words:
             found[name] = (typing.get_args(words[0]), type(None) in typing.get_args(hint))
     return found
+
+
+def verify_set_name(file: str | Path) -> str:
+    """The name of a verification file in logs and columns: its name without extension
+    (``data/lfw.bin`` -> ``lfw``)."""
+    return Path(file).stem
 
 
 def _is_integer(value: Any, minimum: int) -> bool:

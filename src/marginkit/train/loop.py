@@ -11,6 +11,7 @@ The loop, in one screen (see :func:`fit`)::
             embeddings = backbone(x)                      # (B, D)
             loss, correct = head.loss_and_correct(embeddings, y)  # margin CE; schedules
             loss.backward(); optimizer.step()
+            every verify_every steps and at the epoch's end: --verify sets (best/)
         evaluate; checkpoint (atomic); metrics.json, log.csv
 
 Everything random flows from ``config.seed``: the initial weights (global RNG, seeded before
@@ -59,6 +60,12 @@ from marginkit.train.runfolder import (
     run_entries,
 )
 from marginkit.train.steplog import StepLog
+from marginkit.train.verification import (
+    find_verify_files,
+    load_verification,
+    save_best_checkpoint,
+    verify_columns,
+)
 
 __all__ = [
     "EpochCallback",
@@ -406,14 +413,24 @@ def _write_logs(
     }
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     names = sorted({name for row in history for name in row.get("hyperparameters", {})})
+    sets = list(dict.fromkeys(n for row in history for n in _verified(row)))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_CSV_FIELDS + names)
+    writer.writerow(_CSV_FIELDS + names + [c for n in sets for c in verify_columns(n)])
     for row in history:
         values = [row.get(name) for name in _CSV_FIELDS]
         values += [row.get("hyperparameters", {}).get(name) for name in names]
+        for name in sets:
+            figures = _verified(row).get(name, {})
+            values += [figures.get("accuracy"), figures.get("auc")]
         writer.writerow(["" if v is None else v for v in values])
     atomic_write_text(run_dir / "log.csv", buffer.getvalue())
+
+
+def _verified(row: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The verification figures at the end of an epoch's row, by set (empty: none)."""
+    record = row.get("verification")
+    return record["sets"] if isinstance(record, dict) else {}
 
 
 def _tensorboard_writer(run_dir: Path | None) -> Any:
@@ -459,6 +476,7 @@ class _Run:
     steps_log: Any = None  # StepLog
     writer: Any = None  # TensorBoard SummaryWriter, or None
     wall_start: float = 0.0
+    verification: Any = None  # TrainingVerification (--verify), or None
 
     @property
     def epochs(self) -> int:
@@ -475,6 +493,9 @@ class _Tally:
     seen: int = 0
     lr: float = 0.0  # the last step's
     train_time: float = 0.0  # seconds of training steps, set at the end of the epoch
+    verification: dict[str, Any] | None = None  # --verify at the epoch's end
+    verify_time: float = 0.0  # seconds of verification, not counted as training
+    verification_steps: list[dict[str, Any]] = field(default_factory=list)  # within it
 
     @property
     def loss(self) -> float:
@@ -566,9 +587,11 @@ def _set_up(
     if run_dir is not None:
         _check_not_in_use(run_dir)
         _check_run_folder(run_dir, config, resume, overwrite)
+    verify_files = find_verify_files(config)  # a missing one fails before the data is read
     if bundle is None:
         bundle = load_bundle(config, progress=progress)
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
+    verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, head = build_models(config, bundle)
     inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
     count = labels.numel()
@@ -590,9 +613,12 @@ def _set_up(
         run_dir=run_dir,
         say=(lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None),
         stream=stream,
+        verification=verification,
     )
     if run_dir is not None:
         _open_run_folder(run, resume, overwrite, cleanup)
+    if verification is not None:
+        verification.restore(run.history)  # the best so far of a resumed run
     head.set_total_steps(run.run_steps)  # run-relative schedules follow the run's length
     _open_logs(run, progress, cleanup)
     return run
@@ -635,7 +661,8 @@ def _open_logs(run: _Run, progress: bool, cleanup: contextlib.ExitStack) -> None
     if run.writer is not None:
         cleanup.callback(run.writer.close)
     names = list(run.head.hyperparameters())
-    run.steps_log = cleanup.enter_context(StepLog(run.run_dir, names, run.step))
+    extra = [] if run.verification is None else run.verification.columns()
+    run.steps_log = cleanup.enter_context(StepLog(run.run_dir, names, run.step, extra))
     run.bar = cleanup.enter_context(
         Progress(
             run.run_steps,
@@ -661,7 +688,8 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     head.train()
     order = torch.randperm(run.labels.numel(), generator=run.generator)  # (N,)
     tally = _Tally()
-    for batch_index in range(min(run.steps_per_epoch, run.run_steps - run.step)):
+    batches = min(run.steps_per_epoch, run.run_steps - run.step)
+    for batch_index in range(batches):
         # the batch
         index = order[batch_index * run.batch_size : (batch_index + 1) * run.batch_size]  # (B,)
         x, y = run.inputs[index], run.labels[index]  # (B, *input_shape), (B,)
@@ -689,8 +717,9 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
             tally.correct += int(correct.sum())
             tally.seen += y.numel()
         fault_point("step", run.step)
-        _report_step(run, epoch, batch_index, float(loss.detach()), tally)
-    tally.train_time = time.perf_counter() - tally.start
+        verified = _verify(run, epoch, tally, last_of_epoch=batch_index == batches - 1)
+        _report_step(run, epoch, batch_index, float(loss.detach()), tally, verified)
+    tally.train_time = time.perf_counter() - tally.start - tally.verify_time
     return tally
 
 
@@ -702,10 +731,70 @@ def _fail(run: _Run, epoch: int, batch_index: int, what: str) -> None:
     )
 
 
-def _report_step(run: _Run, epoch: int, batch_index: int, loss: float, tally: _Tally) -> None:
+def _verify(run: _Run, epoch: int, tally: _Tally, *, last_of_epoch: bool) -> dict[str, float]:
+    """Score the ``--verify`` sets when due (every ``verify_every`` steps, at the epoch's
+    end), record them in ``tally`` and keep the best checkpoint.
+
+    Returns:
+        The figures as ``steps.csv`` columns (empty when not due).
+    """
+    verification = run.verification
+    if verification is None or not verification.due(run.step, last_of_epoch):
+        return {}
+    start = time.perf_counter()
+    figures = verification.measure(run.backbone)  # eval mode, no grad, no RNG; mode restored
+    tally.verify_time += time.perf_counter() - start
+    record = {"step": run.step, "sets": figures}
+    if last_of_epoch:
+        tally.verification = record
+    else:
+        tally.verification_steps.append(record)
+    shown = ", ".join(f"{n} {100 * f['accuracy']:.2f}%" for n, f in figures.items())
+    run.bar.write(f"step {run.step}: verification accuracy (10-fold, flip) {shown}")
+    if verification.improves(figures):
+        name = _keep_best(run, epoch, record)
+        verification.best = {
+            "set": verification.best_set,
+            "accuracy": figures[verification.best_set]["accuracy"],
+            "step": run.step,
+            "epoch": epoch + 1,
+            "checkpoint": name,
+        }
+    columns: dict[str, float] = {}
+    for name, values in figures.items():
+        columns.update(zip(verify_columns(name), (values["accuracy"], values["auc"]), strict=True))
+    return columns
+
+
+def _keep_best(run: _Run, epoch: int, record: dict[str, Any]) -> str | None:
+    """Write the best checkpoint of the run folder (None for an in-memory run)."""
+    if run.run_dir is None:
+        return None
+    state = {
+        "epoch": epoch + 1,  # the epoch in progress (complete when at its end)
+        "step": run.step,
+        "history": run.history,
+        "accuracy_unit": ACCURACY_UNIT,
+        "verification": record,
+        "hyperparameters": run.head.hyperparameters(),
+    }
+    return save_best_checkpoint(run.run_dir, run.backbone, run.head, state).name
+
+
+def _report_step(
+    run: _Run,
+    epoch: int,
+    batch_index: int,
+    loss: float,
+    tally: _Tally,
+    verified: dict[str, float],
+) -> None:
     """``steps.csv``, TensorBoard and the progress bar (or a line every ``log_every``)."""
     values, lr = run.head.hyperparameters(), tally.lr
-    run.steps_log.add(run.step, epoch + 1, loss, lr, values)
+    run.steps_log.add(run.step, epoch + 1, loss, lr, values, verified)
+    if run.writer is not None:
+        for name, value in verified.items():
+            run.writer.add_scalar(f"verification/{name}", value, run.step)
     if run.writer is not None:
         run.writer.add_scalar("step/loss", loss, run.step)
         run.writer.add_scalar("step/lr", lr, run.step)
@@ -738,6 +827,9 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
         "images_per_second": tally.seen / tally.train_time,
         "hyperparameters": run.head.hyperparameters(),
     }
+    if run.verification is not None:
+        row["verification"] = tally.verification
+        row["verification_steps"] = tally.verification_steps
     row["epoch_time"] = time.perf_counter() - tally.start
     row["wall_time"] = time.perf_counter() - run.wall_start
     run.history.append(row)
@@ -788,6 +880,8 @@ def _finish(run: _Run) -> TrainResult:
             "backbone": sum(p.numel() for p in run.backbone.parameters()),
             "head": sum(p.numel() for p in run.head.parameters()),
         }
+    if run.verification is not None:
+        final["verification_best"] = run.verification.best
     if run.run_dir is not None:
         _write_logs(run.run_dir, run.config, history, final)
     run.backbone.eval()

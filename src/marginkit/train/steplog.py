@@ -30,13 +30,22 @@ class StepLog:
         run_dir: the run folder, or None.
         names: the head's hyper-parameter names (extra columns).
         resumed_step: the checkpoint's step; rows after it are dropped.
+        extra: more columns after those, filled only on some steps (the verification
+            figures, :mod:`marginkit.train.verification`), empty elsewhere.
 
     Raises:
         OutputError: the file cannot be written.
     """
 
-    def __init__(self, run_dir: Path | None, names: list[str], resumed_step: int) -> None:
-        self.names = list(names)
+    def __init__(
+        self,
+        run_dir: Path | None,
+        names: list[str],
+        resumed_step: int,
+        extra: list[str] | None = None,
+    ) -> None:
+        self.extra = list(extra or [])
+        self.names = list(names) + self.extra
         self.path = None if run_dir is None else run_dir / STEPS
         self._handle: Any = None
         if self.path is None:
@@ -67,13 +76,25 @@ class StepLog:
         return [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= step]
 
     def add(
-        self, step: int, epoch: int, loss: float, lr: float, hyperparameters: dict[str, float]
+        self,
+        step: int,
+        epoch: int,
+        loss: float,
+        lr: float,
+        hyperparameters: dict[str, float],
+        extra: dict[str, float] | None = None,
     ) -> None:
-        """Append the row of one step (buffered; see :meth:`flush`)."""
+        """Append the row of one step (buffered; see :meth:`flush`); ``extra``: values of
+        some of the ``extra`` columns at this step."""
         if self._handle is None:
             return
         values = [step, epoch, f"{loss:.6g}", f"{lr:.6g}"]
-        values += [f"{hyperparameters.get(name, float('nan')):.6g}" for name in self.names]
+        given = extra or {}
+        for name in self.names:
+            if name in self.extra:
+                values.append(f"{given[name]:.6g}" if name in given else "")
+            else:
+                values.append(f"{hyperparameters.get(name, float('nan')):.6g}")
         self._writer.writerow(values)
 
     def flush(self) -> None:

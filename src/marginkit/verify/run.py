@@ -4,9 +4,10 @@
 >>> print(summarize_verification(verify_run("runs/faces", ["lfw.bin"])))  # doctest: +SKIP
 
 The images are prepared as the run's training inputs were: resized to the run's input size
-and normalised with the run's per-channel mean and standard deviation. Those statistics are
-computed from the run's training images (they are not stored in the run folder), so the
-run's data set is loaded as ``marginkit eval`` loads it.
+and normalised with the run's per-channel mean and standard deviation, read from
+``RUN/preprocessing.json`` (:func:`marginkit.evaluation.load_run_backbone`: the training data
+is not read). A run trained before that file existed has its data set loaded once, as
+``marginkit eval`` loads it, for those statistics.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def verify_run(
         FileNotFoundError, CheckpointError: no run folder or checkpoint (as ``eval``).
         OutputError: ``verify.json`` cannot be written.
     """
-    from marginkit.evaluation import load_run, run_checkpoint
+    from marginkit.evaluation import load_run_backbone, run_checkpoint
     from marginkit.train import load_config
     from marginkit.train.checkpoint import epoch_of
     from marginkit.train.runfolder import atomic_write_text
@@ -129,14 +130,15 @@ def verify_run(
     folder = run_checkpoint(run_dir, checkpoint)  # before anything slow happens
     folders = _data_folders(load_config(run_dir / "config.yaml"), data_dir)
     paths = [find_pairs_file(file, folders) for file in pairs_files]
-    config, backbone, _, bundle = load_run(
-        run_dir, progress, data_dir=data_dir, checkpoint=folder.name
-    )
-    size = _input_size(run_dir, bundle.input_shape)
+    source = load_run_backbone(run_dir, checkpoint=folder.name, data_dir=data_dir)
+    config, backbone, preprocessing = source.config, source.backbone, source.preprocessing
+    size = _input_size(run_dir, preprocessing.input_shape)
     if device is not None:
         backbone.to(device)
     sets = [
-        _measure(backbone, path, size, bundle, folders, flip, batch_size, crop, device, progress)
+        _measure(
+            backbone, path, size, preprocessing, folders, flip, batch_size, crop, device, progress
+        )
         for path in paths
     ]
     report = {
@@ -145,7 +147,7 @@ def verify_run(
         "epoch": epoch_of(folder),
         "backbone": config.backbone,
         "loss": config.loss,
-        "input_shape": list(bundle.input_shape),
+        "input_shape": list(preprocessing.input_shape),
         "accuracy_unit": ACCURACY_UNIT,
         "sets": sets,
     }
@@ -157,7 +159,7 @@ def _measure(
     backbone: Any,
     path: Path,
     size: tuple[int, int],
-    bundle: Any,
+    preprocessing: Any,
     folders: list[Path],
     flip: bool,
     batch_size: int,
@@ -170,8 +172,8 @@ def _measure(
     pairs = load_pair_set(
         path,
         size,
-        bundle.mean,
-        bundle.std,
+        preprocessing.mean,
+        preprocessing.std,
         crop=crop,
         image_folders=folders,
         progress=progress,
