@@ -21,7 +21,7 @@ from marginkit.data.binfile import encode_bin
 from marginkit.evaluation import load_run_backbone
 from marginkit.plots.runs import build_learning_curves
 from marginkit.train import ConfigError, TrainConfig, fit, loop
-from marginkit.verify import evaluate_pairs
+from marginkit.verify import evaluate_pairs, verify_run
 
 SIZE = 16
 
@@ -139,6 +139,9 @@ def test_verification_changes_nothing_is_logged_and_keeps_the_best(
     source = load_run_backbone(run_dir, checkpoint="best")
     pairs = original(second, (SIZE, SIZE), source.preprocessing.mean, source.preprocessing.std)
     assert evaluate_pairs(source.backbone, pairs)["ten_fold"]["mean"] == best["accuracy"]
+    assert (source.state["epoch"], source.state["step"]) == (best["epoch"], best["step"])
+    report = verify_run(run_dir, [str(second)], checkpoint="best", progress=False)
+    assert (report["epoch"], report["step"]) == (best["epoch"], best["step"])
     # and the learning-curve figure draws each set
     figure = build_learning_curves(run_dir)
     labels = [line.get_label() for line in figure.axes[1].lines]
@@ -220,3 +223,19 @@ def test_a_resumed_run_keeps_its_best_and_its_verifications(
     best = (tmp_path / "b" / "checkpoints" / "best").read_text().strip()
     assert best == whole.final["verification_best"]["checkpoint"]
     assert (tmp_path / "b" / "checkpoints" / best / "manifest.json").is_file()
+
+
+def test_the_same_step_saved_again_as_best_gets_a_new_folder(tmp_path: Path) -> None:
+    from marginkit.train.verification import BEST, save_best_checkpoint
+
+    backbone, head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
+    root = tmp_path / "checkpoints"
+    first = save_best_checkpoint(tmp_path, backbone, head, {"epoch": 1, "step": 5})
+    assert (root / BEST).read_text().strip() == first.name == "best-0000005"
+    # a resumed run scoring step 5 again: the pointer never names a folder being replaced
+    second = save_best_checkpoint(tmp_path, backbone, head, {"epoch": 1, "step": 5})
+    assert (root / BEST).read_text().strip() == second.name == "best-0000005-2"
+    assert (second / "manifest.json").is_file() and not first.exists()
+    third = save_best_checkpoint(tmp_path, backbone, head, {"epoch": 2, "step": 9})
+    assert (root / BEST).read_text().strip() == third.name == "best-0000009"
+    assert sorted(p.name for p in root.iterdir()) == [BEST, "best-0000009"]

@@ -14,7 +14,8 @@ therefore ends with bitwise the weights of the same run without it (on a CPU).
 
 The best checkpoint (by ``verify_best``'s 10-fold accuracy; ties keep the earlier one) is
 written like an epoch checkpoint (:func:`marginkit.train.checkpoint.save_checkpoint`,
-atomically) as ``checkpoints/best-SSSSSSS`` (S: the step), then ``checkpoints/best`` names
+atomically) as ``checkpoints/best-SSSSSSS`` (S: the step; ``best-SSSSSSS-2`` when a resumed
+run scores that step again), then ``checkpoints/best`` names
 it (an atomic rename), and only then is the previous best removed: at every moment the
 pointer names a complete checkpoint. Epoch checkpoints are never touched.
 """
@@ -231,9 +232,13 @@ def save_best_checkpoint(
     from marginkit.train.checkpoint import CHECKPOINTS, save_checkpoint
     from marginkit.train.runfolder import atomic_write_text
 
-    name = best_checkpoint_name(int(state["step"]))
-    folder = save_checkpoint(run_dir, backbone, head, state, name=name)
     root = run_dir / CHECKPOINTS
+    name = best_checkpoint_name(int(state["step"]))
+    copy = 1
+    while (root / name).exists():  # a resumed run re-verifying the step ``best`` names:
+        copy += 1  # a new folder, so the pointer never names a half-replaced one
+        name = f"{best_checkpoint_name(int(state['step']))}-{copy}"
+    folder = save_checkpoint(run_dir, backbone, head, state, name=name)
     atomic_write_text(root / BEST, name + "\n")
     for entry in root.iterdir():
         stale = entry.name.startswith(("best-", ".best-")) and entry.name != name

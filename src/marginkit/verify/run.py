@@ -105,7 +105,7 @@ def verify_run(
         progress: report progress on stderr.
 
     Returns:
-        ``{"run", "checkpoint", "epoch", "backbone", "loss", "input_shape",
+        ``{"run", "checkpoint", "epoch", "step", "backbone", "loss", "input_shape",
         "accuracy_unit", "sets": [{"file", "format", "num_pairs", "num_images", "flip",
         "no_flip"}, ...]}``; ``flip`` and ``no_flip`` are
         :func:`~marginkit.verify.evaluate_pairs` reports (``flip`` None with ``flip=False``).
@@ -144,7 +144,9 @@ def verify_run(
     report = {
         "run": str(run_dir),
         "checkpoint": str(folder),
-        "epoch": epoch_of(folder),
+        # a best checkpoint (--verify) names its epoch (the one in progress) and step inside
+        "epoch": int(source.state.get("epoch", epoch_of(folder) or 0)) or None,
+        "step": source.state.get("step"),
         "backbone": config.backbone,
         "loss": config.loss,
         "input_shape": list(preprocessing.input_shape),
