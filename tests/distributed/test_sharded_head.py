@@ -238,3 +238,12 @@ def test_a_shard_refuses_another_ranks_state() -> None:
     assert "\n" not in str(raised.value)
     with pytest.raises(ValueError, match=r"^shard_states must hold each rank"):
         join_state_dicts([reshard_state_dict(whole.state_dict(), 0, 2)] * 2)
+
+
+def test_importing_the_package_sets_up_no_process_group() -> None:
+    import importlib
+
+    import torch.distributed as dist
+
+    importlib.reload(importlib.import_module("marginkit.distributed"))
+    assert not dist.is_initialized()
