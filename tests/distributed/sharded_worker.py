@@ -192,6 +192,12 @@ def errors_and_autocast(rank: int, world: int) -> dict:
         want = whole(embeddings.bfloat16(), labels)
         got = sharded(embeddings[local].bfloat16(), labels[local])
     results["autocast"] = {"dtype": str(got.dtype), "difference": difference(got, want)}
+    classes = torch.cat([labels.unique(), torch.tensor([NUM_CLASSES - 1])]).unique()
+    embeddings = embeddings.double()
+    whole, sharded = whole.double(), sharded.double()
+    results["classes"] = difference(
+        sharded(embeddings[local], labels[local], classes), whole(embeddings, labels, classes)
+    )
     return results
 
 

@@ -167,6 +167,11 @@ def test_bad_input_stops_every_rank_with_one_line(ranks) -> None:
             )
 
 
+def test_an_explicit_class_subset_equals_the_whole_heads(ranks) -> None:
+    _, results = ranks
+    assert [result["classes"] <= TOLERANCE for result in results] == [True] * len(results)
+
+
 def test_autocast_keeps_float32_margin_arithmetic(ranks) -> None:
     _, results = ranks
     for result in results:
