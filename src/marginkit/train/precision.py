@@ -56,8 +56,8 @@ def resolve_device(text: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if text == "cpu":
         return torch.device("cpu")
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
+    kind, colon, index = text.partition(":")
+    if kind != "cuda" or (colon and not index.isdigit()):
         raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N; got {text!r}")
     if not torch.cuda.is_available():
         raise ConfigError(
