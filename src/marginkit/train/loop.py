@@ -381,8 +381,8 @@ def _accuracy(
     device: torch.device | None = None,
 ) -> float | None:
     """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
-    ``dataset``, in float32, each batch copied to ``device`` (None: the CPU) and the count
-    kept there (one wait for the device, at the end)."""
+    ``dataset``, in float32, each batch copied to ``device`` (None: where the networks'
+    parameters are) and the count kept there (one wait for the device, at the end)."""
     if dataset is None:
         return None
     inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
@@ -393,7 +393,9 @@ def _accuracy(
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
-    device = torch.device("cpu") if device is None else device
+    if device is None:
+        first = next(iter([*backbone.parameters(), *head.parameters()]), None)
+        device = torch.device("cpu") if first is None else first.device
     correct = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, labels.numel(), batch_size):
         batch = inputs[start : start + batch_size].to(device, non_blocking=True)  # (b, ...)
