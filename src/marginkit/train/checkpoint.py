@@ -240,10 +240,18 @@ def verify_checkpoint(folder: Path) -> dict[str, bytes]:
     return files
 
 
-def load_checkpoint(folder: Path) -> Checkpoint:
+def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and verify a checkpoint folder written by :func:`save_checkpoint`.
 
-    ``state.pt`` is loaded with ``weights_only=True``: it cannot run code.
+    ``state.pt`` is loaded with ``weights_only=True``: it cannot run code. A checkpoint loads
+    on any machine, whatever device wrote it: the weights are stored as CPU tensors and go
+    to ``map_location``; the training state is always mapped to the CPU (the RNG states must
+    be CPU tensors; ``Optimizer.load_state_dict`` moves the optimiser's state to its
+    parameters' device), so a run trained on CUDA loads, and resumes, on a CPU-only machine.
+
+    Args:
+        folder: the checkpoint's folder.
+        map_location: the device of the returned weights.
 
     Raises:
         CheckpointError: the folder is damaged (one line naming the file and why).
@@ -252,11 +260,14 @@ def load_checkpoint(folder: Path) -> Checkpoint:
 
     files = verify_checkpoint(folder)
     try:
-        weights = load(files[WEIGHTS])
+        weights = load(files[WEIGHTS])  # CPU tensors
     except Exception as error:  # the manifest matched, so the writer wrote it wrong
         raise CheckpointError(
             f"checkpoint {folder.name} is damaged ({WEIGHTS}: unreadable, {error})"
         ) from None
+    device = torch.device(map_location)
+    if device.type != "cpu":
+        weights = {key: value.to(device) for key, value in weights.items()}
     try:
         state = torch.load(io.BytesIO(files[STATE]), map_location="cpu", weights_only=True)
     except Exception as error:

@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+#: The forms of ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
 class ConfigError(ValueError):
     """A bad configuration value or file; the message is one line naming the cause."""
 
@@ -112,8 +116,16 @@ class TrainConfig:
             (None: at 50 % and 75 % of the epochs).
         lr_gamma: factor of the step schedule.
         warmup_epochs: linear learning-rate warm-up from 0 over this many epochs.
+        clip_grad_norm: clip the total gradient norm of the backbone and the head to this
+            value before each optimiser step (None: no clipping).
         seed: seed of initialisation, shuffling and augmentation.
         threads: torch CPU threads (None: torch's default).
+        device: where the networks, the batches and the metrics live: ``"auto"`` (CUDA when
+            available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a resumed run may
+            change it.
+        precision: ``"fp32"``, ``"bf16"`` (autocast of the backbone's forward to bfloat16,
+            CPU or CUDA) or ``"fp16"`` (float16 autocast with a gradient scaler, CUDA only);
+            the parameters stay float32 and the margin head computes in float32.
         log_every: steps between progress lines (0: only at the end of an epoch).
         verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
             is scored during training (flip test-time augmentation, 10-fold accuracy and
@@ -157,8 +169,11 @@ class TrainConfig:
     milestones: list[int] | None = None
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
+    clip_grad_norm: float | None = None
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     log_every: int = 50
     verify: list[str] | None = None
     verify_every: int = 0
@@ -188,6 +203,8 @@ class TrainConfig:
         for name in ("dataset", "backbone", "loss", "recipe", "pairs_file"):
             if not isinstance(getattr(self, name), str):
                 _fail(name, "a string", getattr(self, name))
+        if not isinstance(self.device, str) or _DEVICE.fullmatch(self.device) is None:
+            _fail("device", "'auto', 'cpu', 'cuda' or 'cuda:N' (--device)", self.device)
         for name in ("data_dir", "cache_dir", "out"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, Path)):
@@ -222,10 +239,12 @@ class TrainConfig:
             if not math.isfinite(value):
                 _fail(name, "a finite number", value)
             setattr(self, name, float(value))
-        if self.lr is not None:
-            if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
-                _fail("lr", "a finite number > 0 or null", self.lr)
-            self.lr = float(self.lr)
+        for name in ("lr", "clip_grad_norm"):
+            value = getattr(self, name)
+            if value is not None:
+                if not _is_number(value) or not math.isfinite(value) or value <= 0:
+                    _fail(name, "a finite number > 0 or null", value)
+                setattr(self, name, float(value))
 
     def _check_ranges(self) -> None:
         if not 0.0 <= self.label_noise < 1.0:

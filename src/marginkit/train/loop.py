@@ -7,17 +7,22 @@ The loop, in one screen (see :func:`fit`)::
         for batch in order.split(batch_size):
             x, y = inputs[batch], labels[batch]           # (B, *input_shape), (B,)
             x = augment_batch(x, generator)               # if the data set asks for it
+            x, y -> config.device                         # cpu, cuda, cuda:N
             lr -> every param group                       # warm-up + step/cosine, per step
-            embeddings = backbone(x)                      # (B, D)
-            loss, correct = head.loss_and_correct(embeddings, y)  # margin CE; schedules
-            loss.backward(); optimizer.step()
+            with autocast(config.precision):              # fp32: none; bf16, fp16
+                embeddings = backbone(x)                  # (B, D)
+            loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
+            loss.backward()                               # fp16: scaled
+            clip_grad_norm(config.clip_grad_norm); optimizer.step()
             every verify_every steps and at the epoch's end: --verify sets (best/)
         evaluate; checkpoint (atomic); metrics.json, log.csv
 
 Everything random flows from ``config.seed``: the initial weights (global RNG, seeded before
 the networks are built) and the order and augmentation of batches (a dedicated
 ``torch.Generator`` whose state is checkpointed), so on a CPU a run is bitwise reproducible
-and a resumed run ends with exactly the weights of an uninterrupted one.
+and a resumed run ends with exactly the weights of an uninterrupted one. The networks live on
+``config.device``; the data set stays in CPU memory (where the shuffling generator lives) and
+each batch is copied to the device (:mod:`marginkit.train.precision`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
 from marginkit.train.runfolder import (
@@ -82,7 +88,11 @@ __all__ = [
 ]
 
 #: Config keys that may differ between a run folder's config and a resumed run's.
-_RESUME_FREE_KEYS = frozenset({"out", "log_every", "threads", "data_dir", "cache_dir", "download"})
+#: ``device`` may: the checkpoint holds CPU tensors and loads on any device; ``precision``
+#: may not (a run's numbers depend on it).
+_RESUME_FREE_KEYS = frozenset(
+    {"out", "log_every", "threads", "device", "data_dir", "cache_dir", "download"}
+)
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
 #: metrics row (as in ``metrics.json``); it must not change the networks.
@@ -363,10 +373,16 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
 # ----------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def _accuracy(
-    backbone: nn.Module, head: nn.Module, dataset: Any, num_classes: int, batch_size: int
+    backbone: nn.Module,
+    head: nn.Module,
+    dataset: Any,
+    num_classes: int,
+    batch_size: int,
+    device: torch.device | None = None,
 ) -> float | None:
     """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
-    ``dataset``."""
+    ``dataset``, in float32, each batch copied to ``device`` (None: where the networks'
+    parameters are) and the count kept there (one wait for the device, at the end)."""
     if dataset is None:
         return None
     inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
@@ -377,13 +393,17 @@ def _accuracy(
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
-    correct = 0
+    if device is None:
+        first = next(iter([*backbone.parameters(), *head.parameters()]), None)
+        device = torch.device("cpu") if first is None else first.device
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for start in range(0, labels.numel(), batch_size):
-        scores = head.logits(backbone(inputs[start : start + batch_size]))  # (b, C)
-        correct += int((scores.argmax(1) == labels[start : start + batch_size]).sum())
+        batch = inputs[start : start + batch_size].to(device, non_blocking=True)  # (b, ...)
+        scores = head.logits(backbone(batch))  # (b, C)
+        correct += (scores.argmax(1) == labels[start : start + batch_size].to(device)).sum()
     backbone.train(was_training[0])
     head.train(was_training[1])
-    return correct / labels.numel()
+    return int(correct) / labels.numel()
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -468,6 +488,7 @@ class _Run:
     run_dir: Path | None
     say: Callable[[str], None]
     stream: TextIO
+    precision: TrainingPrecision  # the device, autocast, gradient scaler and clipping
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0  # optimiser steps taken
     start_epoch: int = 0
@@ -488,7 +509,7 @@ class _Tally:
     """The running loss and accuracy of the epoch being trained."""
 
     start: float = field(default_factory=time.perf_counter)
-    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
+    loss_sum: float = 0.0  # sum of the batches' mean losses x their sizes, in float64
     correct: int = 0
     seen: int = 0
     lr: float = 0.0  # the last step's
@@ -497,9 +518,15 @@ class _Tally:
     verify_time: float = 0.0  # seconds of verification, not counted as training
     verification_steps: list[dict[str, Any]] = field(default_factory=list)  # within it
 
+    def add(self, loss: float, correct: int, count: int) -> None:
+        """Count a batch of ``count`` samples: its mean loss and how many it got right."""
+        self.loss_sum += loss * count
+        self.correct += correct
+        self.seen += count
+
     @property
     def loss(self) -> float:
-        return float(self.loss_sum) / self.seen
+        return self.loss_sum / self.seen
 
     @property
     def accuracy(self) -> float:
@@ -583,6 +610,8 @@ def _set_up(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     _check_names(config)
+    device = resolve_device(config.device)  # no such device, or fp16 on the CPU: fail now
+    precision = TrainingPrecision.create(device, config.precision, config.clip_grad_norm)
     run_dir = None if config.out is None else Path(config.out)
     if run_dir is not None:
         _check_not_in_use(run_dir)
@@ -592,7 +621,9 @@ def _set_up(
         bundle = load_bundle(config, progress=progress)
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     verification = load_verification(config, bundle, verify_files, progress)  # read once
-    backbone, head = build_models(config, bundle)
+    backbone, head = build_models(config, bundle)  # on the CPU, from the seed
+    backbone.to(device)  # the same initial weights on every device
+    head.to(device)
     inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
     count = labels.numel()
     if count < 2:
@@ -613,6 +644,7 @@ def _set_up(
         run_dir=run_dir,
         say=(lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None),
         stream=stream,
+        precision=precision,
         verification=verification,
     )
     if run_dir is not None:
@@ -641,7 +673,8 @@ def _open_run_folder(
     if checkpoint is not None:
         run.last_checkpoint = str(checkpoint.path)
         load_weights(checkpoint, run.backbone, run.head)
-        run.optimizer.load_state_dict(checkpoint.state["optimizer"])
+        run.optimizer.load_state_dict(checkpoint.state["optimizer"])  # to the params' device
+        run.precision.load_state_dict(checkpoint.state)  # fp16's scaler, the CUDA RNG
         run.generator.set_state(checkpoint.state["generator"])
         torch.set_rng_state(checkpoint.state["torch_rng"])
         # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
@@ -683,9 +716,9 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     Returns:
         The epoch's training loss, accuracy, last lr and time.
     """
-    config, backbone, head, optimizer = run.config, run.backbone, run.head, run.optimizer
-    backbone.train()
-    head.train()
+    config, optimizer = run.config, run.optimizer
+    run.backbone.train()
+    run.head.train()
     order = torch.randperm(run.labels.numel(), generator=run.generator)  # (N,)
     tally = _Tally()
     batches = min(run.steps_per_epoch, run.run_steps - run.step)
@@ -701,26 +734,56 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = tally.lr
-        embeddings = backbone(x)  # (B, D)
-        if not bool(torch.isfinite(embeddings).all()):
-            _fail(run, epoch, batch_index, "the embeddings")
-        loss, correct = head.loss_and_correct(embeddings, y)  # scalar, (B,) from one pass
-        if not bool(torch.isfinite(loss)):
-            _fail(run, epoch, batch_index, "the loss")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, correct = _step(run, epoch, batch_index, x, y)
         run.step += 1
         # the running figures and the step's log
-        with torch.no_grad():
-            tally.loss_sum += loss.detach().double() * y.numel()
-            tally.correct += int(correct.sum())
-            tally.seen += y.numel()
+        tally.add(loss, correct, y.numel())
         fault_point("step", run.step)
         verified = _verify(run, epoch, tally, last_of_epoch=batch_index == batches - 1)
-        _report_step(run, epoch, batch_index, float(loss.detach()), tally, verified)
+        _report_step(run, epoch, batch_index, loss, tally, verified)
     tally.train_time = time.perf_counter() - tally.start - tally.verify_time
     return tally
+
+
+def _step(
+    run: _Run, epoch: int, batch_index: int, inputs: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, int]:
+    """One optimiser step on a batch, on the run's device and in its precision.
+
+    The loop waits for the device once per step (on CUDA; the head's own input checks and
+    the per-step log's hyper-parameters may add theirs): the loss and the number of samples
+    classified correctly are read together after the backward pass is queued and before the
+    update, so a non-finite loss stops the run without reaching the weights.
+
+    Args:
+        inputs: (B, *input_shape) batch, on the CPU.
+        labels: (B,) class indices, on the CPU.
+
+    Returns:
+        The batch's mean loss and its number of correctly classified samples.
+
+    Raises:
+        NonFiniteLossError: the embeddings or the loss is NaN or infinite.
+    """
+    device = run.precision.device
+    inputs = inputs.to(device, non_blocking=True)  # (B, *input_shape); no copy on the CPU
+    labels = labels.to(device, non_blocking=True)  # (B,)
+    with run.precision.autocast():
+        embeddings = run.backbone(inputs)  # (B, D), bf16/fp16 under autocast
+    try:
+        loss, correct = run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
+    except ValueError:  # the head refuses non-finite embeddings (among other bad input)
+        if not bool(torch.isfinite(embeddings).all()):
+            _fail(run, epoch, batch_index, "the embeddings")
+        raise
+    run.optimizer.zero_grad(set_to_none=True)
+    run.precision.backward(loss)
+    figures = torch.stack([loss.detach(), correct.sum().to(loss.dtype)])  # (2,)
+    loss_value, correct_count = figures.tolist()  # the step's one wait for the device
+    if not math.isfinite(loss_value):
+        _fail(run, epoch, batch_index, "the loss")
+    run.precision.step(run.optimizer)  # clipping, fp16's scaler, the update
+    return loss_value, int(correct_count)
 
 
 def _fail(run: _Run, epoch: int, batch_index: int, what: str) -> None:
@@ -816,14 +879,17 @@ def _report_step(
 def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | None) -> None:
     """Evaluate, record and report the epoch; write its checkpoint; call ``on_epoch``."""
     bundle, networks, batch = run.bundle, (run.backbone, run.head), run.config.eval_batch_size
+    device = run.precision.device
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "step": run.step,
         "lr": tally.lr,
         "train_loss": tally.loss,
         "train_accuracy": tally.accuracy,
-        "validation_accuracy": _accuracy(*networks, bundle.validation, bundle.num_classes, batch),
-        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch),
+        "validation_accuracy": _accuracy(
+            *networks, bundle.validation, bundle.num_classes, batch, device
+        ),
+        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch, device),
         "images_per_second": tally.seen / tally.train_time,
         "hyperparameters": run.head.hyperparameters(),
     }
@@ -844,6 +910,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
             "torch_rng": torch.get_rng_state(),
             "history": run.history,
             "accuracy_unit": ACCURACY_UNIT,
+            **run.precision.state_dict(),
         }
         run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, run.head, state))
         _write_logs(run.run_dir, run.config, run.history, {})
