@@ -40,6 +40,7 @@ from torch import nn
 
 from marginkit.progress import Progress, format_seconds
 from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
+from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     fault_point,
     find_checkpoint,
@@ -82,7 +83,9 @@ __all__ = [
 ]
 
 #: Config keys that may differ between a run folder's config and a resumed run's.
-_RESUME_FREE_KEYS = frozenset({"out", "log_every", "threads", "data_dir", "cache_dir", "download"})
+_RESUME_FREE_KEYS = frozenset(
+    {"out", "log_every", "threads", "data_dir", "cache_dir", "download", "workers"}
+)
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
 #: metrics row (as in ``metrics.json``); it must not change the networks.
@@ -136,6 +139,7 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
         min_images_per_person=config.min_images_per_person,
         pairs_file=config.pairs_file,
         progress=progress,
+        workers=config.workers,
     )
 
 
@@ -304,18 +308,18 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _training_set(config: TrainConfig, bundle: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs (N, *input_shape) and labels (N,) a run trains on: the training split, or
-    its seeded class-balanced ``train_fraction`` subset."""
-    inputs, labels = bundle.train.tensors()  # (N, *input_shape) float32, (N,) long
+def _training_set(config: TrainConfig, bundle: Any) -> BatchSource:
+    """The samples a run trains on (in memory, or streamed from files): the training split,
+    or its seeded class-balanced ``train_fraction`` subset."""
+    source = BatchSource(bundle.train)
     if config.train_fraction < 1.0:
         from marginkit.data.options import derived_generator, stratified_split
 
         keep = stratified_split(
-            labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
+            source.labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
         )[1]
-        inputs, labels = inputs[keep], labels[keep]
-    return inputs, labels
+        source = source.subset(keep)
+    return source
 
 
 def _epoch_length(config: TrainConfig, count: int) -> tuple[int, int]:
@@ -329,7 +333,7 @@ def _epoch_length(config: TrainConfig, count: int) -> tuple[int, int]:
 
 def planned_steps(config: TrainConfig, bundle: Any) -> int:
     """The number of optimiser steps :func:`fit` will take for ``config`` on ``bundle``."""
-    count = _training_set(config, bundle)[1].numel()
+    count = len(_training_set(config, bundle))
     return total_steps(config, _epoch_length(config, max(count, 2))[1])
 
 
@@ -369,21 +373,21 @@ def _accuracy(
     ``dataset``."""
     if dataset is None:
         return None
-    inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
-    known = labels < num_classes
+    source = BatchSource(dataset)
+    known = source.labels < num_classes
     if not bool(known.any()):
         return None
-    inputs, labels = inputs[known], labels[known]
+    source = source.subset(torch.nonzero(known).flatten())
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
     correct = 0
-    for start in range(0, labels.numel(), batch_size):
-        scores = head.logits(backbone(inputs[start : start + batch_size]))  # (b, C)
-        correct += int((scores.argmax(1) == labels[start : start + batch_size]).sum())
+    for inputs, labels in source.in_order(batch_size):  # (b, *input_shape), (b,)
+        scores = head.logits(backbone(inputs))  # (b, C)
+        correct += int((scores.argmax(1) == labels).sum())
     backbone.train(was_training[0])
     head.train(was_training[1])
-    return correct / labels.numel()
+    return correct / len(source)
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -460,8 +464,7 @@ class _Run:
     head: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the order and augmentation of batches
-    inputs: torch.Tensor  # (N, *input_shape)
-    labels: torch.Tensor  # (N,)
+    batches: BatchSource  # the training samples, in memory or streamed
     batch_size: int
     steps_per_epoch: int
     run_steps: int  # the whole run's optimiser steps
@@ -593,8 +596,8 @@ def _set_up(
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, head = build_models(config, bundle)
-    inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
-    count = labels.numel()
+    batches = _training_set(config, bundle)
+    count = len(batches)
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
     batch_size, steps_per_epoch = _epoch_length(config, count)
@@ -605,8 +608,7 @@ def _set_up(
         head=head,
         optimizer=_optimizer(config, [*backbone.parameters(), *head.parameters()]),
         generator=torch.Generator().manual_seed(config.seed),
-        inputs=inputs,
-        labels=labels,
+        batches=batches,
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         run_steps=total_steps(config, steps_per_epoch),
@@ -686,13 +688,11 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     config, backbone, head, optimizer = run.config, run.backbone, run.head, run.optimizer
     backbone.train()
     head.train()
-    order = torch.randperm(run.labels.numel(), generator=run.generator)  # (N,)
     tally = _Tally()
     batches = min(run.steps_per_epoch, run.run_steps - run.step)
-    for batch_index in range(batches):
-        # the batch
-        index = order[batch_index * run.batch_size : (batch_index + 1) * run.batch_size]  # (B,)
-        x, y = run.inputs[index], run.labels[index]  # (B, *input_shape), (B,)
+    # the batches of a randperm drawn from run.generator: from memory or decoded by workers
+    epoch_batches = run.batches.epoch(run.generator, run.batch_size, batches)
+    for batch_index, (x, y) in enumerate(epoch_batches):  # (B, *input_shape), (B,)
         if run.bundle.augment:
             from marginkit.data import augment_batch
 
