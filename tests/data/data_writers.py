@@ -157,10 +157,14 @@ def write_lfw(directory: Path, people: dict[str, int], seed: int = 0) -> dict[st
 
 
 def write_image_folder(
-    directory: Path, classes: int = 3, per_class: int = 4, size: tuple[int, int] = (20, 24)
+    directory: Path,
+    classes: int = 3,
+    per_class: int = 4,
+    size: tuple[int, int] = (20, 24),
+    extension: str = "png",
 ) -> list[str]:
     """A miniature ``folder`` data set: ``c<k>/<i>.png`` random RGB images of ``size``
-    (height, width), lossless.
+    (height, width), lossless (or ``c<k>/<i>.<extension>``, e.g. ``jpg``).
 
     Returns:
         The images' paths relative to ``directory``, sorted (the loader's order).
@@ -169,7 +173,7 @@ def write_image_folder(
     names = []
     for label in range(classes):
         for index in range(per_class):
-            name = f"c{label}/{index}.png"
+            name = f"c{label}/{index}.{extension}"
             write_image(directory / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
             names.append(name)
     return sorted(names)

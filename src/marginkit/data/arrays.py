@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["ArrayDataset", "channel_statistics"]
+__all__ = ["ArrayDataset", "channel_statistics", "moments_of_counts"]
 
 
 class ArrayDataset(Dataset):
@@ -123,10 +123,26 @@ def channel_statistics(
                 counts = piece.to(torch.float64)
             else:
                 counts[: piece.numel()] += piece.to(torch.float64)
-        values = torch.arange(counts.numel(), dtype=torch.float64) * value_scale
-        total = counts.sum()
-        mean = float((counts * values).sum() / total)
-        variance = float((counts * (values - mean) ** 2).sum() / total)
+        mean, std = moments_of_counts(counts, value_scale)
         means.append(mean)
-        stds.append(max(variance, 0.0) ** 0.5 or 1.0)
+        stds.append(std)
     return means, stds
+
+
+def moments_of_counts(counts: Tensor, value_scale: float) -> tuple[float, float]:
+    """Mean and population standard deviation of values ``code * value_scale`` given how
+    often each code occurs.
+
+    Args:
+        counts: ``(K,)`` float64, ``counts[k]`` the number of samples with code ``k``
+            (``K`` one more than the largest code present, as ``torch.bincount`` gives).
+        value_scale: factor from codes to values.
+
+    Returns:
+        ``(mean, std)``; a zero standard deviation is returned as 1.0 (nothing to scale).
+    """
+    values = torch.arange(counts.numel(), dtype=torch.float64) * value_scale
+    total = counts.sum()
+    mean = float((counts * values).sum() / total)
+    variance = float((counts * (values - mean) ** 2).sum() / total)
+    return mean, max(variance, 0.0) ** 0.5 or 1.0

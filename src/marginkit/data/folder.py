@@ -3,7 +3,9 @@
 Classes are the non-hidden sub-folders holding at least one image (extensions in
 :data:`marginkit.data.images.IMAGE_EXTENSIONS`), sorted by name; images are converted to RGB,
 centre-cropped to the output's aspect ratio and resized. A pairs file in the folder (LFW
-format, see :mod:`marginkit.data.pairs`) adds verification pairs.
+format, see :mod:`marginkit.data.pairs`) adds verification pairs. With ``workers > 0`` the
+training images are only indexed (:class:`marginkit.data.stream.ImageFiles`), to be decoded
+lazily.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from marginkit.data.errors import DataError
 from marginkit.data.images import IMAGE_EXTENSIONS, decode_images
 from marginkit.data.lfw import read_pair_images
 from marginkit.data.raw import RawSplits
+from marginkit.data.stream import ImageFiles
 
 __all__ = ["read_folder"]
 
@@ -31,9 +34,15 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def read_folder(
-    directory: Path, size: tuple[int, int], pairs_file: str, *, progress: bool = False
+    directory: Path,
+    size: tuple[int, int],
+    pairs_file: str,
+    *,
+    progress: bool = False,
+    workers: int = 0,
 ) -> RawSplits:
-    """Decode every image under ``directory/<class>/``.
+    """Decode (``workers == 0``) or index (``workers > 0``) every image under
+    ``directory/<class>/``.
 
     Raises:
         DataError: no class sub-folder holds an image, or an image cannot be decoded.
@@ -62,7 +71,11 @@ def read_folder(
         else None
     )
     return RawSplits(
-        train_data=decode_images(paths, size, progress=progress),
+        train_data=(
+            ImageFiles(paths, size, 1.0, workers)
+            if workers > 0
+            else decode_images(paths, size, progress=progress)
+        ),
         train_labels=torch.tensor(labels, dtype=torch.long),
         test_data=None,
         test_labels=None,

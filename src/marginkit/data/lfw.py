@@ -24,6 +24,7 @@ from marginkit.data.errors import DataError
 from marginkit.data.images import IMAGE_EXTENSIONS, decode_images
 from marginkit.data.pairs import PairList, image_name, read_pairs, read_people
 from marginkit.data.raw import RawPairs, RawSplits
+from marginkit.data.stream import ImageFiles
 
 __all__ = [
     "LFW_CROP_FRACTION",
@@ -125,8 +126,13 @@ def read_lfw(
     pairs_file: str,
     *,
     progress: bool = False,
+    workers: int = 0,
 ) -> RawSplits:
     """Decode LFW's DevTrain identities and the images of a pairs file.
+
+    With ``workers > 0`` the training images are only indexed
+    (:class:`marginkit.data.stream.ImageFiles`), to be decoded lazily; the pairs' images
+    (a fixed evaluation set) are decoded either way.
 
     Returns:
         Splits with the training identities (no test split) and ``pairs``.
@@ -162,7 +168,11 @@ def read_lfw(
         root, directory / pairs_file, size, LFW_CROP_FRACTION, progress=progress
     )
     return RawSplits(
-        train_data=decode_images(paths, size, LFW_CROP_FRACTION, progress=progress),
+        train_data=(
+            ImageFiles(paths, size, LFW_CROP_FRACTION, workers)
+            if workers > 0
+            else decode_images(paths, size, LFW_CROP_FRACTION, progress=progress)
+        ),
         train_labels=torch.tensor(labels, dtype=torch.long),
         test_data=None,
         test_labels=None,

@@ -24,6 +24,7 @@ from marginkit.data.options import (
 )
 from marginkit.data.raw import RawSplits
 from marginkit.data.readers import ReadRequest
+from marginkit.data.stream import ImageFileDataset, ImageFiles, file_statistics
 
 __all__ = ["DATASETS", "DATA_ENVIRONMENT_VARIABLE", "assemble", "data_root", "load_dataset"]
 
@@ -95,6 +96,25 @@ def _resolve_directory(
     return ensure_files(name, root / name, download=download, progress=progress)
 
 
+def _read_request(
+    name: str,
+    image_size: tuple[int, int] | None,
+    min_images_per_person: int,
+    pairs_file: str,
+    workers: int,
+) -> ReadRequest:
+    """The reader's request for ``name`` (no folder yet), its options checked."""
+    return ReadRequest(
+        name=name,
+        directory=None,
+        image_size=image_size,
+        min_images_per_person=check_integer("min_images_per_person", min_images_per_person, 1),
+        pairs_file=_check_pairs_file(pairs_file),
+        progress=False,
+        workers=check_integer("workers", workers, 0),
+    )
+
+
 def data_root() -> Path | None:
     """``$MARGINKIT_DATA``: a folder holding data sets by name (``mnist/``, ``lfw/`` ...),
     or None when the variable is unset or empty."""
@@ -127,6 +147,7 @@ def load_dataset(
     min_images_per_person: int = 10,
     pairs_file: str = "pairsDevTest.txt",
     progress: bool = True,
+    workers: int = 0,
 ) -> DataBundle:
     """Load a data set with the options experiments need.
 
@@ -154,6 +175,9 @@ def load_dataset(
         min_images_per_person: ``lfw``: keep DevTrain people with at least this many images.
         pairs_file: ``lfw`` (and ``folder``, when present) verification pairs file.
         progress: report download and image-decoding progress (with its ETA) on stderr.
+        workers: ``folder``/``lfw``: 0 decodes every image into memory; ``N > 0`` indexes
+            the training images, decoded lazily by ``N`` ``DataLoader`` processes
+            (:mod:`marginkit.data.stream`, same items). Tensor data sets stay in memory.
 
     Returns:
         A :class:`DataBundle`.
@@ -171,14 +195,8 @@ def load_dataset(
         raise TypeError(f"augment: expected True, False or None, got {augment!r}")
     image_size = _check_image_size(image_size)
     classes = _check_classes(classes, label_noise)
-    request = ReadRequest(
-        name=name,
-        directory=None,
-        image_size=image_size,
-        min_images_per_person=check_integer("min_images_per_person", min_images_per_person, 1),
-        pairs_file=_check_pairs_file(pairs_file),
-        progress=progress,
-    )
+    request = _read_request(name, image_size, min_images_per_person, pairs_file, workers)
+    request = replace(request, progress=progress)
     if name not in _BUNDLED:
         directory = _resolve_directory(name, data_dir, cache_dir, download, progress)
         request = replace(request, directory=directory)
@@ -190,6 +208,7 @@ def load_dataset(
         validation_fraction=validation_fraction,
         augment=augment,
         seed=seed,
+        progress=progress,
     )
 
 
@@ -202,18 +221,29 @@ def assemble(
     validation_fraction: float = 0.0,
     augment: bool | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> DataBundle:
     """Apply the class subset, validation split and label noise to decoded splits.
 
     Normalisation statistics come from the whole training file (before any option), so they
     do not change with the options. Order: class subset, then the stratified validation split,
-    then noise on what remains for training.
+    then noise on what remains for training. Training images held as an index of files
+    (:class:`~marginkit.data.stream.ImageFiles`) give streamed splits, read lazily.
     """
     chosen = check_classes(classes, len(raw.class_names))
-    mean, std = channel_statistics(raw.train_data, raw.value_scale)
+    if isinstance(raw.train_data, ImageFiles):
+        mean, std = file_statistics(raw.train_data, raw.value_scale, progress=progress)
+    else:
+        mean, std = channel_statistics(raw.train_data, raw.value_scale)
 
-    def dataset(data: torch.Tensor, labels: torch.Tensor) -> ArrayDataset:
-        return ArrayDataset(data, labels, mean, std, raw.value_scale)
+    def dataset(
+        data: torch.Tensor | ImageFiles,
+        labels: torch.Tensor,
+        clean_labels: torch.Tensor | None = None,
+    ) -> ArrayDataset | ImageFileDataset:
+        if isinstance(data, ImageFiles):
+            return ImageFileDataset(data, labels, mean, std, raw.value_scale, clean_labels)
+        return ArrayDataset(data, labels, mean, std, raw.value_scale, clean_labels)
 
     subset = _select_classes(raw, chosen)
     train_data, train_labels = subset.train_data, subset.train_labels
@@ -231,9 +261,7 @@ def assemble(
         noisy_labels = inject_symmetric_noise(
             train_labels, label_noise, subset.num_classes, derived_generator(seed, "label_noise")
         )
-    train = ArrayDataset(
-        train_data, noisy_labels, mean, std, raw.value_scale, clean_labels=train_labels
-    )
+    train = dataset(train_data, noisy_labels, clean_labels=train_labels)
     test = None
     if raw.test_data is not None and subset.test_labels is not None:
         test = dataset(raw.test_data, subset.test_labels)
@@ -270,7 +298,7 @@ class _ClassSubset:
         test_class_names: every class's name, by new label.
     """
 
-    train_data: torch.Tensor
+    train_data: torch.Tensor | ImageFiles
     train_labels: torch.Tensor
     test_labels: torch.Tensor | None
     num_classes: int
@@ -303,7 +331,8 @@ def _select_classes(raw: RawSplits, chosen: list[int] | None) -> _ClassSubset:
 
 
 def _verification_pairs(
-    raw: RawSplits, dataset: Callable[[torch.Tensor, torch.Tensor], ArrayDataset]
+    raw: RawSplits,
+    dataset: Callable[[torch.Tensor, torch.Tensor], ArrayDataset | ImageFileDataset],
 ) -> VerificationPairs | None:
     """The pairs of ``raw`` with their images as a data set (labelled -1), or None."""
     if raw.pairs is None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from marginkit.data.stream import ImageFiles
 
 __all__ = ["RawPairs", "RawSplits"]
 
@@ -35,7 +39,9 @@ class RawSplits:
     """Decoded training and test arrays as stored on disk.
 
     Attributes:
-        train_data: ``(N, *input_shape)`` integer codes (``uint8`` pixels for images).
+        train_data: ``(N, *input_shape)`` integer codes (``uint8`` pixels for images), or
+            the index of image files decoded lazily (``workers > 0``, see
+            :mod:`marginkit.data.stream`).
         train_labels: ``(N,)`` long labels in ``0..len(class_names)-1``.
         test_data: ``(M, *input_shape)`` codes, or None when there is no test split.
         test_labels: ``(M,)`` long labels, or None.
@@ -45,7 +51,7 @@ class RawSplits:
         pairs: verification pairs, when the data set defines them.
     """
 
-    train_data: Tensor
+    train_data: Tensor | ImageFiles
     train_labels: Tensor
     test_data: Tensor | None
     test_labels: Tensor | None

@@ -38,6 +38,9 @@ class ReadRequest:
         min_images_per_person: ``lfw``: smallest class kept.
         pairs_file: ``lfw``/``folder`` verification pairs file.
         progress: report image-decoding progress on stderr.
+        workers: ``folder``/``lfw``: 0 decodes the training images into memory; more
+            indexes them, to be decoded lazily by that many ``DataLoader`` processes
+            (:mod:`marginkit.data.stream`).
     """
 
     name: str
@@ -46,6 +49,7 @@ class ReadRequest:
     min_images_per_person: int
     pairs_file: str
     progress: bool
+    workers: int = 0
 
     def folder(self) -> Path:
         """The folder to read (every data set but the bundled digits has one)."""
@@ -87,7 +91,13 @@ def read_image_folder(request: ReadRequest) -> RawSplits:
     from marginkit.data.folder import read_folder
 
     size = request.image_size or FACE_IMAGE_SIZE
-    return read_folder(request.folder(), size, request.pairs_file, progress=request.progress)
+    return read_folder(
+        request.folder(),
+        size,
+        request.pairs_file,
+        progress=request.progress,
+        workers=request.workers,
+    )
 
 
 def read_lfw_tree(request: ReadRequest) -> RawSplits:
@@ -101,4 +111,5 @@ def read_lfw_tree(request: ReadRequest) -> RawSplits:
         request.min_images_per_person,
         request.pairs_file,
         progress=request.progress,
+        workers=request.workers,
     )

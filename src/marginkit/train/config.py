@@ -126,6 +126,11 @@ class TrainConfig:
         precision: ``"fp32"``, ``"bf16"`` (autocast of the backbone's forward to bfloat16,
             CPU or CUDA) or ``"fp16"`` (float16 autocast with a gradient scaler, CUDA only);
             the parameters stay float32 and the margin head computes in float32.
+        workers: ``folder``/``lfw``: 0 decodes the training images into memory before the
+            first step; ``N > 0`` keeps only their index and decodes batches lazily in ``N``
+            ``DataLoader`` worker processes (same inputs, same order, same augmentation,
+            same weights; memory independent of the number of images). The tensor data
+            sets (MNIST, CIFAR, SVHN, digits) stay in memory.
         log_every: steps between progress lines (0: only at the end of an epoch).
         verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
             is scored during training (flip test-time augmentation, 10-fold accuracy and
@@ -174,6 +179,7 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    workers: int = 0
     log_every: int = 50
     verify: list[str] | None = None
     verify_every: int = 0
@@ -214,7 +220,14 @@ class TrainConfig:
 
     def _check_integers(self) -> None:
         positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size")
-        others = ("min_images_per_person", "warmup_epochs", "seed", "log_every", "verify_every")
+        others = (
+            "min_images_per_person",
+            "warmup_epochs",
+            "seed",
+            "log_every",
+            "verify_every",
+            "workers",
+        )
         for name in (*positive, *others):
             minimum = 1 if name in positive else 0
             if not _is_integer(getattr(self, name), minimum):

@@ -45,6 +45,7 @@ from torch import nn
 
 from marginkit.progress import Progress, format_seconds
 from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
+from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     fault_point,
     find_checkpoint,
@@ -91,7 +92,7 @@ __all__ = [
 #: ``device`` may: the checkpoint holds CPU tensors and loads on any device; ``precision``
 #: may not (a run's numbers depend on it).
 _RESUME_FREE_KEYS = frozenset(
-    {"out", "log_every", "threads", "device", "data_dir", "cache_dir", "download"}
+    {"out", "log_every", "threads", "device", "data_dir", "cache_dir", "download", "workers"}
 )
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
@@ -146,6 +147,7 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
         min_images_per_person=config.min_images_per_person,
         pairs_file=config.pairs_file,
         progress=progress,
+        workers=config.workers,
     )
 
 
@@ -314,18 +316,19 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _training_set(config: TrainConfig, bundle: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs (N, *input_shape) and labels (N,) a run trains on: the training split, or
-    its seeded class-balanced ``train_fraction`` subset."""
-    inputs, labels = bundle.train.tensors()  # (N, *input_shape) float32, (N,) long
+def _training_set(config: TrainConfig, bundle: Any) -> BatchSource:
+    """The samples a run trains on (in memory, or streamed from files): the training split,
+    or its seeded class-balanced ``train_fraction`` subset; streamed batches are pinned for a
+    fast copy when the run is on CUDA."""
+    source = BatchSource(bundle.train, pin_memory=resolve_device(config.device).type == "cuda")
     if config.train_fraction < 1.0:
         from marginkit.data.options import derived_generator, stratified_split
 
         keep = stratified_split(
-            labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
+            source.labels, config.train_fraction, derived_generator(config.seed, "train_fraction")
         )[1]
-        inputs, labels = inputs[keep], labels[keep]
-    return inputs, labels
+        source = source.subset(keep)
+    return source
 
 
 def _epoch_length(config: TrainConfig, count: int) -> tuple[int, int]:
@@ -339,7 +342,7 @@ def _epoch_length(config: TrainConfig, count: int) -> tuple[int, int]:
 
 def planned_steps(config: TrainConfig, bundle: Any) -> int:
     """The number of optimiser steps :func:`fit` will take for ``config`` on ``bundle``."""
-    count = _training_set(config, bundle)[1].numel()
+    count = len(_training_set(config, bundle))
     return total_steps(config, _epoch_length(config, max(count, 2))[1])
 
 
@@ -385,11 +388,11 @@ def _accuracy(
     parameters are) and the count kept there (one wait for the device, at the end)."""
     if dataset is None:
         return None
-    inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
-    known = labels < num_classes
+    source = BatchSource(dataset)
+    known = source.labels < num_classes
     if not bool(known.any()):
         return None
-    inputs, labels = inputs[known], labels[known]
+    source = source.subset(torch.nonzero(known).flatten())
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
@@ -397,13 +400,12 @@ def _accuracy(
         first = next(iter([*backbone.parameters(), *head.parameters()]), None)
         device = torch.device("cpu") if first is None else first.device
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for start in range(0, labels.numel(), batch_size):
-        batch = inputs[start : start + batch_size].to(device, non_blocking=True)  # (b, ...)
-        scores = head.logits(backbone(batch))  # (b, C)
-        correct += (scores.argmax(1) == labels[start : start + batch_size].to(device)).sum()
+    for inputs, labels in source.in_order(batch_size):  # (b, *input_shape), (b,)
+        scores = head.logits(backbone(inputs.to(device, non_blocking=True)))  # (b, C)
+        correct += (scores.argmax(1) == labels.to(device)).sum()
     backbone.train(was_training[0])
     head.train(was_training[1])
-    return int(correct) / labels.numel()
+    return int(correct) / len(source)
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -480,8 +482,7 @@ class _Run:
     head: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the order and augmentation of batches
-    inputs: torch.Tensor  # (N, *input_shape)
-    labels: torch.Tensor  # (N,)
+    batches: BatchSource  # the training samples, in memory or streamed
     batch_size: int
     steps_per_epoch: int
     run_steps: int  # the whole run's optimiser steps
@@ -624,8 +625,8 @@ def _set_up(
     backbone, head = build_models(config, bundle)  # on the CPU, from the seed
     backbone.to(device)  # the same initial weights on every device
     head.to(device)
-    inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
-    count = labels.numel()
+    batches = _training_set(config, bundle)
+    count = len(batches)
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
     batch_size, steps_per_epoch = _epoch_length(config, count)
@@ -636,8 +637,7 @@ def _set_up(
         head=head,
         optimizer=_optimizer(config, [*backbone.parameters(), *head.parameters()]),
         generator=torch.Generator().manual_seed(config.seed),
-        inputs=inputs,
-        labels=labels,
+        batches=batches,
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         run_steps=total_steps(config, steps_per_epoch),
@@ -719,13 +719,11 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     config, optimizer = run.config, run.optimizer
     run.backbone.train()
     run.head.train()
-    order = torch.randperm(run.labels.numel(), generator=run.generator)  # (N,)
     tally = _Tally()
     batches = min(run.steps_per_epoch, run.run_steps - run.step)
-    for batch_index in range(batches):
-        # the batch
-        index = order[batch_index * run.batch_size : (batch_index + 1) * run.batch_size]  # (B,)
-        x, y = run.inputs[index], run.labels[index]  # (B, *input_shape), (B,)
+    # the batches of a randperm drawn from run.generator: from memory or decoded by workers
+    epoch_batches = run.batches.epoch(run.generator, run.batch_size, batches)
+    for batch_index, (x, y) in enumerate(epoch_batches):  # (B, *input_shape), (B,)
         if run.bundle.augment:
             from marginkit.data import augment_batch
 
