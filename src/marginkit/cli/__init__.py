@@ -44,6 +44,9 @@ _COMPARE_SETTINGS = (
     "classes",
     "recipe",
     "threads",
+    "device",
+    "precision",
+    "workers",
 )
 
 

@@ -142,7 +142,7 @@ class CompareSpec:
     def grid_identity(self) -> dict[str, Any]:
         """What makes two grids the same set of runs (settings, runs, seeds)."""
         values = self.to_dict()
-        free = ("threads", "log_every", "data_dir", "cache_dir", "download")
+        free = ("threads", "log_every", "data_dir", "cache_dir", "download", "device", "workers")
         values["settings"] = {k: v for k, v in values["settings"].items() if k not in free}
         return {key: values[key] for key in ("settings", "runs", "seeds")}
 
