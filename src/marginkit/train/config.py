@@ -114,6 +114,12 @@ class TrainConfig:
         warmup_epochs: linear learning-rate warm-up from 0 over this many epochs.
         seed: seed of initialisation, shuffling and augmentation.
         threads: torch CPU threads (None: torch's default).
+        nproc: training processes started on this machine (gloo on CPU, NCCL on CUDA), each
+            taking an equal part of every batch (``batch_size`` is the global batch): a DDP
+            backbone and the head's classes sharded across them (docs/distributed.md); under
+            ``torchrun`` its processes are used instead.
+        timeout: seconds a process waits for the others in a collective step before it
+            stops with an error naming itself (a rank that died or hangs).
         log_every: steps between progress lines (0: only at the end of an epoch).
         verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
             is scored during training (flip test-time augmentation, 10-fold accuracy and
@@ -159,6 +165,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     seed: int = 0
     threads: int | None = None
+    nproc: int = 1
+    timeout: float = 300.0
     log_every: int = 50
     verify: list[str] | None = None
     verify_every: int = 0
@@ -196,7 +204,7 @@ class TrainConfig:
                 setattr(self, name, str(value))
 
     def _check_integers(self) -> None:
-        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size")
+        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size", "nproc")
         others = ("min_images_per_person", "warmup_epochs", "seed", "log_every", "verify_every")
         for name in (*positive, *others):
             minimum = 1 if name in positive else 0
@@ -222,6 +230,9 @@ class TrainConfig:
             if not math.isfinite(value):
                 _fail(name, "a finite number", value)
             setattr(self, name, float(value))
+        if not _is_number(self.timeout) or not math.isfinite(self.timeout) or self.timeout <= 0:
+            _fail("timeout", "a number of seconds > 0", self.timeout)
+        self.timeout = float(self.timeout)
         if self.lr is not None:
             if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
                 _fail("lr", "a finite number > 0 or null", self.lr)

@@ -44,10 +44,10 @@ from marginkit.train.checkpoint import (
     fault_point,
     find_checkpoint,
     load_checkpoint,
-    load_weights,
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.distributed import SINGLE, Distribution
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
 from marginkit.train.runfolder import (
@@ -82,7 +82,9 @@ __all__ = [
 ]
 
 #: Config keys that may differ between a run folder's config and a resumed run's.
-_RESUME_FREE_KEYS = frozenset({"out", "log_every", "threads", "data_dir", "cache_dir", "download"})
+_RESUME_FREE_KEYS = frozenset(
+    {"out", "log_every", "threads", "data_dir", "cache_dir", "download", "nproc", "timeout"}
+)
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
 #: metrics row (as in ``metrics.json``); it must not change the networks.
@@ -363,17 +365,24 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
 # ----------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def _accuracy(
-    backbone: nn.Module, head: nn.Module, dataset: Any, num_classes: int, batch_size: int
+    backbone: nn.Module,
+    head: nn.Module,
+    dataset: Any,
+    num_classes: int,
+    batch_size: int,
+    part: Distribution = SINGLE,
 ) -> float | None:
     """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
-    ``dataset``."""
+    ``dataset`` (``part``: each rank scores its share of them; the counts are summed)."""
     if dataset is None:
         return None
     inputs, labels = dataset.tensors()  # (N, *input_shape), (N,)
     known = labels < num_classes
     if not bool(known.any()):
         return None
-    inputs, labels = inputs[known], labels[known]
+    total = int(known.sum())
+    rows = part.rows(total)
+    inputs, labels = inputs[known][rows], labels[known][rows]
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
@@ -383,7 +392,7 @@ def _accuracy(
         correct += int((scores.argmax(1) == labels[start : start + batch_size]).sum())
     backbone.train(was_training[0])
     head.train(was_training[1])
-    return correct / labels.numel()
+    return part.total(correct) / total
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -477,6 +486,8 @@ class _Run:
     writer: Any = None  # TensorBoard SummaryWriter, or None
     wall_start: float = 0.0
     verification: Any = None  # TrainingVerification (--verify), or None
+    part: Distribution = SINGLE  # this process's rank of the run's processes
+    model: nn.Module | None = None  # what a step calls: the backbone, or its DDP wrapper
 
     @property
     def epochs(self) -> int:
@@ -582,9 +593,16 @@ def _set_up(
     stream = sys.stderr if stream is None else stream
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    part = Distribution.current()  # several processes: only rank 0 reports and writes
+    progress = progress and part.is_main
     _check_names(config)
+    if part.several and config.verify:
+        raise ConfigError(
+            "verify: not available on several processes yet; score the run afterwards "
+            "with marginkit verify RUN --pairs FILE"
+        )
     run_dir = None if config.out is None else Path(config.out)
-    if run_dir is not None:
+    if run_dir is not None and part.is_main:
         _check_not_in_use(run_dir)
         _check_run_folder(run_dir, config, resume, overwrite)
     verify_files = find_verify_files(config)  # a missing one fails before the data is read
@@ -593,6 +611,7 @@ def _set_up(
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, head = build_models(config, bundle)
+    head = part.shard_head(head)  # this rank's class rows (all of them for one process)
     inputs, labels = _training_set(config, bundle)  # (N, *input_shape), (N,)
     count = labels.numel()
     if count < 2:
@@ -610,13 +629,17 @@ def _set_up(
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         run_steps=total_steps(config, steps_per_epoch),
-        run_dir=run_dir,
+        run_dir=run_dir if part.is_main else None,
         say=(lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None),
         stream=stream,
         verification=verification,
+        part=part,
+        model=part.wrap_backbone(backbone),
     )
-    if run_dir is not None:
+    if run_dir is not None and part.is_main:
         _open_run_folder(run, resume, overwrite, cleanup)
+    elif run_dir is not None:  # another rank: restores what rank 0 resumes from
+        _follow_run_folder(run)
     if verification is not None:
         verification.restore(run.history)  # the best so far of a resumed run
     head.set_total_steps(run.run_steps)  # run-relative schedules follow the run's length
@@ -638,21 +661,37 @@ def _open_run_folder(
     if overwrite:
         _clear_run_folder(run_dir)
     checkpoint = _resume_point(run_dir, run.stream) if resuming else None
+    run.part.share(None if checkpoint is None else str(checkpoint.path))  # to the other ranks
     if checkpoint is not None:
-        run.last_checkpoint = str(checkpoint.path)
-        load_weights(checkpoint, run.backbone, run.head)
-        run.optimizer.load_state_dict(checkpoint.state["optimizer"])
-        run.generator.set_state(checkpoint.state["generator"])
-        torch.set_rng_state(checkpoint.state["torch_rng"])
-        # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
-        unit = checkpoint.state.get("accuracy_unit")
-        run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
-        run.step = int(checkpoint.state["step"])
-        run.start_epoch = checkpoint.epoch
+        _restore(run, checkpoint)
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
     save_config(run.config, run_dir / "config.yaml")
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
+
+
+def _follow_run_folder(run: _Run) -> None:
+    """A rank other than 0: restore the checkpoint rank 0 resumes from (if any)."""
+    path = run.part.share(None)
+    if path is not None:
+        _restore(run, load_checkpoint(Path(path)))
+
+
+def _restore(run: _Run, checkpoint: Any) -> None:
+    """Continue from ``checkpoint``: weights (this rank's head rows), this rank's optimiser
+    and RNG states (resharded from a run on another number of processes), the batches'
+    generator, the history and the step."""
+    run.last_checkpoint = str(checkpoint.path)
+    run.part.load_networks(checkpoint.weights, run.backbone, run.head)
+    optimizer_state, rng_state = run.part.own_state(checkpoint.state, run.optimizer, run.head)
+    run.optimizer.load_state_dict(optimizer_state)
+    run.generator.set_state(checkpoint.state["generator"])
+    torch.set_rng_state(rng_state)
+    # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
+    unit = checkpoint.state.get("accuracy_unit")
+    run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
+    run.step = int(checkpoint.state["step"])
+    run.start_epoch = checkpoint.epoch
 
 
 def _open_logs(run: _Run, progress: bool, cleanup: contextlib.ExitStack) -> None:
@@ -684,6 +723,7 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         The epoch's training loss, accuracy, last lr and time.
     """
     config, backbone, head, optimizer = run.config, run.backbone, run.head, run.optimizer
+    assert run.model is not None
     backbone.train()
     head.train()
     order = torch.randperm(run.labels.numel(), generator=run.generator)  # (N,)
@@ -697,14 +737,16 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
             from marginkit.data import augment_batch
 
             x = augment_batch(x, run.generator)  # (B, C, H, W)
+        count, share = y.numel(), run.part.rows(y.numel())  # the global batch, this rank's part
+        x, y = x[share], y[share]  # (b, *input_shape), (b,): all B for one process
         # the step: lr, forward, loss (advances the head's schedules), backward, update
         tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = tally.lr
-        embeddings = backbone(x)  # (B, D)
+        embeddings = run.model(x)  # (b, D); a DDP backbone sums its gradients over the ranks
         if not bool(torch.isfinite(embeddings).all()):
             _fail(run, epoch, batch_index, "the embeddings")
-        loss, correct = head.loss_and_correct(embeddings, y)  # scalar, (B,) from one pass
+        loss, correct = head.loss_and_correct(embeddings, y)  # global batch's mean, (b,)
         if not bool(torch.isfinite(loss)):
             _fail(run, epoch, batch_index, "the loss")
         optimizer.zero_grad(set_to_none=True)
@@ -713,9 +755,9 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         run.step += 1
         # the running figures and the step's log
         with torch.no_grad():
-            tally.loss_sum += loss.detach().double() * y.numel()
-            tally.correct += int(correct.sum())
-            tally.seen += y.numel()
+            tally.loss_sum += loss.detach().double() * count
+            tally.correct += run.part.total(int(correct.sum()))
+            tally.seen += count
         fault_point("step", run.step)
         verified = _verify(run, epoch, tally, last_of_epoch=batch_index == batches - 1)
         _report_step(run, epoch, batch_index, float(loss.detach()), tally, verified)
@@ -815,15 +857,19 @@ def _report_step(
 
 def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | None) -> None:
     """Evaluate, record and report the epoch; write its checkpoint; call ``on_epoch``."""
-    bundle, networks, batch = run.bundle, (run.backbone, run.head), run.config.eval_batch_size
+    whole = run.part.whole_head(run.head)  # a sharded head's rows from every rank
+    bundle, networks, batch = run.bundle, (run.backbone, whole), run.config.eval_batch_size
+    part = run.part  # each rank scores its share of the evaluation sets
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "step": run.step,
         "lr": tally.lr,
         "train_loss": tally.loss,
         "train_accuracy": tally.accuracy,
-        "validation_accuracy": _accuracy(*networks, bundle.validation, bundle.num_classes, batch),
-        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch),
+        "validation_accuracy": _accuracy(
+            *networks, bundle.validation, bundle.num_classes, batch, part
+        ),
+        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch, part),
         "images_per_second": tally.seen / tally.train_time,
         "hyperparameters": run.head.hyperparameters(),
     }
@@ -835,7 +881,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
     run.history.append(row)
     run.bar.write(f"epoch {row['epoch']}/{run.epochs} done: {_epoch_summary(row)}")
     run.steps_log.flush()
-    if run.run_dir is not None:
+    if run.config.out is not None:
         state = {
             "epoch": row["epoch"],
             "step": run.step,
@@ -845,7 +891,9 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
             "history": run.history,
             "accuracy_unit": ACCURACY_UNIT,
         }
-        run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, run.head, state))
+        state = run.part.checkpoint_state(state)  # every rank's optimiser and RNG, on rank 0
+    if run.run_dir is not None:
+        run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, whole, state))
         _write_logs(run.run_dir, run.config, run.history, {})
     if run.writer is not None:
         for name in ("train_loss", "train_accuracy", "test_accuracy", "images_per_second"):
@@ -854,7 +902,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
         for name, value in row["hyperparameters"].items():
             run.writer.add_scalar(f"hyperparameters/{name}", value, row["epoch"])
     if on_epoch is not None:
-        on_epoch(row, run.backbone, run.head)
+        on_epoch(row, run.backbone, whole)
 
 
 def _epoch_summary(row: dict[str, Any]) -> str:
@@ -873,17 +921,18 @@ def _epoch_summary(row: dict[str, Any]) -> str:
 def _finish(run: _Run) -> TrainResult:
     """The final metrics (``metrics.json``'s ``final``) and the trained networks."""
     history = run.history
+    head = run.part.whole_head(run.head)  # a sharded head's rows from every rank
     final = dict(history[-1]) if history else {}
     if history:
         final["images_per_second"] = sum(r["images_per_second"] for r in history) / len(history)
         final["parameters"] = {
             "backbone": sum(p.numel() for p in run.backbone.parameters()),
-            "head": sum(p.numel() for p in run.head.parameters()),
+            "head": sum(p.numel() for p in head.parameters()),
         }
     if run.verification is not None:
         final["verification_best"] = run.verification.best
     if run.run_dir is not None:
         _write_logs(run.run_dir, run.config, history, final)
     run.backbone.eval()
-    run.head.eval()
-    return TrainResult(run.backbone, run.head, run.bundle, history, final, run.run_dir, run.config)
+    head.eval()
+    return TrainResult(run.backbone, head, run.bundle, history, final, run.run_dir, run.config)
