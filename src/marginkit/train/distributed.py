@@ -268,6 +268,12 @@ def _sum_gradients(state: Any, bucket: Any) -> torch.futures.Future[torch.Tensor
     return work.get_future().then(lambda future: future.value()[0])
 
 
+# DDP checks a hook's annotations against the classes themselves, not their names
+_sum_gradients.__annotations__.update(
+    {"bucket": torch.distributed.GradBucket, "return": torch.futures.Future[torch.Tensor]}
+)
+
+
 def _device() -> torch.device:
     """The device collectives of objects use: the current CUDA device under NCCL, else CPU."""
     import torch.distributed as dist
