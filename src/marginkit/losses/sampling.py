@@ -26,7 +26,35 @@ from torch import Tensor, nn
 from marginkit._validation import check_count
 from marginkit.losses.head import MarginHead
 
-__all__ = ["ClassSampledHead"]
+__all__ = ["ClassSampledHead", "draw_classes"]
+
+
+def draw_classes(
+    labels: Tensor, num_classes: int, num_sampled: int, generator: torch.Generator
+) -> Tensor:
+    """One step's classes: every label's class plus classes drawn uniformly from the others.
+
+    The rule of :meth:`ClassSampledHead.sample` (and of the sharded head of
+    :mod:`marginkit.distributed`, which draws the same classes on every rank).
+
+    Args:
+        labels: (B,) class indices in ``[0, num_classes)``.
+        num_classes: C.
+        num_sampled: classes to keep when the batch has fewer distinct labels.
+        generator: a CPU generator; one (C,) uniform draw is taken from it.
+
+    Returns:
+        (K,) sorted int64 class indices on the labels' device,
+        ``K = max(num_sampled, number of distinct labels)``.
+    """
+    # Uniform priorities, positives pushed to the top: the top-K are the positives plus a
+    # uniform sample of the others (as in InsightFace's PartialFC.sample).
+    priority = torch.rand(num_classes, generator=generator)  # (C,) in [0, 1)
+    priority[labels.cpu()] = 2.0
+    positives = int((priority == 2.0).sum())
+    count = max(num_sampled, positives)
+    chosen = priority.topk(count, sorted=False).indices
+    return chosen.sort().values.to(labels.device)
 
 
 class ClassSampledHead(nn.Module):
@@ -79,15 +107,7 @@ class ClassSampledHead(nn.Module):
             (K,) sorted int64 class indices on the labels' device,
             ``K = max(ceil(fraction * C), number of distinct labels)``.
         """
-        num_classes = self.head.num_classes
-        # Uniform priorities, positives pushed to the top: the top-K are the positives plus a
-        # uniform sample of the others (as in InsightFace's PartialFC.sample).
-        priority = torch.rand(num_classes, generator=self.generator)  # (C,) in [0, 1)
-        priority[labels.cpu()] = 2.0
-        positives = int((priority == 2.0).sum())
-        count = max(self.num_sampled, positives)
-        chosen = priority.topk(count, sorted=False).indices
-        return chosen.sort().values.to(labels.device)
+        return draw_classes(labels, self.head.num_classes, self.num_sampled, self.generator)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy over the sampled classes; advances the schedules in training.

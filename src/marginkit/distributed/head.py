@@ -1,0 +1,450 @@
+"""The sharded head: model parallel over the classes, for every loss (as Partial FC).
+
+With millions of classes the (C, D) class weights outgrow one device. Partial FC (An et al.,
+"Partial FC: Training 10 Million Identities on a Single Machine", ICCV-W 2021) splits them
+by rows across the ranks of a data-parallel run; :func:`shard` does that for any
+:class:`~marginkit.losses.head.MarginHead` (and a
+:class:`~marginkit.losses.sampling.ClassSampledHead`), on ``torch.distributed``::
+
+    head = build("arcface", num_classes=1_000_000, embedding_dim=512)  # same seed on each rank
+    head = shard(head)                  # rank r keeps the rows [lo, hi), about C / world
+    loss, correct = head.loss_and_correct(embeddings, labels)  # the rank's own (B_r, D), (B_r,)
+    loss.backward()                     # on every rank
+
+One step (``docs/distributed.md`` has the formulas):
+
+1. the ranks' embeddings and labels are all-gathered into the global batch (B, D), (B,)
+   (ranks may hold different B_r);
+2. each rank computes its block of logits (B, hi - lo) with the head's geometry, and the
+   margin target logit (and Virtual Softmax's virtual logit, which needs ``W_y``) of the
+   samples whose label it owns, with the head's own ``_target_logits``;
+3. the softmax normaliser is combined by an all-reduce of the row maxima, then one of the
+   sums of exponentials (together with the owners' target logits, target cosines and plain
+   target scores);
+4. the loss is the exact global-batch mean, equal on every rank; its gradient comes from a
+   local surrogate ``sum_ij (p_ij - delta_ij) z_ij / B`` over the rank's own logits (and
+   virtual logits), whose gradient with respect to the rows ``s x / ||x||`` (or ``x``) is
+   summed over the ranks in the backward pass (one all-reduce of (B, D)), so every rank gets
+   the whole head's gradient for its own embeddings, its own class rows, and any replicated
+   parameter (a learned scale).
+
+Every rank's schedules advance with the whole batch's target cosines, so they stay in step
+with each other and with the whole head. All margin arithmetic runs in float32 (float64 for
+float64 inputs) with autocast off, as in the whole head.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from marginkit.distributed.collectives import Collectives, GatherRows, SumGradients
+from marginkit.distributed.state import (
+    CLASS_INDEXED,
+    LAYOUT_KEY,
+    layout_tensor,
+    same_values,
+    shard_bounds,
+)
+from marginkit.losses.head import MarginHead
+from marginkit.losses.sampling import ClassSampledHead, draw_classes
+
+__all__ = ["ShardedHead", "shard"]
+
+
+def _unwrap(head: object) -> tuple[MarginHead, ClassSampledHead | None]:
+    """The margin head and its class-sampling wrapper (or None); a one-line TypeError else."""
+    if isinstance(head, ClassSampledHead):
+        return head.head, head
+    if isinstance(head, MarginHead):
+        return head, None
+    raise TypeError(f"head must be a MarginHead or a ClassSampledHead; got {type(head).__name__}")
+
+
+def _copy_with(head: MarginHead, replacements: Mapping[str, Tensor]) -> MarginHead:
+    """A deep copy of ``head`` whose named parameters are new ones holding ``replacements``
+    (the originals are never copied: the memo hands the replacement to ``deepcopy``)."""
+    memo: dict[int, Any] = {}
+    for name, value in replacements.items():
+        original = getattr(head, name)
+        memo[id(original)] = nn.Parameter(value, requires_grad=original.requires_grad)
+    return copy.deepcopy(head, memo)
+
+
+def _row_max(scores: Tensor) -> Tensor:
+    """(B, K) -> (B,) row maxima; ``-inf`` for K = 0."""
+    if scores.shape[1] == 0:
+        return scores.new_full((scores.shape[0],), -math.inf)
+    return scores.amax(dim=1)
+
+
+@dataclass
+class _Block:
+    """One rank's share of a step's logits.
+
+    Attributes:
+        logits: (B, K_r) margin logits over the rank's classes (targets replaced).
+        plain: (B, K_r) detached plain scores (no margin), for ``correct``.
+        rows: (T,) the batch rows whose label the rank owns.
+        columns: (T,) their labels' columns in ``logits``.
+        virtual: (T,) Virtual Softmax's virtual logits of those rows, or None.
+        cosine: (T,) detached target cosines of those rows.
+    """
+
+    logits: Tensor
+    plain: Tensor
+    rows: Tensor
+    columns: Tensor
+    virtual: Tensor | None
+    cosine: Tensor
+
+
+class ShardedHead(nn.Module):
+    """One rank's shard of a margin head: class rows ``[lo, hi)``; see the module docstring.
+
+    Built by :func:`shard`, which reads the rank from the process group and checks that every
+    rank starts from the same whole head. Built directly (rank and world size given), it runs
+    no collective until a step or :meth:`gather` (for state dicts and inference).
+
+    Args:
+        head: the whole head (a MarginHead, or a ClassSampledHead for class sampling per
+            shard); it is not changed.
+        rank: this rank, in ``[0, world_size)``.
+        world_size: ranks in ``group`` (at most C).
+        group: the process group of the collectives (None: the default one).
+
+    Attributes:
+        head: a copy of the whole head with ``weight`` (and ``bias``) cut to the rows
+            ``[lo, hi)``; its ``num_classes`` stays C (the labels' range), its schedules and
+            step counter are the shard's.
+        lo, hi: the block of class rows held.
+        sampled_classes: (K_r,) global indices of the rank's classes in the last step's
+            softmax, when it used a subset (class sampling, or ``classes=``).
+    """
+
+    shard_layout: Tensor
+    sampled_classes: Tensor
+
+    def __init__(
+        self,
+        head: MarginHead | ClassSampledHead,
+        rank: int,
+        world_size: int,
+        group: dist.ProcessGroup | None = None,
+    ) -> None:
+        whole, sampler = _unwrap(head)
+        lo, hi = shard_bounds(whole.num_classes, world_size, rank)
+        super().__init__()
+        self.rank, self.world_size, self.lo, self.hi = rank, world_size, lo, hi
+        self.num_classes, self.embedding_dim = whole.num_classes, whole.embedding_dim
+        self.head = _copy_with(
+            whole,
+            {
+                name: getattr(whole, name).detach()[lo:hi].clone()
+                for name in CLASS_INDEXED
+                if isinstance(getattr(whole, name, None), nn.Parameter)
+            },
+        )
+        self.collectives = Collectives(group, world_size)
+        layout = layout_tensor(rank, world_size, whole.num_classes)
+        self.register_buffer(LAYOUT_KEY, layout.to(whole.weight.device))
+        self.register_buffer("sampled_classes", layout.new_empty(0), persistent=False)
+        self.fraction = None if sampler is None else sampler.fraction
+        self.seed = None if sampler is None else sampler.seed
+        self.generator = torch.Generator()
+        if sampler is not None:  # the whole head's draws, continued in step on every rank
+            self.generator.set_state(sampler.generator.get_state())
+
+    # ----------------------------------------------------------------------- delegation
+    @property
+    def step_bytes(self) -> int:
+        """Bytes of the collectives' tensors since the last step began (its forward and
+        backward): O(world B D + world B), independent of C."""
+        return self.collectives.bytes
+
+    @property
+    def step(self) -> Tensor:
+        """The training-step counter (the same on every rank)."""
+        return self.head.step
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The head's current hyper-parameters (the same on every rank)."""
+        return self.head.hyperparameters()
+
+    def set_total_steps(self, total_steps: int) -> ShardedHead:
+        """The run's length for the head's run-relative schedules (see MarginHead's)."""
+        self.head.set_total_steps(total_steps)
+        return self
+
+    def logits(self, embeddings: Tensor) -> Tensor:
+        """The rank's block of inference scores, (B, hi - lo): the whole head's ``logits``
+        columns ``lo..hi`` for these embeddings (no collective).
+
+        Args:
+            embeddings: (B, D) embeddings.
+        """
+        return self.head.logits(embeddings)
+
+    # ----------------------------------------------------------------------- the step
+    def forward(self, embeddings: Tensor, labels: Tensor, classes: Tensor | None = None) -> Tensor:
+        """The global batch's mean loss (see :meth:`loss_and_correct`)."""
+        return self.loss_and_correct(embeddings, labels, classes)[0]
+
+    def loss_and_correct(
+        self, embeddings: Tensor, labels: Tensor, classes: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The whole head's loss on the global batch, and ``correct`` for the local rows.
+
+        A collective: every rank calls it with its own rows, then ``loss.backward()``.
+
+        Args:
+            embeddings: (B_r, D) the rank's embeddings (B_r may differ between ranks).
+            labels: (B_r,) their class indices in ``[0, C)``.
+            classes: optional (K,) global class subset, increasing, containing every label of
+                the global batch, the same on every rank (as the whole head's ``classes``);
+                None for a head with class sampling, which draws its own.
+
+        Returns:
+            The scalar loss, the global batch's mean (the same on every rank), and (B_r,)
+            bool: whether each local sample's plain score for its label is the highest.
+        """
+        self.collectives.reset()
+        sizes = self._batch_sizes(embeddings, labels)
+        all_labels = self.collectives.gather_rows(labels.long(), sizes)  # (B,)
+        columns = self._columns(all_labels, classes)
+        if self.training:
+            self.head._check_total_steps()
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            gathered = GatherRows.apply(embeddings, sizes, self.rank, self.collectives)  # (B, D)
+            embeddings_all, weight, bias = self.head._operands(gathered)
+            rows = self.head.margin_geometry.rows(embeddings_all, self.head._scale())  # (B, D)
+            rows = SumGradients.apply(rows, self.collectives)
+            block = self._block(rows, weight, bias, all_labels, columns)
+            loss, target_cosine, correct = self._combine(block, all_labels.shape[0])
+        if self.training:
+            self.head.advance(target_cosine)
+        start = sum(sizes[: self.rank])
+        return loss, correct[start : start + sizes[self.rank]]
+
+    def _batch_sizes(self, embeddings: Tensor, labels: Tensor) -> list[int]:
+        """Every rank's B_r, after each rank checked its own inputs: a rank with bad input
+        raises its one-line error and the others a ValueError naming it (no rank hangs)."""
+        error: Exception | None = None
+        try:
+            self.head.check_inputs(embeddings, labels)
+        except (TypeError, ValueError) as caught:
+            error = caught
+        size = -1 if error is not None else int(embeddings.shape[0])
+        found = self.collectives.all_gather(self.shard_layout.new_tensor([size]))
+        sizes = [int(value) for value in found]
+        if error is not None:
+            raise error
+        failed = [rank for rank, value in enumerate(sizes) if value < 0]
+        if failed:
+            raise ValueError(
+                f"embeddings or labels of rank(s) {failed} are invalid (those ranks raise why); "
+                "every rank stops"
+            )
+        return sizes
+
+    def _columns(self, labels: Tensor, classes: Tensor | None) -> Tensor | None:
+        """The block's columns in this step's softmax (indices into ``weight``), or None for
+        all: those of ``classes`` or of the class-sampling draw (the whole
+        ClassSampledHead's draw on the global batch, the same on every rank)."""
+        if classes is not None:
+            if self.fraction is not None:
+                raise ValueError(
+                    "classes must be None for a head with class sampling (it draws its own)"
+                )
+            self.head._check_classes(classes, labels)
+        elif self.fraction is not None:
+            num_sampled = max(1, math.ceil(self.fraction * self.num_classes))
+            classes = draw_classes(labels, self.num_classes, num_sampled, self.generator)
+        else:
+            return None
+        self.sampled_classes = classes[(classes >= self.lo) & (classes < self.hi)]
+        return self.sampled_classes - self.lo
+
+    def _block(
+        self,
+        rows: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        labels: Tensor,
+        columns: Tensor | None,
+    ) -> _Block:
+        """The rank's logits: plain scores of its classes, margin target logits where it
+        owns the label.
+
+        Args:
+            rows: (B, D) the geometry's rows of the global batch.
+            weight: (hi - lo, D) the block's class weights; bias: (hi - lo,) or None.
+            labels: (B,) global labels.
+            columns: (K_r,) the block's columns in the softmax, or None for all.
+        """
+        owned = ((labels >= self.lo) & (labels < self.hi)).nonzero().squeeze(1)  # (T,)
+        local_labels = labels[owned] - self.lo  # (T,)
+        target_logit, virtual, cosine = self.head._target_logits(rows[owned], weight[local_labels])
+        if bias is not None:  # the target class keeps its bias
+            target_logit = target_logit + bias[local_labels]
+        target_columns = local_labels
+        if columns is not None:
+            weight = weight[columns]
+            bias = None if bias is None else bias[columns]
+            target_columns = torch.searchsorted(columns, local_labels)
+        scores = self.head.margin_geometry.scores(rows, weight, bias)  # (B, K_r)
+        logits = scores.index_put((owned, target_columns), target_logit)
+        return _Block(logits, scores.detach(), owned, target_columns, virtual, cosine)
+
+    def _combine(self, block: _Block, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The exact loss from the all-reduced normaliser, with the gradient of the rank's
+        local surrogate; the global target cosines (B,) and ``correct`` (B,)."""
+        targets = (block.rows, block.columns)
+        with torch.no_grad():
+            logits = block.logits.detach()  # (B, K_r)
+            maxima = torch.stack(
+                [_row_max(logits), _row_max(block.plain.index_put(targets, _minus_inf(logits)))]
+            )  # (2, B): the row maximum of the logits, the best non-target plain score
+            virtual = None if block.virtual is None else block.virtual.detach()
+            if virtual is not None:
+                maxima[0, block.rows] = torch.maximum(maxima[0, block.rows], virtual)
+            maximum, rival = self.collectives.all_reduce(maxima, dist.ReduceOp.MAX)
+            exponentials = (logits - maximum.unsqueeze(1)).exp()  # (B, K_r)
+            sums = logits.new_zeros(4, batch)
+            sums[0] = exponentials.index_put(targets, logits.new_zeros(())).sum(dim=1)
+            if virtual is not None:
+                sums[0, block.rows] += (virtual - maximum[block.rows]).exp()
+            sums[1, block.rows] = logits[targets]
+            sums[2, block.rows] = block.cosine
+            sums[3, block.rows] = block.plain[targets]
+            total, target, cosine, plain_target = self.collectives.all_reduce(
+                sums, dist.ReduceOp.SUM
+            )
+            # loss_i = log(1 + total_i exp(maximum_i - t_i)), as the fused whole head.
+            gap = maximum - target  # (B,) >= 0
+            losses = torch.where(
+                gap < 30.0,
+                torch.log1p(total * torch.exp(gap.clamp_max(30.0))),
+                gap + torch.log(total + torch.exp(-gap)),
+            )
+            partition = (total + torch.exp(-gap)).unsqueeze(1)  # (B, 1)
+            coefficients = exponentials / partition / batch  # (p_ij - delta_ij) / B
+            coefficients[targets] -= 1.0 / batch
+        surrogate = (coefficients * block.logits).sum()
+        if block.virtual is not None and virtual is not None:
+            probability = (virtual - maximum[block.rows]).exp() / partition[block.rows, 0]
+            surrogate = surrogate + (probability / batch * block.virtual).sum()
+        loss = losses.mean() + (surrogate - surrogate.detach())
+        return loss, cosine, plain_target >= rival
+
+    # ---------------------------------------------------------------- whole and states
+    def gather(self) -> MarginHead | ClassSampledHead:
+        """The whole head, on every rank (a collective): the class rows all-gathered, the
+        schedules, step counter, learned scale and sampling generator as this shard's.
+
+        Returns:
+            A MarginHead (a ClassSampledHead for a sampled shard) whose ``state_dict()`` is
+            the whole one.
+        """
+        sizes = [
+            hi - lo
+            for lo, hi in (
+                shard_bounds(self.num_classes, self.world_size, rank)
+                for rank in range(self.world_size)
+            )
+        ]
+        whole = _copy_with(
+            self.head,
+            {
+                name: self.collectives.gather_rows(getattr(self.head, name).detach(), sizes)
+                for name in CLASS_INDEXED
+                if isinstance(getattr(self.head, name, None), nn.Parameter)
+            },
+        )
+        if self.fraction is None or self.seed is None:
+            return whole
+        sampled = ClassSampledHead(whole, self.fraction, self.seed)
+        sampled.generator.set_state(self.generator.get_state())
+        return sampled
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """Load a shard's state dict, refusing one of another rank or world size with a
+        one-line ValueError that says how to reshard."""
+        layout = state_dict.get(LAYOUT_KEY) if isinstance(state_dict, Mapping) else None
+        if not isinstance(layout, Tensor) or not torch.equal(layout.cpu(), self.shard_layout.cpu()):
+            given = "none" if not isinstance(layout, Tensor) else layout.tolist()
+            raise ValueError(
+                f"state_dict's shard_layout [rank, world_size, lo, hi, num_classes] is {given}, "
+                f"this shard's {self.shard_layout.tolist()}: cut one for this rank with "
+                "marginkit.distributed.reshard_state_dict(join_state_dicts(shards), rank, "
+                "world_size)"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def extra_repr(self) -> str:
+        sampling = "" if self.fraction is None else f", fraction={self.fraction}"
+        return (
+            f"rank={self.rank}, world_size={self.world_size}, rows=[{self.lo}, {self.hi}) "
+            f"of num_classes={self.num_classes}{sampling}"
+        )
+
+
+def _minus_inf(like: Tensor) -> Tensor:
+    return like.new_full((), -math.inf)
+
+
+def shard(
+    head: MarginHead | ClassSampledHead, group: dist.ProcessGroup | None = None
+) -> ShardedHead:
+    """This rank's :class:`ShardedHead` of a whole head (a collective).
+
+    Every rank passes the same whole head (built from the same seed and settings, or loaded
+    from the same state); the shard keeps its block of class rows and a copy of the rest.
+
+    Args:
+        head: a :class:`~marginkit.losses.head.MarginHead` (any registered loss) or a
+            :class:`~marginkit.losses.sampling.ClassSampledHead` (class sampling per shard).
+        group: the process group (None: the default one, ``torch.distributed``
+            initialised by ``init_process_group`` or ``torchrun``).
+
+    Returns:
+        The rank's shard, rows ``shard_bounds(C, world_size, rank)``.
+    """
+    _unwrap(head)
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(
+            "shard needs torch.distributed initialised on every rank "
+            "(torch.distributed.init_process_group, or run under torchrun)"
+        )
+    sharded = ShardedHead(head, dist.get_rank(group), dist.get_world_size(group), group)
+    _check_same_everywhere(head, sharded.collectives)
+    return sharded
+
+
+def _check_same_everywhere(head: MarginHead | ClassSampledHead, collectives: Collectives) -> None:
+    """Raise a ValueError on every rank unless every rank passed the same whole head (its
+    state dict and sampling generator, compared by their sums and sums of squares)."""
+    whole, sampler = _unwrap(head)
+    values = [
+        torch.stack([value.double().sum(), value.double().square().sum()])
+        for _, value in sorted(whole.state_dict().items())
+    ]
+    if sampler is not None:
+        values.append(sampler.generator.get_state().double().sum().reshape(1).to(values[0]))
+    found = collectives.all_gather(torch.cat(values).to(whole.weight.device))
+    differing = [rank for rank, value in enumerate(found) if not same_values(value, found[0])]
+    if differing:
+        raise ValueError(
+            f"head differs between ranks (ranks {differing} from rank 0: weights, "
+            "hyper-parameters, step or sampling state); build it with the same seed and "
+            "settings, or load the same state, on every rank"
+        )
