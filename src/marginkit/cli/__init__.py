@@ -329,13 +329,33 @@ def _train(args: argparse.Namespace) -> int:
     )
     if config.out is None:
         raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
-    result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    from marginkit.train import distributed
+
+    if config.nproc > 1 and not distributed.distributed_environment():
+        _launch(config, args)  # --nproc N: N processes of this command, watched
+        return 0
+    with distributed.process_group(config.timeout, distributed.uses_cuda(config)) as part:
+        result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    if not part.is_main:
+        return 0
     accuracy, loss = result.final.get("test_accuracy"), result.final.get("train_loss")
     print(
         f"{config.out}: test accuracy {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}, "
         f"train loss {'n/a' if loss is None else f'{loss:.4f}'}"
     )
     return 0
+
+
+def _launch(config: Any, args: argparse.Namespace) -> None:
+    """``train --nproc N``: run ``train`` with the options resolved here as N ranks."""
+    from marginkit.train import save_config
+    from marginkit.train.distributed import launch, launch_folder
+
+    with launch_folder() as folder:
+        save_config(config, folder / "config.yaml")
+        arguments = ["--config", str(folder / "config.yaml")]
+        arguments += [f"--{name}" for name in ("resume", "overwrite", "quiet") if vars(args)[name]]
+        launch(arguments, config.nproc)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -552,6 +572,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from marginkit.registry import UnknownNameError
     from marginkit.train.checkpoint import CheckpointError
     from marginkit.train.config import ConfigError
+    from marginkit.train.distributed import DistributedError
     from marginkit.train.loop import NonFiniteLossError
     from marginkit.train.runfolder import RunFolderError
 
@@ -564,6 +585,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
         CheckpointError,
         GridError,
         NonFiniteLossError,
+        DistributedError,
         ExportError,
         OSError,
     )

@@ -22,7 +22,9 @@ older ones, superseded, and the temporary folders of interrupted writes are remo
 
 The environment variable ``MARGINKIT_FAULT`` injects crashes for the tests: ``checkpoint:E``
 makes the process SIGKILL itself half-way through writing the checkpoint of epoch E (after
-the weights, before the state and the pointer), ``step:N`` after training step N.
+the weights, before the state and the pointer), ``step:N`` after training step N;
+``step:N:hang`` makes it sleep for ever there instead. With ``MARGINKIT_FAULT_RANK=R`` only
+the process of rank R (``RANK``, 0 when unset) fails (a dead or hung rank of several).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import os
 import re
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,19 @@ class CheckpointError(ValueError):
 
 
 def fault_point(kind: str, value: int) -> None:
-    """SIGKILL this process if ``MARGINKIT_FAULT`` is ``f"{kind}:{value}"`` (test hook)."""
-    if os.environ.get("MARGINKIT_FAULT", "") == f"{kind}:{value}":
+    """SIGKILL this process if ``MARGINKIT_FAULT`` is ``f"{kind}:{value}"``, or hang it if
+    that is followed by ``:hang`` (test hook; ``MARGINKIT_FAULT_RANK`` picks one rank)."""
+    fault = os.environ.get("MARGINKIT_FAULT", "")
+    if not fault.startswith(f"{kind}:{value}"):
+        return
+    rank = os.environ.get("MARGINKIT_FAULT_RANK")
+    if rank is not None and rank != os.environ.get("RANK", "0"):
+        return
+    if fault == f"{kind}:{value}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if fault == f"{kind}:{value}:hang":
+        while True:
+            time.sleep(60)
 
 
 @dataclass

@@ -131,6 +131,12 @@ class TrainConfig:
             ``DataLoader`` worker processes (same inputs, same order, same augmentation,
             same weights; memory independent of the number of images). The tensor data
             sets (MNIST, CIFAR, SVHN, digits) stay in memory.
+        nproc: training processes started on this machine (gloo on CPU, NCCL on CUDA), each
+            taking an equal part of every batch (``batch_size`` is the global batch): a DDP
+            backbone and the head's classes sharded across them (docs/distributed.md); under
+            ``torchrun`` its processes are used instead.
+        timeout: seconds a process waits for the others in a collective step before it
+            stops with an error naming itself (a rank that died or hangs).
         log_every: steps between progress lines (0: only at the end of an epoch).
         verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
             is scored during training (flip test-time augmentation, 10-fold accuracy and
@@ -180,6 +186,8 @@ class TrainConfig:
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     workers: int = 0
+    nproc: int = 1
+    timeout: float = 300.0
     log_every: int = 50
     verify: list[str] | None = None
     verify_every: int = 0
@@ -219,7 +227,7 @@ class TrainConfig:
                 setattr(self, name, str(value))
 
     def _check_integers(self) -> None:
-        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size")
+        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size", "nproc")
         others = (
             "min_images_per_person",
             "warmup_epochs",
@@ -252,6 +260,9 @@ class TrainConfig:
             if not math.isfinite(value):
                 _fail(name, "a finite number", value)
             setattr(self, name, float(value))
+        if not _is_number(self.timeout) or not math.isfinite(self.timeout) or self.timeout <= 0:
+            _fail("timeout", "a number of seconds > 0", self.timeout)
+        self.timeout = float(self.timeout)
         for name in ("lr", "clip_grad_norm"):
             value = getattr(self, name)
             if value is not None:

@@ -50,10 +50,10 @@ from marginkit.train.checkpoint import (
     fault_point,
     find_checkpoint,
     load_checkpoint,
-    load_weights,
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.distributed import SINGLE, Distribution
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
@@ -92,7 +92,18 @@ __all__ = [
 #: ``device`` may: the checkpoint holds CPU tensors and loads on any device; ``precision``
 #: may not (a run's numbers depend on it).
 _RESUME_FREE_KEYS = frozenset(
-    {"out", "log_every", "threads", "device", "data_dir", "cache_dir", "download", "workers"}
+    {
+        "out",
+        "log_every",
+        "threads",
+        "device",
+        "data_dir",
+        "cache_dir",
+        "download",
+        "workers",
+        "nproc",
+        "timeout",
+    }
 )
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
@@ -382,17 +393,20 @@ def _accuracy(
     num_classes: int,
     batch_size: int,
     device: torch.device | None = None,
+    part: Distribution = SINGLE,
 ) -> float | None:
     """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
     ``dataset``, in float32, each batch copied to ``device`` (None: where the networks'
-    parameters are) and the count kept there (one wait for the device, at the end)."""
+    parameters are) and the count kept there (one wait for the device, at the end);
+    ``part``: each rank scores its share of them and the counts are summed."""
     if dataset is None:
         return None
     source = BatchSource(dataset)
     known = source.labels < num_classes
     if not bool(known.any()):
         return None
-    source = source.subset(torch.nonzero(known).flatten())
+    total = int(known.sum())
+    source = source.subset(torch.nonzero(known).flatten()[part.rows(total)])
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
@@ -405,7 +419,7 @@ def _accuracy(
         correct += (scores.argmax(1) == labels.to(device)).sum()
     backbone.train(was_training[0])
     head.train(was_training[1])
-    return int(correct) / len(source)
+    return part.total(int(correct)) / total
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -499,6 +513,8 @@ class _Run:
     writer: Any = None  # TensorBoard SummaryWriter, or None
     wall_start: float = 0.0
     verification: Any = None  # TrainingVerification (--verify), or None
+    part: Distribution = SINGLE  # this process's rank of the run's processes
+    model: nn.Module | None = None  # what a step calls: the backbone, or its DDP wrapper
 
     @property
     def epochs(self) -> int:
@@ -610,11 +626,18 @@ def _set_up(
     stream = sys.stderr if stream is None else stream
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    part = Distribution.current()  # several processes: only rank 0 reports and writes
+    progress = progress and part.is_main
     _check_names(config)
     device = resolve_device(config.device)  # no such device, or fp16 on the CPU: fail now
     precision = TrainingPrecision.create(device, config.precision, config.clip_grad_norm)
+    if part.several and config.verify:
+        raise ConfigError(
+            "verify: not available on several processes yet; score the run afterwards "
+            "with marginkit verify RUN --pairs FILE"
+        )
     run_dir = None if config.out is None else Path(config.out)
-    if run_dir is not None:
+    if run_dir is not None and part.is_main:
         _check_not_in_use(run_dir)
         _check_run_folder(run_dir, config, resume, overwrite)
     verify_files = find_verify_files(config)  # a missing one fails before the data is read
@@ -624,7 +647,7 @@ def _set_up(
     verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, head = build_models(config, bundle)  # on the CPU, from the seed
     backbone.to(device)  # the same initial weights on every device
-    head.to(device)
+    head = part.shard_head(head.to(device))  # this rank's class rows (all for one process)
     batches = _training_set(config, bundle)
     count = len(batches)
     if count < 2:
@@ -641,14 +664,18 @@ def _set_up(
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         run_steps=total_steps(config, steps_per_epoch),
-        run_dir=run_dir,
+        run_dir=run_dir if part.is_main else None,
         say=(lambda text: print(text, file=stream, flush=True)) if progress else (lambda _: None),
         stream=stream,
         precision=precision,
         verification=verification,
+        part=part,
+        model=part.wrap_backbone(backbone),
     )
-    if run_dir is not None:
+    if run_dir is not None and part.is_main:
         _open_run_folder(run, resume, overwrite, cleanup)
+    elif run_dir is not None:  # another rank: restores what rank 0 resumes from
+        _follow_run_folder(run)
     if verification is not None:
         verification.restore(run.history)  # the best so far of a resumed run
     head.set_total_steps(run.run_steps)  # run-relative schedules follow the run's length
@@ -670,22 +697,38 @@ def _open_run_folder(
     if overwrite:
         _clear_run_folder(run_dir)
     checkpoint = _resume_point(run_dir, run.stream) if resuming else None
+    run.part.share(None if checkpoint is None else str(checkpoint.path))  # to the other ranks
     if checkpoint is not None:
-        run.last_checkpoint = str(checkpoint.path)
-        load_weights(checkpoint, run.backbone, run.head)
-        run.optimizer.load_state_dict(checkpoint.state["optimizer"])  # to the params' device
-        run.precision.load_state_dict(checkpoint.state)  # fp16's scaler, the CUDA RNG
-        run.generator.set_state(checkpoint.state["generator"])
-        torch.set_rng_state(checkpoint.state["torch_rng"])
-        # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
-        unit = checkpoint.state.get("accuracy_unit")
-        run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
-        run.step = int(checkpoint.state["step"])
-        run.start_epoch = checkpoint.epoch
+        _restore(run, checkpoint)
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
     save_config(run.config, run_dir / "config.yaml")
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
+
+
+def _follow_run_folder(run: _Run) -> None:
+    """A rank other than 0: restore the checkpoint rank 0 resumes from (if any)."""
+    path = run.part.share(None)
+    if path is not None:
+        _restore(run, load_checkpoint(Path(path)))
+
+
+def _restore(run: _Run, checkpoint: Any) -> None:
+    """Continue from ``checkpoint``: weights (this rank's head rows), this rank's optimiser
+    and RNG states (resharded from a run on another number of processes), the batches'
+    generator, the history and the step."""
+    run.last_checkpoint = str(checkpoint.path)
+    run.part.load_networks(checkpoint.weights, run.backbone, run.head)
+    optimizer_state, rng_state = run.part.own_state(checkpoint.state, run.optimizer, run.head)
+    run.optimizer.load_state_dict(optimizer_state)  # to the parameters' device
+    run.precision.load_state_dict(checkpoint.state)  # fp16's scaler, the CUDA RNG
+    run.generator.set_state(checkpoint.state["generator"])
+    torch.set_rng_state(rng_state)
+    # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
+    unit = checkpoint.state.get("accuracy_unit")
+    run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
+    run.step = int(checkpoint.state["step"])
+    run.start_epoch = checkpoint.epoch
 
 
 def _open_logs(run: _Run, progress: bool, cleanup: contextlib.ExitStack) -> None:
@@ -728,14 +771,16 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
             from marginkit.data import augment_batch
 
             x = augment_batch(x, run.generator)  # (B, C, H, W)
+        count, share = y.numel(), run.part.rows(y.numel())  # the global batch, this rank's part
+        x, y = x[share], y[share]  # (b, *input_shape), (b,): all B for one process
         # the step: lr, forward, loss (advances the head's schedules), backward, update
         tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = tally.lr
-        loss, correct = _step(run, epoch, batch_index, x, y)
+        loss, correct = _step(run, epoch, batch_index, x, y)  # global mean, this rank's
         run.step += 1
         # the running figures and the step's log
-        tally.add(loss, correct, y.numel())
+        tally.add(loss, run.part.total(correct), count)
         fault_point("step", run.step)
         verified = _verify(run, epoch, tally, last_of_epoch=batch_index == batches - 1)
         _report_step(run, epoch, batch_index, loss, tally, verified)
@@ -767,7 +812,7 @@ def _step(
     inputs = inputs.to(device, non_blocking=True)  # (B, *input_shape); no copy on the CPU
     labels = labels.to(device, non_blocking=True)  # (B,)
     with run.precision.autocast():
-        embeddings = run.backbone(inputs)  # (B, D), bf16/fp16 under autocast
+        embeddings = run.model(inputs)  # (b, D), bf16/fp16 under autocast; DDP sums grads
     try:
         loss, correct = run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
     except ValueError:  # the head refuses non-finite embeddings (among other bad input)
@@ -876,8 +921,9 @@ def _report_step(
 
 def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | None) -> None:
     """Evaluate, record and report the epoch; write its checkpoint; call ``on_epoch``."""
-    bundle, networks, batch = run.bundle, (run.backbone, run.head), run.config.eval_batch_size
-    device = run.precision.device
+    whole = run.part.whole_head(run.head)  # a sharded head's rows from every rank
+    bundle, networks, batch = run.bundle, (run.backbone, whole), run.config.eval_batch_size
+    device, part = run.precision.device, run.part  # each rank scores its share
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "step": run.step,
@@ -885,9 +931,9 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
         "train_loss": tally.loss,
         "train_accuracy": tally.accuracy,
         "validation_accuracy": _accuracy(
-            *networks, bundle.validation, bundle.num_classes, batch, device
+            *networks, bundle.validation, bundle.num_classes, batch, device, part
         ),
-        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch, device),
+        "test_accuracy": _accuracy(*networks, bundle.test, bundle.num_classes, batch, device, part),
         "images_per_second": tally.seen / tally.train_time,
         "hyperparameters": run.head.hyperparameters(),
     }
@@ -899,7 +945,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
     run.history.append(row)
     run.bar.write(f"epoch {row['epoch']}/{run.epochs} done: {_epoch_summary(row)}")
     run.steps_log.flush()
-    if run.run_dir is not None:
+    if run.config.out is not None:
         state = {
             "epoch": row["epoch"],
             "step": run.step,
@@ -910,7 +956,9 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
             "accuracy_unit": ACCURACY_UNIT,
             **run.precision.state_dict(),
         }
-        run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, run.head, state))
+        state = run.part.checkpoint_state(state)  # every rank's optimiser and RNG, on rank 0
+    if run.run_dir is not None:
+        run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, whole, state))
         _write_logs(run.run_dir, run.config, run.history, {})
     if run.writer is not None:
         for name in ("train_loss", "train_accuracy", "test_accuracy", "images_per_second"):
@@ -919,7 +967,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
         for name, value in row["hyperparameters"].items():
             run.writer.add_scalar(f"hyperparameters/{name}", value, row["epoch"])
     if on_epoch is not None:
-        on_epoch(row, run.backbone, run.head)
+        on_epoch(row, run.backbone, whole)
 
 
 def _epoch_summary(row: dict[str, Any]) -> str:
@@ -938,17 +986,18 @@ def _epoch_summary(row: dict[str, Any]) -> str:
 def _finish(run: _Run) -> TrainResult:
     """The final metrics (``metrics.json``'s ``final``) and the trained networks."""
     history = run.history
+    head = run.part.whole_head(run.head)  # a sharded head's rows from every rank
     final = dict(history[-1]) if history else {}
     if history:
         final["images_per_second"] = sum(r["images_per_second"] for r in history) / len(history)
         final["parameters"] = {
             "backbone": sum(p.numel() for p in run.backbone.parameters()),
-            "head": sum(p.numel() for p in run.head.parameters()),
+            "head": sum(p.numel() for p in head.parameters()),
         }
     if run.verification is not None:
         final["verification_best"] = run.verification.best
     if run.run_dir is not None:
         _write_logs(run.run_dir, run.config, history, final)
     run.backbone.eval()
-    run.head.eval()
-    return TrainResult(run.backbone, run.head, run.bundle, history, final, run.run_dir, run.config)
+    head.eval()
+    return TrainResult(run.backbone, head, run.bundle, history, final, run.run_dir, run.config)

@@ -1,0 +1,461 @@
+"""Training on several processes: the process group, each rank's part of the work, the
+``--nproc`` launcher and the checkpoint state of every rank.
+
+A run on ``W`` processes (ranks) trains exactly the single-process run at the same global
+batch: every rank draws the same seeded permutation and takes its contiguous part of each
+batch (:meth:`Distribution.rows`); the backbone is wrapped in DDP and the head is sharded
+across the ranks (:func:`marginkit.distributed.shard`: each rank holds about C/W class rows,
+the loss is the mean over the whole global batch). The sharded head gives each rank the
+gradient of the global loss with respect to its own embeddings, so the backbone's gradients
+are **summed** over the ranks (a DDP communication hook), not averaged. Batch norm is the
+exception: its batch statistics are those of the rank's rows (B/W samples), not of the whole
+batch, so a backbone with batch norm trains slightly differently from one process (as in
+every data-parallel training without synchronised batch norm).
+
+Where the processes come from:
+
+- ``marginkit train ... --nproc N``: :func:`launch` starts N local processes on a free
+  loopback port (``gloo`` on CPU, ``NCCL`` on CUDA), watches them, and when one fails stops
+  the others and reports which rank failed and how.
+- ``torchrun --nnodes M --nproc-per-node N ... -m marginkit.cli train ...``: the environment
+  variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
+  name the process; :func:`process_group` joins the group they describe.
+
+Only rank 0 writes the run folder (logs, progress, metrics, reports, checkpoints); every
+rank's own state (its optimiser state, with its shard's rows, and its RNG) goes into the
+checkpoint through rank 0, so a checkpoint is one atomic folder. Collective operations time
+out after ``config.timeout`` seconds: a rank that died or hangs makes the others stop with an
+error naming them (:class:`DistributedError`) instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "SINGLE",
+    "DistributedError",
+    "Distribution",
+    "distributed_environment",
+    "free_port",
+    "launch",
+    "process_group",
+    "reshard_optimizer_state",
+    "uses_cuda",
+]
+
+#: The environment variables torchrun (and :func:`launch`) give each process.
+_ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+#: Seconds the launcher gives the other ranks to exit after SIGTERM before SIGKILL.
+_GRACE = 5.0
+
+
+class DistributedError(RuntimeError):
+    """A rank failed, or a collective step timed out; one line naming the rank and why."""
+
+
+def uses_cuda(config: Any) -> bool:
+    """Whether a run of ``config`` trains on CUDA (then NCCL, one GPU per local rank)."""
+    device = str(getattr(config, "device", "cpu"))
+    if device == "auto":
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def distributed_environment() -> bool:
+    """Whether this process was started as one rank of several (``WORLD_SIZE`` > 1)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+# ------------------------------------------------------------------- one rank's part
+@dataclass(frozen=True)
+class Distribution:
+    """This process's place in the run: ``rank`` of ``world`` (0 of 1: a single process).
+
+    Every method is the identity (no communication) for a single process.
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> Distribution:
+        """The default process group's rank and size (0 of 1 when there is none)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        return cls(rank=dist.get_rank(), world=dist.get_world_size())
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the rank that writes the run folder and reports progress."""
+        return self.rank == 0
+
+    @property
+    def several(self) -> bool:
+        return self.world > 1
+
+    def rows(self, count: int) -> slice:
+        """This rank's contiguous part of ``count`` rows: the first ``count % world`` ranks
+        take one row more (as ``torch.tensor_split``); a part may be empty."""
+        base, extra = divmod(count, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (1 if self.rank < extra else 0))
+
+    def total(self, value: int) -> int:
+        """The sum of ``value`` over the ranks."""
+        if not self.several:
+            return value
+        import torch.distributed as dist
+
+        summed = torch.tensor([value], dtype=torch.long, device=_device())
+        dist.all_reduce(summed)
+        return int(summed.item())
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` (a picklable object), on every rank."""
+        if not self.several:
+            return value
+        import torch.distributed as dist
+
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, device=_device())
+        return box[0]
+
+    def collect(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value`` in rank order on rank 0, None on the others."""
+        if not self.several:
+            return [value]
+        import torch.distributed as dist
+
+        gathered: list[Any] | None = [None] * self.world if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
+
+    def wrap_backbone(self, backbone: nn.Module) -> nn.Module:
+        """The module a training step calls: ``backbone`` itself, or a DDP wrapper that sums
+        its gradients over the ranks (each rank's gradient is its rows' part of the global
+        loss's, see the module docstring). Its parameters are the backbone's."""
+        if not self.several:
+            return backbone
+        from torch.nn.parallel import DistributedDataParallel
+
+        index = torch.cuda.current_device() if _device().type == "cuda" else None
+        wrapped = DistributedDataParallel(
+            backbone, device_ids=None if index is None else [index], output_device=index
+        )
+        wrapped.register_comm_hook(None, _sum_gradients)
+        return wrapped
+
+    def shard_head(self, head: nn.Module) -> nn.Module:
+        """This rank's shard of ``head`` (:func:`marginkit.distributed.shard`), or ``head``."""
+        if not self.several:
+            return head
+        from marginkit.distributed import shard
+
+        return shard(head)
+
+    def whole_head(self, head: nn.Module) -> nn.Module:
+        """The whole head of a sharded one (a collective: every rank calls it), or ``head``."""
+        return head.gather() if self.several else head  # type: ignore[operator]
+
+    def load_head(self, head: nn.Module, whole_state: dict[str, torch.Tensor]) -> None:
+        """Load a whole head's ``state_dict`` into ``head`` (this rank's rows of it)."""
+        if not self.several:
+            head.load_state_dict(whole_state, strict=True)
+            return
+        from marginkit.distributed import reshard_state_dict
+
+        head.load_state_dict(reshard_state_dict(whole_state, self.rank, self.world), strict=True)
+
+    def load_networks(
+        self, weights: dict[str, torch.Tensor], backbone: nn.Module, head: nn.Module
+    ) -> None:
+        """Load a checkpoint's weights (``backbone.*``, the whole ``head.*``) into the
+        backbone and into this rank's head (its rows of the whole head); strict key match."""
+        parts: dict[str, dict[str, torch.Tensor]] = {"backbone": {}, "head": {}}
+        for key, value in weights.items():
+            prefix, _, name = key.partition(".")
+            if prefix in parts:
+                parts[prefix][name] = value
+        backbone.load_state_dict(parts["backbone"], strict=True)
+        self.load_head(head, parts["head"])
+
+    def checkpoint_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's ``state`` with every rank's own part (a collective).
+
+        On rank 0 of several, adds ``world_size`` and ``ranks``: each rank's optimiser state
+        (its head rows' momentum or moments) and global RNG state, in rank order; the other
+        ranks' return value is not written.
+        """
+        if not self.several:
+            return state
+        ranks = self.collect({"optimizer": state["optimizer"], "torch_rng": state["torch_rng"]})
+        return state if ranks is None else {**state, "world_size": self.world, "ranks": ranks}
+
+    def own_state(
+        self, state: dict[str, Any], optimizer: torch.optim.Optimizer, head: nn.Module
+    ) -> tuple[dict[str, Any], torch.Tensor]:
+        """This rank's optimiser state and global RNG state in a checkpoint's ``state``.
+
+        A checkpoint of another number of processes is resharded: the class rows' optimiser
+        state is joined and cut to this rank's rows (:func:`reshard_optimizer_state`), and
+        the RNG state is rank 0's.
+        """
+        saved_world = int(state.get("world_size", 1))
+        ranks = state.get("ranks") or [
+            {"optimizer": state["optimizer"], "torch_rng": state["torch_rng"]}
+        ]
+        if saved_world == self.world:
+            return ranks[self.rank]["optimizer"], ranks[self.rank]["torch_rng"]
+        rows, sharded, index = _class_rows(head), set(), 0
+        row_parameters = {
+            id(parameter)
+            for name, parameter in head.named_parameters()
+            if name.rsplit(".", 1)[-1] in _CLASS_INDEXED
+        }
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if id(parameter) in row_parameters:
+                    sharded.add(index)
+                index += 1
+        states = [entry["optimizer"] for entry in ranks]
+        return reshard_optimizer_state(states, sharded, rows), ranks[0]["torch_rng"]
+
+
+#: A head's parameters with one row per class (the class weights and biases).
+_CLASS_INDEXED = ("weight", "bias")
+
+
+def _class_rows(head: nn.Module) -> slice:
+    """The class rows ``head`` holds: a shard's block, or all of a whole head's."""
+    layout = dict(head.named_buffers()).get("shard_layout")
+    if layout is not None:  # [rank, world_size, lo, hi, num_classes]
+        return slice(int(layout[2]), int(layout[3]))
+    return slice(0, None)
+
+
+#: One process: rank 0 of 1.
+SINGLE = Distribution()
+
+
+def _sum_gradients(state: Any, bucket: Any) -> torch.futures.Future[torch.Tensor]:
+    """DDP communication hook: all-reduce a gradient bucket as a sum (DDP's default averages)."""
+    import torch.distributed as dist
+
+    work = dist.all_reduce(bucket.buffer(), group=state, async_op=True)
+    assert work is not None
+    return work.get_future().then(lambda future: future.value()[0])
+
+
+# DDP checks a hook's annotations against the classes themselves, not their names
+_sum_gradients.__annotations__.update(
+    {"bucket": torch.distributed.GradBucket, "return": torch.futures.Future[torch.Tensor]}
+)
+
+
+def _device() -> torch.device:
+    """The device collectives of objects use: the current CUDA device under NCCL, else CPU."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# ------------------------------------------------------------------- process group
+@contextlib.contextmanager
+def process_group(timeout: float, cuda: bool = False) -> Iterator[Distribution]:
+    """Join the process group the environment describes (torchrun's or :func:`launch`'s),
+    for the duration of the ``with`` block; a single process joins none.
+
+    A collective step that fails (a rank died: its connection closed) or waits longer than
+    ``timeout`` seconds (a rank hangs) raises :class:`DistributedError` naming this rank.
+
+    Args:
+        timeout: seconds a collective waits for the other ranks.
+        cuda: NCCL on the GPU ``LOCAL_RANK`` (else gloo on the CPU).
+    """
+    if not distributed_environment():
+        yield Distribution()
+        return
+    import torch.distributed as dist
+
+    missing = [name for name in _ENVIRONMENT if name not in os.environ]
+    if missing:
+        raise DistributedError(
+            f"WORLD_SIZE is set but {', '.join(missing)} is not: start the processes with "
+            "torchrun or marginkit train --nproc N"
+        )
+    if cuda:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
+    here = Distribution.current()
+    try:
+        yield here
+    except DistributedError:
+        raise
+    except RuntimeError as error:
+        if not _collective_failure(error):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DistributedError(
+            f"rank {here.rank} of {here.world} stopped: a collective step failed or waited "
+            f"longer than --timeout {timeout:g} s (another rank died or hangs): {first}"
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def _collective_failure(error: RuntimeError) -> bool:
+    """Whether ``error`` comes from the communication backend (not from the model)."""
+    import torch.distributed as dist
+
+    backend_error = getattr(dist, "DistBackendError", ())
+    if backend_error and isinstance(error, backend_error):
+        return True
+    text = str(error)
+    return any(
+        mark in text
+        for mark in ("gloo", "Gloo", "NCCL", "Connection closed", "Timed out", "timed out")
+    )
+
+
+# ------------------------------------------------------------------------ launcher
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def launch(arguments: Sequence[str], nproc: int, poll: float = 0.1) -> None:
+    """Run ``marginkit train ARGUMENTS`` as ``nproc`` ranks on this machine and wait.
+
+    Each rank gets torchrun's environment variables (loopback, a free port). When a rank
+    exits with an error or is killed, the others are stopped (SIGTERM, then SIGKILL after
+    a few seconds), so that nothing is left waiting.
+
+    Raises:
+        DistributedError: "rank R failed (exit status S)"; the ranks' own messages went to
+            the terminal before.
+    """
+    port = str(free_port())
+    children = []
+    for rank in range(nproc):
+        environment = dict(os.environ)
+        environment.update(
+            RANK=str(rank),
+            WORLD_SIZE=str(nproc),
+            LOCAL_RANK=str(rank),
+            LOCAL_WORLD_SIZE=str(nproc),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )
+        command = [sys.executable, "-m", "marginkit.cli", "train", *arguments]
+        children.append(subprocess.Popen(command, env=environment))
+    try:
+        failed = _watch(children, poll)
+    finally:
+        _stop(children)
+    if failed is not None:
+        rank, status = failed
+        raise DistributedError(
+            f"rank {rank} of {nproc} failed ({_describe(status)}); the other ranks were stopped"
+        )
+
+
+def _watch(children: list[subprocess.Popen[bytes]], poll: float) -> tuple[int, int] | None:
+    """Wait until every child exits; the first failing ``(rank, status)``, or None."""
+    while True:
+        statuses = [child.poll() for child in children]
+        for rank, status in enumerate(statuses):
+            if status is not None and status != 0:
+                return rank, status
+        if all(status == 0 for status in statuses):
+            return None
+        time.sleep(poll)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the children still running: SIGTERM, then SIGKILL after a grace period."""
+    running = [child for child in children if child.poll() is None]
+    for child in running:
+        with contextlib.suppress(ProcessLookupError):
+            child.terminate()
+    deadline = time.monotonic() + _GRACE
+    for child in running:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            child.wait()
+
+
+def _describe(status: int) -> str:
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-status).name}"
+        return f"killed by signal {-status}"
+    return f"exit status {status}"
+
+
+@contextlib.contextmanager
+def launch_folder() -> Iterator[Path]:
+    """A temporary folder for the launcher's resolved config, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="marginkit-launch-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------- checkpoint state
+def reshard_optimizer_state(
+    states: list[dict[str, Any]], sharded: set[int], rows: slice
+) -> dict[str, Any]:
+    """One rank's optimiser ``state_dict`` from those of a run on another number of ranks.
+
+    Args:
+        states: the old ranks' optimiser state dicts, in rank order; their parameters are
+            numbered alike (the backbone's, the same on every rank, then the head shard's).
+        sharded: the numbers of the parameters split by class rows (the class weights):
+            their per-row state (momentum, Adam's moments) is joined over the old ranks in
+            rank order and cut to ``rows``; any other state is the same on every rank and
+            rank 0's is kept.
+        rows: the new rank's class rows.
+
+    Returns:
+        The state dict to load into the new rank's optimiser.
+    """
+    joined: dict[Any, dict[str, Any]] = {}
+    for index, values in states[0]["state"].items():
+        joined[index] = {}
+        for name, value in values.items():
+            if index in sharded and isinstance(value, torch.Tensor) and value.dim() >= 1:
+                whole = torch.cat([state["state"][index][name] for state in states])
+                value = whole[rows].clone()
+            joined[index][name] = value
+    return {"state": joined, "param_groups": states[0]["param_groups"]}

@@ -1,0 +1,173 @@
+"""``marginkit train --nproc 2``: two gloo processes on loopback train what one process trains
+at the same global batch, resume after being killed, reshard a checkpoint for another number
+of processes, and stop within ``--timeout`` when a rank dies or hangs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from marginkit.train import latest_checkpoint, load_checkpoint
+from marginkit.train.distributed import Distribution, reshard_optimizer_state
+
+#: A backbone without batch norm (whose statistics would be per rank): 64 pixels -> D.
+BACKBONE_MODULE = """
+import math
+from torch import nn
+
+
+def linear(input_shape, embedding_dim):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), embedding_dim))
+"""
+
+#: 1,347 training digits, batch 200: 7 steps an epoch, the last one of 147 (uneven parts).
+OPTIONS = (
+    "--dataset", "digits", "--backbone", "tiny_backbones:linear", "--embedding-dim", "8",
+    "--loss", "arcface", "--loss-arg", "scale=16", "--loss-arg", "margin=warmup:0.5:50%",
+    "--optimizer", "sgd", "--lr", "0.05", "--batch-size", "200", "--threads", "1",
+    "--log-every", "0", "--quiet",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The children's environment: the test backbone importable, no inherited fault."""
+    folder = tmp_path_factory.mktemp("modules")
+    (folder / "tiny_backbones.py").write_text(BACKBONE_MODULE)
+    source = Path(__file__).resolve().parents[2] / "src"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINKIT_FAULT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(source), str(folder)])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def train(
+    environment: dict[str, str], out: Path, *args: str, **fault: str
+) -> subprocess.CompletedProcess[str]:
+    env = dict(environment)
+    env.update(
+        {f"MARGINKIT_FAULT{'_' + k.upper() if k != 'at' else ''}": v for k, v in fault.items()}
+    )
+    command = [sys.executable, "-m", "marginkit.cli", "train", *OPTIONS, "--out", str(out), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(latest_checkpoint(out)).weights  # type: ignore[arg-type]
+
+
+def assert_close(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    """Float32 sums in another order (the batch split over two ranks, the head's normaliser
+    combined by all-reduce): equal to a few ulps per step, after 14 steps within 1e-4."""
+    assert first.keys() == second.keys()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.fixture(scope="module")
+def one_process(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "run"
+    result = train(environment, out, "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_processes(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("two") / "run"
+    result = train(environment, out, "--epochs", "2", "--nproc", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("test accuracy") == 1  # only rank 0 reports
+    return out
+
+
+def test_two_processes_train_the_one_process_run(one_process: Path, two_processes: Path) -> None:
+    assert_close(final_weights(one_process), final_weights(two_processes))
+    state = load_checkpoint(latest_checkpoint(two_processes)).state  # type: ignore[arg-type]
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
+    # each rank's SGD momentum of its own class rows: 5 and 5 of the 10 digits
+    momenta = [rank["optimizer"]["state"] for rank in state["ranks"]]
+    rows = [[v["momentum_buffer"].shape[0] for v in m.values()] for m in momenta]
+    assert all(5 in counts for counts in rows)
+
+
+@pytest.fixture(scope="module")
+def killed(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-process run killed (SIGKILL, both ranks) at step 9, in its second epoch."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    result = train(environment, out, "--epochs", "2", "--nproc", "2", at="step:9")
+    assert result.returncode == 2, result.stderr
+    assert "failed (killed by SIGKILL); the other ranks were stopped" in result.stderr
+    assert latest_checkpoint(out).name == "epoch-0001"  # type: ignore[union-attr]
+    return out
+
+
+def test_killed_two_process_run_resumes_to_the_same_weights(
+    environment: dict[str, str], two_processes: Path, killed: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)  # its lock file is stale: the killed rank 0 held it
+    resumed = train(environment, out, "--resume")  # the saved config says --nproc 2
+    assert resumed.returncode == 0, resumed.stderr
+    # the same two processes taking the same steps: bitwise the uninterrupted run
+    torch.testing.assert_close(final_weights(two_processes), final_weights(out), rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_two_processes_resumes_on_one(
+    environment: dict[str, str], one_process: Path, killed: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(killed, out)
+    resumed = train(environment, out, "--resume", "--nproc", "1")  # resharded: 2 -> 1
+    assert resumed.returncode == 0, resumed.stderr
+    assert_close(final_weights(one_process), final_weights(out))
+
+
+@pytest.mark.parametrize("how", ["dies", "hangs"])
+def test_a_dead_or_hung_rank_stops_the_run_within_the_timeout(
+    environment: dict[str, str], tmp_path: Path, how: str
+) -> None:
+    fault = "step:3" if how == "dies" else "step:3:hang"
+    start = time.monotonic()
+    result = train(
+        environment, tmp_path / "run", "--epochs", "2", "--nproc", "2", "--timeout", "5",
+        at=fault, rank="1",
+    )  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    if how == "dies":
+        assert last == (
+            "marginkit: error: rank 1 of 2 failed (killed by SIGKILL); the other ranks were stopped"
+        )
+    else:  # rank 0 waits 5 s in a collective, then stops naming itself and the timeout
+        assert "rank 0 of 2 stopped" in result.stderr and "--timeout 5 s" in result.stderr
+        assert last.startswith("marginkit: error: rank 0 of 2 failed (exit status 2)")
+    assert elapsed < 60
+
+
+def test_ranks_take_contiguous_parts_of_a_batch() -> None:
+    parts = [Distribution(rank, 3).rows(8) for rank in range(3)]
+    assert [(p.start, p.stop) for p in parts] == [(0, 3), (3, 6), (6, 8)]
+    assert [Distribution(rank, 3).rows(2) for rank in range(3)][2] == slice(2, 2)
+
+
+def test_optimizer_state_reshards_by_class_rows() -> None:
+    backbone = torch.arange(4.0)  # parameter 0: the same on every rank
+    rows = torch.arange(10.0).reshape(5, 2)  # parameter 1: the class rows, 3 + 2
+    old = [
+        {"state": {0: {"momentum_buffer": backbone}, 1: {"momentum_buffer": rows[:3]}},
+         "param_groups": [{"params": [0, 1]}]},
+        {"state": {0: {"momentum_buffer": backbone}, 1: {"momentum_buffer": rows[3:]}},
+         "param_groups": [{"params": [0, 1]}]},
+    ]  # fmt: skip
+    new = reshard_optimizer_state(old, {1}, slice(1, 4))
+    assert torch.equal(new["state"][1]["momentum_buffer"], rows[1:4])
+    assert new["state"][0]["momentum_buffer"] is backbone
