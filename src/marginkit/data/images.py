@@ -15,7 +15,7 @@ from torch import Tensor
 from marginkit.data.errors import DataError
 from marginkit.progress import Progress
 
-__all__ = ["IMAGE_EXTENSIONS", "crop_box", "decode_images"]
+__all__ = ["IMAGE_EXTENSIONS", "crop_box", "decode_image", "decode_images"]
 
 #: File name endings treated as images in a ``folder`` data set.
 IMAGE_EXTENSIONS = (
@@ -54,9 +54,15 @@ def crop_box(
     return (round(left), round(top), round(left + crop_width), round(top + crop_height))
 
 
-def _decode(
+def decode_image(
     source: Path | bytes, size: tuple[int, int], height_fraction: float, name: str
 ) -> np.ndarray:
+    """One image file (or its bytes) as uint8 (H, W, 3) RGB: centre-cropped to the aspect
+    ratio of ``size`` over ``height_fraction`` of its height, resized bilinearly to ``size``.
+
+    Raises:
+        DataError: the file is no readable image (one line starting with ``name``).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -111,7 +117,7 @@ def decode_images(
         Progress(len(paths), "decoding images", enabled=progress, unit="img") as bar,
     ):
         decoded = pool.map(
-            lambda source, name: _decode(source, size, height_fraction, name), paths, labels
+            lambda source, name: decode_image(source, size, height_fraction, name), paths, labels
         )
         for index, array in enumerate(decoded):
             output[index] = torch.from_numpy(array).permute(2, 0, 1)

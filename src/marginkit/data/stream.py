@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from marginkit.data.arrays import moments_of_counts
 from marginkit.data.errors import DataError
-from marginkit.data.images import _decode, decode_images
+from marginkit.data.images import decode_image, decode_images
 from marginkit.progress import Progress
 
 __all__ = ["ImageFileDataset", "ImageFiles", "file_statistics", "load_batches"]
@@ -91,7 +91,7 @@ class ImageFiles:
     def codes(self, index: int) -> Tensor:
         """Image ``index`` decoded, cropped and resized: ``(3, H, W)`` uint8."""
         path = self.path(index)
-        array = _decode(Path(path), self.size, self.height_fraction, path)  # (H, W, 3)
+        array = decode_image(Path(path), self.size, self.height_fraction, path)  # (H, W, 3)
         return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
     def decode_all(self, progress: bool = False) -> Tensor:
