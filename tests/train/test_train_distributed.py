@@ -171,3 +171,20 @@ def test_optimizer_state_reshards_by_class_rows() -> None:
     new = reshard_optimizer_state(old, {1}, slice(1, 4))
     assert torch.equal(new["state"][1]["momentum_buffer"], rows[1:4])
     assert new["state"][0]["momentum_buffer"] is backbone
+
+
+def test_a_last_batch_too_small_to_split_is_dropped_and_a_tiny_batch_refused() -> None:
+    from marginkit.train import ConfigError, TrainConfig
+    from marginkit.train.loop import _epoch_length
+
+    config = TrainConfig(batch_size=4)
+    # one process: only a lone last sample is dropped (batch norm), as always
+    assert _epoch_length(config, 9) == (4, 2)
+    assert _epoch_length(config, 10) == (4, 3)
+    # two processes: a last batch giving a process fewer than 2 rows is dropped
+    assert _epoch_length(config, 10, world=2) == (4, 2)  # last 2: parts of 1 and 1
+    assert _epoch_length(config, 11, world=2) == (4, 2)  # last 3: parts of 2 and 1
+    assert _epoch_length(config, 12, world=2) == (4, 3)
+    assert _epoch_length(config, 13, world=2) == (4, 3)  # last 1: a part of none
+    with pytest.raises(ConfigError, match="batch_size: 4 rows cannot give each of 3"):
+        _epoch_length(config, 100, world=3)

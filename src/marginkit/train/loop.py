@@ -342,11 +342,25 @@ def _training_set(config: TrainConfig, bundle: Any) -> BatchSource:
     return source
 
 
-def _epoch_length(config: TrainConfig, count: int) -> tuple[int, int]:
-    """``(batch size, steps per epoch)`` for ``count`` training samples."""
+def _epoch_length(config: TrainConfig, count: int, world: int = 1) -> tuple[int, int]:
+    """``(batch size, steps per epoch)`` for ``count`` training samples split over ``world``
+    processes (each takes its part of every batch, :meth:`Distribution.rows`).
+
+    A last batch that would leave a process fewer than 2 rows (one process: a lone sample)
+    is dropped: batch norm cannot train on one row, and a process cannot step on none.
+
+    Raises:
+        ConfigError: several processes and a batch that gives one of them fewer than 2 rows.
+    """
     batch_size = min(config.batch_size, count)
+    if world > 1 and batch_size // world < 2:
+        raise ConfigError(
+            f"batch_size: {batch_size} rows cannot give each of {world} processes 2 or more; "
+            f"use --batch-size {2 * world} or more"
+        )
     steps_per_epoch = math.ceil(count / batch_size)
-    if count % batch_size == 1:  # a lone last sample would break batch norm: dropped
+    last = count % batch_size
+    if last and last // world < 2:  # a part of one row (or none): the batch is dropped
         steps_per_epoch -= 1
     return batch_size, steps_per_epoch
 
@@ -652,7 +666,7 @@ def _set_up(
     count = len(batches)
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
-    batch_size, steps_per_epoch = _epoch_length(config, count)
+    batch_size, steps_per_epoch = _epoch_length(config, count, part.world)
     run = _Run(
         config=config,
         bundle=bundle,
