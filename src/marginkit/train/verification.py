@@ -22,6 +22,7 @@ pointer names a complete checkpoint. Epoch checkpoints are never touched.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "find_verify_files",
     "load_verification",
     "save_best_checkpoint",
+    "search_folders",
 ]
 
 #: The file in ``RUN/checkpoints/`` naming the best checkpoint's folder.
@@ -61,13 +63,15 @@ class VerifySet:
     pairs: Any
 
 
-def _search_folders(config: TrainConfig) -> list[Path]:
-    """Where a relative verification file is looked for besides where it is given: the
-    run's data folder and ``$MARGINKIT_DATA/<data set>`` and ``$MARGINKIT_DATA/lfw`` (the
-    folders of ``marginkit verify``)."""
+def search_folders(config: TrainConfig, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where a verification file (and its images) may be, besides where it is given: the
+    run's data folder (``data_dir``, else ``config.data_dir``), ``$MARGINKIT_DATA/<data set>``
+    and ``$MARGINKIT_DATA/lfw``; those that exist, each once (``--verify`` and
+    ``marginkit verify`` both look there)."""
     from marginkit.data import data_root
 
-    folders = [] if config.data_dir is None else [Path(config.data_dir).expanduser()]
+    own = data_dir if data_dir is not None else config.data_dir
+    folders = [] if own is None else [Path(own).expanduser()]
     shared = data_root()
     if shared is not None:
         folders += [shared / config.dataset, shared / "lfw"]
@@ -86,7 +90,7 @@ def find_verify_files(config: TrainConfig) -> list[Path]:
     """
     from marginkit.verify.files import find_pairs_file
 
-    folders = _search_folders(config)
+    folders = search_folders(config)
     return [find_pairs_file(file, folders) for file in config.verify or []]
 
 
@@ -194,7 +198,7 @@ def load_verification(
         return None
     preprocessing = _preprocessing(config, bundle)
     size = (preprocessing.input_shape[1], preprocessing.input_shape[2])
-    folders = _search_folders(config)
+    folders = search_folders(config)
     sets = [
         VerifySet(
             verify_set_name(file),

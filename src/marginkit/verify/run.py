@@ -30,26 +30,6 @@ __all__ = ["VERIFY_FILE", "summarize_verification", "verify_run"]
 VERIFY_FILE = "verify.json"
 
 
-def _data_folders(config: Any, data_dir: str | os.PathLike | None) -> list[Path]:
-    """Where a pairs file (and its images) may be, besides where it is given: the run's
-    data folder (``data_dir``, else the config's, else ``$MARGINKIT_DATA/<data set>``) and
-    ``$MARGINKIT_DATA/lfw``."""
-    from marginkit.data import data_root
-
-    folders = []
-    own = data_dir if data_dir is not None else config.data_dir
-    if own is not None:
-        folders.append(Path(own).expanduser())
-    shared = data_root()
-    if shared is not None:
-        folders += [shared / config.dataset, shared / "lfw"]
-    unique: list[Path] = []
-    for folder in folders:
-        if folder not in unique and folder.is_dir():
-            unique.append(folder)
-    return unique
-
-
 def _check_device(device: str | None) -> None:
     """Refuse a device that torch does not know or this machine lacks, before any work."""
     import torch
@@ -121,6 +101,7 @@ def verify_run(
     from marginkit.train import load_config
     from marginkit.train.checkpoint import epoch_of
     from marginkit.train.runfolder import atomic_write_text
+    from marginkit.train.verification import search_folders
 
     run_dir = Path(run_dir)
     if not pairs_files:
@@ -128,7 +109,7 @@ def verify_run(
     check_crop(crop)
     _check_device(device)
     folder = run_checkpoint(run_dir, checkpoint)  # before anything slow happens
-    folders = _data_folders(load_config(run_dir / "config.yaml"), data_dir)
+    folders = search_folders(load_config(run_dir / "config.yaml"), data_dir)
     paths = [find_pairs_file(file, folders) for file in pairs_files]
     source = load_run_backbone(run_dir, checkpoint=folder.name, data_dir=data_dir)
     config, backbone, preprocessing = source.config, source.backbone, source.preprocessing
@@ -144,8 +125,7 @@ def verify_run(
     report = {
         "run": str(run_dir),
         "checkpoint": str(folder),
-        # a best checkpoint (--verify) names its epoch (the one in progress) and step inside
-        "epoch": int(source.state.get("epoch", epoch_of(folder) or 0)) or None,
+        "epoch": int(source.state.get("epoch", epoch_of(folder) or 0)) or None,  # best's too
         "step": source.state.get("step"),
         "backbone": config.backbone,
         "loss": config.loss,
