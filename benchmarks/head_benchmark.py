@@ -101,7 +101,7 @@ def make_step(
 
         step.parameter = parameter  # type: ignore[attr-defined]
         return step
-    head = build(name, num_classes=2, embedding_dim=dim)
+    head = build(name, num_classes=2, embedding_dim=dim).to(weight.device)
     head.num_classes = num_classes
     head.weight = weight
     if getattr(head, "bias", None) is not None:
@@ -117,28 +117,41 @@ def make_step(
     return step
 
 
-def setup(num_classes: int, dim: int, batch: int, seed: int = 0):  # type: ignore[no-untyped-def]
+def setup(num_classes: int, dim: int, batch: int, seed: int = 0, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """The shared weight (C, D), embeddings (B, D) and labels (B,), drawn on the CPU from
+    ``seed`` and moved to ``device`` (the same values on every device)."""
     generator = torch.Generator().manual_seed(seed)
-    weight = nn.Parameter(torch.empty(num_classes, dim))
+    weight = torch.empty(num_classes, dim)
     nn.init.kaiming_uniform_(weight, a=5**0.5, generator=generator)
-    embeddings = torch.randn(batch, dim, generator=generator).requires_grad_(True)
+    embeddings = torch.randn(batch, dim, generator=generator)
     labels = torch.randint(0, num_classes, (batch,), generator=generator)
-    return weight, embeddings, labels
+    weight = nn.Parameter(weight.to(device))
+    return weight, embeddings.to(device).requires_grad_(True), labels.to(device)
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def time_configurations(
-    names: list[str], num_classes: int, dim: int, batch: int, repeats: int
+    names: list[str], num_classes: int, dim: int, batch: int, repeats: int, device: str = "cpu"
 ) -> dict[str, dict[str, float]]:
-    """Median fwd+bwd seconds of each configuration, runs interleaved round-robin."""
-    weight, embeddings, labels = setup(num_classes, dim, batch)
+    """Median fwd+bwd seconds of each configuration, runs interleaved round-robin (on CUDA
+    each timing waits for the device before it starts and after the step)."""
+    weight, embeddings, labels = setup(num_classes, dim, batch, device=device)
+    where = weight.device
     steps = {name: make_step(name, weight, embeddings, labels) for name in names}
     for step in steps.values():  # warm-up
         step()
     samples: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeats):
         for name, step in steps.items():
+            _synchronize(where)
             start = time.perf_counter()
             step()
+            _synchronize(where)
             samples[name].append(time.perf_counter() - start)
     return {
         name: {
@@ -334,8 +347,10 @@ def machine() -> dict[str, str | int]:
             model = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
     except (OSError, StopIteration):
         pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
         "cpu": model,
+        "gpu": gpu,
         "cpus": os.cpu_count() or 0,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -355,7 +370,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads (0: torch's default, all cores)"
     )
-    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the peak-RSS children (CPU memory)"
+    )
     parser.add_argument("--end-to-end", action="store_true")
     parser.add_argument("--memory-child", nargs=2, metavar=("NAME", "C"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -371,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
             "batch": args.batch,
             "dim": args.dim,
             "dtype": "float32",
+            "device": args.device,
             "threads": torch.get_num_threads(),
             "configurations": names,
         },
@@ -383,9 +402,9 @@ def main(argv: list[str] | None = None) -> None:
         repeats = args.large_repeats if num_classes >= 1_000_000 else args.repeats
         print(f"C = {num_classes:,}: timing {len(names)} configurations x {repeats}", flush=True)
         results["time"][str(num_classes)] = time_configurations(
-            names, num_classes, args.dim, args.batch, repeats
+            names, num_classes, args.dim, args.batch, repeats, args.device
         )
-        if not args.no_memory:
+        if not args.no_memory and args.device == "cpu":  # peak RSS: CPU memory only
             results["memory"][str(num_classes)] = {
                 name: measure_memory(name, num_classes, args.dim, args.batch) for name in names
             }
