@@ -25,6 +25,8 @@ class ArcFace(MarginHead):
         embedding_dim: embedding width D.
         scale: s in (0, 1e4], float or schedule.
         margin: m in [0, pi), radians, float or schedule.
+        learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
+            starting from ``scale`` (a float then); default False, the paper's fixed scale.
     """
 
     def __init__(
@@ -33,10 +35,13 @@ class ArcFace(MarginHead):
         embedding_dim: int,
         scale: float | Schedule = 64.0,
         margin: float | Schedule = 0.5,
+        learn_scale: bool = False,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
-        super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
+        super().__init__(
+            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+        )
 
     def target(self, cosine: Tensor) -> Tensor:
         return arcface_target(cosine, self.schedules["margin"].current())
