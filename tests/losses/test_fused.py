@@ -31,6 +31,7 @@ HEADS = [
     ("cosface", {"learn_scale": True}),
     ("arcface", {}),
     ("arcface", {"learn_scale": True}),
+    ("arcface", {"margin": 1.5, "fallback": "continuous"}),
     ("combined", {"multiplicative": 1.3, "angular": 0.2, "additive": 0.1}),
     ("combined", {"multiplicative": 1.0, "angular": 0.5, "additive": 0.0}),
     ("combined", {"multiplicative": 1.3, "angular": 0.2, "additive": 0.1, "learn_scale": True}),

@@ -31,6 +31,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("cosface", {"scale": 30.0, "margin": 0.35}),
     ("arcface", {"scale": 64.0, "margin": 0.5}),
     ("arcface", {"scale": 16.0, "margin": 1.5}),
+    ("arcface", {"scale": 16.0, "margin": 1.5, "fallback": "continuous"}),
     ("cosface", {"scale": 30.0, "margin": 0.35, "learn_scale": True}),
     ("arcface", {"scale": 16.0, "margin": 0.5, "learn_scale": True}),
     (

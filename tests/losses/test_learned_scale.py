@@ -21,6 +21,7 @@ SCALED: list[tuple[str, dict[str, Any]]] = [
     ("normface", {"scale": 12.0}),
     ("cosface", {"scale": 30.0, "margin": 0.35}),
     ("arcface", {"scale": 20.0, "margin": 0.5}),
+    ("arcface", {"scale": 20.0, "margin": 1.2, "fallback": "continuous"}),
     ("combined", {"scale": 20.0, "multiplicative": 1.3, "angular": 0.2, "additive": 0.1}),
     ("camsoftmax", {"scale": 20.0, "c": 1.2, "normalize": True}),
 ]
