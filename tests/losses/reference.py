@@ -88,6 +88,8 @@ def _target_logit(
         margin = hyperparameters["margin"]
         if float(theta.detach()) + margin <= math.pi:
             return scale * torch.cos(theta + margin)
+        if hyperparameters.get("fallback", "insightface") == "continuous":
+            return scale * (cosine - (1.0 - math.cos(margin)))
         return scale * (cosine - margin * math.sin(margin))
     if method == "combined":
         m1 = hyperparameters["multiplicative"]

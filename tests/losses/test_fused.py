@@ -28,12 +28,17 @@ HEADS = [
     ("normface", {}),
     ("normface", {"learn_scale": True}),
     ("cosface", {}),
+    ("cosface", {"learn_scale": True}),
     ("arcface", {}),
+    ("arcface", {"learn_scale": True}),
+    ("arcface", {"margin": 1.5, "fallback": "continuous"}),
     ("combined", {"multiplicative": 1.3, "angular": 0.2, "additive": 0.1}),
     ("combined", {"multiplicative": 1.0, "angular": 0.5, "additive": 0.0}),
+    ("combined", {"multiplicative": 1.3, "angular": 0.2, "additive": 0.1, "learn_scale": True}),
     ("virtual", {}),
     ("camsoftmax", {"c": 1.2}),
     ("camsoftmax", {"c": 1.2, "normalize": False}),
+    ("camsoftmax", {"c": 1.2, "learn_scale": True}),
     ("camsoftmax", {}),
 ]
 SHAPES = [(8, 5, 13), (1, 2, 3), (16, 2, 40), (5, 32, 7)]  # (B, D, C)

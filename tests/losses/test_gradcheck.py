@@ -31,6 +31,20 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("cosface", {"scale": 30.0, "margin": 0.35}),
     ("arcface", {"scale": 64.0, "margin": 0.5}),
     ("arcface", {"scale": 16.0, "margin": 1.5}),
+    ("arcface", {"scale": 16.0, "margin": 1.5, "fallback": "continuous"}),
+    ("cosface", {"scale": 30.0, "margin": 0.35, "learn_scale": True}),
+    ("arcface", {"scale": 16.0, "margin": 0.5, "learn_scale": True}),
+    (
+        "combined",
+        {
+            "scale": 20.0,
+            "multiplicative": 1.3,
+            "angular": 0.2,
+            "additive": 0.1,
+            "learn_scale": True,
+        },
+    ),
+    ("camsoftmax", {"scale": 20.0, "c": 1.2, "normalize": True, "learn_scale": True}),
     ("combined", {"scale": 64.0, "multiplicative": 1.0, "angular": 0.3, "additive": 0.2}),
     ("combined", {"scale": 20.0, "multiplicative": 2.0, "angular": 0.2, "additive": 0.1}),
     ("combined", {"scale": 20.0, "multiplicative": 1.35, "angular": 0.0, "additive": 0.0}),
@@ -43,7 +57,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 
 def case_id(case: tuple[str, dict[str, Any]]) -> str:
     name, kwargs = case
-    return name + "".join(f"-{key}={value:.3g}" for key, value in kwargs.items())
+    return name + "".join(
+        f"-{key}={value:.3g}" if isinstance(value, float) else f"-{key}={value}"
+        for key, value in kwargs.items()
+    )
 
 
 def kink_angles(name: str, kwargs: dict[str, Any]) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -199,3 +200,30 @@ def test_a_users_optimiser_gets_its_usual_learning_rate() -> None:
     assert adamw.lr == 3e-4  # the recipe's own optimiser: its lr
     paper = apply_recipe(TrainConfig(loss="cosface", recipe="paper", optimizer="adamw"), 10)
     assert paper.lr == 1e-3
+
+
+@pytest.mark.parametrize("loss", ["normface", "cosface", "arcface", "combined", "camsoftmax"])
+def test_recipe_keeps_a_learned_scale_learned(loss: str) -> None:
+    """The recipe's scale (NormFace's bound for NormFace and Cam-softmax, none for the
+    margins) is only the starting value of a learned scale; the head still learns it."""
+    config = TrainConfig.from_sources(flags={"loss": loss}, loss_args=["learn_scale=true"])
+    assert config.loss_args["learn_scale"] is True  # --loss-arg parses true as a bool
+    resolved = apply_recipe(config, num_classes=100_000)
+    head = build(loss, 100_000, 4, **loss_kwargs(resolved.loss_args))
+    assert head.log_scale is not None
+    start = resolved.loss_args.get("scale", build(loss, 10, 4).hyperparameters()["scale"])
+    assert head.hyperparameters()["scale"] == pytest.approx(start, rel=1e-6)
+
+
+def test_cli_trains_a_learned_scale(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from marginkit import cli
+
+    out = tmp_path / "run"
+    arguments = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    arguments += ["--loss", "cosface", "--loss-arg", "learn_scale=true", "--max-steps", "3"]
+    arguments += ["--epochs", "1", "--log-every", "0", "--quiet", "--out", str(out)]
+    assert cli.main(arguments) == 0
+    assert load_config(out / "config.yaml").loss_args["learn_scale"] is True
+    final = json.loads((out / "metrics.json").read_text())["final"]["hyperparameters"]
+    assert final["scale"] != pytest.approx(30.0, abs=1e-6)  # three AdamW steps moved it
+    assert final["scale"] == pytest.approx(30.0, rel=0.01)

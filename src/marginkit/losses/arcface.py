@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor
 
-from marginkit.losses.functional import arcface_target
+from marginkit.losses.functional import ARCFACE_FALLBACKS, arcface_target
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.schedules import Schedule
 
@@ -15,7 +15,9 @@ __all__ = ["ArcFace"]
 
 class ArcFace(MarginHead):
     """Target logit ``s cos(theta_y + m)`` while ``theta_y + m <= pi``, else the monotone
-    fallback ``s (cos(theta_y) - m sin(m))``; others ``s cos(theta_j)``.
+    fallback ``s (cos(theta_y) - m sin(m))`` (InsightFace's, default) or, with
+    ``fallback="continuous"``, ``s (cos(theta_y) - (1 - cos(m)))``, continuous at the switch;
+    others ``s cos(theta_j)``.
 
     The margin is in radians (0.5 rad, about 28.6 degrees, in the paper), and the gradient
     flows through it (no straight-through estimate).
@@ -25,6 +27,10 @@ class ArcFace(MarginHead):
         embedding_dim: embedding width D.
         scale: s in (0, 1e4], float or schedule.
         margin: m in [0, pi), radians, float or schedule.
+        learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
+            starting from ``scale`` (a float then); default False, the paper's fixed scale.
+        fallback: the target past ``theta_y + m = pi``: ``"insightface"`` (default) or
+            ``"continuous"`` (see :func:`~marginkit.losses.functional.arcface_target`).
     """
 
     def __init__(
@@ -33,10 +39,22 @@ class ArcFace(MarginHead):
         embedding_dim: int,
         scale: float | Schedule = 64.0,
         margin: float | Schedule = 0.5,
+        learn_scale: bool = False,
+        fallback: str = "insightface",
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
-        super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
+        if fallback not in ARCFACE_FALLBACKS:
+            raise ValueError(
+                f"fallback must be one of {', '.join(ARCFACE_FALLBACKS)}; got {fallback!r}"
+            )
+        super().__init__(
+            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+        )
+        self.fallback = fallback
 
     def target(self, cosine: Tensor) -> Tensor:
-        return arcface_target(cosine, self.schedules["margin"].current())
+        return arcface_target(cosine, self.schedules["margin"].current(), self.fallback)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, fallback={self.fallback!r}"

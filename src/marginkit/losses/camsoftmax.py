@@ -32,6 +32,8 @@ class CamSoftmax(MarginHead):
         scale: s in (0, 1e4] of the normalised form; ignored when ``normalize=False``.
         c: the angle (radians, in (0, pi)) where the target function crosses zero.
         normalize: the normalised (authors' code) or unnormalised form.
+        learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
+            starting from ``scale`` (a float then); normalised form only. Default False.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class CamSoftmax(MarginHead):
         scale: float | Schedule = 20.0,
         c: float | Schedule | None = None,
         normalize: bool = True,
+        learn_scale: bool = False,
     ) -> None:
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be a bool; got {type(normalize).__name__}")
@@ -48,7 +51,7 @@ class CamSoftmax(MarginHead):
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
         hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}
-        super().__init__(num_classes, embedding_dim, **hyperparameters)
+        super().__init__(num_classes, embedding_dim, learn_scale=learn_scale, **hyperparameters)
         self.normalize = normalize
         self.geometry = "normalized" if normalize else "unnormalized"
 

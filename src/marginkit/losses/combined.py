@@ -12,6 +12,8 @@ from marginkit.schedules import Schedule
 
 __all__ = ["CombinedMargin"]
 
+_MARGINS = ("multiplicative", "angular", "additive")
+
 
 class CombinedMargin(MarginHead):
     """Target logit ``s (cos(multiplicative theta_y + angular) - additive)``.
@@ -28,6 +30,8 @@ class CombinedMargin(MarginHead):
         multiplicative: angle multiplier (>= 1).
         angular: additive angle in radians, in [0, pi).
         additive: cosine offset, in [0, 2).
+        learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
+            starting from ``scale`` (a float then); default False, the paper's fixed scale.
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class CombinedMargin(MarginHead):
         multiplicative: float | Schedule = 1.0,
         angular: float | Schedule = 0.5,
         additive: float | Schedule = 0.0,
+        learn_scale: bool = False,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("multiplicative", multiplicative, 1.0)
@@ -46,6 +51,7 @@ class CombinedMargin(MarginHead):
         super().__init__(
             num_classes,
             embedding_dim,
+            learn_scale=learn_scale,
             scale=scale,
             multiplicative=multiplicative,
             angular=angular,
@@ -53,7 +59,7 @@ class CombinedMargin(MarginHead):
         )
 
     def target(self, cosine: Tensor) -> Tensor:
-        values = self.hyperparameters()
+        values = {name: self.schedules[name].current() for name in _MARGINS}
         return combined_target(
             cosine, values["multiplicative"], values["angular"], values["additive"]
         )

@@ -19,6 +19,8 @@ class CosFace(MarginHead):
         embedding_dim: embedding width D.
         scale: s in (0, 1e4], float or schedule.
         margin: m, a cosine offset in [0, 2), float or schedule (e.g. ``Warmup(0.35, 1000)``).
+        learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
+            starting from ``scale`` (a float then); default False, the paper's fixed scale.
     """
 
     def __init__(
@@ -27,10 +29,13 @@ class CosFace(MarginHead):
         embedding_dim: int,
         scale: float | Schedule = 30.0,
         margin: float | Schedule = 0.35,
+        learn_scale: bool = False,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, 2.0, high_inclusive=False)
-        super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
+        super().__init__(
+            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+        )
 
     def target(self, cosine: Tensor) -> Tensor:
         return cosface_target(cosine, self.schedules["margin"].current())

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ARCFACE_FALLBACKS",
     "arccos",
     "arcface_target",
     "camsoftmax_exponent",
@@ -143,18 +144,35 @@ def cosface_target(cosine: Tensor, margin: float | Tensor) -> Tensor:
     return cosine - margin
 
 
-def arcface_target(cosine: Tensor, margin: float) -> Tensor:
-    """ArcFace: ``cos(theta + margin)`` while ``theta + margin <= pi``, else the monotone
-    fallback ``cos(theta) - margin * sin(margin)`` (Deng et al., CVPR 2019).
+#: The continuations of ArcFace's target past ``theta + m = pi`` (``arcface_target``).
+ARCFACE_FALLBACKS = ("insightface", "continuous")
+
+
+def arcface_target(cosine: Tensor, margin: float, fallback: str = "insightface") -> Tensor:
+    """ArcFace: ``cos(theta + margin)`` while ``theta + margin <= pi``, else a monotone
+    continuation (Deng et al., CVPR 2019).
+
+    ``fallback="insightface"`` (default, the official code's): ``cos(theta) - m sin(m)``,
+    decreasing but below ``-1`` at the switch (a jump of ``1 - cos m - m sin m``, about
+    0.12 for m = 0.5). ``fallback="continuous"``: ``cos(theta) - (1 - cos(m))``, which
+    equals ``-1 = cos(pi)`` at the switch ``theta = pi - m``, so the target is continuous
+    and strictly decreasing on ``[0, pi]`` with derivative 1 in ``cos(theta)`` beyond.
 
     ``cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m)``: no ``acos`` is taken, and
     ``sin(theta)`` comes from ``sine_from_cosine``, so the gradient is finite at ``+-1``.
     """
+    if fallback not in ARCFACE_FALLBACKS:
+        raise ValueError(
+            f"fallback must be one of {', '.join(ARCFACE_FALLBACKS)}; got {fallback!r}"
+        )
     cosine = cosine.clamp(-1.0, 1.0)
     shifted = cosine * math.cos(margin) - sine_from_cosine(cosine) * math.sin(margin)
-    fallback = cosine - margin * math.sin(margin)
+    if fallback == "continuous":
+        beyond = cosine - (1.0 - math.cos(margin))
+    else:
+        beyond = cosine - margin * math.sin(margin)
     # theta + m <= pi  <=>  cos(theta) >= cos(pi - m) = -cos(m)
-    return torch.where(cosine >= -math.cos(margin), shifted, fallback)
+    return torch.where(cosine >= -math.cos(margin), shifted, beyond)
 
 
 def combined_target(

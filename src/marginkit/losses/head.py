@@ -81,6 +81,27 @@ def check_range(
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
 
 
+def _learned_scale_start(
+    learn_scale: bool, hyperparameters: dict[str, float | Schedule]
+) -> float | None:
+    """The starting scale of a learned scale (``learn_scale=True``), or None.
+
+    Raises:
+        TypeError: ``learn_scale`` not a bool, or a scheduled ``scale`` with it.
+        ValueError: ``learn_scale=True`` for a head without a scale.
+    """
+    if not isinstance(learn_scale, bool):
+        raise TypeError(f"learn_scale must be a bool; got {type(learn_scale).__name__}")
+    if not learn_scale:
+        return None
+    if "scale" not in hyperparameters:
+        raise ValueError("learn_scale=True needs a head with a scale (normalised embeddings)")
+    scale = hyperparameters["scale"]
+    if isinstance(scale, Schedule):
+        raise TypeError("scale must be a float when learn_scale=True; got a schedule")
+    return float(scale)
+
+
 class MarginHead(nn.Module):
     """Base class of all heads. See the module docstring for the contract.
 
@@ -92,6 +113,10 @@ class MarginHead(nn.Module):
     Args:
         num_classes: number of classes C (>= 2).
         embedding_dim: width D of the embeddings.
+        learn_scale: learn the scale ``s`` as the float32 parameter ``log_scale``
+            (``s = exp(log_scale)``, so it stays positive), starting from the float
+            ``scale`` in ``hyperparameters`` (NormFace's learned scale, Wang et al., 2017);
+            False (default) keeps ``scale`` fixed or scheduled. Only for a head with a scale.
         **hyperparameters: the method's hyper-parameters by name; each a float or a
             :class:`~marginkit.schedules.Schedule` (floats become constant schedules).
     """
@@ -107,9 +132,16 @@ class MarginHead(nn.Module):
 
     weight: nn.Parameter
     step: Tensor
+    #: The learned log-scale (``learn_scale=True``), or None for a fixed or scheduled scale.
+    log_scale: nn.Parameter | None
 
     def __init__(
-        self, num_classes: int, embedding_dim: int, **hyperparameters: float | Schedule
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        *,
+        learn_scale: bool = False,
+        **hyperparameters: float | Schedule,
     ) -> None:
         super().__init__()
         self.num_classes = check_count("num_classes", num_classes, 2)
@@ -118,9 +150,15 @@ class MarginHead(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.chunk_size: int | None = None
         self.total_steps: int | None = None  # the run's length (set_total_steps)
+        start = _learned_scale_start(learn_scale, hyperparameters)
+        if start is not None:
+            del hyperparameters["scale"]  # the parameter replaces the schedule
         self.schedules = nn.ModuleDict(
             {name: as_schedule(value, name) for name, value in hyperparameters.items()}
         )
+        self.log_scale = None
+        if start is not None:
+            self.log_scale = nn.Parameter(torch.tensor(start, dtype=torch.float32).log())
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -130,7 +168,10 @@ class MarginHead(nn.Module):
     # ----------------------------------------------------------------- hyper-parameters
     def hyperparameters(self) -> dict[str, float]:
         """Current value of every scheduled hyper-parameter (and of a learned scale)."""
-        return {name: schedule.current() for name, schedule in self.schedules.items()}
+        values = {name: schedule.current() for name, schedule in self.schedules.items()}
+        if self.log_scale is not None:
+            values["scale"] = float(self.log_scale.detach().exp())
+        return values
 
     def target(self, cosine: Tensor) -> Tensor:
         """The method's margin function: target cosine -> ``f(cos theta_y)``, element-wise.
@@ -142,6 +183,8 @@ class MarginHead(nn.Module):
 
     def scale_value(self) -> Tensor | float:
         """The scale ``s`` of the normalised geometry (a tensor if learned)."""
+        if self.log_scale is not None:
+            return self.log_scale.exp()
         if "scale" not in self.schedules:
             raise NotImplementedError(f"{type(self).__name__} has no scale")
         return self.schedules["scale"].current()
@@ -429,4 +472,7 @@ class MarginHead(nn.Module):
             schedule.advance(step, target_cosine)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
+        text = f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}"
+        if self.log_scale is not None or "scale" in self.schedules:
+            text += f", learn_scale={self.log_scale is not None}"
+        return text

@@ -25,7 +25,9 @@ the ``marginkit`` recipe does about it (measurements in ``docs/recipes.md``):
   classes cannot give its target a probability above ``P`` unless
   ``s >= (C - 1) / C * ln((C - 1) P / (1 - P))`` (NormFace, Wang et al. 2017, Prop. 2;
   AdaCos, Zhang et al. 2019): the fixed scales of NormFace (16) and Cam-softmax (20) are
-  raised to that bound at ``P = 0.999`` when C is large.
+  raised to that bound at ``P = 0.999`` when C is large. With ``learn_scale=true`` that
+  value is only where the learned scale starts (the head still learns it); the margin heads'
+  scales, fixed or learned, are left as given.
 ``recipe: paper`` keeps the papers' own settings: SGD (momentum 0.9, lr 0.1, weight decay
 5e-4) with step decays at 50 % and 75 % of the run, constant margins, and the official
 step-based annealings (L-Softmax's and SphereFace's lambda, the Cam-softmax authors' ramp).
