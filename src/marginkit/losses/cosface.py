@@ -6,6 +6,7 @@ from torch import Tensor
 
 from marginkit.losses.functional import cosface_target
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
 __all__ = ["CosFace"]
@@ -31,6 +32,8 @@ class CosFace(MarginHead):
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, 2.0, high_inclusive=False)
         super().__init__(num_classes, embedding_dim, scale=scale, margin=margin)
+        largest = self.schedules["margin"].bounds()[1]
+        warn_margin(type(self).__name__, "cosine", largest, num_classes, embedding_dim)
 
     def target(self, cosine: Tensor) -> Tensor:
         return cosface_target(cosine, self.schedules["margin"].current())

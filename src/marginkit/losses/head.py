@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from marginkit._validation import check_count
 from marginkit.losses.fused import fused_margin_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
+from marginkit.losses.sanity import warn_scale
 from marginkit.schedules import Schedule, as_schedule
 
 __all__ = ["MAX_SCALE", "MarginHead", "check_range"]
@@ -122,6 +123,8 @@ class MarginHead(nn.Module):
             {name: as_schedule(value, name) for name, value in hyperparameters.items()}
         )
         self.reset_parameters()
+        if "scale" in self.schedules:  # a MarginWarning if s cannot reach P = 0.99
+            warn_scale(type(self).__name__, self.schedules["scale"].bounds()[1], num_classes)
 
     def reset_parameters(self) -> None:
         """Initialise ``weight`` as ``nn.Linear`` does (Kaiming-uniform)."""
