@@ -33,6 +33,7 @@ def _pair(name: str, seed: int, embedding_dim: int):
     return loss, head, embeddings, labels
 
 
+@pytest.mark.filterwarnings("ignore::marginkit.losses.sanity.MarginWarning")  # PML's margins, D = 2
 @pytest.mark.parametrize("embedding_dim", [2, 16])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -76,11 +76,12 @@ def margin_limit(kind: str, num_classes: int, embedding_dim: int) -> float:
     raise ValueError(f"kind must be 'angular' or 'cosine'; got {kind!r}")
 
 
-def _warn_once(key: tuple[object, ...], message: str) -> None:
+def _warn_once(key: tuple[object, ...], message: str, stacklevel: int) -> None:
+    """Warn unless ``key`` was warned about; ``stacklevel`` counts from the public caller."""
     if key in _WARNED:
         return
     _WARNED.add(key)
-    warnings.warn(message, MarginWarning, stacklevel=4)
+    warnings.warn(message, MarginWarning, stacklevel=stacklevel + 2)
 
 
 def warn_scale(head_name: str, scale: float, num_classes: int) -> None:
@@ -101,6 +102,7 @@ def warn_scale(head_name: str, scale: float, num_classes: int) -> None:
         f"class can reach probability {WARNING_PROBABILITY} among {num_classes} classes "
         f"(NormFace's bound): use scale >= {math.ceil(bound)}, or leave the scale to the "
         "training recipe",
+        stacklevel=3,  # warn_scale <- MarginHead.__init__ <- the head's __init__ <- its caller
     )
 
 
@@ -127,4 +129,5 @@ def warn_margin(
         f"{embedding_dim} dimensions (class centres at best {gap:.1f} degrees apart; no "
         f"embedding a quarter of that from its centre meets the margin): use margin < "
         f"{limit:.4g} or a larger embedding_dim",
+        stacklevel=2,  # warn_margin <- the head's __init__ <- its caller
     )
