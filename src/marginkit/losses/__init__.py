@@ -15,6 +15,7 @@ from marginkit.losses.cosface import CosFace
 from marginkit.losses.head import MarginHead
 from marginkit.losses.lsoftmax import LSoftmax, SphereFace
 from marginkit.losses.normface import NormFace
+from marginkit.losses.pml import from_pml
 from marginkit.losses.registry import available, build, resolve
 from marginkit.losses.sampling import ClassSampledHead
 from marginkit.losses.softmax import Softmax
@@ -37,5 +38,6 @@ __all__ = [
     "VirtualSoftmax",
     "available",
     "build",
+    "from_pml",
     "resolve",
 ]

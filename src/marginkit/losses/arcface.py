@@ -8,6 +8,7 @@ from torch import Tensor
 
 from marginkit.losses.functional import ARCFACE_FALLBACKS, arcface_target
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
 __all__ = ["ArcFace"]
@@ -52,6 +53,8 @@ class ArcFace(MarginHead):
             num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
         )
         self.fallback = fallback
+        largest = self.schedules["margin"].bounds()[1]
+        warn_margin(type(self).__name__, "angular", largest, num_classes, embedding_dim)
 
     def target(self, cosine: Tensor) -> Tensor:
         return arcface_target(cosine, self.schedules["margin"].current(), self.fallback)

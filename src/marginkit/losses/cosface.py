@@ -6,6 +6,7 @@ from torch import Tensor
 
 from marginkit.losses.functional import cosface_target
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
 __all__ = ["CosFace"]
@@ -36,6 +37,8 @@ class CosFace(MarginHead):
         super().__init__(
             num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
         )
+        largest = self.schedules["margin"].bounds()[1]
+        warn_margin(type(self).__name__, "cosine", largest, num_classes, embedding_dim)
 
     def target(self, cosine: Tensor) -> Tensor:
         return cosface_target(cosine, self.schedules["margin"].current())

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from marginkit._validation import check_count
 from marginkit.losses.fused import fused_margin_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
+from marginkit.losses.sanity import warn_scale
 from marginkit.schedules import Schedule, as_schedule
 
 __all__ = ["MAX_SCALE", "MarginHead", "check_range"]
@@ -160,6 +161,8 @@ class MarginHead(nn.Module):
         if start is not None:
             self.log_scale = nn.Parameter(torch.tensor(start, dtype=torch.float32).log())
         self.reset_parameters()
+        if "scale" in self.schedules:  # a MarginWarning if s cannot reach P = 0.99
+            warn_scale(type(self).__name__, self.schedules["scale"].bounds()[1], num_classes)
 
     def reset_parameters(self) -> None:
         """Initialise ``weight`` as ``nn.Linear`` does (Kaiming-uniform)."""

@@ -39,6 +39,7 @@ import dataclasses
 import math
 from typing import Any
 
+from marginkit.losses.sanity import scale_bound
 from marginkit.registry import LOSSES
 from marginkit.schedules import ANNEAL_FRACTION
 from marginkit.train.config import ConfigError, TrainConfig
@@ -67,14 +68,6 @@ RECIPES = tuple(_TRAINING)
 
 #: The TrainConfig options a recipe fills when they are None.
 RECIPE_OPTIONS = frozenset(_TRAINING["marginkit"])
-
-
-def scale_bound(num_classes: int, probability: float = 0.999) -> float:
-    """The smallest scale at which a normalised head can give probability ``probability``
-    to the target class among ``num_classes`` (NormFace, Wang et al. 2017, Prop. 2):
-    ``(C - 1) / C * ln((C - 1) P / (1 - P))``."""
-    classes = num_classes
-    return (classes - 1) / classes * math.log((classes - 1) * probability / (1 - probability))
 
 
 def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
