@@ -98,3 +98,16 @@ def test_paper_recipe_keeps_normface_16_and_is_told_at_100_000_classes() -> None
     arguments = loss_kwargs(config.loss_args)
     messages = _margin_warnings(lambda: build("normface", 100_000, 16, **arguments))
     assert len(messages) == 1 and "use scale >= 17" in messages[0]
+
+
+def test_heads_built_unchecked_warn_nothing_and_are_not_counted(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    from marginkit.losses import ArcFace
+    from marginkit.losses.sanity import MarginWarning, unchecked
+
+    with unchecked():
+        ArcFace(num_classes=13, embedding_dim=2)  # m = 0.5 > pi / 13: would warn
+    assert not [w for w in recwarn if issubclass(w.category, MarginWarning)]
+    with pytest.warns(MarginWarning, match="13 classes in 2 dimensions"):
+        ArcFace(num_classes=13, embedding_dim=2)  # outside: warned about, once

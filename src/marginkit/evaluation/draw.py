@@ -17,6 +17,7 @@ from torch import Tensor
 
 from marginkit import plots
 from marginkit.losses import ArcFace, CamSoftmax, CosFace, MarginHead, NormFace, Softmax, SphereFace
+from marginkit.losses.sanity import unchecked
 from marginkit.metrics import LabelNoiseSamples
 
 __all__ = ["Drawing", "comparison_heads", "draw"]
@@ -28,14 +29,15 @@ def comparison_heads(head: MarginHead, name: str) -> dict[str, MarginHead]:
     """
     classes = head.num_classes
     heads: dict[str, MarginHead] = {f"this run: {name}": head}
-    reference = {  # the legend adds each head's hyper-parameter values
-        "softmax": Softmax(classes, 2),
-        "normface": NormFace(classes, 2),
-        "cosface": CosFace(classes, 2),
-        "arcface": ArcFace(classes, 2),
-        "sphereface": SphereFace(classes, 2, lambda_=5.0),
-        "camsoftmax": CamSoftmax(classes, 2, c=math.pi / 4),
-    }
+    with unchecked():  # 2-D heads for their curves only: no MarginWarning about them
+        reference = {  # the legend adds each head's hyper-parameter values
+            "softmax": Softmax(classes, 2),
+            "normface": NormFace(classes, 2),
+            "cosface": CosFace(classes, 2),
+            "arcface": ArcFace(classes, 2),
+            "sphereface": SphereFace(classes, 2, lambda_=5.0),
+            "camsoftmax": CamSoftmax(classes, 2, c=math.pi / 4),
+        }
     for label, candidate in reference.items():
         if label != name:
             heads[label] = candidate.eval()

@@ -20,8 +20,11 @@ reported once per configuration with a :class:`MarginWarning` at the head's cons
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import warnings
+from collections.abc import Iterator
 
 __all__ = [
     "WARNING_PROBABILITY",
@@ -29,6 +32,7 @@ __all__ = [
     "margin_limit",
     "neighbour_angle",
     "scale_bound",
+    "unchecked",
     "warn_margin",
     "warn_scale",
 ]
@@ -38,6 +42,8 @@ WARNING_PROBABILITY = 0.99
 
 #: The configurations already warned about (one warning each per process).
 _WARNED: set[tuple[object, ...]] = set()
+#: False inside :func:`unchecked` (heads built for pictures, not for training).
+_CHECKING: contextvars.ContextVar[bool] = contextvars.ContextVar("checking", default=True)
 
 
 class MarginWarning(UserWarning):
@@ -76,9 +82,20 @@ def margin_limit(kind: str, num_classes: int, embedding_dim: int) -> float:
     raise ValueError(f"kind must be 'angular' or 'cosine'; got {kind!r}")
 
 
+@contextlib.contextmanager
+def unchecked() -> Iterator[None]:
+    """Heads built inside warn about nothing (and are not counted as warned about): for
+    heads that only draw a curve, such as the published settings beside a run's own."""
+    token = _CHECKING.set(False)
+    try:
+        yield
+    finally:
+        _CHECKING.reset(token)
+
+
 def _warn_once(key: tuple[object, ...], message: str, stacklevel: int) -> None:
     """Warn unless ``key`` was warned about; ``stacklevel`` counts from the public caller."""
-    if key in _WARNED:
+    if key in _WARNED or not _CHECKING.get():
         return
     _WARNED.add(key)
     warnings.warn(message, MarginWarning, stacklevel=stacklevel + 2)
