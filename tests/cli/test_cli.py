@@ -465,3 +465,14 @@ def test_eval_refusals_are_one_line(
     assert error.splitlines()[-1] == (
         "marginkit eval: error: argument --batch-size: expected an int >= 1, got '0'"
     )
+
+
+def test_marginkit_warnings_are_one_line_and_others_as_python_shows_them() -> None:
+    from marginkit.cli import _format_warning
+    from marginkit.losses.sanity import MarginWarning
+
+    text = "ArcFace: margin 0.5 leaves no room between 10 classes in 2 dimensions"
+    shown = _format_warning(MarginWarning(text), MarginWarning, "registry.py", 48, "line")
+    assert shown == f"marginkit: warning: {text}\n"
+    other = _format_warning(UserWarning("x"), UserWarning, "a.py", 3, "code")
+    assert other.startswith("a.py:3: UserWarning: x")

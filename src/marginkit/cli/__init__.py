@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -474,8 +475,26 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """marginkit's own warnings (a ``MarginWarning``: a scale or margin that cannot work) as
+    one line, like the errors; every other warning as Python shows it."""
+    if category.__module__.startswith("marginkit."):
+        return f"marginkit: warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``marginkit`` console script; returns the exit status."""
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
