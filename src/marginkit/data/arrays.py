@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["ArrayDataset", "channel_statistics", "moments_of_counts"]
+__all__ = [
+    "ArrayDataset",
+    "channel_statistics",
+    "channel_tensors",
+    "moments_of_counts",
+    "normalise_codes",
+]
 
 
 class ArrayDataset(Dataset):
@@ -53,21 +59,11 @@ class ArrayDataset(Dataset):
                 f"clean_labels: expected shape {tuple(labels.shape)} like labels, "
                 f"got {tuple(clean_labels.shape)}"
             )
-        channels = data.shape[1]
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(
-                f"mean/std: expected {channels} values (one per channel), "
-                f"got {len(mean)} and {len(std)}"
-            )
-        if any(not s > 0 for s in std):
-            raise ValueError(f"std: expected positive values, got {list(std)}")
         self.data = data
         self.labels = labels.long()
         self.clean_labels = self.labels if clean_labels is None else clean_labels.long()
         self.value_scale = float(value_scale)
-        view = (channels,) + (1,) * (data.dim() - 2)
-        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(view)
-        self.std = torch.tensor(list(std), dtype=torch.float32).view(view)
+        self.mean, self.std = channel_tensors(mean, std, data.shape[1:])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -78,7 +74,7 @@ class ArrayDataset(Dataset):
         return self.data.shape[0]
 
     def _normalise(self, codes: Tensor) -> Tensor:
-        return (codes.to(torch.float32) * self.value_scale - self.mean) / self.std
+        return normalise_codes(codes, self.value_scale, self.mean, self.std)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self._normalise(self.data[index]), int(self.labels[index])
@@ -91,6 +87,37 @@ class ArrayDataset(Dataset):
             long labels (the noisy ones where label noise was injected).
         """
         return self._normalise(self.data), self.labels.clone()
+
+
+def channel_tensors(
+    mean: Sequence[float], std: Sequence[float], input_shape: Sequence[int]
+) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std as float32 tensors that broadcast over one input of shape
+    ``input_shape`` ``(C, ...)`` (and over a batch of them).
+
+    Raises:
+        ValueError: not one value per channel, or a std that is not positive.
+    """
+    channels = input_shape[0]
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"mean/std: expected {channels} values (one per channel), "
+            f"got {len(mean)} and {len(std)}"
+        )
+    if any(not s > 0 for s in std):
+        raise ValueError(f"std: expected positive values, got {list(std)}")
+    view = (channels,) + (1,) * (len(input_shape) - 1)
+    return (
+        torch.tensor(list(mean), dtype=torch.float32).view(view),
+        torch.tensor(list(std), dtype=torch.float32).view(view),
+    )
+
+
+def normalise_codes(codes: Tensor, value_scale: float, mean: Tensor, std: Tensor) -> Tensor:
+    """Stored integer codes -> network inputs, ``(codes * value_scale - mean) / std`` in
+    float32: the one formula of the in-memory and the streamed data sets (so an image gives
+    bitwise the same tensor either way)."""
+    return (codes.to(torch.float32) * value_scale - mean) / std
 
 
 def channel_statistics(

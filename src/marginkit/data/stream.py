@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from marginkit.data.arrays import moments_of_counts
+from marginkit.data.arrays import channel_tensors, moments_of_counts, normalise_codes
 from marginkit.data.errors import DataError
 from marginkit.data.images import decode_image, decode_images
 from marginkit.progress import Progress
@@ -129,14 +129,11 @@ class ImageFileDataset(Dataset):
                 f"labels: expected shape ({len(files)},) to match the files, "
                 f"got {tuple(labels.shape)}"
             )
-        if len(mean) != 3 or len(std) != 3 or any(not s > 0 for s in std):
-            raise ValueError(f"mean/std: expected 3 values each, std > 0, got {mean}, {std}")
         self.files = files
         self.labels = labels.long()
         self.clean_labels = self.labels if clean_labels is None else clean_labels.long()
         self.value_scale = float(value_scale)
-        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(list(std), dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = channel_tensors(mean, std, files.shape[1:])  # (3, 1, 1) each
 
     @property
     def workers(self) -> int:
@@ -152,7 +149,7 @@ class ImageFileDataset(Dataset):
         return len(self.files)
 
     def _normalise(self, codes: Tensor) -> Tensor:
-        return (codes.to(torch.float32) * self.value_scale - self.mean) / self.std
+        return normalise_codes(codes, self.value_scale, self.mean, self.std)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self._normalise(self.files.codes(index)), int(self.labels[index])
