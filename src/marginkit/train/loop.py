@@ -327,11 +327,11 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _training_set(config: TrainConfig, bundle: Any) -> BatchSource:
+def _training_set(config: TrainConfig, bundle: Any, pin_memory: bool = False) -> BatchSource:
     """The samples a run trains on (in memory, or streamed from files): the training split,
-    or its seeded class-balanced ``train_fraction`` subset; streamed batches are pinned for a
-    fast copy when the run is on CUDA."""
-    source = BatchSource(bundle.train, pin_memory=resolve_device(config.device).type == "cuda")
+    or its seeded class-balanced ``train_fraction`` subset; ``pin_memory``: streamed batches
+    page-locked for a fast copy to a GPU."""
+    source = BatchSource(bundle.train, pin_memory=pin_memory)
     if config.train_fraction < 1.0:
         from marginkit.data.options import derived_generator, stratified_split
 
@@ -406,13 +406,13 @@ def _accuracy(
     dataset: Any,
     num_classes: int,
     batch_size: int,
-    device: torch.device | None = None,
+    device: torch.device,
     part: Distribution = SINGLE,
 ) -> float | None:
     """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
-    ``dataset``, in float32, each batch copied to ``device`` (None: where the networks'
-    parameters are) and the count kept there (one wait for the device, at the end);
-    ``part``: each rank scores its share of them and the counts are summed."""
+    ``dataset``, in float32, each batch copied to ``device`` (the networks') and the count
+    kept there (one wait for the device, at the end); ``part``: each rank scores its share
+    of them and the counts are summed."""
     if dataset is None:
         return None
     source = BatchSource(dataset)
@@ -424,9 +424,6 @@ def _accuracy(
     was_training = backbone.training, head.training
     backbone.eval()
     head.eval()
-    if device is None:
-        first = next(iter([*backbone.parameters(), *head.parameters()]), None)
-        device = torch.device("cpu") if first is None else first.device
     correct = torch.zeros((), dtype=torch.long, device=device)
     for inputs, labels in source.in_order(batch_size):  # (b, *input_shape), (b,)
         scores = head.logits(backbone(inputs.to(device, non_blocking=True)))  # (b, C)
@@ -662,7 +659,7 @@ def _set_up(
     backbone, head = build_models(config, bundle)  # on the CPU, from the seed
     backbone.to(device)  # the same initial weights on every device
     head = part.shard_head(head.to(device))  # this rank's class rows (all for one process)
-    batches = _training_set(config, bundle)
+    batches = _training_set(config, bundle, pin_memory=device.type == "cuda")
     count = len(batches)
     if count < 2:
         raise ConfigError(f"dataset {config.dataset!r} has {count} training samples; need >= 2")
