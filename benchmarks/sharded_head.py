@@ -16,19 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _timed(head, embeddings, labels, repeats: int) -> float:
@@ -78,6 +71,8 @@ def _rank(rank: int, world: int, port: int, args: argparse.Namespace, queue) -> 
 
 
 def main() -> None:
+    from marginkit.distributed import free_port
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--world", type=int, default=2)
@@ -88,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    port = _free_port()
+    port = free_port()
     mp.spawn(_rank, args=(args.world, port, args, queue), nprocs=args.world, join=True)
     results = queue.get()
     print(f"world {args.world}, global batch {args.batch}, D {args.dim}, ArcFace, float32")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import torch
 import marginkit
 from marginkit.distributed import (
     ShardedHead,
+    free_port,
     join_state_dicts,
     reshard_state_dict,
     shard,
@@ -38,12 +38,6 @@ TIMEOUT = 240.0
 TOLERANCE = 1e-10
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _run_ranks(world: int, out: Path) -> list[dict]:
     """Start ``world`` worker processes, wait (at most TIMEOUT s), return each rank's JSON."""
     source = str(Path(marginkit.__file__).resolve().parents[1])
@@ -53,7 +47,7 @@ def _run_ranks(world: int, out: Path) -> list[dict]:
         "OMP_NUM_THREADS": "1",
         "GLOO_SOCKET_IFNAME": "lo",
     }
-    port = _free_port()
+    port = free_port()
     processes = []
     for rank in range(world):
         log = (out / f"log{rank}.txt").open("w")

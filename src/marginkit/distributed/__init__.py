@@ -8,7 +8,15 @@ See ``docs/distributed.md``. Nothing here initialises ``torch.distributed``: the
 ``torchrun``) does.
 """
 
+from marginkit.distributed.collectives import free_port
 from marginkit.distributed.head import ShardedHead, shard
 from marginkit.distributed.state import join_state_dicts, reshard_state_dict, shard_bounds
 
-__all__ = ["ShardedHead", "join_state_dicts", "reshard_state_dict", "shard", "shard_bounds"]
+__all__ = [
+    "ShardedHead",
+    "free_port",
+    "join_state_dicts",
+    "reshard_state_dict",
+    "shard",
+    "shard_bounds",
+]

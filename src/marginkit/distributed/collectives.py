@@ -20,11 +20,13 @@ ICCV-W 2021):
 
 from __future__ import annotations
 
+import socket
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Collectives", "GatherRows", "SumGradients"]
+__all__ = ["Collectives", "GatherRows", "SumGradients", "free_port"]
 
 
 class Collectives:
@@ -102,3 +104,10 @@ class GatherRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gradient: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         return gradient[ctx.start : ctx.stop], None, None, None
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a process group's rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

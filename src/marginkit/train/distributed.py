@@ -35,7 +35,6 @@ import datetime
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,7 +52,6 @@ __all__ = [
     "DistributedError",
     "Distribution",
     "distributed_environment",
-    "free_port",
     "launch",
     "process_group",
     "reshard_optimizer_state",
@@ -343,13 +341,6 @@ def _collective_failure(error: RuntimeError) -> bool:
 
 
 # ------------------------------------------------------------------------ launcher
-def free_port() -> int:
-    """A TCP port free on the loopback interface now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def launch(arguments: Sequence[str], nproc: int, poll: float = 0.1) -> None:
     """Run ``marginkit train ARGUMENTS`` as ``nproc`` ranks on this machine and wait.
 
@@ -361,6 +352,8 @@ def launch(arguments: Sequence[str], nproc: int, poll: float = 0.1) -> None:
         DistributedError: "rank R failed (exit status S)"; the ranks' own messages went to
             the terminal before.
     """
+    from marginkit.distributed import free_port
+
     port = str(free_port())
     children = []
     for rank in range(nproc):
