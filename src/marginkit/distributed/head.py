@@ -140,6 +140,8 @@ class ShardedHead(nn.Module):
         group: dist.ProcessGroup | None = None,
     ) -> None:
         whole, sampler = _unwrap(head)
+        if whole.unshardable is not None:
+            raise ValueError(f"head: {type(whole).__name__} cannot be sharded: {whole.unshardable}")
         lo, hi = shard_bounds(whole.num_classes, world_size, rank)
         super().__init__()
         self.rank, self.world_size, self.lo, self.hi = rank, world_size, lo, hi

@@ -43,6 +43,7 @@ import math
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
@@ -130,6 +131,17 @@ class MarginHead(nn.Module):
     #: loss and its gradients are exactly those of ``F.linear`` + cross-entropy everywhere,
     #: a zero embedding included.
     margin_free: ClassVar[bool] = False
+    #: The training logits are the plain scores with only the target (and a virtual) logit
+    #: replaced, so ``forward`` runs the fused (and optionally chunked) path of
+    #: :mod:`marginkit.losses.fused`. False for a head that also changes the other logits
+    #: (CurricularFace, sub-centres) or whose margin takes a gradient through ``||x||``
+    #: (MagFace): it trains on :meth:`_training_logits` composed with autograd, and refuses
+    #: ``chunk_size``.
+    fused: ClassVar[bool] = True
+    #: The head can be split over ranks by :func:`marginkit.distributed.shard`: its margin
+    #: needs only each sample's own target and no statistic of the batch or of the other
+    #: classes. The reason it cannot, else (shown by ``shard``).
+    unshardable: ClassVar[str | None] = None
 
     weight: nn.Parameter
     step: Tensor
@@ -158,6 +170,8 @@ class MarginHead(nn.Module):
             {name: as_schedule(value, name) for name, value in hyperparameters.items()}
         )
         self.log_scale = None
+        #: Batch statistics in use during one call (see :meth:`_batch_statistics`).
+        self._statistics: dict[str, Tensor] | None = None
         if start is not None:
             self.log_scale = nn.Parameter(torch.tensor(start, dtype=torch.float32).log())
         self.reset_parameters()
@@ -191,6 +205,42 @@ class MarginHead(nn.Module):
         if "scale" not in self.schedules:
             raise NotImplementedError(f"{type(self).__name__} has no scale")
         return self.schedules["scale"].current()
+
+    # ------------------------------------------------------------------ batch statistics
+    def _batch_statistics(
+        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+    ) -> dict[str, Tensor]:
+        """The statistics of the batch that the margin uses (AdaCos's scale, CurricularFace's
+        ``t``, AdaFace's norm mean and spread), detached; none for most heads.
+
+        Both paths take them from here, so ``forward`` in training mode and
+        :meth:`margin_logits` in training mode see the same values: the running values
+        updated with this batch (``update``, the paper's order: update, then use). In eval
+        mode (``update`` False) they are the running values. Entries named like a buffer
+        are stored into it by a training ``forward``; the others (per-sample values) live
+        for the call only.
+
+        Args:
+            embeddings: (B, D) embeddings in the compute dtype.
+            weight: (K, D) the class weights of the softmax (all, or the sampled ones).
+            labels: (B,) int64 labels indexing ``weight``'s rows.
+            update: whether to fold this batch into the running values.
+        """
+        return {}
+
+    def _statistic(self, name: str) -> Tensor:
+        """The batch statistic ``name`` of the current call, else the buffer of that name."""
+        if self._statistics is not None and name in self._statistics:
+            return self._statistics[name]
+        return getattr(self, name)
+
+    def _store_statistics(self, statistics: dict[str, Tensor]) -> None:
+        """Copy the entries of ``statistics`` that name a buffer into it (training step)."""
+        buffers = dict(self.named_buffers(recurse=False))
+        with torch.no_grad():
+            for name, value in statistics.items():
+                if name in buffers:
+                    buffers[name].copy_(value)
 
     # ----------------------------------------------------------------------- validation
     def check_inputs(
@@ -338,8 +388,16 @@ class MarginHead(nn.Module):
         Returns:
             The head itself.
         """
+        if chunk_size is not None and not self.fused:
+            self._refuse_chunks()
         self.chunk_size = None if chunk_size is None else check_count("chunk_size", chunk_size, 1)
         return self
+
+    def _refuse_chunks(self) -> None:
+        raise ValueError(
+            f"chunk_size: {type(self).__name__} changes more than the target logit, so its "
+            "loss is not computed in class blocks; leave chunk_size None"
+        )
 
     # ---------------------------------------------------------------------- public API
     def logits(self, embeddings: Tensor) -> Tensor:
@@ -356,10 +414,13 @@ class MarginHead(nn.Module):
 
     def margin_logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         """Exactly what the cross-entropy sees in training: (B, C), or (B, C + 1) for
-        Virtual Softmax, at the current hyper-parameter values. Does not advance the step.
+        Virtual Softmax, at the current hyper-parameter values (and, in training mode, with
+        the batch statistics a training step on this batch would use). Does not advance the
+        step or store any statistic.
 
         The reference path: plain scores, target logit scattered in, composed with autograd
-        (``forward`` computes the same loss by the fused path).
+        (``forward`` computes the same loss by the fused path; MagFace adds its
+        :meth:`penalty`).
 
         Args:
             embeddings: (B, D) embeddings.
@@ -369,16 +430,51 @@ class MarginHead(nn.Module):
         labels = labels.long()
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             embeddings, weight, bias = self._operands(embeddings)
-            rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D)
-            logits = self.margin_geometry.scores(rows, weight, bias)  # (B, C)
-            target_logit, virtual_logit, _ = self._target_logits(rows, weight[labels])
-            if not self.margin_free:  # margin-free: the plain scores are the training logits
-                if bias is not None:  # the target class keeps its bias
-                    target_logit = target_logit + bias[labels]
-                logits = logits.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
-            if virtual_logit is not None:
-                logits = torch.cat([logits, virtual_logit.unsqueeze(1)], dim=1)  # (B, C + 1)
-        return logits
+            statistics = self._batch_statistics(embeddings, weight, labels, self.training)
+            with self._using(statistics):
+                return self._training_logits(embeddings, weight, bias, labels)[0]
+
+    def _using(self, statistics: dict[str, Tensor]) -> _Statistics:
+        """A context in which :meth:`_statistic` returns the entries of ``statistics``."""
+        return _Statistics(self, statistics)
+
+    def _training_logits(
+        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The training logits composed with autograd, the plain scores and target cosines.
+
+        The reference path of every head, and the training path of a head with
+        ``fused = False`` (which overrides it).
+
+        Args:
+            embeddings: (B, D) embeddings in the compute dtype.
+            weight: (K, D) class weights (all, or a sampled subset); bias: (K,) or None.
+            labels: (B,) int64 indices into ``weight``'s rows.
+
+        Returns:
+            logits: (B, K) (or (B, K + 1) with a virtual class), differentiable.
+            plain: (B, K) detached plain scores (no margin), for top-1 correctness.
+            target_cosine: (B,) detached target cosines.
+        """
+        rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D)
+        logits = self.margin_geometry.scores(rows, weight, bias)  # (B, K)
+        plain = logits.detach()
+        target_logit, virtual_logit, target_cosine = self._target_logits(rows, weight[labels])
+        if not self.margin_free:  # margin-free: the plain scores are the training logits
+            if bias is not None:  # the target class keeps its bias
+                target_logit = target_logit + bias[labels]
+            logits = logits.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
+        if virtual_logit is not None:
+            logits = torch.cat([logits, virtual_logit.unsqueeze(1)], dim=1)  # (B, K + 1)
+        return logits, plain, target_cosine
+
+    def penalty(self, embeddings: Tensor) -> Tensor | None:
+        """A term ``forward`` adds to the cross-entropy, or None (MagFace's regulariser).
+
+        Args:
+            embeddings: (B, D) embeddings in the compute dtype.
+        """
+        return None
 
     def forward(self, embeddings: Tensor, labels: Tensor, classes: Tensor | None = None) -> Tensor:
         """Mean cross-entropy of the margin logits; advances the schedules in training mode.
@@ -420,18 +516,42 @@ class MarginHead(nn.Module):
                 weight = weight[classes]  # (K, D)
                 bias = None if bias is None else bias[classes]
                 labels = torch.searchsorted(classes, labels)
-            loss, target_cosine, correct = fused_margin_cross_entropy(
-                self.margin_geometry.rows(embeddings, self._scale()),
-                weight,
-                bias,
-                labels,
-                self._target_logits,
-                normalized_weight=self.margin_geometry.normalized_weights,
-                chunk_size=self.chunk_size,
-            )
+            statistics = self._batch_statistics(embeddings, weight, labels, self.training)
+            with self._using(statistics):
+                if self.fused:
+                    loss, target_cosine, correct = fused_margin_cross_entropy(
+                        self.margin_geometry.rows(embeddings, self._scale()),
+                        weight,
+                        bias,
+                        labels,
+                        self._target_logits,
+                        normalized_weight=self.margin_geometry.normalized_weights,
+                        chunk_size=self.chunk_size,
+                    )
+                else:
+                    loss, target_cosine, correct = self._composed_loss(
+                        embeddings, weight, bias, labels
+                    )
+                penalty = self.penalty(embeddings)
+        if penalty is not None:
+            loss = loss + penalty
         if self.training:
+            self._store_statistics(statistics)
             self.advance(target_cosine)
         return loss, correct
+
+    def _composed_loss(
+        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss of a head with ``fused = False``: cross-entropy of
+        :meth:`_training_logits`, with the target cosines and ``correct`` (B,)."""
+        if self.chunk_size is not None:
+            self._refuse_chunks()
+        logits, plain, target_cosine = self._training_logits(embeddings, weight, bias, labels)
+        loss = F.cross_entropy(logits, labels)
+        target_plain = plain.gather(1, labels.unsqueeze(1))  # (B, 1)
+        rival = plain.scatter(1, labels.unsqueeze(1), -math.inf).amax(dim=1, keepdim=True)
+        return loss, target_cosine.detach(), (target_plain >= rival).squeeze(1)
 
     def set_total_steps(self, total_steps: int) -> MarginHead:
         """Tell every schedule the run's length, in training steps (forward calls in training
@@ -479,3 +599,16 @@ class MarginHead(nn.Module):
         if self.log_scale is not None or "scale" in self.schedules:
             text += f", learn_scale={self.log_scale is not None}"
         return text
+
+
+class _Statistics:
+    """The context of :meth:`MarginHead._using`: the head's batch statistics for one call."""
+
+    def __init__(self, head: MarginHead, statistics: dict[str, Tensor]) -> None:
+        self.head, self.statistics = head, statistics
+
+    def __enter__(self) -> None:
+        self.head._statistics = self.statistics
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.head._statistics = None
