@@ -98,7 +98,7 @@ def _feature_pictures(drawing: Drawing) -> list[Path]:
         written += plots.features_2d(
             embeddings,
             labels,
-            drawing.head.weight.detach().float(),
+            drawing.head.class_weight().float(),
             folder / "features_2d",
             normalized=True,
             class_names=drawing.class_names,

@@ -73,7 +73,7 @@ def split_sections(
         train_labels: (N,) their (training) labels.
         measured: the measured split.
     """
-    weight = head.weight.detach().float()  # (C, D)
+    weight = head.class_weight().float()  # (C, D)
     known_embeddings, known_labels = measured.known_part()
     with torch.no_grad():
         logits = head.logits(known_embeddings)  # (K, C)

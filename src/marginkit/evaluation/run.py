@@ -164,7 +164,7 @@ def _save_embeddings(path: Path, measured: measure.MeasuredSplit, head: MarginHe
         buffer,
         embeddings=measured.embeddings.numpy(),
         labels=measured.labels.numpy(),
-        weight=head.weight.detach().float().numpy(),
+        weight=head.class_weight().float().numpy(),
     )
     atomic_write_bytes(path, buffer.getvalue())
     return path

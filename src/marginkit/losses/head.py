@@ -400,6 +400,14 @@ class MarginHead(nn.Module):
         )
 
     # ---------------------------------------------------------------------- public API
+    def class_weight(self) -> Tensor:
+        """One weight per class, (C, D), detached: the class directions that the geometry
+        measures, the plots draw and open-set scoring compares with. ``weight`` itself for
+        every head with one row per class; a head with several rows per class (sub-centres)
+        picks one.
+        """
+        return self.weight.detach()
+
     def logits(self, embeddings: Tensor) -> Tensor:
         """Inference scores (B, C): ``cos(theta_j)`` for heads with normalised weights,
         ``W_j . x`` (+ bias) for the unnormalised ones; no margin and no virtual class.

@@ -54,7 +54,7 @@ def angular_geometry(
     Args:
         embeddings: (N, D) embeddings (non-zero rows).
         labels: (N,) integer labels, at least two distinct classes.
-        weights: optional (C, D) class weights (``head.weight``), row ``j`` for label ``j``;
+        weights: optional (C, D) class weights (``head.class_weight()``), row ``j`` for label ``j``;
             every label must be below C.
 
     Returns:

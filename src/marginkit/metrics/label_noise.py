@@ -73,8 +73,8 @@ def target_angles(head: MarginHead, embeddings: ArrayLike, labels: ArrayLike) ->
     labels_t = as_labels("labels", labels)
     check_same_length(embeddings=embeddings_t, labels=labels_t)
     _check_head(head, embeddings_t, labels_t)
-    weight = head.weight.detach().cpu().to(torch.float64)  # (C, D)
-    unit_weight = normalize_rows(weight, "head.weight")  # (C, D)
+    weight = head.class_weight().cpu().to(torch.float64)  # (C, D)
+    unit_weight = normalize_rows(weight, "head.class_weight()")  # (C, D)
     return angles_between(normalize_rows(embeddings_t, "embeddings"), unit_weight[labels_t]).numpy()
 
 

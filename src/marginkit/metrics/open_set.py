@@ -2,7 +2,7 @@
 
 Known-vs-unknown detection and open-set classification (train on known classes, test on
 known and unknown ones) use the maximum cosine score of each test embedding against
-reference directions of the known classes (class weights ``head.weight`` or class
+reference directions of the known classes (class weights ``head.class_weight()`` or class
 centres). Convention of the data loader: with ``num_known`` known classes, labels
 ``>= num_known`` are unknown.
 
@@ -68,7 +68,7 @@ def cosine_scores_to(embeddings: ArrayLike, references: ArrayLike) -> Tensor:
 
     Args:
         embeddings: (N, D) embeddings.
-        references: (C, D) class weights (``head.weight``) or class centres.
+        references: (C, D) class weights (``head.class_weight()``) or class centres.
     """
     embeddings = as_matrix("embeddings", embeddings)
     references = as_matrix("references", references)

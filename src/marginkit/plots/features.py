@@ -184,7 +184,7 @@ def features_2d(
     Args:
         embeddings: (N, 2) features, tensor or array.
         labels: (N,) integer classes.
-        weights: (C, 2) class weights (``head.weight``), or None for no rays. With weights,
+        weights: (C, 2) class weights (``head.class_weight()``), or None for no rays. With weights,
             labels must lie in ``[0, C)`` and every class gets its colour by index.
         path: output path without suffix (writes ``.png`` and ``.svg``).
         normalized: add the unit-circle panel.
