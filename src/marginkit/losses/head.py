@@ -393,6 +393,16 @@ class MarginHead(nn.Module):
         self.chunk_size = None if chunk_size is None else check_count("chunk_size", chunk_size, 1)
         return self
 
+    def _rows_of_classes(self, weight: Tensor, classes: Tensor) -> Tensor:
+        """The rows of ``weight`` that belong to ``classes`` (class sampling), in order.
+
+        Args:
+            weight: (C, D) the head's weight in the compute dtype (a head with several rows
+                per class overrides this).
+            classes: (K,) increasing class indices.
+        """
+        return weight[classes]
+
     def _refuse_chunks(self) -> None:
         raise ValueError(
             f"chunk_size: {type(self).__name__} changes more than the target logit, so its "
@@ -521,7 +531,7 @@ class MarginHead(nn.Module):
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             embeddings, weight, bias = self._operands(embeddings)
             if classes is not None:
-                weight = weight[classes]  # (K, D)
+                weight = self._rows_of_classes(weight, classes)  # (K, D), K rows per class
                 bias = None if bias is None else bias[classes]
                 labels = torch.searchsorted(classes, labels)
             statistics = self._batch_statistics(embeddings, weight, labels, self.training)
