@@ -44,6 +44,10 @@ def test_export_then_embed_with_the_exported_file(
     with np.load(embeddings) as from_file, np.load(by_run) as from_run:
         assert from_file["paths"].tolist() == from_run["paths"].tolist() == tiny_run.names
         np.testing.assert_allclose(from_file["embeddings"], from_run["embeddings"], atol=1e-4)
+        # the magnitudes (MagFace's quality score) are the rows' norms, row for row
+        norms = np.linalg.norm(from_run["embeddings"].astype(np.float64), axis=1)
+        assert from_run["magnitudes"].dtype == np.float32
+        np.testing.assert_allclose(from_run["magnitudes"], norms, rtol=1e-6)
 
 
 def _one_line_error(status: int, error: str) -> str:

@@ -7,8 +7,9 @@ Every image under the folder (recursively; hidden files and folders skipped; the
 of :data:`~marginkit.data.images.IMAGE_EXTENSIONS`) is decoded exactly as the run's training
 images were (:class:`~marginkit.data.preprocessing.Preprocessing`: RGB or grey, centred crop,
 bilinear resize, per-channel mean and std) and embedded in batches. The ``.npz`` holds
-``embeddings`` (N, D) float32 and ``paths`` (N,) the images' paths relative to the folder
-(``/``-separated, sorted), row for row.
+``embeddings`` (N, D) float32, ``magnitudes`` (N,) float32 their norms ``||x||`` (the face
+quality score of a model trained with MagFace: Meng et al., CVPR 2021) and ``paths`` (N,) the
+images' paths relative to the folder (``/``-separated, sorted), row for row.
 """
 
 from __future__ import annotations
@@ -159,8 +160,9 @@ def embed_folder(
     Args:
         source: a run folder or an exported file (see :func:`load_embedder`).
         images: the folder of images (searched recursively).
-        out_path: the ``.npz`` to write, atomically: ``embeddings`` (N, D) float32 and
-            ``paths`` (N,) str.
+        out_path: the ``.npz`` to write, atomically: ``embeddings`` (N, D) float32,
+            ``magnitudes`` (N,) float32 (``||x||``, MagFace's quality score) and ``paths``
+            (N,) str.
         batch_size: images per batch.
         checkpoint: a run's checkpoint by name (None: the newest).
         data_dir: a run's data folder, for a run without ``preprocessing.json``.
@@ -181,7 +183,10 @@ def embed_folder(
     embedder = load_embedder(source, checkpoint=checkpoint, data_dir=data_dir)
     embeddings = embed_images(embedder, images, paths, batch_size=batch_size, progress=progress)
     buffer = io.BytesIO()
-    np.savez(buffer, embeddings=embeddings, paths=np.array(paths, dtype=str))
+    magnitudes = np.linalg.norm(embeddings.astype(np.float64), axis=1).astype(np.float32)
+    np.savez(
+        buffer, embeddings=embeddings, magnitudes=magnitudes, paths=np.array(paths, dtype=str)
+    )
     out = Path(out_path)
     atomic_write_bytes(out, buffer.getvalue())
     return out
