@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from marginkit.progress import Progress, format_seconds
+from marginkit.registry import BACKBONES, LOSSES
 from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
@@ -188,8 +189,6 @@ def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module
 def _check_names(config: TrainConfig) -> None:
     """Fail fast (before any data is read) on unknown backbone or loss names, and on a
     backbone import spec whose module or callable cannot be found."""
-    from marginkit.registry import BACKBONES, LOSSES
-
     LOSSES.canonical(config.loss)
     BACKBONES.get(config.backbone)  # a spec's module is imported here
 
@@ -646,6 +645,12 @@ def _set_up(
         raise ConfigError(
             "verify: not available on several processes yet; score the run afterwards "
             "with marginkit verify RUN --pairs FILE"
+        )
+    unshardable = LOSSES.get(config.loss).unshardable if part.several else None
+    if unshardable is not None:
+        raise ConfigError(
+            f"loss: {config.loss} cannot be split over several processes ({unshardable}); "
+            "train it with --nproc 1"
         )
     run_dir = None if config.out is None else Path(config.out)
     if run_dir is not None and part.is_main:
