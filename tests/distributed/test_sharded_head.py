@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,7 +86,7 @@ def test_every_registered_loss_is_covered_with_and_without_sampling(ranks) -> No
     assert len(results) == world
     for result in results:
         names = {case.split("[")[0].removesuffix("+sampled") for case in result["cases"]}
-        assert names == set(LOSSES.names())
+        assert names == {name for name in LOSSES.names() if LOSSES.get(name).unshardable is None}
         assert (
             sum(case.endswith("+sampled") for case in result["cases"]) == len(result["cases"]) // 2
         )
@@ -191,6 +192,18 @@ def test_more_ranks_than_classes_is_refused() -> None:
         shard_bounds(2, 3, 0)
     with pytest.raises(ValueError, match=r"^world_size must not exceed num_classes"):
         ShardedHead(build("softmax", 2, 4), rank=0, world_size=3)
+
+
+@pytest.mark.parametrize(
+    "name", [name for name in LOSSES.names() if LOSSES.get(name).unshardable is not None]
+)
+def test_a_head_that_cannot_be_sharded_is_refused_with_its_reason(name: str) -> None:
+    head = build(name, 12, 4)
+    reason = type(head).unshardable
+    assert isinstance(reason, str) and reason
+    message = f"head: {type(head).__name__} cannot be sharded: {reason}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        ShardedHead(head, rank=0, world_size=2)
 
 
 def test_a_head_that_is_not_a_margin_head_is_refused() -> None:
