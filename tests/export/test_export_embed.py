@@ -19,7 +19,9 @@ TOLERANCE = 1e-4
 
 def _read(path: Path) -> tuple[np.ndarray, list[str]]:
     with np.load(path) as stored:  # no pickle: plain arrays
-        assert set(stored.files) == {"embeddings", "paths"}
+        assert set(stored.files) == {"embeddings", "magnitudes", "paths"}
+        norms = np.linalg.norm(stored["embeddings"].astype(np.float64), axis=1)
+        np.testing.assert_allclose(stored["magnitudes"], norms, rtol=1e-6)
         return stored["embeddings"], stored["paths"].tolist()
 
 

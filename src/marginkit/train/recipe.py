@@ -15,8 +15,9 @@ the ``marginkit`` recipe does about it (measurements in ``docs/recipes.md``):
   so a step of fixed size turns the embedding by about ``lr / ||x||``; LeNet++ starts with
   ``||x|| ~ 0.2`` (128-D), and at lr 1e-3 ArcFace's embeddings turned too far each step. These
   heads train at lr 3e-4.
-- **Softmax first, margin second**: the additive margins (CosFace, ArcFace, combined) warm up
-  linearly from 0 over the first 20 % of the run, and the multiplicative ones (L-Softmax,
+- **Softmax first, margin second**: the additive margins (CosFace, ArcFace, combined, and
+  those of CurricularFace, sub-centre ArcFace, MagFace and AdaFace) warm up linearly from 0
+  over the first 20 % of the run, and the multiplicative ones (L-Softmax,
   SphereFace) anneal lambda from 1000 to its floor over the first 40 % (the heads' own
   run-relative default); Cam-softmax's ``c`` may reach pi/4 within the first 40 %. All follow
   the run's length, so the full margin holds for at least the last 60 % of any run, one epoch
@@ -87,12 +88,32 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
         "lsoftmax": {"lambda_": f"lsoftmax:{_ANNEAL}"},
         "sphereface": {"lambda_": f"sphereface:{_ANNEAL}"},
         "camsoftmax": {"scale": float(max(20, bound)), "c": f"adaptive:{_ANNEAL}"},
+        "curricularface": {"margin": f"warmup:0.5:{_PERCENT}"},
+        "subcenter": {"margin": f"warmup:0.5:{_PERCENT}"},
+        "magface": {
+            "lower_margin": f"warmup:0.45:{_PERCENT}",
+            "upper_margin": f"warmup:0.8:{_PERCENT}",
+        },
+        "adaface": {"margin": f"warmup:0.4:{_PERCENT}"},
     }.get(loss, {})
 
 
 #: Heads whose loss ignores the embedding's norm (``x / ||x||``): the marginkit recipe gives
 #: them a smaller learning rate (cause 2 in ``docs/recipes.md``).
-_NORMALIZED = frozenset({"normface", "cosface", "arcface", "combined", "camsoftmax"})
+_NORMALIZED = frozenset(
+    {
+        "normface",
+        "cosface",
+        "arcface",
+        "combined",
+        "camsoftmax",
+        "adacos",
+        "curricularface",
+        "subcenter",
+        "magface",
+        "adaface",
+    }
+)
 _NORMALIZED_LR = 3e-4
 
 
