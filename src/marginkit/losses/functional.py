@@ -24,6 +24,7 @@ from torch import Tensor
 __all__ = [
     "ARCFACE_FALLBACKS",
     "arccos",
+    "arcface_easy_target",
     "arcface_target",
     "camsoftmax_exponent",
     "camsoftmax_target",
@@ -148,7 +149,7 @@ def cosface_target(cosine: Tensor, margin: float | Tensor) -> Tensor:
 ARCFACE_FALLBACKS = ("insightface", "continuous")
 
 
-def arcface_target(cosine: Tensor, margin: float, fallback: str = "insightface") -> Tensor:
+def arcface_target(cosine: Tensor, margin: float | Tensor, fallback: str = "insightface") -> Tensor:
     """ArcFace: ``cos(theta + margin)`` while ``theta + margin <= pi``, else a monotone
     continuation (Deng et al., CVPR 2019).
 
@@ -160,19 +161,50 @@ def arcface_target(cosine: Tensor, margin: float, fallback: str = "insightface")
 
     ``cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m)``: no ``acos`` is taken, and
     ``sin(theta)`` comes from ``sine_from_cosine``, so the gradient is finite at ``+-1``.
+
+    ``margin`` is one float for every sample, or a tensor broadcastable to ``cosine``
+    (a per-sample margin, e.g. MagFace's ``m(a_i)``, shape (B,)); the gradient then flows
+    into the margin as well. A float is used through ``math.cos``/``math.sin``, as before.
     """
     if fallback not in ARCFACE_FALLBACKS:
         raise ValueError(
             f"fallback must be one of {', '.join(ARCFACE_FALLBACKS)}; got {fallback!r}"
         )
     cosine = cosine.clamp(-1.0, 1.0)
-    shifted = cosine * math.cos(margin) - sine_from_cosine(cosine) * math.sin(margin)
-    if fallback == "continuous":
-        beyond = cosine - (1.0 - math.cos(margin))
+    if isinstance(margin, Tensor):
+        cos_margin, sin_margin = torch.cos(margin), torch.sin(margin)
     else:
-        beyond = cosine - margin * math.sin(margin)
+        cos_margin, sin_margin = math.cos(margin), math.sin(margin)
+    shifted = cosine * cos_margin - sine_from_cosine(cosine) * sin_margin
+    if fallback == "continuous":
+        beyond = cosine - (1.0 - cos_margin)
+    else:
+        beyond = cosine - margin * sin_margin
     # theta + m <= pi  <=>  cos(theta) >= cos(pi - m) = -cos(m)
-    return torch.where(cosine >= -math.cos(margin), shifted, beyond)
+    return torch.where(cosine >= -cos_margin, shifted, beyond)
+
+
+def arcface_easy_target(cosine: Tensor, margin: float | Tensor) -> Tensor:
+    """ArcFace's "easy margin" (InsightFace's and the official MagFace code's
+    ``easy_margin=True``): ``cos(theta + margin)`` where ``cos(theta) > 0``, else
+    ``cos(theta)`` (no margin for ``theta >= pi / 2``).
+
+    Not monotone: at ``theta = pi / 2`` the target jumps up from ``-sin(m)`` to 0. For
+    ``margin > pi / 2`` the shifted angle can pass ``pi`` below ``theta = pi / 2``, where
+    ``cos(theta + m)`` rises again (no continuation, as in that code).
+
+    Args:
+        cosine: target cosines, any shape.
+        margin: a float, or a tensor broadcastable to ``cosine`` (per-sample margins);
+            differentiable in both.
+    """
+    cosine = cosine.clamp(-1.0, 1.0)
+    if isinstance(margin, Tensor):
+        cos_margin, sin_margin = torch.cos(margin), torch.sin(margin)
+    else:
+        cos_margin, sin_margin = math.cos(margin), math.sin(margin)
+    shifted = cosine * cos_margin - sine_from_cosine(cosine) * sin_margin
+    return torch.where(cosine > 0.0, shifted, cosine)
 
 
 def combined_target(

@@ -16,6 +16,12 @@ reported once per configuration with a :class:`MarginWarning` at the head's cons
   ArcFace's angular margin must stay below ``g / 2`` (``pi / C`` in 2-D), CosFace's cosine
   margin below ``cos(g / 4) - cos(3 g / 4)``. Checked for these two additive margins, at the
   largest value their schedule reaches.
+
+A third applies to MagFace only: **regulariser too weak.** Its loss has a unique optimal
+magnitude per sample (Meng et al., CVPR 2021: the loss is then strictly convex in the
+magnitude; the official trainer checks the same bound) only when
+``regularizer_weight >= s k u_a^2 l_a^2 / (u_a^2 - l_a^2)``, with ``k = (u_m - l_m) / (u_a - l_a)``
+the slope of the margin in the magnitude (:func:`warn_regularizer`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = [
     "scale_bound",
     "unchecked",
     "warn_margin",
+    "warn_regularizer",
     "warn_scale",
 ]
 
@@ -147,4 +154,26 @@ def warn_margin(
         f"embedding a quarter of that from its centre meets the margin): use margin < "
         f"{limit:.4g} or a larger embedding_dim",
         stacklevel=2,  # warn_margin <- the head's __init__ <- its caller
+    )
+
+
+def warn_regularizer(head_name: str, regularizer_weight: float, bound: float) -> None:
+    """Warn (once per head class, weight and bound) if ``regularizer_weight < bound``, the
+    smallest weight of MagFace's magnitude regulariser for which the loss has a unique
+    optimal magnitude (computed by the head from its scale, margins and magnitudes).
+
+    Args:
+        head_name: the head's class name, for the message.
+        regularizer_weight: the weight ``lambda_g`` of the regulariser.
+        bound: ``s k u_a^2 l_a^2 / (u_a^2 - l_a^2)`` at the head's settings.
+    """
+    if regularizer_weight >= bound:
+        return
+    _warn_once(
+        ("regularizer", head_name, regularizer_weight, bound),
+        f"{head_name}: regularizer_weight {regularizer_weight:g} is below {bound:.4g}, the "
+        "smallest for which the loss has a unique optimal magnitude per sample (MagFace's "
+        f"convexity condition): use regularizer_weight >= {math.ceil(bound)}, a smaller scale or a "
+        "smaller margin slope",
+        stacklevel=2,  # warn_regularizer <- the head's __init__ <- its caller
     )
