@@ -31,6 +31,7 @@ __all__ = [
     "chebyshev",
     "combined_target",
     "cosface_target",
+    "curricular_negatives",
     "direction_floor",
     "directions",
     "lsoftmax_psi",
@@ -284,3 +285,20 @@ def camsoftmax_target(cosine: Tensor, c: float) -> Tensor:
     safe = raised.pow(exponent)
     power = safe + (base.detach().pow(exponent) - safe.detach())
     return power / 2.0 ** (exponent - 1.0) - 1.0
+
+
+def curricular_negatives(cosine: Tensor, boundary: Tensor, t: Tensor | float) -> Tensor:
+    """CurricularFace's non-target cosines ``N(t, cos(theta_j))`` (Huang et al., CVPR 2020).
+
+    ``cos(theta_j)`` for an easy negative (``cos(theta_j) <= boundary``) and
+    ``cos(theta_j) (t + cos(theta_j))`` for a hard one (``cos(theta_j) > boundary``),
+    element-wise. The comparison takes no gradient; both branches are polynomials in the
+    cosine, so the gradient is finite everywhere.
+
+    Args:
+        cosine: (B, K) cosines ``cos(theta_ij)`` in ``[-1, 1]``.
+        boundary: (B, 1) each sample's boundary (CurricularFace: ``cos(theta_y + m)``).
+        t: the modulation parameter, a float or a 0-d tensor without gradient.
+    """
+    hard = cosine > boundary  # (B, K)
+    return torch.where(hard, cosine * (t + cosine), cosine)

@@ -1,0 +1,134 @@
+"""CurricularFace (Huang et al., CVPR 2020): ArcFace's target with adaptively modulated hard
+negatives."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from marginkit.losses.functional import arcface_target, curricular_negatives, sine_from_cosine
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.sanity import warn_margin
+from marginkit.schedules import Schedule
+
+__all__ = ["CurricularFace"]
+
+
+def _check_momentum(momentum: float) -> float:
+    """``momentum`` as a float in ``(0, 1]``; else a ``TypeError``/``ValueError`` naming it."""
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        raise TypeError(f"momentum must be a float; got {type(momentum).__name__}")
+    if not 0.0 < momentum <= 1.0:  # NaN fails too
+        raise ValueError(f"momentum must lie in (0.0, 1.0]; got {momentum}")
+    return float(momentum)
+
+
+class CurricularFace(MarginHead):
+    """CurricularFace: Adaptive Curriculum Learning Loss for Deep Face Recognition (Yuge Huang,
+    Yuhan Wang, Ying Tai, Xiaoming Liu, Pengcheng Shen, Shaoxin Li, Jilin Li, Feiyue Huang,
+    CVPR 2020).
+
+    Normalised embeddings and class weights; with ``cos(theta_j)`` the cosine between the
+    embedding and class ``j`` and ``y`` the label:
+
+    - target logit ``s T(cos(theta_y))``, ArcFace's ``T = cos(theta_y + m)`` while
+      ``theta_y + m <= pi``, else the fallback ``cos(theta_y) - m sin(m)`` (as the official
+      code, :func:`~marginkit.losses.functional.arcface_target` with ``"insightface"``);
+    - non-target logits ``s N(t, cos(theta_j))`` with ``N = cos(theta_j)`` for an easy negative
+      (``cos(theta_j) <= cos(theta_y + m)``) and ``N = cos(theta_j) (t + cos(theta_j))`` for a
+      hard one (``cos(theta_j) > cos(theta_y + m)``). As in the official code
+      (HuangYG123/CurricularFace, ``head/metrics.py``) the hard test compares with
+      ``cos(theta_y + m) = cos(theta_y) cos(m) - sin(theta_y) sin(m)`` itself, also past
+      ``theta_y + m = pi``, not with the fallback-applied target; the test takes no gradient.
+    - ``t``, the buffer ``t`` (0 at the start, no gradient): in each training step, before it
+      is used on the batch (the official order), ``t <- momentum r + (1 - momentum) t`` with
+      ``r`` the batch's mean target cosine ``cos(theta_y)`` (an embedding without a direction
+      counts with cosine 0). Early in training ``t`` is small and hard negatives are damped
+      (easy samples first); as ``t`` grows towards 1 they are emphasised. Only a training
+      ``forward`` stores ``t``; eval mode, :meth:`logits` and :meth:`margin_logits` read it
+      (the latter, in training mode, with this batch folded in, as ``forward`` would use it).
+      The official code updates ``t`` in every call, eval included.
+
+    The whole (B, C) logit matrix changes, so the head trains on the autograd path
+    (``fused = False``: no ``chunk_size``). Angles in radians.
+
+    Args:
+        num_classes: number of classes C.
+        embedding_dim: embedding width D.
+        scale: s in (0, 1e4], float or schedule (64 in the paper).
+        margin: m in [0, pi), radians, float or schedule (0.5 in the paper).
+        momentum: weight of the new batch in ``t``'s moving average, in (0, 1]; 0.01 as in
+            the official code.
+        learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
+            starting from ``scale`` (a float then); default False, the paper's fixed scale.
+    """
+
+    fused: ClassVar[bool] = False
+    unshardable: ClassVar[str | None] = (
+        "its t is the mean target cosine of the whole batch and the hard-negative test needs "
+        "each sample's target on every rank"
+    )
+
+    t: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        scale: float | Schedule = 64.0,
+        margin: float | Schedule = 0.5,
+        momentum: float = 0.01,
+        learn_scale: bool = False,
+    ) -> None:
+        check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
+        check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
+        momentum = _check_momentum(momentum)
+        super().__init__(
+            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+        )
+        self.momentum = momentum
+        self.register_buffer("t", torch.zeros(()))
+        largest = self.schedules["margin"].bounds()[1]
+        warn_margin(type(self).__name__, "angular", largest, num_classes, embedding_dim)
+
+    def target(self, cosine: Tensor) -> Tensor:
+        return arcface_target(cosine, self.schedules["margin"].current())
+
+    def _batch_statistics(
+        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+    ) -> dict[str, Tensor]:
+        """``t`` with this batch folded in (training), else nothing (the buffer is used)."""
+        if not update:
+            return {}
+        with torch.no_grad():
+            unit_rows = self.margin_geometry.rows(embeddings, 1.0)  # (B, D), 0: no direction
+            cosine, _ = self.margin_geometry.target_cosine_and_radial(unit_rows, weight[labels])
+            t = self.t.to(cosine.dtype)
+            return {"t": self.momentum * cosine.mean() + (1.0 - self.momentum) * t}
+
+    def _training_logits(
+        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D): s x / ||x||
+        target_cosine, radial = self.margin_geometry.target_cosine_and_radial(
+            rows, weight[labels]
+        )  # (B,) each; radial s, or 0 without a direction
+        unit_rows = self.margin_geometry.rows(embeddings, 1.0)  # (B, D)
+        cosine = self.margin_geometry.scores(unit_rows, weight, None)  # (B, K) cos(theta_j)
+        margin = self.schedules["margin"].current()
+        with torch.no_grad():  # the boundary cos(theta_y + m), without the fallback
+            known = target_cosine.detach()
+            boundary = known * math.cos(margin) - sine_from_cosine(known) * math.sin(margin)
+        t = self._statistic("t").to(cosine.dtype)
+        negatives = curricular_negatives(cosine, boundary.unsqueeze(1), t)  # (B, K)
+        logits = radial.unsqueeze(1) * negatives
+        target_logit = radial * self.target(target_cosine)  # (B,)
+        logits = logits.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
+        plain = (radial.unsqueeze(1) * cosine).detach()  # (B, K) scores without margin
+        return logits, plain, target_cosine.detach()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, momentum={self.momentum}"
