@@ -182,6 +182,9 @@ LOSSES: Registry[type[MarginHead]] = Registry(
         "combined": "marginkit.losses.combined:CombinedMargin",
         "virtual": "marginkit.losses.virtual:VirtualSoftmax",
         "camsoftmax": "marginkit.losses.camsoftmax:CamSoftmax",
+        "adacos": "marginkit.losses.adacos:AdaCos",
+        "curricularface": "marginkit.losses.curricularface:CurricularFace",
+        "magface": "marginkit.losses.magface:MagFace",
     },
     aliases={"amsoftmax": "cosface", "asoftmax": "sphereface"},
 )

@@ -184,9 +184,7 @@ def embed_folder(
     embeddings = embed_images(embedder, images, paths, batch_size=batch_size, progress=progress)
     buffer = io.BytesIO()
     magnitudes = np.linalg.norm(embeddings.astype(np.float64), axis=1).astype(np.float32)
-    np.savez(
-        buffer, embeddings=embeddings, magnitudes=magnitudes, paths=np.array(paths, dtype=str)
-    )
+    np.savez(buffer, embeddings=embeddings, magnitudes=magnitudes, paths=np.array(paths, dtype=str))
     out = Path(out_path)
     atomic_write_bytes(out, buffer.getvalue())
     return out

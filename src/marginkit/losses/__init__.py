@@ -8,12 +8,15 @@
 torch.Size([8, 10])
 """
 
+from marginkit.losses.adacos import AdaCos
 from marginkit.losses.arcface import ArcFace
 from marginkit.losses.camsoftmax import CamSoftmax
 from marginkit.losses.combined import CombinedMargin
 from marginkit.losses.cosface import CosFace
+from marginkit.losses.curricularface import CurricularFace
 from marginkit.losses.head import MarginHead
 from marginkit.losses.lsoftmax import LSoftmax, SphereFace
+from marginkit.losses.magface import MagFace
 from marginkit.losses.normface import NormFace
 from marginkit.losses.pml import from_pml
 from marginkit.losses.registry import available, build, resolve
@@ -25,12 +28,15 @@ AMSoftmax = CosFace
 
 __all__ = [
     "AMSoftmax",
+    "AdaCos",
     "ArcFace",
     "CamSoftmax",
     "ClassSampledHead",
     "CombinedMargin",
     "CosFace",
+    "CurricularFace",
     "LSoftmax",
+    "MagFace",
     "MarginHead",
     "NormFace",
     "Softmax",
