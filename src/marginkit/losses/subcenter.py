@@ -4,9 +4,9 @@ class, the class's cosine is the largest over them, and ArcFace's margin on the 
 "Sub-center ArcFace: Boosting Face Recognition by Large-scale Noisy Web Faces". A class with
 noisy labels spreads its samples over several sub-centres: the clean majority gathers around
 one dominant sub-centre, the mislabelled faces around the others, so they stop pulling the
-dominant one. After training, :meth:`SubCenterArcFace.drop_non_dominant` cleans the data the
-paper's way (samples far from their class's dominant sub-centre are dropped) and keeps one
-sub-centre per class.
+dominant one. Once the model is discriminative,
+:meth:`SubCenterArcFace.drop_non_dominant` cleans the data the paper's way (samples far from
+their class's dominant sub-centre are dropped) and keeps one sub-centre per class.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from marginkit.schedules import Schedule
 
 __all__ = ["SubCenterArcFace"]
 
-#: The paper's angle threshold for dropping samples (section 3.2): 75 degrees.
+#: The paper's angle threshold for dropping samples: 75 degrees.
 PAPER_DROP_ANGLE = math.radians(75.0)
 
 
