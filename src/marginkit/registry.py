@@ -184,9 +184,10 @@ LOSSES: Registry[type[MarginHead]] = Registry(
         "camsoftmax": "marginkit.losses.camsoftmax:CamSoftmax",
         "adacos": "marginkit.losses.adacos:AdaCos",
         "curricularface": "marginkit.losses.curricularface:CurricularFace",
+        "subcenter": "marginkit.losses.subcenter:SubCenterArcFace",
         "magface": "marginkit.losses.magface:MagFace",
     },
-    aliases={"amsoftmax": "cosface", "asoftmax": "sphereface"},
+    aliases={"amsoftmax": "cosface", "asoftmax": "sphereface", "subcenter_arcface": "subcenter"},
 )
 
 BACKBONES: Registry[Callable[[Any, int], nn.Module]] = Registry(

@@ -22,6 +22,7 @@ from marginkit.losses.pml import from_pml
 from marginkit.losses.registry import available, build, resolve
 from marginkit.losses.sampling import ClassSampledHead
 from marginkit.losses.softmax import Softmax
+from marginkit.losses.subcenter import SubCenterArcFace
 from marginkit.losses.virtual import VirtualSoftmax
 
 AMSoftmax = CosFace
@@ -41,6 +42,7 @@ __all__ = [
     "NormFace",
     "Softmax",
     "SphereFace",
+    "SubCenterArcFace",
     "VirtualSoftmax",
     "available",
     "build",
