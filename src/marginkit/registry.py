@@ -186,6 +186,7 @@ LOSSES: Registry[type[MarginHead]] = Registry(
         "curricularface": "marginkit.losses.curricularface:CurricularFace",
         "subcenter": "marginkit.losses.subcenter:SubCenterArcFace",
         "magface": "marginkit.losses.magface:MagFace",
+        "adaface": "marginkit.losses.adaface:AdaFace",
     },
     aliases={"amsoftmax": "cosface", "asoftmax": "sphereface", "subcenter_arcface": "subcenter"},
 )

@@ -49,6 +49,11 @@ def test_registry_lists_every_method() -> None:
         "combined",
         "virtual",
         "camsoftmax",
+        "adacos",
+        "curricularface",
+        "subcenter",
+        "magface",
+        "adaface",
     ]
     assert build("amsoftmax", CLASSES, DIM).__class__ is build("cosface", CLASSES, DIM).__class__
 

@@ -9,6 +9,7 @@ torch.Size([8, 10])
 """
 
 from marginkit.losses.adacos import AdaCos
+from marginkit.losses.adaface import AdaFace
 from marginkit.losses.arcface import ArcFace
 from marginkit.losses.camsoftmax import CamSoftmax
 from marginkit.losses.combined import CombinedMargin
@@ -30,6 +31,7 @@ AMSoftmax = CosFace
 __all__ = [
     "AMSoftmax",
     "AdaCos",
+    "AdaFace",
     "ArcFace",
     "CamSoftmax",
     "ClassSampledHead",

@@ -23,6 +23,7 @@ from torch import Tensor
 
 __all__ = [
     "ARCFACE_FALLBACKS",
+    "adaface_target",
     "arccos",
     "arcface_easy_target",
     "arcface_target",
@@ -302,3 +303,36 @@ def curricular_negatives(cosine: Tensor, boundary: Tensor, t: Tensor | float) ->
     """
     hard = cosine > boundary  # (B, K)
     return torch.where(hard, cosine * (t + cosine), cosine)
+
+
+def adaface_target(cosine: Tensor, margin: float, margin_scaler: Tensor | float = 0.0) -> Tensor:
+    """AdaFace: ``cos(clip(theta + g_angle, 0, pi)) - g_add`` with the per-sample margins
+    ``g_angle = -margin z`` and ``g_add = margin + margin z`` (Kim, Jain and Liu, CVPR 2022).
+
+    ``z`` (``margin_scaler``, in ``[-1, 1]``) is the sample's normalised feature norm: ``z = 1``
+    (a high-quality sample) gives ``cos(theta - m) - 2m``, ``z = 0`` CosFace's
+    ``cos(theta) - m``, ``z = -1`` ArcFace's ``cos(theta + m)``.
+
+    ``cos(theta + g) = cos(theta) cos(g) - sin(theta) sin(g)``: no ``acos`` is taken, and
+    ``sin(theta)`` comes from :func:`sine_from_cosine`, so the gradient is finite at ``+-1``.
+    The clip of the angle to ``[0, pi]`` is a comparison of cosines (``|g| <= pi``):
+    ``theta + g <= 0`` iff ``g < 0`` and ``cos(theta) >= cos(g)`` (the target is then
+    ``1 - g_add``), ``theta + g >= pi`` iff ``g > 0`` and ``cos(theta) <= -cos(g)`` (then
+    ``-1 - g_add``); there the target is flat in ``theta`` (zero gradient), as the clip of the
+    paper's formula.
+
+    Args:
+        cosine: target cosines in ``[-1, 1]``, any shape.
+        margin: m (radians for the angular part, a cosine offset for the additive one).
+        margin_scaler: ``z``, a float or a tensor broadcastable to ``cosine``; detached.
+    """
+    cosine = cosine.clamp(-1.0, 1.0)
+    scaler = torch.as_tensor(margin_scaler, dtype=cosine.dtype, device=cosine.device)
+    angle = -margin * scaler  # g_angle
+    additive = margin + margin * scaler  # g_add
+    cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
+    shifted = cosine * cos_angle - sine_from_cosine(cosine) * sin_angle  # cos(theta + g)
+    one = torch.ones_like(shifted)
+    shifted = torch.where((angle < 0) & (cosine >= cos_angle), one, shifted)  # theta + g <= 0
+    shifted = torch.where((angle > 0) & (cosine <= -cos_angle), -one, shifted)  # >= pi
+    return shifted - additive
