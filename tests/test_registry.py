@@ -61,7 +61,11 @@ def test_every_entry_imports(registry: Registry[object]) -> None:
 @pytest.mark.parametrize(
     ("registry", "message"),
     [
-        (LOSSES, r"^unknown loss 'nope'; expected one of: softmax, .*, amsoftmax, asoftmax$"),
+        (
+            LOSSES,
+            r"^unknown loss 'nope'; expected one of: softmax, .*, amsoftmax, asoftmax, "
+            r"subcenter_arcface$",
+        ),
         (
             BACKBONES,
             r"^unknown backbone 'nope'; expected one of: lenetpp, .*, mlp, or module:callable$",
@@ -84,10 +88,14 @@ def test_a_name_must_be_a_string() -> None:
 
 def test_the_packages_read_the_registry() -> None:
     assert available() == LOSSES.names() == list(REGISTRY)
-    assert ALIASES == LOSSES.aliases == {"amsoftmax": "cosface", "asoftmax": "sphereface"}
+    assert (
+        ALIASES
+        == LOSSES.aliases
+        == {"amsoftmax": "cosface", "asoftmax": "sphereface", "subcenter_arcface": "subcenter"}
+    )
     assert available_backbones() == BACKBONES.names()
     assert list(DATASET_NAMES) == DATASETS.names()
-    assert LOSSES.choices() == [*LOSSES.names(), "amsoftmax", "asoftmax"]
+    assert LOSSES.choices() == [*LOSSES.names(), "amsoftmax", "asoftmax", "subcenter_arcface"]
 
 
 def test_names_are_known_without_importing_torch() -> None:
@@ -100,4 +108,4 @@ def test_names_are_known_without_importing_torch() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert result.stdout.split() == ["9", "10", "9", "cosface", "False"]
+    assert result.stdout.split() == ["14", "10", "9", "cosface", "False"]

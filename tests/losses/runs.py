@@ -12,7 +12,20 @@ Not a test module (no ``test_`` prefix); imported by the tests in this package.
 
 from __future__ import annotations
 
-__all__ = ["RUN_STEPS"]
+import torch
+from torch import Tensor
+
+from marginkit.losses import MarginHead
+
+__all__ = ["RUN_STEPS", "training_loss"]
 
 #: The run length given to every head trained in the loss tests.
 RUN_STEPS = 1_000
+
+
+def training_loss(head: MarginHead, logits: Tensor, embeddings: Tensor, labels: Tensor) -> Tensor:
+    """What ``head(embeddings, labels)`` computes from its ``margin_logits``: their mean
+    cross-entropy, plus the head's ``penalty`` where it has one (MagFace's regulariser)."""
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    penalty = head.penalty(embeddings.to(logits.dtype))
+    return loss if penalty is None else loss + penalty

@@ -16,7 +16,7 @@ from torch import Tensor
 from marginkit.losses import MarginHead, available, build
 from marginkit.losses.registry import ALIASES
 
-from .runs import RUN_STEPS
+from .runs import RUN_STEPS, training_loss
 
 CLASSES, DIM, BATCH = 5, 3, 8
 NAMES = [*available(), *ALIASES]
@@ -33,7 +33,7 @@ def tight_batch(head: MarginHead, seed: int = 0) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(BATCH) % CLASSES
     noise = 0.05 * torch.randn(BATCH, DIM, generator=generator)
-    weight = head.weight.detach()
+    weight = head.class_weight()
     embeddings = 3.0 * weight[labels] / weight[labels].norm(dim=1, keepdim=True) + noise
     return embeddings, labels
 
@@ -62,7 +62,9 @@ def test_registry_lists_every_method() -> None:
 def test_build_forward_backward_and_shapes(name: str) -> None:
     head = make(name)
     assert isinstance(head, MarginHead)
-    assert head.weight.shape == (CLASSES, DIM)  # nn.Linear's layout
+    rows_per_class = getattr(head, "subcenters", 1)  # sub-centre ArcFace: K rows per class
+    assert head.weight.shape == (CLASSES * rows_per_class, DIM)  # nn.Linear's layout
+    assert head.class_weight().shape == (CLASSES, DIM)
     assert head.geometry in {"normalized", "weight_normalized", "unnormalized"}
     assert all(isinstance(value, float) for value in head.hyperparameters().values())
     assert name.lower() in repr(head).lower() or type(head).__name__ in repr(head)
@@ -73,7 +75,7 @@ def test_build_forward_backward_and_shapes(name: str) -> None:
     assert torch.isfinite(loss)
     loss.backward()
     assert embeddings.grad is not None and embeddings.grad.shape == (BATCH, DIM)
-    assert head.weight.grad is not None and head.weight.grad.shape == (CLASSES, DIM)
+    assert head.weight.grad is not None and head.weight.grad.shape == head.weight.shape
     assert float(head.weight.grad.abs().sum()) > 0.0
     scores = head.logits(embeddings)
     assert scores.shape == (BATCH, CLASSES)
@@ -84,11 +86,16 @@ def test_build_forward_backward_and_shapes(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_is_cross_entropy_of_margin_logits(name: str) -> None:
-    """``forward`` is the mean cross-entropy of exactly what ``margin_logits`` returns."""
+    """``forward`` is the mean cross-entropy of exactly what ``margin_logits`` returns (plus
+    MagFace's penalty), in training mode (batch statistics updated, then used) and eval."""
     head = make(name).double()
     embeddings, labels = tight_batch(head, seed=1)
     embeddings = embeddings.double()
-    expected = torch.nn.functional.cross_entropy(head.margin_logits(embeddings, labels), labels)
+    head.eval()
+    expected = training_loss(head, head.margin_logits(embeddings, labels), embeddings, labels)
+    torch.testing.assert_close(head(embeddings, labels), expected, rtol=1e-12, atol=1e-12)
+    head.train()
+    expected = training_loss(head, head.margin_logits(embeddings, labels), embeddings, labels)
     torch.testing.assert_close(head(embeddings, labels), expected, rtol=1e-12, atol=1e-12)
 
 

@@ -224,6 +224,10 @@ def test_loss_and_correct_matches_the_argmax_of_the_plain_logits(name: str, chun
     is forward's."""
     generator = torch.Generator().manual_seed(7)
     head = build(name, num_classes=7, embedding_dim=5)
+    if chunk_size is not None and not head.fused:  # the composed path has no class blocks
+        with pytest.raises(ValueError, match=r"^chunk_size: .* leave chunk_size None$"):
+            head.set_chunk_size(chunk_size)
+        return
     head.set_chunk_size(chunk_size)
     head.set_total_steps(RUN_STEPS)
     head.eval()  # no schedule advances: both calls see the same hyper-parameters

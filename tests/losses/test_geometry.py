@@ -20,6 +20,11 @@ EXPECTED = {
     "combined": "normalized",
     "virtual": "unnormalized",
     "camsoftmax": "normalized",
+    "adacos": "normalized",
+    "curricularface": "normalized",
+    "subcenter": "normalized",
+    "magface": "normalized",
+    "adaface": "normalized",
 }
 
 

@@ -190,7 +190,8 @@ def test_psi_decreasing_with_range(margin: int) -> None:
     torch.testing.assert_close(psi[1:-1], expected, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", available())
+# sub-centre ArcFace has K rows per class: its scores are maxima (its own tests)
+@pytest.mark.parametrize("name", [name for name in available() if name != "subcenter"])
 def test_inference_scores_have_no_margin(name: str) -> None:
     embeddings, weight, labels = problem(60)
     head = head_with(name, weight)
@@ -201,6 +202,8 @@ def test_inference_scores_have_no_margin(name: str) -> None:
         scores = head.logits(embeddings)
         assert scores.shape == (BATCH, CLASSES)  # no virtual class
         torch.testing.assert_close(scores.detach(), expected, rtol=1e-10, atol=1e-12)
+    if name == "curricularface":  # it modulates the hard negatives too (its own tests)
+        return
     # the training logits differ from the plain ones only in the target column
     margin = head.margin_logits(embeddings, labels).detach()[:, :CLASSES]
     plain = head.scale_value() * cosines if head.geometry == "normalized" else None

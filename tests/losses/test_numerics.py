@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from marginkit.losses import MarginHead, available, build
 
-from .runs import RUN_STEPS
+from .runs import RUN_STEPS, training_loss
 
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
     *[(name, {}) for name in available()],  # the paper defaults
@@ -124,10 +125,9 @@ def test_bfloat16_autocast_float32_head(config: tuple[str, dict[str, Any]]) -> N
     with torch.autocast("cpu", dtype=torch.bfloat16):
         embeddings = backbone(inputs)  # (B, D) bfloat16
     assert embeddings.dtype == torch.bfloat16
-    # the same loss in float32 on the same bfloat16 values, without autocast (eval: the
-    # schedules do not move)
-    expected = head.eval()(embeddings.detach().float(), labels)
-    head.train()
+    # the same loss in float32 on the same bfloat16 values, without autocast, from a copy at
+    # the same step (a training step moves schedules and batch statistics)
+    expected = copy.deepcopy(head)(embeddings.detach().float(), labels)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = head(embeddings, labels)
         margin_logits = head.margin_logits(embeddings, labels)
@@ -222,14 +222,14 @@ def test_zero_and_near_zero_embeddings_are_finite(
     embeddings.grad = None
     head.zero_grad()
     logits = head.margin_logits(embeddings, labels)
-    torch.nn.functional.cross_entropy(logits, labels).backward()
+    training_loss(head, logits, embeddings, labels).backward()
     assert_finite_everywhere(head, loss, embeddings)
     # the smallest subnormal (second row) is only required finite: its rounding decides
     # which of its cosines each path clamps to +-1
     keep = [row for row in range(len(labels)) if row != 1]
     torch.testing.assert_close(fused[keep], embeddings.grad[keep])
     torch.testing.assert_close(
-        head(embeddings, labels), torch.nn.functional.cross_entropy(logits, labels)
+        head(embeddings, labels), training_loss(head, logits, embeddings, labels)
     )
     assert torch.isfinite(head.logits(embeddings.detach())).all()
 
@@ -240,7 +240,9 @@ def test_zero_embedding_has_every_logit_zero(name: str) -> None:
     embeddings = torch.zeros(1, 8, requires_grad=True)
     loss = head(embeddings, torch.tensor([3]))
     classes = 11 if head.virtual_class else 10
-    torch.testing.assert_close(loss.detach(), torch.tensor(math.log(classes)))
+    penalty = head.penalty(embeddings.detach())  # MagFace's regulariser, of the norm alone
+    expected = math.log(classes) + (0.0 if penalty is None else float(penalty))
+    torch.testing.assert_close(loss.detach(), torch.tensor(expected))
     loss.backward()
     assert torch.isfinite(embeddings.grad).all() and torch.isfinite(head.weight.grad).all()
     logits = head.margin_logits(embeddings.detach(), torch.tensor([3]))

@@ -20,7 +20,7 @@ from marginkit.schedules import AdaptiveAngle, Constant, LinearRamp, PowerDecay,
 from .runs import RUN_STEPS
 
 CLASSES, DIM, BATCH = 5, 3, 4
-ALIASES = ["amsoftmax", "asoftmax", "ArcFace", "cos-face", "am_softmax"]
+ALIASES = ["amsoftmax", "asoftmax", "ArcFace", "cos-face", "am_softmax", "Sub-Center-ArcFace"]
 
 
 def good_inputs() -> tuple[Tensor, Tensor]:
@@ -191,8 +191,8 @@ def test_non_number_hyperparameter_names_the_argument(name: str, argument: str) 
 
 
 def test_unknown_registry_name() -> None:
-    with pytest.raises(ValueError, match=r"unknown loss 'adaface'; expected one of: softmax"):
-        build("adaface", num_classes=CLASSES, embedding_dim=DIM)
+    with pytest.raises(ValueError, match=r"unknown loss 'nope'; expected one of: softmax"):
+        build("nope", num_classes=CLASSES, embedding_dim=DIM)
     with pytest.raises(TypeError, match=r"name must be a str; got int"):
         build(3, num_classes=CLASSES, embedding_dim=DIM)  # type: ignore[arg-type]
 
@@ -200,7 +200,7 @@ def test_unknown_registry_name() -> None:
 @pytest.mark.parametrize("alias", ALIASES)
 def test_aliases_resolve(alias: str) -> None:
     head = build(alias, num_classes=CLASSES, embedding_dim=DIM)
-    assert type(head).__name__ in {"CosFace", "SphereFace", "ArcFace"}
+    assert type(head).__name__ in {"CosFace", "SphereFace", "ArcFace", "SubCenterArcFace"}
 
 
 BAD_SCHEDULES: list[tuple[Callable[[], Any], type[Exception], str]] = [

@@ -174,11 +174,12 @@ class MagFace(MarginHead):
         self._warn_settings(scale)
 
     def _warn_settings(self, scale: float | Schedule) -> None:
-        """The sanity warnings: no room for the largest margin; a too weak regulariser at
+        """The sanity warnings: no room for the margin every sample gets (the lower one;
+        only the most recognisable samples reach the upper one); a too weak regulariser at
         the schedules' end points (the largest scale)."""
         lower, upper = self.schedules["lower_margin"], self.schedules["upper_margin"]
         name = type(self).__name__
-        warn_margin(name, "angular", upper.bounds()[1], self.num_classes, self.embedding_dim)
+        warn_margin(name, "angular", lower.bounds()[1], self.num_classes, self.embedding_dim)
         largest_scale = scale.bounds()[1] if isinstance(scale, Schedule) else float(scale)
         spread = max(upper.bounds()[0] - lower.bounds()[0], upper.bounds()[1] - lower.bounds()[1])
         bound = regularizer_bound(
