@@ -171,7 +171,12 @@ class AdaCos(MarginHead):
         return values
 
     def _batch_statistics(
-        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        classes: Tensor | None,
+        update: bool,
     ) -> dict[str, Tensor]:
         if not (self.dynamic and update):
             return {}

@@ -111,7 +111,12 @@ class AdaFace(MarginHead):
         warn_margin(type(self).__name__, "cosine", largest, num_classes, embedding_dim)
 
     def _batch_statistics(
-        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        classes: Tensor | None,
+        update: bool,
     ) -> dict[str, Tensor]:
         """The running norm mean and spread (updated with this batch when ``update``) and
         the (B,) margin scalers ``z`` of the batch, all detached."""

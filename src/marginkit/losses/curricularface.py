@@ -98,7 +98,12 @@ class CurricularFace(MarginHead):
         return arcface_target(cosine, self.schedules["margin"].current())
 
     def _batch_statistics(
-        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        classes: Tensor | None,
+        update: bool,
     ) -> dict[str, Tensor]:
         """``t`` with this batch folded in (training), else nothing (the buffer is used)."""
         if not update:

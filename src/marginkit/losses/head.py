@@ -208,7 +208,12 @@ class MarginHead(nn.Module):
 
     # ------------------------------------------------------------------ batch statistics
     def _batch_statistics(
-        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        classes: Tensor | None,
+        update: bool,
     ) -> dict[str, Tensor]:
         """The statistics of the batch that the margin uses (AdaCos's scale, CurricularFace's
         ``t``, AdaFace's norm mean and spread), detached; none for most heads.
@@ -223,7 +228,9 @@ class MarginHead(nn.Module):
         Args:
             embeddings: (B, D) embeddings in the compute dtype.
             weight: (K, D) the class weights of the softmax (all, or the sampled ones).
-            labels: (B,) int64 labels indexing ``weight``'s rows.
+            labels: (B,) int64 labels indexing ``weight``'s classes.
+            classes: (K,) the sampled classes (``classes[labels]`` are the class indices),
+                or None for all.
             update: whether to fold this batch into the running values.
         """
         return {}
@@ -448,7 +455,7 @@ class MarginHead(nn.Module):
         labels = labels.long()
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             embeddings, weight, bias = self._operands(embeddings)
-            statistics = self._batch_statistics(embeddings, weight, labels, self.training)
+            statistics = self._batch_statistics(embeddings, weight, labels, None, self.training)
             with self._using(statistics):
                 return self._training_logits(embeddings, weight, bias, labels)[0]
 
@@ -534,7 +541,7 @@ class MarginHead(nn.Module):
                 weight = self._rows_of_classes(weight, classes)  # (K, D), K rows per class
                 bias = None if bias is None else bias[classes]
                 labels = torch.searchsorted(classes, labels)
-            statistics = self._batch_statistics(embeddings, weight, labels, self.training)
+            statistics = self._batch_statistics(embeddings, weight, labels, classes, self.training)
             with self._using(statistics):
                 if self.fused:
                     loss, target_cosine, correct = fused_margin_cross_entropy(

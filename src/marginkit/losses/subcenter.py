@@ -120,8 +120,6 @@ class SubCenterArcFace(MarginHead):
         self.register_buffer(
             "subcenter_counts", torch.zeros(num_classes, subcenters, dtype=torch.long)
         )
-        #: The class subset of the running ``forward`` call (class sampling), else None.
-        self._call_classes: Tensor | None = None
         largest = self.schedules["margin"].bounds()[1]
         warn_margin(type(self).__name__, "angular", largest, num_classes, embedding_dim)
 
@@ -149,19 +147,13 @@ class SubCenterArcFace(MarginHead):
         return self._by_class(self.weight.detach())[classes, dominant]
 
     # --------------------------------------------------------------------- training path
-    def loss_and_correct(
-        self, embeddings: Tensor, labels: Tensor, classes: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        # The counts are kept per class of all C: remember the subset for the call, so that
-        # _batch_statistics maps the remapped labels back to class indices.
-        self._call_classes = classes
-        try:
-            return super().loss_and_correct(embeddings, labels, classes)
-        finally:
-            self._call_classes = None
-
     def _batch_statistics(
-        self, embeddings: Tensor, weight: Tensor, labels: Tensor, update: bool
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        classes: Tensor | None,
+        update: bool,
     ) -> dict[str, Tensor]:
         """``subcenter_counts`` with this batch's nearest target sub-centres added (training);
         nothing in eval mode (the margin itself uses no statistic)."""
@@ -170,9 +162,9 @@ class SubCenterArcFace(MarginHead):
         with torch.no_grad():
             subcentres = self._by_class(weight.detach())[labels]  # (B, K, D)
             nearest = _subcenter_cosines(embeddings.detach(), subcentres).argmax(dim=1)  # (B,)
-            classes = labels if self._call_classes is None else self._call_classes[labels]
+            indices = labels if classes is None else classes[labels]  # (B,) class indices
             counts = self.subcenter_counts.index_put(
-                (classes, nearest), torch.ones_like(nearest), accumulate=True
+                (indices, nearest), torch.ones_like(nearest), accumulate=True
             )  # (C, K)
         return {"subcenter_counts": counts}
 
