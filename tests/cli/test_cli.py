@@ -136,6 +136,30 @@ def test_an_expected_error_is_one_line(
     assert capsys.readouterr().err == "marginkit: error: data_dir: nowhere is not a folder\n"
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--loss", "curricularface"],
+            "loss: curricularface cannot be split over several processes (its t is the mean "
+            "target cosine of the whole batch",
+        ),
+        (["--verify", "pairs.txt"], "verify: not available on several processes yet"),
+    ],
+    ids=["unshardable-loss", "verify"],
+)
+def test_several_processes_refuse_what_they_cannot_do_before_starting_any(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*BASE, "--nproc", "2", "--out", str(out), *extra])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"marginkit: error: {message}") and error.count("\n") == 1
+    assert not out.exists()
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

@@ -350,8 +350,9 @@ def _train(args: argparse.Namespace) -> int:
 def _launch(config: Any, args: argparse.Namespace) -> None:
     """``train --nproc N``: run ``train`` with the options resolved here as N ranks."""
     from marginkit.train import save_config
-    from marginkit.train.distributed import launch, launch_folder
+    from marginkit.train.distributed import check_several_processes, launch, launch_folder
 
+    check_several_processes(config)  # one line here, not one per rank
     with launch_folder() as folder:
         save_config(config, folder / "config.yaml")
         arguments = ["--config", str(folder / "config.yaml")]

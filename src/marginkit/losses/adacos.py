@@ -1,6 +1,6 @@
 """AdaCos (Zhang et al., CVPR 2019): a cosine softmax without margin whose scale sets itself.
 
-Zhang, Zhao, Yan, Sun, Gao, Li: "AdaCos: Adaptively Scaling Cosine Logits for Effectively
+Zhang, Zhao, Qiao, Wang and Li, "AdaCos: Adaptively Scaling Cosine Logits for Effectively
 Learning Deep Face Representations", CVPR 2019.
 """
 
@@ -128,7 +128,7 @@ class AdaCos(MarginHead):
     near -1, see :func:`dynamic_scale`) the previous scale is kept; the scale is capped at
     ``MAX_SCALE``. With ``chunk_size`` set, ``B_avg`` is computed in class blocks too.
 
-    Zhang, Zhao, Yan, Sun, Gao, Li: "AdaCos: Adaptively Scaling Cosine Logits for
+    Zhang, Zhao, Qiao, Wang and Li, "AdaCos: Adaptively Scaling Cosine Logits for
     Effectively Learning Deep Face Representations", CVPR 2019.
 
     Args:

@@ -1,4 +1,4 @@
-"""Sub-center ArcFace (Deng, Guo, Liu, Zafeiriou and Kotsia, ECCV 2020): K sub-centres per
+"""Sub-center ArcFace (Deng, Guo, Liu, Gong and Zafeiriou, ECCV 2020): K sub-centres per
 class, the class's cosine is the largest over them, and ArcFace's margin on the target.
 
 "Sub-center ArcFace: Boosting Face Recognition by Large-scale Noisy Web Faces". A class with

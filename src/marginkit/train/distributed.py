@@ -76,6 +76,29 @@ def uses_cuda(config: Any) -> bool:
     return device.startswith("cuda")
 
 
+def check_several_processes(config: Any) -> None:
+    """Refuse, with one line, what a run on several processes cannot do yet: verification
+    during training, and a loss whose head cannot be sharded (its reason named).
+
+    Raises:
+        marginkit.train.config.ConfigError: naming the option.
+    """
+    from marginkit.registry import LOSSES
+    from marginkit.train.config import ConfigError
+
+    if config.verify:
+        raise ConfigError(
+            "verify: not available on several processes yet; score the run afterwards "
+            "with marginkit verify RUN --pairs FILE"
+        )
+    unshardable = LOSSES.get(config.loss).unshardable
+    if unshardable is not None:
+        raise ConfigError(
+            f"loss: {config.loss} cannot be split over several processes ({unshardable}); "
+            "train it with --nproc 1"
+        )
+
+
 def distributed_environment() -> bool:
     """Whether this process was started as one rank of several (``WORLD_SIZE`` > 1)."""
     try:

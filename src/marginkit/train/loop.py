@@ -54,7 +54,7 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
-from marginkit.train.distributed import SINGLE, Distribution
+from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
@@ -641,17 +641,8 @@ def _set_up(
     _check_names(config)
     device = resolve_device(config.device)  # no such device, or fp16 on the CPU: fail now
     precision = TrainingPrecision.create(device, config.precision, config.clip_grad_norm)
-    if part.several and config.verify:
-        raise ConfigError(
-            "verify: not available on several processes yet; score the run afterwards "
-            "with marginkit verify RUN --pairs FILE"
-        )
-    unshardable = LOSSES.get(config.loss).unshardable if part.several else None
-    if unshardable is not None:
-        raise ConfigError(
-            f"loss: {config.loss} cannot be split over several processes ({unshardable}); "
-            "train it with --nproc 1"
-        )
+    if part.several:
+        check_several_processes(config)
     run_dir = None if config.out is None else Path(config.out)
     if run_dir is not None and part.is_main:
         _check_not_in_use(run_dir)
