@@ -94,14 +94,21 @@ def test_marginkit_recipe_fills_what_is_left_open(loss: str) -> None:
     assert config.weight_decay == 5e-4
     head = build(loss, num_classes=10, embedding_dim=4, **loss_kwargs(config.loss_args))
     schedules = [schedule for schedule in head.schedules.values() if schedule.relative]
-    expected_relative = loss in {"lsoftmax", "sphereface", "cosface", "arcface", "combined"}
-    expected_relative = expected_relative or loss == "camsoftmax"
+    # every loss with a margin or an annealed value follows the run (AdaCos, NormFace,
+    # Virtual Softmax and softmax have none)
+    expected_relative = loss not in {"softmax", "normface", "virtual", "adacos"}
     assert bool(schedules) == expected_relative
     head.set_total_steps(10)
     for _ in range(10):  # every run-relative value is at its end point by the run's end
         head.advance()
     values = head.hyperparameters()
-    assert values.get("margin", 0.5 if loss == "arcface" else 0.35) in (0.5, 0.35)
+    papers = {"cosface": 0.35, "arcface": 0.5, "curricularface": 0.5, "subcenter": 0.5}
+    papers |= {"adaface": 0.4}
+    if loss in papers:
+        assert values["margin"] == pytest.approx(papers[loss])
+    if loss == "magface":
+        assert values["lower_margin"] == pytest.approx(0.45)
+        assert values["upper_margin"] == pytest.approx(0.8)
     if loss in ("lsoftmax", "sphereface"):
         assert values["lambda_"] == (0.0 if loss == "lsoftmax" else 5.0)
 
