@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from marginkit.losses import build
 from marginkit.schedules import AdaptiveAngle, Constant, LinearRamp, PowerDecay, Warmup
 from marginkit.train import (
     ConfigError,
@@ -52,13 +53,26 @@ def test_parse_value(text: str, expected: object) -> None:
     [
         ("warmup:0.5", "takes 2..3 arguments"),
         ("ramp:1:2", "takes 0..3 arguments"),
-        ("fast", "neither a number"),
+        ("fast one", "nor a single word"),
+        ("0.5x", "neither a number"),
         ("warmup:a:10", "is not a number"),
     ],
 )
 def test_parse_value_errors_name_the_argument(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"loss argument margin: .*{message}|{message}"):
         parse_value(text, "margin")
+
+
+def test_a_single_word_is_a_named_choice_the_head_checks() -> None:
+    assert parse_value("continuous", "fallback") == "continuous"
+    assert parse_loss_arg("fallback=continuous") == ("fallback", "continuous")
+    assert parse_value("pi", "margin") == pytest.approx(math.pi)  # still an angle
+    head = build("arcface", 10, 8, **loss_kwargs({"fallback": "continuous"}))
+    assert head.fallback == "continuous"
+    with pytest.raises(ValueError, match=r"^fallback must be one of insightface, continuous"):
+        build("arcface", 10, 8, **loss_kwargs({"fallback": "smooth"}))
+    with pytest.raises(TypeError, match="margin"):  # a word where a number belongs
+        build("arcface", 10, 8, **loss_kwargs({"margin": "large"}))
 
 
 def test_parse_loss_arg() -> None:

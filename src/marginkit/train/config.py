@@ -23,9 +23,12 @@ head's hyper-parameters by name. A value is parsed as:
   ``constant:VALUE``                                   :class:`~marginkit.schedules.Constant`
   ===================================================  ======================================
 
+- any other single word (letters, digits, ``_``) -> that text, for an option with named
+  choices (``fallback=continuous``); the head says which words it takes.
+
 Examples: ``margin=0.5``, ``margin=warmup:0.5:1000``, ``margin=warmup:0.5:20%``, ``c=ramp``,
 ``c=adaptive:40%``, ``c=pi/4``, ``lambda_=sphereface``, ``lambda_=power:1000:0.12:1:5``,
-``bias=true``.
+``bias=true``, ``fallback=continuous``.
 The config keeps the text form (so it round-trips through YAML); :func:`loss_kwargs` turns
 it into the objects the head takes.
 """
@@ -561,11 +564,14 @@ def _number(text: str, name: str) -> float:
     raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
 
 
-def parse_value(text: str, name: str = "value") -> bool | int | float | tuple[str, list[float]]:
+def parse_value(
+    text: str, name: str = "value"
+) -> bool | int | float | str | tuple[str, list[float]]:
     """Parse one loss-argument value (see the module docstring).
 
     Returns:
-        a bool, int or float, or ``(kind, arguments)`` for a schedule.
+        a bool, int or float, ``(kind, arguments)`` for a schedule, or the text of a single
+        word (a named choice).
 
     Raises:
         ConfigError: naming the argument and what was expected.
@@ -604,9 +610,11 @@ def parse_value(text: str, name: str = "value") -> bool | int | float | tuple[st
     try:
         return _number(text, name)
     except ConfigError:
+        if re.fullmatch(r"[A-Za-z_]\w*", text):
+            return text  # a named choice (fallback=continuous); the head checks the word
         raise ConfigError(
-            f"loss argument {name}: {text!r} is neither a number, a bool nor a schedule "
-            f"({', '.join(_SCHEDULE_ARITY)})"
+            f"loss argument {name}: {text!r} is neither a number, a bool, a schedule "
+            f"({', '.join(_SCHEDULE_ARITY)}) nor a single word"
         ) from None
 
 
