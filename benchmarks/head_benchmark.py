@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marginkit.losses import available, build
+from marginkit.losses import available, build, sanity
 
 MARGINKIT_HEADS = available()
 PML_LOSSES = {
@@ -101,12 +101,20 @@ def make_step(
 
         step.parameter = parameter  # type: ignore[attr-defined]
         return step
-    head = build(name, num_classes=2, embedding_dim=dim).to(weight.device)
-    head.num_classes = num_classes
-    head.weight = weight
+    with sanity.unchecked():  # built 1-D (no (C, D) allocation), then given the shared weight
+        head = build(name, num_classes=num_classes, embedding_dim=1).to(weight.device)
+    head.embedding_dim = dim
+    rows_per_class = getattr(head, "subcenters", 1)  # sub-centre ArcFace: K rows per class
+    head.weight = (
+        weight
+        if rows_per_class == 1
+        else nn.Parameter(weight.detach().repeat_interleave(rows_per_class, dim=0))
+    )  # its own (C K, D) copy
     if getattr(head, "bias", None) is not None:
         head.bias = None
-    head.eval()  # no schedule stepping: every repeat times the same hyper-parameters
+    # A training step, batch statistics included (AdaCos's scale, AdaFace's norms ...); the
+    # run is so long that the run-relative schedules stay at their start in every repeat.
+    head.set_total_steps(10**12)
 
     def step() -> None:
         weight.grad = None
