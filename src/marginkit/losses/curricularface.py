@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from marginkit.losses.functional import arcface_target, curricular_negatives, sine_from_cosine
+from marginkit.losses.functional import arcface_target, cosine_of_sum, curricular_negatives
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
@@ -126,7 +126,7 @@ class CurricularFace(MarginHead):
         margin = self.schedules["margin"].current()
         with torch.no_grad():  # the boundary cos(theta_y + m), without the fallback
             known = target_cosine.detach()
-            boundary = known * math.cos(margin) - sine_from_cosine(known) * math.sin(margin)
+            boundary = cosine_of_sum(known, margin)[0]
         t = self._statistic("t").to(cosine.dtype)
         negatives = curricular_negatives(cosine, boundary.unsqueeze(1), t)  # (B, K)
         logits = radial.unsqueeze(1) * negatives

@@ -32,6 +32,7 @@ __all__ = [
     "chebyshev",
     "combined_target",
     "cosface_target",
+    "cosine_of_sum",
     "curricular_negatives",
     "direction_floor",
     "directions",
@@ -142,6 +143,31 @@ def arccos(cosine: Tensor) -> Tensor:
     return _Arccos.apply(cosine)
 
 
+def cosine_of_sum(
+    cosine: Tensor, angle: float | Tensor
+) -> tuple[Tensor, Tensor | float, Tensor | float]:
+    """``cos(theta + angle)`` from ``cos(theta)``, with ``cos(angle)`` and ``sin(angle)``.
+
+    ``cos(theta + a) = cos(theta) cos(a) - sin(theta) sin(a)``: no ``acos`` is taken, and
+    ``sin(theta)`` comes from :func:`sine_from_cosine`, so the gradient is finite at
+    ``cos = +-1``. The shared step of ArcFace, its easy margin, MagFace, AdaFace and
+    CurricularFace's hard-negative boundary.
+
+    Args:
+        cosine: cosines in ``[-1, 1]``, any shape.
+        angle: a float (through ``math.cos``/``math.sin``), or a tensor broadcastable to
+            ``cosine`` (per-sample angles; the gradient flows into it too).
+
+    Returns:
+        ``cos(theta + angle)`` (the shape of ``cosine``), ``cos(angle)`` and ``sin(angle)``.
+    """
+    if isinstance(angle, Tensor):
+        cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
+    else:
+        cos_angle, sin_angle = math.cos(angle), math.sin(angle)
+    return cosine * cos_angle - sine_from_cosine(cosine) * sin_angle, cos_angle, sin_angle
+
+
 def cosface_target(cosine: Tensor, margin: float | Tensor) -> Tensor:
     """AM-Softmax / CosFace: ``cos(theta) - margin`` (Wang et al., 2018)."""
     return cosine - margin
@@ -161,10 +187,8 @@ def arcface_target(cosine: Tensor, margin: float | Tensor, fallback: str = "insi
     equals ``-1 = cos(pi)`` at the switch ``theta = pi - m``, so the target is continuous
     and strictly decreasing on ``[0, pi]`` with derivative 1 in ``cos(theta)`` beyond.
 
-    ``cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m)``: no ``acos`` is taken, and
-    ``sin(theta)`` comes from ``sine_from_cosine``, so the gradient is finite at ``+-1``.
-
-    ``margin`` is one float for every sample, or a tensor broadcastable to ``cosine``
+    ``cos(theta + m)`` comes from :func:`cosine_of_sum` (no ``acos``; finite gradient at
+    ``+-1``). ``margin`` is one float for every sample, or a tensor broadcastable to ``cosine``
     (a per-sample margin, e.g. MagFace's ``m(a_i)``, shape (B,)); the gradient then flows
     into the margin as well. A float is used through ``math.cos``/``math.sin``, as before.
     """
@@ -173,11 +197,7 @@ def arcface_target(cosine: Tensor, margin: float | Tensor, fallback: str = "insi
             f"fallback must be one of {', '.join(ARCFACE_FALLBACKS)}; got {fallback!r}"
         )
     cosine = cosine.clamp(-1.0, 1.0)
-    if isinstance(margin, Tensor):
-        cos_margin, sin_margin = torch.cos(margin), torch.sin(margin)
-    else:
-        cos_margin, sin_margin = math.cos(margin), math.sin(margin)
-    shifted = cosine * cos_margin - sine_from_cosine(cosine) * sin_margin
+    shifted, cos_margin, sin_margin = cosine_of_sum(cosine, margin)
     if fallback == "continuous":
         beyond = cosine - (1.0 - cos_margin)
     else:
@@ -201,12 +221,7 @@ def arcface_easy_target(cosine: Tensor, margin: float | Tensor) -> Tensor:
             differentiable in both.
     """
     cosine = cosine.clamp(-1.0, 1.0)
-    if isinstance(margin, Tensor):
-        cos_margin, sin_margin = torch.cos(margin), torch.sin(margin)
-    else:
-        cos_margin, sin_margin = math.cos(margin), math.sin(margin)
-    shifted = cosine * cos_margin - sine_from_cosine(cosine) * sin_margin
-    return torch.where(cosine > 0.0, shifted, cosine)
+    return torch.where(cosine > 0.0, cosine_of_sum(cosine, margin)[0], cosine)
 
 
 def combined_target(
@@ -313,13 +328,11 @@ def adaface_target(cosine: Tensor, margin: float, margin_scaler: Tensor | float 
     (a high-quality sample) gives ``cos(theta - m) - 2m``, ``z = 0`` CosFace's
     ``cos(theta) - m``, ``z = -1`` ArcFace's ``cos(theta + m)``.
 
-    ``cos(theta + g) = cos(theta) cos(g) - sin(theta) sin(g)``: no ``acos`` is taken, and
-    ``sin(theta)`` comes from :func:`sine_from_cosine`, so the gradient is finite at ``+-1``.
-    The clip of the angle to ``[0, pi]`` is a comparison of cosines (``|g| <= pi``):
-    ``theta + g <= 0`` iff ``g < 0`` and ``cos(theta) >= cos(g)`` (the target is then
-    ``1 - g_add``), ``theta + g >= pi`` iff ``g > 0`` and ``cos(theta) <= -cos(g)`` (then
-    ``-1 - g_add``); there the target is flat in ``theta`` (zero gradient), as the clip of the
-    paper's formula.
+    ``cos(theta + g)`` comes from :func:`cosine_of_sum` (no ``acos``). The clip of the
+    angle to ``[0, pi]`` is a comparison of cosines (``|g| <= pi``): ``theta + g <= 0`` iff
+    ``g < 0`` and ``cos(theta) >= cos(g)`` (the target is then ``1 - g_add``),
+    ``theta + g >= pi`` iff ``g > 0`` and ``cos(theta) <= -cos(g)`` (then ``-1 - g_add``);
+    there the target is flat in ``theta`` (zero gradient), as the clip of the paper's formula.
 
     Args:
         cosine: target cosines in ``[-1, 1]``, any shape.
@@ -330,8 +343,7 @@ def adaface_target(cosine: Tensor, margin: float, margin_scaler: Tensor | float 
     scaler = torch.as_tensor(margin_scaler, dtype=cosine.dtype, device=cosine.device)
     angle = -margin * scaler  # g_angle
     additive = margin + margin * scaler  # g_add
-    cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
-    shifted = cosine * cos_angle - sine_from_cosine(cosine) * sin_angle  # cos(theta + g)
+    shifted, cos_angle, _ = cosine_of_sum(cosine, angle)  # cos(theta + g)
     one = torch.ones_like(shifted)
     shifted = torch.where((angle < 0) & (cosine >= cos_angle), one, shifted)  # theta + g <= 0
     shifted = torch.where((angle > 0) & (cosine <= -cos_angle), -one, shifted)  # >= pi
