@@ -115,6 +115,8 @@ class MarginHead(nn.Module):
     Args:
         num_classes: number of classes C (>= 2).
         embedding_dim: width D of the embeddings.
+        rows_per_class: rows of ``weight`` per class (sub-centres), 1 for every other head:
+            ``weight`` is (C x rows_per_class, D).
         learn_scale: learn the scale ``s`` as the float32 parameter ``log_scale``
             (``s = exp(log_scale)``, so it stays positive), starting from the float
             ``scale`` in ``hyperparameters`` (NormFace's learned scale, Wang et al., 2017);
@@ -154,12 +156,14 @@ class MarginHead(nn.Module):
         embedding_dim: int,
         *,
         learn_scale: bool = False,
+        rows_per_class: int = 1,
         **hyperparameters: float | Schedule,
     ) -> None:
         super().__init__()
         self.num_classes = check_count("num_classes", num_classes, 2)
         self.embedding_dim = check_count("embedding_dim", embedding_dim, 1)
-        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        rows = num_classes * check_count("rows_per_class", rows_per_class, 1)
+        self.weight = nn.Parameter(torch.empty(rows, embedding_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.chunk_size: int | None = None
         self.total_steps: int | None = None  # the run's length (set_total_steps)

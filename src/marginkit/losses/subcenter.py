@@ -112,11 +112,14 @@ class SubCenterArcFace(MarginHead):
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
         check_count("subcenters", subcenters, 1)
         super().__init__(
-            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+            num_classes,
+            embedding_dim,
+            learn_scale=learn_scale,
+            rows_per_class=subcenters,  # weight (C K, D), nn.Linear's init (fan-in D)
+            scale=scale,
+            margin=margin,
         )
         self.subcenters = subcenters
-        self.weight = nn.Parameter(torch.empty(num_classes * subcenters, embedding_dim))
-        self.reset_parameters()  # nn.Linear's init, fan-in D as for one row per class
         self.register_buffer(
             "subcenter_counts", torch.zeros(num_classes, subcenters, dtype=torch.long)
         )
