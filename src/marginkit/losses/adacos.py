@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from marginkit._validation import check_count
-from marginkit.losses.functional import directions, row_norms
+from marginkit.losses.functional import direction_floor, directions, row_norms
+from marginkit.losses.fused import column_norms
 from marginkit.losses.head import MAX_SCALE, MarginHead
 
 __all__ = ["AdaCos", "dynamic_scale", "fixed_scale", "log_mean_nontarget_sum"]
@@ -49,17 +49,25 @@ def log_mean_nontarget_sum(
     Returns:
         0-d ``ln B_avg``; ``-inf`` when the softmax has no class besides the target (K = 1).
     """
-    classes = weight.shape[0]
+    classes, batch = weight.shape[0], unit_rows.shape[0]
     step = classes if chunk_size is None else chunk_size
+    rows = torch.arange(batch, device=labels.device)
     blocks = []
     for start in range(0, classes, step):
         block = weight[start : start + step]  # (k, D)
-        cosine = F.linear(unit_rows, directions(block, row_norms(block))).clamp(-1.0, 1.0)
-        columns = torch.arange(start, start + block.shape[0], device=labels.device)  # (k,)
-        is_target = labels.unsqueeze(1) == columns.unsqueeze(0)  # (B, k)
-        scaled = (scale * cosine).masked_fill(is_target, -math.inf)  # (B, k)
-        blocks.append(torch.logsumexp(scaled.flatten(), dim=0))
-    return torch.logsumexp(torch.stack(blocks), dim=0) - math.log(unit_rows.shape[0])
+        # s cos(theta) in one (B, k) buffer, changed in place: the weights are not copied
+        norms = column_norms(block)  # (k,); a weight without a direction: cosine 0
+        inverse = torch.where(norms >= direction_floor(norms.dtype), 1.0 / norms, 0.0)
+        scaled = torch.mm(unit_rows, block.t())  # (B, k)
+        scaled.mul_(inverse).clamp_(-1.0, 1.0).mul_(scale)
+        inside = (labels >= start) & (labels < start + block.shape[0])
+        scaled[rows[inside], labels[inside] - start] = -math.inf  # the targets leave the sum
+        largest = scaled.max()
+        if torch.isinf(largest):  # only targets in this block (k = 1): nothing to add
+            blocks.append(largest)
+            continue
+        blocks.append(largest + scaled.sub_(largest).exp_().sum().log())
+    return torch.logsumexp(torch.stack(blocks), dim=0) - math.log(batch)
 
 
 def dynamic_scale(
