@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from marginkit.losses import available, build
 from marginkit.losses.fused import column_norms, fused_margin_cross_entropy
 
-from .runs import RUN_STEPS
+from .runs import RUN_STEPS, training_loss
 
 HEADS = [
     ("softmax", {}),
@@ -40,6 +40,10 @@ HEADS = [
     ("camsoftmax", {"c": 1.2, "normalize": False}),
     ("camsoftmax", {"c": 1.2, "learn_scale": True}),
     ("camsoftmax", {}),
+    ("adacos", {}),
+    ("magface", {}),
+    ("magface", {"fallback": "continuous", "learn_scale": True}),
+    ("adaface", {}),
 ]
 SHAPES = [(8, 5, 13), (1, 2, 3), (16, 2, 40), (5, 32, 7)]  # (B, D, C)
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kwargs.items())}" for name, kwargs in HEADS]
@@ -62,7 +66,7 @@ def loss_and_grads(head, embeddings, labels, fused):
     if fused:
         loss = head(embeddings, labels)
     else:
-        loss = F.cross_entropy(head.margin_logits(embeddings, labels), labels)
+        loss = training_loss(head, head.margin_logits(embeddings, labels), embeddings, labels)
     parameters = [p for p in head.parameters() if p.requires_grad]
     return [loss.detach(), *torch.autograd.grad(loss, [embeddings, *parameters])]
 

@@ -444,14 +444,37 @@ def test_wrong_shapes_are_refused_by_the_base() -> None:
         head(torch.randn(3, 4), torch.tensor([0, 1]))
 
 
-def test_no_chunks_and_no_shards() -> None:
-    head = MagFace(CLASSES, 4)
-    assert head.fused is False
-    with pytest.raises(ValueError, match=r"^chunk_size: MagFace changes more than"):
-        head.set_chunk_size(2)
+@pytest.mark.parametrize("chunk_size", [1, 2, 3])
+def test_the_fused_and_chunked_paths_equal_the_composed_one(chunk_size: int) -> None:
+    """The margin touches the target only: the fused path (magnitudes as a differentiable
+    input) and its class blocks give the loss and every gradient of CE(margin_logits) +
+    penalty, the gradient through ||x|| included; sharding is refused with its reason."""
+    generator = torch.Generator().manual_seed(chunk_size)
+    head = MagFace(CLASSES, 4).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(CLASSES, 4, generator=generator, dtype=torch.float64))
+    directions = torch.randn(9, 4, generator=generator, dtype=torch.float64)
+    norms = torch.linspace(5.0, 130.0, 9, dtype=torch.float64).unsqueeze(1)  # some clamped
+    embeddings = directions / directions.norm(dim=1, keepdim=True) * norms
+    labels = torch.arange(9) % CLASSES
+    results = []
+    for chunk in (None, chunk_size, "composed"):
+        x = embeddings.clone().requires_grad_(True)
+        head.zero_grad()
+        if chunk == "composed":
+            logits = head.margin_logits(x, labels)
+            loss = torch.nn.functional.cross_entropy(logits, labels) + head.penalty(x)
+        else:
+            loss = head.set_chunk_size(chunk)(x, labels)
+        loss.backward()
+        results.append((loss.detach(), x.grad.clone(), head.weight.grad.clone()))
+    for got in results[1:]:
+        for value, expected in zip(got, results[0], strict=True):
+            torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
+    assert float(results[0][1].norm()) > 0.0
     from marginkit.distributed.head import ShardedHead
 
-    with pytest.raises(ValueError, match=r"MagFace cannot be sharded: its margin's gradient"):
+    with pytest.raises(ValueError, match=r"^head: MagFace cannot be sharded: the shard's"):
         ShardedHead(head, rank=0, world_size=2)
 
 

@@ -144,7 +144,7 @@ class AdaFace(MarginHead):
         return adaface_target(cosine, self.schedules["margin"].current(), scaler)
 
     def _target_logits(
-        self, rows: Tensor, target_weight: Tensor
+        self, rows: Tensor, target_weight: Tensor, *target_inputs: Tensor
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         cosine, radial = self.margin_geometry.target_cosine_and_radial(rows, target_weight)
         scaler = self._statistic("margin_scaler")  # (B,) this call's z

@@ -43,9 +43,10 @@ from marginkit.losses.functional import row_norms
 
 __all__ = ["TargetFunction", "column_norms", "fused_margin_cross_entropy"]
 
-TargetFunction = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None, Tensor]]
-"""``(rows (B, D), target_weight (B, D)) -> (target_logit (B,), virtual_logit (B,) | None,
-target_cosine (B,))``, differentiable in both arguments."""
+TargetFunction = Callable[..., tuple[Tensor, Tensor | None, Tensor]]
+"""``(rows (B, D), target_weight (B, D), *target_inputs) -> (target_logit (B,),
+virtual_logit (B,) | None, target_cosine (B,))``, differentiable in every argument; the
+``target_inputs`` are per-sample tensors the margin also depends on (MagFace's magnitudes)."""
 
 
 def column_norms(weight: Tensor) -> Tensor:
@@ -209,6 +210,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         target_function: TargetFunction,
         normalized_weight: bool,
         chunk_size: int | None,
+        *target_inputs: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         batch, num_classes = rows.shape[0], weight.shape[0]
         block = num_classes if chunk_size is None else min(chunk_size, num_classes)
@@ -218,8 +220,11 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         # The margin: a small graph on the (B, D) rows and the (B, D) target weights.
         rows_leaf = rows.detach().requires_grad_(rows.requires_grad)
         target_weight = weight.detach()[labels].requires_grad_(weight.requires_grad)  # (B, D)
+        input_leaves = [x.detach().requires_grad_(x.requires_grad) for x in target_inputs]  # (B,)
         with torch.enable_grad():
-            target_logit, virtual_logit, target_cosine = target_function(rows_leaf, target_weight)
+            target_logit, virtual_logit, target_cosine = target_function(
+                rows_leaf, target_weight, *input_leaves
+            )
             if bias is not None:
                 # The target class keeps its bias: z_iy = t_i + b_y (its gradient is added
                 # to the bias's in the backward pass).
@@ -295,7 +300,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         ctx.normalized_weight = normalized_weight
         ctx.clamped_blocks = clamped_blocks
         ctx.consumed = False
-        ctx.graph = (target_logit, virtual_logit, rows_leaf, target_weight)
+        ctx.graph = (target_logit, virtual_logit, rows_leaf, target_weight, input_leaves)
         # The (B, C) buffer is consumed in place by the backward pass: kept on ctx, not
         # saved (a saved tensor's in-place change is an autograd error).
         ctx.buffers = (exponentials, inverse_norms, statistic)
@@ -307,7 +312,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):  # type: ignore[override]
         rows, weight, bias, labels, maximum, total, bound = ctx.saved_tensors
         saved_exponentials, saved_inverse_norms, saved_statistic = ctx.buffers
-        target_logit, virtual_logit, rows_leaf, target_weight = ctx.graph
+        target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
         batch, num_classes = rows.shape[0], weight.shape[0]
         block = ctx.block
         batch_index = torch.arange(batch, device=rows.device)
@@ -329,7 +334,8 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                 outputs.append(virtual_logit)
                 grads.append(torch.exp(virtual_logit.detach() - maximum) * row_factor)
         target_weight_grad = None
-        leaves = [leaf for leaf in (rows_leaf, target_weight) if leaf.requires_grad]
+        input_grads: dict[int, Tensor | None] = {}
+        leaves = [leaf for leaf in (rows_leaf, target_weight, *input_leaves) if leaf.requires_grad]
         if leaves and target_logit.requires_grad:
             leaf_grads = torch.autograd.grad(
                 outputs, leaves, grads, retain_graph=True, allow_unused=True
@@ -339,6 +345,8 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                     grad_rows.add_(leaf_grad)
                 elif leaf is target_weight:
                     target_weight_grad = leaf_grad  # (B, D), added once grad_weight exists
+                else:
+                    input_grads[id(leaf)] = leaf_grad  # a target input's (B,) gradient
         grad_weight = torch.empty_like(weight) if need_weight else None
 
         with torch.no_grad():
@@ -414,7 +422,8 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
 
         if target_weight_grad is not None and grad_weight is not None:
             _accumulate_rows(grad_weight, labels, target_weight_grad)
-        return grad_rows, grad_weight, grad_bias, None, None, None, None
+        extra = [input_grads.get(id(leaf)) for leaf in input_leaves]
+        return grad_rows, grad_weight, grad_bias, None, None, None, None, *extra
 
 
 def fused_margin_cross_entropy(
@@ -426,6 +435,7 @@ def fused_margin_cross_entropy(
     *,
     normalized_weight: bool,
     chunk_size: int | None = None,
+    target_inputs: tuple[Tensor, ...] = (),
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Mean cross-entropy over margin logits without materialising them through autograd.
 
@@ -439,9 +449,12 @@ def fused_margin_cross_entropy(
         weight: (C, D) raw class weights, same dtype.
         bias: (C,) or None (unnormalised geometry only).
         labels: (B,) int64 class indices in ``[0, C)``.
-        target_function: computes the target logits from ``(rows, weight[labels])``.
+        target_function: computes the target logits from
+            ``(rows, weight[labels], *target_inputs)``.
         normalized_weight: whether the non-target logits use normalised weights.
         chunk_size: classes per block, or None for a single block.
+        target_inputs: more per-sample tensors the target logits depend on (differentiable;
+            MagFace's magnitudes), passed on to ``target_function``; none by default.
 
     Returns:
         loss: scalar mean cross-entropy (differentiable in rows, weight, bias).
@@ -450,6 +463,6 @@ def fused_margin_cross_entropy(
             other class's: top-1 correctness from the scores the loss computed anyway.
     """
     loss, target_cosine, correct = _FusedMarginCrossEntropy.apply(
-        rows, weight, bias, labels, target_function, normalized_weight, chunk_size
+        rows, weight, bias, labels, target_function, normalized_weight, chunk_size, *target_inputs
     )
     return loss, target_cosine.detach(), correct

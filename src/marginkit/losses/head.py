@@ -108,7 +108,8 @@ class MarginHead(nn.Module):
     """Base class of all heads. See the module docstring for the contract.
 
     ``forward`` runs the fused margin cross-entropy (:mod:`marginkit.losses.fused`), equal in
-    value and gradient to ``F.cross_entropy(margin_logits(x, y), y)``. Set
+    value and gradient to ``F.cross_entropy(margin_logits(x, y), y)`` (plus :meth:`penalty`,
+    MagFace's regulariser; a head with ``fused = False`` computes that composition itself). Set
     ``head.chunk_size = 65536`` (or :meth:`set_chunk_size`) to process the classes in blocks
     for very large C (memory beyond the weights O(B x chunk_size)); None (default) is one block.
 
@@ -136,9 +137,8 @@ class MarginHead(nn.Module):
     #: The training logits are the plain scores with only the target (and a virtual) logit
     #: replaced, so ``forward`` runs the fused (and optionally chunked) path of
     #: :mod:`marginkit.losses.fused`. False for a head that also changes the other logits
-    #: (CurricularFace, sub-centres) or whose margin takes a gradient through ``||x||``
-    #: (MagFace): it trains on :meth:`_training_logits` composed with autograd, and refuses
-    #: ``chunk_size``.
+    #: (CurricularFace, sub-centres): it trains on :meth:`_training_logits` composed with
+    #: autograd, and refuses ``chunk_size``.
     fused: ClassVar[bool] = True
     #: The head can be split over ranks by :func:`marginkit.distributed.shard`: its margin
     #: needs only each sample's own target and no statistic of the batch or of the other
@@ -372,12 +372,23 @@ class MarginHead(nn.Module):
             bias = None
         return embeddings.to(dtype), self.weight.to(dtype), bias
 
+    def _target_inputs(self, embeddings: Tensor) -> tuple[Tensor, ...]:
+        """Per-sample tensors the target logit depends on besides the rows and the target
+        weight, with their gradient (MagFace's magnitudes ``||x||``); none for most heads.
+        Both paths pass them to :meth:`_target_logits`.
+
+        Args:
+            embeddings: (B, D) embeddings in the compute dtype.
+        """
+        return ()
+
     def _target_logits(
-        self, rows: Tensor, target_weight: Tensor
+        self, rows: Tensor, target_weight: Tensor, *target_inputs: Tensor
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """The target logit, the virtual logit (or None) and the detached target cosine, (B,)
-        each, from the (B, D) rows and the (B, D) weights of their classes; the one margin of
-        both paths (the fused path's ``target_function``, see :mod:`marginkit.losses.fused`).
+        each, from the (B, D) rows and the (B, D) weights of their classes (and the
+        :meth:`_target_inputs`); the one margin of both paths (the fused path's
+        ``target_function``, see :mod:`marginkit.losses.fused`).
         """
         cosine, radial = self.margin_geometry.target_cosine_and_radial(rows, target_weight)
         if self.margin_free:
@@ -488,7 +499,9 @@ class MarginHead(nn.Module):
         rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D)
         logits = self.margin_geometry.scores(rows, weight, bias)  # (B, K)
         plain = logits.detach()
-        target_logit, virtual_logit, target_cosine = self._target_logits(rows, weight[labels])
+        target_logit, virtual_logit, target_cosine = self._target_logits(
+            rows, weight[labels], *self._target_inputs(embeddings)
+        )
         if not self.margin_free:  # margin-free: the plain scores are the training logits
             if bias is not None:  # the target class keeps its bias
                 target_logit = target_logit + bias[labels]
@@ -556,6 +569,7 @@ class MarginHead(nn.Module):
                         self._target_logits,
                         normalized_weight=self.margin_geometry.normalized_weights,
                         chunk_size=self.chunk_size,
+                        target_inputs=self._target_inputs(embeddings),
                     )
                 else:
                     loss, target_cosine, correct = self._composed_loss(

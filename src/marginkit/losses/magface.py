@@ -91,7 +91,9 @@ class MagFace(MarginHead):
     optimum the magnitude grows with the sample's cosine to its class, so the magnitude is the
     sample's quality (:meth:`quality`, the unclamped ``||x||``). As in the official code, the
     gradient flows through ``a_i`` into both the margin and ``g``: the head needs the raw
-    (unnormalised) embeddings, and it is trained by autograd (``fused = False``).
+    (unnormalised) embeddings. The margin touches the target logit only, so the fused (and
+    chunked) path applies: the magnitudes enter it as a differentiable per-sample input
+    (:meth:`_target_inputs`).
 
     Magnitudes outside ``[l_a, u_a]``: ``a_i`` is clamped, so an embedding with
     ``||x|| < l_a`` gets the margin ``l_m`` and the penalty ``g(l_a)``, and neither has a
@@ -129,8 +131,7 @@ class MagFace(MarginHead):
             (:func:`~marginkit.losses.functional.arcface_easy_target`).
     """
 
-    fused = False
-    unshardable = "its margin's gradient through ||x|| is not in the shard's target-only surrogate"
+    unshardable = "the shard's target logits are not given the magnitudes ||x|| of its margin"
 
     def __init__(
         self,
@@ -228,18 +229,19 @@ class MagFace(MarginHead):
             return arcface_easy_target(cosine, margin)
         return arcface_target(cosine, margin, self.fallback)
 
-    def _training_logits(
-        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        geometry = self.margin_geometry
-        rows = geometry.rows(embeddings, self._scale())  # (B, D): s x / ||x||
-        logits = geometry.scores(rows, weight, None)  # (B, K): s cos(theta_j)
-        plain = logits.detach()
-        cosine, radial = geometry.target_cosine_and_radial(rows, weight[labels])  # (B,) each
-        margin = self.margin_at(self.magnitudes(embeddings))  # (B,), gradient through ||x||
-        target_logit = radial * self.target(cosine, margin)  # (B,)
-        logits = logits.scatter(1, labels.unsqueeze(1), target_logit.unsqueeze(1))
-        return logits, plain, cosine.detach()
+    def _target_inputs(self, embeddings: Tensor) -> tuple[Tensor, ...]:
+        """The clamped magnitudes ``a`` (B,), with their gradient: the margin's input."""
+        return (self.magnitudes(embeddings),)
+
+    def _target_logits(
+        self, rows: Tensor, target_weight: Tensor, *target_inputs: Tensor
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``s cos(theta_y + m(a))`` (with the fallback) from the (B, D) rows, the (B, D)
+        target weights and the (B,) magnitudes ``a`` (:meth:`_target_inputs`)."""
+        (magnitudes,) = target_inputs
+        cosine, radial = self.margin_geometry.target_cosine_and_radial(rows, target_weight)
+        margin = self.margin_at(magnitudes)  # (B,), gradient through ||x||
+        return radial * self.target(cosine, margin), None, cosine.detach()
 
     def penalty(self, embeddings: Tensor) -> Tensor:
         """``lambda_g * mean_i g(a_i)`` with ``g(a) = 1 / a + a / u_a^2`` on the clamped
