@@ -117,11 +117,11 @@ def make_step(
     head.set_total_steps(10**12)
 
     def step() -> None:
-        weight.grad = None
+        head.weight.grad = None  # the shared weight, or the sub-centres' own copy
         embeddings.grad = None
         head(embeddings, labels).backward()
 
-    step.parameter = weight  # type: ignore[attr-defined]
+    step.parameter = head.weight  # type: ignore[attr-defined]
     return step
 
 

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from marginkit._validation import check_count
-from marginkit.losses.functional import direction_floor, directions, row_norms
-from marginkit.losses.fused import column_norms
+from marginkit.losses.functional import directions, row_norms
+from marginkit.losses.fused import inverse_column_norms
 from marginkit.losses.head import MAX_SCALE, MarginHead
 
 __all__ = ["AdaCos", "dynamic_scale", "fixed_scale", "log_mean_nontarget_sum"]
@@ -56,10 +56,8 @@ def log_mean_nontarget_sum(
     for start in range(0, classes, step):
         block = weight[start : start + step]  # (k, D)
         # s cos(theta) in one (B, k) buffer, changed in place: the weights are not copied
-        norms = column_norms(block)  # (k,); a weight without a direction: cosine 0
-        inverse = torch.where(norms >= direction_floor(norms.dtype), 1.0 / norms, 0.0)
         scaled = torch.mm(unit_rows, block.t())  # (B, k)
-        scaled.mul_(inverse).clamp_(-1.0, 1.0).mul_(scale)
+        scaled.mul_(inverse_column_norms(block)).clamp_(-1.0, 1.0).mul_(scale)
         inside = (labels >= start) & (labels < start + block.shape[0])
         scaled[rows[inside], labels[inside] - start] = -math.inf  # the targets leave the sum
         largest = scaled.max()

@@ -39,9 +39,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from marginkit.losses.functional import row_norms
+from marginkit.losses.functional import direction_floor, row_norms
 
-__all__ = ["TargetFunction", "column_norms", "fused_margin_cross_entropy"]
+__all__ = [
+    "TargetFunction",
+    "column_norms",
+    "fused_margin_cross_entropy",
+    "inverse_column_norms",
+]
 
 TargetFunction = Callable[..., tuple[Tensor, Tensor | None, Tensor]]
 """``(rows (B, D), target_weight (B, D), *target_inputs) -> (target_logit (B,),
@@ -65,6 +70,14 @@ def column_norms(weight: Tensor) -> Tensor:
         index = unsafe.nonzero().squeeze(1)
         norms[index] = row_norms(weight[index]).squeeze(1)
     return norms
+
+
+def inverse_column_norms(weight: Tensor) -> Tensor:
+    """``1 / ||W_j||`` of the class weights, (C, D) -> (C,); 0 for a weight without a
+    direction (norm below :func:`~marginkit.losses.functional.direction_floor`), whose
+    cosine with every embedding is then 0 instead of NaN."""
+    norms = column_norms(weight)
+    return torch.where(norms >= direction_floor(norms.dtype), 1.0 / norms, 0.0)
 
 
 def _block_scores(

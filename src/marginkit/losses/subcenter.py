@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from marginkit._validation import check_count
 from marginkit.losses.functional import arcface_target, directions, row_norms
+from marginkit.losses.fused import inverse_column_norms
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
@@ -50,6 +51,58 @@ def _subcenter_cosines(embeddings: Tensor, subcentres: Tensor) -> Tensor:
     unit_subcentres = directions(flat, row_norms(flat)).view_as(subcentres)  # (B, K, D)
     cosines = torch.einsum("bkd,bd->bk", unit_subcentres, unit_rows)  # (B, K)
     return cosines.clamp(-1.0, 1.0)
+
+
+class _SubcenterMaxima(torch.autograd.Function):
+    """``z_ij = max_k rows_i . W_jk / ||W_jk||`` (clamped to ``+-||rows_i||``), (B, N), with
+    the gradient through each arg-max sub-centre only, in one (B, N K) buffer.
+
+    Composed with autograd, the same maxima keep a normalised copy of the (N K, D) weight
+    and several (B, N K) tensors (and their gradients) alive: 4.1 GB and 20x a plain layer's
+    time at C = 100k, K = 3. Here the forward keeps only the (B, N) maxima and arg-maxima;
+    the backward scatters the (B, N) gradient into one (B, N K) buffer and takes the two
+    products of a linear layer, with the weight-normalisation correction
+    ``-(sum_i g_ic z_ic) W_c / ||W_c||^2`` as a (N K,) reduction. A clamped maximum
+    (``|z| = ||rows_i||``, a cosine rounded past +-1) passes no gradient to the weight and
+    the radial one ``+-rows_i / ||rows_i||`` to the row, as the clamp of the reference.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, weight: Tensor, subcenters: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        inverse = inverse_column_norms(weight)  # (N K,)
+        bound = row_norms(rows)  # (B, 1)
+        scores = torch.mm(rows, weight.t()).mul_(inverse)  # (B, N K)
+        torch.maximum(scores, -bound, out=scores)
+        torch.minimum(scores, bound, out=scores)
+        maxima, nearest = scores.unflatten(1, (-1, subcenters)).max(dim=2)  # (B, N) each
+        del scores
+        ctx.subcenters = subcenters
+        ctx.save_for_backward(rows, weight, inverse, bound, maxima, nearest)
+        ctx.mark_non_differentiable(nearest)
+        return maxima, nearest
+
+    @staticmethod
+    def backward(ctx, grad_maxima: Tensor, _grad_nearest: Tensor):  # type: ignore[override]
+        rows, weight, inverse, bound, maxima, nearest = ctx.saved_tensors
+        batch, classes = maxima.shape
+        clamped = maxima.abs() >= bound  # (B, N): the cosine was clamped to +-1
+        radial = (grad_maxima * maxima.sign() * clamped).sum(dim=1, keepdim=True)  # (B, 1)
+        gradient = grad_maxima.masked_fill(clamped, 0.0)  # (B, N) through the product
+        spread = gradient.new_zeros(batch, weight.shape[0])  # (B, N K)
+        by_class = spread.view(batch, classes, ctx.subcenters)  # (B, N, K) view
+        index = nearest.unsqueeze(2)  # (B, N, 1): each maximum's sub-centre
+        by_class.scatter_(2, index, (gradient * maxima).unsqueeze(2))
+        statistic = spread.sum(dim=0)  # (N K,): sum_i g_ic z_ic
+        by_class.scatter_(2, index, gradient.unsqueeze(2))  # the same places: g_ic
+        spread.mul_(inverse)  # g_ic / ||W_c||
+        grad_rows = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            direction = rows / bound.clamp_min(torch.finfo(rows.dtype).tiny)
+            grad_rows = spread @ weight + radial * direction  # (B, D)
+        if ctx.needs_input_grad[1]:
+            grad_weight = spread.t() @ rows  # (N K, D)
+            grad_weight.addcmul_(weight, (statistic * inverse.square()).unsqueeze(1), value=-1.0)
+        return grad_rows, grad_weight, None
 
 
 class SubCenterArcFace(MarginHead):
@@ -177,9 +230,9 @@ class SubCenterArcFace(MarginHead):
         """Logits (B, N) from the (N K, D) sub-centres of N classes (all, or a sample):
         ``s max_k cos`` for the others, ArcFace's target on the target's largest cosine."""
         rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D): s x / ||x||
-        scores = self.margin_geometry.scores(rows, weight, None)  # (B, N K): s cos, clamped
-        # (B, N): the largest over each class's K sub-centres; the gradient goes to the arg-max
-        scores, nearest = scores.unflatten(1, (-1, self.subcenters)).max(dim=2)
+        # (B, N): s times the largest cosine over each class's K sub-centres; the gradient
+        # goes to the arg-max sub-centre
+        scores, nearest = _SubcenterMaxima.apply(rows, weight, self.subcenters)
         plain = scores.detach()
         target_rows = labels * self.subcenters + nearest.gather(1, labels.unsqueeze(1)).squeeze(1)
         target_logit, _, target_cosine = self._target_logits(rows, weight[target_rows])  # (B,)
