@@ -417,7 +417,7 @@ BAD = [
     ({"margin": math.nan}, ValueError, r"^margin must be finite"),
     ({"momentum": 0.0}, ValueError, r"^momentum must lie in \(0.0, 1.0\]; got 0.0$"),
     ({"momentum": 1.5}, ValueError, r"^momentum must lie in"),
-    ({"momentum": math.nan}, ValueError, r"^momentum must lie in"),
+    ({"momentum": math.nan}, ValueError, r"^momentum must be finite; got nan$"),
     ({"momentum": "0.01"}, TypeError, r"^momentum must be a float; got str$"),
     ({"momentum": True}, TypeError, r"^momentum must be a float; got bool$"),
     ({"momentum": Warmup(0.01, steps=10)}, TypeError, r"^momentum must be a float; got Warmup$"),

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from marginkit.losses.functional import adaface_target, row_norms
-from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_float, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
@@ -93,9 +93,7 @@ class AdaFace(MarginHead):
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi / 2.0)
         check_range("concentration", concentration, 0.0, low_inclusive=False)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-            raise TypeError(f"momentum must be a float; got {type(momentum).__name__}")
-        check_range("momentum", momentum, 0.0, 1.0, low_inclusive=False)
+        momentum = check_float("momentum", momentum, 0.0, 1.0, low_inclusive=False)
         super().__init__(
             num_classes,
             embedding_dim,
@@ -104,7 +102,7 @@ class AdaFace(MarginHead):
             margin=margin,
             concentration=concentration,
         )
-        self.momentum = float(momentum)
+        self.momentum = momentum
         self.register_buffer("batch_mean", torch.tensor(INITIAL_MEAN))
         self.register_buffer("batch_std", torch.tensor(INITIAL_STD))
         largest = self.schedules["margin"].bounds()[1]  # z = 0: CosFace's margin m

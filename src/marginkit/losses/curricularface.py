@@ -11,20 +11,11 @@ from torch import Tensor
 
 from marginkit.losses.functional import arcface_target, cosine_of_sum, curricular_negatives
 from marginkit.losses.fused import inverse_column_norms
-from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_float, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
 __all__ = ["CurricularFace"]
-
-
-def _check_momentum(momentum: float) -> float:
-    """``momentum`` as a float in ``(0, 1]``; else a ``TypeError``/``ValueError`` naming it."""
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-        raise TypeError(f"momentum must be a float; got {type(momentum).__name__}")
-    if not 0.0 < momentum <= 1.0:  # NaN fails too
-        raise ValueError(f"momentum must lie in (0.0, 1.0]; got {momentum}")
-    return float(momentum)
 
 
 class _CurricularNegatives(torch.autograd.Function):
@@ -128,7 +119,7 @@ class CurricularFace(MarginHead):
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
-        momentum = _check_momentum(momentum)
+        momentum = check_float("momentum", momentum, 0.0, 1.0, low_inclusive=False)
         super().__init__(
             num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
         )

@@ -52,7 +52,7 @@ from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.losses.sanity import warn_scale
 from marginkit.schedules import Schedule, as_schedule
 
-__all__ = ["MAX_SCALE", "MarginHead", "check_range"]
+__all__ = ["MAX_SCALE", "MarginHead", "check_float", "check_range"]
 
 #: Largest scale ``s`` a normalised head accepts: logits ``s cos`` and their gradients stay
 #: far inside float32's range (a scale near 1e38 overflows to inf and NaN).
@@ -81,6 +81,25 @@ def check_range(
         right = "]" if high_inclusive else ")"
         shown = lowest if lowest == highest else f"a schedule spanning {lowest}..{highest}"
         raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {shown}")
+
+
+def check_float(
+    name: str,
+    value: float,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """``value`` as a float, for a hyper-parameter that cannot be scheduled (a momentum, a
+    magnitude bound): a ``TypeError`` naming ``name`` for a bool, a schedule or a non-number,
+    else :func:`check_range`'s errors (NaN and inf included).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a float; got {type(value).__name__}")
+    check_range(name, value, low, high, low_inclusive=low_inclusive, high_inclusive=high_inclusive)
+    return float(value)
 
 
 def _learned_scale_start(

@@ -14,7 +14,7 @@ from marginkit.losses.functional import (
     arcface_target,
     row_norms,
 )
-from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, check_float, check_range
 from marginkit.losses.sanity import warn_margin, warn_regularizer
 from marginkit.schedules import Schedule
 
@@ -41,20 +41,6 @@ def regularizer_bound(
     slope = (upper_margin - lower_margin) / (upper_magnitude - lower_magnitude)
     squares = upper_magnitude**2 * lower_magnitude**2 / (upper_magnitude**2 - lower_magnitude**2)
     return scale * slope * squares
-
-
-def _fixed(name: str, value: float, low: float, *, low_inclusive: bool) -> float:
-    """``value`` as a float after checking it is a finite number above ``low`` (no schedule).
-
-    Raises:
-        TypeError: a schedule, or not a real number (naming ``name``).
-        ValueError: not finite, or below ``low`` (naming ``name``).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        shown = "a schedule" if isinstance(value, Schedule) else type(value).__name__
-        raise TypeError(f"{name} must be a float; got {shown}")
-    check_range(name, value, low, math.inf, low_inclusive=low_inclusive)
-    return float(value)
 
 
 def _check_margin_order(lower: float | Schedule, upper: float | Schedule) -> None:
@@ -150,13 +136,13 @@ class MagFace(MarginHead):
         check_range("lower_margin", lower_margin, 0.0, math.pi, high_inclusive=False)
         check_range("upper_margin", upper_margin, 0.0, math.pi, high_inclusive=False)
         _check_margin_order(lower_margin, upper_margin)
-        lower_a = _fixed("lower_magnitude", lower_magnitude, 0.0, low_inclusive=False)
-        upper_a = _fixed("upper_magnitude", upper_magnitude, 0.0, low_inclusive=False)
+        lower_a = check_float("lower_magnitude", lower_magnitude, 0.0, low_inclusive=False)
+        upper_a = check_float("upper_magnitude", upper_magnitude, 0.0, low_inclusive=False)
         if lower_a >= upper_a:
             raise ValueError(
                 f"upper_magnitude must be above lower_magnitude={lower_a:g}; got {upper_a:g}"
             )
-        lambda_g = _fixed("regularizer_weight", regularizer_weight, 0.0, low_inclusive=True)
+        lambda_g = check_float("regularizer_weight", regularizer_weight, 0.0)
         if fallback not in MAGFACE_FALLBACKS:
             raise ValueError(
                 f"fallback must be one of {', '.join(MAGFACE_FALLBACKS)}; got {fallback!r}"
