@@ -39,7 +39,9 @@ parameters are never cast in place, and the returned logits and loss are float32
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
@@ -493,9 +495,14 @@ class MarginHead(nn.Module):
             with self._using(statistics):
                 return self._training_logits(embeddings, weight, bias, labels)[0]
 
-    def _using(self, statistics: dict[str, Tensor]) -> _Statistics:
+    @contextlib.contextmanager
+    def _using(self, statistics: dict[str, Tensor]) -> Iterator[None]:
         """A context in which :meth:`_statistic` returns the entries of ``statistics``."""
-        return _Statistics(self, statistics)
+        self._statistics = statistics
+        try:
+            yield
+        finally:
+            self._statistics = None
 
     def _training_logits(
         self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
@@ -661,16 +668,3 @@ class MarginHead(nn.Module):
         if self.log_scale is not None or "scale" in self.schedules:
             text += f", learn_scale={self.log_scale is not None}"
         return text
-
-
-class _Statistics:
-    """The context of :meth:`MarginHead._using`: the head's batch statistics for one call."""
-
-    def __init__(self, head: MarginHead, statistics: dict[str, Tensor]) -> None:
-        self.head, self.statistics = head, statistics
-
-    def __enter__(self) -> None:
-        self.head._statistics = self.statistics
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.head._statistics = None
