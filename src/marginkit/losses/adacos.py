@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from marginkit._validation import check_count
-from marginkit.losses.functional import directions, row_norms
 from marginkit.losses.fused import inverse_column_norms
+from marginkit.losses.geometry import GEOMETRIES
 from marginkit.losses.head import MAX_SCALE, MarginHead
 
 __all__ = ["AdaCos", "dynamic_scale", "fixed_scale", "log_mean_nontarget_sum"]
@@ -102,10 +102,10 @@ def dynamic_scale(
     """
     with torch.no_grad():
         previous = previous.to(embeddings.dtype)
-        unit_rows = directions(embeddings, row_norms(embeddings))  # (B, D)
-        target_weight = weight[labels]  # (B, D)
-        target_cosine = (unit_rows * directions(target_weight, row_norms(target_weight))).sum(1)
-        target_angle = torch.acos(target_cosine.clamp(-1.0, 1.0))  # (B,) radians
+        geometry = GEOMETRIES["normalized"]
+        unit_rows = geometry.rows(embeddings, 1.0)  # (B, D), 0 without a direction
+        target_cosine, _ = geometry.target_cosine_and_radial(unit_rows, weight[labels])  # (B,)
+        target_angle = torch.acos(target_cosine)  # (B,) radians
         median_angle = torch.median(target_angle)  # the lower middle value for even B
         log_b_avg = log_mean_nontarget_sum(unit_rows, weight, labels, previous, chunk_size)
         value = log_b_avg / torch.cos(median_angle.clamp(max=ANGLE_CAP))
