@@ -26,6 +26,7 @@ __all__ = [
     "camsoftmax_f",
     "embedding_at_angle",
     "lsoftmax_psi",
+    "random_problem",
     "reference_logits",
     "reference_loss",
     "reference_per_sample_loss",
@@ -215,6 +216,21 @@ def reference_scores(
                 row.append(dot / (_norm(weight[j]) * _norm(x)))
         rows.append(torch.stack(row))
     return torch.stack(rows)
+
+
+def random_problem(
+    batch: int, classes: int, dim: int, seed: int
+) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
+    """Random float64 embeddings (B, D) and weights (C, D) with varied norms, labels (B,)
+    (every class appears when B >= C), and the generator, to draw more from the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(batch, dim, dtype=torch.float64, generator=generator)
+    embeddings = embeddings * (0.5 + 2.5 * torch.rand(batch, 1, generator=generator).double())
+    weight = torch.randn(classes, dim, dtype=torch.float64, generator=generator)
+    weight = weight * (0.5 + 1.5 * torch.rand(classes, 1, generator=generator).double())
+    labels = torch.randint(0, classes, (batch,), generator=generator)
+    labels[:classes] = torch.arange(min(batch, classes))  # every class appears
+    return embeddings, weight, labels, generator
 
 
 def embedding_at_angle(

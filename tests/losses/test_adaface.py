@@ -27,7 +27,7 @@ from marginkit.losses.functional import adaface_target
 from marginkit.losses.sanity import MarginWarning
 from marginkit.schedules import Warmup
 
-from .reference import embedding_at_angle
+from .reference import embedding_at_angle, random_problem
 
 pytestmark = pytest.mark.filterwarnings("ignore::marginkit.losses.sanity.MarginWarning")
 
@@ -109,18 +109,6 @@ SHAPES = [(5, 3, 2), (6, 4, 8), (7, 5, 16)]  # (B, C, D)
 SEEDS = [0, 1, 2]
 
 
-def problem(batch: int, classes: int, dim: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """float64 embeddings (B, D) with norms in [0.5, 3], weights (C, D), labels (B,)."""
-    generator = torch.Generator().manual_seed(seed)
-    embeddings = torch.randn(batch, dim, dtype=torch.float64, generator=generator)
-    embeddings = embeddings * (0.5 + 2.5 * torch.rand(batch, 1, generator=generator).double())
-    weight = torch.randn(classes, dim, dtype=torch.float64, generator=generator)
-    weight = weight * (0.5 + 1.5 * torch.rand(classes, 1, generator=generator).double())
-    labels = torch.randint(0, classes, (batch,), generator=generator)
-    labels[:classes] = torch.arange(min(batch, classes))
-    return embeddings, weight, labels
-
-
 def make_head(weight: Tensor, setting: dict[str, float], **options: Any) -> AdaFace:
     """A float64 AdaFace with ``weight`` and the setting's hyper-parameters and buffers."""
     hyperparameters = {
@@ -196,7 +184,7 @@ def setting_id(setting: dict[str, float]) -> str:
 def test_loss_gradients_and_statistics_match_reference(
     setting: dict[str, float], shape: tuple[int, int, int], seed: int, training: bool
 ) -> None:
-    embeddings, weight, labels = problem(*shape, seed=seed)
+    embeddings, weight, labels = random_problem(*shape, seed=seed)[:3]
     head = make_head(weight, setting).train(training)
     expected = reference_loss_and_grads(head, embeddings, weight, labels, update=training)
     ref_loss, ref_grad_x, ref_grad_w, mean, std = expected
@@ -216,7 +204,7 @@ def test_loss_gradients_and_statistics_match_reference(
 def test_margin_logits_and_scores_match_reference(
     setting: dict[str, float], shape: tuple[int, int, int], training: bool
 ) -> None:
-    embeddings, weight, labels = problem(*shape, seed=7)
+    embeddings, weight, labels = random_problem(*shape, seed=7)[:3]
     head = make_head(weight, setting).train(training)
     expected, _, _ = reference_for(head, embeddings, weight, labels, update=training)
     torch.testing.assert_close(head.margin_logits(embeddings, labels), expected, **TOLERANCE)
@@ -278,7 +266,7 @@ def test_clipped_angles_match_reference(dim: int, training: bool) -> None:
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_learned_scale_gradient_matches_reference(training: bool) -> None:
-    embeddings, weight, labels = problem(6, 4, 8, seed=3)
+    embeddings, weight, labels = random_problem(6, 4, 8, seed=3)[:3]
     setting = {"scale": 30.0, "margin": 0.5, "concentration": 1.0, "momentum": 0.5}
     head = make_head(weight, setting, learn_scale=True).train(training)
     assert head.log_scale is not None
@@ -309,7 +297,7 @@ def test_learned_scale_gradient_matches_reference(training: bool) -> None:
 # ------------------------------------------------------- fused, chunked and sampled paths
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_chunked_forward_matches_reference(training: bool) -> None:
-    embeddings, weight, labels = problem(6, 7, 8, seed=4)
+    embeddings, weight, labels = random_problem(6, 7, 8, seed=4)[:3]
     setting = SETTINGS[1]
     head = make_head(weight, setting).train(training).set_chunk_size(3)
     ref_loss, ref_grad_x, ref_grad_w, mean, std = reference_loss_and_grads(
@@ -328,7 +316,7 @@ def test_chunked_forward_matches_reference(training: bool) -> None:
 def test_class_sampled_forward_matches_reference_and_margin_logits(
     training: bool, chunk_size: int | None
 ) -> None:
-    embeddings, weight, labels = problem(6, 9, 8, seed=5)
+    embeddings, weight, labels = random_problem(6, 9, 8, seed=5)[:3]
     labels = torch.tensor([0, 2, 5, 2, 8, 5])
     classes = torch.tensor([0, 1, 2, 5, 7, 8])
     head = make_head(weight, SETTINGS[2]).train(training).set_chunk_size(chunk_size)
@@ -562,7 +550,7 @@ def test_defaults_are_the_papers() -> None:
 
 
 def test_state_dict_round_trip_includes_the_statistics() -> None:
-    embeddings, weight, labels = problem(6, 4, 3, seed=8)
+    embeddings, weight, labels = random_problem(6, 4, 3, seed=8)[:3]
     head = make_head(weight, SETTINGS[0])
     for step in range(3):
         head(embeddings * (1.0 + step), labels)
@@ -586,7 +574,7 @@ def test_state_dict_round_trip_includes_the_statistics() -> None:
 
 
 def test_only_a_training_forward_changes_the_statistics() -> None:
-    embeddings, weight, labels = problem(6, 4, 3, seed=9)
+    embeddings, weight, labels = random_problem(6, 4, 3, seed=9)[:3]
     head = make_head(weight, SETTINGS[1])
     start = (head.batch_mean.clone(), head.batch_std.clone())
     head.margin_logits(embeddings, labels)  # training mode: uses, never stores
@@ -617,7 +605,7 @@ def test_one_row_batch_keeps_the_running_std() -> None:
 def test_loss_is_cross_entropy_of_margin_logits(training: bool) -> None:
     """Both see the same statistics (updated with the batch in training, before storing),
     and the same gradients: no gradient through the norm on either path."""
-    embeddings, weight, labels = problem(6, 5, 4, seed=11)
+    embeddings, weight, labels = random_problem(6, 5, 4, seed=11)[:3]
     for setting in SETTINGS:
         head = make_head(weight, setting).train(training)
         x = embeddings.clone().requires_grad_(True)
@@ -638,7 +626,7 @@ def test_target_without_a_batch_is_the_average_sample() -> None:
 
 
 def test_margin_warmup_schedule() -> None:
-    embeddings, weight, labels = problem(6, 4, 8, seed=12)
+    embeddings, weight, labels = random_problem(6, 4, 8, seed=12)[:3]
     head = AdaFace(4, 8, margin=Warmup(0.4, steps=4)).double()
     with torch.no_grad():
         head.weight.copy_(weight)

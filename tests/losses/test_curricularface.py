@@ -24,6 +24,8 @@ from marginkit.losses.curricularface import CurricularFace
 from marginkit.losses.sanity import MarginWarning
 from marginkit.schedules import Warmup
 
+from .reference import random_problem
+
 #: Some settings here leave no room for the margin on purpose (targets past ArcFace's switch).
 pytestmark = pytest.mark.filterwarnings("ignore::marginkit.losses.sanity.MarginWarning")
 
@@ -119,18 +121,6 @@ def classify(
     return hard, easy, closest
 
 
-def make_problem(batch: int, classes: int, dim: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Random float64 embeddings (B, D) and weights (C, D) of varied norms, labels (B,)."""
-    generator = torch.Generator().manual_seed(seed)
-    embeddings = torch.randn(batch, dim, dtype=torch.float64, generator=generator)
-    embeddings = embeddings * (0.5 + 2.5 * torch.rand(batch, 1, generator=generator).double())
-    weight = torch.randn(classes, dim, dtype=torch.float64, generator=generator)
-    weight = weight * (0.5 + 1.5 * torch.rand(classes, 1, generator=generator).double())
-    labels = torch.randint(0, classes, (batch,), generator=generator)
-    labels[:classes] = torch.arange(min(batch, classes))
-    return embeddings, weight, labels
-
-
 def make_head(weight: Tensor, **kwargs: object) -> CurricularFace:
     head = CurricularFace(weight.shape[0], weight.shape[1], **kwargs).double()  # type: ignore[arg-type]
     with torch.no_grad():
@@ -171,10 +161,10 @@ def test_training_steps_match_reference(
 ) -> None:
     """Three training steps: ``t`` updated before use, loss and gradients as the paper's."""
     scale, margin, momentum = setting
-    head = make_head(make_problem(*shape, seed)[1], scale=scale, margin=margin, momentum=momentum)
+    head = make_head(random_problem(*shape, seed)[1], scale=scale, margin=margin, momentum=momentum)
     t = 0.0
     for step in range(3):
-        embeddings, _, labels = make_problem(*shape, seed=seed)
+        embeddings, _, labels = random_problem(*shape, seed=seed)[:3]
         embeddings = embeddings + 0.3 * step  # a different batch each step
         hard, _, closest = classify(embeddings, head.weight.detach(), labels, margin)
         assert closest > 1e-6, "a cosine within 1e-6 of a switch: pick another seed"
@@ -200,7 +190,7 @@ def test_eval_matches_reference_with_running_t(
     setting: tuple[float, float, float], shape: tuple[int, int, int], t: float
 ) -> None:
     scale, margin, momentum = setting
-    embeddings, weight, labels = make_problem(*shape, seed=11)
+    embeddings, weight, labels = random_problem(*shape, seed=11)[:3]
     hard, easy, closest = classify(embeddings, weight, labels, margin)
     assert hard > 0 and easy > 0 and closest > 1e-6
     head = make_head(weight, scale=scale, margin=margin, momentum=momentum).eval()
@@ -215,7 +205,7 @@ def test_eval_matches_reference_with_running_t(
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}-C{}-D{}".format(*s))
 def test_margin_logits_match_reference(shape: tuple[int, int, int], training: bool) -> None:
-    embeddings, weight, labels = make_problem(*shape, seed=5)
+    embeddings, weight, labels = random_problem(*shape, seed=5)[:3]
     head = make_head(weight, scale=30.0, margin=0.5, momentum=0.2).train(training)
     head.t.fill_(0.25)
     t = reference_t(embeddings, weight, labels, 0.25, 0.2) if training else 0.25
@@ -229,7 +219,7 @@ def test_margin_logits_match_reference(shape: tuple[int, int, int], training: bo
 
 
 def test_learned_scale_gradient_matches_reference() -> None:
-    embeddings, weight, labels = make_problem(6, 5, 4, seed=3)
+    embeddings, weight, labels = random_problem(6, 5, 4, seed=3)[:3]
     head = make_head(weight, scale=20.0, margin=0.5, momentum=0.1, learn_scale=True)
     assert head.log_scale is not None
     with torch.no_grad():
@@ -276,7 +266,7 @@ def test_hard_test_compares_with_cos_theta_plus_m_not_the_fallback() -> None:
 
 @pytest.mark.parametrize("steps", [1, 3, 5])
 def test_warmup_margin_matches_reference_at_each_step(steps: int) -> None:
-    embeddings, weight, labels = make_problem(6, 4, 3, seed=8)
+    embeddings, weight, labels = random_problem(6, 4, 3, seed=8)[:3]
     head = make_head(weight, margin=Warmup(0.5, steps=4), momentum=0.5)
     t = 0.0
     for step in range(steps):

@@ -20,6 +20,7 @@ from marginkit.schedules import lsoftmax_lambda, sphereface_lambda
 
 from .reference import (
     embedding_at_angle,
+    random_problem,
     reference_logits,
     reference_loss,
     reference_scores,
@@ -60,20 +61,6 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 def case_id(case: tuple[str, dict[str, Any]]) -> str:
     name, kwargs = case
     return name + "".join(f"-{key}={value:.3g}" for key, value in kwargs.items())
-
-
-def make_problem(
-    batch: int, classes: int, dim: int, seed: int
-) -> tuple[Tensor, Tensor, Tensor, torch.Generator]:
-    """Random float64 embeddings (B, D) and weights (C, D) with varied norms, labels (B,)."""
-    generator = torch.Generator().manual_seed(seed)
-    embeddings = torch.randn(batch, dim, dtype=torch.float64, generator=generator)
-    embeddings = embeddings * (0.5 + 2.5 * torch.rand(batch, 1, generator=generator).double())
-    weight = torch.randn(classes, dim, dtype=torch.float64, generator=generator)
-    weight = weight * (0.5 + 1.5 * torch.rand(classes, 1, generator=generator).double())
-    labels = torch.randint(0, classes, (batch,), generator=generator)
-    labels[:classes] = torch.arange(min(batch, classes))  # every class appears
-    return embeddings, weight, labels, generator
 
 
 def make_head(name: str, kwargs: dict[str, Any], weight: Tensor) -> MarginHead:
@@ -121,7 +108,7 @@ def test_loss_and_gradients_match_reference(
     case: tuple[str, dict[str, Any]], shape: tuple[int, int, int]
 ) -> None:
     name, kwargs = case
-    embeddings, weight, labels, _ = make_problem(*shape, seed=zlib.crc32(case_id(case).encode()))
+    embeddings, weight, labels, _ = random_problem(*shape, seed=zlib.crc32(case_id(case).encode()))
     head = make_head(name, kwargs, weight)
     loss, grad_x, grad_w = head_loss_and_grads(head, embeddings, labels)
     ref_loss, ref_grad_x, ref_grad_w = reference_loss_and_grads(
@@ -139,7 +126,7 @@ def test_margin_logits_and_scores_match_reference(
     case: tuple[str, dict[str, Any]], shape: tuple[int, int, int]
 ) -> None:
     name, kwargs = case
-    embeddings, weight, labels, _ = make_problem(
+    embeddings, weight, labels, _ = random_problem(
         *shape, seed=1 + zlib.crc32(case_id(case).encode())
     )
     head = make_head(name, kwargs, weight)
@@ -151,7 +138,7 @@ def test_margin_logits_and_scores_match_reference(
 
 @pytest.mark.parametrize("shape", SHAPES[:2], ids=lambda s: "B{}-C{}-D{}".format(*s))
 def test_softmax_with_bias_matches_reference(shape: tuple[int, int, int]) -> None:
-    embeddings, weight, labels, generator = make_problem(*shape, seed=7)
+    embeddings, weight, labels, generator = random_problem(*shape, seed=7)
     bias = torch.randn(weight.shape[0], dtype=torch.float64, generator=generator)
     head = make_head("softmax", {"bias": True}, weight)
     with torch.no_grad():
@@ -174,7 +161,7 @@ def test_softmax_with_bias_matches_reference(shape: tuple[int, int, int]) -> Non
 
 
 def test_softmax_with_bias_scores_include_bias() -> None:
-    embeddings, weight, _, generator = make_problem(5, 4, 3, seed=8)
+    embeddings, weight, _, generator = random_problem(5, 4, 3, seed=8)
     bias = torch.randn(4, dtype=torch.float64, generator=generator)
     head = make_head("softmax", {"bias": True}, weight)
     with torch.no_grad():
@@ -187,7 +174,7 @@ def test_softmax_with_bias_scores_include_bias() -> None:
 def test_official_annealed_lambda_matches_reference(name: str) -> None:
     """With the official step-based lambda annealing (``lsoftmax_lambda()`` /
     ``sphereface_lambda()``) the loss uses the value in force at that step."""
-    embeddings, weight, labels, _ = make_problem(6, 4, 3, seed=11)
+    embeddings, weight, labels, _ = random_problem(6, 4, 3, seed=11)
     preset = lsoftmax_lambda() if name == "lsoftmax" else sphereface_lambda()
     head = make_head(name, {"margin": 3, "lambda_": preset}, weight)
     for _ in range(40):  # move the schedule away from its start
@@ -214,7 +201,7 @@ def test_default_run_relative_lambda_matches_reference(name: str) -> None:
     """The default lambda is run-relative (1000 down to its floor over the first 40 % of the
     run, power 1, shape 199): after 40 of 500 steps (a fifth of the 200-step decay) it is the
     normalised power decay's value, and the loss uses it."""
-    embeddings, weight, labels, _ = make_problem(6, 4, 3, seed=11)
+    embeddings, weight, labels, _ = random_problem(6, 4, 3, seed=11)
     head = build(name, num_classes=weight.shape[0], embedding_dim=weight.shape[1], margin=3)
     with pytest.raises(RuntimeError, match=r"set_total_steps"):
         head.double()(embeddings, labels)  # no run length yet
@@ -322,7 +309,7 @@ def test_lsoftmax_every_psi_interval_matches_reference(name: str, margin: int) -
 
 
 def test_learned_scale_normface_matches_reference() -> None:
-    embeddings, weight, labels, _ = make_problem(5, 4, 3, seed=13)
+    embeddings, weight, labels, _ = random_problem(5, 4, 3, seed=13)
     head = make_head("normface", {"scale": 12.0, "learn_scale": True}, weight)
     scale_value = head.hyperparameters()["scale"]  # exp(log 12) after a float32 round trip
     assert scale_value == pytest.approx(12.0, rel=1e-6)
