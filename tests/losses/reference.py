@@ -23,7 +23,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "EDGES",
     "camsoftmax_f",
+    "edge_embeddings",
     "embedding_at_angle",
     "lsoftmax_psi",
     "random_problem",
@@ -231,6 +233,35 @@ def random_problem(
     labels = torch.randint(0, classes, (batch,), generator=generator)
     labels[:classes] = torch.arange(min(batch, classes))  # every class appears
     return embeddings, weight, labels, generator
+
+
+#: The numerical edges of :func:`edge_embeddings` that every head's tests cover.
+EDGES = ["aligned", "opposite", "tiny", "zero-row", "huge"]
+
+
+def edge_embeddings(edge: str, targets: Tensor, dtype: torch.dtype, *, norm: float = 2.5) -> Tensor:
+    """(B, D) embeddings at a numerical edge, built in float64 then cast to ``dtype``.
+
+    ``aligned`` / ``opposite``: along / against ``targets`` (cos = +1 / -1); ``tiny`` /
+    ``huge``: random directions of norm 1e-30 / 1e30; ``zero``: every row 0; ``zero-row``:
+    row 0 without a direction among random rows of norm ``norm``; anything else: random
+    directions of norm ``norm`` (a fixed seed).
+
+    Args:
+        edge: the edge's name.
+        targets: (B, D) the weight row each embedding lines up with (``weight[labels]``).
+        dtype: the embeddings' dtype.
+        norm: the norm of the ordinary rows.
+    """
+    targets = targets.detach().double()
+    generator = torch.Generator().manual_seed(0)
+    random = torch.randn(targets.shape, dtype=torch.float64, generator=generator)
+    direction = {"aligned": targets, "opposite": -targets}.get(edge, random)
+    unit = direction / direction.norm(dim=1, keepdim=True)
+    embeddings = {"tiny": 1e-30, "huge": 1e30, "zero": 0.0}.get(edge, norm) * unit
+    if edge == "zero-row":
+        embeddings[0] = 0.0
+    return embeddings.to(dtype)
 
 
 def embedding_at_angle(

@@ -22,6 +22,8 @@ from torch.func import functional_call
 from marginkit.losses.adacos import AdaCos, dynamic_scale, log_mean_nontarget_sum
 from marginkit.losses.head import MAX_SCALE
 
+from .reference import EDGES, edge_embeddings
+
 # ------------------------------------------------------------------------------ reference
 
 
@@ -346,26 +348,6 @@ def test_gradcheck(dim: int, dynamic: bool) -> None:
 
 # ---------------------------------------------------------------------------- numerics
 
-EDGES = ["aligned", "opposite", "tiny", "zero-row", "huge"]
-
-
-def edge_embeddings(edge: str, weight: Tensor, labels: Tensor, dtype: torch.dtype) -> Tensor:
-    weight = weight.detach().double()
-    generator = torch.Generator().manual_seed(0)
-    direction = torch.randn(
-        labels.shape[0], weight.shape[1], dtype=torch.float64, generator=generator
-    )
-    if edge == "aligned":
-        direction = weight[labels]  # cos theta_y = +1
-    elif edge == "opposite":
-        direction = -weight[labels]  # cos theta_y = -1
-    unit = direction / direction.norm(dim=1, keepdim=True)
-    norm = {"tiny": 1e-30, "huge": 1e30}.get(edge, 2.5)
-    embeddings = norm * unit
-    if edge == "zero-row":
-        embeddings[1] = 0.0
-    return embeddings.to(dtype)
-
 
 @pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic", "fixed"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
@@ -377,7 +359,7 @@ def test_finite_loss_and_gradients_at_edges(
     head = AdaCos(4, dim, dynamic=dynamic).to(dtype)
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
     for step in range(2):  # the second step starts from the first's scale
-        embeddings = edge_embeddings(edge, head.weight, labels, dtype).requires_grad_(True)
+        embeddings = edge_embeddings(edge, head.weight[labels], dtype).requires_grad_(True)
         head.zero_grad()
         loss = head(embeddings, labels)
         loss.backward()

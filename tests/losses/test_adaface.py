@@ -27,7 +27,7 @@ from marginkit.losses.functional import adaface_target
 from marginkit.losses.sanity import MarginWarning
 from marginkit.schedules import Warmup
 
-from .reference import embedding_at_angle, random_problem
+from .reference import EDGES, edge_embeddings, embedding_at_angle, random_problem
 
 pytestmark = pytest.mark.filterwarnings("ignore::marginkit.losses.sanity.MarginWarning")
 
@@ -434,20 +434,6 @@ def test_target_function_special_cases() -> None:
 
 
 # ------------------------------------------------------------------------------ numerics
-EDGES = ["aligned", "opposite", "tiny", "zero", "huge"]
-
-
-def edge_embeddings(edge: str, weight: Tensor, labels: Tensor, dtype: torch.dtype) -> Tensor:
-    weight = weight.detach().double()
-    generator = torch.Generator().manual_seed(0)
-    random = torch.randn(labels.shape[0], weight.shape[1], dtype=torch.float64, generator=generator)
-    direction = {"aligned": weight[labels], "opposite": -weight[labels]}.get(edge, random)
-    unit = direction / direction.norm(dim=1, keepdim=True)
-    norm = {"tiny": 1e-30, "huge": 1e30}.get(edge, 2.5)
-    embeddings = norm * unit
-    if edge == "zero":
-        embeddings[1] = 0.0  # one row without a direction among ordinary ones
-    return embeddings.to(dtype)
 
 
 @pytest.mark.parametrize("learn_scale", [False, True], ids=["fixed", "learned"])
@@ -459,7 +445,7 @@ def test_finite_loss_and_gradients_at_edges(
 ) -> None:
     head = AdaFace(4, 3, learn_scale=learn_scale).to(dtype).train(training)
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
-    embeddings = edge_embeddings(edge, head.weight, labels, dtype).requires_grad_(True)
+    embeddings = edge_embeddings(edge, head.weight[labels], dtype).requires_grad_(True)
     loss = head(embeddings, labels)
     assert loss.dtype == dtype and torch.isfinite(loss)
     loss.backward()

@@ -24,7 +24,7 @@ from marginkit.losses.curricularface import CurricularFace
 from marginkit.losses.sanity import MarginWarning
 from marginkit.schedules import Warmup
 
-from .reference import random_problem
+from .reference import EDGES, edge_embeddings, random_problem
 
 #: Some settings here leave no room for the margin on purpose (targets past ArcFace's switch).
 pytestmark = pytest.mark.filterwarnings("ignore::marginkit.losses.sanity.MarginWarning")
@@ -323,20 +323,6 @@ def test_gradcheck(dim: int, margin: float, learn_scale: bool) -> None:
 
 
 # ------------------------------------------------------------------------------ numerics
-EDGES = ["aligned", "opposite", "tiny", "zero-row", "huge"]
-
-
-def edge_embeddings(edge: str, weight: Tensor, labels: Tensor, dtype: torch.dtype) -> Tensor:
-    """(B, D) embeddings at a numerical edge, built in float64 then cast."""
-    weight = weight.detach().double()
-    random = torch.randn(labels.shape[0], weight.shape[1], dtype=torch.float64)
-    direction = {"aligned": weight[labels], "opposite": -weight[labels]}.get(edge, random)
-    unit = direction / direction.norm(dim=1, keepdim=True)
-    norm = {"tiny": 1e-30, "huge": 1e30}.get(edge, 2.5)
-    embeddings = norm * unit
-    if edge == "zero-row":
-        embeddings[0] = 0.0
-    return embeddings.to(dtype)
 
 
 @pytest.mark.parametrize("learn_scale", [False, True], ids=["fixed-scale", "learned-scale"])
@@ -346,7 +332,7 @@ def edge_embeddings(edge: str, weight: Tensor, labels: Tensor, dtype: torch.dtyp
 def test_finite_at_edges(edge: str, dtype: torch.dtype, dim: int, learn_scale: bool) -> None:
     head = CurricularFace(4, dim, learn_scale=learn_scale).to(dtype)
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
-    embeddings = edge_embeddings(edge, head.weight, labels, dtype).requires_grad_(True)
+    embeddings = edge_embeddings(edge, head.weight[labels], dtype).requires_grad_(True)
     for _ in range(2):  # the second step with a moved t
         head.zero_grad()
         embeddings.grad = None

@@ -28,6 +28,8 @@ from marginkit.losses.magface import MagFace, regularizer_bound
 from marginkit.losses.sanity import MarginWarning
 from marginkit.schedules import Warmup
 
+from .reference import edge_embeddings
+
 # The margin check rightly warns for 5 classes on a circle at u_m = 0.8; not the subject here.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:MagFace. margin:marginkit.losses.sanity.MarginWarning"
@@ -341,20 +343,6 @@ def test_gradcheck(dim: int, fallback: str) -> None:
 
 
 # --------------------------------------------------------------------------------- edges
-def edge_embeddings(edge: str, weight: Tensor, labels: Tensor, dtype: torch.dtype) -> Tensor:
-    weight = weight.detach().double()
-    generator = torch.Generator().manual_seed(0)
-    random = torch.randn(labels.shape[0], weight.shape[1], dtype=torch.float64, generator=generator)
-    direction = {"aligned": weight[labels], "opposite": -weight[labels]}.get(edge, random)
-    unit = direction / direction.norm(dim=1, keepdim=True)
-    norm = {"tiny": 1e-30, "huge": 1e30, "zero": 0.0}.get(edge, 25.0)
-    embeddings = norm * unit
-    if edge == "zero-row":
-        embeddings = 25.0 * unit
-        embeddings[1] = 0.0
-    return embeddings.to(dtype)
-
-
 @pytest.mark.parametrize("fallback", ["insightface", "continuous", "easy"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("edge", ["aligned", "opposite", "tiny", "huge", "zero", "zero-row"])
@@ -364,7 +352,7 @@ def test_finite_loss_and_gradients_at_edges(
 ) -> None:
     head = make(dim, dtype=dtype, fallback=fallback, learn_scale=True)
     labels = torch.tensor([0, 1, 2, 3, 4, 0])
-    embeddings = edge_embeddings(edge, head.weight, labels, dtype).requires_grad_(True)
+    embeddings = edge_embeddings(edge, head.weight[labels], dtype, norm=25.0).requires_grad_(True)
     loss = head(embeddings, labels)
     assert loss.dtype == dtype and torch.isfinite(loss)
     loss.backward()

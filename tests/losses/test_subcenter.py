@@ -25,6 +25,8 @@ from marginkit.losses.sanity import MarginWarning, unchecked
 from marginkit.losses.subcenter import SubCenterArcFace
 from marginkit.schedules import Warmup
 
+from .reference import EDGES, edge_embeddings
+
 # ------------------------------------------------------------------------- the reference
 
 
@@ -269,27 +271,6 @@ def test_gradcheck(dim: int, learn_scale: bool) -> None:
 
 # ---------------------------------------------------------------------------- numerics
 
-EDGES = ["aligned", "opposite", "tiny", "zero-row", "huge"]
-
-
-def edge_embeddings(edge: str, weight: Tensor, labels: Tensor, dtype: torch.dtype) -> Tensor:
-    """(B, D) embeddings at a numerical edge; aligned/opposite with sub-centre 1 of the label."""
-    weight = weight.detach().double()
-    generator = torch.Generator().manual_seed(0)
-    direction = torch.randn(
-        labels.shape[0], weight.shape[1], dtype=torch.float64, generator=generator
-    )
-    if edge == "aligned":
-        direction = weight[labels * 3 + 1]  # cos = +1 with one sub-centre of the class
-    elif edge == "opposite":
-        direction = -weight[labels * 3 + 1]  # cos = -1 with it
-    unit = direction / direction.norm(dim=1, keepdim=True)
-    norm = {"tiny": 1e-30, "huge": 1e30}.get(edge, 2.5)
-    embeddings = norm * unit
-    if edge == "zero-row":
-        embeddings[0] = 0.0
-    return embeddings.to(dtype)
-
 
 @pytest.mark.parametrize("learn_scale", [False, True])
 @pytest.mark.parametrize("dim", [2, 8])
@@ -300,7 +281,8 @@ def test_finite_loss_and_gradients_at_edges(
 ) -> None:
     head = make_head(4, dim, learn_scale=learn_scale).to(dtype)
     labels = torch.tensor([0, 1, 2, 3, 1, 0])
-    embeddings = edge_embeddings(edge, head.weight, labels, dtype).requires_grad_(True)
+    targets = head.weight[labels * 3 + 1]  # sub-centre 1 of each label: cos = +1 or -1 with it
+    embeddings = edge_embeddings(edge, targets, dtype).requires_grad_(True)
     loss = head(embeddings, labels)
     assert loss.dtype == dtype and torch.isfinite(loss)
     loss.backward()
