@@ -54,6 +54,8 @@ def test_parse_value(text: str, expected: object) -> None:
         ("warmup:0.5", "takes 2..3 arguments"),
         ("ramp:1:2", "takes 0..3 arguments"),
         ("fast one", "nor a single word"),
+        ("nan", "'nan' is not a finite number"),
+        ("Inf", "'Inf' is not a finite number"),
         ("0.5x", "neither a number"),
         ("warmup:a:10", "is not a number"),
     ],

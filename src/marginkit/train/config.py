@@ -610,6 +610,8 @@ def parse_value(
     try:
         return _number(text, name)
     except ConfigError:
+        if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
+            raise ConfigError(f"loss argument {name}: {text!r} is not a finite number") from None
         if re.fullmatch(r"[A-Za-z_]\w*", text):
             return text  # a named choice (fallback=continuous); the head checks the word
         raise ConfigError(
