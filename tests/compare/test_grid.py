@@ -11,7 +11,7 @@ import torch
 from grids import tiny_spec
 
 import marginkit.train
-from marginkit.compare import GridError, GridResult, fresh_folder, run_grid
+from marginkit.compare import CompareSpec, GridError, GridResult, fresh_folder, run_grid
 
 
 def test_every_run_has_its_folder_and_files(tiny_grid: GridResult) -> None:
@@ -139,3 +139,48 @@ def test_evaluation_embeds_a_fixed_sample_of_a_large_training_split() -> None:
     again = evaluation_bundle(bundle, limit=100)
     assert torch.equal(again.train_labels, small.train_labels)
     assert evaluation_bundle(bundle, limit=10_000) is bundle
+
+
+def test_an_a_a_pair_is_inconclusive_on_every_measure(tmp_path: Path) -> None:
+    """ArcFace and the combined margin (1, 0.5, 0) are the same function: with paired seeds
+    every difference is zero and no verdict may call it a result."""
+    spec = tiny_spec("arcface,combined,softmax", seeds=3)
+    spec.baseline = "arcface"
+    result = run_grid(spec, tmp_path / "aa", progress=False)
+    evidence = json.loads((result.out / "report.json").read_text())
+    rows = [row for row in evidence["comparisons"] if row["run"] == "combined"]
+    assert len(rows) >= 10 and all(row["baseline"] == "arcface" for row in rows)
+    assert {row["verdict"] for row in rows} == {"inconclusive"}
+    assert all(row["difference"] == 0 and row["seeds"] == 3 for row in rows)
+
+
+def test_an_lr_grid_chooses_each_runs_rate_on_the_validation_split(tmp_path: Path) -> None:
+    spec = tiny_spec("softmax,arcface", seeds=1, validation_fraction=0.2)
+    spec.lr_grid = [3e-4, 1e-3]
+    result = run_grid(spec, tmp_path / "lr", progress=False)
+    selection = json.loads((result.out / "selection.json").read_text())
+    assert selection["measure"] == "validation_accuracy" and selection["seed"] == 0
+    for loss in ("softmax", "arcface"):
+        row = selection["runs"][loss]
+        scores = row["validation_accuracy"]
+        assert set(scores) == {"0.0003", "0.001"}
+        assert scores[f"{row['chosen']:g}"] == max(scores.values())
+        assert (result.out / "selection" / f"{loss}-lr0.001" / "metrics.json").is_file()
+        config = (result.out / "runs" / f"{loss}-seed0" / "config.yaml").read_text()
+        assert f"lr: {row['chosen']}" in config
+    text = result.report_md.read_text()
+    assert "## Learning rate, chosen on the validation split" in text
+    assert "the learning rate each run chose from the same grid" in text
+
+
+def test_an_lr_grid_needs_a_validation_split() -> None:
+    from marginkit.train import ConfigError
+
+    with pytest.raises(ConfigError, match="lr_grid needs a validation split"):
+        CompareSpec.from_dict(
+            {"settings": {"dataset": "digits"}, "runs": "softmax", "lr_grid": [1e-3]}
+        )
+    with pytest.raises(ConfigError, match="baseline must be one of the runs"):
+        CompareSpec.from_dict(
+            {"settings": {"dataset": "digits"}, "runs": "softmax", "baseline": "x"}
+        )

@@ -251,7 +251,18 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         f"Choices: {', '.join(LOSSES.choices())}. (default: the preset's)",
     )
     add_config_flags(parser, _COMPARE_SETTINGS, default_text="the preset's")
-    add("--seeds", type=int, default=None, help="number of seeds (mean ± std over them)")
+    add(
+        "--seeds",
+        type=int,
+        default=None,
+        help="number of seeds; differences are paired by seed and given with an interval",
+    )
+    add(
+        "--baseline",
+        default=None,
+        metavar="RUN",
+        help="the run every other is compared with (default: softmax, else the first run)",
+    )
     add("--label-noise", dest="label_noise", default=None, help="a rate, or rates: 0,0.2,0.4")
     add(
         "--out",

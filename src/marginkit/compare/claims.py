@@ -10,44 +10,68 @@ A claim (in a preset's ``claims:`` list) is a mapping::
     runs: [lsoftmax]          # the runs the claim is about
     baseline: softmax         # lower/higher: the run they are compared with
     value: 0.31               # at_most/at_least: the paper's number, in the metric's unit
-    tolerance: 0.05           # optional slack (metric units), default 0
+    tolerance: 0.05           # optional: the smallest effect that counts (metric units)
     reason: ...               # not_testable: why
     note: ...                 # optional: what is known about the outcome (shown with the rule)
 
-Verdicts (:func:`judge`), from the mean and standard deviation over seeds of each run:
+Every claim is decided by the comparison's :class:`~marginkit.compare.evidence.Rule`
+(fixed in the preset before any run; :mod:`marginkit.compare.evidence` states it), on a
+contrast paired over seeds:
 
-- ``lower`` / ``higher``: *reproduced* when every run's mean is below (above) the
-  baseline's by more than ``max(tolerance, std of the run, std of the baseline)`` (with a
-  single seed there is no std, and the rule says so).
-- ``at_most`` / ``at_least``: *reproduced* when every run's mean is at most (at least)
-  ``value`` plus (minus) ``tolerance``.
-- ``increasing`` / ``decreasing``: the runs in the order given (e.g. growing margin);
-  *reproduced* when the Spearman rank correlation between position and mean is at least
-  0.8 (at most -0.8) and the last run beats the first by more than ``tolerance``.
+- ``lower`` / ``higher``: each listed run minus the baseline, claimed negative (positive);
+  with ``tolerance``, by more than that much.
+- ``at_most`` / ``at_least``: each listed run minus the paper's ``value``, claimed at most
+  (at least) zero.
+- ``increasing`` / ``decreasing``: the least-squares slope of the measure along the runs in
+  the order given (e.g. a growing margin), per step, claimed positive (negative).
 - ``not_testable``: the claim cannot be tested with these data or budgets; ``reason``
   says why.
 
-A claim whose runs are not in the grid, or whose measure does not apply to them, is *not
-testable here* with that reason.
+A claim over several runs is *contradicted* when any run contradicts it, *reproduced* when
+every run reproduces it, and *inconclusive* otherwise. A claim whose runs are not in the
+grid, or whose measure does not apply to them, is *not testable here* with that reason.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from marginkit.compare.evidence import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NOT_TESTABLE,
+    REPRODUCED,
+    Estimate,
+    Rule,
+    combine,
+    decide,
+    estimate,
+)
+from marginkit.compare.measures import MEASURES
 from marginkit.train.config import ConfigError
 
-__all__ = ["CHECKS", "Verdict", "check_claim", "judge"]
+__all__ = ["CHECKS", "Observed", "Verdict", "check_claim", "contrast", "judge"]
 
 CHECKS = ("lower", "higher", "at_most", "at_least", "increasing", "decreasing", "not_testable")
-#: Spearman rank correlation a trend needs to count as reproduced.
-TREND_CORRELATION = 0.8
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_TESTABLE = "not testable here"
+
+@dataclass(frozen=True)
+class Observed:
+    """One run's measures at one seed.
+
+    Attributes:
+        values: measure name -> value (None where it does not apply).
+        errors: measure name -> test-set standard error (None where unknown).
+    """
+
+    values: dict[str, float | None]
+    errors: dict[str, float | None]
+
+
+#: run name -> seed -> what was measured.
+Observations = dict[str, dict[int, Observed]]
 
 
 @dataclass(frozen=True)
@@ -55,20 +79,29 @@ class Verdict:
     """The outcome of one claim.
 
     Attributes:
-        verdict: ``"reproduced"``, ``"not reproduced"`` or ``"not testable here"``.
-        ours: our numbers, as text.
+        verdict: one of :data:`marginkit.compare.evidence.VERDICTS`.
+        ours: our numbers, as text: each contrast with its interval and seeds.
         rule: the rule applied, as text (or the reason it could not be).
+        estimates: ``label -> Estimate`` of each contrast (empty when not testable).
     """
 
     verdict: str
     ours: str
     rule: str
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (``report.json``)."""
+        return {
+            "verdict": self.verdict,
+            "ours": self.ours,
+            "rule": self.rule,
+            "contrasts": {label: e.to_dict() for label, e in self.estimates.items()},
+        }
 
 
 def check_claim(claim: Any, where: str) -> None:
     """Raise :class:`ConfigError` naming ``where`` when ``claim`` is malformed."""
-    from marginkit.compare.measures import MEASURES
-
     if not isinstance(claim, dict):
         raise ConfigError(f"{where} must be a mapping with claim, source, check, ...")
     known = {"claim", "source", "paper", "check", "metric", "runs", "baseline", "value"}
@@ -109,101 +142,128 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _spearman(values: list[float]) -> float:
-    """Rank correlation of ``values`` with their positions 0..n-1 (ties get mean ranks)."""
-    count = len(values)
-    order = sorted(range(count), key=lambda index: values[index])
-    ranks = [0.0] * count
-    start = 0
-    while start < count:
-        end = start
-        while end + 1 < count and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for index in order[start : end + 1]:
-            ranks[index] = (start + end) / 2
-        start = end + 1
-    positions = list(range(count))
-    mean_rank, mean_position = sum(ranks) / count, (count - 1) / 2
-    covariance = sum(
-        (r - mean_rank) * (p - mean_position) for r, p in zip(ranks, positions, strict=True)
-    )
-    spread = math.sqrt(
-        sum((r - mean_rank) ** 2 for r in ranks) * sum((p - mean_position) ** 2 for p in positions)
-    )
-    return 0.0 if spread == 0 else covariance / spread
+def contrast(
+    observed: Observations, weights: dict[str, float], metric: str, rule: Rule, value: float = 0.0
+) -> Estimate | str:
+    """``sum(w_r * run_r) - value`` of ``metric``, paired over the seeds every weighted run
+    has, with its interval under ``rule``; a reason (text) when it cannot be computed."""
+    runs = [name for name, weight in weights.items() if weight != 0]
+    seeds = sorted(set.intersection(*(set(observed[name]) for name in runs)))
+    seeds = [s for s in seeds if all(observed[n][s].values.get(metric) is not None for n in runs)]
+    if not seeds:
+        return f"no seed has {MEASURES[metric].label} for every run of {', '.join(runs)}"
+    per_seed = [
+        sum(w * observed[n][s].values[metric] for n, w in weights.items() if w)  # type: ignore[operator]
+        - value
+        for s in seeds
+    ]
+
+    def error(name: str) -> float | None:
+        errors = [observed[name][s].errors.get(metric) for s in seeds]
+        if any(e is None for e in errors):
+            return None
+        return math.sqrt(sum(e * e for e in errors) / len(errors))  # type: ignore[operator]
+
+    sampling = combine([weights[n] for n in runs], [error(n) for n in runs])
+    return estimate(per_seed, sampling, rule)
 
 
-def judge(
-    claim: dict[str, Any], stats: dict[str, dict[str, tuple[float, float | None] | None]]
-) -> Verdict:
-    """The verdict of ``claim`` given the grid's statistics.
+def _slope_weights(runs: list[str]) -> dict[str, float]:
+    """Weights whose sum over the runs is the least-squares slope along their order."""
+    count = len(runs)
+    centre = (count - 1) / 2
+    spread = sum((k - centre) ** 2 for k in range(count))
+    return {name: (k - centre) / spread for k, name in enumerate(runs)}
+
+
+def _unit(unit: str) -> str:
+    """A unit as printed after a number (a space before %)."""
+    return f" {unit}" if unit == "%" else unit
+
+
+def _shown(result: Estimate, digits: int, unit: str) -> str:
+    unit = _unit(unit)
+    seeds = f"{result.seeds} seed{'s' if result.seeds > 1 else ''}"
+    if result.low is None:
+        return f"{result.difference:+.{digits}f}{unit} (no interval, {seeds})"
+    return (
+        f"{result.difference:+.{digits}f}{unit} "
+        f"[{result.low:+.{digits}f}, {result.high:+.{digits}f}], {seeds}"
+    )
+
+
+def judge(claim: dict[str, Any], observed: Observations, rule: Rule | None = None) -> Verdict:
+    """The verdict of ``claim`` given what the grid measured.
 
     Args:
         claim: a claim mapping (checked by :func:`check_claim`).
-        stats: ``run name -> measure name -> (mean, std over seeds)``: std None for a single
-            seed; None where the measure does not apply.
+        observed: run name -> seed -> :class:`Observed`.
+        rule: the comparison's rule (default :class:`Rule`'s defaults).
     """
-    from marginkit.compare.measures import MEASURES
-
+    rule = Rule() if rule is None else rule
     check = claim["check"]
     if check == "not_testable":
         return Verdict(NOT_TESTABLE, "—", claim["reason"])
     metric = claim["metric"]
     measure = MEASURES[metric]
-    tolerance = float(claim.get("tolerance", 0.0))
     names = list(claim["runs"]) + ([claim["baseline"]] if "baseline" in claim else [])
-    missing = [name for name in names if name not in stats]
+    missing = [name for name in names if not observed.get(name)]
     if missing:
-        return Verdict(NOT_TESTABLE, "—", f"the grid has no run {missing[0]!r}")
-    empty = [name for name in names if stats[name].get(metric) is None]
+        return Verdict(NOT_TESTABLE, "—", f"the grid has no finished run {missing[0]!r}")
+    empty = [
+        name
+        for name in names
+        if all(seen.values.get(metric) is None for seen in observed[name].values())
+    ]
     if empty:
         return Verdict(NOT_TESTABLE, "—", f"{measure.label} does not apply to {empty[0]!r}")
 
-    means = {name: stats[name][metric][0] for name in names}  # type: ignore[index]
-    spreads = {name: stats[name][metric][1] or 0.0 for name in names}  # type: ignore[index]
-
-    def shown(name: str) -> str:
-        std = stats[name][metric][1]  # type: ignore[index]
-        spread = "" if std is None else f" ± {std:.{measure.digits}f}"
-        unit = f" {measure.unit}" if measure.unit == "%" else measure.unit
-        return f"{name} {means[name]:.{measure.digits}f}{spread}{unit}"
-
-    ours = ", ".join(shown(name) for name in names)
-    label = measure.label
+    tolerance = float(claim.get("tolerance", 0.0))
+    contrasts: dict[str, tuple[dict[str, float], float]] = {}
     if check in ("lower", "higher"):
         base = claim["baseline"]
-        sign = -1.0 if check == "lower" else 1.0
-        passed = all(
-            sign * (means[name] - means[base]) > max(tolerance, spreads[name], spreads[base])
-            for name in claim["runs"]
-        )
+        direction = -1.0 if check == "lower" else 1.0
+        for name in claim["runs"]:
+            contrasts[f"{name} − {base}"] = ({name: 1.0, base: -1.0}, 0.0)
         word = "below" if check == "lower" else "above"
-        rule = (
-            f"{label} of every listed run {word} {claim['baseline']}'s by more than "
-            f"max({tolerance:g}, the standard deviations over seeds)"
-        )
+        text = f"{measure.label} of every listed run {word} {base}'s"
     elif check in ("at_most", "at_least"):
         value = float(claim["value"])
-        limit = value + tolerance if check == "at_most" else value - tolerance
-        passed = all(
-            means[name] <= limit if check == "at_most" else means[name] >= limit
-            for name in claim["runs"]
-        )
+        direction = -1.0 if check == "at_most" else 1.0
+        for name in claim["runs"]:
+            contrasts[f"{name} − {value:g}"] = ({name: 1.0}, value)
         word = "at most" if check == "at_most" else "at least"
-        rule = f"{label} {word} {limit:g}{measure.unit} (the paper's {value:g} ± {tolerance:g})"
+        text = f"{measure.label} {word} the paper's {value:g}{_unit(measure.unit)}"
     else:
-        trend = [means[name] for name in claim["runs"]]
-        rho = _spearman(trend)
-        sign = 1.0 if check == "increasing" else -1.0
-        passed = sign * rho >= TREND_CORRELATION and sign * (trend[-1] - trend[0]) > tolerance
-        ours += f"; Spearman ρ = {rho:+.2f}"
-        rule = (
-            f"{label} {check} along the listed runs: Spearman ρ "
-            f"{'≥' if sign > 0 else '≤'} {sign * TREND_CORRELATION:+.1f} and last beats first"
-        )
-    if check in ("lower", "higher", "increasing", "decreasing") and any(
-        stats[name][metric][1] is None  # type: ignore[index]
+        direction = 1.0 if check == "increasing" else -1.0
+        contrasts["slope per step"] = (_slope_weights(list(claim["runs"])), 0.0)
+        text = f"{measure.label} {check} along the listed runs (least-squares slope per step)"
+    if tolerance:
+        text += f", by more than {tolerance:g}{_unit(measure.unit)}"
+    estimates: dict[str, Estimate] = {}
+    verdicts: list[str] = []
+    for label, (weights, value) in contrasts.items():
+        result = contrast(observed, weights, metric, rule, value)
+        if isinstance(result, str):
+            return Verdict(NOT_TESTABLE, "—", result)
+        estimates[label] = result
+        verdicts.append(decide(result, direction, tolerance))
+    if CONTRADICTED in verdicts:
+        verdict = CONTRADICTED
+    elif all(v == REPRODUCED for v in verdicts):
+        verdict = REPRODUCED
+    else:
+        verdict = INCONCLUSIVE
+    means = "; ".join(
+        f"{name} {_mean(observed[name], metric):.{measure.digits}f}{_unit(measure.unit)}"
         for name in names
-    ):
-        rule += "; one seed: the spread between seeds is not estimated (use --seeds 3)"
-    return Verdict(REPRODUCED if passed else NOT_REPRODUCED, ours, rule)
+    )
+    ours = "; ".join(
+        f"{label}: {_shown(e, measure.digits, measure.unit)}" for label, e in estimates.items()
+    )
+    return Verdict(verdict, f"{ours} ({means})", f"claimed: {text}", estimates)
+
+
+def _mean(runs: dict[int, Observed], metric: str) -> float:
+    values = [seen.values[metric] for seen in runs.values() if seen.values.get(metric) is not None]
+    return sum(values) / len(values)  # type: ignore[arg-type]

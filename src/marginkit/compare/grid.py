@@ -6,6 +6,9 @@ Layout of a report folder (``--out``)::
     grid.json                 wall time of each invocation, the machine
     runs/<name>-seed<k>/      one run folder each (config.yaml, checkpoints, metrics.json,
                               eval.json, embeddings.npz, noise_snapshots.json)
+    selection/<name>-lr<lr>/  with lr_grid: the first seed's run at each learning rate
+    selection.json            with lr_grid: each run's validation accuracy per rate, the choice
+    report.json               every run's config, seed and measures, every verdict
     figures/*.png             the report's figures
     report.md, report.html    the report (the HTML embeds its figures)
 
@@ -32,7 +35,14 @@ from marginkit.compare.spec import CompareSpec
 from marginkit.progress import format_seconds
 from marginkit.train.config import TrainConfig
 
-__all__ = ["GridError", "GridResult", "fresh_folder", "machine", "run_grid"]
+__all__ = [
+    "GridError",
+    "GridResult",
+    "choose_learning_rates",
+    "fresh_folder",
+    "machine",
+    "run_grid",
+]
 
 #: Options of TrainConfig that decide what data a run loads (with the seed where it matters).
 _DATA_KEYS = (
@@ -324,7 +334,6 @@ def run_grid(
 
     from marginkit.compare.report import write_report
     from marginkit.train.checkpoint import atomic_write_text
-    from marginkit.train.loop import planned_steps
 
     start = time.perf_counter()
     out = Path(out)
@@ -341,19 +350,48 @@ def run_grid(
     first = bundles(runs[0][2])  # bad data options fail before anything is written
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    steps = {name: planned_steps(config, first) for name, _, config in runs}
-    done_before = {
-        name: steps[name] if _finished(out / "runs" / name) else _steps_done(out / "runs" / name)
-        for name, _, _ in runs
-    }
+    trials = _selection_runs(spec)
     if progress:
-        print(f"{spec.title}: {len(runs)} runs into {out}", file=stream, flush=True)
-    bar = _GridBar(steps, done_before, enabled=progress, stream=stream)
+        extra = f" (+{len(trials)} to choose learning rates)" if trials else ""
+        print(f"{spec.title}: {len(runs)} runs{extra} into {out}", file=stream, flush=True)
     trained: list[str] = []
     skipped: list[str] = []
+    if trials:
+        _train_all(out / "selection", trials, bundles, first, progress, stream, trained, skipped)
+        chosen = choose_learning_rates(out, spec)
+        runs = [
+            (name, seed, dataclasses.replace(config, lr=chosen[_variant_of(spec, name)]))
+            for name, seed, config in runs
+        ]
+    _train_all(out / "runs", runs, bundles, first, progress, stream, trained, skipped)
+    wall_time = time.perf_counter() - start
+    _record_invocation(out, wall_time, trained, skipped)
+    md, html, table = write_report(out)
+    return GridResult(out, trained, skipped, time.perf_counter() - start, md, html, table)
+
+
+def _train_all(
+    folder: Path,
+    runs: list[tuple[str, int, TrainConfig]],
+    bundles: _Bundles,
+    first: Any,
+    progress: bool,
+    stream: TextIO,
+    trained: list[str],
+    skipped: list[str],
+) -> None:
+    """Train (or find finished) and evaluate every run of ``runs`` under ``folder``."""
+    from marginkit.train.loop import planned_steps
+
+    steps = {name: planned_steps(config, first) for name, _, config in runs}
+    done_before = {
+        name: steps[name] if _finished(folder / name) else _steps_done(folder / name)
+        for name, _, _ in runs
+    }
+    bar = _GridBar(steps, done_before, enabled=progress, stream=stream)
     try:
         for index, (name, seed, config) in enumerate(runs):
-            run_dir = out / "runs" / name
+            run_dir = folder / name
             bar.begin_run(index, name)
             bundle = bundles(config)
             if _finished(run_dir):
@@ -367,10 +405,63 @@ def run_grid(
                 _evaluate(run_dir, bundle)
     finally:
         bar.close()
-    wall_time = time.perf_counter() - start
-    _record_invocation(out, wall_time, trained, skipped)
-    md, html, table = write_report(out)
-    return GridResult(out, trained, skipped, time.perf_counter() - start, md, html, table)
+
+
+def _lr_name(variant_name: str, lr: float) -> str:
+    return f"{variant_name}-lr{lr:g}"
+
+
+def _variant_of(spec: CompareSpec, run_name: str) -> str:
+    return next(v.name for v in spec.variants if run_name.startswith(f"{v.name}-seed"))
+
+
+def _selection_runs(spec: CompareSpec) -> list[tuple[str, int, TrainConfig]]:
+    """With ``lr_grid``: every variant at every learning rate, on the first seed."""
+    if not spec.lr_grid:
+        return []
+    seed = spec.seed_values[0]
+    return [
+        (
+            _lr_name(variant.name, lr),
+            seed,
+            dataclasses.replace(spec.run_config(variant, seed), lr=lr),
+        )
+        for variant in spec.variants
+        for lr in spec.lr_grid
+    ]
+
+
+def choose_learning_rates(out: Path, spec: CompareSpec) -> dict[str, float]:
+    """Each variant's learning rate: the ``lr_grid`` value whose selection run has the
+    highest final validation accuracy (the smaller rate on a tie), written with every
+    rate's accuracy to ``out/selection.json``.
+
+    Raises:
+        GridError: a selection run has no validation accuracy.
+    """
+    from marginkit.compare.measures import read_json
+    from marginkit.train.checkpoint import atomic_write_text
+
+    chosen: dict[str, float] = {}
+    record: dict[str, Any] = {"measure": "validation_accuracy", "seed": spec.seed_values[0]}
+    record["runs"] = {}
+    for variant in spec.variants:
+        scores: dict[float, float] = {}
+        for lr in spec.lr_grid or []:
+            folder = out / "selection" / _lr_name(variant.name, lr)
+            final = (read_json(folder / "metrics.json") or {}).get("final") or {}
+            accuracy = final.get("validation_accuracy")
+            if accuracy is None or not math.isfinite(accuracy):
+                raise GridError(f"{folder}: no finite validation accuracy to choose lr by")
+            scores[lr] = float(accuracy)
+        best = max(sorted(scores), key=lambda lr: scores[lr])  # the smaller one on a tie
+        chosen[variant.name] = best
+        record["runs"][variant.name] = {
+            "validation_accuracy": {f"{lr:g}": scores[lr] for lr in scores},
+            "chosen": best,
+        }
+    atomic_write_text(out / "selection.json", json.dumps(record, indent=2) + "\n")
+    return chosen
 
 
 class _Bundles:
@@ -435,6 +526,7 @@ def _shown(row: dict[str, Any]) -> str:
 
 def _evaluate(run_dir: Path, bundle: Any) -> None:
     """``eval.json`` and ``embeddings.npz`` of a trained run (each split embedded once)."""
+    from marginkit.compare.measures import json_safe
     from marginkit.evaluation import evaluate_run
     from marginkit.train.checkpoint import atomic_write_text
 
@@ -446,7 +538,7 @@ def _evaluate(run_dir: Path, bundle: Any) -> None:
         save_embeddings=run_dir / "embeddings.npz",
     )
     report["eval_time"] = time.perf_counter() - began
-    atomic_write_text(run_dir / "eval.json", json.dumps(_plain(report), indent=2))
+    atomic_write_text(run_dir / "eval.json", json.dumps(json_safe(report), indent=2))
 
 
 def _steps_done(run_dir: Path) -> int:
@@ -456,17 +548,6 @@ def _steps_done(run_dir: Path) -> int:
     metrics = read_json(run_dir / "metrics.json") or {}
     epochs = metrics.get("epochs") or []
     return int(epochs[-1]["step"]) if epochs else 0
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _record_invocation(out: Path, wall_time: float, trained: list[str], skipped: list[str]) -> None:

@@ -18,7 +18,14 @@ from typing import Any
 
 from marginkit.runfiles import ACCURACY_UNIT, metrics_in_fractions
 
-__all__ = ["MEASURES", "Measure", "read_json", "run_measures"]
+__all__ = [
+    "MEASURES",
+    "Measure",
+    "json_safe",
+    "read_json",
+    "run_measures",
+    "sampling_errors",
+]
 
 
 @dataclass(frozen=True)
@@ -54,9 +61,11 @@ MEASURES: dict[str, Measure] = {
     "ten_fold_accuracy": Measure("10-fold pair accuracy", "%", True),
     "precision_at_1": Measure("retrieval P@1", "%", True),
     "map_at_r": Measure("MAP@R", "%", True),
-    "open_set_auroc": Measure("unseen-class AUROC", "", True, 4),
-    "open_set_oscr": Measure("OSCR", "", True, 4),
-    "open_set_rank1": Measure("unseen rank-1", "%", True),
+    "unseen_detection_auroc": Measure("seen-vs-unseen detection AUROC", "", True, 4),
+    "oscr": Measure("OSCR (seen classified, unseen rejected)", "", True, 4),
+    "unseen_rank1": Measure("unseen-identity rank-1 (1 enrolment image)", "%", True),
+    "watch_list_rank1": Measure("watch-list rank-1 (seen identities)", "%", True),
+    "watch_list_dir": Measure("watch-list DIR @ FAR 1e-2 (unseen rejected)", "%", True),
     "noise_gradient_ratio": Measure("flipped / clean gradient (end)", "", False, 3),
     "noise_gradient_ratio_training": Measure(
         "flipped / clean gradient (mean over epochs)", "", False, 3
@@ -68,12 +77,27 @@ MEASURES: dict[str, Measure] = {
 }
 
 
+#: The FAR at which the watch-list measure reads its detection and identification rate.
+WATCH_LIST_FAR = 1e-2
+
+
 def read_json(path: Path) -> Any:
     """The JSON in ``path``, or None when the file is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy of ``value``: non-finite floats become None (never NaN in a file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _percent(value: Any) -> float | None:
@@ -135,9 +159,15 @@ def run_measures(run_dir: Path) -> dict[str, float | None]:
         values["map_at_r"] = _percent(retrieval.get("map_at_r"))
     open_set = analysis.get("open_set")
     if open_set:
-        values["open_set_auroc"] = open_set.get("auroc")
-        values["open_set_oscr"] = open_set.get("oscr")
-        values["open_set_rank1"] = _percent(open_set["identification"].get("rank1"))
+        values["unseen_detection_auroc"] = open_set.get("auroc")
+        values["oscr"] = open_set.get("oscr")
+        unseen = open_set.get("unseen_identification")  # None in an eval.json of before 0.2
+        if unseen:
+            values["unseen_rank1"] = _percent(unseen.get("rank1"))
+        watch_list = open_set.get("watch_list") or open_set.get("identification") or {}
+        values["watch_list_rank1"] = _percent(watch_list.get("rank1"))
+        points = {p["far"]: p["rate"] for p in watch_list.get("dir_at_far", [])}
+        values["watch_list_dir"] = _percent(points.get(WATCH_LIST_FAR))
     noise = analysis.get("label_noise")
     if noise and noise.get("num_flipped"):
         values["noise_gradient_ratio"] = _ratio(noise)
@@ -147,3 +177,47 @@ def run_measures(run_dir: Path) -> dict[str, float | None]:
     if ratios:
         values["noise_gradient_ratio_training"] = sum(ratios) / len(ratios)
     return values
+
+
+def sampling_errors(run_dir: Path, values: dict[str, float | None]) -> dict[str, float | None]:
+    """The test-set standard error of each measure of ``values`` (the run's
+    :func:`run_measures`), in the measure's unit; None where the measure has no known
+    sampling error (angles, losses, times, MAP@R, EER).
+
+    Rates are binomial over the items they count (test samples, pairs, probes, queries);
+    AUCs follow Hanley and McNeil (:func:`marginkit.compare.evidence.auc_error`).
+    """
+    from marginkit.compare.evidence import auc_error, proportion_error
+
+    analysis = (read_json(run_dir / "eval.json") or {}).get("analysis") or {}
+    closed = analysis.get("closed_set") or {}
+    verification = analysis.get("verification") or {}
+    retrieval = analysis.get("retrieval") or {}
+    open_set = analysis.get("open_set") or {}
+    unseen = open_set.get("unseen_identification") or {}
+    watch_list = open_set.get("watch_list") or {}
+    counts: dict[str, int | None] = {
+        "test_accuracy": closed.get("samples"),
+        "test_error": closed.get("samples"),
+        "nearest_centre_accuracy": closed.get("samples"),
+        "tar_at_far": verification.get("num_positive"),
+        "ten_fold_accuracy": verification.get("num_pairs"),
+        "precision_at_1": retrieval.get("num_queries"),
+        "unseen_rank1": unseen.get("num_probes"),
+        "watch_list_rank1": watch_list.get("num_mated_probes"),
+        "watch_list_dir": watch_list.get("num_mated_probes"),
+    }
+    errors: dict[str, float | None] = dict.fromkeys(values)
+    for name, count in counts.items():
+        errors[name] = proportion_error(values.get(name), count)
+    errors["verification_auc"] = auc_error(
+        values.get("verification_auc"),
+        verification.get("num_positive"),
+        verification.get("num_negative"),
+    )
+    errors["unseen_detection_auroc"] = auc_error(
+        values.get("unseen_detection_auroc"),
+        open_set.get("num_known_samples"),
+        open_set.get("num_unknown_samples"),
+    )
+    return errors

@@ -76,7 +76,7 @@ def load_preset(name: str, overrides: dict[str, Any] | None = None) -> CompareSp
 
     Args:
         name: preset name (``marginkit compare --list-presets``) or path of a YAML file.
-        overrides: top-level keys replacing the preset's (``runs``, ``seeds``,
+        overrides: top-level keys replacing the preset's (``runs``, ``seeds``, ``baseline``,
             ``label_noise``) and ``settings`` keys merged over its settings.
 
     Raises:
@@ -109,9 +109,9 @@ def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpe
 
     Args:
         preset: preset name or YAML path, or None.
-        options: ``losses`` (comma list or ``all``), ``seeds``, ``label_noise`` (a rate or a
-            comma list) and any :class:`TrainConfig` option (``dataset``, ``epochs``, ...);
-            None values are ignored.
+        options: ``losses`` (comma list or ``all``), ``seeds``, ``baseline`` (a run name),
+            ``label_noise`` (a rate or a comma list) and any :class:`TrainConfig` option
+            (``dataset``, ``epochs``, ...); None values are ignored.
 
     Raises:
         ConfigError: a bad option, naming it.
@@ -127,6 +127,8 @@ def spec_from_options(preset: str | None, options: dict[str, Any]) -> CompareSpe
         overrides["seeds"] = seeds
     if "label_noise" in options:
         overrides["label_noise"] = parse_rates(options.pop("label_noise"), "--label-noise")
+    if "baseline" in options:
+        overrides["baseline"] = options.pop("baseline")
     if preset is None and options.get("dataset", DEFAULT_PRESET) == DEFAULT_PRESET:
         preset = DEFAULT_PRESET
     if preset is not None:

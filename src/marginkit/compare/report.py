@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import re
 import statistics
@@ -22,8 +23,15 @@ from typing import Any
 import numpy as np
 
 from marginkit.compare import figures
-from marginkit.compare.claims import NOT_TESTABLE, Verdict, judge
-from marginkit.compare.measures import MEASURES, read_json, run_measures
+from marginkit.compare.claims import Observations, Observed, Verdict, contrast, judge
+from marginkit.compare.evidence import NOT_TESTABLE, decide
+from marginkit.compare.measures import (
+    MEASURES,
+    json_safe,
+    read_json,
+    run_measures,
+    sampling_errors,
+)
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
 from marginkit.runfiles import metrics_in_fractions
@@ -59,6 +67,7 @@ class _Run:
     seed: int
     folder: Path
     measures: dict[str, float | None]
+    errors: dict[str, float | None]
     config: dict[str, Any]
     epochs: list[dict[str, Any]]
     final: dict[str, Any]
@@ -70,6 +79,14 @@ class _Grid:
     state: dict[str, Any]
     runs: dict[str, list[_Run]] = field(default_factory=dict)  # variant name -> its seeds
     stats: dict[str, dict[str, tuple[float, float | None] | None]] = field(default_factory=dict)
+
+    @property
+    def observed(self) -> Observations:
+        """run name -> seed -> its measures and their sampling errors (for the verdicts)."""
+        return {
+            name: {run.seed: Observed(run.measures, run.errors) for run in runs}
+            for name, runs in self.runs.items()
+        }
 
 
 def load_grid(out: Path) -> _Grid:
@@ -86,12 +103,14 @@ def load_grid(out: Path) -> _Grid:
             if not metrics.get("final") or not (folder / "eval.json").is_file():
                 continue
             config = yaml.safe_load((folder / "config.yaml").read_text())
+            measures = run_measures(folder)
             runs.append(
                 _Run(
                     variant,
                     seed,
                     folder,
-                    run_measures(folder),
+                    measures,
+                    sampling_errors(folder, measures),
                     config,
                     metrics.get("epochs", []),
                     metrics["final"],
@@ -181,8 +200,14 @@ def _settings_table(grid: _Grid) -> Table:
         ["option", "value"],
         rows,
         "Each run of a seed starts from the same initial backbone weights and sees "
-        "the same batches; runs differ only in their loss and in what the recipe sets for "
-        "it (options listed with run names where they differ).",
+        "the same batches. Options that differ between runs are listed with the runs that "
+        "use them: the loss, and "
+        + (
+            "the learning rate each run chose from the same grid on the validation split."
+            if grid.spec.lr_grid
+            else "whatever the recipe sets per loss family (the normalised heads' smaller "
+            "learning rate among them): the runs differ in more than their loss there."
+        ),
         "settings",
     )
 
@@ -218,12 +243,21 @@ def _unfinished(claim: dict[str, Any], grid: _Grid) -> Verdict | None:
     return Verdict(NOT_TESTABLE, "—", f"run {waiting[0]!r} has not finished yet")
 
 
-def _claims_table(grid: _Grid) -> Table | None:
-    if not grid.spec.claims:
+def _verdicts(grid: _Grid) -> list[tuple[dict[str, Any], Verdict]]:
+    """Each claim of the comparison with its verdict."""
+    observed = grid.observed
+    return [
+        (claim, _unfinished(claim, grid) or judge(claim, observed, grid.spec.rule))
+        for claim in grid.spec.claims
+    ]
+
+
+def _claims_table(verdicts: list[tuple[dict[str, Any], Verdict]]) -> Table | None:
+    if not verdicts:
         return None
     rows = []
-    for claim in grid.spec.claims:
-        verdict = _unfinished(claim, grid) or judge(claim, grid.stats)
+    for claim, verdict in verdicts:
+        rule = f"{verdict.rule}. Note: {claim['note']}" if "note" in claim else verdict.rule
         rows.append(
             [
                 claim["claim"],
@@ -231,16 +265,127 @@ def _claims_table(grid: _Grid) -> Table | None:
                 str(claim.get("paper", "—")),
                 verdict.ours,
                 verdict.verdict,
-                f"{verdict.rule} Note: {claim['note']}" if "note" in claim else verdict.rule,
+                rule,
             ]
         )
     return Table(
         "Claims of the papers",
-        ["claim", "source", "paper", "ours", "verdict", "rule"],
+        [
+            "claim",
+            "source",
+            "paper",
+            "ours: difference [interval], seeds (means)",
+            "verdict",
+            "rule",
+        ],
         rows,
-        "Verdicts are computed from the measured numbers by the stated rule; "
-        "'not testable here' gives the reason.",
+        "Verdicts are decided from the measured numbers by the rule below, fixed in the "
+        "preset before any run; 'not testable here' gives the reason.",
         "claims",
+    )
+
+
+#: Measures the comparison against the baseline covers: those of the test data with a
+#: better direction (not the training loss, which is a different function for each loss,
+#: nor the test error, the mirror of the test accuracy).
+COMPARED = tuple(
+    name
+    for name, measure in MEASURES.items()
+    if measure.higher_is_better is not None
+    and name not in ("train_loss", "train_accuracy", "test_error")
+)
+
+
+def _comparisons(grid: _Grid) -> list[dict[str, Any]]:
+    """Every run against the baseline on every measure with a direction: the paired
+    difference, its interval and the verdict on "the run does better than the baseline"."""
+    base = grid.spec.baseline_name
+    if not grid.runs.get(base):
+        return []
+    observed = grid.observed
+    rows = []
+    for name, runs in grid.runs.items():
+        if name == base or not runs:
+            continue
+        for metric in COMPARED:
+            result = contrast(observed, {name: 1.0, base: -1.0}, metric, grid.spec.rule)
+            if isinstance(result, str):
+                continue
+            better = 1.0 if MEASURES[metric].higher_is_better else -1.0
+            rows.append(
+                {
+                    "run": name,
+                    "baseline": base,
+                    "measure": metric,
+                    **result.to_dict(),
+                    "verdict": decide(result, better),
+                }
+            )
+    return rows
+
+
+def _comparison_table(grid: _Grid, rows: list[dict[str, Any]]) -> Table | None:
+    if not rows:
+        return None
+    cells = []
+    for row in rows:
+        measure = MEASURES[row["measure"]]
+        digits, unit = measure.digits, (f" {measure.unit}" if measure.unit == "%" else measure.unit)
+        interval = row["interval"]
+        shown = (
+            "—" if interval is None else f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
+        )
+        cells.append(
+            [
+                row["run"],
+                measure.label,
+                f"{row['difference']:+.{digits}f}{unit}",
+                shown,
+                str(row["seeds"]),
+                row["verdict"],
+            ]
+        )
+    base = grid.spec.baseline_name
+    return Table(
+        f"Every run against {base}",
+        ["run", "measure", f"difference (run − {base})", "interval", "seeds", "verdict"],
+        cells,
+        f"The claim tested in each row: the run does better than {base} on the measure "
+        "(higher, or lower for errors, angles within a class and losses). Reproduced: "
+        "better beyond the interval; contradicted: worse beyond it; inconclusive: the "
+        "interval holds zero. Choose another baseline with --baseline.",
+        "comparison",
+    )
+
+
+def _selection_table(out: Path) -> Table | None:
+    record = read_json(out / "selection.json")
+    if not record:
+        return None
+    rates = sorted(
+        {float(lr) for row in record["runs"].values() for lr in row["validation_accuracy"]}
+    )
+    rows = [
+        [
+            name,
+            *(
+                f"{100 * row['validation_accuracy'][f'{lr:g}']:.2f} %"
+                if f"{lr:g}" in row["validation_accuracy"]
+                else "—"
+                for lr in rates
+            ),
+            f"{row['chosen']:g}",
+        ]
+        for name, row in record["runs"].items()
+    ]
+    return Table(
+        "Learning rate, chosen on the validation split",
+        ["run", *(f"lr {lr:g}" for lr in rates), "chosen"],
+        rows,
+        f"Every run's learning rate comes from the same grid by the same procedure: one "
+        f"training per rate on seed {record['seed']}, the rate with the highest final "
+        "validation accuracy kept (the smaller on a tie). The test split played no part.",
+        "selection",
     )
 
 
@@ -445,7 +590,8 @@ def _markdown(
         parts += [f"## {table.title}", ""]
         if table.note:
             parts += [table.note, ""]
-        parts += [*_table_markdown(table), ""]
+        if table.headers:  # a section of text alone has none
+            parts += [*_table_markdown(table), ""]
     if written:
         parts += ["## Figures", ""]
         for path, caption in written:
@@ -457,8 +603,9 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;font-size:14px}
-th{background:#f3f3f3} td.reproduced{background:#e3f6e3} td.not-reproduced{background:#fbe3e3}
-td.not-testable-here{background:#f0f0f0} figure{margin:1em 0} img{max-width:100%}
+th{background:#f3f3f3} td.reproduced{background:#e3f6e3} td.contradicted{background:#fbe3e3}
+td.inconclusive{background:#fff6d9} td.not-testable-here{background:#f0f0f0}
+figure{margin:1em 0} img{max-width:100%}
 figcaption{font-style:italic;color:#555} code{background:#f3f3f3;padding:0 3px}
 """
 
@@ -484,6 +631,8 @@ def _html(
         body.append(f"<h2>{html.escape(table.title)}</h2>")
         if table.note:
             body.append(f"<p>{_inline(table.note)}</p>")
+        if not table.headers:  # a section of text alone
+            continue
         body.append(
             f'<table data-table="{table.key}"><thead><tr>'
             + "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
@@ -554,11 +703,21 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ),
     (
         "Open set",
-        ("open_set_auroc", "open_set_oscr", "open_set_rank1"),
+        (
+            "unseen_rank1",
+            "unseen_detection_auroc",
+            "oscr",
+            "watch_list_rank1",
+            "watch_list_dir",
+        ),
         "open_set",
-        "Test samples of classes left out of training: AUROC of telling them from trained "
-        "classes by the largest cosine to a class weight; rank-1 identification among the "
-        "unseen classes.",
+        "Test samples of classes left out of training, three protocols under their own "
+        "names. Unseen-identity rank-1: one image of each unseen class enrolled, their other "
+        "images identified among them (mean of 10 seeded enrolments; chance is one over the "
+        "number of unseen classes). Seen-vs-unseen detection AUROC and OSCR: by the largest "
+        "cosine to a trained class's weight. Watch list: one image of each seen class "
+        "enrolled; rank-1 of the seen classes' other images, and the detection and "
+        "identification rate at FAR 1e-2 with the unseen images as impostors to reject.",
     ),
 )
 
@@ -575,8 +734,51 @@ def _intro(grid: _Grid, out: Path) -> list[str]:
     return intro + _header(grid)
 
 
+#: Version of ``report.json``'s layout.
+REPORT_FORMAT = 1
+
+
+def _evidence(
+    grid: _Grid,
+    out: Path,
+    verdicts: list[tuple[dict[str, Any], Verdict]],
+    comparisons: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``report.json``: the comparison, every run (config, seed, measures and their sampling
+    errors), every claim's contrasts with intervals and verdict, and every comparison with
+    the baseline."""
+    return json_safe(
+        {
+            "format": REPORT_FORMAT,
+            "title": grid.spec.title,
+            "preset": grid.spec.preset,
+            "comparison": grid.spec.to_dict(),
+            "rule": {**grid.spec.rule.to_dict(), "text": grid.spec.rule.describe()},
+            "baseline": grid.spec.baseline_name,
+            "machine": grid.state.get("machine"),
+            "invocations": grid.state.get("invocations", []),
+            "selection": read_json(out / "selection.json"),
+            "runs": [
+                {
+                    "name": name,
+                    "seed": run.seed,
+                    "folder": run.folder.relative_to(out).as_posix(),
+                    "config": run.config,
+                    "measures": run.measures,
+                    "sampling_errors": run.errors,
+                }
+                for name, runs in grid.runs.items()
+                for run in runs
+            ],
+            "claims": [{**claim, **verdict.to_dict()} for claim, verdict in verdicts],
+            "comparisons": comparisons,
+        }
+    )
+
+
 def write_report(out: str | Path) -> tuple[Path, Path, str]:
-    """Write ``report.md``, ``report.html`` and ``figures/`` of the report folder ``out``.
+    """Write ``report.md``, ``report.html``, ``report.json`` and ``figures/`` of the report
+    folder ``out``.
 
     Returns:
         The paths of ``report.md`` and ``report.html``, and the headline table as Markdown.
@@ -593,10 +795,16 @@ def write_report(out: str | Path) -> tuple[Path, Path, str]:
         "summary",
         "Mean ± standard deviation over seeds where there are several.",
     )
+    verdicts = _verdicts(grid)
+    comparisons = _comparisons(grid)
+    rule = Table("How verdicts are decided", [], [], grid.spec.rule.describe(), "rule")
     candidates = [
-        _claims_table(grid),
+        _claims_table(verdicts),
+        rule if verdicts or comparisons else None,
         summary,
+        _comparison_table(grid, comparisons),
         _settings_table(grid),
+        _selection_table(out),
         _runs_table(grid),
         *(_measure_table(grid, *section) for section in _SECTIONS),
         _noise_table(grid),
@@ -606,5 +814,7 @@ def write_report(out: str | Path) -> tuple[Path, Path, str]:
     title = grid.spec.title
     atomic_write_text(out / "report.md", _markdown(title, intro, tables, written, out))
     atomic_write_text(out / "report.html", _html(title, intro, tables, written))
+    evidence = _evidence(grid, out, verdicts, comparisons)
+    atomic_write_text(out / "report.json", json.dumps(evidence, indent=2, allow_nan=False) + "\n")
     table = "" if summary is None else "\n".join(_table_markdown(summary))
     return out / "report.md", out / "report.html", table

@@ -16,9 +16,16 @@ A comparison is written as a mapping (a preset's YAML file, or built from the co
     seeds: 1                   # seeds settings.seed, settings.seed + 1, ...
     label_noise: [0.0, 0.2]    # optional: every run at every rate (names get -noise20)
     claims: [...]              # see marginkit.compare.claims
+    rule: {confidence: 0.95, single_seed_factor: 3}   # optional: how verdicts are decided
+    baseline: softmax          # optional: the run every other is compared with
+    lr_grid: [3e-4, 1e-3]      # optional: each run's learning rate, chosen on validation
 
 Every run of a seed starts from the same initial backbone weights and sees the same batches
-(both follow the seed alone), so the runs differ only in their loss.
+(both follow the seed alone), so the runs differ only in their loss, and in the learning
+rate where the recipe gives a loss family another one. With ``lr_grid`` every run gets the
+same tuning instead: its learning rate is the grid's value with the best validation accuracy
+(first seed, ``settings.validation_fraction`` of the training set held out), the same
+procedure for every loss, softmax included; the test split is never looked at.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginkit.compare.evidence import Rule
 from marginkit.registry import LOSSES, UnknownNameError
 from marginkit.train.config import ConfigError, TrainConfig
 
@@ -82,6 +90,11 @@ class CompareSpec:
         description: what the comparison asks (Markdown).
         claims: the claims the report checks (mappings, :mod:`marginkit.compare.claims`).
         preset: the preset's name, when it came from one.
+        rule: how verdicts are decided (:mod:`marginkit.compare.evidence`).
+        baseline: the run every other is compared with (None: softmax if the grid has
+            it, else the first run).
+        lr_grid: learning rates to choose each run's from on the validation split (None:
+            the recipe's).
     """
 
     settings: TrainConfig
@@ -91,6 +104,9 @@ class CompareSpec:
     description: str = ""
     claims: list[dict[str, Any]] = field(default_factory=list)
     preset: str | None = None
+    rule: Rule = field(default_factory=Rule)
+    baseline: str | None = None
+    lr_grid: list[float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -101,6 +117,38 @@ class CompareSpec:
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ConfigError(f"runs must have distinct names; repeated: {', '.join(repeated)}")
+        if self.baseline is not None and self.baseline not in names:
+            raise ConfigError(
+                f"baseline must be one of the runs ({', '.join(names)}); got {self.baseline!r}"
+            )
+        if self.lr_grid is not None:
+            rates = self.lr_grid
+            if (
+                not isinstance(rates, list)
+                or not rates
+                or not all(
+                    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < 10
+                    for r in rates
+                )
+            ):
+                raise ConfigError(
+                    f"lr_grid must be a list of learning rates in (0, 10); got {rates!r}"
+                )
+            if self.settings.validation_fraction <= 0:
+                raise ConfigError(
+                    "lr_grid needs a validation split to choose on: set "
+                    "settings.validation_fraction (e.g. 0.1); the test split is never used"
+                )
+            if self.settings.lr is not None:
+                raise ConfigError("lr_grid and settings.lr exclude each other; keep one")
+
+    @property
+    def baseline_name(self) -> str:
+        """The run every other is compared with."""
+        if self.baseline is not None:
+            return self.baseline
+        names = [variant.name for variant in self.variants]
+        return "softmax" if "softmax" in names else names[0]
 
     @property
     def seed_values(self) -> list[int]:
@@ -137,6 +185,9 @@ class CompareSpec:
             "runs": [variant.to_dict() for variant in self.variants],
             "seeds": self.seeds,
             "claims": list(self.claims),
+            "rule": self.rule.to_dict(),
+            "baseline": self.baseline,
+            "lr_grid": self.lr_grid,
         }
 
     def grid_identity(self) -> dict[str, Any]:
@@ -144,7 +195,7 @@ class CompareSpec:
         values = self.to_dict()
         free = ("threads", "log_every", "data_dir", "cache_dir", "download", "device", "workers")
         values["settings"] = {k: v for k, v in values["settings"].items() if k not in free}
-        return {key: values[key] for key in ("settings", "runs", "seeds")}
+        return {key: values[key] for key in ("settings", "runs", "seeds", "lr_grid")}
 
     @classmethod
     def from_dict(cls, values: Any, source: str = "comparison") -> CompareSpec:
@@ -154,7 +205,7 @@ class CompareSpec:
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: expected a mapping with settings and runs")
         known = {"title", "description", "preset", "settings", "runs", "seeds", "label_noise"}
-        known |= {"claims"}
+        known |= {"claims", "rule", "baseline", "lr_grid"}
         for key in values:
             if key not in known:
                 raise ConfigError(
@@ -179,8 +230,18 @@ class CompareSpec:
         given = {key: str(values[key]) for key in ("title", "description") if values.get(key)}
         if "seeds" in values:
             given["seeds"] = values["seeds"]
+        baseline = values.get("baseline")
+        if baseline is not None and not isinstance(baseline, str):
+            raise ConfigError(f"{source}: baseline must be a run name; got {baseline!r}")
         return cls(
-            settings=config, variants=variants, claims=claims, preset=values.get("preset"), **given
+            settings=config,
+            variants=variants,
+            claims=claims,
+            preset=values.get("preset"),
+            rule=Rule.from_dict(values.get("rule"), f"{source}: rule"),
+            baseline=baseline,
+            lr_grid=values.get("lr_grid"),
+            **given,
         )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "pairs_file_verification",
     "sampled_verification",
     "split_sections",
+    "unseen_identification",
 ]
 
 #: Positive (and negative) pairs sampled from the measured split when the data set has none.
@@ -99,15 +100,74 @@ def split_sections(
 
 
 def _open_set(measured: MeasuredSplit, weight: Tensor) -> dict[str, Any]:
-    """AUROC and OSCR against the class weights (C, D), and identification on a seeded
-    gallery/probe split."""
+    """The open-set protocols, each under its own name.
+
+    - ``auroc``, ``oscr``, ``closed_set_accuracy``: seen-vs-unseen *detection* by the largest
+      cosine to a trained class's weight (C, D).
+    - ``unseen_identification``: identification *among the unseen identities*, as in
+      open-set face recognition: one image of each unseen class enrolled as the gallery,
+      their other images as probes; rank-1 averaged over 10 seeded enrolments
+      (:func:`unseen_identification`), with the chance level ``1 / classes``.
+    - ``watch_list``: the watch-list protocol: one enrolment image of each *seen* identity as
+      the gallery; probes are the seen identities' other images (mated) and every unseen
+      image (non-mated, to be rejected): rank-1 of the mated probes and DIR at FAR.
+    """
     embeddings, labels = measured.embeddings, measured.labels
     gallery, probe = metrics.split_gallery_probe(labels, measured.num_known, seed=0)
     return {
         **metrics.open_set_report(embeddings, labels, weight, measured.num_known),
-        "identification": metrics.identification_report(
+        "unseen_identification": unseen_identification(
+            embeddings[~measured.known], labels[~measured.known]
+        ),
+        "watch_list": metrics.identification_report(
             embeddings[gallery], labels[gallery], embeddings[probe], labels[probe]
         ),
+    }
+
+
+def unseen_identification(
+    embeddings: Tensor, labels: Tensor, draws: int = 10, enrolment: int = 1
+) -> dict[str, Any]:
+    """Rank-1 identification among identities unseen in training.
+
+    For each of ``draws`` seeded draws, ``enrolment`` images of every unseen identity form
+    the gallery and their other images the probes (all mated); rank-1 is the share of probes
+    whose most similar gallery image (cosine) has their identity.
+
+    Args:
+        embeddings: (U, D) embeddings of the unseen classes' samples.
+        labels: (U,) their identities.
+        draws: seeded enrolments averaged.
+        enrolment: gallery images per identity.
+
+    Returns:
+        ``{"rank1", "rank1_per_draw", "classes", "chance", "num_gallery",
+        "num_probes", "enrolment"}``; ``rank1`` None when no identity has a probe.
+    """
+    _, relabelled = torch.unique(labels, return_inverse=True)  # (U,) in 0..K-1
+    classes = int(relabelled.max()) + 1 if relabelled.numel() else 0
+    rates: list[float] = []
+    gallery_size = probe_size = 0
+    for seed in range(draws):
+        gallery, probe = metrics.split_gallery_probe(
+            relabelled, max(classes, 1), gallery_per_class=enrolment, seed=seed
+        )
+        if classes < 2 or probe.numel() == 0:
+            break
+        rates.append(
+            metrics.rank1_accuracy(
+                embeddings[gallery], relabelled[gallery], embeddings[probe], relabelled[probe]
+            )
+        )
+        gallery_size, probe_size = int(gallery.numel()), int(probe.numel())
+    return {
+        "rank1": sum(rates) / len(rates) if rates else None,
+        "rank1_per_draw": rates,
+        "classes": classes,
+        "chance": 1.0 / classes if classes else None,
+        "num_gallery": gallery_size,
+        "num_probes": probe_size,
+        "enrolment": enrolment,
     }
 
 

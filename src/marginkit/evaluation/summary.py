@@ -54,9 +54,12 @@ def summarize(report: dict[str, Any]) -> str:
         )
     open_set = analysis.get("open_set")
     if open_set:
+        unseen = open_set["unseen_identification"]
         lines.append(
-            f"  open set: AUROC {open_set['auroc']:.4f}, OSCR {open_set['oscr']:.4f}, rank-1 "
-            f"{percent(open_set['identification']['rank1'])}"
+            f"  open set: seen-vs-unseen AUROC {open_set['auroc']:.4f}, OSCR "
+            f"{open_set['oscr']:.4f}; unseen-identity rank-1 {percent(unseen['rank1'])} "
+            f"(chance {percent(unseen['chance'])}); watch-list rank-1 "
+            f"{percent(open_set['watch_list']['rank1'])}"
         )
     noise = analysis.get("label_noise")
     if noise:
