@@ -36,7 +36,7 @@ from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
 from marginkit.runfiles import metrics_in_fractions
 
-__all__ = ["Table", "load_grid", "write_report"]
+__all__ = ["Table", "evidence_markdown", "load_grid", "write_report"]
 
 #: Columns of the headline table (also printed by the command).
 SUMMARY = (
@@ -774,6 +774,70 @@ def _evidence(
             "comparisons": comparisons,
         }
     )
+
+
+#: The measures of the evidence summary's table of runs.
+EVIDENCE_MEASURES = ("test_accuracy", "unseen_rank1", "verification_auc", "ten_fold_accuracy")
+
+
+def evidence_markdown(evidence: dict[str, Any]) -> str:
+    """A summary of one ``report.json`` in Markdown, every number read from it: each
+    run's headline measures (mean ± standard deviation over seeds), each claim with its
+    difference, interval, seeds and verdict, and the count of verdicts against the
+    baseline. ``docs/results.md`` is built from these (``scripts/results_page.py``)."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for run in evidence["runs"]:
+        runs.setdefault(run["name"], []).append(run)
+    shown = [
+        name
+        for name in EVIDENCE_MEASURES
+        if any(run["measures"].get(name) is not None for run in evidence["runs"])
+    ]
+    rows = []
+    for name, seeds in runs.items():
+        cells = []
+        for metric in shown:
+            values = [
+                run["measures"][metric] for run in seeds if run["measures"].get(metric) is not None
+            ]
+            std = statistics.stdev(values) if len(values) > 1 else None
+            cells.append(_cell((statistics.fmean(values), std), metric) if values else "—")
+        lr = {run["config"].get("lr") for run in seeds}
+        rows.append([name, *cells, ", ".join(f"{v:g}" for v in sorted(lr) if v is not None)])
+    lines = [
+        f"Seeds: {len(next(iter(runs.values())))}. Rule: {evidence['rule']['confidence']:g} "
+        f"confidence, one-seed factor {evidence['rule']['single_seed_factor']:g}.",
+        "",
+    ]
+    lines += _table_markdown(Table("", ["run", *(MEASURES[m].label for m in shown), "lr"], rows))
+    if evidence["claims"]:
+        claims = [
+            [claim["claim"], str(claim.get("paper", "—")), claim["ours"], claim["verdict"]]
+            for claim in evidence["claims"]
+        ]
+        lines += ["", *_table_markdown(Table("", ["claim", "paper", "ours", "verdict"], claims))]
+    counts: dict[str, dict[str, int]] = {}
+    for row in evidence["comparisons"]:
+        tally = counts.setdefault(row["run"], {})
+        tally[row["verdict"]] = tally.get(row["verdict"], 0) + 1
+    if counts:
+        words = ("reproduced", "contradicted", "inconclusive")
+        lines += [
+            "",
+            f"Against {evidence['baseline']} on every measure (better / worse / inconclusive):",
+            "",
+            *_table_markdown(
+                Table(
+                    "",
+                    ["run", "better", "worse", "inconclusive"],
+                    [
+                        [run, *(str(tally.get(w, 0)) for w in words)]
+                        for run, tally in counts.items()
+                    ],
+                )
+            ),
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(out: str | Path) -> tuple[Path, Path, str]:
