@@ -9,10 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from data_writers import SHARED_DATA, needs_real
 from scipy.optimize import brentq
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
+from marginkit.data.pairs import read_pairs
 from marginkit.metrics import (
     assign_folds,
     auc,
@@ -283,3 +285,9 @@ def test_assign_folds_gives_the_official_blocks_and_ignores_the_order_of_kinds()
     assert torch.equal(assign_folds(same[by_kind]), folds[by_kind])
     for fold in range(10):
         assert same[folds == fold].sum() == 30 and (~same[folds == fold]).sum() == 20
+
+
+@needs_real("lfw")
+def test_assigned_folds_of_the_real_pairs_txt_are_its_official_folds() -> None:
+    listed = read_pairs(SHARED_DATA / "lfw" / "pairs.txt")  # View 2: 10 x (300 + 300)
+    assert torch.equal(assign_folds(listed.same), listed.fold)
