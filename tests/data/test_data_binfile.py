@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,32 @@ def test_damaged_files_are_refused_naming_the_file(tmp_path: Path) -> None:
         assert str(caught.value).startswith(f"{tmp_path / name}: ")
     with pytest.raises(DataError, match=r"missing.bin: cannot read the .bin file"):
         read_bin(tmp_path / "missing.bin")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # LONG_BINPUT 2**23: the unpickler grew its memo to 2**24 entries (134 MB)
+        (b"\x80\x04Nr\x00\x00\x80\x00.", r"memo index 8388608 at byte 3, more entries than"),
+        # BINBYTES8 of 2**31 bytes: allocated before reading the 3 there are
+        (b"\x80\x04\x8e" + (2**31).to_bytes(8, "little") + b"abc.", r"expected 2147483648 bytes"),
+    ],
+)
+def test_sizes_declared_past_the_end_are_refused_before_allocating(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    path = tmp_path / "small.bin"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=message) as caught:
+            read_bin(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value).startswith(f"{path}: not a verification .bin file")
+    assert "\n" not in str(caught.value)
+    assert peak < 4 * 2**20  # bytes, for a file of a dozen
 
 
 def test_encode_bin_refuses_what_it_cannot_write() -> None:

@@ -11,7 +11,7 @@ import torch
 from data_writers import write_cifar, write_image, write_lfw, write_svhn
 
 from marginkit.data import DataError, load_dataset
-from marginkit.data.images import crop_box
+from marginkit.data.images import crop_box, decode_image, decode_images
 
 
 def _pixels(dataset: torch.utils.data.Dataset, mean: tuple, std: tuple) -> np.ndarray:
@@ -105,6 +105,99 @@ def test_crop_box() -> None:
     assert crop_box(60, 40, (20, 20)) == (10, 0, 50, 40)
     # a tall image, wide output: the crop is narrowed to the width
     assert crop_box(40, 100, (10, 20)) == (0, 40, 40, 60)
+
+
+def _saved(path: Path, image: object) -> Path:
+    image.save(path)  # type: ignore[attr-defined]
+    return path
+
+
+def test_images_of_every_mode_are_read_in_their_real_range(tmp_path: Path) -> None:
+    """16-bit, 32-bit integer and float grey, palette, grey-alpha, RGBA and CMYK files come
+    out as the colours they hold (PIL's convert("RGB") clipped 16-bit and float values at
+    255: a 16-bit image came out nearly white, a float one black)."""
+    from PIL import Image
+
+    grey16 = np.array([[0, 256, 257, 32896], [40000, 65000, 65534, 65535]], dtype=np.uint16)
+    grey8 = np.array([[0, 1, 1, 128], [156, 253, 255, 255]], dtype=np.uint8)  # round(v / 257)
+    unit = np.array([[0.0, 0.5, 1.0, 0.25], [0.1, 0.9, 0.002, 0.998]], dtype=np.float32)
+    colours = np.array([[[255, 0, 0], [0, 255, 0]], [[10, 20, 30], [200, 100, 50]]], np.uint8)
+    palette = Image.new("P", (2, 2))
+    palette.putpalette([255, 0, 0, 0, 255, 0, 10, 20, 30, 200, 100, 50])
+    palette.putdata([0, 1, 2, 3])
+    grey_alpha = Image.fromarray(np.stack([grey8, grey8[::-1]], axis=-1))  # LA
+    rgba = Image.fromarray(np.concatenate([colours, np.zeros((2, 2, 1), np.uint8)], -1))
+    cmyk = Image.frombytes("CMYK", (2, 1), bytes([0, 255, 255, 0, 0, 0, 0, 128]))
+    as_rgb = np.repeat(grey8[..., None], 3, axis=-1)
+    cases = {
+        "grey16.png": (Image.fromarray(grey16), as_rgb),  # mode I;16
+        "grey16.tif": (Image.fromarray(grey16), as_rgb),
+        "grey32.tif": (Image.fromarray(grey16.astype(np.int32)), as_rgb),  # mode I
+        "float.tif": (Image.fromarray(unit), np.rint(unit.astype(np.float64) * 255)[..., None]),
+        "palette.png": (palette, colours),
+        "grey_alpha.png": (grey_alpha, as_rgb),
+        "rgba.png": (rgba, colours),  # alpha 0 everywhere: the colours as stored
+        "cmyk.tif": (cmyk, np.array([[[255, 0, 0], [127, 127, 127]]])),
+    }
+    for name, (image, expected) in cases.items():
+        path = _saved(tmp_path / name, image)
+        size = expected.shape[:2]
+        decoded = decode_image(path, size, 1.0, name)  # the whole image at its own size
+        np.testing.assert_array_equal(decoded, np.broadcast_to(expected, decoded.shape), name)
+    for name, mode in (("grey16.png", "I;16"), ("grey32.tif", "I"), ("float.tif", "F")):
+        with Image.open(tmp_path / name) as image:
+            assert image.mode == mode
+
+
+def test_images_outside_their_modes_range_are_refused_in_one_line(tmp_path: Path) -> None:
+    from PIL import Image
+
+    wide = np.array([[0, 70000]], dtype=np.int32)
+    bright = np.array([[0.0, 2.5]], dtype=np.float32)
+    missing = np.array([[0.5, np.nan]], dtype=np.float32)
+    cases = [
+        (
+            wide,
+            "wide.tif",
+            r"wide.tif: expected 16-bit pixel values 0..65535 in a I image, "
+            r"found 0..70000",
+        ),
+        (
+            bright,
+            "bright.tif",
+            r"bright.tif: expected float pixel values in \[0, 1\] "
+            r"\(0 black, 1 white\), found 0..2.5$",
+        ),
+        (missing, "missing.tif", r"found 0.5..0.5 and 1 NaN or infinite$"),
+    ]
+    for array, name, message in cases:
+        path = _saved(tmp_path / name, Image.fromarray(array))
+        with pytest.raises(DataError, match=message):
+            decode_images([path], (1, 2), names=[name])
+
+
+def test_decompression_bombs_are_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Over PIL.Image.MAX_IMAGE_PIXELS (lowered here from 89 Mpx): PIL warned (and decoded)
+    up to twice the limit and raised DecompressionBombError (a traceback) beyond."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for side in (12, 20):  # 144 pixels: PIL's warning; 400: PIL's error
+        path = tmp_path / f"bomb{side}.png"
+        write_image(path, np.zeros((side, side, 3), dtype=np.uint8))
+        message = (
+            rf"{side}.png: refusing a possible decompression bomb: {side * side} pixels, "
+            r"over the 100 of PIL.Image.MAX_IMAGE_PIXELS$"
+        )
+        with pytest.raises(DataError, match=message):
+            decode_image(path, (8, 8), 1.0, str(path))
+        with pytest.raises(DataError, match=message):
+            decode_images([path.read_bytes()], (8, 8), names=[str(path)])  # as a .bin's
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400)
+    assert decode_image(tmp_path / "bomb20.png", (8, 8), 1.0, "bomb20.png").shape == (8, 8, 3)
 
 
 def test_folder(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from data_writers import SHARED_DATA, needs_real
 from scipy.optimize import brentq
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
+from marginkit.data.pairs import read_pairs
 from marginkit.metrics import (
     assign_folds,
     auc,
@@ -261,6 +263,31 @@ def test_verification_report_bundles_the_measures() -> None:
         assert assigned["accuracies"] == expected["accuracies"]
 
 
-def test_assign_folds_deals_each_kind_round_robin() -> None:
+def test_assign_folds_cuts_each_kind_into_runs_in_order() -> None:
     same = torch.tensor([True, True, False, True, False, False, True])
-    assert assign_folds(same, num_folds=2).tolist() == [0, 1, 0, 0, 1, 0, 1]
+    assert assign_folds(same, num_folds=2).tolist() == [0, 0, 0, 1, 0, 1, 1]
+    # runs as scikit-learn's KFold without shuffling: the first count % 10 one longer
+    assert assign_folds(torch.ones(23, dtype=torch.bool)).bincount().tolist() == [3] * 3 + [2] * 7
+    assert assign_folds(torch.tensor([True] * 3 + [False])).tolist() == [0, 1, 2, 0]
+
+
+def test_assign_folds_gives_the_official_blocks_and_ignores_the_order_of_kinds() -> None:
+    """Ten blocks of 30 matched and 20 mismatched pairs, shuffled within each block (the
+    layout of LFW's pairs.txt and InsightFace's lfw.bin): the folds are the blocks; the same
+    pairs grouped by kind (a View 1 file's layout) keep every pair's fold, and each fold
+    holds both kinds in the file's proportion."""
+    rng = np.random.default_rng(0)
+    blocks = [rng.permutation([True] * 30 + [False] * 20) for _ in range(10)]
+    same = torch.from_numpy(np.concatenate(blocks))
+    folds = assign_folds(same)
+    assert torch.equal(folds, torch.arange(500) // 50)
+    by_kind = torch.argsort(~same, stable=True)  # matched first, each kind in order
+    assert torch.equal(assign_folds(same[by_kind]), folds[by_kind])
+    for fold in range(10):
+        assert same[folds == fold].sum() == 30 and (~same[folds == fold]).sum() == 20
+
+
+@needs_real("lfw")
+def test_assigned_folds_of_the_real_pairs_txt_are_its_official_folds() -> None:
+    listed = read_pairs(SHARED_DATA / "lfw" / "pairs.txt")  # View 2: 10 x (300 + 300)
+    assert torch.equal(assign_folds(listed.same), listed.fold)

@@ -11,7 +11,6 @@ from marginkit.data import ArrayDataset
 from marginkit.metrics import verification_report
 from marginkit.verify import (
     PairSet,
-    contiguous_folds,
     embed_pair_images,
     evaluate_both,
     evaluate_pairs,
@@ -78,19 +77,6 @@ def test_pair_set_refuses_inconsistent_attributes() -> None:
         PairSet.consecutive(codes, [True, False], mean=MEAN, std=(1.0, 0.0, 1.0))
 
 
-def test_contiguous_folds_are_kfold_blocks() -> None:
-    """scikit-learn's KFold without shuffling: consecutive blocks, the first
-    ``count % 10`` one pair longer."""
-    for count, sizes in (
-        (6000, [600] * 10),
-        (7000, [700] * 10),
-        (23, [3, 3, 3, 2, 2, 2, 2, 2, 2, 2]),
-    ):
-        folds = contiguous_folds(count)
-        assert torch.equal(folds, torch.repeat_interleave(torch.arange(10), torch.tensor(sizes)))
-    assert contiguous_folds(3).tolist() == [0, 1, 2]  # fewer pairs than folds
-
-
 def test_flip_embedding_is_the_sum_of_the_image_and_mirror_embeddings() -> None:
     pairs, backbone = pair_set(), Toy().eval()
     inputs = pairs.inputs(0, pairs.num_images)  # (I, 3, 8, 8)
@@ -122,7 +108,7 @@ def test_evaluate_pairs_gives_the_metrics_functions_figures() -> None:
 
 def test_given_folds_are_used_and_their_source_reported() -> None:
     base = pair_set(pairs=40)
-    folds = contiguous_folds(len(base))
+    folds = torch.arange(len(base)) // 4  # ten blocks of consecutive pairs
     pairs = PairSet.consecutive(
         base.images, base.same, fold=folds, mean=MEAN, std=STD, fold_source="blocks"
     )

@@ -105,6 +105,10 @@ def test_verify_reports_both_flip_settings_per_file(
             assert entry[key]["ten_fold"]["accuracies"] == expected[key]["ten_fold"]["accuracies"]
             assert entry[key]["ten_fold"]["fold_source"] == expected[key]["ten_fold"]["fold_source"]
         assert entry["num_pairs"] == 6 and entry["num_images"] == 7
+    # the same pairs, from the .bin and from the text file: the same folds and accuracy
+    from_bin, from_text = (entry["flip"]["ten_fold"] for entry in report["sets"])
+    assert from_bin["accuracies"] == from_text["accuracies"]
+    assert from_bin["fold_source"] == from_text["fold_source"]
     assert out.count("with flip:    10-fold accuracy") == 2
     assert out.count("without flip: 10-fold accuracy") == 2
     assert f"full report: {run / VERIFY_FILE}" in out

@@ -22,12 +22,21 @@ Anything else (an ``os.system`` call, any class) stops the unpickling at the opc
 it, before anything is built, and the file is refused with one line naming it. After
 unpickling, the structure is checked: two lists (or tuples), bytes and booleans, twice as
 many images as flags.
+
+Reading never allocates more than the file warrants either. Python's unpickler sizes its
+memo by the largest index a ``PUT`` names and a ``bytes`` by its declared length before
+reading on, so a 9-byte file naming memo index 2**27 made it allocate 2.3 GB. Before
+unpickling, every opcode is read without building anything (:func:`pickletools.genops`),
+and a file is refused that declares a length past its end or a memo index larger than the
+bytes before it (each memo entry needs at least one byte to build what it stores): the memo
+then takes at most 16 bytes per byte of the file.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +202,26 @@ class _PairUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing a persistent id")
 
 
+#: The opcodes that store into the memo at an index the file names.
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _check_declared_sizes(data: bytes) -> None:
+    """Refuse a pickle that declares more than it holds, before anything is allocated.
+
+    Raises:
+        ValueError: a length past the end of the data (from :func:`pickletools.genops`),
+            an unknown opcode, or a truncated pickle.
+        pickle.UnpicklingError: a memo index larger than the bytes before it.
+    """
+    for opcode, argument, position in pickletools.genops(data):
+        if opcode.name in _MEMO_PUTS and isinstance(argument, int) and argument > position:
+            raise pickle.UnpicklingError(
+                f"memo index {argument} at byte {position}, more entries than the "
+                f"{position} bytes before it could build"
+            )
+
+
 #: What can go wrong while unpickling a damaged or hostile file.
 _UNPICKLING_ERRORS = (
     pickle.UnpicklingError,
@@ -265,9 +294,10 @@ def read_bin(path: str | Path) -> BinPairs:
         The encoded images (not decoded here) and the flags.
 
     Raises:
-        DataError: the file is missing, is not a pickle, refers to anything but bytes,
-            lists, tuples and booleans (numpy byte arrays and booleans included), or is not
-            a pair ``(2P images, P flags)``; one line naming the file.
+        DataError: the file is missing, is not a pickle, declares more than it holds (a
+            length past its end, a memo index past what it could build), refers to
+            anything but bytes, lists, tuples and booleans (numpy byte arrays and booleans
+            included), or is not a pair ``(2P images, P flags)``; one line naming the file.
     """
     path = Path(path)
     try:
@@ -275,6 +305,7 @@ def read_bin(path: str | Path) -> BinPairs:
     except OSError as error:
         raise DataError(f"{path}: cannot read the .bin file ({error.strerror or error})") from None
     try:
+        _check_declared_sizes(data)  # before the unpickler allocates what the file declares
         content = _PairUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _UNPICKLING_ERRORS as error:
         raise DataError(

@@ -1,12 +1,35 @@
-"""Decoding image files into fixed-size ``uint8`` tensors (PIL, loaded lazily)."""
+"""Decoding image files into fixed-size ``uint8`` tensors (PIL, loaded lazily).
+
+Every image becomes 8-bit RGB from its pixels' real range, whatever its mode:
+
+- 16-bit grey (PIL modes ``I;16``, ``I;16B``, ...: 16-bit PNG, TIFF and PGM files) and 32-bit
+  integer grey (``I``) holding 16-bit values: ``0..65535`` to ``0..255``, ``round(v / 257)``.
+  An ``I`` image with values outside ``0..65535`` is refused (its range is unknown).
+- Float grey (``F``: float TIFF files): ``0.0`` is black and ``1.0`` white, ``round(255 v)``;
+  values outside ``[0, 1]``, NaN or infinite, are refused, naming the range found.
+- Everything else through PIL's own conversion: grey (``L``, ``1``) repeated on the three
+  channels, palettes (``P``, ``PA``) looked up, alpha (``LA``, ``RGBA``, ``PA``) dropped
+  (the colours stay as stored), CMYK and YCbCr converted; 16-bit RGB PNGs PIL reads as 8-bit.
+
+(PIL's ``convert("RGB")`` alone clips 16-bit and float values at 255: a 16-bit image came
+out nearly white, a float one black.)
+
+Images over PIL's limit (:data:`PIL.Image.MAX_IMAGE_PIXELS`, 89 Mpx by default, which the
+caller may change) are refused as possible decompression bombs, before their pixels are
+decoded: one line naming the file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +37,9 @@ from torch import Tensor
 
 from marginkit.data.errors import DataError
 from marginkit.progress import Progress
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 __all__ = ["IMAGE_EXTENSIONS", "crop_box", "decode_image", "decode_images"]
 
@@ -61,18 +87,84 @@ def decode_image(
     ratio of ``size`` over ``height_fraction`` of its height, resized bilinearly to ``size``.
 
     Raises:
-        DataError: the file is no readable image (one line starting with ``name``).
+        DataError: the file is no readable image, is over PIL's pixel limit (a possible
+            decompression bomb), or holds values outside its mode's range (see the
+            module); one line starting with ``name``.
     """
+    with _bombs_refused():
+        return _decode(source, size, height_fraction, name)
+
+
+@contextlib.contextmanager
+def _bombs_refused() -> Iterator[None]:
+    """PIL's warning about an image over its pixel limit raised as an error, which
+    :func:`_decode` turns into a refusal. Entered by the thread that starts the decoding,
+    never by decoding threads themselves: the warning filters are the process's."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _decode(
+    source: Path | bytes, size: tuple[int, int], height_fraction: float, name: str
+) -> np.ndarray:
+    """:func:`decode_image`, inside :func:`_bombs_refused`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            rgb = image.convert("RGB")
+            rgb = _as_rgb(image, name)
+    except DataError:  # a ValueError, said in full already
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        size_text = re.search(r"\((\d+) pixels\)", str(error))  # PIL's message names it
+        pixels = f"{int(size_text.group(1)):,} pixels" if size_text else str(error)
+        raise DataError(
+            f"{name}: refusing a possible decompression bomb: {pixels}, over the "
+            f"{Image.MAX_IMAGE_PIXELS:,} of PIL.Image.MAX_IMAGE_PIXELS"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"{name}: expected a readable image file ({error})") from error
     box = crop_box(rgb.width, rgb.height, size, height_fraction)
     resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
     return np.array(resized, dtype=np.uint8)  # (H, W, 3), writable
+
+
+def _as_rgb(image: PILImage, name: str) -> PILImage:
+    """A PIL image as 8-bit RGB from its pixels' real range (the rules of the module).
+
+    Raises:
+        DataError: an ``I`` image outside ``0..65535``, an ``F`` one outside ``[0, 1]``.
+    """
+    from PIL import Image
+
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image).astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise DataError(
+                f"{name}: expected 16-bit pixel values 0..65535 in a {image.mode} image, "
+                f"found {low}..{high}"
+            )
+        grey = (values + 128) // 257  # round(v / 257): 65535 -> 255
+    elif image.mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        finite = values[np.isfinite(values)]
+        if finite.size < values.size or (
+            finite.size and not 0 <= finite.min() <= finite.max() <= 1
+        ):
+            found = f"{finite.min():g}..{finite.max():g}" if finite.size else "no finite value"
+            if finite.size < values.size:
+                found += f" and {values.size - finite.size} NaN or infinite"
+            raise DataError(
+                f"{name}: expected float pixel values in [0, 1] (0 black, 1 white), found {found}"
+            )
+        grey = np.rint(values * 255)
+    else:
+        return image.convert("RGB")
+    return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
 
 
 def decode_images(
@@ -113,11 +205,12 @@ def decode_images(
         raise ValueError(f"names: expected {len(paths)} names, one per image, got {len(labels)}")
     workers = max(1, min(4, os.cpu_count() or 1))
     with (
+        _bombs_refused(),  # here, not in the decoding threads
         ThreadPoolExecutor(max_workers=workers) as pool,
         Progress(len(paths), "decoding images", enabled=progress, unit="img") as bar,
     ):
         decoded = pool.map(
-            lambda source, name: decode_image(source, size, height_fraction, name), paths, labels
+            lambda source, name: _decode(source, size, height_fraction, name), paths, labels
         )
         for index, array in enumerate(decoded):
             output[index] = torch.from_numpy(array).permute(2, 0, 1)

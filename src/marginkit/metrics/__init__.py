@@ -51,6 +51,7 @@ from marginkit.metrics.verification import (
     cosine_scores,
     lfw_ten_fold,
     make_pairs,
+    pair_folds,
     verification_report,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "nearest_centre_accuracy",
     "open_set_report",
     "oscr",
+    "pair_folds",
     "per_sample_gradient_norms",
     "rank1_accuracy",
     "retrieval_metrics",

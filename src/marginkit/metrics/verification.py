@@ -51,6 +51,7 @@ __all__ = [
     "equal_error_rate",
     "lfw_ten_fold",
     "make_pairs",
+    "pair_folds",
     "roc_curve",
     "tar_at_far",
     "verification_report",
@@ -241,11 +242,30 @@ def _deal(count: int, num_folds: int, rng: np.random.Generator) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- LFW 10-fold
-def assign_folds(same: ArrayLike, num_folds: int = 10) -> Tensor:
-    """Deterministic folds for pairs that have none (e.g. LFW View 1's ``pairsDevTest.txt``).
+def _runs(count: int, num_folds: int) -> Tensor:
+    """Run ``k`` of ``count`` items cut into ``num_folds`` runs of consecutive items, the
+    first ``count % num_folds`` one longer (scikit-learn's ``KFold`` without shuffling);
+    fewer items than runs: one item in each of the first ``count`` runs."""
+    sizes = [count // num_folds + (1 if k < count % num_folds else 0) for k in range(num_folds)]
+    return torch.repeat_interleave(torch.arange(num_folds), torch.tensor(sizes, dtype=torch.long))
 
-    The positives, in their given order, are dealt to folds ``0, 1, ..., num_folds - 1,
-    0, 1, ...``, and so are the negatives, so every fold holds the same share of each.
+
+def assign_folds(same: ArrayLike, num_folds: int = 10) -> Tensor:
+    """Stratified folds, in order, for pairs that come without any (LFW View 1's
+    ``pairsDevTest.txt``, every ``.bin`` file).
+
+    The matched pairs, in their given order, are cut into ``num_folds`` runs of consecutive
+    pairs (the first ``count % num_folds`` runs one pair longer), and so are the mismatched
+    pairs; fold ``k`` holds the ``k``-th run of each kind. So:
+
+    - every fold holds both kinds in the file's proportion (to within one pair of each);
+    - a file made of ``num_folds`` consecutive blocks, each with the same numbers of
+      matched and of mismatched pairs in any order (LFW's ``pairs.txt``, InsightFace's
+      ``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin``), gets exactly those blocks, its
+      official folds;
+    - reordering the pairs while keeping the order within each kind keeps every pair's
+      fold: a ``.bin`` written from a pairs file (grouped by fold,
+      :func:`marginkit.verify.write_bin`) gets the folds of the pairs file.
 
     Args:
         same: (P,) booleans, True for positive pairs.
@@ -258,8 +278,35 @@ def assign_folds(same: ArrayLike, num_folds: int = 10) -> Tensor:
     check_count("num_folds", num_folds, 2)
     fold = torch.empty(same_t.shape[0], dtype=torch.int64)
     for kind in (same_t, ~same_t):
-        fold[kind] = torch.arange(int(kind.sum())) % num_folds
+        fold[kind] = _runs(int(kind.sum()), num_folds)
     return fold
+
+
+def pair_folds(
+    same: ArrayLike, fold: ArrayLike | None = None, num_folds: int = 10
+) -> tuple[Tensor, str]:
+    """The folds the k-fold accuracy uses, and how they were made.
+
+    Args:
+        same: (P,) booleans, True for positive pairs.
+        fold: (P,) given folds (LFW View 2 ``pairs.txt``: 0..9), or None.
+        num_folds: folds to assign (:func:`assign_folds`) when ``fold`` is None or names
+            fewer than two (View 1 files name one).
+
+    Returns:
+        ``(fold, source)``: (P,) int64 folds; ``"given"`` or ``"assigned: ..."``.
+    """
+    same_t = as_flags("same", same)
+    if fold is not None:
+        fold = as_labels("fold", fold)
+        check_same_length(same=same_t, fold=fold)
+        if torch.unique(fold).numel() >= 2:
+            return fold, "given"
+    source = (
+        f"assigned: {num_folds} folds, fold k the k-th of {num_folds} runs of consecutive "
+        "matched pairs and of mismatched pairs"
+    )
+    return assign_folds(same_t, num_folds), source
 
 
 def lfw_ten_fold(scores: ArrayLike, same: ArrayLike, fold: ArrayLike) -> dict[str, Any]:
@@ -366,15 +413,7 @@ def verification_report(
     scores = cosine_scores(embeddings_first, embeddings_second)
     same_t = as_flags("same", same)
     check_same_length(embeddings_first=torch.from_numpy(scores), same=same_t)
-    fold_source = "given"
-    if fold is not None:
-        fold = as_labels("fold", fold)
-        check_same_length(embeddings_first=torch.from_numpy(scores), fold=fold)
-    if fold is None or torch.unique(fold).numel() < 2:
-        fold_source = (
-            f"assigned: {num_folds} folds dealt round-robin within positives and negatives"
-        )
-        fold = assign_folds(same_t, num_folds)
+    fold, fold_source = pair_folds(same_t, fold, num_folds)
     scores_np, same_np = checked_scores(scores, same_t)
     curve = RocCurve.from_checked(scores_np, same_np)
     eer, eer_threshold = curve.equal_error_rate()

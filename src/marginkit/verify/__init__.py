@@ -22,13 +22,12 @@ from marginkit.verify.evaluate import (
     pairs_report,
 )
 from marginkit.verify.files import load_pair_set, write_bin
-from marginkit.verify.pairset import PairSet, contiguous_folds
+from marginkit.verify.pairset import PairSet
 from marginkit.verify.run import VERIFY_FILE, summarize_verification, verify_run
 
 __all__ = [
     "VERIFY_FILE",
     "PairSet",
-    "contiguous_folds",
     "embed_pair_images",
     "evaluate_both",
     "evaluate_pairs",

@@ -150,7 +150,7 @@ def evaluate_pairs(
 
     Each image is embedded (with ``flip``: the sum of the embeddings of the image and its
     horizontal mirror), pairs are scored by the cosine of their embeddings, and the report
-    gives the k-fold accuracy (``ten_fold``: the pairs' folds, else ten dealt ones), AUC,
+    gives the k-fold accuracy (``ten_fold``: the pairs' folds, else ten assigned ones), AUC,
     EER and TAR@FAR (:func:`~marginkit.metrics.verification_report`).
 
     Args:

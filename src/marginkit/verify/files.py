@@ -5,15 +5,19 @@ ratio of the network's input and resizes it (bilinear), as training read its ima
 (:func:`marginkit.data.images.decode_images`):
 
 - a ``.bin`` holds face crops (InsightFace's are aligned 112x112 crops): the crop is the
-  whole height (``crop=1.0``); its pairs are dealt into ten folds of consecutive pairs, as
-  InsightFace's evaluation does (:func:`~marginkit.verify.pairset.contiguous_folds`);
+  whole height (``crop=1.0``); it stores no folds, so the report assigns ten stratified ones
+  (:func:`~marginkit.metrics.assign_folds`: fold k holds the k-th run of consecutive matched
+  pairs and of mismatched pairs), which for ``lfw.bin``, ``cfp_fp.bin`` and ``agedb_30.bin``
+  are the official folds (InsightFace's ten blocks of consecutive pairs);
 - a pairs file (LFW's ``pairs.txt``, ``pairsDevTest.txt``: :mod:`marginkit.data.pairs`)
   names ``Person/Person_NNNN.jpg`` images, read as the data set that reads such a tree reads
   them: under an LFW image folder (``lfw-deepfunneled/`` ...) with LFW's centre crop
   (:data:`~marginkit.data.lfw.LFW_CROP_FRACTION`), else from the folder itself uncropped.
-  View 2 files keep their ten folds; View 1 files get ten dealt ones.
+  View 2 files keep their ten folds; View 1 files get ten assigned ones, as a ``.bin``.
 
-Writing (:func:`write_bin`) packs the images of a pairs file into a ``.bin``.
+Writing (:func:`write_bin`) packs the images of a pairs file into a ``.bin``, grouped by
+fold: read back, or cut into ten blocks by InsightFace's evaluation, it has the folds of the
+pairs file, and the same 10-fold accuracy.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ from marginkit.data.lfw import (
     resolve_image,
 )
 from marginkit.data.pairs import read_pairs
-from marginkit.verify.pairset import PairSet, contiguous_folds
+from marginkit.metrics.verification import pair_folds
+from marginkit.verify.pairset import PairSet
 
 __all__ = [
-    "BIN_FOLD_SOURCE",
     "check_crop",
     "find_pairs_file",
     "image_folder",
@@ -47,9 +51,6 @@ __all__ = [
     "load_pair_set",
     "write_bin",
 ]
-
-#: How the folds of a ``.bin`` are made, as reports say it.
-BIN_FOLD_SOURCE = "10 blocks of consecutive pairs (InsightFace's folds for .bin files)"
 
 
 def check_crop(crop: float | None) -> float | None:
@@ -145,11 +146,10 @@ def _bin_pair_set(
         first=order[0::2],
         second=order[1::2],
         same=same,
-        fold=contiguous_folds(len(contents)),
+        fold=None,  # none stored: the report assigns them (stratified, in order)
         mean=normalisation[0],
         std=normalisation[1],
         source=str(path),
-        fold_source=BIN_FOLD_SOURCE,
     )
 
 
@@ -224,9 +224,16 @@ def write_bin(
 ) -> Path:
     """Pack the pairs of an LFW-style pairs file into a verification ``.bin``.
 
-    The ``.bin`` holds, in the file's order, the two images of every pair and its flag
-    (:mod:`marginkit.data.binfile`); an image in several pairs is stored once and referred
-    to again (pickle's memo), which InsightFace's readers load as usual.
+    The ``.bin`` holds the two images of every pair and its flag
+    (:mod:`marginkit.data.binfile`), grouped by fold: the pairs of fold 0, then of fold 1,
+    ..., each kind in the file's order. The folds are the file's own (View 2) or those
+    :func:`~marginkit.metrics.assign_folds` gives it (View 1). Read back, the ``.bin`` gets
+    :func:`~marginkit.metrics.assign_folds`'s folds, which are these (for View 2: when its
+    ten folds hold equal numbers of each kind, as ``pairs.txt``'s do), so both files give
+    the same 10-fold accuracy; and with equal folds (``pairs.txt``, ``pairsDevTest.txt``)
+    InsightFace's ten blocks of consecutive pairs are these folds too. An image in several
+    pairs is stored once and referred to again (pickle's memo), which InsightFace's readers
+    load as usual.
 
     Args:
         pairs_file: LFW ``pairs.txt`` (View 2) or ``pairsDevTest.txt`` (View 1) format.
@@ -257,8 +264,9 @@ def write_bin(
     else:
         codes = decode_images(paths, image_size, height_fraction, progress=progress)
         encoded = [_png(image) for image in codes]
-    images = []
-    for first, second in zip(pair_list.first.tolist(), pair_list.second.tolist(), strict=True):
-        images += [encoded[first], encoded[second]]
-    atomic_write_bytes(out, encode_bin(images, pair_list.same.tolist()))
+    fold, _ = pair_folds(pair_list.same, pair_list.fold)
+    order = torch.argsort(fold, stable=True).tolist()  # by fold, each kind in file order
+    first, second, same = (pair_list.first.tolist(), pair_list.second.tolist(), pair_list.same)
+    images = [encoded[image] for pair in order for image in (first[pair], second[pair])]
+    atomic_write_bytes(out, encode_bin(images, same[order].tolist()))
     return out

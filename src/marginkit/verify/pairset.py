@@ -10,7 +10,7 @@ from torch import Tensor
 
 from marginkit._validation import as_flags, as_labels, check_same_length
 
-__all__ = ["PairSet", "contiguous_folds"]
+__all__ = ["PairSet"]
 
 #: Factor from 8-bit pixel codes to values in [0, 1], as in training.
 _VALUE_SCALE = 1.0 / 255.0
@@ -31,8 +31,9 @@ class PairSet:
         first: ``(P,)`` long index into ``images`` of each pair's first image.
         second: ``(P,)`` long index of its second image.
         same: ``(P,)`` bool, True for a pair of one identity.
-        fold: ``(P,)`` long fold of each pair, or None (folds are then dealt by
-            :func:`marginkit.metrics.verification_report`).
+        fold: ``(P,)`` long fold of each pair, or None (folds are then assigned by
+            :func:`marginkit.metrics.verification_report`: stratified, in order,
+            :func:`~marginkit.metrics.assign_folds`).
         mean: per-channel mean subtracted from codes scaled to [0, 1].
         std: per-channel standard deviation dividing them.
         source: where the pairs come from (a file name), for reports.
@@ -128,19 +129,3 @@ class PairSet:
         mean = torch.tensor(self.mean, dtype=torch.float32).view(view)
         std = torch.tensor(self.std, dtype=torch.float32).view(view)
         return (batch.to(torch.float32) * _VALUE_SCALE - mean) / std
-
-
-def contiguous_folds(count: int, num_folds: int = 10) -> Tensor:
-    """Folds of ``count`` pairs as ``num_folds`` blocks of consecutive pairs.
-
-    The blocks of scikit-learn's ``KFold(n_splits, shuffle=False)``, which InsightFace's
-    evaluation of ``.bin`` files uses: the first ``count % num_folds`` blocks hold one pair
-    more. For ``lfw.bin``, ``cfp_fp.bin`` and ``agedb_30.bin`` these are the data sets'
-    official folds. Fewer pairs than folds: one pair per fold.
-
-    Returns:
-        ``(count,)`` long fold of each pair.
-    """
-    folds = max(1, min(num_folds, count))
-    sizes = [count // folds + (1 if k < count % folds else 0) for k in range(folds)]
-    return torch.repeat_interleave(torch.arange(folds), torch.tensor(sizes, dtype=torch.long))
