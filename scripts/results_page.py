@@ -46,7 +46,10 @@ def rewrite(page: str) -> str:
     """``page`` with every evidence block regenerated from its JSON."""
 
     def block(match: re.Match[str]) -> str:
-        evidence = json.loads((EVIDENCE / match[2] / "report.json").read_text())
+        path = EVIDENCE / match[2] / "report.json"
+        if not path.is_file():
+            raise SystemExit(f"docs/results.md has a block for {match[2]}, but no {path}")
+        evidence = json.loads(path.read_text())
         return match[1] + evidence_markdown(evidence) + match[4]
 
     return BLOCK.sub(block, page)

@@ -793,6 +793,16 @@ def evidence_markdown(evidence: dict[str, Any]) -> str:
         for name in EVIDENCE_MEASURES
         if any(run["measures"].get(name) is not None for run in evidence["runs"])
     ]
+    headline = {  # run -> its headline measure against the baseline, with interval and verdict
+        row["run"]: (
+            f"{row['difference']:+.2f} [{row['interval'][0]:+.2f}, {row['interval'][1]:+.2f}] "
+            f"{row['verdict']}"
+            if row["interval"]
+            else f"{row['difference']:+.2f} (no interval) {row['verdict']}"
+        )
+        for row in evidence["comparisons"]
+        if row["measure"] == EVIDENCE_MEASURES[0]
+    }
     rows = []
     for name, seeds in runs.items():
         cells = []
@@ -803,13 +813,26 @@ def evidence_markdown(evidence: dict[str, Any]) -> str:
             std = statistics.stdev(values) if len(values) > 1 else None
             cells.append(_cell((statistics.fmean(values), std), metric) if values else "—")
         lr = {run["config"].get("lr") for run in seeds}
-        rows.append([name, *cells, ", ".join(f"{v:g}" for v in sorted(lr) if v is not None)])
+        rows.append(
+            [
+                name,
+                *cells,
+                headline.get(name, "—"),
+                ", ".join(f"{v:g}" for v in sorted(lr) if v is not None),
+            ]
+        )
+    machine = evidence.get("machine") or {}
+    wall = sum(invocation.get("wall_time", 0.0) for invocation in evidence["invocations"])
     lines = [
         f"Seeds: {len(next(iter(runs.values())))}. Rule: {evidence['rule']['confidence']:g} "
-        f"confidence, one-seed factor {evidence['rule']['single_seed_factor']:g}.",
+        f"confidence, one-seed factor {evidence['rule']['single_seed_factor']:g}. Wall time: "
+        f"{format_seconds(wall)} on {machine.get('cores', '?')} cores "
+        f"({machine.get('cpu', '?')}, torch {machine.get('torch', '?')}).",
         "",
     ]
-    lines += _table_markdown(Table("", ["run", *(MEASURES[m].label for m in shown), "lr"], rows))
+    against = f"{MEASURES[EVIDENCE_MEASURES[0]].label} − {evidence['baseline']} [interval]"
+    headers = ["run", *(MEASURES[m].label for m in shown), against, "lr"]
+    lines += _table_markdown(Table("", headers, rows))
     if evidence["claims"]:
         claims = [
             [claim["claim"], str(claim.get("paper", "—")), claim["ours"], claim["verdict"]]
