@@ -45,9 +45,32 @@ def test_preset_loads_and_its_claims_name_its_runs(name: str) -> None:
 
 def test_label_noise_preset_crosses_losses_and_rates() -> None:
     spec = load_preset("label-noise")
-    assert len(spec.variants) == 12
+    assert len(spec.variants) == 10
     noise = {variant.name: variant.label_noise for variant in spec.variants}
-    assert noise["camsoftmax-noise40"] == 0.4 and noise["softmax-noise0"] == 0.0
+    assert noise["camsoftmax-noise40"] == 0.4 and noise["softmax-noise20"] == 0.2
+    variants = {variant.name: variant for variant in spec.variants}
+    # the fair baseline is NormFace at Cam-softmax's own scale; ArcFace and CosFace are controls
+    assert variants["normface-s20-noise40"].loss_args == {"scale": 20.0}
+    baselines = {claim["baseline"] for claim in spec.claims}
+    assert {"normface-s20-noise40", "arcface-noise40", "cosface-noise40"} <= baselines
+
+
+def test_the_presets_fix_their_rule_and_seeds_before_any_run() -> None:
+    """Three seeds each; where loss families with different learning rates meet, the rate
+    is chosen on a validation split; no preset keeps a tolerance chosen after its result."""
+    for name in PRESETS:
+        spec = load_preset(name)
+        assert spec.seeds >= 3, name
+        assert all("tolerance" not in claim for claim in spec.claims), name
+        if spec.lr_grid:
+            assert spec.settings.validation_fraction > 0, name
+            continue
+        # without a learning-rate choice, every claim compares runs of one loss only
+        loss = {variant.name: variant.loss for variant in spec.variants}
+        for claim in spec.claims:
+            if claim["check"] != "not_testable":
+                compared = [*claim["runs"], *([claim["baseline"]] if "baseline" in claim else [])]
+                assert len({loss[run] for run in compared}) == 1, (name, claim["claim"])
 
 
 def test_margin_sweep_variants_carry_their_loss_arguments() -> None:
