@@ -48,7 +48,7 @@ class Measure:
 MEASURES: dict[str, Measure] = {
     "test_accuracy": Measure("test accuracy", "%", True),
     "test_error": Measure("test error", "%", False),
-    "train_accuracy": Measure("train accuracy (last epoch)", "%", True),
+    "train_accuracy": Measure("train accuracy (running, last epoch)", "%", True),
     "train_loss": Measure("train loss (last epoch)", "", False, 4),
     "nearest_centre_accuracy": Measure("nearest-centre accuracy", "%", True),
     "intra_angle": Measure("intra-class angle (mean)", "°", False, 1),
