@@ -41,6 +41,28 @@ def test_cifar(tmp_path: Path, name: str) -> None:
     assert len(load_dataset(name, data_dir=folder).train) == len(train_y)
 
 
+@pytest.mark.parametrize(
+    "data", [b"\x80\x04Nr\x00\x00\x00\x08.", b"\x80\x04\x8e\x00\x00\x00\x80\x00\x00\x00\x00."]
+)
+def test_cifar_sizes_declared_past_the_end_are_refused_before_allocating(
+    tmp_path: Path, data: bytes
+) -> None:
+    """The batch reader shares the .bin reader's bound: a dozen bytes that declare a 2 GB
+    memo or a 512 GB byte string are refused in one line, allocating next to nothing."""
+    import tracemalloc
+
+    write_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"data_batch_1: expected a CIFAR python pickle") as e:
+            load_dataset("cifar10", data_dir=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(e.value) and peak < 64 * 2**20
+
+
 def test_cifar_missing_batch_is_listed(tmp_path: Path) -> None:
     write_cifar(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()

@@ -206,7 +206,7 @@ class _PairUnpickler(pickle.Unpickler):
 _MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 
 
-def _check_declared_sizes(data: bytes) -> None:
+def check_declared_sizes(data: bytes) -> None:
     """Refuse a pickle that declares more than it holds, before anything is allocated.
 
     Raises:
@@ -305,7 +305,7 @@ def read_bin(path: str | Path) -> BinPairs:
     except OSError as error:
         raise DataError(f"{path}: cannot read the .bin file ({error.strerror or error})") from None
     try:
-        _check_declared_sizes(data)  # before the unpickler allocates what the file declares
+        check_declared_sizes(data)  # before the unpickler allocates what the file declares
         content = _PairUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _UNPICKLING_ERRORS as error:
         raise DataError(

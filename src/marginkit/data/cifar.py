@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from marginkit.data.binfile import check_declared_sizes
 from marginkit.data.errors import DataError
 from marginkit.data.raw import RawSplits
 
@@ -69,7 +70,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _load_pickle(path: Path) -> dict[str, Any]:
     try:
-        content = _ArrayUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+        data = path.read_bytes()
+        check_declared_sizes(data)  # before the unpickler allocates what the file declares
+        content = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{path}: expected a CIFAR python pickle batch ({error})") from error
     if not isinstance(content, dict):
