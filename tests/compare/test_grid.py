@@ -165,7 +165,8 @@ def test_an_lr_grid_chooses_each_runs_rate_on_the_validation_split(tmp_path: Pat
         scores = row["validation_accuracy"]
         assert set(scores) == {"0.0003", "0.001"}
         assert scores[f"{row['chosen']:g}"] == max(scores.values())
-        assert (result.out / "selection" / f"{loss}-lr0.001" / "metrics.json").is_file()
+        trial = result.out / "selection" / f"{loss}-lr0.001"
+        assert (trial / "metrics.json").is_file() and not (trial / "eval.json").exists()
         config = (result.out / "runs" / f"{loss}-seed0" / "config.yaml").read_text()
         assert f"lr: {row['chosen']}" in config
     text = result.report_md.read_text()

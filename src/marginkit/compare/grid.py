@@ -357,7 +357,9 @@ def run_grid(
     trained: list[str] = []
     skipped: list[str] = []
     if trials:
-        _train_all(out / "selection", trials, bundles, first, progress, stream, trained, skipped)
+        _train_all(
+            out / "selection", trials, bundles, first, progress, stream, trained, skipped, False
+        )
         chosen = choose_learning_rates(out, spec)
         runs = [
             (name, seed, dataclasses.replace(config, lr=chosen[_variant_of(spec, name)]))
@@ -379,8 +381,11 @@ def _train_all(
     stream: TextIO,
     trained: list[str],
     skipped: list[str],
+    evaluate: bool = True,
 ) -> None:
-    """Train (or find finished) and evaluate every run of ``runs`` under ``folder``."""
+    """Train (or find finished) every run of ``runs`` under ``folder``, and evaluate each
+    (``evaluate``; a run that only chooses a learning rate needs its validation accuracy
+    alone, which training records)."""
     from marginkit.train.loop import planned_steps
 
     steps = {name: planned_steps(config, first) for name, _, config in runs}
@@ -401,7 +406,7 @@ def _train_all(
             else:
                 _train(run_dir, config, bundle, seed, steps[name], bar)
                 trained.append(name)
-            if not _evaluated(run_dir):
+            if evaluate and not _evaluated(run_dir):
                 _evaluate(run_dir, bundle)
     finally:
         bar.close()
