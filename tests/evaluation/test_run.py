@@ -4,16 +4,22 @@ computation, on the split that was asked for."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from marginkit.data import VerificationPairs, load_dataset
 from marginkit.evaluation import analyse, evaluate_run, load_run, summarize
 from marginkit.evaluation import run as evaluation_run
 from marginkit.losses import CosFace
+from marginkit.models import BackboneError
 from marginkit.train import TrainConfig, fit
+from marginkit.train.runfolder import RunFolderError
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +160,42 @@ def test_each_split_is_embedded_once(open_set_noisy_run, monkeypatch: pytest.Mon
     monkeypatch.setattr(embedding, "embed", counting_embed)
     evaluate_run(out, plots=False)
     assert sorted(embedded) == ["test", "train"]
+
+
+def test_save_embeddings_replaces_a_file_only_with_force(
+    open_set_noisy_run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out, _ = open_set_noisy_run
+    existing = tmp_path / "embeddings.npz"
+    existing.write_bytes(b"someone's embeddings")
+    exists = f"^save_embeddings: {re.escape(str(existing))} exists; pass --force to replace it$"
+    with pytest.raises(RunFolderError, match=exists):
+        evaluate_run(out, save_embeddings=existing, analysis=False)
+    assert existing.read_bytes() == b"someone's embeddings"
+    inside = out / "checkpoints" / "epoch-0003" / "embeddings.npz"
+    with pytest.raises(RunFolderError, match="is inside the checkpoints folder of run "):
+        evaluate_run(out, save_embeddings=inside, analysis=False, force=True)
+    assert not inside.exists()
+    report = evaluate_run(out, save_embeddings=existing, analysis=False, force=True)
+    assert report["embeddings_file"] == str(existing)
+    with np.load(existing) as written:
+        assert written["embeddings"].shape == (report["samples"], 2)
+
+
+def test_a_recorded_import_spec_is_imported_only_when_confirmed(
+    open_set_noisy_run, tmp_path: Path, foreign_backbone: tuple[str, Path]
+) -> None:  # type: ignore[no-untyped-def]
+    """``eval`` of someone else's run whose config.yaml names a module:callable backbone."""
+    (out, _), (module, imported) = open_set_noisy_run, foreign_backbone
+    spec = f"{module}:mlp"
+    theirs = tmp_path / "theirs"
+    shutil.copytree(out, theirs)
+    (theirs / "eval.json").unlink(missing_ok=True)  # from the tests before
+    config = yaml.safe_load((theirs / "config.yaml").read_text())
+    (theirs / "config.yaml").write_text(yaml.safe_dump({**config, "backbone": spec}))
+    with pytest.raises(BackboneError, match=rf"confirm with --backbone {spec}$"):
+        evaluate_run(theirs, analysis=False)
+    assert not imported.exists() and not (theirs / "eval.json").exists()
+    report = evaluate_run(theirs, analysis=False, backbone=spec)
+    assert imported.exists()
+    assert report["accuracy"] == evaluate_run(out, analysis=False)["accuracy"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +206,17 @@ def test_the_check_refuses_embeddings_of_another_shape_or_not_finite(tiny_run: T
         export_formats.largest_difference(lambda x: backbone(x)[:, :3], backbone, shape)
     with pytest.raises(ExportError, match=r"embeddings of a batch of 1 are not finite"):
         export_formats.largest_difference(lambda x: backbone(x) * float("nan"), backbone, shape)
+
+
+def test_an_exported_safetensors_file_gets_the_mode_the_umask_gives(
+    tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    """safetensors writes its files with mode 0600; the export, as its record and every
+    other output, follows the umask."""
+    umask = os.umask(0o027)
+    try:
+        out = export_run(tiny_run.run_dir, "safetensors", tmp_path / "model.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert stat.S_IMODE(Path(f"{out}.json").stat().st_mode) == 0o640

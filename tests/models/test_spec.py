@@ -4,6 +4,7 @@ one-line errors, and a training run through the command line."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from torch import nn
 
 from marginkit import cli
-from marginkit.models import BackboneError, build_backbone
+from marginkit.models import BackboneError, build_backbone, confirm_backbone
 from marginkit.registry import BACKBONES, UnknownNameError, is_spec
 
 NETS = """
@@ -162,3 +163,19 @@ def test_marginkit_train_refuses_in_one_line_before_writing(
     assert error.startswith("marginkit: error: " + fragment.format(nets=nets))
     assert error.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_recorded_spec_needs_the_same_spec_to_confirm_it(nets: str) -> None:
+    """Someone else's config.yaml or export record can name any module: it is imported only
+    when the user names the same spec; a registered name needs no confirmation."""
+    confirm_backbone("mlp", None, "config.yaml")
+    confirm_backbone("resnet20", "ResNet-20", "config.yaml")
+    spec = f"{nets}:with_shape"
+    with pytest.raises(BackboneError, match=rf"^config.yaml: backbone '{spec}' would import mod"):
+        confirm_backbone(spec, None, "config.yaml")
+    with pytest.raises(BackboneError, match=rf"records backbone '{spec}', not 'os:system' \("):
+        confirm_backbone(spec, "os:system", "config.yaml")
+    with pytest.raises(BackboneError, match=r"records backbone 'mlp', not 'resnet20' \("):
+        confirm_backbone("mlp", "resnet20", "config.yaml")
+    confirm_backbone(f" {spec}", spec, "config.yaml")
+    assert nets not in sys.modules  # confirming imports nothing

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from data_writers import write_image
 
 import marginkit.cli as cli
@@ -201,3 +202,77 @@ def test_verify_reads_the_recorded_preprocessing_not_the_data(
     assert verify_run(run, [pairs])["sets"] == expected  # the recorded one: no data read
     with pytest.raises(AssertionError, match="the training data was loaded"):
         verify_run(older, [pairs])
+
+
+def _copy_run(run: Path, to: Path, **changes: object) -> Path:
+    """A copy of ``run`` at ``to`` whose config.yaml has ``changes``."""
+    shutil.copytree(run, to)
+    config = yaml.safe_load((to / "config.yaml").read_text())
+    (to / "config.yaml").write_text(yaml.safe_dump({**config, **changes}))
+    return to
+
+
+def test_a_recorded_import_spec_is_imported_only_when_confirmed(
+    face_run: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    foreign_backbone: tuple[str, Path],
+) -> None:
+    """Someone else's run names a module:callable backbone: verify neither imports nor
+    calls it until the user names the same spec."""
+    (run, lfw), (module, imported) = face_run, foreign_backbone
+    spec = f"{module}:mlp"
+    theirs = _copy_run(run, tmp_path / "theirs", backbone=spec)
+    pairs = str(lfw / "pairsDevTest.txt")
+    status, _, error = verify(capsys, str(theirs), "--pairs", pairs)
+    assert (status, error) == (
+        2,
+        f"marginkit: error: {theirs / 'config.yaml'}: backbone '{spec}' would import module "
+        f"'{module}' and run its code; only if you trust it, confirm with --backbone {spec}\n",
+    )
+    assert not imported.exists() and module not in sys.modules
+    status, _, error = verify(capsys, str(theirs), "--pairs", pairs, "--backbone", "os:system")
+    assert status == 2 and f"records backbone '{spec}', not 'os:system'" in error
+    assert not imported.exists()
+    status, out, error = verify(capsys, str(theirs), "--pairs", pairs, "--backbone", spec)
+    assert (status, error) == (0, "") and imported.exists()
+    assert "without flip: 10-fold accuracy" in out
+
+
+def test_a_checkpoint_path_into_another_run_is_refused(
+    face_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--checkpoint ../../OTHER/checkpoints/epoch-0001`` once scored this run's checkpoint
+    of that name and reported the other one; a checkpoint is named, not a path."""
+    run, lfw = face_run
+    pairs = str(lfw / "pairsDevTest.txt")
+    mine = _copy_run(run, tmp_path / "mine")
+    _copy_run(run, tmp_path / "other")
+    (mine / VERIFY_FILE).unlink(missing_ok=True)
+    elsewhere = "../../other/checkpoints/epoch-0001"
+    status, _, error = verify(capsys, str(mine), "--pairs", pairs, "--checkpoint", elsewhere)
+    assert (status, error) == (
+        2,
+        f"marginkit: error: checkpoint: expected the name of a checkpoint of run {mine} "
+        f"(epoch-0029, or best), not a path: '{elsewhere}'\n",
+    )
+    (mine / "checkpoints" / "best").write_text(elsewhere + "\n")  # a best that points away
+    status, _, error = verify(capsys, str(mine), "--pairs", pairs, "--checkpoint", "best")
+    assert status == 2 and error.startswith(f"marginkit: error: {mine / 'checkpoints' / 'best'}")
+    assert not (mine / VERIFY_FILE).exists()
+    status, out, _ = verify(capsys, str(mine), "--pairs", pairs, "--checkpoint", "epoch-0001")
+    assert status == 0 and f"(checkpoint {mine / 'checkpoints' / 'epoch-0001'})" in out
+
+
+def test_weights_that_do_not_fit_the_recorded_config_are_one_line(
+    face_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, lfw = face_run
+    edited = _copy_run(run, tmp_path / "edited", embedding_dim=16)
+    status, _, error = verify(capsys, str(edited), "--pairs", str(lfw / "pairsDevTest.txt"))
+    assert (status, error) == (
+        2,
+        f"marginkit: error: checkpoint {edited / 'checkpoints' / 'epoch-0001'}: its backbone "
+        "weights do not fit the backbone that the run's config.yaml describes (layers.7.weight "
+        "is (8, 256) saved, (16, 256) in the MLP built (and 1 more of another shape))\n",
+    )

@@ -11,8 +11,8 @@ Commands::
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
     marginkit verify runs/NAME --pairs lfw.bin [--pairs pairs.txt ...] [--no-flip]
-    marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE
-    marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N]
+    marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE [--force]
+    marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N] [--force]
 
 The flags of ``train`` (and the training options of ``compare``) are generated from
 :class:`~marginkit.train.config.TrainConfig` (:mod:`marginkit.cli.flags`); the command only
@@ -179,6 +179,8 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="measure this checkpoint (epoch-0029; best: the best by --verify), not the newest",
     )
+    _add_force(parser, "the --save-embeddings file")
+    _add_backbone(parser)
     add("--quiet", action="store_true", help="no progress")
     add("--no-analysis", dest="analysis", action="store_false", help="accuracy only (fast)")
     add("--no-plots", dest="plots", action="store_false", help="no pictures")
@@ -224,6 +226,7 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
         "LFW's 0.6 for images in an LFW image folder)",
     )
     add("--device", default=None, help="where to run the backbone, e.g. cuda (default: cpu)")
+    _add_backbone(parser)
     add("--quiet", action="store_true", help="no progress")
 
 
@@ -295,6 +298,8 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"largest difference from PyTorch's embeddings allowed (default: {TOLERANCE:g})",
     )
     add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
+    _add_force(parser, "FILE and FILE.json")
+    _add_backbone(parser)
 
 
 def _embed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -318,7 +323,32 @@ def _embed_arguments(parser: argparse.ArgumentParser) -> None:
         help="a run's checkpoint (epoch-0029; best: the best by --verify)",
     )
     add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
+    _add_force(parser, "the .npz")
+    _add_backbone(parser)
     add("--quiet", action="store_true", help="no progress")
+
+
+def _add_force(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: replace an existing output file (never one the command reads, nor one
+    in a run's checkpoints folder)."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace {what} if it exists (never a file this command reads, nor one in a "
+        "run's checkpoints folder)",
+    )
+
+
+def _add_backbone(parser: argparse.ArgumentParser) -> None:
+    """``--backbone SPEC``: confirm the ``module:callable`` backbone a run or an export
+    record names (importing it runs its code)."""
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        metavar="SPEC",
+        help="confirm the module:callable backbone that the run's config.yaml (or the "
+        "exported file's record) names: it is imported, and its code run, only then",
+    )
 
 
 # ---------------------------------------------------------------------------- commands
@@ -389,6 +419,8 @@ def _eval(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         checkpoint=args.checkpoint,
         progress=not args.quiet,
+        force=args.force,
+        backbone=args.backbone,
     )
     from marginkit.evaluation import summarize
 
@@ -413,6 +445,7 @@ def _verify(args: argparse.Namespace) -> int:
         crop=args.crop,
         device=args.device,
         progress=not args.quiet,
+        backbone=args.backbone,
     )
     print(summarize_verification(report))
     print(f"full report: {Path(args.run_dir) / VERIFY_FILE}")
@@ -465,6 +498,8 @@ def _export(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         data_dir=args.data_dir,
         tolerance=args.tolerance,
+        force=args.force,
+        backbone=args.backbone,
     )
     print(f"{out} (and {sidecar_path(out).name})")
     return 0
@@ -482,6 +517,8 @@ def _embed(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         data_dir=args.data_dir,
         progress=not args.quiet,
+        force=args.force,
+        backbone=args.backbone,
     )
     print(out)
     return 0
@@ -600,6 +637,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from marginkit.data.errors import DataError
     from marginkit.evaluation.embedding import EvaluationError
     from marginkit.export import ExportError
+    from marginkit.models import BackboneError
     from marginkit.registry import UnknownNameError
     from marginkit.train.checkpoint import CheckpointError
     from marginkit.train.config import ConfigError
@@ -618,6 +656,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
         NonFiniteLossError,
         DistributedError,
         ExportError,
+        BackboneError,
         OSError,
     )
 

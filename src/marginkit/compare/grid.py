@@ -407,7 +407,7 @@ def _train_all(
                 _train(run_dir, config, bundle, seed, steps[name], bar)
                 trained.append(name)
             if evaluate and not _evaluated(run_dir):
-                _evaluate(run_dir, bundle)
+                _evaluate(run_dir, config, bundle)
     finally:
         bar.close()
 
@@ -529,8 +529,12 @@ def _shown(row: dict[str, Any]) -> str:
     return "n/a" if accuracy is None else f"{100 * accuracy:.2f} %"
 
 
-def _evaluate(run_dir: Path, bundle: Any) -> None:
-    """``eval.json`` and ``embeddings.npz`` of a trained run (each split embedded once)."""
+def _evaluate(run_dir: Path, config: TrainConfig, bundle: Any) -> None:
+    """``eval.json`` and ``embeddings.npz`` of a trained run (each split embedded once).
+
+    The run is the grid's own, trained from the comparison the user gave: its backbone
+    (an import spec too) is the user's, and an ``embeddings.npz`` left by an interrupted
+    evaluation is replaced."""
     from marginkit.compare.measures import json_safe
     from marginkit.evaluation import evaluate_run
     from marginkit.train.checkpoint import atomic_write_text
@@ -541,6 +545,8 @@ def _evaluate(run_dir: Path, bundle: Any) -> None:
         bundle=evaluation_bundle(bundle),
         plots=False,
         save_embeddings=run_dir / "embeddings.npz",
+        force=True,
+        backbone=config.backbone,
     )
     report["eval_time"] = time.perf_counter() - began
     atomic_write_text(run_dir / "eval.json", json.dumps(json_safe(report), indent=2))

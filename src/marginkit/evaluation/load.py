@@ -5,11 +5,17 @@
   ``RUN/preprocessing.json`` without the training data (``verify``, ``export``, ``embed``);
   a run trained before that file existed has its data loaded once for the normalisation.
 - :func:`run_checkpoint`: which checkpoint folder is read.
+- :func:`run_records`: the files of a run folder that these read besides the checkpoint.
+
+A ``module:callable`` backbone recorded in a run's ``config.yaml`` is built only when the
+caller confirms it (``backbone=``, ``--backbone``: :func:`marginkit.models.confirm_backbone`):
+the folder may be someone else's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,18 @@ from torch import nn
 
 from marginkit.data.preprocessing import Preprocessing
 
-__all__ = ["RunBackbone", "load_run", "load_run_backbone", "run_checkpoint", "run_preprocessing"]
+__all__ = [
+    "RunBackbone",
+    "load_run",
+    "load_run_backbone",
+    "run_checkpoint",
+    "run_preprocessing",
+    "run_records",
+]
+
+#: The files of a run folder read besides its checkpoint: the options, the inputs'
+#: preprocessing and the training figures.
+_RECORDS = ("config.yaml", "preprocessing.json", "metrics.json")
 
 
 def load_run(
@@ -28,6 +45,7 @@ def load_run(
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
     bundle: Any = None,
+    backbone: str | None = None,
 ) -> tuple[Any, nn.Module, nn.Module, Any]:
     """Rebuild a run folder written by :func:`marginkit.train.fit`.
 
@@ -39,6 +57,8 @@ def load_run(
         checkpoint: the checkpoint to load by name (``epoch-0029``); None: the newest.
         bundle: the run's data, already in memory (a comparison grid); None: loaded as in
             training.
+        backbone: the ``module:callable`` backbone the run records, confirming that it may
+            be imported (None: only a registered backbone is built).
 
     Returns:
         ``(config, backbone, head, bundle)``: the run's :class:`~marginkit.train.TrainConfig`,
@@ -47,27 +67,30 @@ def load_run(
 
     Raises:
         FileNotFoundError: the folder, its config or the checkpoint is missing.
-        CheckpointError: the checkpoint (by default the newest) is damaged; the message
-            names the file and the newest intact checkpoint.
+        CheckpointError: the checkpoint (by default the newest) is damaged, or its weights
+            do not fit the networks of the run's config; the message names it.
+        BackboneError: the run records an import spec that ``backbone`` does not confirm.
     """
     import dataclasses
 
+    from marginkit.models import confirm_backbone
     from marginkit.train import build_models, load_bundle, load_config
     from marginkit.train.checkpoint import load_checkpoint, load_weights
 
     run_dir = Path(run_dir)
     folder = run_checkpoint(run_dir, checkpoint)
     config = load_config(run_dir / "config.yaml")
+    confirm_backbone(config.backbone, backbone, run_dir / "config.yaml")
     if data_dir is not None:
         config = dataclasses.replace(config, data_dir=str(data_dir))
     loaded = load_checkpoint(folder)  # verified before anything slow happens
     if bundle is None:
         bundle = load_bundle(config, progress=progress)
-    backbone, head = build_models(config, bundle)
-    load_weights(loaded, backbone, head)
-    backbone.eval()
+    network, head = build_models(config, bundle)
+    load_weights(loaded, network, head)
+    network.eval()
     head.eval()
-    return config, backbone, head, bundle
+    return config, network, head, bundle
 
 
 def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
@@ -77,7 +100,9 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
     Raises:
         FileNotFoundError: not a run folder, or there is no such checkpoint (or none).
         CheckpointError: the newest checkpoint is damaged (names the newest intact one:
-            pass its name to measure it).
+            pass its name to measure it); ``name`` (or what ``best`` names) is not the name
+            of a folder in the run's checkpoints folder (a path: another run's checkpoint
+            would be scored under this run's name).
     """
     from marginkit.train.checkpoint import CHECKPOINTS, CheckpointError, find_checkpoint
     from marginkit.train.verification import BEST
@@ -85,8 +110,18 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: no config.yaml")
+    if name is not None and not _is_plain_name(name):
+        raise CheckpointError(
+            f"checkpoint: expected the name of a checkpoint of run {run_dir} (epoch-0029, "
+            f"or best), not a path: {name!r}"
+        )
     if name == BEST and (run_dir / CHECKPOINTS / BEST).is_file():
         name = (run_dir / CHECKPOINTS / BEST).read_text().strip()  # the best checkpoint's
+        if not _is_plain_name(name):
+            raise CheckpointError(
+                f"{run_dir / CHECKPOINTS / BEST}: expected the name of a checkpoint of the run, "
+                f"got {name!r}"
+            )
     if name is not None:
         folder = run_dir / CHECKPOINTS / name
         if not folder.is_dir():
@@ -99,6 +134,19 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
     if search.folder is None:
         raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
     return search.folder
+
+
+def _is_plain_name(name: str) -> bool:
+    """Whether ``name`` names a folder inside one folder: no separator, not ``.`` or ``..``."""
+    separators = {"/", os.sep, os.altsep or "/"}
+    return bool(name) and name not in (".", "..") and not any(s in name for s in separators)
+
+
+def run_records(run_dir: str | Path) -> list[Path]:
+    """The files of ``run_dir`` that loading it reads besides the checkpoint (its options,
+    preprocessing and training figures): an output never goes there
+    (:func:`marginkit.train.runfolder.check_output_file`)."""
+    return [Path(run_dir) / name for name in _RECORDS]
 
 
 @dataclass
@@ -180,6 +228,7 @@ def load_run_backbone(
     *,
     checkpoint: str | None = None,
     data_dir: str | Path | None = None,
+    backbone: str | None = None,
 ) -> RunBackbone:
     """A run folder's backbone at a checkpoint (the head is not built), without its data.
 
@@ -188,24 +237,28 @@ def load_run_backbone(
         checkpoint: a checkpoint's name (``epoch-0029``); None: the newest intact one.
         data_dir: where the run's data set now is; read only for a run without
             ``preprocessing.json`` (trained before it existed).
+        backbone: the ``module:callable`` backbone the run records, confirming that it may
+            be imported (None: only a registered backbone is built).
 
     Raises:
         FileNotFoundError: not a run folder, or it has no (such) checkpoint (as
             :func:`run_checkpoint`).
-        CheckpointError: the checkpoint is damaged (names it and the newest intact one).
+        CheckpointError: the checkpoint is damaged (names it and the newest intact one), or
+            its weights do not fit the backbone of the run's config (names the difference).
+        BackboneError: the run records an import spec that ``backbone`` does not confirm.
         marginkit.data.DataError: no preprocessing can be found (:func:`run_preprocessing`).
     """
-    from marginkit.models import build_backbone
+    from marginkit.models import build_backbone, confirm_backbone
     from marginkit.train import load_checkpoint, load_config
+    from marginkit.train.checkpoint import load_part
 
     run_dir = Path(run_dir)
     folder = run_checkpoint(run_dir, checkpoint)
     config = load_config(run_dir / "config.yaml")
+    confirm_backbone(config.backbone, backbone, run_dir / "config.yaml")
     loaded = load_checkpoint(folder)  # verified against its manifest
     preprocessing = run_preprocessing(run_dir, config, data_dir)
-    backbone = build_backbone(config.backbone, preprocessing.input_shape, config.embedding_dim)
-    prefix = "backbone."
-    weights = {k[len(prefix) :]: v for k, v in loaded.weights.items() if k.startswith(prefix)}
-    backbone.load_state_dict(weights, strict=True)
-    backbone.eval()
-    return RunBackbone(run_dir, config, backbone, preprocessing, folder, loaded.state)
+    network = build_backbone(config.backbone, preprocessing.input_shape, config.embedding_dim)
+    load_part(loaded, "backbone", network)
+    network.eval()
+    return RunBackbone(run_dir, config, network, preprocessing, folder, loaded.state)

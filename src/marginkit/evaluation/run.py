@@ -25,7 +25,7 @@ from marginkit import metrics
 from marginkit.evaluation import measure
 from marginkit.evaluation.draw import Drawing, draw
 from marginkit.evaluation.embedding import EmbeddedSplits, check_split, measured_split
-from marginkit.evaluation.load import load_run, run_checkpoint
+from marginkit.evaluation.load import load_run, run_checkpoint, run_records
 from marginkit.losses import MarginHead
 from marginkit.progress import Progress
 from marginkit.runfiles import ACCURACY_UNIT
@@ -45,6 +45,8 @@ def evaluate_run(
     checkpoint: str | None = None,
     progress: bool = False,
     bundle: Any = None,
+    force: bool = False,
+    backbone: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of a saved run on one split, written to ``RUN/eval.json`` and returned.
 
@@ -59,7 +61,8 @@ def evaluate_run(
         run_dir: a run folder written by :func:`marginkit.train.fit`.
         split: ``"train"``, ``"validation"`` or ``"test"`` (a data set without a test split,
             such as ``lfw``, is measured on its validation split: :func:`measured_split`).
-        save_embeddings: optional ``.npz`` path for the embeddings.
+        save_embeddings: optional ``.npz`` path for the embeddings (``.npz`` appended when
+            missing), checked before any work (``RunFolderError``: :func:`_embeddings_file`).
         batch_size: inputs per forward pass.
         analysis: add the full measurement report.
         plots: draw the pictures (with ``analysis``).
@@ -68,6 +71,9 @@ def evaluate_run(
         progress: report progress (data loading, embedding) on stderr.
         bundle: the run's data, already in memory (a comparison grid); None: loaded from
             the run's config.
+        force: replace an existing ``save_embeddings`` file (never one of the run's).
+        backbone: confirms a ``module:callable`` backbone the run records (unconfirmed:
+            ``BackboneError``, :func:`load_run`).
 
     Raises:
         ValueError: no such split.
@@ -76,29 +82,24 @@ def evaluate_run(
         OutputError: ``eval.json``, the pictures or ``save_embeddings`` cannot be written.
     """
     check_split(split)  # before anything slow happens
-    from marginkit.train.checkpoint import epoch_of
     from marginkit.train.runfolder import atomic_write_text
 
     run_dir = Path(run_dir)
+    embeddings_path = _embeddings_file(run_dir, save_embeddings, force)
     folder = run_checkpoint(run_dir, checkpoint)
-    if progress:
-        print(f"evaluating {run_dir}, epoch {epoch_of(folder)} ({folder})", file=sys.stderr)
-    config, backbone, head, bundle = load_run(
-        run_dir, progress, data_dir=data_dir, checkpoint=folder.name, bundle=bundle
-    )
+    config, network, head, bundle = _load(run_dir, folder, progress, data_dir, bundle, backbone)
     split = measured_split(bundle, split)
-    splits = EmbeddedSplits(backbone, bundle, batch_size=batch_size, progress=progress)
+    splits = EmbeddedSplits(network, bundle, batch_size=batch_size, progress=progress)
     measured = measure.MeasuredSplit(split, *splits(split), bundle.num_classes)
     report = {
         **_what_was_measured(run_dir, folder, split, config),
         **_known_accuracy(head, measured),
     }
-    if save_embeddings is not None:
-        path = _save_embeddings(Path(save_embeddings), measured, head)
-        report["embeddings_file"] = str(path)
+    if embeddings_path is not None:
+        report["embeddings_file"] = str(_save_embeddings(embeddings_path, measured, head))
     if analysis:
         report["analysis"] = analyse(
-            backbone,
+            network,
             head,
             bundle,
             loss_name=config.loss,
@@ -112,6 +113,42 @@ def evaluate_run(
         )
     atomic_write_text(run_dir / "eval.json", json.dumps(_finite(report), indent=2) + "\n")
     return report
+
+
+def _embeddings_file(run_dir: Path, save_embeddings: str | Path | None, force: bool) -> Path | None:
+    """The ``.npz`` that ``save_embeddings`` names, or None; checked before any work
+    (:func:`~marginkit.train.runfolder.check_output_file`): an existing file is replaced
+    only with ``force``, a file of the run or one in a run's checkpoints folder never."""
+    from marginkit.train.runfolder import check_output_file
+
+    if save_embeddings is None:
+        return None
+    path = _npz_path(Path(save_embeddings))
+    check_output_file(path, force=force, reads=run_records(run_dir), option="save_embeddings")
+    return path
+
+
+def _load(
+    run_dir: Path,
+    folder: Path,
+    progress: bool,
+    data_dir: str | Path | None,
+    bundle: Any,
+    backbone: str | None,
+) -> tuple[Any, nn.Module, MarginHead, Any]:
+    """:func:`load_run` at the checkpoint ``folder``, said on stderr with ``progress``."""
+    from marginkit.train.checkpoint import epoch_of
+
+    if progress:
+        print(f"evaluating {run_dir}, epoch {epoch_of(folder)} ({folder})", file=sys.stderr)
+    return load_run(
+        run_dir,
+        progress,
+        data_dir=data_dir,
+        checkpoint=folder.name,
+        bundle=bundle,
+        backbone=backbone,
+    )
 
 
 def _what_was_measured(run_dir: Path, folder: Path, split: str, config: Any) -> dict[str, Any]:
@@ -150,15 +187,18 @@ def _known_accuracy(head: MarginHead, measured: measure.MeasuredSplit) -> dict[s
     return counts
 
 
+def _npz_path(path: Path) -> Path:
+    """``path`` with ``.npz`` appended when it has another suffix (numpy would append it)."""
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def _save_embeddings(path: Path, measured: measure.MeasuredSplit, head: MarginHead) -> Path:
-    """Write the split's embeddings, labels and the head's class weights to ``path``
-    (``.npz`` appended when missing); return the path written."""
+    """Write the split's embeddings, labels and the head's class weights to ``path``;
+    return it."""
     import numpy as np
 
     from marginkit.train.runfolder import atomic_write_bytes
 
-    if path.suffix != ".npz":  # numpy would append it anyway
-        path = path.with_name(path.name + ".npz")
     buffer = io.BytesIO()
     np.savez(
         buffer,

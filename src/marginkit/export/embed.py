@@ -25,7 +25,7 @@ import torch
 from marginkit._validation import check_count
 from marginkit.data.preprocessing import Preprocessing
 from marginkit.export.formats import Forward, module_forward, read_model
-from marginkit.export.sidecar import ExportError, read_sidecar
+from marginkit.export.sidecar import ExportError, first_line, read_sidecar, sidecar_path
 
 __all__ = ["Embedder", "embed_folder", "embed_images", "find_images", "load_embedder"]
 
@@ -50,7 +50,11 @@ class Embedder:
 
 
 def load_embedder(
-    source: str | Path, *, checkpoint: str | None = None, data_dir: str | Path | None = None
+    source: str | Path,
+    *,
+    checkpoint: str | None = None,
+    data_dir: str | Path | None = None,
+    backbone: str | None = None,
 ) -> Embedder:
     """A run folder's backbone, or an exported file read with its record.
 
@@ -59,16 +63,20 @@ def load_embedder(
             (its ``.json`` record beside it).
         checkpoint: a run's checkpoint by name; None: the newest intact one.
         data_dir: a run's data folder, for a run without ``preprocessing.json``.
+        backbone: the ``module:callable`` backbone that the run's ``config.yaml`` or a
+            ``safetensors`` file's record names, confirming that it may be imported (None:
+            only a registered backbone is built).
 
     Raises:
         ExportError: ``source`` does not exist, is a run without a checkpoint, or an exported
-            file without (or not matching) its record.
+            file without (or not matching) its record, or that its runtime cannot read.
+        BackboneError: an import spec that ``backbone`` does not confirm.
     """
     path = Path(source)
     if path.is_dir():
         from marginkit.export.source import load_run_backbone
 
-        run = load_run_backbone(path, checkpoint=checkpoint, data_dir=data_dir)
+        run = load_run_backbone(path, checkpoint=checkpoint, data_dir=data_dir, backbone=backbone)
         forward = module_forward(run.backbone)
         dim = int(run.config.embedding_dim)
         return Embedder(path, "run", run.preprocessing, dim, forward)
@@ -76,8 +84,16 @@ def load_embedder(
         raise ExportError(f"{path}: no such run folder or exported file")
     info = read_sidecar(path)
     preprocessing = Preprocessing.from_dict(info["preprocessing"], f"{path}.json")
-    forward = read_model(path, info["format"], info)
+    forward = read_model(path, info["format"], info, backbone=backbone)
     return Embedder(path, info["format"], preprocessing, int(info["embedding_dim"]), forward)
+
+
+def _source_reads(source: Path) -> list[Path]:
+    """The files :func:`load_embedder` reads besides a run's checkpoint: a run's records,
+    or an exported file and its record."""
+    from marginkit.evaluation.load import run_records
+
+    return run_records(source) if source.is_dir() else [source, sidecar_path(source)]
 
 
 def find_images(folder: str | Path) -> list[str]:
@@ -129,6 +145,9 @@ def embed_images(
 
     Raises:
         marginkit.data.DataError: a file cannot be read as an image (names it).
+        ExportError: an exported model that fails on the inputs its record describes, or
+            gives embeddings of another shape than its record's; an embedding that is not
+            finite (names the image).
     """
     from marginkit.progress import Progress
 
@@ -139,10 +158,40 @@ def embed_images(
         for start in range(0, len(paths), batch_size):
             names = paths[start : start + batch_size]
             inputs = embedder.preprocessing.load_images([root / name for name in names])
-            embeddings = embedder.forward(inputs)  # (b, D)
+            embeddings = _embed_batch(embedder, inputs, names)  # (b, D)
             output[start : start + len(names)] = embeddings.to(torch.float32).numpy()
             bar.update(len(names))
     return output
+
+
+def _embed_batch(embedder: Embedder, inputs: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+    """``embedder``'s embeddings (b, D) of a batch of inputs (b, *input_shape), checked.
+
+    Raises:
+        ExportError: an exported model fails on the inputs (a run's backbone failing is a
+            bug and keeps its traceback), or the embeddings are not (b, D) or not finite.
+    """
+    try:
+        embeddings = embedder.forward(inputs).detach()
+    except Exception as error:  # onnxruntime's errors derive from Exception alone
+        if embedder.kind == "run":
+            raise
+        raise ExportError(
+            f"{embedder.source}: the {embedder.kind} model fails on inputs of shape "
+            f"{tuple(inputs.shape)}, as its record describes them ({first_line(error)})"
+        ) from None
+    expected = (len(names), embedder.embedding_dim)
+    if tuple(embeddings.shape) != expected:
+        raise ExportError(
+            f"{embedder.source}: gives embeddings of shape {tuple(embeddings.shape)} for "
+            f"{len(names)} images, {expected} expected (embedding size "
+            f"{embedder.embedding_dim})"
+        )
+    finite = torch.isfinite(embeddings).all(dim=1)  # (b,)
+    if not bool(finite.all()):
+        image = names[int((~finite).nonzero()[0, 0])]
+        raise ExportError(f"{embedder.source}: the embedding of image {image} is not finite")
+    return embeddings
 
 
 def embed_folder(
@@ -154,6 +203,8 @@ def embed_folder(
     checkpoint: str | None = None,
     data_dir: str | Path | None = None,
     progress: bool = False,
+    force: bool = False,
+    backbone: str | None = None,
 ) -> Path:
     """Embed every image under ``images`` with a run or an exported file into an ``.npz``.
 
@@ -167,24 +218,33 @@ def embed_folder(
         checkpoint: a run's checkpoint by name (None: the newest).
         data_dir: a run's data folder, for a run without ``preprocessing.json``.
         progress: show the progress with an ETA on stderr.
+        force: replace an existing ``out_path`` (never a file read here: the source, its
+            record or an image, nor a file inside a run's checkpoints folder).
+        backbone: confirms a ``module:callable`` backbone the source records
+            (:func:`load_embedder`).
 
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
 
     Raises:
         ExportError: a bad source, or no image in ``images``.
+        RunFolderError: ``out_path`` exists (without ``force``), is read here or lies in a
+            run's checkpoints folder; checked before any image is read.
+        BackboneError: an import spec that ``backbone`` does not confirm.
         marginkit.data.DataError: an image that cannot be read (names it).
         OutputError: ``out_path`` cannot be written.
     """
-    from marginkit.train.runfolder import atomic_write_bytes
+    from marginkit.train.runfolder import atomic_write_bytes, check_output_file
 
     check_count("batch_size", batch_size, 1)
+    out = Path(out_path)
     paths = find_images(images)
-    embedder = load_embedder(source, checkpoint=checkpoint, data_dir=data_dir)
+    reads = [*_source_reads(Path(source)), *(Path(images) / name for name in paths)]
+    check_output_file(out, force=force, reads=reads)
+    embedder = load_embedder(source, checkpoint=checkpoint, data_dir=data_dir, backbone=backbone)
     embeddings = embed_images(embedder, images, paths, batch_size=batch_size, progress=progress)
     buffer = io.BytesIO()
     magnitudes = np.linalg.norm(embeddings.astype(np.float64), axis=1).astype(np.float32)
     np.savez(buffer, embeddings=embeddings, magnitudes=magnitudes, paths=np.array(paths, dtype=str))
-    out = Path(out_path)
     atomic_write_bytes(out, buffer.getvalue())
     return out

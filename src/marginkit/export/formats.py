@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from marginkit.export.sidecar import ExportError
+from marginkit.export.sidecar import ExportError, first_line
 
 __all__ = [
     "CHECK_BATCH_SIZES",
@@ -74,8 +74,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 def _failed(format: str, error: Exception) -> ExportError:
     """The exporter's error as one line (the caller names the file)."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ExportError(f"the {format} exporter failed on the backbone ({first})")
+    return ExportError(f"the {format} exporter failed on the backbone ({first_line(error)})")
 
 
 # -------------------------------------------------------------------------------- writers
@@ -180,22 +179,27 @@ def _read_torchscript(path: Path, info: dict[str, Any]) -> Forward:
     return module_forward(module)
 
 
-def _read_safetensors(path: Path, info: dict[str, Any]) -> Forward:
+def _read_safetensors(path: Path, info: dict[str, Any], backbone: str | None) -> Forward:
     from safetensors.torch import load_file
 
-    from marginkit.models import build_backbone
+    from marginkit.export.sidecar import sidecar_path
+    from marginkit.models import build_backbone, confirm_backbone
+    from marginkit.train.checkpoint import state_mismatch
 
+    confirm_backbone(info["backbone"], backbone, sidecar_path(path))
+    weights = load_file(str(path))
     shape = tuple(info["preprocessing"]["input_shape"])
-    backbone = build_backbone(info["backbone"], shape, int(info["embedding_dim"]))
-    try:
-        backbone.load_state_dict(load_file(str(path)), strict=True)
-    except RuntimeError as error:  # missing or unexpected keys, wrong shapes
-        first = str(error).strip().splitlines()[0]
-        raise ExportError(f"{path}: does not fit backbone {info['backbone']!r} ({first})") from None
-    return module_forward(backbone)
+    network = build_backbone(info["backbone"], shape, int(info["embedding_dim"]))
+    problem = state_mismatch(network, weights)
+    if problem is not None:
+        raise ExportError(f"{path}: does not fit backbone {info['backbone']!r} ({problem})")
+    network.load_state_dict(weights, strict=True)
+    return module_forward(network)
 
 
-def read_model(path: Path, format: str, info: dict[str, Any]) -> Forward:
+def read_model(
+    path: Path, format: str, info: dict[str, Any], *, backbone: str | None = None
+) -> Forward:
     """The forward function of a file written in ``format``.
 
     Args:
@@ -203,12 +207,28 @@ def read_model(path: Path, format: str, info: dict[str, Any]) -> Forward:
         format: one of :data:`~marginkit.export.sidecar.FORMATS`.
         info: its record (``safetensors`` needs ``backbone``, ``embedding_dim`` and the
             preprocessing's ``input_shape``).
+        backbone: the ``module:callable`` backbone the record names, confirming that it may
+            be imported to rebuild a ``safetensors`` file's network (None: only a registered
+            backbone is built).
+
+    Raises:
+        ExportError: the file cannot be read as ``format`` (damaged, or changed and its
+            record re-hashed), or its weights do not fit the recorded backbone.
+        BackboneError: a ``safetensors`` record names an import spec that ``backbone``
+            does not confirm.
     """
-    if format == "onnx":
-        return _OnnxForward(path)
-    if format == "torchscript":
-        return _read_torchscript(path, info)
-    return _read_safetensors(path, info)
+    from marginkit.models import BackboneError
+
+    try:
+        if format == "onnx":
+            return _OnnxForward(path)
+        if format == "torchscript":
+            return _read_torchscript(path, info)
+        return _read_safetensors(path, info, backbone)
+    except (ExportError, BackboneError, ImportError):  # named already; a missing extra
+        raise
+    except Exception as error:  # each runtime has its own errors for a file it cannot read
+        raise ExportError(f"{path}: cannot be read as {format} ({first_line(error)})") from None
 
 
 # -------------------------------------------------------------------------------- check

@@ -75,7 +75,8 @@ def _write_checked(
     example = torch.randn((EXAMPLE_BATCH, *shape), generator=torch.Generator().manual_seed(1))
     try:
         fields = WRITERS[format](source.backbone, example, temporary)
-        forward = read_model(temporary, format, record)
+        # the record's backbone is the run's, which load_run_backbone built (confirmed)
+        forward = read_model(temporary, format, record, backbone=source.config.backbone)
         difference = largest_difference(forward, source.backbone, shape)
     except ExportError as error:
         raise ExportError(f"{out}: {error}; nothing was written") from error.__cause__
@@ -102,14 +103,18 @@ def export_run(
     checkpoint: str | None = None,
     data_dir: str | Path | None = None,
     tolerance: float = TOLERANCE,
+    force: bool = False,
+    backbone: str | None = None,
 ) -> Path:
     """Export a run's backbone (not the head) to ``out_path``, with its record beside it.
 
     The file is written under a temporary name, read back with its own runtime
     (onnxruntime for ONNX) and compared with the PyTorch backbone on random batches of
     1 and 3 inputs (the export saw 2: the batch axis is dynamic); only a file within
-    ``tolerance`` is moved into place, followed by its record ``out_path + ".json"``
-    (:mod:`marginkit.export.sidecar`).
+    ``tolerance`` is moved into place, with the mode the umask gives, followed by its
+    record ``out_path + ".json"`` (:mod:`marginkit.export.sidecar`). An existing file or
+    record is replaced only with ``force``; a file of the run, or anything inside a run's
+    checkpoints folder, never.
 
     Args:
         run_dir: a run folder written by :func:`marginkit.train.fit`.
@@ -119,6 +124,9 @@ def export_run(
         data_dir: where the run's data now is, for a run trained before runs recorded
             ``preprocessing.json``.
         tolerance: the largest absolute difference of any embedding component.
+        force: replace an existing ``out_path`` (and its record).
+        backbone: the ``module:callable`` backbone the run records, confirming that it may
+            be imported (None: only a registered backbone is built).
 
     Returns:
         ``out_path`` as a :class:`~pathlib.Path`.
@@ -127,12 +135,18 @@ def export_run(
         ExportError: an unknown format (lists them), a run without a checkpoint (names the
             folder), an export that fails or whose file's embeddings differ from PyTorch's
             beyond ``tolerance`` (names the file and the difference; nothing is written).
-        CheckpointError: the checkpoint is damaged.
+        CheckpointError: the checkpoint is damaged, or does not fit the run's config.
+        RunFolderError: ``out_path`` or its record exists (without ``force``), is a file
+            of the run, or lies inside a run's checkpoints folder; before any work.
+        BackboneError: the run records an import spec that ``backbone`` does not confirm.
         OutputError: ``out_path`` cannot be written.
     """
+    from marginkit.evaluation.load import run_records
     from marginkit.train.runfolder import (
         OutputError,
+        apply_umask,
         atomic_write_text,
+        check_output_file,
         make_folder,
         temporary_name,
     )
@@ -141,13 +155,16 @@ def export_run(
     if not tolerance >= 0.0:
         raise ExportError(f"tolerance: expected a number >= 0, got {tolerance!r}")
     out = Path(out_path)
-    source = load_run_backbone(run_dir, checkpoint=checkpoint, data_dir=data_dir)
+    for path in (out, sidecar_path(out)):
+        check_output_file(path, force=force, reads=run_records(run_dir))
+    source = load_run_backbone(run_dir, checkpoint=checkpoint, data_dir=data_dir, backbone=backbone)
     record = _record(source, format, out)
     make_folder(out.parent)
     temporary = temporary_name(out)
     try:
         record.update(_write_checked(source, format, out, temporary, record, tolerance))
         record["sha256"], record["bytes"] = file_digest(temporary)
+        apply_umask(temporary)  # safetensors writes its files with mode 0o600
         os.replace(temporary, out)
     except OutputError:
         raise

@@ -22,6 +22,7 @@ __all__ = [
     "ExportError",
     "check_format",
     "file_digest",
+    "first_line",
     "read_sidecar",
     "sidecar_path",
 ]
@@ -36,6 +37,12 @@ _REQUIRED = ("format", "sha256", "bytes", "backbone", "embedding_dim", "preproce
 class ExportError(ValueError):
     """An export or an exported file cannot be used as asked; the message is one line
     naming the run folder or file and what is wrong."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (for a one-line message), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_format(format: str) -> str:

@@ -23,6 +23,7 @@ def load_run_backbone(
     *,
     checkpoint: str | None = None,
     data_dir: str | Path | None = None,
+    backbone: str | None = None,
 ) -> RunBackbone:
     """A run folder's backbone at a checkpoint (the head is not built).
 
@@ -31,14 +32,20 @@ def load_run_backbone(
         checkpoint: a checkpoint's name (``epoch-0029``); None: the newest intact one.
         data_dir: where the run's data set now is; read only for a run without
             ``preprocessing.json`` (trained before it existed).
+        backbone: the ``module:callable`` backbone the run records, confirming that it may
+            be imported (None: only a registered backbone is built).
 
     Raises:
         ExportError: not a run folder, or it has no (such) checkpoint; names the folder.
-        CheckpointError: the checkpoint is damaged (names it and the newest intact one).
+        CheckpointError: the checkpoint is damaged (names it and the newest intact one), or
+            its weights do not fit the run's config.
+        BackboneError: the run records an import spec that ``backbone`` does not confirm.
         marginkit.data.DataError: ``preprocessing.json`` is malformed, or the run's data
             set has no per-channel normalisation (names the file or the folder).
     """
     try:
-        return _load_run_backbone(run_dir, checkpoint=checkpoint, data_dir=data_dir)
+        return _load_run_backbone(
+            run_dir, checkpoint=checkpoint, data_dir=data_dir, backbone=backbone
+        )
     except FileNotFoundError as error:  # "run RUN has no complete checkpoint yet"
         raise ExportError(str(error)) from None

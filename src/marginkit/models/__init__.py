@@ -7,7 +7,8 @@
 Registered names (:func:`available_backbones`): ``lenetpp``, ``mnistnet``, ``resnet20``,
 ``facenet``, ``iresnet18``, ``iresnet34``, ``iresnet50``, ``iresnet100``,
 ``mobilefacenet``, ``mlp``; or any ``nn.Module`` of one's own through a ``module:callable``
-import spec (:func:`build_backbone`). The small networks end in a linear layer to the
+import spec (:func:`build_backbone`; one recorded in a file is built only when the user
+confirms it: :func:`confirm_backbone`). The small networks end in a linear layer to the
 embedding, with no activation or normalisation after it; the face networks
 (:mod:`marginkit.models.faces`) end, as in their papers, in a batch norm after it, which
 does not normalise the embedding's length: the margin head decides the geometry.
@@ -23,6 +24,7 @@ from marginkit.models.backbones import (
     ResNet20,
     available_backbones,
     build_backbone,
+    confirm_backbone,
 )
 from marginkit.models.faces import (
     IResNet,
@@ -45,6 +47,7 @@ __all__ = [
     "ResNet20",
     "available_backbones",
     "build_backbone",
+    "confirm_backbone",
     "count_macs",
     "iresnet18",
     "iresnet34",

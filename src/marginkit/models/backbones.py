@@ -14,6 +14,7 @@ import inspect
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ __all__ = [
     "ResNet20",
     "available_backbones",
     "build_backbone",
+    "confirm_backbone",
 ]
 
 
@@ -327,6 +329,39 @@ def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) ->
             f"backbone {name.strip()!r} returned a {type(network).__name__}, not a torch.nn.Module"
         )
     return network
+
+
+def confirm_backbone(name: str, confirmed: str | None, record: str | Path) -> None:
+    """Refuse a backbone import spec that a file records unless the user confirms it.
+
+    A run's ``config.yaml`` or an export's ``.json`` record may come from someone else; a
+    ``module:callable`` spec in it would import that module and call the callable, which can
+    run any code. It is built only when the user names the same spec (``--backbone SPEC``,
+    ``backbone=SPEC``). A registered name imports only marginkit's own code and passes.
+
+    Args:
+        name: the recorded backbone (a registered name or a ``module:callable`` spec).
+        confirmed: the backbone the user named, or None.
+        record: the file that records ``name``, for the message.
+
+    Raises:
+        BackboneError: an unconfirmed spec, or a ``confirmed`` backbone other than the
+            recorded one; one line naming ``record`` and how to confirm.
+        UnknownNameError: ``confirmed`` is neither a registered name nor a spec.
+    """
+    if confirmed is not None:
+        if BACKBONES.canonical(confirmed) != BACKBONES.canonical(name):
+            raise BackboneError(
+                f"{record}: records backbone {name.strip()!r}, not {confirmed.strip()!r} "
+                "(--backbone confirms the recorded one)"
+            )
+        return
+    if is_spec(name):
+        spec = name.strip()
+        raise BackboneError(
+            f"{record}: backbone {spec!r} would import module {spec.partition(':')[0]!r} and run "
+            f"its code; only if you trust it, confirm with --backbone {spec}"
+        )
 
 
 def _accepts(function: Callable[..., Any], keyword: str) -> bool:

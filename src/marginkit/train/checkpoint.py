@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from marginkit.train.runfolder import (
+    CHECKPOINTS,
     OutputError,
     atomic_write_text,
     fsync_folder,
@@ -62,12 +63,13 @@ __all__ = [
     "find_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
+    "load_part",
     "load_weights",
     "save_checkpoint",
+    "state_mismatch",
     "verify_checkpoint",
 ]
 
-CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
@@ -341,9 +343,58 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return find_checkpoint(run_dir).folder
 
 
+def state_mismatch(module: nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+    """Why ``weights`` cannot be loaded into ``module`` strictly, in a few words (the first
+    tensor of another shape, the missing and unexpected keys), or None when they fit."""
+    expected = module.state_dict()
+    reasons = []
+    shapes = [
+        key
+        for key, value in expected.items()
+        if key in weights and tuple(weights[key].shape) != tuple(value.shape)
+    ]
+    if shapes:
+        key = shapes[0]
+        more = f" (and {len(shapes) - 1} more of another shape)" if len(shapes) > 1 else ""
+        reasons.append(
+            f"{key} is {tuple(weights[key].shape)} saved, {tuple(expected[key].shape)} in the "
+            f"{type(module).__name__} built{more}"
+        )
+    for what, keys in (
+        ("missing", [key for key in expected if key not in weights]),
+        ("unexpected", [key for key in weights if key not in expected]),
+    ):
+        if keys:
+            more = f" and {len(keys) - 2} more" if len(keys) > 2 else ""
+            reasons.append(f"{what} {', '.join(keys[:2])}{more}")
+    return "; ".join(reasons) or None
+
+
+def load_part(checkpoint: Checkpoint, prefix: str, module: nn.Module) -> None:
+    """Copy the weights of ``checkpoint`` under ``prefix.`` into ``module`` (strict key and
+    shape match).
+
+    Raises:
+        CheckpointError: they do not fit the module (its run's ``config.yaml`` describes
+            another network than the one trained): names the checkpoint and the first
+            difference.
+    """
+    start = len(prefix) + 1
+    part = {k[start:]: v for k, v in checkpoint.weights.items() if k.startswith(prefix + ".")}
+    problem = state_mismatch(module, part)
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path}: its {prefix} weights do not fit the {prefix} that "
+            f"the run's config.yaml describes ({problem})"
+        )
+    module.load_state_dict(part, strict=True)
+
+
 def load_weights(checkpoint: Checkpoint, backbone: nn.Module, head: nn.Module) -> None:
-    """Copy a checkpoint's weights into ``backbone`` and ``head`` (strict key match)."""
-    for prefix, module in (("backbone", backbone), ("head", head)):
-        start = len(prefix) + 1
-        part = {k[start:]: v for k, v in checkpoint.weights.items() if k.startswith(prefix + ".")}
-        module.load_state_dict(part, strict=True)
+    """Copy a checkpoint's weights into ``backbone`` and ``head`` (:func:`load_part`).
+
+    Raises:
+        CheckpointError: the weights do not fit the networks (names the first difference).
+    """
+    load_part(checkpoint, "backbone", backbone)
+    load_part(checkpoint, "head", head)

@@ -7,6 +7,11 @@
 - Every ``OSError`` on a path the user gave (no space left, read-only file system, a file
   where a folder should be, no permission) becomes an :class:`OutputError` whose message is
   one line naming the path and the cause.
+- :func:`check_output_file` refuses, before any work, to write a named output file where it
+  would lose something: over an existing file without ``force``, and never (``force`` or not)
+  over a file the command reads or into a run's ``checkpoints/`` folder.
+- :func:`apply_umask` gives a file that a library wrote with mode ``0o600`` (safetensors
+  does) the mode every other output gets.
 - :class:`RunLock` is held (``RUN/.lock``, an ``flock`` plus the holder's PID) for as long as
   a training writes into a run folder: a second training into the same folder is refused,
   naming the holder's PID. The operating system drops the lock when its process dies, so the
@@ -19,16 +24,19 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "CHECKPOINTS",
     "LOCK",
     "OutputError",
     "RunFolderError",
     "RunLock",
+    "apply_umask",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output_file",
     "lock_holder",
     "make_folder",
     "run_entries",
@@ -37,6 +45,8 @@ __all__ = [
 
 #: The lock file's name inside a run folder.
 LOCK = ".lock"
+#: The folder of a run's checkpoints, inside the run folder.
+CHECKPOINTS = "checkpoints"
 
 _CAUSES = {
     errno.ENOSPC: "no space left on the device",
@@ -51,7 +61,8 @@ _CAUSES = {
 
 
 class RunFolderError(ValueError):
-    """The output folder cannot be used (it holds a different run, no run, or is in use)."""
+    """The output folder cannot be used (it holds a different run, no run, or is in use), or
+    an output file cannot be written without losing something (:func:`check_output_file`)."""
 
 
 class OutputError(OSError):
@@ -78,6 +89,65 @@ def make_folder(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError("create folder", path, error) from None
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether ``path`` and ``other`` name one file (after links, hard links included)."""
+    if path.resolve() == other.resolve():
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_output_file(
+    path: Path, *, force: bool = False, reads: Iterable[Path] = (), option: str = "out"
+) -> None:
+    """Refuse to write the output file ``path`` where that would lose something.
+
+    Refused even with ``force``: a file the command reads (``reads``; the same file through
+    a link counts), and any path inside a run's checkpoints folder (``RUN/checkpoints/...``
+    of a folder holding ``config.yaml``: its own checkpoint is all a run has). Refused
+    without ``force``: an existing path.
+
+    Args:
+        path: the file the command is about to write.
+        force: the user allows replacing an existing file (``--force``).
+        reads: the files the command reads.
+        option: the argument that named ``path``, for the message.
+
+    Raises:
+        RunFolderError: one line naming ``option``, ``path`` and what to do.
+    """
+    for read in reads:
+        if _same_file(path, read):
+            raise RunFolderError(
+                f"{option}: {path} is a file this command reads; choose another path"
+            )
+    for folder in path.resolve().parents:
+        if folder.name == CHECKPOINTS and (folder.parent / "config.yaml").is_file():
+            raise RunFolderError(
+                f"{option}: {path} is inside the checkpoints folder of run {folder.parent}, "
+                "which is never written over; choose another path"
+            )
+    if not force and (path.exists() or path.is_symlink()):
+        raise RunFolderError(f"{option}: {path} exists; pass --force to replace it")
+
+
+def apply_umask(path: Path) -> None:
+    """Give ``path`` mode ``0o666`` less the umask, the mode ``open()`` creates files with
+    (a library that writes through its own temporary file leaves ``0o600``).
+
+    Raises:
+        OutputError: naming ``path`` and the cause.
+    """
+    umask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(umask)
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError as error:
+        raise OutputError("write", path, error) from None
 
 
 def _write_all(descriptor: int, data: bytes) -> None:

@@ -66,6 +66,7 @@ def verify_run(
     crop: float | None = None,
     device: str | None = None,
     progress: bool = False,
+    backbone: str | None = None,
 ) -> dict[str, Any]:
     """Verification figures of a run's backbone on ``.bin`` and pairs files, written to
     ``RUN/verify.json`` (atomically) and returned.
@@ -83,6 +84,8 @@ def verify_run(
         crop: the centre crop's share of the image height; None: each file's default.
         device: where to run the backbone (``"cuda"``); None: the CPU.
         progress: report progress on stderr.
+        backbone: confirms a ``module:callable`` backbone the run records
+            (:func:`~marginkit.evaluation.load_run_backbone`).
 
     Returns:
         ``{"run", "checkpoint", "epoch", "step", "backbone", "loss", "input_shape",
@@ -94,12 +97,13 @@ def verify_run(
         DataError: no pairs file, a file missing, damaged or malformed (named), a crop
             out of (0, 1], or a run not trained on RGB images.
         EvaluationError: an unknown or unavailable ``device``.
-        FileNotFoundError, CheckpointError: no run folder or checkpoint (as ``eval``).
+        FileNotFoundError, CheckpointError: no run folder or checkpoint (as ``eval``), or
+            weights that do not fit the run's config.
+        BackboneError: the run records an import spec that ``backbone`` does not confirm.
         OutputError: ``verify.json`` cannot be written.
     """
     from marginkit.evaluation import load_run_backbone, run_checkpoint
     from marginkit.train import load_config
-    from marginkit.train.checkpoint import epoch_of
     from marginkit.train.runfolder import atomic_write_text
     from marginkit.train.verification import search_folders
 
@@ -111,30 +115,41 @@ def verify_run(
     folder = run_checkpoint(run_dir, checkpoint)  # before anything slow happens
     folders = search_folders(load_config(run_dir / "config.yaml"), data_dir)
     paths = [find_pairs_file(file, folders) for file in pairs_files]
-    source = load_run_backbone(run_dir, checkpoint=folder.name, data_dir=data_dir)
-    config, backbone, preprocessing = source.config, source.backbone, source.preprocessing
+    source = load_run_backbone(
+        run_dir, checkpoint=folder.name, data_dir=data_dir, backbone=backbone
+    )
+    network, preprocessing = source.backbone, source.preprocessing
     size = _input_size(run_dir, preprocessing.input_shape)
     if device is not None:
-        backbone.to(device)
+        network.to(device)
     sets = [
         _measure(
-            backbone, path, size, preprocessing, folders, flip, batch_size, crop, device, progress
+            network, path, size, preprocessing, folders, flip, batch_size, crop, device, progress
         )
         for path in paths
     ]
-    report = {
+    report = _report(run_dir, source, sets)
+    atomic_write_text(run_dir / VERIFY_FILE, json.dumps(_finite(report), indent=2) + "\n")
+    return report
+
+
+def _report(run_dir: Path, source: Any, sets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of :func:`verify_run`: what was scored, named by the checkpoint whose
+    weights were loaded (``source``: a :class:`~marginkit.evaluation.RunBackbone`)."""
+    from marginkit.train.checkpoint import epoch_of
+
+    folder = source.checkpoint
+    return {
         "run": str(run_dir),
         "checkpoint": str(folder),
         "epoch": int(source.state.get("epoch", epoch_of(folder) or 0)) or None,  # best's too
         "step": source.state.get("step"),
-        "backbone": config.backbone,
-        "loss": config.loss,
-        "input_shape": list(preprocessing.input_shape),
+        "backbone": source.config.backbone,
+        "loss": source.config.loss,
+        "input_shape": list(source.preprocessing.input_shape),
         "accuracy_unit": ACCURACY_UNIT,
         "sets": sets,
     }
-    atomic_write_text(run_dir / VERIFY_FILE, json.dumps(_finite(report), indent=2) + "\n")
-    return report
 
 
 def _measure(
