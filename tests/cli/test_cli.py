@@ -187,6 +187,10 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         (["--lr", "nan"], ["lr must be a finite number"]),
         (["--momentum", "nan"], ["momentum must be a finite number"]),
         (["--weight-decay", "inf"], ["weight_decay must be a finite number"]),
+        (
+            ["--loss", "cosface", "--loss-arg", "margin=pi/0"],
+            ["loss argument margin: 'pi/0' divides by zero"],
+        ),
     ],
     ids=[
         "dataset",
@@ -200,6 +204,7 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         "lr-nan",
         "momentum-nan",
         "weight-decay-inf",
+        "loss-arg-pi-over-0",
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_folder(

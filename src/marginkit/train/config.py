@@ -552,16 +552,28 @@ def _argument(text: str, name: str) -> float:
     return _number(text, name)
 
 
+class _UnusableNumberError(ConfigError):
+    """A number or ``pi`` expression without a usable value (a division by zero, an
+    overflow to infinity): an error, never another reading of the text."""
+
+
 def _number(text: str, name: str) -> float:
+    """The value of a number or ``pi`` expression; a division by zero or an infinite value
+    is refused (:class:`_UnusableNumberError`)."""
     text = text.strip().lower()
     if _NUMBER.fullmatch(text):
-        return float(text)
-    angle = _ANGLE.fullmatch(text)
-    if angle is not None:
+        value = float(text)
+    elif (angle := _ANGLE.fullmatch(text)) is not None:
         factor = float(angle.group(1)) if angle.group(1) else 1.0
         divisor = float(angle.group(2)) if angle.group(2) else 1.0
-        return factor * math.pi / divisor
-    raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
+        if divisor == 0:
+            raise _UnusableNumberError(f"loss argument {name}: {text!r} divides by zero")
+        value = factor * math.pi / divisor
+    else:
+        raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
+    if not math.isfinite(value):
+        raise _UnusableNumberError(f"loss argument {name}: {text!r} is not a finite number")
+    return value
 
 
 def parse_value(
@@ -609,6 +621,8 @@ def parse_value(
         return kind, arguments
     try:
         return _number(text, name)
+    except _UnusableNumberError:
+        raise
     except ConfigError:
         if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
             raise ConfigError(f"loss argument {name}: {text!r} is not a finite number") from None
