@@ -242,6 +242,15 @@ def test_yaml_unknown_key(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    """``printf '\\xff\\xfe' > b.yaml; marginkit train --config b.yaml`` was a traceback."""
+    config = tmp_path / "b.yaml"
+    config.write_bytes(b"\xff\xfe")
+    result = run("train", "--config", str(config), "--out", str(tmp_path / "y"))
+    assert_one_line_error(result, f"config file {config} is not UTF-8 text (byte 0xff")
+    assert not (tmp_path / "y").exists()
+
+
 def test_missing_out_is_an_error(tmp_path: Path) -> None:
     assert_one_line_error(run(*BASE), "--out")
 

@@ -103,6 +103,15 @@ def test_bad_preset_files_are_one_line_errors(text: str, fragment: str, tmp_path
     assert fragment in message and "\n" not in message
 
 
+def test_a_preset_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """A UnicodeDecodeError traceback."""
+    path = tmp_path / "b.yaml"
+    path.write_bytes(b"title: caf\xe9\nruns: [softmax]\n")
+    with pytest.raises(ConfigError) as error:
+        load_preset(str(path))
+    assert str(error.value) == f"--preset file {path} is not UTF-8 text (byte 0xe9 at offset 10)"
+
+
 def test_unknown_preset_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"--preset: unknown preset 'nope'.*toy2d"):
         load_preset("nope")

@@ -167,6 +167,25 @@ def test_yaml_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (b"\xff\xfe", "byte 0xff at offset 0"),
+        (b"epochs: 2\nout: caf\xe9\n", "byte 0xe9 at offset 18"),
+    ],
+    ids=["utf16-bom", "latin1"],
+)
+def test_a_config_file_that_is_not_utf8_is_one_line(
+    tmp_path: Path, data: bytes, where: str
+) -> None:
+    """A UnicodeDecodeError traceback (or, read as UTF-16, an empty config)."""
+    path = tmp_path / "b.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"config file {path} is not UTF-8 text ({where})"
+
+
+@pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("label_noise", 1.0, r"label_noise must be a rate in \[0, 1\)"),
