@@ -384,3 +384,86 @@ def test_lock_file_of_a_finished_run_is_gone(tmp_path: Path, digits: object) -> 
     fit(config(out, epochs=1), bundle=digits, progress=False)
     assert runfolder.lock_holder(out) is None
     assert not (out / runfolder.LOCK).exists()
+
+
+# ------------------------------------------------- --overwrite and folders of no run
+def test_overwrite_refuses_a_run_folder_holding_the_users_files(
+    tmp_path: Path, digits: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``echo x > RUN/notes.txt; mkdir RUN/analysis; train --overwrite --out RUN`` deleted
+    them with the run."""
+    out = tmp_path / "run"
+    fit(config(out, epochs=1), bundle=digits, progress=False)
+    (out / "notes.txt").write_text("x\n")
+    (out / "analysis").mkdir()
+    (out / "analysis" / "table.csv").write_text("a,b\n")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    argv = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    argv += ["--threads", "1", "--quiet", "--overwrite", "--out", str(out)]
+    line = one_line_error(capsys, argv)
+    assert line == (
+        f"marginkit: error: --overwrite: out folder {out} holds files marginkit did not write "
+        "(analysis/, notes.txt) besides its run; move them away or choose another folder"
+    )
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # without --overwrite, the hint says what --overwrite would need
+    refused = one_line_error(capsys, [*argv[:-3], "--out", str(out)])
+    assert "already holds a run; pass --resume" in refused
+    assert "--overwrite to replace it once analysis/, notes.txt (not marginkit's)" in refused
+    # moved away: --overwrite replaces the run, an interrupted write's temporary file too
+    (out / "notes.txt").unlink()
+    (out / "analysis" / "table.csv").unlink()
+    (out / "analysis").rmdir()
+    (out / ".metrics.json.0123456789ab").write_text("{")
+    fit(config(out, epochs=1), bundle=digits, overwrite=True, progress=False)
+    assert not (out / ".metrics.json.0123456789ab").exists()
+
+
+def test_a_folder_of_no_run_is_refused_with_and_without_overwrite_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mkdir d; touch d/x; train --out d`` said to use --overwrite, which was then refused."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "x").touch()
+    argv = ["train", "--dataset", "digits", "--threads", "1", "--quiet", "--out", str(folder)]
+    expected = (
+        f"out folder {folder} holds files marginkit did not write (x) and holds no run "
+        "(no config.yaml); choose another folder"
+    )
+    assert one_line_error(capsys, argv) == f"marginkit: error: {expected}"
+    assert one_line_error(capsys, [*argv, "--overwrite"]) == (
+        f"marginkit: error: --overwrite: {expected}"
+    )
+    assert [p.name for p in folder.iterdir()] == ["x"]
+
+
+def test_a_run_that_never_started_is_replaced_only_with_overwrite(
+    tmp_path: Path, digits: object
+) -> None:
+    """Only marginkit's files and no config.yaml: "already holds a run" was wrong."""
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    with pytest.raises(RunFolderError, match=r"holds no run \(no config.yaml\), only files of one"):
+        fit(config(out, epochs=1), bundle=digits, progress=False)
+    fit(config(out, epochs=1), bundle=digits, overwrite=True, progress=False)
+    assert (out / "config.yaml").is_file()
+
+
+def test_the_run_files_name_what_marginkit_writes() -> None:
+    """``--overwrite`` removes what :data:`RUN_FILES` names: every file marginkit writes."""
+    from marginkit.train.checkpoint import CHECKPOINTS
+    from marginkit.train.preprocessing import PREPROCESSING_FILE
+    from marginkit.train.steplog import STEPS
+    from marginkit.verify import VERIFY_FILE
+
+    assert {CHECKPOINTS, PREPROCESSING_FILE, STEPS, VERIFY_FILE} <= runfolder.RUN_FILES
+
+
+def test_a_trained_and_evaluated_run_holds_only_marginkits_files(
+    tmp_path: Path, digits: object
+) -> None:
+    out = tmp_path / "run"
+    fit(config(out, epochs=1), bundle=digits, progress=False)
+    evaluate_run(out, analysis=False, save_embeddings=out / "embeddings.npz")
+    assert runfolder.foreign_entries(runfolder.run_entries(out)) == []

@@ -62,7 +62,9 @@ from marginkit.train.runfolder import (
     OutputError,
     RunFolderError,
     atomic_write_text,
+    foreign_entries,
     held,
+    listed,
     lock_holder,
     make_folder,
     run_entries,
@@ -243,8 +245,10 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
 
     Raises:
         RunFolderError: ``resume`` and the folder holds no run; it holds a run and neither
-            ``resume`` nor ``overwrite`` is given; it holds a different run; ``overwrite``
-            of a folder that is not empty and holds no run.
+            ``resume`` nor ``overwrite`` is given; it holds a different run; it holds files
+            marginkit did not write (named) and no run, or ``overwrite`` is given (which
+            removes only what marginkit wrote); it holds no run and ``overwrite`` is not
+            given. A message suggests ``--overwrite`` only where it would be accepted.
     """
     entries = run_entries(run_dir)
     holds_run = (run_dir / "config.yaml").is_file()
@@ -253,17 +257,27 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
             f"--resume: {run_dir} holds no run (no config.yaml); check the path, or leave "
             "out --resume to start a new run there"
         )
-    if entries and overwrite and not holds_run:
+    foreign = foreign_entries(entries)  # --overwrite never removes these
+    if foreign and (overwrite or not holds_run):
+        what = "besides its run" if holds_run else "and holds no run (no config.yaml)"
+        hint = "move them away or choose another folder" if holds_run else "choose another folder"
         raise RunFolderError(
-            f"out folder {run_dir} is not empty and holds no run (no config.yaml); "
-            "refusing to overwrite it"
+            f"{'--overwrite: ' if overwrite else ''}out folder {run_dir} holds files marginkit "
+            f"did not write ({listed(foreign)}) {what}; {hint}"
         )
     if not entries or overwrite:
         return False
-    if not resume:
+    if not holds_run:  # only marginkit's files: a run stopped before its config.yaml
         raise RunFolderError(
-            f"out folder {run_dir} already holds a run; pass --resume to continue it "
-            "or --overwrite to replace it"
+            f"out folder {run_dir} holds no run (no config.yaml), only files of one that "
+            "never started; pass --overwrite to replace them or choose another folder"
+        )
+    if not resume:
+        replace = "--overwrite to replace it"
+        if foreign:
+            replace += f" once {listed(foreign)} (not marginkit's) are moved away"
+        raise RunFolderError(
+            f"out folder {run_dir} already holds a run; pass --resume to continue it or {replace}"
         )
     from marginkit.train.config import load_config
 
@@ -277,8 +291,12 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
 
 
 def _clear_run_folder(run_dir: Path) -> None:
-    """``--overwrite``: remove what the run folder holds (its lock file stays)."""
+    """``--overwrite``: remove what marginkit wrote in the run folder (its lock file stays;
+    :func:`_check_run_folder` refused a folder holding anything else)."""
+    foreign = foreign_entries(run_entries(run_dir))
     for entry in run_entries(run_dir):
+        if entry in foreign:
+            continue
         try:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -588,7 +606,8 @@ def fit(
             ``config.dataset`` (tests, notebooks).
         resume: continue the run in ``config.out`` from its newest intact checkpoint (a
             run without one starts from scratch; a folder holding no run is an error).
-        overwrite: replace whatever ``config.out`` holds.
+        overwrite: replace the run in ``config.out``: what marginkit wrote there is
+            removed; a folder that also holds other files is refused, naming them.
         progress: show progress: on a terminal a bar with the ETA, elsewhere a line every
             ``config.log_every`` steps (loss, accuracy, lr, hyper-parameters, images/s, ETA);
             and a line per epoch.
@@ -605,7 +624,8 @@ def fit(
             file is written.
         RunFolderError: ``config.out`` is in use by another training (the message names
             its PID), holds a different run, holds a run and neither ``resume`` nor
-            ``overwrite`` is given, or holds no run and ``resume`` is.
+            ``overwrite`` is given, holds no run and ``resume`` is, or holds files marginkit
+            did not write and ``overwrite`` is given or it holds no run.
         NonFiniteLossError: the loss became NaN/inf; names the epoch, the step and the last
             finite checkpoint.
         OutputError: a file or folder cannot be written (no space, read-only, not a folder,
