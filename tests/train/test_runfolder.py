@@ -213,6 +213,60 @@ def test_state_is_loaded_without_running_code(interrupted: Path, tmp_path: Path)
     assert not witness.exists()
 
 
+def replace_state(folder: Path, state: object) -> None:
+    """Write ``state`` as the checkpoint's ``state.pt``, with a manifest that matches it."""
+    import hashlib
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    (folder / STATE).write_bytes(data)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"][STATE] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+WRONG_STATES = {
+    "a-list": (lambda state: [1, 2, 3], "not a training state: a list, not a mapping"),
+    "no-step": (lambda state: {"epoch": 2, "foo": 2}, "not a training state: no step"),
+    "text-epoch": (lambda state: {**state, "epoch": "2"}, "epoch is a str, not a count"),
+    "no-optimizer": (
+        lambda state: {k: v for k, v in state.items() if k != "optimizer"},
+        "not a training state: no optimizer state",
+    ),
+    "optimizer-of-another-run": (
+        lambda state: {**state, "optimizer": {"state": {}, "param_groups": []}},
+        "its optimizer state does not fit the run, loaded state dict has a different number",
+    ),
+    "short-generator": (
+        lambda state: {**state, "generator": torch.zeros(7, dtype=torch.uint8)},
+        "a malformed generator state, Expected a CPUGeneratorImplState of size",
+    ),
+}
+
+
+@pytest.mark.parametrize("wrong", WRONG_STATES)
+def test_a_state_of_the_wrong_structure_is_one_line(
+    interrupted: Path, digits: object, wrong: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A valid pickle of the wrong structure as ``state.pt`` (its manifest matching): a
+    KeyError or AttributeError traceback on ``train --resume``."""
+    folder = interrupted / "checkpoints" / "epoch-0002"
+    change, why = WRONG_STATES[wrong]
+    replace_state(folder, change(torch.load(folder / STATE, weights_only=True)))
+    before = sorted(p.relative_to(interrupted) for p in interrupted.rglob("*"))
+    expected = "checkpoint epoch-0002 is damaged (state.pt: "
+    with pytest.raises(CheckpointError) as caught:
+        fit(config(interrupted), bundle=digits, resume=True, progress=False)
+    assert str(caught.value).startswith(expected) and why in str(caught.value)
+    argv = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    argv += ["--loss", "cosface", "--epochs", "3", "--batch-size", "128", "--lr", "0.05"]
+    argv += ["--log-every", "0", "--threads", "1", "--quiet", "--out", str(interrupted)]
+    line = one_line_error(capsys, [*argv, "--resume"])
+    assert line.startswith(f"marginkit: error: {expected}") and why in line
+    assert sorted(p.relative_to(interrupted) for p in interrupted.rglob("*")) == before
+
+
 # ---------------------------------------------------------------- OS errors, one line
 def fail_writes_from_epoch(epoch: int, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every file write fails with ``code`` once the checkpoint of ``epoch`` begins."""

@@ -48,6 +48,8 @@ from marginkit.registry import BACKBONES, LOSSES
 from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
+    check_state,
+    damaged_state,
     fault_point,
     find_checkpoint,
     load_checkpoint,
@@ -744,13 +746,21 @@ def _restore(run: _Run, checkpoint: Any) -> None:
     """Continue from ``checkpoint``: weights (this rank's head rows), this rank's optimiser
     and RNG states (resharded from a run on another number of processes), the batches'
     generator, the history and the step."""
-    run.last_checkpoint = str(checkpoint.path)
+    folder = checkpoint.path
+    check_state(folder, checkpoint.state, resumable=True)  # keys and types, one line if not
+    run.last_checkpoint = str(folder)
     run.part.load_networks(checkpoint.weights, run.backbone, run.head)
     optimizer_state, rng_state = run.part.own_state(checkpoint.state, run.optimizer, run.head)
-    run.optimizer.load_state_dict(optimizer_state)  # to the parameters' device
+    try:
+        run.optimizer.load_state_dict(optimizer_state)  # to the parameters' device
+    except (ValueError, KeyError, TypeError) as error:  # groups or parameters that differ
+        raise damaged_state(folder, "its optimizer state does not fit the run", error) from None
     run.precision.load_state_dict(checkpoint.state)  # fp16's scaler, the CUDA RNG
-    run.generator.set_state(checkpoint.state["generator"])
-    torch.set_rng_state(rng_state)
+    try:
+        run.generator.set_state(checkpoint.state["generator"])
+        torch.set_rng_state(rng_state)
+    except RuntimeError as error:  # a byte tensor of the wrong size (CPU states only)
+        raise damaged_state(folder, "a malformed generator state", error) from None
     # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
     unit = checkpoint.state.get("accuracy_unit")
     run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
