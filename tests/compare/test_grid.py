@@ -139,3 +139,30 @@ def test_evaluation_embeds_a_fixed_sample_of_a_large_training_split() -> None:
     again = evaluation_bundle(bundle, limit=100)
     assert torch.equal(again.train_labels, small.train_labels)
     assert evaluation_bundle(bundle, limit=10_000) is bundle
+
+
+def test_folder_data_without_a_validation_split_fails_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grid on ``--dataset folder`` without ``validation_fraction`` trained its first run
+    and only then failed: "the run's data set 'folder' has no test split"."""
+    from data_writers import write_image_folder
+
+    write_image_folder(tmp_path / "faces", classes=3, per_class=8, size=(12, 12))
+    settings = {"dataset": "folder", "data_dir": str(tmp_path / "faces"), "image_size": [12, 12]}
+    trained: list[str] = []
+    real_fit = marginkit.train.fit
+
+    def counting(config, **kwargs):  # type: ignore[no-untyped-def]
+        trained.append(config.loss)
+        return real_fit(config, **kwargs)
+
+    monkeypatch.setattr(marginkit.train, "fit", counting)
+    out = tmp_path / "report"
+    with pytest.raises(GridError) as caught:
+        run_grid(tiny_spec("softmax,arcface", seeds=1, **settings), out, progress=False)
+    assert str(caught.value) == (
+        "data set 'folder' has no test split to measure the runs on; set validation_fraction "
+        "(e.g. 0.2) in the settings to hold out a validation split"
+    )
+    assert trained == [] and not out.exists()

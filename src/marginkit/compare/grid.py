@@ -315,7 +315,8 @@ def run_grid(
         A :class:`GridResult`.
 
     Raises:
-        GridError: ``out`` holds another comparison or other files.
+        GridError: ``out`` holds another comparison or other files; the data have no split
+            to measure the runs on (before any run is trained).
         marginkit.train.ConfigError, marginkit.data.DataError: bad options or data.
         marginkit.train.RunFolderError: a run folder holds a run of other settings.
     """
@@ -339,6 +340,7 @@ def run_grid(
     ]
     bundles = _Bundles()
     first = bundles(runs[0][2])  # bad data options fail before anything is written
+    _check_measurable(runs, bundles)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     steps = {name: planned_steps(config, first) for name, _, config in runs}
@@ -387,6 +389,23 @@ class _Bundles:
         if key not in self.loaded:
             self.loaded[key] = load_bundle(config, progress=False)
         return self.loaded[key]
+
+
+def _check_measurable(runs: list[tuple[str, int, TrainConfig]], bundles: _Bundles) -> None:
+    """Refuse, before any run is trained, data with no split to measure the runs on (the
+    split :func:`~marginkit.evaluation.evaluate_run` takes: a data set without a test split,
+    such as ``folder``, is measured on its validation split)."""
+    from marginkit.evaluation.embedding import EvaluationError, measured_split, split_dataset
+
+    for _, _, config in runs:
+        bundle = bundles(config)
+        try:
+            split_dataset(bundle, measured_split(bundle))
+        except EvaluationError:
+            raise GridError(
+                f"data set {config.dataset!r} has no test split to measure the runs on; set "
+                "validation_fraction (e.g. 0.2) in the settings to hold out a validation split"
+            ) from None
 
 
 def _check_finished(run_dir: Path, config: TrainConfig, num_classes: int) -> None:
