@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -128,6 +129,50 @@ def test_resume_of_a_folder_without_a_run_is_an_error(
     line = one_line_error(capsys, ["train", "--out", str(typo), "--resume", "--quiet"])
     assert "--resume" in line and str(typo) in line and "holds no run" in line
     assert not typo.exists()
+
+
+def test_resume_on_other_data_is_refused_naming_what_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resumed run accepted other data (``--data-dir`` elsewhere) with no check."""
+    from data_writers import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "a")
+    write_idx_dataset(tmp_path / "b", seed=1)  # same names and sizes, other pixels
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    out = tmp_path / "run"
+    mnist = {"dataset": "mnist", "epochs": 2, "download": False}
+    with pytest.MonkeyPatch.context() as patch:
+        stop_after(1, patch)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config(out, data_dir=str(tmp_path / "a"), **mnist), progress=False)
+    assert json.loads((out / "data.json").read_text())["source"] == str(tmp_path / "a")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(RunFolderError) as caught:
+        fit(config(out, data_dir=str(tmp_path / "b"), **mnist), resume=True, progress=False)
+    assert str(caught.value) == (
+        f"--resume: the data differ from the run's in {out} (data_dir: {tmp_path / 'a'} there, "
+        f"{tmp_path / 'b'} now; changed: t10k-images-idx3-ubyte, train-images-idx3-ubyte); "
+        "resume it on its own data or start a new run"
+    )
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    argv = ["train", "--out", str(out), "--resume", "--data-dir", str(tmp_path / "b"), "--quiet"]
+    assert "--resume: the data differ from the run's" in one_line_error(capsys, argv)
+    # the same files, moved: resumed
+    stream = io.StringIO()
+    moved = config(out, data_dir=str(tmp_path / "moved"), **mnist)
+    result = fit(moved, resume=True, stream=stream)
+    assert "resuming" in stream.getvalue() and len(result.history) == 2
+
+
+def test_a_run_without_a_data_record_resumes_and_says_it_is_unchecked(
+    interrupted: Path, digits: object
+) -> None:
+    """An older run (no data.json) resumes with a warning, then records its data."""
+    (interrupted / "data.json").unlink()
+    result, said = resume(interrupted, digits)
+    assert "records no fingerprint of its data (no data.json: an older run)" in said
+    assert len(result.history) == 3 and (interrupted / "data.json").is_file()
 
 
 # --------------------------------------------------------------- damaged checkpoints
@@ -507,11 +552,13 @@ def test_a_run_that_never_started_is_replaced_only_with_overwrite(
 def test_the_run_files_name_what_marginkit_writes() -> None:
     """``--overwrite`` removes what :data:`RUN_FILES` names: every file marginkit writes."""
     from marginkit.train.checkpoint import CHECKPOINTS
+    from marginkit.train.datarecord import DATA_FILE
     from marginkit.train.preprocessing import PREPROCESSING_FILE
     from marginkit.train.steplog import STEPS
     from marginkit.verify import VERIFY_FILE
 
-    assert {CHECKPOINTS, PREPROCESSING_FILE, STEPS, VERIFY_FILE} <= runfolder.RUN_FILES
+    written = {CHECKPOINTS, DATA_FILE, PREPROCESSING_FILE, STEPS, VERIFY_FILE}
+    assert written <= runfolder.RUN_FILES
 
 
 def test_a_trained_and_evaluated_run_holds_only_marginkits_files(

@@ -56,6 +56,7 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.datarecord import DATA_FILE, data_difference, unchecked_data, write_data_record
 from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
@@ -290,6 +291,22 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
         )
         raise RunFolderError(f"out folder {run_dir} holds a different run: {shown}")
     return True
+
+
+def _check_same_data(run_dir: Path, bundle: Any, stream: TextIO) -> None:
+    """Refuse to resume the run in ``run_dir`` on other data than those it recorded (one
+    line naming what differs); say so on ``stream`` (even when quiet) when they cannot be
+    checked (:func:`~marginkit.train.datarecord.unchecked_data`)."""
+    unchecked = unchecked_data(run_dir, bundle)
+    if unchecked is not None:
+        print(f"warning: {unchecked}; resuming without checking them", file=stream, flush=True)
+        return
+    difference = data_difference(run_dir, bundle)
+    if difference is not None:
+        raise RunFolderError(
+            f"--resume: the data differ from the run's in {run_dir} ({difference}); resume it "
+            "on its own data or start a new run"
+        )
 
 
 def _clear_run_folder(run_dir: Path) -> None:
@@ -607,7 +624,8 @@ def fit(
         bundle: a ``marginkit.data.DataBundle`` to train on instead of loading
             ``config.dataset`` (tests, notebooks).
         resume: continue the run in ``config.out`` from its newest intact checkpoint (a
-            run without one starts from scratch; a folder holding no run is an error).
+            run without one starts from scratch; a folder holding no run is an error), on
+            the data it recorded (``data.json``, :mod:`marginkit.train.datarecord`).
         overwrite: replace the run in ``config.out``: what marginkit wrote there is
             removed; a folder that also holds other files is refused, naming them.
         progress: show progress: on a terminal a bar with the ETA, elsewhere a line every
@@ -625,7 +643,8 @@ def fit(
         ConfigError, marginkit.data.DataError, ValueError: bad options or data, before any
             file is written.
         RunFolderError: ``config.out`` is in use by another training (the message names
-            its PID), holds a different run, holds a run and neither ``resume`` nor
+            its PID), holds a different run (other settings, or ``resume`` on other
+            data, naming what differs), holds a run and neither ``resume`` nor
             ``overwrite`` is given, holds no run and ``resume`` is, or holds files marginkit
             did not write and ``overwrite`` is given or it holds no run.
         NonFiniteLossError: the loss became NaN/inf; names the epoch, the step and the last
@@ -723,6 +742,8 @@ def _open_run_folder(
     cleanup.enter_context(held(run_dir))
     # checked again under the lock: another training may have written in the meantime
     resuming = _check_run_folder(run_dir, run.config, resume, overwrite)
+    if resuming:
+        _check_same_data(run_dir, run.bundle, run.stream)
     if overwrite:
         _clear_run_folder(run_dir)
     checkpoint = _resume_point(run_dir, run.stream) if resuming else None
@@ -731,6 +752,8 @@ def _open_run_folder(
         _restore(run, checkpoint)
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
     save_config(run.config, run_dir / "config.yaml")
+    if not (run_dir / DATA_FILE).is_file():  # a new run (an older one: recorded from now on)
+        write_data_record(run_dir, run.bundle)
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
 

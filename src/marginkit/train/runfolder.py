@@ -46,6 +46,7 @@ LOCK = ".lock"
 RUN_FILES = frozenset(
     {
         "config.yaml",
+        "data.json",
         "preprocessing.json",
         "metrics.json",
         "log.csv",
