@@ -187,6 +187,10 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         (["--lr", "nan"], ["lr must be a finite number"]),
         (["--momentum", "nan"], ["momentum must be a finite number"]),
         (["--weight-decay", "inf"], ["weight_decay must be a finite number"]),
+        (
+            ["--loss", "cosface", "--loss-arg", "margin=pi/0"],
+            ["loss argument margin: 'pi/0' divides by zero"],
+        ),
     ],
     ids=[
         "dataset",
@@ -200,6 +204,7 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
         "lr-nan",
         "momentum-nan",
         "weight-decay-inf",
+        "loss-arg-pi-over-0",
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_folder(
@@ -235,6 +240,15 @@ def test_yaml_unknown_key(tmp_path: Path) -> None:
     result = run("train", "--config", str(config), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "unknown key 'epochz'")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    """``printf '\\xff\\xfe' > b.yaml; marginkit train --config b.yaml`` was a traceback."""
+    config = tmp_path / "b.yaml"
+    config.write_bytes(b"\xff\xfe")
+    result = run("train", "--config", str(config), "--out", str(tmp_path / "y"))
+    assert_one_line_error(result, f"config file {config} is not UTF-8 text (byte 0xff")
+    assert not (tmp_path / "y").exists()
 
 
 def test_missing_out_is_an_error(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,76 @@ def test_an_lr_grid_needs_a_validation_split() -> None:
         CompareSpec.from_dict(
             {"settings": {"dataset": "digits"}, "runs": "softmax", "baseline": "x"}
         )
+
+
+def test_folder_data_without_a_validation_split_fails_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grid on ``--dataset folder`` without ``validation_fraction`` trained its first run
+    and only then failed: "the run's data set 'folder' has no test split"."""
+    from data_writers import write_image_folder
+
+    write_image_folder(tmp_path / "faces", classes=3, per_class=8, size=(12, 12))
+    settings = {"dataset": "folder", "data_dir": str(tmp_path / "faces"), "image_size": [12, 12]}
+    trained: list[str] = []
+    real_fit = marginkit.train.fit
+
+    def counting(config, **kwargs):  # type: ignore[no-untyped-def]
+        trained.append(config.loss)
+        return real_fit(config, **kwargs)
+
+    monkeypatch.setattr(marginkit.train, "fit", counting)
+    out = tmp_path / "report"
+    with pytest.raises(GridError) as caught:
+        run_grid(tiny_spec("softmax,arcface", seeds=1, **settings), out, progress=False)
+    assert str(caught.value) == (
+        "data set 'folder' has no test split to measure the runs on; set validation_fraction "
+        "(e.g. 0.2) in the settings to hold out a validation split"
+    )
+    assert trained == [] and not out.exists()
+
+
+class KilledError(Exception):
+    """The grid's process killed (not a KeyboardInterrupt, which would stop pytest)."""
+
+
+def test_a_grid_resumed_on_other_data_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KilledError after its first run, a grid rerun with ``--data-dir B`` adopted that run
+    (trained on A) and trained the others on B."""
+    from data_writers import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "a")
+    write_idx_dataset(tmp_path / "b", seed=1)
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    out = tmp_path / "report"
+    mnist = {"dataset": "mnist", "download": False, "train_fraction": 1.0}
+    real_fit = marginkit.train.fit
+    calls: list[str] = []
+    killed = {"arcface"}
+
+    def killed_in_arcface(config, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(config.loss)
+        if config.loss in killed:
+            raise KilledError
+        return real_fit(config, **kwargs)
+
+    monkeypatch.setattr(marginkit.train, "fit", killed_in_arcface)
+    with pytest.raises(KilledError):
+        run_grid(tiny_spec(seeds=1, data_dir=str(tmp_path / "a"), **mnist), out, progress=False)
+    calls.clear()
+    with pytest.raises(GridError) as caught:
+        run_grid(tiny_spec(seeds=1, data_dir=str(tmp_path / "b"), **mnist), out, progress=False)
+    assert str(caught.value) == (
+        f"run folder {out / 'runs' / 'softmax-seed0'} holds a run on other data (data_dir: "
+        f"{tmp_path / 'a'} there, {tmp_path / 'b'} now; changed: t10k-images-idx3-ubyte, "
+        "train-images-idx3-ubyte); give the grid its data again or choose another --out "
+        "(finished work is never replaced)"
+    )
+    assert calls == []
+    killed.clear()
+    result = run_grid(
+        tiny_spec(seeds=1, data_dir=str(tmp_path / "moved"), **mnist), out, progress=False
+    )  # the same files, moved
+    assert calls == ["arcface"] and result.skipped == ["softmax-seed0"]

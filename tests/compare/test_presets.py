@@ -88,6 +88,24 @@ def test_options_override_the_preset() -> None:
     assert given.settings.data_dir == "/elsewhere"
 
 
+@pytest.mark.parametrize("preset", [None, "toy2d"])
+def test_seed_is_the_first_seed_of_the_grid(preset: str | None) -> None:
+    """``compare --seed 7`` was always refused: "settings.seed is set per run"."""
+    from marginkit.compare import CompareSpec
+
+    spec = spec_from_options(preset, {"losses": "softmax", "epochs": 1, "seed": 7, "seeds": 2})
+    assert spec.seed_values == [7, 8]
+    variant = spec.variants[0]
+    assert [spec.run_config(variant, seed).seed for seed in spec.seed_values] == [7, 8]
+    assert spec.run_name(variant, 7) == "softmax-seed7"
+    saved = CompareSpec.from_dict(spec.to_dict())  # grid.yaml keeps it
+    assert saved.seed_values == [7, 8] and saved.grid_identity() == spec.grid_identity()
+    assert (
+        spec.grid_identity()
+        != spec_from_options(preset, {"losses": "softmax", "epochs": 1, "seeds": 2}).grid_identity()
+    )
+
+
 def test_without_a_preset_digits_or_the_generic_settings() -> None:
     assert spec_from_options(None, {}).preset == "digits"
     generic = spec_from_options(None, {"dataset": "mnist", "backbone": "lenetpp"})
@@ -124,6 +142,15 @@ def test_bad_preset_files_are_one_line_errors(text: str, fragment: str, tmp_path
         load_preset(str(path))
     message = str(error.value)
     assert fragment in message and "\n" not in message
+
+
+def test_a_preset_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """A UnicodeDecodeError traceback."""
+    path = tmp_path / "b.yaml"
+    path.write_bytes(b"title: caf\xe9\nruns: [softmax]\n")
+    with pytest.raises(ConfigError) as error:
+        load_preset(str(path))
+    assert str(error.value) == f"--preset file {path} is not UTF-8 text (byte 0xe9 at offset 10)"
 
 
 def test_unknown_preset_names_the_known_ones() -> None:

@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -130,6 +131,50 @@ def test_resume_of_a_folder_without_a_run_is_an_error(
     assert not typo.exists()
 
 
+def test_resume_on_other_data_is_refused_naming_what_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resumed run accepted other data (``--data-dir`` elsewhere) with no check."""
+    from data_writers import write_idx_dataset
+
+    write_idx_dataset(tmp_path / "a")
+    write_idx_dataset(tmp_path / "b", seed=1)  # same names and sizes, other pixels
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    out = tmp_path / "run"
+    mnist = {"dataset": "mnist", "epochs": 2, "download": False}
+    with pytest.MonkeyPatch.context() as patch:
+        stop_after(1, patch)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config(out, data_dir=str(tmp_path / "a"), **mnist), progress=False)
+    assert json.loads((out / "data.json").read_text())["source"] == str(tmp_path / "a")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(RunFolderError) as caught:
+        fit(config(out, data_dir=str(tmp_path / "b"), **mnist), resume=True, progress=False)
+    assert str(caught.value) == (
+        f"--resume: the data differ from the run's in {out} (data_dir: {tmp_path / 'a'} there, "
+        f"{tmp_path / 'b'} now; changed: t10k-images-idx3-ubyte, train-images-idx3-ubyte); "
+        "resume it on its own data or start a new run"
+    )
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    argv = ["train", "--out", str(out), "--resume", "--data-dir", str(tmp_path / "b"), "--quiet"]
+    assert "--resume: the data differ from the run's" in one_line_error(capsys, argv)
+    # the same files, moved: resumed
+    stream = io.StringIO()
+    moved = config(out, data_dir=str(tmp_path / "moved"), **mnist)
+    result = fit(moved, resume=True, stream=stream)
+    assert "resuming" in stream.getvalue() and len(result.history) == 2
+
+
+def test_a_run_without_a_data_record_resumes_and_says_it_is_unchecked(
+    interrupted: Path, digits: object
+) -> None:
+    """An older run (no data.json) resumes with a warning, then records its data."""
+    (interrupted / "data.json").unlink()
+    result, said = resume(interrupted, digits)
+    assert "records no fingerprint of its data (no data.json: an older run)" in said
+    assert len(result.history) == 3 and (interrupted / "data.json").is_file()
+
+
 # --------------------------------------------------------------- damaged checkpoints
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -211,6 +256,60 @@ def test_state_is_loaded_without_running_code(interrupted: Path, tmp_path: Path)
     with pytest.raises(CheckpointError, match=r"checkpoint epoch-0002 is damaged \(state.pt: "):
         load_checkpoint(folder)
     assert not witness.exists()
+
+
+def replace_state(folder: Path, state: object) -> None:
+    """Write ``state`` as the checkpoint's ``state.pt``, with a manifest that matches it."""
+    import hashlib
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    (folder / STATE).write_bytes(data)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"][STATE] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+WRONG_STATES = {
+    "a-list": (lambda state: [1, 2, 3], "not a training state: a list, not a mapping"),
+    "no-step": (lambda state: {"epoch": 2, "foo": 2}, "not a training state: no step"),
+    "text-epoch": (lambda state: {**state, "epoch": "2"}, "epoch is a str, not a count"),
+    "no-optimizer": (
+        lambda state: {k: v for k, v in state.items() if k != "optimizer"},
+        "not a training state: no optimizer state",
+    ),
+    "optimizer-of-another-run": (
+        lambda state: {**state, "optimizer": {"state": {}, "param_groups": []}},
+        "its optimizer state does not fit the run, loaded state dict has a different number",
+    ),
+    "short-generator": (
+        lambda state: {**state, "generator": torch.zeros(7, dtype=torch.uint8)},
+        "a malformed generator state, Expected a CPUGeneratorImplState of size",
+    ),
+}
+
+
+@pytest.mark.parametrize("wrong", WRONG_STATES)
+def test_a_state_of_the_wrong_structure_is_one_line(
+    interrupted: Path, digits: object, wrong: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A valid pickle of the wrong structure as ``state.pt`` (its manifest matching): a
+    KeyError or AttributeError traceback on ``train --resume``."""
+    folder = interrupted / "checkpoints" / "epoch-0002"
+    change, why = WRONG_STATES[wrong]
+    replace_state(folder, change(torch.load(folder / STATE, weights_only=True)))
+    before = sorted(p.relative_to(interrupted) for p in interrupted.rglob("*"))
+    expected = "checkpoint epoch-0002 is damaged (state.pt: "
+    with pytest.raises(CheckpointError) as caught:
+        fit(config(interrupted), bundle=digits, resume=True, progress=False)
+    assert str(caught.value).startswith(expected) and why in str(caught.value)
+    argv = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    argv += ["--loss", "cosface", "--epochs", "3", "--batch-size", "128", "--lr", "0.05"]
+    argv += ["--log-every", "0", "--threads", "1", "--quiet", "--out", str(interrupted)]
+    line = one_line_error(capsys, [*argv, "--resume"])
+    assert line.startswith(f"marginkit: error: {expected}") and why in line
+    assert sorted(p.relative_to(interrupted) for p in interrupted.rglob("*")) == before
 
 
 # ---------------------------------------------------------------- OS errors, one line
@@ -384,3 +483,88 @@ def test_lock_file_of_a_finished_run_is_gone(tmp_path: Path, digits: object) -> 
     fit(config(out, epochs=1), bundle=digits, progress=False)
     assert runfolder.lock_holder(out) is None
     assert not (out / runfolder.LOCK).exists()
+
+
+# ------------------------------------------------- --overwrite and folders of no run
+def test_overwrite_refuses_a_run_folder_holding_the_users_files(
+    tmp_path: Path, digits: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``echo x > RUN/notes.txt; mkdir RUN/analysis; train --overwrite --out RUN`` deleted
+    them with the run."""
+    out = tmp_path / "run"
+    fit(config(out, epochs=1), bundle=digits, progress=False)
+    (out / "notes.txt").write_text("x\n")
+    (out / "analysis").mkdir()
+    (out / "analysis" / "table.csv").write_text("a,b\n")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    argv = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    argv += ["--threads", "1", "--quiet", "--overwrite", "--out", str(out)]
+    line = one_line_error(capsys, argv)
+    assert line == (
+        f"marginkit: error: --overwrite: out folder {out} holds files marginkit did not write "
+        "(analysis/, notes.txt) besides its run; move them away or choose another folder"
+    )
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # without --overwrite, the hint says what --overwrite would need
+    refused = one_line_error(capsys, [*argv[:-3], "--out", str(out)])
+    assert "already holds a run; pass --resume" in refused
+    assert "--overwrite to replace it once analysis/, notes.txt (not marginkit's)" in refused
+    # moved away: --overwrite replaces the run, an interrupted write's temporary file too
+    (out / "notes.txt").unlink()
+    (out / "analysis" / "table.csv").unlink()
+    (out / "analysis").rmdir()
+    (out / ".metrics.json.0123456789ab").write_text("{")
+    fit(config(out, epochs=1), bundle=digits, overwrite=True, progress=False)
+    assert not (out / ".metrics.json.0123456789ab").exists()
+
+
+def test_a_folder_of_no_run_is_refused_with_and_without_overwrite_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mkdir d; touch d/x; train --out d`` said to use --overwrite, which was then refused."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "x").touch()
+    argv = ["train", "--dataset", "digits", "--threads", "1", "--quiet", "--out", str(folder)]
+    expected = (
+        f"out folder {folder} holds files marginkit did not write (x) and holds no run "
+        "(no config.yaml); choose another folder"
+    )
+    assert one_line_error(capsys, argv) == f"marginkit: error: {expected}"
+    assert one_line_error(capsys, [*argv, "--overwrite"]) == (
+        f"marginkit: error: --overwrite: {expected}"
+    )
+    assert [p.name for p in folder.iterdir()] == ["x"]
+
+
+def test_a_run_that_never_started_is_replaced_only_with_overwrite(
+    tmp_path: Path, digits: object
+) -> None:
+    """Only marginkit's files and no config.yaml: "already holds a run" was wrong."""
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    with pytest.raises(RunFolderError, match=r"holds no run \(no config.yaml\), only files of one"):
+        fit(config(out, epochs=1), bundle=digits, progress=False)
+    fit(config(out, epochs=1), bundle=digits, overwrite=True, progress=False)
+    assert (out / "config.yaml").is_file()
+
+
+def test_the_run_files_name_what_marginkit_writes() -> None:
+    """``--overwrite`` removes what :data:`RUN_FILES` names: every file marginkit writes."""
+    from marginkit.train.checkpoint import CHECKPOINTS
+    from marginkit.train.datarecord import DATA_FILE
+    from marginkit.train.preprocessing import PREPROCESSING_FILE
+    from marginkit.train.steplog import STEPS
+    from marginkit.verify import VERIFY_FILE
+
+    written = {CHECKPOINTS, DATA_FILE, PREPROCESSING_FILE, STEPS, VERIFY_FILE}
+    assert written <= runfolder.RUN_FILES
+
+
+def test_a_trained_and_evaluated_run_holds_only_marginkits_files(
+    tmp_path: Path, digits: object
+) -> None:
+    out = tmp_path / "run"
+    fit(config(out, epochs=1), bundle=digits, progress=False)
+    evaluate_run(out, analysis=False, save_embeddings=out / "embeddings.npz")
+    assert runfolder.foreign_entries(runfolder.run_entries(out)) == []

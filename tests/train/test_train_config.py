@@ -56,6 +56,10 @@ def test_parse_value(text: str, expected: object) -> None:
         ("fast one", "nor a single word"),
         ("nan", "'nan' is not a finite number"),
         ("Inf", "'Inf' is not a finite number"),
+        ("pi/0", "'pi/0' divides by zero"),
+        ("3*pi/0.0", "'3\\*pi/0.0' divides by zero"),
+        ("warmup:pi/0:10", "'pi/0' divides by zero"),
+        ("1e400", "'1e400' is not a finite number"),
         ("0.5x", "neither a number"),
         ("warmup:a:10", "is not a number"),
     ],
@@ -160,6 +164,25 @@ def test_yaml_errors(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (b"\xff\xfe", "byte 0xff at offset 0"),
+        (b"epochs: 2\nout: caf\xe9\n", "byte 0xe9 at offset 18"),
+    ],
+    ids=["utf16-bom", "latin1"],
+)
+def test_a_config_file_that_is_not_utf8_is_one_line(
+    tmp_path: Path, data: bytes, where: str
+) -> None:
+    """A UnicodeDecodeError traceback (or, read as UTF-16, an empty config)."""
+    path = tmp_path / "b.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"config file {path} is not UTF-8 text ({where})"
 
 
 @pytest.mark.parametrize(

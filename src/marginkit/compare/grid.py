@@ -15,7 +15,8 @@ Layout of a report folder (``--out``)::
 The data of each distinct data setting (data set, class subset, noise rate, ...) is loaded
 once and kept in memory for the whole grid. A finished run (its ``metrics.json`` has a
 non-empty ``final``) is never trained again; an unfinished one is resumed from its last
-checkpoint, so a grid killed half-way continues where it stopped.
+checkpoint, so a grid killed half-way continues where it stopped; either is refused, before
+anything is trained, when its data differ from those it recorded (``RUN/data.json``).
 """
 
 from __future__ import annotations
@@ -325,7 +326,9 @@ def run_grid(
         A :class:`GridResult`.
 
     Raises:
-        GridError: ``out`` holds another comparison or other files.
+        GridError: ``out`` holds another comparison or other files; the data have no split
+            to measure the runs on, or differ from those a run folder recorded (before any
+            run is trained).
         marginkit.train.ConfigError, marginkit.data.DataError: bad options or data.
         marginkit.train.RunFolderError: a run folder holds a run of other settings.
     """
@@ -348,9 +351,12 @@ def run_grid(
     ]
     bundles = _Bundles()
     first = bundles(runs[0][2])  # bad data options fail before anything is written
+    _check_measurable(runs, bundles)
+    trials = _selection_runs(spec)
+    _check_runs_data(out / "selection", trials, bundles, stream)
+    _check_runs_data(out / "runs", runs, bundles, stream)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "grid.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    trials = _selection_runs(spec)
     if progress:
         extra = f" (+{len(trials)} to choose learning rates)" if trials else ""
         print(f"{spec.title}: {len(runs)} runs{extra} into {out}", file=stream, flush=True)
@@ -483,6 +489,48 @@ class _Bundles:
         if key not in self.loaded:
             self.loaded[key] = load_bundle(config, progress=False)
         return self.loaded[key]
+
+
+def _check_measurable(runs: list[tuple[str, int, TrainConfig]], bundles: _Bundles) -> None:
+    """Refuse, before any run is trained, data with no split to measure the runs on (the
+    split :func:`~marginkit.evaluation.evaluate_run` takes: a data set without a test split,
+    such as ``folder``, is measured on its validation split)."""
+    from marginkit.evaluation.embedding import EvaluationError, measured_split, split_dataset
+
+    for _, _, config in runs:
+        bundle = bundles(config)
+        try:
+            split_dataset(bundle, measured_split(bundle))
+        except EvaluationError:
+            raise GridError(
+                f"data set {config.dataset!r} has no test split to measure the runs on; set "
+                "validation_fraction (e.g. 0.2) in the settings to hold out a validation split"
+            ) from None
+
+
+def _check_runs_data(
+    folder: Path, runs: list[tuple[str, int, TrainConfig]], bundles: _Bundles, stream: TextIO
+) -> None:
+    """Before any run is trained: refuse a run folder under ``folder`` (finished or not)
+    holding a run on other data than its data setting's now (``--data-dir`` elsewhere,
+    files that changed), naming what differs. A finished run whose data cannot be checked
+    (an older run) is adopted with a warning; :func:`fit` warns for an unfinished one."""
+    from marginkit.train.datarecord import data_difference, unchecked_data
+
+    for name, _, config in runs:
+        run_dir = folder / name
+        if not (run_dir / "config.yaml").is_file():
+            continue
+        bundle = bundles(config)
+        difference = data_difference(run_dir, bundle)
+        if difference is not None:
+            raise GridError(
+                f"run folder {run_dir} holds a run on other data ({difference}); give the "
+                "grid its data again or choose another --out (finished work is never replaced)"
+            )
+        unchecked = unchecked_data(run_dir, bundle)
+        if unchecked is not None and _finished(run_dir):
+            print(f"warning: {unchecked}; adopting it unchecked", file=stream, flush=True)
 
 
 def _check_finished(run_dir: Path, config: TrainConfig, num_classes: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from marginkit.compare.spec import CompareSpec, parse_losses, parse_rates
-from marginkit.train.config import ConfigError
+from marginkit.train.config import ConfigError, read_text_file
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -55,13 +55,11 @@ def preset_text(name: str) -> str:
     """The YAML text of a shipped preset, or of a preset file given by path.
 
     Raises:
-        ConfigError: naming ``--preset`` and the known presets.
+        ConfigError: naming ``--preset``: an unknown name (and the known presets), or a file
+            that cannot be read or is not UTF-8 text.
     """
     if name.endswith((".yaml", ".yml")) or "/" in name:
-        try:
-            return Path(name).read_text()
-        except OSError as error:
-            raise ConfigError(f"--preset: cannot read {name}: {error.strerror}") from None
+        return read_text_file(name, "--preset file")
     entry = _folder() / f"{name}.yaml"
     if not entry.is_file():
         known = ", ".join(available_presets())

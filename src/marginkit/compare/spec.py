@@ -46,8 +46,9 @@ __all__ = ["ALL_LOSSES", "CompareSpec", "Variant", "parse_losses", "parse_rates"
 ALL_LOSSES = "all"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-#: Options of :class:`TrainConfig` that each run sets itself.
-_PER_RUN = ("loss", "loss_args", "out", "seed")
+#: Options of :class:`TrainConfig` that each run sets itself (``settings.seed`` is the
+#: first seed: run ``k`` of each variant gets ``settings.seed + k``).
+_PER_RUN = ("loss", "loss_args", "out")
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ class CompareSpec:
     """A comparison: shared settings, variants, seeds, and the claims to check.
 
     Attributes:
-        settings: the options every run shares (its ``loss``, ``loss_args``, ``seed`` and
-            ``out`` are set per run).
+        settings: the options every run shares (its ``loss``, ``loss_args`` and ``out`` are
+            set per run; its ``seed`` is the first seed).
         variants: the runs of one seed, in table order.
         seeds: how many seeds (``settings.seed``, ``settings.seed + 1``, ...).
         title: the report's title.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -61,6 +62,10 @@ class DataBundle:
         validation_labels: ``(N_validation,)`` long validation labels, or None.
         mean: per-channel mean subtracted from inputs scaled to [0, 1].
         std: per-channel standard deviation dividing them.
+        fingerprint: what the data were read from (the files' names, sizes and a hash of a
+            sample of their contents, :func:`marginkit.data.fingerprint.data_fingerprint`),
+            recorded by a run to refuse resuming on other data; None for a bundle not read
+            from files by :func:`marginkit.data.load_dataset`.
     """
 
     name: str
@@ -79,6 +84,7 @@ class DataBundle:
     validation_labels: Tensor | None = None
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    fingerprint: dict[str, Any] | None = None
 
     @property
     def noisy_mask(self) -> Tensor:

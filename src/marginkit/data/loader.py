@@ -13,6 +13,7 @@ from marginkit import registry
 from marginkit.data.arrays import ArrayDataset, channel_statistics
 from marginkit.data.bundle import DataBundle, VerificationPairs
 from marginkit.data.errors import DataError
+from marginkit.data.fingerprint import data_fingerprint
 from marginkit.data.options import (
     check_classes,
     check_fraction,
@@ -180,7 +181,7 @@ def load_dataset(
             (:mod:`marginkit.data.stream`, same items). Tensor data sets stay in memory.
 
     Returns:
-        A :class:`DataBundle`.
+        A :class:`DataBundle`, with the ``fingerprint`` of the files it was read from.
 
     Raises:
         TypeError: an option of the wrong type (the message names it).
@@ -200,7 +201,7 @@ def load_dataset(
     if name not in _BUNDLED:
         directory = _resolve_directory(name, data_dir, cache_dir, download, progress)
         request = replace(request, directory=directory)
-    return assemble(
+    bundle = assemble(
         name,
         registry.DATASETS.get(name)(request),
         classes=classes,
@@ -210,6 +211,7 @@ def load_dataset(
         seed=seed,
         progress=progress,
     )
+    return replace(bundle, fingerprint=data_fingerprint(name, request.directory))
 
 
 def assemble(

@@ -58,6 +58,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointSearch",
+    "check_state",
+    "damaged_state",
     "epoch_of",
     "fault_point",
     "find_checkpoint",
@@ -255,6 +257,75 @@ def verify_checkpoint(folder: Path) -> dict[str, bytes]:
     return files
 
 
+def damaged_state(folder: Path, why: str, error: Exception | None = None) -> CheckpointError:
+    """The error of a checkpoint whose ``state.pt`` matches its manifest but is not the
+    training state marginkit writes (a writer's bug, a hand-made file): one line, with the
+    first line of ``error`` when one caused it."""
+    if error is not None:
+        why += ", " + (str(error).splitlines()[0] if str(error) else type(error).__name__)
+    return CheckpointError(f"checkpoint {folder.name} is damaged ({STATE}: {why})")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_byte_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+
+def _state_problem(state: Any, resumable: bool) -> str | None:
+    """What keeps ``state`` from being a checkpoint's training state, or None.
+
+    Every checkpoint's (a best one's too) holds the ``epoch`` and ``step`` counts and the
+    ``history`` of epoch rows; resuming also needs the optimiser's state and the generators'
+    (``optimizer``, ``torch_rng``: the process's, or each one's under ``ranks``;
+    ``generator``: the batches').
+    """
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a mapping"
+    for key in ("epoch", "step"):
+        if key not in state:
+            return f"no {key}"
+        if not _is_count(state[key]):
+            return f"{key} is a {type(state[key]).__name__}, not a count"
+    history = state.get("history")
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        return "no history of epochs"
+    if not resumable:
+        return None
+    parts = state.get("ranks", [state])
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
+        return "ranks is not a list of each process's state"
+    for part in parts:
+        optimizer = part.get("optimizer")
+        if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list):
+            return "no optimizer state"
+        if not _is_byte_tensor(part.get("torch_rng")):
+            return "no torch_rng state"
+    if not _is_byte_tensor(state.get("generator")):
+        return "no generator state"
+    return None
+
+
+def check_state(folder: Path, state: Any, *, resumable: bool = False) -> dict[str, Any]:
+    """``state``, the training state of checkpoint ``folder``, once its shape is checked.
+
+    Args:
+        folder: the checkpoint's folder (for the message).
+        state: what its ``state.pt`` holds.
+        resumable: also check what resuming needs (optimiser and generator states).
+
+    Raises:
+        CheckpointError: "checkpoint NAME is damaged (state.pt: not a training state: no
+            optimizer state)".
+    """
+    problem = _state_problem(state, resumable)
+    if problem is not None:
+        raise damaged_state(folder, f"not a training state: {problem}")
+    return state
+
+
 def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and verify a checkpoint folder written by :func:`save_checkpoint`.
 
@@ -269,7 +340,8 @@ def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> C
         map_location: the device of the returned weights.
 
     Raises:
-        CheckpointError: the folder is damaged (one line naming the file and why).
+        CheckpointError: the folder is damaged (one line naming the file and why), its
+            ``state.pt`` included: not a training state (:func:`check_state`).
     """
     from safetensors.torch import load
 
@@ -286,11 +358,8 @@ def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> C
     try:
         state = torch.load(io.BytesIO(files[STATE]), map_location="cpu", weights_only=True)
     except Exception as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(
-            f"checkpoint {folder.name} is damaged ({STATE}: unreadable, {first})"
-        ) from None
-    return Checkpoint(path=folder, weights=weights, state=state)
+        raise damaged_state(folder, "unreadable", error) from None
+    return Checkpoint(path=folder, weights=weights, state=check_state(folder, state))
 
 
 @dataclass

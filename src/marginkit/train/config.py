@@ -56,6 +56,7 @@ __all__ = [
     "parse_classes",
     "parse_loss_arg",
     "parse_value",
+    "read_text_file",
     "save_config",
     "verify_set_name",
 ]
@@ -460,6 +461,31 @@ def _fail(name: str, expected: str, got: Any) -> None:
     raise ConfigError(f"{name} must be {expected}; got {got!r}")
 
 
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a file the user names (a config or preset YAML file), decoded as UTF-8
+    whatever the locale.
+
+    Args:
+        path: the file.
+        what: what it is, for the message (``"config file"``).
+
+    Raises:
+        ConfigError: one line, "cannot read config file PATH: why" or "config file PATH is not
+            UTF-8 text (byte 0xff at offset 0)".
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{what} {path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+            f"{error.start})"
+        ) from None
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read a :class:`TrainConfig` from a YAML file; unknown keys are rejected.
 
@@ -470,10 +496,7 @@ def load_config(path: str | Path) -> TrainConfig:
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    text = read_text_file(path, "config file")
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -552,16 +575,28 @@ def _argument(text: str, name: str) -> float:
     return _number(text, name)
 
 
+class _UnusableNumberError(ConfigError):
+    """A number or ``pi`` expression without a usable value (a division by zero, an
+    overflow to infinity): an error, never another reading of the text."""
+
+
 def _number(text: str, name: str) -> float:
+    """The value of a number or ``pi`` expression; a division by zero or an infinite value
+    is refused (:class:`_UnusableNumberError`)."""
     text = text.strip().lower()
     if _NUMBER.fullmatch(text):
-        return float(text)
-    angle = _ANGLE.fullmatch(text)
-    if angle is not None:
+        value = float(text)
+    elif (angle := _ANGLE.fullmatch(text)) is not None:
         factor = float(angle.group(1)) if angle.group(1) else 1.0
         divisor = float(angle.group(2)) if angle.group(2) else 1.0
-        return factor * math.pi / divisor
-    raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
+        if divisor == 0:
+            raise _UnusableNumberError(f"loss argument {name}: {text!r} divides by zero")
+        value = factor * math.pi / divisor
+    else:
+        raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
+    if not math.isfinite(value):
+        raise _UnusableNumberError(f"loss argument {name}: {text!r} is not a finite number")
+    return value
 
 
 def parse_value(
@@ -609,6 +644,8 @@ def parse_value(
         return kind, arguments
     try:
         return _number(text, name)
+    except _UnusableNumberError:
+        raise
     except ConfigError:
         if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
             raise ConfigError(f"loss argument {name}: {text!r} is not a finite number") from None

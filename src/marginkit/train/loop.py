@@ -48,12 +48,15 @@ from marginkit.registry import BACKBONES, LOSSES
 from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
+    check_state,
+    damaged_state,
     fault_point,
     find_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.datarecord import DATA_FILE, data_difference, unchecked_data, write_data_record
 from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
@@ -62,7 +65,9 @@ from marginkit.train.runfolder import (
     OutputError,
     RunFolderError,
     atomic_write_text,
+    foreign_entries,
     held,
+    listed,
     lock_holder,
     make_folder,
     run_entries,
@@ -243,8 +248,10 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
 
     Raises:
         RunFolderError: ``resume`` and the folder holds no run; it holds a run and neither
-            ``resume`` nor ``overwrite`` is given; it holds a different run; ``overwrite``
-            of a folder that is not empty and holds no run.
+            ``resume`` nor ``overwrite`` is given; it holds a different run; it holds files
+            marginkit did not write (named) and no run, or ``overwrite`` is given (which
+            removes only what marginkit wrote); it holds no run and ``overwrite`` is not
+            given. A message suggests ``--overwrite`` only where it would be accepted.
     """
     entries = run_entries(run_dir)
     holds_run = (run_dir / "config.yaml").is_file()
@@ -253,17 +260,27 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
             f"--resume: {run_dir} holds no run (no config.yaml); check the path, or leave "
             "out --resume to start a new run there"
         )
-    if entries and overwrite and not holds_run:
+    foreign = foreign_entries(entries)  # --overwrite never removes these
+    if foreign and (overwrite or not holds_run):
+        what = "besides its run" if holds_run else "and holds no run (no config.yaml)"
+        hint = "move them away or choose another folder" if holds_run else "choose another folder"
         raise RunFolderError(
-            f"out folder {run_dir} is not empty and holds no run (no config.yaml); "
-            "refusing to overwrite it"
+            f"{'--overwrite: ' if overwrite else ''}out folder {run_dir} holds files marginkit "
+            f"did not write ({listed(foreign)}) {what}; {hint}"
         )
     if not entries or overwrite:
         return False
-    if not resume:
+    if not holds_run:  # only marginkit's files: a run stopped before its config.yaml
         raise RunFolderError(
-            f"out folder {run_dir} already holds a run; pass --resume to continue it "
-            "or --overwrite to replace it"
+            f"out folder {run_dir} holds no run (no config.yaml), only files of one that "
+            "never started; pass --overwrite to replace them or choose another folder"
+        )
+    if not resume:
+        replace = "--overwrite to replace it"
+        if foreign:
+            replace += f" once {listed(foreign)} (not marginkit's) are moved away"
+        raise RunFolderError(
+            f"out folder {run_dir} already holds a run; pass --resume to continue it or {replace}"
         )
     from marginkit.train.config import load_config
 
@@ -276,9 +293,29 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     return True
 
 
+def _check_same_data(run_dir: Path, bundle: Any, stream: TextIO) -> None:
+    """Refuse to resume the run in ``run_dir`` on other data than those it recorded (one
+    line naming what differs); say so on ``stream`` (even when quiet) when they cannot be
+    checked (:func:`~marginkit.train.datarecord.unchecked_data`)."""
+    unchecked = unchecked_data(run_dir, bundle)
+    if unchecked is not None:
+        print(f"warning: {unchecked}; resuming without checking them", file=stream, flush=True)
+        return
+    difference = data_difference(run_dir, bundle)
+    if difference is not None:
+        raise RunFolderError(
+            f"--resume: the data differ from the run's in {run_dir} ({difference}); resume it "
+            "on its own data or start a new run"
+        )
+
+
 def _clear_run_folder(run_dir: Path) -> None:
-    """``--overwrite``: remove what the run folder holds (its lock file stays)."""
+    """``--overwrite``: remove what marginkit wrote in the run folder (its lock file stays;
+    :func:`_check_run_folder` refused a folder holding anything else)."""
+    foreign = foreign_entries(run_entries(run_dir))
     for entry in run_entries(run_dir):
+        if entry in foreign:
+            continue
         try:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -587,8 +624,10 @@ def fit(
         bundle: a ``marginkit.data.DataBundle`` to train on instead of loading
             ``config.dataset`` (tests, notebooks).
         resume: continue the run in ``config.out`` from its newest intact checkpoint (a
-            run without one starts from scratch; a folder holding no run is an error).
-        overwrite: replace whatever ``config.out`` holds.
+            run without one starts from scratch; a folder holding no run is an error), on
+            the data it recorded (``data.json``, :mod:`marginkit.train.datarecord`).
+        overwrite: replace the run in ``config.out``: what marginkit wrote there is
+            removed; a folder that also holds other files is refused, naming them.
         progress: show progress: on a terminal a bar with the ETA, elsewhere a line every
             ``config.log_every`` steps (loss, accuracy, lr, hyper-parameters, images/s, ETA);
             and a line per epoch.
@@ -604,8 +643,10 @@ def fit(
         ConfigError, marginkit.data.DataError, ValueError: bad options or data, before any
             file is written.
         RunFolderError: ``config.out`` is in use by another training (the message names
-            its PID), holds a different run, holds a run and neither ``resume`` nor
-            ``overwrite`` is given, or holds no run and ``resume`` is.
+            its PID), holds a different run (other settings, or ``resume`` on other
+            data, naming what differs), holds a run and neither ``resume`` nor
+            ``overwrite`` is given, holds no run and ``resume`` is, or holds files marginkit
+            did not write and ``overwrite`` is given or it holds no run.
         NonFiniteLossError: the loss became NaN/inf; names the epoch, the step and the last
             finite checkpoint.
         OutputError: a file or folder cannot be written (no space, read-only, not a folder,
@@ -701,6 +742,8 @@ def _open_run_folder(
     cleanup.enter_context(held(run_dir))
     # checked again under the lock: another training may have written in the meantime
     resuming = _check_run_folder(run_dir, run.config, resume, overwrite)
+    if resuming:
+        _check_same_data(run_dir, run.bundle, run.stream)
     if overwrite:
         _clear_run_folder(run_dir)
     checkpoint = _resume_point(run_dir, run.stream) if resuming else None
@@ -709,6 +752,8 @@ def _open_run_folder(
         _restore(run, checkpoint)
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
     save_config(run.config, run_dir / "config.yaml")
+    if not (run_dir / DATA_FILE).is_file():  # a new run (an older one: recorded from now on)
+        write_data_record(run_dir, run.bundle)
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
 
@@ -724,13 +769,21 @@ def _restore(run: _Run, checkpoint: Any) -> None:
     """Continue from ``checkpoint``: weights (this rank's head rows), this rank's optimiser
     and RNG states (resharded from a run on another number of processes), the batches'
     generator, the history and the step."""
-    run.last_checkpoint = str(checkpoint.path)
+    folder = checkpoint.path
+    check_state(folder, checkpoint.state, resumable=True)  # keys and types, one line if not
+    run.last_checkpoint = str(folder)
     run.part.load_networks(checkpoint.weights, run.backbone, run.head)
     optimizer_state, rng_state = run.part.own_state(checkpoint.state, run.optimizer, run.head)
-    run.optimizer.load_state_dict(optimizer_state)  # to the parameters' device
+    try:
+        run.optimizer.load_state_dict(optimizer_state)  # to the parameters' device
+    except (ValueError, KeyError, TypeError) as error:  # groups or parameters that differ
+        raise damaged_state(folder, "its optimizer state does not fit the run", error) from None
     run.precision.load_state_dict(checkpoint.state)  # fp16's scaler, the CUDA RNG
-    run.generator.set_state(checkpoint.state["generator"])
-    torch.set_rng_state(rng_state)
+    try:
+        run.generator.set_state(checkpoint.state["generator"])
+        torch.set_rng_state(rng_state)
+    except RuntimeError as error:  # a byte tensor of the wrong size (CPU states only)
+        raise damaged_state(folder, "a malformed generator state", error) from None
     # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
     unit = checkpoint.state.get("accuracy_unit")
     run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 __all__ = [
     "CHECKPOINTS",
     "LOCK",
+    "RUN_FILES",
     "OutputError",
     "RunFolderError",
     "RunLock",
@@ -37,6 +39,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_output_file",
+    "foreign_entries",
+    "listed",
     "lock_holder",
     "make_folder",
     "run_entries",
@@ -47,6 +51,27 @@ __all__ = [
 LOCK = ".lock"
 #: The folder of a run's checkpoints, inside the run folder.
 CHECKPOINTS = "checkpoints"
+#: What marginkit writes at the top of a run folder (``train``, ``eval``, ``verify``, a
+#: comparison grid), the lock aside; ``train --overwrite`` removes these and nothing else.
+RUN_FILES = frozenset(
+    {
+        "config.yaml",
+        "data.json",
+        "preprocessing.json",
+        "metrics.json",
+        "log.csv",
+        "steps.csv",
+        CHECKPOINTS,
+        "tensorboard",
+        "eval.json",
+        "verify.json",
+        "plots",
+        "embeddings.npz",
+        "noise_snapshots.json",
+    }
+)
+#: The name of a temporary file of :func:`atomic_write_bytes` left by a killed writer.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}")
 
 _CAUSES = {
     errno.ENOSPC: "no space left on the device",
@@ -235,6 +260,25 @@ def run_entries(run_dir: Path) -> list[Path]:
         return [entry for entry in run_dir.iterdir() if entry.name != LOCK]
     except OSError as error:
         raise OutputError("read", run_dir, error) from None
+
+
+def foreign_entries(entries: list[Path]) -> list[Path]:
+    """The ``entries`` of a run folder that marginkit did not write: neither one of
+    :data:`RUN_FILES` nor a temporary file of one (the user's notes, analyses ...)."""
+
+    def ours(entry: Path) -> bool:
+        temporary = _TEMPORARY.fullmatch(entry.name)
+        return (temporary.group("name") if temporary else entry.name) in RUN_FILES
+
+    return sorted((entry for entry in entries if not ours(entry)), key=lambda e: e.name)
+
+
+def listed(entries: list[Path], most: int = 5) -> str:
+    """``"notes.txt, analysis/"``: the names of ``entries`` (folders with a ``/``), the
+    first ``most`` of them and how many more."""
+    names = [entry.name + ("/" if entry.is_dir() else "") for entry in entries]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _try_lock(descriptor: int) -> bool:
