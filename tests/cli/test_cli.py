@@ -251,6 +251,31 @@ def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert not (tmp_path / "y").exists()
 
 
+def test_resume_imports_a_recorded_spec_only_when_confirmed(
+    tmp_path: Path,
+    foreign_backbone: tuple[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``train --resume`` of a run whose config.yaml names a module:callable backbone (maybe
+    someone else's folder) imports nothing until --backbone names the same spec."""
+    import yaml
+
+    module, imported = foreign_backbone
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "digits", "--backbone", "mlp", "--embedding-dim", "8"]
+    base += ["--epochs", "1", "--max-steps", "2", "--threads", "1", "--quiet", "--out", str(out)]
+    assert cli.main(base) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    (out / "config.yaml").write_text(yaml.safe_dump({**config, "backbone": f"{module}:mlp"}))
+    resume = ["train", "--out", str(out), "--resume", "--quiet"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(resume)
+    assert exited.value.code == 2 and not imported.exists()
+    error = capsys.readouterr().err
+    assert error.endswith(f"confirm with --backbone {module}:mlp\n") and error.count("\n") == 1
+    assert cli.main([*resume, "--backbone", f"{module}:mlp"]) == 0 and imported.exists()
+
+
 def test_missing_out_is_an_error(tmp_path: Path) -> None:
     assert_one_line_error(run(*BASE), "--out")
 

@@ -371,6 +371,10 @@ def _train(args: argparse.Namespace) -> int:
     )
     if config.out is None:
         raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
+    if args.resume:  # the run's config.yaml may be someone else's: its import spec is not
+        from marginkit.models import confirm_backbone
+
+        confirm_backbone(config.backbone, flags.get("backbone"), Path(out) / "config.yaml")
     from marginkit.train import distributed
 
     if config.nproc > 1 and not distributed.distributed_environment():
