@@ -111,11 +111,15 @@ class Rule:
             f"*inconclusive*: otherwise."
         )
 
-    def _quantile(self, seeds: int) -> float:
+    def quantile(self, degrees_of_freedom: int | None = None) -> float:
+        """The two-sided critical value at :attr:`confidence`: Student's t with
+        ``degrees_of_freedom``, or the normal's where that is None."""
         from scipy import stats
 
         tail = 0.5 + self.confidence / 2
-        return float(stats.norm.ppf(tail) if seeds < 2 else stats.t.ppf(tail, seeds - 1))
+        if degrees_of_freedom is None:
+            return float(stats.norm.ppf(tail))
+        return float(stats.t.ppf(tail, degrees_of_freedom))
 
 
 @dataclass(frozen=True)
@@ -198,8 +202,8 @@ def estimate(per_seed: Sequence[float], sampling_error: float | None, rule: Rule
             return Estimate(difference, None, None, 1, None)
         half = rule.single_seed_factor * sampling_error
     else:
-        seed_half = rule._quantile(seeds) * statistics.stdev(per_seed) / math.sqrt(seeds)
-        sampling_half = 0.0 if sampling_error is None else rule._quantile(0) * sampling_error
+        seed_half = rule.quantile(seeds - 1) * statistics.stdev(per_seed) / math.sqrt(seeds)
+        sampling_half = 0.0 if sampling_error is None else rule.quantile() * sampling_error
         half = math.hypot(seed_half, sampling_half)
     return Estimate(difference, difference - half, difference + half, seeds, sampling_error)
 
