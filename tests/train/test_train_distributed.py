@@ -1,6 +1,7 @@
 """``marginkit train --nproc 2``: two gloo processes on loopback train what one process trains
 at the same global batch, resume after being killed, reshard a checkpoint for another number
-of processes, and stop within ``--timeout`` when a rank dies or hangs."""
+of processes, stop within ``--timeout`` when a rank dies or hangs, and end their process group's
+threads before they exit."""
 
 from __future__ import annotations
 
@@ -27,6 +28,24 @@ def linear(input_shape, embedding_dim):
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), embedding_dim))
 """
 
+#: The backbone module, and a report at exit of the threads each rank still runs then.
+PROBE_MODULE = (
+    BACKBONE_MODULE
+    + """
+import atexit
+import os
+import sys
+
+
+@atexit.register
+def report_threads():
+    tasks = os.listdir("/proc/self/task")
+    names = sorted(open(f"/proc/self/task/{task}/comm").read().strip() for task in tasks)
+    rank = os.environ.get("RANK", "-")
+    print(f"threads at exit of rank {rank}:", *names, file=sys.stderr, flush=True)
+"""
+)
+
 #: 1,347 training digits, batch 200: 7 steps an epoch, the last one of 147 (uneven parts).
 OPTIONS = (
     "--dataset", "digits", "--backbone", "tiny_backbones:linear", "--embedding-dim", "8",
@@ -41,6 +60,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The children's environment: the test backbone importable, no inherited fault."""
     folder = tmp_path_factory.mktemp("modules")
     (folder / "tiny_backbones.py").write_text(BACKBONE_MODULE)
+    (folder / "exit_probe.py").write_text(PROBE_MODULE)
     source = Path(__file__).resolve().parents[2] / "src"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINKIT_FAULT")}
     env["PYTHONPATH"] = os.pathsep.join([str(source), str(folder)])
@@ -151,6 +171,25 @@ def test_a_dead_or_hung_rank_stops_the_run_within_the_timeout(
         assert "rank 0 of 2 stopped" in result.stderr and "--timeout 5 s" in result.stderr
         assert last.startswith("marginkit: error: rank 0 of 2 failed (exit status 2)")
     assert elapsed < 60
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_ranks_end_their_process_group_threads_before_they_exit(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    """gloo's threads that outlive the process group run into the interpreter's teardown,
+    where a rank of a finished run could abort (SIGABRT) now and then: none may be left."""
+    result = train(
+        environment, tmp_path / "run", "--epochs", "1", "--nproc", "2",
+        "--backbone", "exit_probe:linear",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reports = [
+        line for line in result.stderr.splitlines() if line.startswith("threads at exit of rank")
+    ]
+    assert sorted(line.split(":")[0][-1] for line in reports if "rank -" not in line) == ["0", "1"]
+    left = [line for line in reports if "gloo" in line or "tcpstore" in line]
+    assert not left
 
 
 def test_ranks_take_contiguous_parts_of_a_batch() -> None:

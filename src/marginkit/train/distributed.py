@@ -312,6 +312,9 @@ def process_group(timeout: float, cuda: bool = False) -> Iterator[Distribution]:
 
     A collective step that fails (a rank died: its connection closed) or waits longer than
     ``timeout`` seconds (a rank hangs) raises :class:`DistributedError` naming this rank.
+    A block that ends normally ends at a barrier, so that no rank closes its connections
+    while another still uses them; the group is then destroyed and its threads end, before
+    the interpreter's teardown.
 
     Args:
         timeout: seconds a collective waits for the other ranks.
@@ -330,10 +333,17 @@ def process_group(timeout: float, cuda: bool = False) -> Iterator[Distribution]:
         )
     if cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    # DDP imports this module lazily. Imported once the group exists, its functions' default
+    # argument ``group=group.WORLD`` holds the group past destroy_process_group, and gloo's
+    # threads with it, into the interpreter's teardown, where a rank can abort (SIGABRT) at
+    # the end of a finished run. Imported before, the default is None.
+    from torch.distributed.nn import functional  # noqa: F401
+
     dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
     here = Distribution.current()
     try:
         yield here
+        dist.barrier()  # every rank is done with the group before any closes its connections
     except DistributedError:
         raise
     except RuntimeError as error:
