@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from marginkit.train import latest_checkpoint, load_checkpoint
-from marginkit.train.distributed import Distribution, reshard_optimizer_state
+from marginkit.train.distributed import Distribution, _collective_failure, reshard_optimizer_state
 
 #: A backbone without batch norm (whose statistics would be per rank): 64 pixels -> D.
 BACKBONE_MODULE = """
@@ -171,6 +171,12 @@ def test_a_dead_or_hung_rank_stops_the_run_within_the_timeout(
         assert "rank 0 of 2 stopped" in result.stderr and "--timeout 5 s" in result.stderr
         assert last.startswith("marginkit: error: rank 0 of 2 failed (exit status 2)")
     assert elapsed < 60
+
+
+def test_a_closed_pair_after_a_timeout_is_a_collective_failure() -> None:
+    # gloo's words for a collective that another rank's timeout cut: one line, exit status 2
+    assert _collective_failure(RuntimeError("Application timeout caused pair closure"))
+    assert not _collective_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")

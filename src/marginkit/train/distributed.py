@@ -369,7 +369,15 @@ def _collective_failure(error: RuntimeError) -> bool:
     text = str(error)
     return any(
         mark in text
-        for mark in ("gloo", "Gloo", "NCCL", "Connection closed", "Timed out", "timed out")
+        for mark in (
+            "gloo",
+            "Gloo",
+            "NCCL",
+            "Connection closed",
+            "Timed out",
+            "timed out",
+            "pair closure",  # gloo: "Application timeout caused pair closure"
+        )
     )
 
 
