@@ -1,12 +1,13 @@
 """``marginkit train --nproc 2``: two gloo processes on loopback train what one process trains
 at the same global batch, resume after being killed, reshard a checkpoint for another number
-of processes, stop within ``--timeout`` when a rank dies or hangs, and end their process group's
-threads before they exit."""
+of processes, stop within ``--timeout`` when a rank dies or hangs, end their process group's
+threads before they exit, and are stopped with their launcher."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -196,6 +197,70 @@ def test_ranks_end_their_process_group_threads_before_they_exit(
     assert sorted(line.split(":")[0][-1] for line in reports if "rank -" not in line) == ["0", "1"]
     left = [line for line in reports if "gloo" in line or "tcpstore" in line]
     assert not left
+
+
+def _processes(parent: int) -> list[int]:
+    """The PIDs of ``parent``'s child processes (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_a_terminated_launcher_stops_its_ranks_and_removes_its_folder(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    out, log = tmp_path / "run", tmp_path / "launcher.log"
+    env = {**environment, "TMPDIR": str(temporary)}
+    command = [
+        sys.executable, "-m", "marginkit.cli", "train", *OPTIONS, "--epochs", "1000",
+        "--nproc", "2", "--out", str(out),
+    ]  # fmt: skip
+    ranks: list[int] = []
+    with log.open("w") as output:
+        launcher = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 120
+        # up: both ranks started, the group joined (rank 0 wrote the run's config.yaml)
+        while len(ranks) < 2 or not (out / "config.yaml").exists():
+            assert launcher.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the ranks did not start within 120 s"
+            time.sleep(0.2)
+            ranks = _processes(launcher.pid)
+        assert list(temporary.glob("marginkit-launch-*"))  # the launcher's folder, in use
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        survivors = [pid for pid in ranks if _running(pid)]
+    finally:
+        for pid in [launcher.pid, *ranks]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        launcher.wait(timeout=60)
+    assert not survivors, log.read_text()
+    assert not list(temporary.glob("marginkit-launch-*"))
+    assert launcher.returncode == 128 + signal.SIGTERM
+    last = log.read_text().strip().splitlines()[-1]
+    assert last == "marginkit: stopped by SIGTERM; the ranks were stopped"
 
 
 def test_ranks_take_contiguous_parts_of_a_batch() -> None:
