@@ -1,11 +1,13 @@
 """``marginkit train --nproc 2``: two gloo processes on loopback train what one process trains
 at the same global batch, resume after being killed, reshard a checkpoint for another number
-of processes, and stop within ``--timeout`` when a rank dies or hangs."""
+of processes, stop within ``--timeout`` when a rank dies or hangs, end their process group's
+threads before they exit, and are stopped with their launcher."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ import pytest
 import torch
 
 from marginkit.train import latest_checkpoint, load_checkpoint
-from marginkit.train.distributed import Distribution, reshard_optimizer_state
+from marginkit.train.distributed import Distribution, _collective_failure, reshard_optimizer_state
 
 #: A backbone without batch norm (whose statistics would be per rank): 64 pixels -> D.
 BACKBONE_MODULE = """
@@ -26,6 +28,24 @@ from torch import nn
 def linear(input_shape, embedding_dim):
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), embedding_dim))
 """
+
+#: The backbone module, and a report at exit of the threads each rank still runs then.
+PROBE_MODULE = (
+    BACKBONE_MODULE
+    + """
+import atexit
+import os
+import sys
+
+
+@atexit.register
+def report_threads():
+    tasks = os.listdir("/proc/self/task")
+    names = sorted(open(f"/proc/self/task/{task}/comm").read().strip() for task in tasks)
+    rank = os.environ.get("RANK", "-")
+    print(f"threads at exit of rank {rank}:", *names, file=sys.stderr, flush=True)
+"""
+)
 
 #: 1,347 training digits, batch 200: 7 steps an epoch, the last one of 147 (uneven parts).
 OPTIONS = (
@@ -41,6 +61,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The children's environment: the test backbone importable, no inherited fault."""
     folder = tmp_path_factory.mktemp("modules")
     (folder / "tiny_backbones.py").write_text(BACKBONE_MODULE)
+    (folder / "exit_probe.py").write_text(PROBE_MODULE)
     source = Path(__file__).resolve().parents[2] / "src"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINKIT_FAULT")}
     env["PYTHONPATH"] = os.pathsep.join([str(source), str(folder)])
@@ -151,6 +172,95 @@ def test_a_dead_or_hung_rank_stops_the_run_within_the_timeout(
         assert "rank 0 of 2 stopped" in result.stderr and "--timeout 5 s" in result.stderr
         assert last.startswith("marginkit: error: rank 0 of 2 failed (exit status 2)")
     assert elapsed < 60
+
+
+def test_a_closed_pair_after_a_timeout_is_a_collective_failure() -> None:
+    # gloo's words for a collective that another rank's timeout cut: one line, exit status 2
+    assert _collective_failure(RuntimeError("Application timeout caused pair closure"))
+    assert not _collective_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_ranks_end_their_process_group_threads_before_they_exit(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    """gloo's threads that outlive the process group run into the interpreter's teardown,
+    where a rank of a finished run could abort (SIGABRT) now and then: none may be left."""
+    result = train(
+        environment, tmp_path / "run", "--epochs", "1", "--nproc", "2",
+        "--backbone", "exit_probe:linear",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reports = [
+        line for line in result.stderr.splitlines() if line.startswith("threads at exit of rank")
+    ]
+    assert sorted(line.split(":")[0][-1] for line in reports if "rank -" not in line) == ["0", "1"]
+    left = [line for line in reports if "gloo" in line or "tcpstore" in line]
+    assert not left
+
+
+def _processes(parent: int) -> list[int]:
+    """The PIDs of ``parent``'s child processes (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_a_terminated_launcher_stops_its_ranks_and_removes_its_folder(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    out, log = tmp_path / "run", tmp_path / "launcher.log"
+    env = {**environment, "TMPDIR": str(temporary)}
+    command = [
+        sys.executable, "-m", "marginkit.cli", "train", *OPTIONS, "--epochs", "1000",
+        "--nproc", "2", "--out", str(out),
+    ]  # fmt: skip
+    ranks: list[int] = []
+    with log.open("w") as output:
+        launcher = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 120
+        # up: both ranks started, the group joined (rank 0 wrote the run's config.yaml)
+        while len(ranks) < 2 or not (out / "config.yaml").exists():
+            assert launcher.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the ranks did not start within 120 s"
+            time.sleep(0.2)
+            ranks = _processes(launcher.pid)
+        assert list(temporary.glob("marginkit-launch-*"))  # the launcher's folder, in use
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        survivors = [pid for pid in ranks if _running(pid)]
+    finally:
+        for pid in [launcher.pid, *ranks]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        launcher.wait(timeout=60)
+    assert not survivors, log.read_text()
+    assert not list(temporary.glob("marginkit-launch-*"))
+    assert launcher.returncode == 128 + signal.SIGTERM
+    last = log.read_text().strip().splitlines()[-1]
+    assert last == "marginkit: stopped by SIGTERM; the ranks were stopped"
 
 
 def test_ranks_take_contiguous_parts_of_a_batch() -> None:

@@ -558,8 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except _UsageError as error:
         parser.exit(2, f"marginkit: error: {error}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, "marginkit: interrupted\n")
+    except KeyboardInterrupt as error:  # Ctrl-C; a launcher's signal (its status: 128 + number)
+        parser.exit(getattr(error, "status", 130), f"marginkit: {error or 'interrupted'}\n")
     except Exception as error:
         message = _user_error(error)
         if message is not None:

@@ -51,6 +51,7 @@ __all__ = [
     "SINGLE",
     "DistributedError",
     "Distribution",
+    "LauncherStopped",
     "distributed_environment",
     "launch",
     "process_group",
@@ -312,6 +313,9 @@ def process_group(timeout: float, cuda: bool = False) -> Iterator[Distribution]:
 
     A collective step that fails (a rank died: its connection closed) or waits longer than
     ``timeout`` seconds (a rank hangs) raises :class:`DistributedError` naming this rank.
+    A block that ends normally ends at a barrier, so that no rank closes its connections
+    while another still uses them; the group is then destroyed and its threads end, before
+    the interpreter's teardown.
 
     Args:
         timeout: seconds a collective waits for the other ranks.
@@ -330,10 +334,17 @@ def process_group(timeout: float, cuda: bool = False) -> Iterator[Distribution]:
         )
     if cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    # DDP imports this module lazily. Imported once the group exists, its functions' default
+    # argument ``group=group.WORLD`` holds the group past destroy_process_group, and gloo's
+    # threads with it, into the interpreter's teardown, where a rank can abort (SIGABRT) at
+    # the end of a finished run. Imported before, the default is None.
+    from torch.distributed.nn import functional  # noqa: F401
+
     dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
     here = Distribution.current()
     try:
         yield here
+        dist.barrier()  # every rank is done with the group before any closes its connections
     except DistributedError:
         raise
     except RuntimeError as error:
@@ -359,42 +370,109 @@ def _collective_failure(error: RuntimeError) -> bool:
     text = str(error)
     return any(
         mark in text
-        for mark in ("gloo", "Gloo", "NCCL", "Connection closed", "Timed out", "timed out")
+        for mark in (
+            "gloo",
+            "Gloo",
+            "NCCL",
+            "Connection closed",
+            "Timed out",
+            "timed out",
+            "pair closure",  # gloo: "Application timeout caused pair closure"
+        )
     )
 
 
 # ------------------------------------------------------------------------ launcher
+#: The signals that stop the launcher: its ranks are stopped and its folder removed first.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class LauncherStopped(KeyboardInterrupt):
+    """The launcher got SIGINT, SIGTERM or SIGHUP; its ranks were stopped and joined.
+
+    ``status`` is the shell's status of a process killed by that signal (128 + its number).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; the ranks were stopped")
+        self.status = 128 + signum
+
+
+class _Recorder:
+    """A signal handler that records the signals it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[list[int]]:
+    """For the ``with`` block: the stop signals are recorded in the list it yields instead of
+    ending the process (the block checks the list where it can stop cleanly), and the first
+    one is raised as :class:`LauncherStopped` when the block ends. A nested block shares the
+    enclosing one's list. Outside the main thread, where Python cannot catch signals,
+    nothing changes."""
+    enclosing = signal.getsignal(_STOP_SIGNALS[0])
+    recorder = enclosing if isinstance(enclosing, _Recorder) else _Recorder()
+    previous: dict[int, Any] = {}
+    if recorder is not enclosing:
+        with contextlib.suppress(ValueError):  # not the main thread
+            for signum in _STOP_SIGNALS:
+                handler = signal.getsignal(signum)
+                signal.signal(signum, recorder)
+                previous[signum] = handler
+    try:
+        yield recorder.received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    if recorder.received:
+        raise LauncherStopped(recorder.received[0])
+
+
 def launch(arguments: Sequence[str], nproc: int, poll: float = 0.1) -> None:
     """Run ``marginkit train ARGUMENTS`` as ``nproc`` ranks on this machine and wait.
 
     Each rank gets torchrun's environment variables (loopback, a free port). When a rank
-    exits with an error or is killed, the others are stopped (SIGTERM, then SIGKILL after
-    a few seconds), so that nothing is left waiting.
+    exits with an error or is killed, or the launcher gets SIGINT, SIGTERM or SIGHUP, the
+    ranks still running are stopped (SIGTERM, then SIGKILL after a few seconds) and joined,
+    so that nothing is left running.
 
     Raises:
         DistributedError: "rank R failed (exit status S)"; the ranks' own messages went to
             the terminal before.
+        LauncherStopped: the launcher got a stop signal (after its ranks were stopped).
     """
     from marginkit.distributed import free_port
 
     port = str(free_port())
-    children = []
-    for rank in range(nproc):
-        environment = dict(os.environ)
-        environment.update(
-            RANK=str(rank),
-            WORLD_SIZE=str(nproc),
-            LOCAL_RANK=str(rank),
-            LOCAL_WORLD_SIZE=str(nproc),
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-        )
-        command = [sys.executable, "-m", "marginkit.cli", "train", *arguments]
-        children.append(subprocess.Popen(command, env=environment))
-    try:
-        failed = _watch(children, poll)
-    finally:
-        _stop(children)
+    children: list[subprocess.Popen[bytes]] = []
+    failed = None
+    with _deferred_signals() as received:
+        try:
+            for rank in range(nproc):
+                if received:
+                    break
+                environment = dict(os.environ)
+                environment.update(
+                    RANK=str(rank),
+                    WORLD_SIZE=str(nproc),
+                    LOCAL_RANK=str(rank),
+                    LOCAL_WORLD_SIZE=str(nproc),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=port,
+                )
+                command = [sys.executable, "-m", "marginkit.cli", "train", *arguments]
+                children.append(subprocess.Popen(command, env=environment))
+            if not received:
+                failed = _watch(children, poll, received)
+        finally:
+            _stop(children)
     if failed is not None:
         rank, status = failed
         raise DistributedError(
@@ -402,9 +480,12 @@ def launch(arguments: Sequence[str], nproc: int, poll: float = 0.1) -> None:
         )
 
 
-def _watch(children: list[subprocess.Popen[bytes]], poll: float) -> tuple[int, int] | None:
-    """Wait until every child exits; the first failing ``(rank, status)``, or None."""
-    while True:
+def _watch(
+    children: list[subprocess.Popen[bytes]], poll: float, stop: list[int]
+) -> tuple[int, int] | None:
+    """Wait until every child exits, or ``stop`` holds a signal; the first failing
+    ``(rank, status)``, or None."""
+    while not stop:
         statuses = [child.poll() for child in children]
         for rank, status in enumerate(statuses):
             if status is not None and status != 0:
@@ -412,10 +493,12 @@ def _watch(children: list[subprocess.Popen[bytes]], poll: float) -> tuple[int, i
         if all(status == 0 for status in statuses):
             return None
         time.sleep(poll)
+    return None
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    """Terminate the children still running: SIGTERM, then SIGKILL after a grace period."""
+    """Terminate the children still running: SIGTERM, then SIGKILL after a grace period;
+    every child is joined (waited for)."""
     running = [child for child in children if child.poll() is None]
     for child in running:
         with contextlib.suppress(ProcessLookupError):
@@ -440,12 +523,14 @@ def _describe(status: int) -> str:
 
 @contextlib.contextmanager
 def launch_folder() -> Iterator[Path]:
-    """A temporary folder for the launcher's resolved config, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="marginkit-launch-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    """A temporary folder for the launcher's resolved config, removed afterwards, also when
+    the launcher is stopped by SIGINT, SIGTERM or SIGHUP (:class:`LauncherStopped`)."""
+    with _deferred_signals():
+        folder = Path(tempfile.mkdtemp(prefix="marginkit-launch-"))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------- checkpoint state
