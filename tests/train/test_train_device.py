@@ -314,7 +314,12 @@ def test_a_checkpoint_written_on_cuda_loads_on_a_cpu_with_map_location(
     config = tiny_config(device="cpu")
     backbone, head = loop.build_models(config, fake_image_bundle)
     moment = torch.randn(5)
-    state = {"epoch": 1, "optimizer": {"state": {0: {"momentum_buffer": moment}}}}
+    state = {
+        "epoch": 1,
+        "step": 7,
+        "history": [],
+        "optimizer": {"state": {0: {"momentum_buffer": moment}}},
+    }
     folder = written_as_cuda(lambda: save_checkpoint(tmp_path, backbone, head, state))
     raw = (folder / "state.pt").read_bytes()
     with pytest.raises(RuntimeError, match="CUDA"):  # the file is a real "CUDA" one

@@ -35,7 +35,6 @@ PROBE_MODULE = (
     + """
 import atexit
 import os
-import sys
 
 
 @atexit.register
@@ -43,7 +42,10 @@ def report_threads():
     tasks = os.listdir("/proc/self/task")
     names = sorted(open(f"/proc/self/task/{task}/comm").read().strip() for task in tasks)
     rank = os.environ.get("RANK", "-")
-    print(f"threads at exit of rank {rank}:", *names, file=sys.stderr, flush=True)
+    # a file per process: lines of two ranks on one stderr pipe can interleave
+    report = os.path.join(os.path.dirname(__file__), f"threads-at-exit-rank-{rank}.txt")
+    with open(report, "w") as file:
+        file.write(" ".join(names))
 """
 )
 
@@ -191,11 +193,12 @@ def test_ranks_end_their_process_group_threads_before_they_exit(
         "--backbone", "exit_probe:linear",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    reports = [
-        line for line in result.stderr.splitlines() if line.startswith("threads at exit of rank")
-    ]
-    assert sorted(line.split(":")[0][-1] for line in reports if "rank -" not in line) == ["0", "1"]
-    left = [line for line in reports if "gloo" in line or "tcpstore" in line]
+    folder = Path(environment["PYTHONPATH"].split(os.pathsep)[1])  # where exit_probe.py is
+    reports = {path.stem[-1]: path.read_text() for path in folder.glob("threads-at-exit-rank-*")}
+    assert sorted(rank for rank in reports if rank != "-") == ["0", "1"]
+    left = {
+        rank: names for rank, names in reports.items() if "gloo" in names or "tcpstore" in names
+    }
     assert not left
 
 

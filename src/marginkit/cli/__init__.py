@@ -371,7 +371,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     if config.out is None:
         raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
-    if args.resume:  # the run's config.yaml may be someone else's: its import spec is not
+    if args.resume and out is not None:  # the run's own config.yaml, maybe someone else's
         from marginkit.models import confirm_backbone
 
         confirm_backbone(config.backbone, flags.get("backbone"), Path(out) / "config.yaml")

@@ -780,11 +780,9 @@ def _evidence(
 EVIDENCE_MEASURES = ("test_accuracy", "unseen_rank1", "verification_auc", "ten_fold_accuracy")
 
 
-def evidence_markdown(evidence: dict[str, Any]) -> str:
-    """A summary of one ``report.json`` in Markdown, every number read from it: each
-    run's headline measures (mean ± standard deviation over seeds), each claim with its
-    difference, interval, seeds and verdict, and the count of verdicts against the
-    baseline. ``docs/results.md`` is built from these (``scripts/results_page.py``)."""
+def _evidence_runs(evidence: dict[str, Any]) -> Table:
+    """Each run's headline measures (mean ± std over seeds), its headline difference from
+    the baseline with interval and verdict, and its learning rate."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for run in evidence["runs"]:
         runs.setdefault(run["name"], []).append(run)
@@ -812,53 +810,54 @@ def evidence_markdown(evidence: dict[str, Any]) -> str:
             ]
             std = statistics.stdev(values) if len(values) > 1 else None
             cells.append(_cell((statistics.fmean(values), std), metric) if values else "—")
-        lr = {run["config"].get("lr") for run in seeds}
-        rows.append(
-            [
-                name,
-                *cells,
-                headline.get(name, "—"),
-                ", ".join(f"{v:g}" for v in sorted(lr) if v is not None),
-            ]
-        )
+        lr = sorted(v for v in {run["config"].get("lr") for run in seeds} if v is not None)
+        rows.append([name, *cells, headline.get(name, "—"), ", ".join(f"{v:g}" for v in lr)])
+    against = f"{MEASURES[EVIDENCE_MEASURES[0]].label} − {evidence['baseline']} [interval]"
+    return Table("", ["run", *(MEASURES[m].label for m in shown), against, "lr"], rows)
+
+
+def _evidence_counts(evidence: dict[str, Any]) -> Table | None:
+    """How many measures each run is better, worse or inconclusive on against the baseline."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in evidence["comparisons"]:
+        tally = counts.setdefault(row["run"], {})
+        tally[row["verdict"]] = tally.get(row["verdict"], 0) + 1
+    if not counts:
+        return None
+    words = ("reproduced", "contradicted", "inconclusive")
+    rows = [[run, *(str(tally.get(w, 0)) for w in words)] for run, tally in counts.items()]
+    return Table("", ["run", "better", "worse", "inconclusive"], rows)
+
+
+def evidence_markdown(evidence: dict[str, Any]) -> str:
+    """A summary of one ``report.json`` in Markdown, every number read from it: each
+    run's headline measures (mean ± standard deviation over seeds), each claim with its
+    difference, interval, seeds and verdict, and the count of verdicts against the
+    baseline. ``docs/results.md`` is built from these (``scripts/results_page.py``)."""
     machine = evidence.get("machine") or {}
     wall = sum(invocation.get("wall_time", 0.0) for invocation in evidence["invocations"])
+    seeds = len({run["seed"] for run in evidence["runs"]})
     lines = [
-        f"Seeds: {len(next(iter(runs.values())))}. Rule: {evidence['rule']['confidence']:g} "
+        f"Seeds: {seeds}. Rule: {evidence['rule']['confidence']:g} "
         f"confidence, one-seed factor {evidence['rule']['single_seed_factor']:g}. Wall time: "
         f"{format_seconds(wall)} on {machine.get('cores', '?')} cores "
         f"({machine.get('cpu', '?')}, torch {machine.get('torch', '?')}).",
         "",
+        *_table_markdown(_evidence_runs(evidence)),
     ]
-    against = f"{MEASURES[EVIDENCE_MEASURES[0]].label} − {evidence['baseline']} [interval]"
-    headers = ["run", *(MEASURES[m].label for m in shown), against, "lr"]
-    lines += _table_markdown(Table("", headers, rows))
     if evidence["claims"]:
         claims = [
             [claim["claim"], str(claim.get("paper", "—")), claim["ours"], claim["verdict"]]
             for claim in evidence["claims"]
         ]
         lines += ["", *_table_markdown(Table("", ["claim", "paper", "ours", "verdict"], claims))]
-    counts: dict[str, dict[str, int]] = {}
-    for row in evidence["comparisons"]:
-        tally = counts.setdefault(row["run"], {})
-        tally[row["verdict"]] = tally.get(row["verdict"], 0) + 1
-    if counts:
-        words = ("reproduced", "contradicted", "inconclusive")
+    counts = _evidence_counts(evidence)
+    if counts is not None:
         lines += [
             "",
             f"Against {evidence['baseline']} on every measure (better / worse / inconclusive):",
             "",
-            *_table_markdown(
-                Table(
-                    "",
-                    ["run", "better", "worse", "inconclusive"],
-                    [
-                        [run, *(str(tally.get(w, 0)) for w in words)]
-                        for run, tally in counts.items()
-                    ],
-                )
-            ),
+            *_table_markdown(counts),
         ]
     return "\n".join(lines) + "\n"
 
