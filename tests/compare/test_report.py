@@ -76,6 +76,7 @@ def test_html_is_self_contained(tiny_grid: GridResult) -> None:
         assert f'<table data-table="{key}">' in page
     assert re.search('class="(reproduced|contradicted|inconclusive)"', page)
     assert 'class="not-testable-here"' in page
+    assert "<em>Reproduced</em>" in page and "*Reproduced*" not in page  # the rule, emphasised
 
 
 def test_a_claim_waits_for_its_unfinished_runs(tiny_grid: GridResult, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -620,7 +620,8 @@ window.addEventListener('load', function () {
 
 def _inline(text: str) -> str:
     escaped = html.escape(text)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    coded = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<em>\1</em>", coded)
 
 
 def _html(
