@@ -1,4 +1,5 @@
-"""The accuracies in a run folder's files: fractions, and how to read older files.
+"""The numbers in a run folder's files: accuracies as fractions, how to read older files,
+and no NaN or infinity in a JSON file (:func:`json_safe`).
 
 ``metrics.json``, ``log.csv``, ``eval.json`` and the checkpoints' training history hold every
 accuracy as a fraction in ``[0, 1]``; percentages are for printing only. ``metrics.json``,
@@ -9,11 +10,13 @@ converts them, so that no reader ever mixes the two.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
     "ACCURACY_KEYS",
     "ACCURACY_UNIT",
+    "json_safe",
     "metrics_in_fractions",
     "percent",
     "rows_in_fractions",
@@ -23,6 +26,17 @@ __all__ = [
 ACCURACY_KEYS = ("train_accuracy", "validation_accuracy", "test_accuracy")
 #: The unit of every accuracy marginkit writes.
 ACCURACY_UNIT = "fraction"
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy of ``value``: non-finite floats become None (never NaN in a file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def rows_in_fractions(rows: list[dict[str, Any]], unit: str | None) -> list[dict[str, Any]]:

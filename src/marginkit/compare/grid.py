@@ -583,8 +583,8 @@ def _evaluate(run_dir: Path, config: TrainConfig, bundle: Any) -> None:
     The run is the grid's own, trained from the comparison the user gave: its backbone
     (an import spec too) is the user's, and an ``embeddings.npz`` left by an interrupted
     evaluation is replaced."""
-    from marginkit.compare.measures import json_safe
     from marginkit.evaluation import evaluate_run
+    from marginkit.runfiles import json_safe
     from marginkit.train.checkpoint import atomic_write_text
 
     began = time.perf_counter()

@@ -21,7 +21,6 @@ from marginkit.runfiles import ACCURACY_UNIT, metrics_in_fractions
 __all__ = [
     "MEASURES",
     "Measure",
-    "json_safe",
     "read_json",
     "run_measures",
     "sampling_errors",
@@ -87,17 +86,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def json_safe(value: Any) -> Any:
-    """A JSON-safe copy of ``value``: non-finite floats become None (never NaN in a file)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _percent(value: Any) -> float | None:

@@ -25,16 +25,10 @@ import numpy as np
 from marginkit.compare import figures
 from marginkit.compare.claims import Observations, Observed, Verdict, contrast, judge
 from marginkit.compare.evidence import NOT_TESTABLE, decide
-from marginkit.compare.measures import (
-    MEASURES,
-    json_safe,
-    read_json,
-    run_measures,
-    sampling_errors,
-)
+from marginkit.compare.measures import MEASURES, read_json, run_measures, sampling_errors
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
-from marginkit.runfiles import metrics_in_fractions
+from marginkit.runfiles import json_safe, metrics_in_fractions
 
 __all__ = ["Table", "evidence_markdown", "load_grid", "write_report"]
 

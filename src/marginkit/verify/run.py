@@ -13,14 +13,13 @@ is not read). A run trained before that file existed has its data set loaded onc
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from marginkit.data.errors import DataError
-from marginkit.runfiles import ACCURACY_UNIT
+from marginkit.runfiles import ACCURACY_UNIT, json_safe
 from marginkit.verify.evaluate import evaluate_both, evaluate_pairs
 from marginkit.verify.files import check_crop, find_pairs_file, is_bin, load_pair_set
 
@@ -129,7 +128,7 @@ def verify_run(
         for path in paths
     ]
     report = _report(run_dir, source, sets)
-    atomic_write_text(run_dir / VERIFY_FILE, json.dumps(_finite(report), indent=2) + "\n")
+    atomic_write_text(run_dir / VERIFY_FILE, json.dumps(json_safe(report), indent=2) + "\n")
     return report
 
 
@@ -187,17 +186,6 @@ def _measure(
         "num_images": pairs.num_images,
         **reports,
     }
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
 
 
 def _figures(report: dict[str, Any]) -> str:
