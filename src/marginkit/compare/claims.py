@@ -176,13 +176,7 @@ def _slope_weights(runs: list[str]) -> dict[str, float]:
     return {name: (k - centre) / spread for k, name in enumerate(runs)}
 
 
-def _unit(unit: str) -> str:
-    """A unit as printed after a number (a space before %)."""
-    return f" {unit}" if unit == "%" else unit
-
-
 def _shown(result: Estimate, digits: int, unit: str) -> str:
-    unit = _unit(unit)
     seeds = f"{result.seeds} seed{'s' if result.seeds > 1 else ''}"
     if result.low is None:
         return f"{result.difference:+.{digits}f}{unit} (no interval, {seeds})"
@@ -233,13 +227,13 @@ def judge(claim: dict[str, Any], observed: Observations, rule: Rule | None = Non
         for name in claim["runs"]:
             contrasts[f"{name} − {value:g}"] = ({name: 1.0}, value)
         word = "at most" if check == "at_most" else "at least"
-        text = f"{measure.label} {word} the paper's {value:g}{_unit(measure.unit)}"
+        text = f"{measure.label} {word} the paper's {value:g}{measure.suffix}"
     else:
         direction = 1.0 if check == "increasing" else -1.0
         contrasts["slope per step"] = (_slope_weights(list(claim["runs"])), 0.0)
         text = f"{measure.label} {check} along the listed runs (least-squares slope per step)"
     if tolerance:
-        text += f", by more than {tolerance:g}{_unit(measure.unit)}"
+        text += f", by more than {tolerance:g}{measure.suffix}"
     estimates: dict[str, Estimate] = {}
     verdicts: list[str] = []
     for label, (weights, value) in contrasts.items():
@@ -255,11 +249,11 @@ def judge(claim: dict[str, Any], observed: Observations, rule: Rule | None = Non
     else:
         verdict = INCONCLUSIVE
     means = "; ".join(
-        f"{name} {_mean(observed[name], metric):.{measure.digits}f}{_unit(measure.unit)}"
+        f"{name} {_mean(observed[name], metric):.{measure.digits}f}{measure.suffix}"
         for name in names
     )
     ours = "; ".join(
-        f"{label}: {_shown(e, measure.digits, measure.unit)}" for label, e in estimates.items()
+        f"{label}: {_shown(e, measure.digits, measure.suffix)}" for label, e in estimates.items()
     )
     return Verdict(verdict, f"{ours} ({means})", f"claimed: {text}", estimates)
 

@@ -344,11 +344,7 @@ def run_grid(
     _check_out(out, spec)
     if spec.settings.threads is not None:
         torch.set_num_threads(spec.settings.threads)
-    runs: list[tuple[str, int, TrainConfig]] = [
-        (spec.run_name(variant, seed), seed, spec.run_config(variant, seed))
-        for seed in spec.seed_values
-        for variant in spec.variants
-    ]
+    runs = _grid_runs(spec)
     bundles = _Bundles()
     first = bundles(runs[0][2])  # bad data options fail before anything is written
     _check_measurable(runs, bundles)
@@ -366,11 +362,7 @@ def run_grid(
         _train_all(
             out / "selection", trials, bundles, first, progress, stream, trained, skipped, False
         )
-        chosen = choose_learning_rates(out, spec)
-        runs = [
-            (name, seed, dataclasses.replace(config, lr=chosen[_variant_of(spec, name)]))
-            for name, seed, config in runs
-        ]
+        runs = _grid_runs(spec, choose_learning_rates(out, spec))
     _train_all(out / "runs", runs, bundles, first, progress, stream, trained, skipped)
     wall_time = time.perf_counter() - start
     _record_invocation(out, wall_time, trained, skipped)
@@ -422,8 +414,19 @@ def _lr_name(variant_name: str, lr: float) -> str:
     return f"{variant_name}-lr{lr:g}"
 
 
-def _variant_of(spec: CompareSpec, run_name: str) -> str:
-    return next(v.name for v in spec.variants if run_name.startswith(f"{v.name}-seed"))
+def _grid_runs(
+    spec: CompareSpec, learning_rates: dict[str, float] | None = None
+) -> list[tuple[str, int, TrainConfig]]:
+    """``(folder name, seed, config)`` of every run of the grid, seed by seed; with
+    ``learning_rates`` (variant name -> rate), each variant's config at its chosen rate."""
+    runs = []
+    for seed in spec.seed_values:
+        for variant in spec.variants:
+            config = spec.run_config(variant, seed)
+            if learning_rates is not None:
+                config = dataclasses.replace(config, lr=learning_rates[variant.name])
+            runs.append((spec.run_name(variant, seed), seed, config))
+    return runs
 
 
 def _selection_runs(spec: CompareSpec) -> list[tuple[str, int, TrainConfig]]:

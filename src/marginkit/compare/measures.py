@@ -43,6 +43,12 @@ class Measure:
     higher_is_better: bool | None
     digits: int = 2
 
+    @property
+    def suffix(self) -> str:
+        """The unit as printed after a number: ``" %"`` and ``" s"`` with a space, ``"°"``
+        and ``""`` without."""
+        return f" {self.unit}" if self.unit in ("%", "s") else self.unit
+
 
 MEASURES: dict[str, Measure] = {
     "test_accuracy": Measure("test accuracy", "%", True),

@@ -131,8 +131,7 @@ def _cell(stats: tuple[float, float | None] | None, name: str) -> str:
     if not math.isfinite(mean):
         return "—"
     spread = "" if std is None else f" ± {std:.{measure.digits}f}"
-    unit = f" {measure.unit}" if measure.unit in ("%", "s") else measure.unit
-    return f"{mean:.{measure.digits}f}{spread}{unit}"
+    return f"{mean:.{measure.digits}f}{spread}{measure.suffix}"
 
 
 def _measure_table(
@@ -324,7 +323,7 @@ def _comparison_table(grid: _Grid, rows: list[dict[str, Any]]) -> Table | None:
     cells = []
     for row in rows:
         measure = MEASURES[row["measure"]]
-        digits, unit = measure.digits, (f" {measure.unit}" if measure.unit == "%" else measure.unit)
+        digits, unit = measure.digits, measure.suffix
         interval = row["interval"]
         shown = (
             "—" if interval is None else f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
