@@ -153,3 +153,24 @@ def test_the_comparison_table_lists_every_run_against_the_baseline(
     table = text.split("## Every run against softmax\n")[1].split("\n## ")[0]
     assert "| run | measure | difference (run − softmax) | interval | seeds | verdict |" in table
     assert re.search(r"\| arcface \| test accuracy \| [+-]\d+\.\d\d % \| \[", table)
+
+
+def test_runs_measured_on_their_validation_split_say_so(tiny_grid: GridResult, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A data set without a test split (folder, lfw) is measured on its validation split:
+    the report and its evidence name it "validation accuracy", never "test accuracy"."""
+    import json
+    import shutil
+
+    from marginkit.compare.report import evidence_markdown, write_report
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_grid.out, out)
+    assert "| test accuracy" in (out / "report.md").read_text()
+    for eval_file in (out / "runs").glob("*/eval.json"):
+        report = json.loads(eval_file.read_text())
+        eval_file.write_text(json.dumps({**report, "split": "validation"}))
+    markdown = write_report(out)[0].read_text()
+    evidence = json.loads((out / "report.json").read_text())
+    assert evidence["measured_split"] == "validation"
+    for text in (markdown, evidence_markdown(evidence)):
+        assert "validation accuracy" in text and "test accuracy" not in text

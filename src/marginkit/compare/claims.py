@@ -49,7 +49,7 @@ from marginkit.compare.evidence import (
     decide,
     estimate,
 )
-from marginkit.compare.measures import MEASURES
+from marginkit.compare.measures import MEASURES, measure_label
 from marginkit.train.config import ConfigError
 
 __all__ = ["CHECKS", "Observed", "Verdict", "check_claim", "contrast", "judge"]
@@ -186,20 +186,23 @@ def _shown(result: Estimate, digits: int, unit: str) -> str:
     )
 
 
-def judge(claim: dict[str, Any], observed: Observations, rule: Rule | None = None) -> Verdict:
+def judge(
+    claim: dict[str, Any], observed: Observations, rule: Rule | None = None, split: str = "test"
+) -> Verdict:
     """The verdict of ``claim`` given what the grid measured.
 
     Args:
         claim: a claim mapping (checked by :func:`check_claim`).
         observed: run name -> seed -> :class:`Observed`.
         rule: the comparison's rule (default :class:`Rule`'s defaults).
+        split: the split the runs were measured on (named in the verdict's text).
     """
     rule = Rule() if rule is None else rule
     check = claim["check"]
     if check == "not_testable":
         return Verdict(NOT_TESTABLE, "—", claim["reason"])
     metric = claim["metric"]
-    measure = MEASURES[metric]
+    measure, label = MEASURES[metric], measure_label(metric, split)
     names = list(claim["runs"]) + ([claim["baseline"]] if "baseline" in claim else [])
     missing = [name for name in names if not observed.get(name)]
     if missing:
@@ -210,7 +213,7 @@ def judge(claim: dict[str, Any], observed: Observations, rule: Rule | None = Non
         if all(seen.values.get(metric) is None for seen in observed[name].values())
     ]
     if empty:
-        return Verdict(NOT_TESTABLE, "—", f"{measure.label} does not apply to {empty[0]!r}")
+        return Verdict(NOT_TESTABLE, "—", f"{label} does not apply to {empty[0]!r}")
 
     tolerance = float(claim.get("tolerance", 0.0))
     contrasts: dict[str, tuple[dict[str, float], float]] = {}
@@ -220,18 +223,18 @@ def judge(claim: dict[str, Any], observed: Observations, rule: Rule | None = Non
         for name in claim["runs"]:
             contrasts[f"{name} − {base}"] = ({name: 1.0, base: -1.0}, 0.0)
         word = "below" if check == "lower" else "above"
-        text = f"{measure.label} of every listed run {word} {base}'s"
+        text = f"{label} of every listed run {word} {base}'s"
     elif check in ("at_most", "at_least"):
         value = float(claim["value"])
         direction = -1.0 if check == "at_most" else 1.0
         for name in claim["runs"]:
             contrasts[f"{name} − {value:g}"] = ({name: 1.0}, value)
         word = "at most" if check == "at_most" else "at least"
-        text = f"{measure.label} {word} the paper's {value:g}{measure.suffix}"
+        text = f"{label} {word} the paper's {value:g}{measure.suffix}"
     else:
         direction = 1.0 if check == "increasing" else -1.0
         contrasts["slope per step"] = (_slope_weights(list(claim["runs"])), 0.0)
-        text = f"{measure.label} {check} along the listed runs (least-squares slope per step)"
+        text = f"{label} {check} along the listed runs (least-squares slope per step)"
     if tolerance:
         text += f", by more than {tolerance:g}{measure.suffix}"
     estimates: dict[str, Estimate] = {}

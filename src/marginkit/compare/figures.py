@@ -125,12 +125,18 @@ def roc_overlay(curves: Mapping[str, tuple[Any, Any]], path: Path, title: str) -
     return _save(build_roc_curves(curves, title=title), path)
 
 
-def learning_curves(runs: Mapping[str, list[dict[str, Any]]], path: Path, title: str) -> Path:
+def learning_curves(
+    runs: Mapping[str, list[dict[str, Any]]],
+    path: Path,
+    title: str,
+    accuracy_label: str = "test accuracy",
+) -> Path:
     """Training loss and test accuracy per epoch, one line per run.
 
     Args:
         runs: run name -> the run's per-epoch rows (``metrics.json`` ``epochs``, accuracies
             as fractions: :func:`marginkit.runfiles.metrics_in_fractions`).
+        accuracy_label: the accuracy panel's title (the split the runs were measured on).
     """
     fig = new_figure(12.0, 4.5)
     loss_axis, accuracy_axis = fig.subplots(1, 2)
@@ -145,7 +151,7 @@ def learning_curves(runs: Mapping[str, list[dict[str, Any]]], path: Path, title:
         accuracy_axis.plot(number, accuracy, marker="o", ms=3, label=name, **style)
     loss_axis.set_yscale("log")
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="mean cross-entropy (log)")
-    accuracy_axis.set(title="test accuracy", xlabel="epoch", ylabel="top-1 accuracy (%)")
+    accuracy_axis.set(title=accuracy_label, xlabel="epoch", ylabel="top-1 accuracy (%)")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(True, color="0.92")
     accuracy_axis.legend(fontsize=8, loc="lower right")

@@ -553,15 +553,17 @@ def _train(
     run_dir: Path, config: TrainConfig, bundle: Any, seed: int, run_steps: int, bar: _GridBar
 ) -> None:
     """Train (or resume) one run of the grid into ``run_dir``, moving the grid's bar."""
+    from marginkit.evaluation.embedding import measured_split
     from marginkit.train import fit
 
+    split = measured_split(bundle)  # a data set without a test split: its validation split
     snapshots = _NoiseSnapshots(run_dir, bundle, seed) if config.label_noise > 0 else None
 
     def on_epoch(row: dict[str, Any], backbone: Any, head: Any) -> None:
         if snapshots is not None:
             snapshots(row, backbone, head)
         last = row["step"] >= run_steps  # the run's own line follows
-        note = "" if last else f"epoch {row['epoch']}, test accuracy {_shown(row)}"
+        note = "" if last else f"epoch {row['epoch']}, {split} accuracy {_shown(row)}"
         bar.run_at(row["step"], note)
 
     result = fit(
@@ -572,7 +574,7 @@ def _train(
         on_epoch=on_epoch,
     )
     bar.run_at(run_steps)
-    bar.say(f"trained, test accuracy {_shown(result.final)}")
+    bar.say(f"trained, {split} accuracy {_shown(result.final)}")
 
 
 def _shown(row: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from marginkit.runfiles import ACCURACY_UNIT, metrics_in_fractions
 __all__ = [
     "MEASURES",
     "Measure",
+    "measure_label",
     "read_json",
     "run_measures",
     "sampling_errors",
@@ -80,6 +81,17 @@ MEASURES: dict[str, Measure] = {
     "train_time": Measure("training time", "s", None, 1),
     "eval_time": Measure("evaluation time", "s", None, 1),
 }
+
+
+def measure_label(name: str, split: str = "test") -> str:
+    """The heading of measure ``name`` for runs measured on ``split``: a data set without a
+    test split (``folder``, ``lfw``) is measured on its validation split, and its "test
+    accuracy" is then named "validation accuracy" (the other closed-set headings name no
+    split; the report says which one was measured)."""
+    label = MEASURES[name].label
+    if split != "test" and name in ("test_accuracy", "test_error"):
+        return label.replace("test", split, 1)
+    return label
 
 
 #: The FAR at which the watch-list measure reads its detection and identification rate.

@@ -25,7 +25,13 @@ import numpy as np
 from marginkit.compare import figures
 from marginkit.compare.claims import Observations, Observed, Verdict, contrast, judge
 from marginkit.compare.evidence import NOT_TESTABLE, decide
-from marginkit.compare.measures import MEASURES, read_json, run_measures, sampling_errors
+from marginkit.compare.measures import (
+    MEASURES,
+    measure_label,
+    read_json,
+    run_measures,
+    sampling_errors,
+)
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
 from marginkit.runfiles import json_safe, metrics_in_fractions
@@ -73,6 +79,7 @@ class _Grid:
     state: dict[str, Any]
     runs: dict[str, list[_Run]] = field(default_factory=dict)  # variant name -> its seeds
     stats: dict[str, dict[str, tuple[float, float | None] | None]] = field(default_factory=dict)
+    split: str = "test"  # the split the runs were measured on (eval.json's "split")
 
     @property
     def observed(self) -> Observations:
@@ -98,6 +105,7 @@ def load_grid(out: Path) -> _Grid:
                 continue
             config = yaml.safe_load((folder / "config.yaml").read_text())
             measures = run_measures(folder)
+            grid.split = (read_json(folder / "eval.json") or {}).get("split") or grid.split
             runs.append(
                 _Run(
                     variant,
@@ -140,7 +148,7 @@ def _measure_table(
     shown = [n for n in names if any(grid.stats[v][n] is not None for v in grid.stats)]
     if not shown:
         return None
-    headers = ["run", *(MEASURES[n].label for n in shown)]
+    headers = ["run", *(measure_label(n, grid.split) for n in shown)]
     rows = [
         [variant, *(_cell(grid.stats[variant][n], n) for n in shown)]
         for variant in grid.stats
@@ -240,7 +248,7 @@ def _verdicts(grid: _Grid) -> list[tuple[dict[str, Any], Verdict]]:
     """Each claim of the comparison with its verdict."""
     observed = grid.observed
     return [
-        (claim, _unfinished(claim, grid) or judge(claim, observed, grid.spec.rule))
+        (claim, _unfinished(claim, grid) or judge(claim, observed, grid.spec.rule, grid.split))
         for claim in grid.spec.claims
     ]
 
@@ -331,7 +339,7 @@ def _comparison_table(grid: _Grid, rows: list[dict[str, Any]]) -> Table | None:
         cells.append(
             [
                 row["run"],
-                measure.label,
+                measure_label(row["measure"], grid.split),
                 f"{row['difference']:+.{digits}f}{unit}",
                 shown,
                 str(row["seeds"]),
@@ -495,10 +503,14 @@ def _training_figures(
         written.append((path, f"Verification ROC of every run ({seed_note})."))
     histories = {name: run.epochs for name, run in shown.items() if run.epochs}
     if histories:
+        accuracy = measure_label("test_accuracy", grid.split)
         path = figures.learning_curves(
-            histories, folder / "learning_curves.png", f"{dataset}: learning curves ({seed_note})"
+            histories,
+            folder / "learning_curves.png",
+            f"{dataset}: learning curves ({seed_note})",
+            accuracy,
         )
-        written.append((path, "Training loss and test accuracy after every epoch."))
+        written.append((path, f"Training loss and {accuracy} after every epoch."))
     return written
 
 
@@ -749,6 +761,7 @@ def _evidence(
             "comparison": grid.spec.to_dict(),
             "rule": {**grid.spec.rule.to_dict(), "text": grid.spec.rule.describe()},
             "baseline": grid.spec.baseline_name,
+            "measured_split": grid.split,
             "machine": grid.state.get("machine"),
             "invocations": grid.state.get("invocations", []),
             "selection": read_json(out / "selection.json"),
@@ -806,8 +819,9 @@ def _evidence_runs(evidence: dict[str, Any]) -> Table:
             cells.append(_cell((statistics.fmean(values), std), metric) if values else "—")
         lr = sorted(v for v in {run["config"].get("lr") for run in seeds} if v is not None)
         rows.append([name, *cells, headline.get(name, "—"), ", ".join(f"{v:g}" for v in lr)])
-    against = f"{MEASURES[EVIDENCE_MEASURES[0]].label} − {evidence['baseline']} [interval]"
-    return Table("", ["run", *(MEASURES[m].label for m in shown), against, "lr"], rows)
+    split = evidence.get("measured_split", "test")
+    against = f"{measure_label(EVIDENCE_MEASURES[0], split)} − {evidence['baseline']} [interval]"
+    return Table("", ["run", *(measure_label(m, split) for m in shown), against, "lr"], rows)
 
 
 def _evidence_counts(evidence: dict[str, Any]) -> Table | None:
