@@ -1,15 +1,21 @@
-"""The package's shape: dependencies run one way and functions stay short.
+"""The package's shape: dependencies run one way, down the layers of docs/architecture.md,
+and functions stay short.
 
-Both checks read the source with ``ast`` (nothing is imported), so they see imports inside
+The checks read the source with ``ast`` (nothing is imported), so they see imports inside
 functions as well as at the top of a module.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import shutil
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "marginkit"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "marginkit"
+#: Where the layer order is written, once.
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
 #: The longest function allowed, in lines (decorators and docstring included).
 MAX_FUNCTION_LINES = 80
 #: Functions allowed to be longer: the fused autograd Function's forward and backward, whose
@@ -17,21 +23,38 @@ MAX_FUNCTION_LINES = 80
 EXEMPT = {("marginkit.losses.fused", "forward"), ("marginkit.losses.fused", "backward")}
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     modules = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         modules[".".join(parts)] = path
     return modules
 
 
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package's modules that module ``name`` imports (anywhere in its body)."""
+def _is_type_checking(test: ast.expr) -> bool:
+    """Whether an ``if`` tests ``TYPE_CHECKING`` (``typing.TYPE_CHECKING``)."""
+    name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", None)
+    return name == "TYPE_CHECKING"
+
+
+def _imports(
+    name: str, path: Path, modules: dict[str, Path], *, with_type_checking: bool = True
+) -> set[str]:
+    """The package's modules that module ``name`` imports (anywhere in its body; without
+    ``with_type_checking``, not those under ``if TYPE_CHECKING:``, which never run)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    skipped = set()
+    if not with_type_checking:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                skipped.update(id(inner) for part in node.body for inner in ast.walk(part))
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -91,6 +114,94 @@ def test_no_import_cycle_among_the_packages_modules() -> None:
 def test_the_cycle_check_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def _layers() -> dict[str, int]:
+    """Each top-level module or package of marginkit -> its layer (0: the top), read from
+    the numbered list of docs/architecture.md's "The layers" (``1. `cli/` — ...``; the names
+    on one line are one layer, ``__init__.py`` is the package's own module)."""
+    text = ARCHITECTURE.read_text().split("\n## The layers\n", 1)[1].split("\n## ", 1)[0]
+    layers: dict[str, int] = {}
+    for line in text.splitlines():
+        item = re.fullmatch(r"(\d+)\. ((?:`[^`]+`(?:, )?)+)(?: — .*)?", line)
+        if item is None:
+            continue
+        assert int(item.group(1)) == len(set(layers.values())) + 1, line  # numbered in order
+        for unit in re.findall(r"`([^`]+)`", item.group(2)):
+            unit = "marginkit" if unit == "__init__.py" else unit.removesuffix("/")
+            assert unit.removesuffix(".py") not in layers, f"{unit} is listed twice"
+            layers[unit.removesuffix(".py")] = int(item.group(1)) - 1
+    return layers
+
+
+def _unit(module: str) -> str:
+    """The top-level module or package of marginkit that ``module`` belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    """The imports of ``graph`` from a module to one of its own layer or of a higher one
+    (another top-level unit: a package may import its own modules)."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            source, destination = _unit(module), _unit(target)
+            if source != destination and layers[destination] <= layers[source]:
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def _runtime_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = _modules(package)
+    return {
+        name: _imports(name, path, modules, with_type_checking=False)
+        for name, path in modules.items()
+    }
+
+
+def test_every_module_has_one_layer() -> None:
+    units = {_unit(module) for module in _modules()}
+    assert set(_layers()) == units
+
+
+def test_imports_run_only_down_the_layers() -> None:
+    """No module imports one of a higher layer or another package of its own layer, at the
+    top of the module or inside a function (``docs/architecture.md``, "The layers")."""
+    graph = _runtime_graph()
+    assert sum(len(targets) for targets in graph.values()) > 50  # the check sees imports
+    assert _upward_imports(graph, _layers()) == []
+
+
+def test_training_does_not_import_verify() -> None:
+    graph = _runtime_graph()
+    edges = [f"{m} -> {t}" for m, targets in graph.items() for t in targets]
+    assert [
+        e for e in edges if re.fullmatch(r"marginkit\.train\S* -> marginkit\.verify\S*", e)
+    ] == []
+
+
+def test_the_layer_check_finds_a_planted_upward_import(tmp_path: Path) -> None:
+    """A function-local import of ``verify`` planted in a copy of ``train/verification.py``
+    is found; one under ``if TYPE_CHECKING:`` is not (it never runs)."""
+    copy = tmp_path / "marginkit"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    planted = copy / "train" / "verification.py"
+    planted.write_text(
+        planted.read_text()
+        + "\n\ndef _planted() -> None:\n    from marginkit.verify.run import verify_run\n"
+        + "\n\nif TYPE_CHECKING:\n    from marginkit.compare import grid\n"
+    )
+    graph = _runtime_graph(copy)
+    assert _upward_imports(graph, _layers()) == [
+        "marginkit.train.verification -> marginkit.verify.run"
+    ]
+
+
+def test_the_layer_check_refuses_an_import_within_a_layer() -> None:
+    layers = {"top": 0, "a": 1, "b": 1, "floor": 2}
+    graph = {"m.top": {"m.a", "m.floor"}, "m.a.x": {"m.a.y", "m.b"}, "m.floor": {"m.top.z"}}
+    assert _upward_imports(graph, layers) == ["m.a.x -> m.b", "m.floor -> m.top.z"]
 
 
 def test_no_function_is_longer_than_80_lines() -> None:

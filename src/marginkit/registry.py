@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from marginkit.errors import MarginkitError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -47,7 +49,7 @@ T = TypeVar("T")
 _SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(MarginkitError, ValueError):
     """A name that no entry of a registry answers to (the message lists the known ones), or
     an import spec that names nothing importable and callable (the message names the spec)."""
 

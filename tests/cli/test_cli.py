@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import re
 import subprocess
@@ -18,9 +19,10 @@ from data_writers import write_idx_dataset
 import marginkit.cli as cli
 import marginkit.train
 from marginkit.cli.flags import flag_name
-from marginkit.data import DataError
+from marginkit.errors import MarginkitError
 from marginkit.registry import BACKBONES, DATASETS, LOSSES
 from marginkit.train import TrainConfig
+from test_errors import ERROR_CLASSES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -112,28 +114,55 @@ def test_flags_parse_as_their_option_types() -> None:
     assert not hasattr(args, "epochs")  # a flag not given leaves the config file's value
 
 
-def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any ValueError, bugs included, became a one-line exit 2."""
+@pytest.mark.parametrize("bug", [ValueError, RuntimeError])
+def test_a_bug_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bug: type[Exception]
+) -> None:
+    """A plain builtin error (not a MarginkitError) is a bug: it keeps its traceback (once,
+    any ValueError, bugs included, became a one-line exit 2)."""
 
     def buggy_fit(*args: object, **kwargs: object) -> None:
-        raise ValueError("an internal bug")
+        raise bug("an internal bug")
 
     monkeypatch.setattr(marginkit.train, "fit", buggy_fit)
-    with pytest.raises(ValueError, match="an internal bug"):
+    with pytest.raises(bug, match="an internal bug"):
         cli.main(["train", "--quiet", "--out", str(tmp_path / "run")])
 
 
-def test_an_expected_error_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+class _NewError(MarginkitError, RuntimeError):
+    """An error class the command line was never told about."""
+
+
+def _instance(error: type[Exception]) -> tuple[Exception, str]:
+    """An instance of ``error`` with a two-line message, and the line the command prints."""
+    if error.__name__ == "OutputError":  # (action, path, the OSError)
+        return error("write", "out/x", OSError(errno.ENOSPC, "full")), (
+            "cannot write out/x: no space left on the device"
+        )
+    return error(f"{error.__name__}: what was wrong\nmore detail"), (
+        f"{error.__name__}: what was wrong"
+    )
+
+
+@pytest.mark.parametrize("error", [*ERROR_CLASSES, _NewError], ids=lambda error: error.__qualname__)
+def test_every_marginkit_error_is_one_line_with_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: type[Exception],
 ) -> None:
+    """The command catches the one base class, so an error class added later (or a
+    user's subclass) needs no list to be kept up to date."""
+    instance, line = _instance(error)
+
     def refusing_fit(*args: object, **kwargs: object) -> None:
-        raise DataError("data_dir: nowhere is not a folder")
+        raise instance
 
     monkeypatch.setattr(marginkit.train, "fit", refusing_fit)
     with pytest.raises(SystemExit) as exited:
         cli.main(["train", "--quiet", "--out", str(tmp_path / "run")])
     assert exited.value.code == 2
-    assert capsys.readouterr().err == "marginkit: error: data_dir: nowhere is not a folder\n"
+    assert capsys.readouterr().err == f"marginkit: error: {line}\n"
 
 
 @pytest.mark.parametrize(

@@ -177,3 +177,27 @@ def write_image_folder(
             write_image(directory / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
             names.append(name)
     return sorted(names)
+
+
+#: The people of :func:`write_pairs_tree`: name -> number of images.
+PAIRS_PEOPLE = {"Ann_A": 3, "Ben_B": 2, "Cid_C": 2, "Dee_D": 1}
+#: Its pairs.txt, View 2: 2 folds of 2 matched and 2 mismatched pairs; Ann_A_0001 is in
+#: three pairs.
+PAIRS_TXT = (
+    "2\t2\n"
+    "Ann_A\t1\t2\nBen_B\t1\t2\nAnn_A\t1\tBen_B\t1\nCid_C\t1\tDee_D\t1\n"
+    "Ann_A\t1\t3\nCid_C\t2\t1\nAnn_A\t2\tDee_D\t1\nBen_B\t2\tCid_C\t2\n"
+)
+
+
+def write_pairs_tree(directory: Path, seed: int = 0) -> Path:
+    """A miniature LFW tree of textured 40x32 JPEG images (a mirror or crop changes them)
+    and its ``pairs.txt`` (:data:`PAIRS_TXT`); returns the image folder."""
+    rng = np.random.default_rng(seed)
+    root = directory / "lfw-deepfunneled"
+    for person, count in PAIRS_PEOPLE.items():
+        for number in range(1, count + 1):
+            pixels = rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)
+            write_image(root / person / f"{person}_{number:04d}.jpg", pixels)
+    (directory / "pairs.txt").write_text(PAIRS_TXT)
+    return root

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import marginkit.cli as cli
-import marginkit.verify.files as verify_files
+import marginkit.pairs.files as pair_files
 from marginkit.data import ArrayDataset, DataBundle, DataError
 from marginkit.data.binfile import encode_bin
 from marginkit.evaluation import load_run_backbone
@@ -94,13 +94,13 @@ def test_verification_changes_nothing_is_logged_and_keeps_the_best(
     first = write_pairs_bin(tmp_path / "first.bin", seed=1)
     second = write_pairs_bin(tmp_path / "second.bin", seed=2)
     reads: list[Path] = []
-    original = verify_files.load_pair_set
+    original = pair_files.load_pair_set
 
     def counted(path: Path, *args: object, **kwargs: object) -> object:
         reads.append(Path(path))
         return original(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(verify_files, "load_pair_set", counted)
+    monkeypatch.setattr(pair_files, "load_pair_set", counted)
     plain = fit(config(tmp_path / "plain"), bundle=rgb_bundle(), progress=False)
     options = {"verify": [str(first), str(second)], "verify_every": 3, "verify_best": "second"}
     run_dir = tmp_path / "verified"

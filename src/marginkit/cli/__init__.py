@@ -29,6 +29,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from marginkit.errors import MarginkitError, first_line
+
 __all__ = ["build_parser", "main"]
 
 #: The options of ``compare`` that set a :class:`TrainConfig` option of every run.
@@ -51,7 +53,7 @@ _COMPARE_SETTINGS = (
 )
 
 
-class _UsageError(Exception):
+class _UsageError(MarginkitError):
     """An error in the user's input, reported as one line with exit status 2."""
 
 
@@ -556,8 +558,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers.update(export=_export, embed=_embed)
     try:
         return handlers[args.command](args)
-    except _UsageError as error:
-        parser.exit(2, f"marginkit: error: {error}\n")
     except KeyboardInterrupt as error:  # Ctrl-C; a launcher's signal (its status: 128 + number)
         parser.exit(getattr(error, "status", 130), f"marginkit: {error or 'interrupted'}\n")
     except Exception as error:
@@ -596,10 +596,11 @@ def _user_error(error: Exception) -> str | None:
     """The one-line message of an error caused by the user's input or set-up, or None for
     a bug (which keeps its traceback).
 
-    The expected errors are marginkit's own (:func:`_expected_errors`); an ``OSError`` (no
-    space, a read-only or missing path, no permission) names its path; a missing optional
-    package names the extra that installs it. Any other error, a ``ValueError`` included,
-    is a bug. Set ``MARGINKIT_DEBUG=1`` to see the traceback of an expected error too.
+    The expected errors are marginkit's own (:class:`~marginkit.errors.MarginkitError`, the
+    base of every error the package raises for its user) and an ``OSError`` (no space, a
+    read-only or missing path, no permission: it names its path); a missing optional package
+    names the extra that installs it. Any other error, a ``ValueError`` included, is a bug.
+    Set ``MARGINKIT_DEBUG=1`` to see the traceback of an expected error too.
     """
     import os
 
@@ -617,8 +618,8 @@ def _user_error(error: Exception) -> str | None:
         return None
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror.lower()}"
-    if isinstance(error, _expected_errors()):
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, (MarginkitError, OSError)):
+        return first_line(error)
     return None
 
 
@@ -633,36 +634,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
     return value
-
-
-def _expected_errors() -> tuple[type[Exception], ...]:
-    """The errors marginkit raises for bad input, bad data or a run that cannot go on."""
-    from marginkit.compare.grid import GridError
-    from marginkit.data.errors import DataError
-    from marginkit.evaluation.embedding import EvaluationError
-    from marginkit.export import ExportError
-    from marginkit.models import BackboneError
-    from marginkit.registry import UnknownNameError
-    from marginkit.train.checkpoint import CheckpointError
-    from marginkit.train.config import ConfigError
-    from marginkit.train.distributed import DistributedError
-    from marginkit.train.loop import NonFiniteLossError
-    from marginkit.train.runfolder import RunFolderError
-
-    return (
-        ConfigError,
-        DataError,
-        EvaluationError,
-        UnknownNameError,
-        RunFolderError,
-        CheckpointError,
-        GridError,
-        NonFiniteLossError,
-        DistributedError,
-        ExportError,
-        BackboneError,
-        OSError,
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from marginkit.compare.spec import CompareSpec
+from marginkit.errors import MarginkitError
 from marginkit.progress import format_seconds
 from marginkit.train.config import TrainConfig
 
@@ -68,7 +69,7 @@ SNAPSHOT_SAMPLES = 4000
 EVAL_TRAIN_SAMPLES = 10_000
 
 
-class GridError(ValueError):
+class GridError(MarginkitError, ValueError):
     """The report folder cannot be used for this comparison (one line, naming it)."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from marginkit.errors import MarginkitError
+
 __all__ = ["DataError"]
 
 
-class DataError(ValueError):
+class DataError(MarginkitError, ValueError):
     """A data file is missing, has the wrong format or size, or fails its checksum; or a
     loading option is out of range or does not fit the data set (a class it lacks).
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
+from marginkit.errors import MarginkitError
 
 __all__ = [
     "SPLITS",
@@ -29,7 +30,7 @@ __all__ = [
 SPLITS = ("train", "validation", "test")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(MarginkitError, ValueError):
     """A run cannot be measured as asked (no such split); one line naming it."""
 
 

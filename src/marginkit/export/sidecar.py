@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from marginkit.errors import MarginkitError, first_line
+
 __all__ = [
     "FORMATS",
     "ExportError",
@@ -34,15 +36,9 @@ FORMATS = ("onnx", "torchscript", "safetensors")
 _REQUIRED = ("format", "sha256", "bytes", "backbone", "embedding_dim", "preprocessing")
 
 
-class ExportError(ValueError):
+class ExportError(MarginkitError, ValueError):
     """An export or an exported file cannot be used as asked; the message is one line
     naming the run folder or file and what is wrong."""
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (for a one-line message), or its type's name."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_format(format: str) -> str:

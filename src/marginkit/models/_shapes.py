@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from marginkit.errors import MarginkitError
+
 __all__ = ["BackboneError", "check_min_size", "check_shape"]
 
 
-class BackboneError(ValueError):
+class BackboneError(MarginkitError, ValueError):
     """A backbone that cannot be built as asked: images too small for it, or a
     ``module:callable`` spec whose callable does not give an ``nn.Module``. The message is
     one line naming the backbone."""

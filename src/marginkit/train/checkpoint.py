@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from marginkit.errors import MarginkitError
 from marginkit.train.runfolder import (
     CHECKPOINTS,
     OutputError,
@@ -81,7 +82,7 @@ KEEP = 2
 _NAME = re.compile(r"epoch-(\d{4,})")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MarginkitError, ValueError):
     """A checkpoint is damaged or missing; the message is one line naming it and why."""
 
 

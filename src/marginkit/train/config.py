@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from marginkit.errors import MarginkitError
+
 __all__ = [
     "ConfigError",
     "RunFraction",
@@ -66,7 +68,7 @@ __all__ = [
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-class ConfigError(ValueError):
+class ConfigError(MarginkitError, ValueError):
     """A bad configuration value or file; the message is one line naming the cause."""
 
 

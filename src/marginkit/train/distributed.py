@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from marginkit.errors import MarginkitError
+
 __all__ = [
     "SINGLE",
     "DistributedError",
@@ -65,7 +67,7 @@ _ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"
 _GRACE = 5.0
 
 
-class DistributedError(RuntimeError):
+class DistributedError(MarginkitError, RuntimeError):
     """A rank failed, or a collective step timed out; one line naming the rank and why."""
 
 

@@ -43,6 +43,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from marginkit.errors import MarginkitError
 from marginkit.progress import Progress, format_seconds
 from marginkit.registry import BACKBONES, LOSSES
 from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
@@ -117,7 +118,7 @@ _RESUME_FREE_KEYS = frozenset(
 EpochCallback = Callable[[dict[str, Any], nn.Module, nn.Module], None]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(MarginkitError, RuntimeError):
     """The loss (or the embeddings) became NaN or infinite during training."""
 
 
@@ -171,13 +172,11 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
 def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module]:
     """The backbone and head of ``config`` for ``bundle``, initialised from ``config.seed``."""
     from marginkit.losses import build
-    from marginkit.models import BackboneError, build_backbone
+    from marginkit.models import build_backbone
 
     torch.manual_seed(config.seed)
-    try:
-        backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
-    except BackboneError as error:  # images too small for it; a spec giving no nn.Module
-        raise ConfigError(str(error)) from None
+    # a BackboneError (images too small for it; a spec giving no nn.Module) is the user's
+    backbone = build_backbone(config.backbone, tuple(bundle.input_shape), config.embedding_dim)
     kwargs = loss_kwargs(config.loss_args)
     try:
         head = build(

@@ -28,6 +28,8 @@ import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from marginkit.errors import MarginkitError
+
 __all__ = [
     "CHECKPOINTS",
     "LOCK",
@@ -85,12 +87,12 @@ _CAUSES = {
 }
 
 
-class RunFolderError(ValueError):
+class RunFolderError(MarginkitError, ValueError):
     """The output folder cannot be used (it holds a different run, no run, or is in use), or
     an output file cannot be written without losing something (:func:`check_output_file`)."""
 
 
-class OutputError(OSError):
+class OutputError(MarginkitError, OSError):
     """A file or folder cannot be read or written; the message is one line naming the path
     and the cause (``errno`` is the operating system's)."""
 

@@ -1,10 +1,10 @@
 """Verification during training: ``--verify FILE`` and ``--verify-every STEPS``.
 
 Each verification file (an InsightFace ``.bin`` or an LFW-style pairs file,
-:mod:`marginkit.verify.files`) is read ONCE when the run is set up, for the run's input size
+:mod:`marginkit.pairs.files`) is read ONCE when the run is set up, for the run's input size
 and normalisation (:func:`marginkit.data.preprocessing.preprocessing_of`, what
 ``RUN/preprocessing.json`` records), and scored every ``verify_every`` steps and at the end of
-each epoch with flip test-time augmentation (:func:`marginkit.verify.evaluate_pairs`: the
+each epoch with flip test-time augmentation (:func:`marginkit.pairs.evaluate_pairs`: the
 sum of the embeddings of an image and its mirror, as in ArcFace, Deng et al., CVPR 2019).
 
 A verification leaves training as it was: the backbone is put in eval mode (batch norm uses
@@ -55,7 +55,7 @@ class VerifySet:
         name: its name in logs (the file name without extension).
         file: the file as the config lists it.
         pairs: the pairs and their images, ready for the backbone
-            (:class:`marginkit.verify.PairSet`).
+            (:class:`marginkit.pairs.PairSet`).
     """
 
     name: str
@@ -88,7 +88,7 @@ def find_verify_files(config: TrainConfig) -> list[Path]:
     Raises:
         marginkit.data.DataError: a file is found nowhere (one line naming it).
     """
-    from marginkit.verify.files import find_pairs_file
+    from marginkit.pairs.files import find_pairs_file
 
     folders = search_folders(config)
     return [find_pairs_file(file, folders) for file in config.verify or []]
@@ -139,7 +139,7 @@ class TrainingVerification:
     def measure(self, backbone: nn.Module) -> dict[str, dict[str, float]]:
         """Each set's figures with flip TTA: ``{name: {"accuracy", "accuracy_std", "auc"}}``
         (fractions; the backbone's mode, statistics and the RNG untouched)."""
-        from marginkit.verify.evaluate import evaluate_pairs
+        from marginkit.pairs.evaluate import evaluate_pairs
 
         figures = {}
         for item in self.sets:
@@ -192,7 +192,7 @@ def load_verification(
         ConfigError: the run's inputs are not RGB images.
         marginkit.data.DataError: a file is damaged or malformed (one line naming it).
     """
-    from marginkit.verify.files import load_pair_set
+    from marginkit.pairs.files import load_pair_set
 
     if not config.verify:
         return None

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from marginkit.data.errors import DataError
+from marginkit.pairs.evaluate import evaluate_both, evaluate_pairs
+from marginkit.pairs.files import check_crop, find_pairs_file, is_bin, load_pair_set
 from marginkit.runfiles import ACCURACY_UNIT, json_safe
-from marginkit.verify.evaluate import evaluate_both, evaluate_pairs
-from marginkit.verify.files import check_crop, find_pairs_file, is_bin, load_pair_set
 
 __all__ = ["VERIFY_FILE", "summarize_verification", "verify_run"]
 
@@ -72,7 +72,7 @@ def verify_run(
 
     Args:
         run_dir: a run folder written by :func:`marginkit.train.fit`.
-        pairs_files: ``.bin`` files and LFW-style pairs files (:mod:`marginkit.verify.files`);
+        pairs_files: ``.bin`` files and LFW-style pairs files (:mod:`marginkit.pairs.files`);
             a relative name that is not found as given is looked for in the run's data
             folder and in ``$MARGINKIT_DATA/lfw``, and a pairs file's images beside it, then
             there.

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from marginkit._validation import check_count
 from marginkit.metrics import verification_report
 from marginkit.metrics.roc import DEFAULT_FARS
+from marginkit.pairs.pairset import PairSet
 from marginkit.progress import Progress
-from marginkit.verify.pairset import PairSet
 
 __all__ = ["embed_pair_images", "evaluate_both", "evaluate_pairs", "pairs_report"]
 
@@ -155,7 +155,7 @@ def evaluate_pairs(
 
     Args:
         backbone: maps ``(B, C, H, W)`` to ``(B, D)``; its mode is restored afterwards.
-        pairs: the pair set (:func:`marginkit.verify.load_pair_set` reads one from a file).
+        pairs: the pair set (:func:`marginkit.pairs.load_pair_set` reads one from a file).
         flip: flip test-time augmentation.
         batch_size: images per forward pass.
         device: where the inputs go; None: where the backbone's weights are.

@@ -1,4 +1,4 @@
-"""marginkit.verify.pairset and .evaluate: inputs normalised as in training, flip
+"""marginkit.pairs.pairset and .evaluate: inputs normalised as in training, flip
 test-time augmentation as a sum of two embeddings, figures from the metrics functions."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from torch import nn
 
 from marginkit.data import ArrayDataset
 from marginkit.metrics import verification_report
-from marginkit.verify import (
+from marginkit.pairs import (
     PairSet,
     embed_pair_images,
     evaluate_both,
