@@ -9,19 +9,29 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
-from marginkit.losses import ArcFace, CamSoftmax, LSoftmax, MarginHead, SphereFace, build
+from marginkit.losses import (
+    ArcFace,
+    CamSoftmax,
+    LSoftmax,
+    MarginHead,
+    SphereFace,
+    available,
+    build,
+)
 from marginkit.schedules import (
     ANNEAL_FRACTION,
     AdaptiveAngle,
     Constant,
     LinearRamp,
     PowerDecay,
+    RunLengthWarning,
     Schedule,
     Warmup,
     as_schedule,
@@ -699,9 +709,18 @@ def test_default_heads_are_run_relative() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: LSoftmax(3, 4), r"LSoftmax's lambda_ is given as a fraction of the run"),
-        (lambda: SphereFace(3, 4), r"SphereFace's lambda_ is given as a fraction of the run"),
-        (lambda: CamSoftmax(3, 4), r"CamSoftmax's c is given as a fraction of the run"),
+        (
+            lambda: LSoftmax(3, 4, lambda_=lsoftmax_lambda(0.4)),
+            r"LSoftmax's lambda_ is given as a fraction of the run",
+        ),
+        (
+            lambda: SphereFace(3, 4, lambda_=sphereface_lambda(0.4)),
+            r"SphereFace's lambda_ is given as a fraction of the run",
+        ),
+        (
+            lambda: CamSoftmax(3, 4, c=AdaptiveAngle(fraction=0.4)),
+            r"CamSoftmax's c is given as a fraction of the run",
+        ),
         (
             lambda: CamSoftmax(3, 4, c=camsoftmax_ramp(fraction=0.4)),
             r"CamSoftmax's c is given as a fraction of the run \(LinearRamp\(.*fraction=0.4\)\)",
@@ -714,6 +733,8 @@ def test_default_heads_are_run_relative() -> None:
     ids=["lsoftmax", "sphereface", "camsoftmax", "camsoftmax-ramp", "arcface-warmup"],
 )
 def test_training_without_a_run_length_raises(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    """A schedule of the user's that is a fraction of the run has no fallback (unlike the
+    heads' own run-relative defaults): training without the run's length is refused."""
     head = make()
     embeddings, labels = tight_batch(head)
     embeddings.requires_grad_(True)
@@ -723,6 +744,7 @@ def test_training_without_a_run_length_raises(make, message: str) -> None:  # ty
     assert "call head.set_total_steps(N) with the run's number of training steps" in str(
         error.value
     )
+    assert "or pass total_steps=N to the head" in str(error.value)
     # nothing happened: no step, no schedule moved, no gradient
     assert int(head.step) == 0 and head.hyperparameters() == start
     assert embeddings.grad is None and head.weight.grad is None
@@ -771,20 +793,23 @@ def test_step_based_heads_train_without_a_run_length(make) -> None:  # type: ign
 
 
 @pytest.mark.parametrize(
-    ("make", "key", "end"),
+    ("make", "key", "end", "default"),
     [
-        (lambda: LSoftmax(3, 4), "lambda_", 0.0),
-        (lambda: SphereFace(3, 4), "lambda_", 5.0),
-        (lambda: CamSoftmax(3, 4), "c", math.pi / 4),
-        (lambda: CamSoftmax(3, 4, c=camsoftmax_ramp(fraction=0.4)), "c", math.pi / 4),
-        (lambda: ArcFace(3, 4, margin=Warmup(0.5, fraction=0.3)), "margin", 0.5),
+        (lambda: LSoftmax(3, 4), "lambda_", 0.0, True),
+        (lambda: SphereFace(3, 4), "lambda_", 5.0, True),
+        (lambda: CamSoftmax(3, 4), "c", math.pi / 4, True),
+        (lambda: CamSoftmax(3, 4, c=camsoftmax_ramp(fraction=0.4)), "c", math.pi / 4, False),
+        (lambda: ArcFace(3, 4, margin=Warmup(0.5, fraction=0.3)), "margin", 0.5, False),
     ],
     ids=["lsoftmax", "sphereface", "camsoftmax-adaptive", "camsoftmax-ramp", "arcface-warmup"],
 )
-def test_run_relative_head_resumes_after_set_total_steps(make, key: str, end: float) -> None:  # type: ignore[no-untyped-def]
+def test_run_relative_head_resumes_after_set_total_steps(  # type: ignore[no-untyped-def]
+    make, key: str, end: float, default: bool
+) -> None:
     """The run length is not saved (the trainer gives it again on resume): a fresh head that
     loads the state and is told the same length continues exactly like the original, through
-    the end of the annealing."""
+    the end of the annealing. (Trained before it is told, a user's schedule is refused; a
+    head's default would fall back to the paper's schedule, tested below.)"""
     total = 40
     head = make().set_total_steps(total)
     embeddings, labels = tight_batch(head)
@@ -799,8 +824,9 @@ def test_run_relative_head_resumes_after_set_total_steps(make, key: str, end: fl
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert fresh.total_steps is None and int(fresh.step) == 7
     assert fresh.hyperparameters() == head.hyperparameters()
-    with pytest.raises(RuntimeError, match=r"set_total_steps"):
-        fresh(embeddings, labels)
+    if not default:
+        with pytest.raises(RuntimeError, match=r"set_total_steps"):
+            fresh(embeddings, labels)
     assert int(fresh.step) == 7
     assert fresh.set_total_steps(total).hyperparameters() == head.hyperparameters()  # re-read
     for _ in range(7, total + 3):
@@ -809,6 +835,116 @@ def test_run_relative_head_resumes_after_set_total_steps(make, key: str, end: fl
         assert int(fresh.step) == int(head.step)
         assert fresh.hyperparameters() == head.hyperparameters()
     assert fresh.hyperparameters()[key] == end  # the annealing is over by the end of the run
+
+
+# ------------------------------------------------ heads as built, without a run length
+#: The heads whose default follows the run, the hyper-parameter, and the paper's own
+#: step-based schedule (``recipe: paper``'s) that it falls back to without a run length.
+DEFAULT_FALLBACKS = {
+    "lsoftmax": (LSoftmax, "lambda_", lsoftmax_lambda),
+    "sphereface": (SphereFace, "lambda_", sphereface_lambda),
+    "camsoftmax": (CamSoftmax, "c", camsoftmax_ramp),
+}
+
+
+def fallback_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, RunLengthWarning)]
+
+
+@pytest.mark.parametrize(
+    ("head_class", "key", "paper"), DEFAULT_FALLBACKS.values(), ids=DEFAULT_FALLBACKS.keys()
+)
+def test_default_without_a_run_length_trains_the_papers_schedule_with_one_warning(  # type: ignore[no-untyped-def]
+    head_class, key: str, paper
+) -> None:
+    """Built as is and trained (the README's plain loop: no run length), the run-relative
+    default becomes the paper's step-based schedule: the same losses and values, step by
+    step, as a head given that schedule; one RunLengthWarning per head, however many steps."""
+    torch.manual_seed(0)
+    head = head_class(3, 4)
+    torch.manual_seed(0)
+    papers = head_class(3, 4, **{key: paper()})
+    embeddings, labels = tight_batch(head)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(6):
+            assert torch.equal(head(embeddings, labels), papers(embeddings, labels))
+            assert head.hyperparameters() == papers.hyperparameters()
+        (message,) = fallback_warnings(caught)
+        assert message.startswith(
+            f"{head_class.__name__} was given no run length, so its {key} follows the "
+            f"paper's step-based {paper()!r} instead of the run-relative default; "
+        )
+        assert "pass total_steps=N" in message and "head.set_total_steps(N)" in message
+        head_class(3, 4)(embeddings, labels)  # another head: its own warning
+        assert len(fallback_warnings(caught)) == 2
+    assert repr(head.schedules[key]) == repr(paper()) and head.total_steps is None
+    assert head.hyperparameters()[key] != paper().current()  # it moved, per step
+
+
+@pytest.mark.parametrize(
+    ("head_class", "key", "paper"), DEFAULT_FALLBACKS.values(), ids=DEFAULT_FALLBACKS.keys()
+)
+def test_a_head_that_fell_back_reloads_into_a_fresh_head(head_class, key: str, paper) -> None:  # type: ignore[no-untyped-def]
+    """The state of a head trained on the fallback loads into a head built the same way (the
+    Cam-softmax ramp's state has no running quantile), which goes on with the same schedule."""
+    head = head_class(3, 4)
+    embeddings, labels = tight_batch(head)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunLengthWarning)
+        for _ in range(4):
+            head(embeddings, labels)
+        buffer = io.BytesIO()
+        torch.save(head.state_dict(), buffer)
+        buffer.seek(0)
+        fresh = head_class(3, 4)
+        fresh.load_state_dict(torch.load(buffer, weights_only=True))
+        assert fresh.hyperparameters() == head.hyperparameters() and int(fresh.step) == 4
+        for _ in range(3):
+            assert torch.equal(fresh(embeddings, labels), head(embeddings, labels))
+            assert fresh.hyperparameters() == head.hyperparameters()
+    assert repr(fresh.schedules[key]) == repr(paper())
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "end"),
+    [
+        (lambda **run: LSoftmax(3, 4, **run), "lambda_", 0.0),
+        (lambda **run: SphereFace(3, 4, **run), "lambda_", 5.0),
+        (lambda **run: CamSoftmax(3, 4, **run), "c", math.pi / 4),  # tight embeddings
+        (lambda **run: ArcFace(3, 4, margin=Warmup(0.5, fraction=0.3), **run), "margin", 0.5),
+    ],
+    ids=["lsoftmax", "sphereface", "camsoftmax", "arcface-warmup"],
+)
+def test_total_steps_argument_is_the_run_length(make, key: str, end: float) -> None:  # type: ignore[no-untyped-def]
+    """``total_steps=N`` at construction is ``set_total_steps(N)`` before training: the
+    run-relative schedule stays and follows an N-step run to its end point, without a
+    warning."""
+    torch.manual_seed(0)
+    given = make(total_steps=20)
+    torch.manual_seed(0)
+    told = make().set_total_steps(20)
+    assert given.total_steps == 20
+    assert all(schedule.total_steps == 20 for schedule in given.schedules.values())
+    assert given.schedules[key].relative
+    embeddings, labels = tight_batch(given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunLengthWarning)
+        for _ in range(20):
+            assert torch.equal(given(embeddings, labels), told(embeddings, labels))
+            assert given.hyperparameters() == told.hyperparameters()
+    assert given.schedules[key].relative  # still run-relative: nothing fell back
+    assert given.hyperparameters()[key] == end  # at its end point by the run's end
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_head_takes_total_steps(name: str) -> None:
+    head = build(name, 3, 4, total_steps=7)
+    assert head.total_steps == 7
+    with pytest.raises(ValueError, match=r"total_steps must be >= 1; got 0"):
+        build(name, 3, 4, total_steps=0)
+    with pytest.raises(TypeError, match=r"total_steps must be an int; got float"):
+        build(name, 3, 4, total_steps=7.0)
 
 
 ONE_EPOCH = 469  # MNIST at batch 128

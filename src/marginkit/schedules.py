@@ -22,9 +22,13 @@ Provided:
 Steps or fractions of the run: every schedule that changes with time takes its length either
 in training steps or as ``fraction`` of the run (``Warmup(0.5, fraction=0.2)``: the margin
 reaches 0.5 after the first 20 % of the steps). A run-relative schedule needs the run's total
-number of steps: the head's :meth:`~marginkit.losses.MarginHead.set_total_steps` passes it on
-(``marginkit.train.fit`` calls it); training with a run-relative schedule before that raises a
-``RuntimeError`` that says so.
+number of steps: the head's ``total_steps=`` argument or its
+:meth:`~marginkit.losses.MarginHead.set_total_steps` passes it on (``marginkit.train.fit``
+calls the latter); training with a run-relative schedule of the user's before that raises a
+``RuntimeError`` that says so. A head's own run-relative default (L-Softmax's and SphereFace's
+lambda, Cam-softmax's ``c``) instead falls back to the paper's step-based schedule
+(:func:`lsoftmax_lambda`, :func:`sphereface_lambda`, :func:`camsoftmax_ramp` without a
+fraction), with one :class:`RunLengthWarning`, so every head trains as built.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "Constant",
     "LinearRamp",
     "PowerDecay",
+    "RunLengthWarning",
     "Schedule",
     "Warmup",
     "as_schedule",
@@ -59,6 +64,12 @@ __all__ = [
 #: lambda, Cam-softmax's c) reach their end point, so the full margin is in force for the
 #: rest (at least the last 60 % of any run).
 ANNEAL_FRACTION = 0.4
+
+
+class RunLengthWarning(UserWarning):
+    """A head trains without the run's length, so a default that follows the run (L-Softmax's
+    lambda, Cam-softmax's ``c``) runs the paper's step-based schedule instead (given once per
+    head; pass ``total_steps=`` to the head to have the run-relative default)."""
 
 
 def _check_run_fraction(name: str, value: float) -> float:
@@ -141,8 +152,8 @@ class Schedule(nn.Module):
         if self.total_steps is None:
             raise RuntimeError(
                 f"{type(self).__name__}({self.extra_repr()}) is given as a fraction of the run: "
-                "call head.set_total_steps(N) with the run's number of training steps first "
-                "(marginkit.train.fit does)"
+                "call head.set_total_steps(N) with the run's number of training steps first, "
+                "or pass total_steps=N to the head (marginkit.train.fit sets it)"
             )
         return max(1, round(fraction * self.total_steps))
 
@@ -533,11 +544,11 @@ class AdaptiveAngle(Schedule):
         )
 
 
-def as_schedule(value: float | Schedule, name: str) -> Schedule:
+def as_schedule(value: object, name: str) -> Schedule:
     """Wrap a float as :class:`Constant`; pass a :class:`Schedule` through.
 
     Raises:
-        TypeError: naming ``name`` when ``value`` is neither.
+        TypeError: naming ``name`` when ``value`` is neither (None included).
     """
     if isinstance(value, Schedule):
         return value

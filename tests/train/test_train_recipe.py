@@ -8,6 +8,7 @@ import math
 import pytest
 
 from marginkit.losses import available, build
+from marginkit.registry import Registry
 from marginkit.schedules import AdaptiveAngle, LinearRamp, PowerDecay, Warmup
 from marginkit.train import ConfigError, TrainConfig, fit, load_config, loss_kwargs, parse_value
 from marginkit.train.config import RunFraction
@@ -198,6 +199,29 @@ def test_normalised_heads_get_the_smaller_learning_rate() -> None:
         assert apply_recipe(TrainConfig(loss=loss), num_classes=10).lr == 3e-4
     for loss in ("softmax", "lsoftmax", "sphereface", "virtual"):
         assert apply_recipe(TrainConfig(loss=loss), num_classes=10).lr == 1e-3
+
+
+@pytest.mark.parametrize("loss", available())
+def test_every_head_that_normalises_the_embedding_gets_the_smaller_learning_rate(
+    loss: str,
+) -> None:
+    """3e-4 for exactly the heads whose loss sees only ``x / ||x||`` (as the recipe builds
+    them), 1e-3 for the others."""
+    config = apply_recipe(TrainConfig(loss=loss), num_classes=10)
+    head = build(loss, 10, 4, **loss_kwargs(config.loss_args))
+    assert config.lr == (3e-4 if head.margin_geometry.normalized_embeddings else 1e-3)
+
+
+def test_a_new_normalised_head_gets_the_smaller_learning_rate(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The recipe reads the geometry from the head's class, so a loss registered later (here
+    NormFace and SphereFace under new names) is in no hand-written list to be left out of."""
+    from marginkit.train import recipe
+
+    new = {"newnorm": "marginkit.losses.normface:NormFace"}
+    new["newsphere"] = "marginkit.losses.lsoftmax:SphereFace"  # normalised weights only
+    monkeypatch.setattr(recipe, "LOSSES", Registry("loss", new))
+    assert apply_recipe(TrainConfig(loss="newnorm"), num_classes=10).lr == 3e-4
+    assert apply_recipe(TrainConfig(loss="newsphere"), num_classes=10).lr == 1e-3
 
 
 def test_a_users_optimiser_gets_its_usual_learning_rate() -> None:

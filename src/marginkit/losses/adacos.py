@@ -141,6 +141,8 @@ class AdaCos(MarginHead):
         num_classes: number of classes C (>= 3: ``ln(C - 1)`` is 0 for C = 2).
         embedding_dim: embedding width D.
         dynamic: adapt the scale every training step (default) or keep ``s_f``.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     unshardable = (
@@ -149,7 +151,14 @@ class AdaCos(MarginHead):
 
     adaptive_scale: Tensor
 
-    def __init__(self, num_classes: int, embedding_dim: int, dynamic: bool = True) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        dynamic: bool = True,
+        *,
+        total_steps: int | None = None,
+    ) -> None:
         check_count("num_classes", num_classes, 2)
         if num_classes < 3:
             raise ValueError(
@@ -158,7 +167,7 @@ class AdaCos(MarginHead):
             )
         if not isinstance(dynamic, bool):
             raise TypeError(f"dynamic must be a bool; got {type(dynamic).__name__}")
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, total_steps=total_steps)
         self.dynamic = dynamic
         self.fixed_scale = fixed_scale(num_classes)
         if dynamic:

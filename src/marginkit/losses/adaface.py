@@ -70,6 +70,8 @@ class AdaFace(MarginHead):
             class defaults to 1.0: each batch's own statistics).
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
             starting from ``scale`` (a float then); default False, the paper's fixed scale.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     unshardable = (
@@ -89,6 +91,8 @@ class AdaFace(MarginHead):
         concentration: float | Schedule = 0.333,
         momentum: float = 0.01,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi / 2.0)
@@ -97,6 +101,7 @@ class AdaFace(MarginHead):
         super().__init__(
             num_classes,
             embedding_dim,
+            total_steps=total_steps,
             learn_scale=learn_scale,
             scale=scale,
             margin=margin,

@@ -32,6 +32,8 @@ class ArcFace(MarginHead):
             starting from ``scale`` (a float then); default False, the paper's fixed scale.
         fallback: the target past ``theta_y + m = pi``: ``"insightface"`` (default) or
             ``"continuous"`` (see :func:`~marginkit.losses.functional.arcface_target`).
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class ArcFace(MarginHead):
         margin: float | Schedule = 0.5,
         learn_scale: bool = False,
         fallback: str = "insightface",
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
@@ -50,7 +54,12 @@ class ArcFace(MarginHead):
                 f"fallback must be one of {', '.join(ARCFACE_FALLBACKS)}; got {fallback!r}"
             )
         super().__init__(
-            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+            num_classes,
+            embedding_dim,
+            total_steps=total_steps,
+            learn_scale=learn_scale,
+            scale=scale,
+            margin=margin,
         )
         self.fallback = fallback
         largest = self.schedules["margin"].bounds()[1]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
+from typing import ClassVar
 
 from torch import Tensor
 
 from marginkit.losses.functional import camsoftmax_target
-from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
-from marginkit.schedules import ANNEAL_FRACTION, AdaptiveAngle, Schedule
+from marginkit.losses.head import MAX_SCALE, MarginHead, RunRelativeDefault, check_range
+from marginkit.schedules import ANNEAL_FRACTION, AdaptiveAngle, Schedule, camsoftmax_ramp
 
 __all__ = ["CamSoftmax"]
 
@@ -22,9 +25,11 @@ class CamSoftmax(MarginHead):
     ``c = pi/2`` is exactly (normalised) softmax. By default ``c`` follows marginkit's
     adaptive rule (:class:`~marginkit.schedules.AdaptiveAngle`), which starts at pi/2 and
     departs as the classes tighten, fast enough to reach pi/4 within the first 40 % of the
-    run (call ``head.set_total_steps(N)`` before training); pass
-    :func:`~marginkit.schedules.camsoftmax_ramp` for the authors' linear ramp (``fraction=``
-    for its run-relative form), or a float.
+    run, given the run's length (``total_steps``, or ``head.set_total_steps(N)`` before
+    training). Without it the head trains, after one ``RunLengthWarning``, on the authors'
+    linear ramp per step (:func:`~marginkit.schedules.camsoftmax_ramp`). Pass
+    ``c=camsoftmax_ramp()`` for that ramp (``fraction=`` for its run-relative form), or a
+    float.
 
     Args:
         num_classes: number of classes C.
@@ -34,7 +39,14 @@ class CamSoftmax(MarginHead):
         normalize: the normalised (authors' code) or unnormalised form.
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
             starting from ``scale`` (a float then); normalised form only. Default False.
+        total_steps: the run's number of training steps, or None (see above).
     """
+
+    run_relative_defaults: ClassVar[Mapping[str, RunRelativeDefault]] = {
+        "c": RunRelativeDefault(
+            functools.partial(AdaptiveAngle, fraction=ANNEAL_FRACTION), camsoftmax_ramp
+        )
+    }
 
     def __init__(
         self,
@@ -44,14 +56,22 @@ class CamSoftmax(MarginHead):
         c: float | Schedule | None = None,
         normalize: bool = True,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         if not isinstance(normalize, bool):
             raise TypeError(f"normalize must be a bool; got {type(normalize).__name__}")
-        c = AdaptiveAngle(fraction=ANNEAL_FRACTION) if c is None else c
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
-        check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
+        if c is not None:  # None: the default (run_relative_defaults)
+            check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
         hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}
-        super().__init__(num_classes, embedding_dim, learn_scale=learn_scale, **hyperparameters)
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            learn_scale=learn_scale,
+            total_steps=total_steps,
+            **hyperparameters,
+        )
         self.normalize = normalize
         self.geometry = "normalized" if normalize else "unnormalized"
 

@@ -32,6 +32,8 @@ class CombinedMargin(MarginHead):
         additive: cosine offset, in [0, 2).
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
             starting from ``scale`` (a float then); default False, the paper's fixed scale.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     def __init__(
@@ -43,6 +45,8 @@ class CombinedMargin(MarginHead):
         angular: float | Schedule = 0.5,
         additive: float | Schedule = 0.0,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("multiplicative", multiplicative, 1.0)
@@ -51,6 +55,7 @@ class CombinedMargin(MarginHead):
         super().__init__(
             num_classes,
             embedding_dim,
+            total_steps=total_steps,
             learn_scale=learn_scale,
             scale=scale,
             multiplicative=multiplicative,

@@ -22,6 +22,8 @@ class CosFace(MarginHead):
         margin: m, a cosine offset in [0, 2), float or schedule (e.g. ``Warmup(0.35, 1000)``).
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
             starting from ``scale`` (a float then); default False, the paper's fixed scale.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     def __init__(
@@ -31,11 +33,18 @@ class CosFace(MarginHead):
         scale: float | Schedule = 30.0,
         margin: float | Schedule = 0.35,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, 2.0, high_inclusive=False)
         super().__init__(
-            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+            num_classes,
+            embedding_dim,
+            total_steps=total_steps,
+            learn_scale=learn_scale,
+            scale=scale,
+            margin=margin,
         )
         largest = self.schedules["margin"].bounds()[1]
         warn_margin(type(self).__name__, "cosine", largest, num_classes, embedding_dim)

@@ -98,6 +98,8 @@ class CurricularFace(MarginHead):
             the official code.
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
             starting from ``scale`` (a float then); default False, the paper's fixed scale.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     fused: ClassVar[bool] = False
@@ -116,12 +118,19 @@ class CurricularFace(MarginHead):
         margin: float | Schedule = 0.5,
         momentum: float = 0.01,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
         momentum = check_float("momentum", momentum, 0.0, 1.0, low_inclusive=False)
         super().__init__(
-            num_classes, embedding_dim, learn_scale=learn_scale, scale=scale, margin=margin
+            num_classes,
+            embedding_dim,
+            total_steps=total_steps,
+            learn_scale=learn_scale,
+            scale=scale,
+            margin=margin,
         )
         self.momentum = momentum
         self.register_buffer("t", torch.zeros(()))

@@ -34,7 +34,8 @@ mask.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -124,6 +125,85 @@ def _block_scores(
     return scores, clamped, signs
 
 
+class _Block(NamedTuple):
+    """One block of classes, ``start:stop``, with its scores (see :func:`_class_blocks`)."""
+
+    start: int
+    stop: int
+    #: (Cb,) ``1 / ||W_j||`` for the normalised-weight geometries, or None.
+    inverse_norms: Tensor | None
+    #: (B, Cb) the scores of :func:`_block_scores`, target entries ``-inf``.
+    scores: Tensor
+    #: (K, 2) the entries the clamp changed and (K,) their sides, or None.
+    clamped: Tensor | None
+    signs: Tensor | None
+    #: (T,) the block's target entries: rows and columns within the block.
+    target_rows: Tensor
+    target_columns: Tensor
+
+
+def _score_block(
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    labels: Tensor,
+    bound: Tensor | None,
+    normalized_weight: bool,
+    batch_index: Tensor,
+    start: int,
+    stop: int,
+) -> _Block:
+    """The scores of the classes ``start:stop`` with their target entries set to ``-inf``
+    (``batch_index``: ``arange(B)``)."""
+    block_weight = weight[start:stop]  # (Cb, D)
+    inverse_norms = column_norms(block_weight).reciprocal_() if normalized_weight else None
+    scores, clamped, signs = _block_scores(
+        rows, block_weight, None if bias is None else bias[start:stop], inverse_norms, bound
+    )  # (B, Cb)
+    inside = (labels >= start) & (labels < stop)
+    target_rows, target_columns = batch_index[inside], labels[inside] - start
+    scores[target_rows, target_columns] = -torch.inf
+    return _Block(
+        start,
+        stop,
+        inverse_norms,
+        scores,
+        clamped,
+        signs,
+        target_rows,
+        target_columns,
+    )
+
+
+def _class_blocks(
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    labels: Tensor,
+    bound: Tensor | None,
+    normalized_weight: bool,
+    block: int,
+) -> Iterator[_Block]:
+    """The classes in blocks of ``block``, each with its non-target scores: the one block loop
+    of the forward pass and of the backward pass (which recomputes the scores).
+
+    A block's (B, Cb) scores are referenced by the yielded :class:`_Block` only, so a caller
+    that drops it before asking for the next block holds one (B, Cb) buffer at a time.
+
+    Args:
+        rows, weight, bias, labels: as for :func:`fused_margin_cross_entropy`.
+        bound: (B, 1) the clamp bound per row (normalised weights), or None.
+        normalized_weight: whether the scores divide by the weight norms.
+        block: classes per block (>= 1).
+    """
+    batch_index = torch.arange(rows.shape[0], device=rows.device)
+    for start in range(0, weight.shape[0], block):
+        stop = min(start + block, weight.shape[0])
+        yield _score_block(
+            rows, weight, bias, labels, bound, normalized_weight, batch_index, start, stop
+        )
+
+
 def _exponentials(
     scores: Tensor,
     maximum: Tensor,
@@ -210,6 +290,55 @@ def _accumulate_rows(target: Tensor, index: Tensor, values: Tensor) -> None:
         target.index_put_((index,), values, accumulate=True)
 
 
+def _exponential_blocks(
+    ctx: Any,
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    labels: Tensor,
+    bound: Tensor | None,
+    maximum: Tensor,
+    partition: Tensor,
+) -> Iterator[tuple[int, int, Tensor, Tensor | None, Tensor | None, list[tuple[Tensor, Tensor]]]]:
+    """The backward pass's class blocks: ``start``, ``stop``, the (B, Cb) buffer
+    ``exp(z - maximum)`` (target entries 0), the block's ``1 / ||W_j||`` and statistic ``u``
+    (normalised weights, else None) and its clamped entries with their sides.
+
+    The forward pass's one-block buffer is used, and consumed in place, by the first backward
+    pass; another (``retain_graph``), or a run in several blocks, recomputes each block's
+    scores through :func:`_class_blocks`.
+    """
+    exponentials, inverse_norms, statistic = ctx.buffers
+    if exponentials is not None and not ctx.consumed:
+        ctx.consumed = True
+        ctx.buffers = (None, None, None)
+        yield 0, weight.shape[0], exponentials, inverse_norms, statistic, ctx.clamped_blocks
+        return
+    del exponentials
+    parts = _class_blocks(rows, weight, bias, labels, bound, ctx.normalized_weight, ctx.block)
+    for part in parts:
+        statistic = None
+        if ctx.normalized_weight:
+            assert bound is not None
+            _, statistic = _exponentials(
+                part.scores,
+                maximum,
+                part.target_rows,
+                part.target_columns,
+                part.clamped,
+                part.signs,
+                bound,
+                partition=partition,
+            )
+        else:
+            part.scores.sub_(maximum.unsqueeze(1)).exp_()
+        clamped = []
+        if part.clamped is not None and part.signs is not None:
+            clamped.append((part.clamped, part.signs))
+        yield part.start, part.stop, part.scores, part.inverse_norms, statistic, clamped
+        del part  # the block's (B, Cb) buffer goes before the next one is allocated
+
+
 class _FusedMarginCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of margin logits; see the module docstring."""
 
@@ -225,10 +354,9 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         chunk_size: int | None,
         *target_inputs: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        batch, num_classes = rows.shape[0], weight.shape[0]
+        num_classes = weight.shape[0]
         block = num_classes if chunk_size is None else min(chunk_size, num_classes)
         single = block == num_classes
-        batch_index = torch.arange(batch, device=rows.device)
 
         # The margin: a small graph on the (B, D) rows and the (B, D) target weights.
         rows_leaf = rows.detach().requires_grad_(rows.requires_grad)
@@ -256,23 +384,10 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
             exponentials = inverse_norms = statistic = None
             rival = torch.full_like(maximum, -torch.inf)  # (B,) largest non-target score
             clamped_blocks: list[tuple[Tensor, Tensor]] = []
-            for start in range(0, num_classes, block):
-                stop = min(start + block, num_classes)
-                inverse_norms = (
-                    column_norms(weight[start:stop]).reciprocal_() if normalized_weight else None
-                )
-                scores, clamped, signs = _block_scores(
-                    rows,
-                    weight[start:stop],
-                    None if bias is None else bias[start:stop],
-                    inverse_norms,
-                    bound,
-                )  # (B, Cb)
-                if clamped is not None:
-                    clamped_blocks.append((clamped, signs))
-                inside = (labels >= start) & (labels < stop)
-                target_rows, target_columns = batch_index[inside], labels[inside] - start
-                scores[target_rows, target_columns] = -torch.inf
+            for part in _class_blocks(rows, weight, bias, labels, bound, normalized_weight, block):
+                scores, inverse_norms = part.scores, part.inverse_norms  # (B, Cb), (Cb,)
+                if part.clamped is not None:
+                    clamped_blocks.append((part.clamped, part.signs))
                 block_rival = scores.amax(dim=1)  # (B,)
                 rival = torch.maximum(rival, block_rival)
                 block_maximum = torch.maximum(maximum, block_rival)
@@ -284,10 +399,10 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                     row_sums, statistic = _exponentials(
                         scores,
                         maximum,
-                        target_rows,
-                        target_columns,
-                        clamped,
-                        signs,
+                        part.target_rows,
+                        part.target_columns,
+                        part.clamped,
+                        part.signs,
                         bound,
                         extra=total + torch.exp(target - maximum),
                     )
@@ -324,11 +439,8 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):  # type: ignore[override]
         rows, weight, bias, labels, maximum, total, bound = ctx.saved_tensors
-        saved_exponentials, saved_inverse_norms, saved_statistic = ctx.buffers
         target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
-        batch, num_classes = rows.shape[0], weight.shape[0]
-        block = ctx.block
-        batch_index = torch.arange(batch, device=rows.device)
+        batch = rows.shape[0]
         need_rows, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_rows = torch.zeros_like(rows) if need_rows else None
         grad_bias = torch.empty_like(bias) if (need_bias and bias is not None) else None
@@ -364,46 +476,9 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
 
         with torch.no_grad():
             scaled_rows = rows * row_factor.unsqueeze(1) if grad_weight is not None else None
-            for start in range(0, num_classes, block):
-                stop = min(start + block, num_classes)
+            blocks = _exponential_blocks(ctx, rows, weight, bias, labels, bound, maximum, partition)
+            for start, stop, exponentials, inverse_norms, statistic, clamped_list in blocks:
                 block_weight = weight[start:stop]  # (Cb, D)
-                if saved_exponentials is not None and not ctx.consumed:
-                    # (B, C), consumed in place; a second backward (retain_graph) recomputes.
-                    ctx.consumed = True
-                    ctx.buffers = (None, None, None)
-                    exponentials, saved_exponentials = saved_exponentials, None
-                    inverse_norms, statistic = saved_inverse_norms, saved_statistic
-                    clamped_list = ctx.clamped_blocks
-                else:
-                    inverse_norms = (
-                        column_norms(block_weight).reciprocal_() if ctx.normalized_weight else None
-                    )
-                    scores, clamped, signs = _block_scores(
-                        rows,
-                        block_weight,
-                        None if bias is None else bias[start:stop],
-                        inverse_norms,
-                        bound,
-                    )  # (B, Cb)
-                    inside = (labels >= start) & (labels < stop)
-                    target_rows, target_columns = batch_index[inside], labels[inside] - start
-                    scores[target_rows, target_columns] = -torch.inf
-                    if ctx.normalized_weight:
-                        _, statistic = _exponentials(
-                            scores,
-                            maximum,
-                            target_rows,
-                            target_columns,
-                            clamped,
-                            signs,
-                            bound,
-                            partition=partition,
-                        )
-                    else:
-                        scores.sub_(maximum.unsqueeze(1)).exp_()
-                    exponentials = scores
-                    del scores
-                    clamped_list = [] if clamped is None else [(clamped, signs)]
                 # Clamped cosines (z = +-||rows_i||): no gradient to the weight; the radial
                 # one d z / d rows_i = +-rows_i / ||rows_i|| remains.
                 for clamped, signs in clamped_list:

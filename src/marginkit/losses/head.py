@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
-from typing import ClassVar
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -52,9 +53,9 @@ from marginkit._validation import check_count
 from marginkit.losses.fused import fused_margin_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.losses.sanity import warn_scale
-from marginkit.schedules import Schedule, as_schedule
+from marginkit.schedules import RunLengthWarning, Schedule, as_schedule
 
-__all__ = ["MAX_SCALE", "MarginHead", "check_float", "check_range"]
+__all__ = ["MAX_SCALE", "MarginHead", "RunRelativeDefault", "check_float", "check_range"]
 
 #: Largest scale ``s`` a normalised head accepts: logits ``s cos`` and their gradients stay
 #: far inside float32's range (a scale near 1e38 overflows to inf and NaN).
@@ -104,6 +105,23 @@ def check_float(
     return float(value)
 
 
+class RunRelativeDefault(NamedTuple):
+    """The default of a hyper-parameter that follows the run's length (L-Softmax's lambda,
+    Cam-softmax's ``c``), and what it falls back to without one.
+
+    Attributes:
+        run_relative: makes marginkit's default, a fraction of the run: what the head is
+            built with.
+        step_based: makes the paper's own step-based schedule (what ``recipe: paper``
+            trains with): what the default becomes, with one
+            :class:`~marginkit.schedules.RunLengthWarning`, when the head trains without
+            the run's length.
+    """
+
+    run_relative: Callable[[], Schedule]
+    step_based: Callable[[], Schedule]
+
+
 def _learned_scale_start(
     learn_scale: bool, hyperparameters: dict[str, float | Schedule]
 ) -> float | None:
@@ -143,8 +161,12 @@ class MarginHead(nn.Module):
             (``s = exp(log_scale)``, so it stays positive), starting from the float
             ``scale`` in ``hyperparameters`` (NormFace's learned scale, Wang et al., 2017);
             False (default) keeps ``scale`` fixed or scheduled. Only for a head with a scale.
+        total_steps: the run's number of training steps (>= 1), for the schedules given as a
+            fraction of the run; the same as calling :meth:`set_total_steps` before training.
+            None (default): no run length yet (see :attr:`run_relative_defaults`).
         **hyperparameters: the method's hyper-parameters by name; each a float or a
-            :class:`~marginkit.schedules.Schedule` (floats become constant schedules).
+            :class:`~marginkit.schedules.Schedule` (floats become constant schedules), or
+            None for one named in :attr:`run_relative_defaults`: its default.
     """
 
     #: The geometry's name (:data:`~marginkit.losses.geometry.GEOMETRIES`); a class's default,
@@ -165,6 +187,13 @@ class MarginHead(nn.Module):
     #: needs only each sample's own target and no statistic of the batch or of the other
     #: classes. The reason it cannot, else (shown by ``shard``).
     unshardable: ClassVar[str | None] = None
+    #: The hyper-parameters whose default follows the run's length (name ->
+    #: :class:`RunRelativeDefault`). So that the head works as built, a head that starts
+    #: training without the run's length (no ``total_steps=``, no :meth:`set_total_steps`)
+    #: replaces such a default by the paper's step-based schedule and says so once (a
+    #: :class:`~marginkit.schedules.RunLengthWarning`). A schedule that the user gives as a
+    #: fraction of the run has no fallback: training without the run's length raises.
+    run_relative_defaults: ClassVar[Mapping[str, RunRelativeDefault]] = {}
 
     weight: nn.Parameter
     step: Tensor
@@ -178,21 +207,33 @@ class MarginHead(nn.Module):
         *,
         learn_scale: bool = False,
         rows_per_class: int = 1,
-        **hyperparameters: float | Schedule,
+        total_steps: int | None = None,
+        **hyperparameters: float | Schedule | None,
     ) -> None:
         super().__init__()
         self.num_classes = check_count("num_classes", num_classes, 2)
         self.embedding_dim = check_count("embedding_dim", embedding_dim, 1)
+        if total_steps is not None:
+            check_count("total_steps", total_steps, 1)
+        #: The hyper-parameters on their run-relative default (which may still fall back).
+        self._relative_defaults: set[str] = set()
+        given: dict[str, float | Schedule] = {}
+        for name, value in hyperparameters.items():
+            if value is None and name in self.run_relative_defaults:
+                self._relative_defaults.add(name)
+                value = self.run_relative_defaults[name].run_relative()
+            # a None without a default: as_schedule's TypeError naming it
+            given[name] = as_schedule(value, name) if value is None else value
         rows = num_classes * check_count("rows_per_class", rows_per_class, 1)
         self.weight = nn.Parameter(torch.empty(rows, embedding_dim))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.chunk_size: int | None = None
         self.total_steps: int | None = None  # the run's length (set_total_steps)
-        start = _learned_scale_start(learn_scale, hyperparameters)
+        start = _learned_scale_start(learn_scale, given)
         if start is not None:
-            del hyperparameters["scale"]  # the parameter replaces the schedule
+            del given["scale"]  # the parameter replaces the schedule
         self.schedules = nn.ModuleDict(
-            {name: as_schedule(value, name) for name, value in hyperparameters.items()}
+            {name: as_schedule(value, name) for name, value in given.items()}
         )
         self.log_scale = None
         #: Batch statistics in use during one call (see :meth:`_batch_statistics`).
@@ -202,6 +243,8 @@ class MarginHead(nn.Module):
         self.reset_parameters()
         if "scale" in self.schedules:  # a MarginWarning if s cannot reach P = 0.99
             warn_scale(type(self).__name__, self.schedules["scale"].bounds()[1], num_classes)
+        if total_steps is not None:
+            self.set_total_steps(total_steps)
 
     def reset_parameters(self) -> None:
         """Initialise ``weight`` as ``nn.Linear`` does (Kaiming-uniform)."""
@@ -624,10 +667,12 @@ class MarginHead(nn.Module):
 
     def set_total_steps(self, total_steps: int) -> MarginHead:
         """Tell every schedule the run's length, in training steps (forward calls in training
-        mode). Run-relative schedules (``Warmup(0.5, fraction=0.2)``, the default lambda of
-        L-Softmax and SphereFace, Cam-softmax's default ``c``) need it before the first
-        training step; call it again to change the length (values are re-read at the current
-        step).
+        mode); the ``total_steps=`` constructor argument does the same. A schedule given as a
+        fraction of the run (``Warmup(0.5, fraction=0.2)``) needs it before the first
+        training step; without it, a run-relative default (:attr:`run_relative_defaults`:
+        the lambda of L-Softmax and SphereFace, Cam-softmax's ``c``) falls back to the
+        paper's step-based schedule at the first training step. Call it again to change the
+        length (values are re-read at the current step).
 
         Args:
             total_steps: the number of training steps of the whole run (>= 1).
@@ -641,14 +686,69 @@ class MarginHead(nn.Module):
         return self
 
     def _check_total_steps(self) -> None:
-        for name, schedule in self.schedules.items():
-            if schedule.relative and schedule.total_steps is None:
+        """Before a training step: refuse a schedule of the user's that is a fraction of a
+        run of unknown length, and replace a run-relative default without the length by the
+        paper's step-based schedule (read at the current step), with one warning.
+
+        Raises:
+            RuntimeError: such a schedule of the user's, named, and how to give the length.
+        """
+        waiting = [
+            name
+            for name, schedule in self.schedules.items()
+            if schedule.relative and schedule.total_steps is None
+        ]
+        for name in waiting:
+            if name not in self._relative_defaults:  # the user's: no fallback
+                schedule = self.schedules[name]
                 raise RuntimeError(
                     f"{type(self).__name__}'s {name} is given as a fraction of the run "
                     f"({type(schedule).__name__}({schedule.extra_repr()})): call "
                     "head.set_total_steps(N) with the run's number of training steps before "
-                    "training (marginkit.train.fit does)"
+                    "training, or pass total_steps=N to the head (marginkit.train.fit does)"
                 )
+        if not waiting:
+            return
+        for name in waiting:
+            self._fall_back(name)
+        fallbacks = ", ".join(
+            f"{name} follows the paper's step-based "
+            f"{type(self.schedules[name]).__name__}({self.schedules[name].extra_repr()})"
+            for name in waiting
+        )
+        warnings.warn(
+            f"{type(self).__name__} was given no run length, so its {fallbacks} instead of "
+            "the run-relative default; for that, pass total_steps=N (the run's number of "
+            "training steps) to the head or call head.set_total_steps(N) before training",
+            RunLengthWarning,
+            stacklevel=6,  # the line calling head(embeddings, labels)
+        )
+
+    def _fall_back(self, name: str) -> None:
+        """Replace the run-relative default ``name`` by the paper's step-based schedule, at
+        the current step."""
+        schedule = self.run_relative_defaults[name].step_based()
+        schedule.advance(int(self.step))
+        self.schedules[name] = schedule
+        self._relative_defaults.discard(name)
+
+    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ) -> None:
+        # The state of a head that fell back holds the step-based schedule's buffers (the
+        # Cam-softmax ramp has no running quantile): take that schedule before loading it.
+        for name in sorted(self._relative_defaults):
+            schedule_prefix = f"{prefix}schedules.{name}."
+            saved = {key for key in state_dict if key.startswith(schedule_prefix)}
+            built = self.schedules[name].state_dict()
+            fallback = self.run_relative_defaults[name].step_based().state_dict()
+            if saved != {schedule_prefix + key for key in built} and saved == {
+                schedule_prefix + key for key in fallback
+            }:
+                self._fall_back(name)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
 
     def advance(self, target_cosine: Tensor | None = None) -> None:
         """Count one training step and move every schedule to it.

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from typing import ClassVar
+
 from torch import Tensor
 
 from marginkit.losses.functional import lsoftmax_target
-from marginkit.losses.head import MarginHead, check_range
+from marginkit.losses.head import MarginHead, RunRelativeDefault, check_range
 from marginkit.schedules import ANNEAL_FRACTION, Schedule, lsoftmax_lambda, sphereface_lambda
 
 __all__ = ["LSoftmax", "SphereFace"]
@@ -28,12 +32,20 @@ class LSoftmax(MarginHead):
         embedding_dim: embedding width D.
         margin: the integer angular multiplier m (>= 1; 4 for MNIST, 2 for CIFAR in the paper).
         lambda_: softmax blend, a float >= 0 or a schedule; default run-relative: from 1000
-            to 0 over the first 40 % of the run (``lsoftmax_lambda(fraction=0.4)``; call
-            ``head.set_total_steps(N)`` before training). The official step-based annealing
-            ``max(0, 1000 (1 + 2.5e-5 step)^-35)`` is ``lsoftmax_lambda()``.
+            to 0 over the first 40 % of the run (``lsoftmax_lambda(fraction=0.4)``), given
+            the run's length (``total_steps``, or ``head.set_total_steps(N)`` before
+            training). Without it the head trains, after one ``RunLengthWarning``, on the
+            official step-based annealing ``max(0, 1000 (1 + 2.5e-5 step)^-35)``
+            (``lsoftmax_lambda()``).
+        total_steps: the run's number of training steps, or None (see ``lambda_``).
     """
 
     geometry = "unnormalized"
+    run_relative_defaults: ClassVar[Mapping[str, RunRelativeDefault]] = {
+        "lambda_": RunRelativeDefault(
+            functools.partial(lsoftmax_lambda, ANNEAL_FRACTION), lsoftmax_lambda
+        )
+    }
 
     def __init__(
         self,
@@ -41,16 +53,14 @@ class LSoftmax(MarginHead):
         embedding_dim: int,
         margin: int = 4,
         lambda_: float | Schedule | None = None,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         _check_integer_margin(margin)
-        lambda_ = self._default_lambda() if lambda_ is None else lambda_
-        check_range("lambda_", lambda_, 0.0)
-        super().__init__(num_classes, embedding_dim, lambda_=lambda_)
+        if lambda_ is not None:  # None: the default (run_relative_defaults)
+            check_range("lambda_", lambda_, 0.0)
+        super().__init__(num_classes, embedding_dim, total_steps=total_steps, lambda_=lambda_)
         self.margin = margin
-
-    @staticmethod
-    def _default_lambda() -> Schedule:
-        return lsoftmax_lambda(fraction=ANNEAL_FRACTION)
 
     def target(self, cosine: Tensor) -> Tensor:
         return lsoftmax_target(cosine, self.margin, self.schedules["lambda_"].current())
@@ -68,13 +78,16 @@ class SphereFace(LSoftmax):
         embedding_dim: embedding width D.
         margin: the integer angular multiplier m (>= 1; 4 in the paper).
         lambda_: softmax blend; default run-relative: from 1000 to 5 over the first 40 % of
-            the run (``sphereface_lambda(fraction=0.4)``; call ``head.set_total_steps(N)``
-            before training). The official ``max(5, 1000 (1 + 0.12 step)^-1)`` is
-            ``sphereface_lambda()``.
+            the run (``sphereface_lambda(fraction=0.4)``), given the run's length
+            (``total_steps``, or ``head.set_total_steps(N)`` before training). Without it
+            the head trains, after one ``RunLengthWarning``, on the official
+            ``max(5, 1000 (1 + 0.12 step)^-1)`` (``sphereface_lambda()``).
+        total_steps: the run's number of training steps, or None (see ``lambda_``).
     """
 
     geometry = "weight_normalized"
-
-    @staticmethod
-    def _default_lambda() -> Schedule:
-        return sphereface_lambda(fraction=ANNEAL_FRACTION)
+    run_relative_defaults: ClassVar[Mapping[str, RunRelativeDefault]] = {
+        "lambda_": RunRelativeDefault(
+            functools.partial(sphereface_lambda, ANNEAL_FRACTION), sphereface_lambda
+        )
+    }

@@ -115,6 +115,8 @@ class MagFace(MarginHead):
             ``"easy"``, the released code's default ``easy_margin=True``: ``cos(theta_y)``
             without margin wherever ``cos(theta_y) <= 0``
             (:func:`~marginkit.losses.functional.arcface_easy_target`).
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     unshardable = "the shard's target logits are not given the magnitudes ||x|| of its margin"
@@ -131,6 +133,8 @@ class MagFace(MarginHead):
         regularizer_weight: float = 35.0,
         learn_scale: bool = False,
         fallback: str = "insightface",
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("lower_margin", lower_margin, 0.0, math.pi, high_inclusive=False)
@@ -150,6 +154,7 @@ class MagFace(MarginHead):
         super().__init__(
             num_classes,
             embedding_dim,
+            total_steps=total_steps,
             learn_scale=learn_scale,
             scale=scale,
             lower_margin=lower_margin,

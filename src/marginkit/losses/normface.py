@@ -17,6 +17,8 @@ class NormFace(MarginHead):
         scale: the scale s in (0, 1e4], a float or a schedule.
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``, kept
             positive), starting from ``scale`` (a float then); see :class:`MarginHead`.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     def __init__(
@@ -25,6 +27,14 @@ class NormFace(MarginHead):
         embedding_dim: int,
         scale: float | Schedule = 16.0,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
-        super().__init__(num_classes, embedding_dim, learn_scale=learn_scale, scale=scale)
+        super().__init__(
+            num_classes,
+            embedding_dim,
+            learn_scale=learn_scale,
+            scale=scale,
+            total_steps=total_steps,
+        )

@@ -16,15 +16,24 @@ class Softmax(MarginHead):
         num_classes: number of classes C.
         embedding_dim: embedding width D.
         bias: learn a per-class bias (off by default, as in the margin papers).
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     geometry = "unnormalized"
     margin_free = True
 
-    def __init__(self, num_classes: int, embedding_dim: int, bias: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        bias: bool = False,
+        *,
+        total_steps: int | None = None,
+    ) -> None:
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be a bool; got {type(bias).__name__}")
-        super().__init__(num_classes, embedding_dim)
+        super().__init__(num_classes, embedding_dim, total_steps=total_steps)
         self.bias: nn.Parameter | None = (
             nn.Parameter(self.weight.new_zeros(num_classes)) if bias else None
         )

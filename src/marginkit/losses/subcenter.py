@@ -143,6 +143,8 @@ class SubCenterArcFace(MarginHead):
         subcenters: K, the sub-centres per class, an int >= 1.
         learn_scale: learn s as the parameter ``log_scale`` (``s = exp(log_scale)``),
             starting from ``scale`` (a float then); default False, the paper's fixed scale.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     fused: ClassVar[bool] = False
@@ -160,6 +162,8 @@ class SubCenterArcFace(MarginHead):
         margin: float | Schedule = 0.5,
         subcenters: int = 3,
         learn_scale: bool = False,
+        *,
+        total_steps: int | None = None,
     ) -> None:
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         check_range("margin", margin, 0.0, math.pi, high_inclusive=False)
@@ -167,6 +171,7 @@ class SubCenterArcFace(MarginHead):
         super().__init__(
             num_classes,
             embedding_dim,
+            total_steps=total_steps,
             learn_scale=learn_scale,
             rows_per_class=subcenters,  # weight (C K, D), nn.Linear's init (fan-in D)
             scale=scale,

@@ -17,6 +17,8 @@ class VirtualSoftmax(MarginHead):
     Args:
         num_classes: number of classes C.
         embedding_dim: embedding width D.
+        total_steps: the run's number of training steps, for a hyper-parameter given as a
+            fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
     geometry = "unnormalized"

@@ -40,6 +40,7 @@ import dataclasses
 import math
 from typing import Any
 
+from marginkit.losses.geometry import GEOMETRIES
 from marginkit.losses.sanity import scale_bound
 from marginkit.registry import LOSSES
 from marginkit.schedules import ANNEAL_FRACTION
@@ -98,29 +99,21 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
     }.get(loss, {})
 
 
-#: Heads whose loss ignores the embedding's norm (``x / ||x||``): the marginkit recipe gives
-#: them a smaller learning rate (cause 2 in ``docs/recipes.md``).
-_NORMALIZED = frozenset(
-    {
-        "normface",
-        "cosface",
-        "arcface",
-        "combined",
-        "camsoftmax",
-        "adacos",
-        "curricularface",
-        "subcenter",
-        "magface",
-        "adaface",
-    }
-)
+#: The marginkit recipe's learning rate for the heads whose loss ignores the embedding's norm
+#: (cause 2 in ``docs/recipes.md``).
 _NORMALIZED_LR = 3e-4
+
+
+def _normalizes_embeddings(loss: str) -> bool:
+    """Whether the head registered as ``loss`` sees only ``x / ||x||``: read from its class's
+    geometry, so no normalised head can be left out of the smaller learning rate."""
+    return GEOMETRIES[LOSSES.get(loss).geometry].normalized_embeddings
 
 
 def _training(recipe: str, loss: str) -> dict[str, Any]:
     """The optimiser settings the recipe gives ``loss`` (canonical name)."""
     values = dict(_TRAINING[recipe])
-    if recipe == "marginkit" and loss in _NORMALIZED:
+    if recipe == "marginkit" and _normalizes_embeddings(loss):
         values["lr"] = _NORMALIZED_LR
     return values
 
