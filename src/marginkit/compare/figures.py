@@ -130,7 +130,7 @@ def learning_curves(runs: Mapping[str, list[dict[str, Any]]], path: Path, title:
 
     Args:
         runs: run name -> the run's per-epoch rows (``metrics.json`` ``epochs``, accuracies
-            as fractions: :func:`marginkit.runfiles.metrics_in_fractions`).
+            as fractions: :func:`marginkit.runfolder.metrics_in_fractions`).
     """
     fig = new_figure(12.0, 4.5)
     loss_axis, accuracy_axis = fig.subplots(1, 2)

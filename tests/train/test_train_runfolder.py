@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import marginkit.cli as cli
+import marginkit.runfolder as runfolder
 import marginkit.train.loop as loop
-import marginkit.train.runfolder as runfolder
 from marginkit.evaluation import evaluate_run
 from marginkit.train import (
     CheckpointError,
@@ -406,7 +406,7 @@ def test_save_embeddings_under_a_file_is_one_line(
 HOLD = """
 import sys, time
 from pathlib import Path
-from marginkit.train.runfolder import RunLock
+from marginkit.runfolder import RunLock
 lock = RunLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)
