@@ -809,7 +809,7 @@ class RunFolder:
                 version = UNVERSIONED
             elif isinstance(version, bool) or not isinstance(version, int) or version < 1:
                 raise RunFolderError(
-                    f"{self.format_file}: expected {{\"format_version\": N}} with N a whole "
+                    f'{self.format_file}: expected {{"format_version": N}} with N a whole '
                     "number >= 1; the file is damaged or not marginkit's"
                 )
             self._version = version

@@ -34,6 +34,7 @@ __all__ = [
     "run_records",
 ]
 
+
 def load_run(
     run_dir: str | Path,
     progress: bool = False,

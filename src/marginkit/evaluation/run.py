@@ -309,4 +309,3 @@ def _label_noise(
     )
     test_accuracy = report.get("closed_set", {}).get("top1_accuracy")
     return samples, metrics.summarize_label_noise(samples, test_accuracy)
-

@@ -248,7 +248,8 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     """Decide what to do with ``run_dir``; True when a previous run is to be resumed.
 
     Raises:
-        RunFolderError: ``resume`` and the folder holds no run; it holds a run and neither
+        RunFolderError: ``resume`` and the folder holds no run, or one of a newer format
+            (:meth:`~marginkit.runfolder.RunFolder.check_format`); it holds a run and neither
             ``resume`` nor ``overwrite`` is given; it holds a different run; it holds files
             marginkit did not write (named) and no run, or ``overwrite`` is given (which
             removes only what marginkit wrote); it holds no run and ``overwrite`` is not
@@ -256,7 +257,9 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     """
     entries = run_entries(run_dir)
     run = RunFolder(run_dir)
-    holds_run = run.holds_run()  # a run of a newer format is refused
+    holds_run = run.config.is_file()
+    if resume and holds_run:
+        run.check_format()  # a run of a newer format is not continued (--overwrite replaces it)
     if resume and not holds_run:
         raise RunFolderError(
             f"--resume: {run_dir} holds no run (no config.yaml); check the path, or leave "
