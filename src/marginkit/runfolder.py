@@ -641,10 +641,12 @@ class Section:
 
     def section(self, key: str) -> Section | None:
         """The part ``key``, or None where it is absent or None (not measured)."""
-        value = self.values.get(key)
-        if value is None:
+        if self.values.get(key) is None:
             return None
-        return self[key]  # type: ignore[no-any-return]
+        value = self[key]
+        if not isinstance(value, Section):
+            raise RunFolderError(f"{self.where}: {key} is not a mapping; the file is damaged")
+        return value
 
 
 class EvalReport(Section):
