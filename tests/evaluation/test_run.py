@@ -18,8 +18,8 @@ from marginkit.evaluation import analyse, evaluate_run, load_run, summarize
 from marginkit.evaluation import run as evaluation_run
 from marginkit.losses import CosFace
 from marginkit.models import BackboneError
+from marginkit.runfolder import RunFolderError
 from marginkit.train import TrainConfig, fit
-from marginkit.train.runfolder import RunFolderError
 
 
 @pytest.fixture(scope="module")

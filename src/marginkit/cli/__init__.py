@@ -356,8 +356,7 @@ def _add_backbone(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
     _require("train")
-    from pathlib import Path
-
+    from marginkit.runfolder import RunFolder
     from marginkit.train import TrainConfig, fit
 
     flags = vars(args).copy()
@@ -365,18 +364,21 @@ def _train(args: argparse.Namespace) -> int:
         flags.pop(name)
     loss_args = flags.pop("loss_args", [])
     out = flags.get("out")
+    saved = RunFolder(out) if args.resume and out is not None else None
+    if saved is not None:
+        saved.check_format()  # a run of a newer format: refused before its options are read
     config = TrainConfig.from_sources(
         file=args.config,
-        saved=Path(out) / "config.yaml" if args.resume and out is not None else None,
+        saved=None if saved is None else saved.config,
         flags=flags,
         loss_args=loss_args,
     )
     if config.out is None:
         raise _UsageError("train: --out RUN_FOLDER is required (or out: in the --config file)")
-    if args.resume and out is not None:  # the run's own config.yaml, maybe someone else's
+    if saved is not None:  # the run's own config.yaml, maybe someone else's
         from marginkit.models import confirm_backbone
 
-        confirm_backbone(config.backbone, flags.get("backbone"), Path(out) / "config.yaml")
+        confirm_backbone(config.backbone, flags.get("backbone"), saved.config)
     from marginkit.train import distributed
 
     if config.nproc > 1 and not distributed.distributed_environment():
@@ -396,13 +398,15 @@ def _train(args: argparse.Namespace) -> int:
 
 def _launch(config: Any, args: argparse.Namespace) -> None:
     """``train --nproc N``: run ``train`` with the options resolved here as N ranks."""
+    from marginkit.runfolder import RunFolder
     from marginkit.train import save_config
     from marginkit.train.distributed import check_several_processes, launch, launch_folder
 
     check_several_processes(config)  # one line here, not one per rank
     with launch_folder() as folder:
-        save_config(config, folder / "config.yaml")
-        arguments = ["--config", str(folder / "config.yaml")]
+        options = RunFolder(folder).config  # the resolved options, as a run records them
+        save_config(config, options)
+        arguments = ["--config", str(options)]
         arguments += [f"--{name}" for name in ("resume", "overwrite", "quiet") if vars(args)[name]]
         launch(arguments, config.nproc)
 
@@ -411,9 +415,8 @@ def _eval(args: argparse.Namespace) -> int:
     _require("train")
     if args.analysis and args.plots:
         _require("plots")
-    from pathlib import Path
-
     from marginkit.evaluation import evaluate_run
+    from marginkit.runfolder import RunFolder
 
     report = evaluate_run(
         args.run_dir,
@@ -431,15 +434,14 @@ def _eval(args: argparse.Namespace) -> int:
     from marginkit.evaluation import summarize
 
     print(summarize(report))
-    print(f"full report: {Path(args.run_dir) / 'eval.json'}")
+    print(f"full report: {RunFolder(args.run_dir).eval}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     _require("train")
-    from pathlib import Path
-
-    from marginkit.verify import VERIFY_FILE, summarize_verification, verify_run
+    from marginkit.runfolder import RunFolder
+    from marginkit.verify import summarize_verification, verify_run
 
     report = verify_run(
         args.run_dir,
@@ -454,7 +456,7 @@ def _verify(args: argparse.Namespace) -> int:
         backbone=args.backbone,
     )
     print(summarize_verification(report))
-    print(f"full report: {Path(args.run_dir) / VERIFY_FILE}")
+    print(f"full report: {RunFolder(args.run_dir).verify}")
     return 0
 
 

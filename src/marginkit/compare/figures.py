@@ -135,7 +135,7 @@ def learning_curves(
 
     Args:
         runs: run name -> the run's per-epoch rows (``metrics.json`` ``epochs``, accuracies
-            as fractions: :func:`marginkit.runfiles.metrics_in_fractions`).
+            as fractions: :func:`marginkit.runfolder.metrics_in_fractions`).
         accuracy_label: the accuracy panel's title (the split the runs were measured on).
     """
     fig = new_figure(12.0, 4.5)

@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from marginkit.compare.spec import CompareSpec
 from marginkit.errors import MarginkitError
 from marginkit.progress import format_seconds
+from marginkit.runfolder import RunFolder
 from marginkit.train.config import TrainConfig
 
 __all__ = [
@@ -157,18 +158,16 @@ def evaluation_bundle(bundle: Any, limit: int = EVAL_TRAIN_SAMPLES) -> Any:
 
 
 def _finished(run_dir: Path) -> bool:
-    from marginkit.compare.measures import read_json
-
-    metrics = read_json(run_dir / "metrics.json")
-    return isinstance(metrics, dict) and bool(metrics.get("final"))
+    metrics = RunFolder(run_dir).read_metrics()
+    return metrics is not None and metrics.finished
 
 
 def _evaluated(run_dir: Path) -> bool:
-    report, embeddings = run_dir / "eval.json", run_dir / "embeddings.npz"
+    run = RunFolder(run_dir)
     return (
-        report.is_file()
-        and embeddings.is_file()
-        and report.stat().st_mtime >= (run_dir / "metrics.json").stat().st_mtime
+        run.eval.is_file()
+        and run.embeddings.is_file()
+        and run.eval.stat().st_mtime >= run.metrics.stat().st_mtime
     )
 
 
@@ -218,10 +217,8 @@ class _NoiseSnapshots:
     def __init__(self, run_dir: Path, bundle: Any, seed: int) -> None:
         import torch
 
-        from marginkit.compare.measures import read_json
-
-        self.path = run_dir / "noise_snapshots.json"
-        self.rows: list[dict[str, Any]] = read_json(self.path) or []
+        self.run = RunFolder(run_dir)
+        self.rows: list[dict[str, Any]] = self.run.read_noise_snapshots()
         inputs, _ = bundle.train.tensors()  # (N, *input_shape)
         count = inputs.shape[0]
         generator = torch.Generator().manual_seed(seed)
@@ -234,7 +231,6 @@ class _NoiseSnapshots:
         import torch
 
         from marginkit.metrics import per_sample_gradient_norms, target_angles
-        from marginkit.train.checkpoint import atomic_write_text
 
         with torch.no_grad():
             backbone.eval()
@@ -258,7 +254,7 @@ class _NoiseSnapshots:
             "hyperparameters": row.get("hyperparameters", {}),
         }
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [snapshot]
-        atomic_write_text(self.path, json.dumps(self.rows, indent=2) + "\n")
+        self.run.write_noise_snapshots(self.rows)
 
 
 class _GridBar:
@@ -337,7 +333,7 @@ def run_grid(
     import yaml
 
     from marginkit.compare.report import write_report
-    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.runfolder import atomic_write_text
 
     start = time.perf_counter()
     out = Path(out)
@@ -454,8 +450,7 @@ def choose_learning_rates(out: Path, spec: CompareSpec) -> dict[str, float]:
     Raises:
         GridError: a selection run has no validation accuracy.
     """
-    from marginkit.compare.measures import read_json
-    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.runfolder import atomic_write_text
 
     chosen: dict[str, float] = {}
     record: dict[str, Any] = {"measure": "validation_accuracy", "seed": spec.seed_values[0]}
@@ -464,7 +459,8 @@ def choose_learning_rates(out: Path, spec: CompareSpec) -> dict[str, float]:
         scores: dict[float, float] = {}
         for lr in spec.lr_grid or []:
             folder = out / "selection" / _lr_name(variant.name, lr)
-            final = (read_json(folder / "metrics.json") or {}).get("final") or {}
+            metrics = RunFolder(folder).read_metrics()
+            final = {} if metrics is None else metrics.final
             accuracy = final.get("validation_accuracy")
             if accuracy is None or not math.isfinite(accuracy):
                 raise GridError(f"{folder}: no finite validation accuracy to choose lr by")
@@ -523,7 +519,7 @@ def _check_runs_data(
 
     for name, _, config in runs:
         run_dir = folder / name
-        if not (run_dir / "config.yaml").is_file():
+        if not RunFolder(run_dir).holds_run():  # a run of a newer format is refused
             continue
         bundle = bundles(config)
         difference = data_difference(run_dir, bundle)
@@ -544,7 +540,7 @@ def _check_finished(run_dir: Path, config: TrainConfig, num_classes: int) -> Non
     from marginkit.train.recipe import apply_recipe
 
     resolved = apply_recipe(config, num_classes)
-    differing = differing_options(load_config(run_dir / "config.yaml"), resolved)
+    differing = differing_options(load_config(RunFolder(run_dir).config), resolved)
     if differing:
         key = next(iter(differing))
         raise GridError(f"run folder {run_dir} holds a run with another {key}")
@@ -570,7 +566,7 @@ def _train(
     result = fit(
         dataclasses.replace(config, out=str(run_dir)),
         bundle=bundle,
-        resume=(run_dir / "config.yaml").is_file(),
+        resume=RunFolder(run_dir).holds_run(),
         progress=False,
         on_epoch=on_epoch,
     )
@@ -590,35 +586,32 @@ def _evaluate(run_dir: Path, config: TrainConfig, bundle: Any) -> None:
     (an import spec too) is the user's, and an ``embeddings.npz`` left by an interrupted
     evaluation is replaced."""
     from marginkit.evaluation import evaluate_run
-    from marginkit.runfiles import json_safe
-    from marginkit.train.checkpoint import atomic_write_text
 
+    run = RunFolder(run_dir)
     began = time.perf_counter()
     report = evaluate_run(
         run_dir,
         bundle=evaluation_bundle(bundle),
         plots=False,
-        save_embeddings=run_dir / "embeddings.npz",
+        save_embeddings=run.embeddings,
         force=True,
         backbone=config.backbone,
     )
     report["eval_time"] = time.perf_counter() - began
-    atomic_write_text(run_dir / "eval.json", json.dumps(json_safe(report), indent=2))
+    run.write_eval(report)
 
 
 def _steps_done(run_dir: Path) -> int:
     """Steps of a partly trained run's last checkpoint (0 for a fresh folder)."""
-    from marginkit.compare.measures import read_json
-
-    metrics = read_json(run_dir / "metrics.json") or {}
-    epochs = metrics.get("epochs") or []
+    metrics = RunFolder(run_dir).read_metrics()
+    epochs = [] if metrics is None else metrics.epochs
     return int(epochs[-1]["step"]) if epochs else 0
 
 
 def _record_invocation(out: Path, wall_time: float, trained: list[str], skipped: list[str]) -> None:
     """Append this call's wall time and the machine to ``grid.json``."""
     from marginkit.compare.measures import read_json
-    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.runfolder import atomic_write_text
 
     state = read_json(out / "grid.json") or {"invocations": []}
     state["invocations"].append(

@@ -4,8 +4,10 @@
 (:func:`marginkit.evaluation.evaluate_run`) and ``noise_snapshots.json`` (per-epoch label-noise
 statistics written during training) into one flat mapping ``name -> number`` (None where
 the measurement does not apply); :data:`MEASURES` says what each name means, in its unit
-(``eval.json`` holds fractions, ``metrics.json`` percentages; a ``"%"`` measure is a
-percentage). Claims and tables refer to these names.
+(the files hold fractions; a ``"%"`` measure is a percentage). Claims and tables refer to
+these names. The files are read through :class:`marginkit.runfolder.RunFolder`, in the
+current layout whatever version wrote them, and ``eval.json`` by key: a figure missing from
+a section that was measured is an error, never a blank in the report.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marginkit.runfiles import ACCURACY_UNIT, metrics_in_fractions
+from marginkit.runfolder import Metrics, RunFolder, Section
 
 __all__ = [
     "MEASURES",
@@ -114,7 +116,7 @@ def _degrees(value: Any) -> float | None:
     return None if value is None else math.degrees(float(value))
 
 
-def _ratio(noise: dict[str, Any]) -> float | None:
+def _ratio(noise: Section) -> float | None:
     clean = noise["gradient_norm"]["clean"]["mean"]
     flipped = noise["gradient_norm"]["flipped"]["mean"]
     if clean is None or flipped is None or clean <= 0:
@@ -122,63 +124,80 @@ def _ratio(noise: dict[str, Any]) -> float | None:
     return flipped / clean
 
 
+def _analysis(run: RunFolder) -> Section | None:
+    """The analysis of the run's ``eval.json``, or None (not evaluated, or without it)."""
+    report = run.read_eval()
+    return None if report is None else report.analysis()
+
+
+def _part(analysis: Section | None, name: str) -> Section | None:
+    """A section of ``analysis`` (read by key: a renamed key is an error), or None when the
+    analysis or the section is absent (not measured)."""
+    return None if analysis is None else analysis.section(name)
+
+
 def run_measures(run_dir: Path) -> dict[str, float | None]:
-    """Every measure of :data:`MEASURES` for one finished, evaluated run folder."""
-    metrics = metrics_in_fractions(read_json(run_dir / "metrics.json") or {})
-    report = read_json(run_dir / "eval.json") or {}
-    final = metrics.get("final") or {}
-    analysis = report.get("analysis") or {}
+    """Every measure of :data:`MEASURES` for one finished, evaluated run folder.
+
+    Raises:
+        RunFolderError: the run's ``eval.json`` lacks a figure that a section it holds must
+            have (damaged, or of another version), or the run is of a newer format.
+    """
+    run = RunFolder(run_dir)
+    metrics = run.read_metrics() or Metrics()
+    report = run.read_eval()  # accuracies as fractions, whatever version wrote it
+    analysis = None if report is None else report.analysis()
+    final = metrics.final
     values: dict[str, float | None] = dict.fromkeys(MEASURES)
-    if "accuracy" not in report:
+    if report is None or "accuracy" not in report:
         accuracy = _percent(final.get("test_accuracy"))
-    elif report.get("accuracy_unit") == ACCURACY_UNIT:
+    else:
         accuracy = _percent(report["accuracy"])
-    else:  # an eval.json of an earlier version: in percent
-        accuracy = report["accuracy"]
     values["test_accuracy"] = accuracy
     values["test_error"] = None if accuracy is None else 100.0 - accuracy
     values["train_accuracy"] = _percent(final.get("train_accuracy"))
     values["train_loss"] = final.get("train_loss")
     values["train_time"] = final.get("wall_time")
-    values["eval_time"] = report.get("eval_time")
-    values["label_noise"] = 100.0 * (metrics.get("config") or {}).get("label_noise", 0.0)
-    closed = analysis.get("closed_set")
+    if report is not None and "eval_time" in report:  # a comparison's runs time it
+        values["eval_time"] = report["eval_time"]
+    values["label_noise"] = 100.0 * metrics.config.get("label_noise", 0.0)
+    closed = _part(analysis, "closed_set")
     if closed:
-        values["nearest_centre_accuracy"] = _percent(closed.get("nearest_centre_accuracy"))
-    geometry = analysis.get("geometry")
+        values["nearest_centre_accuracy"] = _percent(closed["nearest_centre_accuracy"])
+    geometry = _part(analysis, "geometry")
     if geometry:
         overall = geometry["overall"]
         values["intra_angle"] = _degrees(overall["compactness_mean"])
         values["inter_angle_min"] = _degrees(overall["separation_min"])
         values["inter_angle_mean"] = _degrees(overall["separation_mean"])
-        values["compactness_ratio"] = overall.get("ratio")
-    verification = analysis.get("verification")
+        values["compactness_ratio"] = overall["ratio"]
+    verification = _part(analysis, "verification")
     if verification:
-        values["verification_auc"] = verification.get("auc")
-        values["verification_eer"] = _percent(verification.get("eer"))
-        points = {point["far"]: point["rate"] for point in verification.get("tar_at_far", [])}
+        values["verification_auc"] = verification["auc"]
+        values["verification_eer"] = _percent(verification["eer"])
+        points = {point["far"]: point["rate"] for point in verification["tar_at_far"]}
         values["tar_at_far"] = _percent(points.get(1e-3))
         values["ten_fold_accuracy"] = _percent(verification["ten_fold"]["mean"])
-    retrieval = analysis.get("retrieval")
+    retrieval = _part(analysis, "retrieval")
     if retrieval:
-        values["precision_at_1"] = _percent(retrieval.get("precision_at_1"))
-        values["map_at_r"] = _percent(retrieval.get("map_at_r"))
-    open_set = analysis.get("open_set")
+        values["precision_at_1"] = _percent(retrieval["precision_at_1"])
+        values["map_at_r"] = _percent(retrieval["map_at_r"])
+    open_set = _part(analysis, "open_set")
     if open_set:
-        values["unseen_detection_auroc"] = open_set.get("auroc")
-        values["oscr"] = open_set.get("oscr")
-        unseen = open_set.get("unseen_identification")  # None in an eval.json of before 0.2
+        values["unseen_detection_auroc"] = open_set["auroc"]
+        values["oscr"] = open_set["oscr"]
+        unseen = open_set.section("unseen_identification")
         if unseen:
-            values["unseen_rank1"] = _percent(unseen.get("rank1"))
-        watch_list = open_set.get("watch_list") or open_set.get("identification") or {}
-        values["watch_list_rank1"] = _percent(watch_list.get("rank1"))
-        points = {p["far"]: p["rate"] for p in watch_list.get("dir_at_far", [])}
+            values["unseen_rank1"] = _percent(unseen["rank1"])
+        watch_list = open_set["watch_list"]
+        values["watch_list_rank1"] = _percent(watch_list["rank1"])
+        points = {p["far"]: p["rate"] for p in watch_list["dir_at_far"]}
         values["watch_list_dir"] = _percent(points.get(WATCH_LIST_FAR))
-    noise = analysis.get("label_noise")
-    if noise and noise.get("num_flipped"):
+    noise = _part(analysis, "label_noise")
+    if noise and noise["num_flipped"]:
         values["noise_gradient_ratio"] = _ratio(noise)
         values["noise_angle_flipped"] = _degrees(noise["target_angle"]["flipped"]["mean"])
-    snapshots = read_json(run_dir / "noise_snapshots.json") or []
+    snapshots = run.read_noise_snapshots()
     ratios = [row["gradient_ratio"] for row in snapshots if row.get("gradient_ratio") is not None]
     if ratios:
         values["noise_gradient_ratio_training"] = sum(ratios) / len(ratios)
@@ -195,35 +214,39 @@ def sampling_errors(run_dir: Path, values: dict[str, float | None]) -> dict[str,
     """
     from marginkit.compare.evidence import auc_error, proportion_error
 
-    analysis = (read_json(run_dir / "eval.json") or {}).get("analysis") or {}
-    closed = analysis.get("closed_set") or {}
-    verification = analysis.get("verification") or {}
-    retrieval = analysis.get("retrieval") or {}
-    open_set = analysis.get("open_set") or {}
-    unseen = open_set.get("unseen_identification") or {}
-    watch_list = open_set.get("watch_list") or {}
+    analysis = _analysis(RunFolder(run_dir))
+    closed = _part(analysis, "closed_set")
+    verification = _part(analysis, "verification")
+    retrieval = _part(analysis, "retrieval")
+    open_set = _part(analysis, "open_set")
+    unseen = _part(open_set, "unseen_identification")
+    watch_list = _part(open_set, "watch_list")
+
+    def count(section: Section | None, key: str) -> int | None:
+        return None if section is None else section[key]
+
     counts: dict[str, int | None] = {
-        "test_accuracy": closed.get("samples"),
-        "test_error": closed.get("samples"),
-        "nearest_centre_accuracy": closed.get("samples"),
-        "tar_at_far": verification.get("num_positive"),
-        "ten_fold_accuracy": verification.get("num_pairs"),
-        "precision_at_1": retrieval.get("num_queries"),
-        "unseen_rank1": unseen.get("num_probes"),
-        "watch_list_rank1": watch_list.get("num_mated_probes"),
-        "watch_list_dir": watch_list.get("num_mated_probes"),
+        "test_accuracy": count(closed, "samples"),
+        "test_error": count(closed, "samples"),
+        "nearest_centre_accuracy": count(closed, "samples"),
+        "tar_at_far": count(verification, "num_positive"),
+        "ten_fold_accuracy": count(verification, "num_pairs"),
+        "precision_at_1": count(retrieval, "num_queries"),
+        "unseen_rank1": count(unseen, "num_probes"),
+        "watch_list_rank1": count(watch_list, "num_mated_probes"),
+        "watch_list_dir": count(watch_list, "num_mated_probes"),
     }
     errors: dict[str, float | None] = dict.fromkeys(values)
-    for name, count in counts.items():
-        errors[name] = proportion_error(values.get(name), count)
+    for name, number in counts.items():
+        errors[name] = proportion_error(values.get(name), number)
     errors["verification_auc"] = auc_error(
         values.get("verification_auc"),
-        verification.get("num_positive"),
-        verification.get("num_negative"),
+        count(verification, "num_positive"),
+        count(verification, "num_negative"),
     )
     errors["unseen_detection_auroc"] = auc_error(
         values.get("unseen_detection_auroc"),
-        open_set.get("num_known_samples"),
-        open_set.get("num_unknown_samples"),
+        count(open_set, "num_known_samples"),
+        count(open_set, "num_unknown_samples"),
     )
     return errors

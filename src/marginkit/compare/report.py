@@ -34,7 +34,7 @@ from marginkit.compare.measures import (
 )
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
-from marginkit.runfiles import json_safe, metrics_in_fractions
+from marginkit.runfolder import RunFolder, json_safe
 
 __all__ = ["Table", "evidence_markdown", "load_grid", "write_report"]
 
@@ -99,13 +99,15 @@ def load_grid(out: Path) -> _Grid:
     for variant in spec.variants:
         runs = []
         for seed in spec.seed_values:
-            folder = out / "runs" / spec.run_name(variant, seed)
-            metrics = metrics_in_fractions(read_json(folder / "metrics.json") or {})
-            if not metrics.get("final") or not (folder / "eval.json").is_file():
+            run = RunFolder(out / "runs" / spec.run_name(variant, seed))
+            metrics = run.read_metrics()
+            if metrics is None or not metrics.finished or not run.eval.is_file():
                 continue
-            config = yaml.safe_load((folder / "config.yaml").read_text())
+            folder = run.path
+            config = run.read_config_values()
             measures = run_measures(folder)
-            grid.split = (read_json(folder / "eval.json") or {}).get("split") or grid.split
+            evaluation = run.read_eval()
+            grid.split = (evaluation["split"] if evaluation else None) or grid.split
             runs.append(
                 _Run(
                     variant,
@@ -114,8 +116,8 @@ def load_grid(out: Path) -> _Grid:
                     measures,
                     sampling_errors(folder, measures),
                     config,
-                    metrics.get("epochs", []),
-                    metrics["final"],
+                    metrics.epochs,
+                    metrics.final,
                 )
             )
         grid.runs[variant.name] = runs
@@ -413,7 +415,7 @@ def _noise_table(grid: _Grid) -> Table | None:
 
 # ------------------------------------------------------------------------------ figures
 def _load_embeddings(run: _Run) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    path = run.folder / "embeddings.npz"
+    path = RunFolder(run.folder).embeddings
     if not path.is_file():
         return None
     with np.load(path) as data:
@@ -444,7 +446,8 @@ def _embedding_figures(
     if not embedded:
         return []
     first = next(iter(shown.values()))
-    split = (read_json(first.folder / "eval.json") or {}).get("split", "test")
+    report = RunFolder(first.folder).read_eval()
+    split = "test" if report is None else report["split"]
     known = {
         name: (e[labels < w.shape[0]], labels[labels < w.shape[0]], w)
         for name, (e, labels, w) in embedded.items()
@@ -494,9 +497,10 @@ def _training_figures(
     written = []
     curves = {}
     for name, run in shown.items():
-        analysis = (read_json(run.folder / "eval.json") or {}).get("analysis") or {}
-        verification = analysis.get("verification")
-        if verification:
+        report = RunFolder(run.folder).read_eval()
+        analysis = None if report is None else report.analysis()
+        verification = None if analysis is None else analysis.section("verification")
+        if verification is not None:
             curves[name] = (verification["roc"]["far"], verification["roc"]["tar"])
     if curves:
         path = figures.roc_overlay(curves, folder / "roc.png", f"{dataset}: verification ROC")
@@ -518,9 +522,7 @@ def _noise_figures(grid: _Grid, shown: dict[str, _Run], folder: Path) -> list[tu
     """Clean vs flipped labels during training; accuracy against the noise rate."""
     spec, dataset = grid.spec, grid.spec.settings.dataset
     written = []
-    snapshots = {
-        name: read_json(run.folder / "noise_snapshots.json") for name, run in shown.items()
-    }
+    snapshots = {name: RunFolder(run.folder).read_noise_snapshots() for name, run in shown.items()}
     snapshots = {name: rows for name, rows in snapshots.items() if rows}
     if snapshots:
         path = figures.label_noise_training(
@@ -877,7 +879,7 @@ def write_report(out: str | Path) -> tuple[Path, Path, str]:
     Returns:
         The paths of ``report.md`` and ``report.html``, and the headline table as Markdown.
     """
-    from marginkit.train.checkpoint import atomic_write_text
+    from marginkit.runfolder import atomic_write_text
 
     out = Path(out)
     grid = load_grid(out)

@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from marginkit.data.preprocessing import Preprocessing
+from marginkit.runfolder import RunFolder
 
 __all__ = [
     "RunBackbone",
@@ -32,10 +33,6 @@ __all__ = [
     "run_preprocessing",
     "run_records",
 ]
-
-#: The files of a run folder read besides its checkpoint: the options, the inputs'
-#: preprocessing and the training figures.
-_RECORDS = ("config.yaml", "preprocessing.json", "metrics.json")
 
 
 def load_run(
@@ -79,8 +76,8 @@ def load_run(
 
     run_dir = Path(run_dir)
     folder = run_checkpoint(run_dir, checkpoint)
-    config = load_config(run_dir / "config.yaml")
-    confirm_backbone(config.backbone, backbone, run_dir / "config.yaml")
+    config = load_config(RunFolder(run_dir).config)
+    confirm_backbone(config.backbone, backbone, RunFolder(run_dir).config)
     if data_dir is not None:
         config = dataclasses.replace(config, data_dir=str(data_dir))
     loaded = load_checkpoint(folder)  # verified before anything slow happens
@@ -104,26 +101,27 @@ def run_checkpoint(run_dir: str | Path, name: str | None = None) -> Path:
             of a folder in the run's checkpoints folder (a path: another run's checkpoint
             would be scored under this run's name).
     """
-    from marginkit.train.checkpoint import CHECKPOINTS, CheckpointError, find_checkpoint
+    from marginkit.train.checkpoint import CheckpointError, find_checkpoint
     from marginkit.train.verification import BEST
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder: no config.yaml")
+    run = RunFolder(run_dir)
+    if not run.holds_run():  # a run of a newer format is refused here
+        raise FileNotFoundError(f"{run_dir} is not a run folder: no {run.config.name}")
     if name is not None and not _is_plain_name(name):
         raise CheckpointError(
             f"checkpoint: expected the name of a checkpoint of run {run_dir} (epoch-0029, "
             f"or best), not a path: {name!r}"
         )
-    if name == BEST and (run_dir / CHECKPOINTS / BEST).is_file():
-        name = (run_dir / CHECKPOINTS / BEST).read_text().strip()  # the best checkpoint's
+    if name == BEST and (run.checkpoints / BEST).is_file():
+        name = (run.checkpoints / BEST).read_text().strip()  # the best checkpoint's
         if not _is_plain_name(name):
             raise CheckpointError(
-                f"{run_dir / CHECKPOINTS / BEST}: expected the name of a checkpoint of the run, "
+                f"{run.checkpoints / BEST}: expected the name of a checkpoint of the run, "
                 f"got {name!r}"
             )
     if name is not None:
-        folder = run_dir / CHECKPOINTS / name
+        folder = run.checkpoints / name
         if not folder.is_dir():
             raise FileNotFoundError(f"run {run_dir} has no checkpoint {name!r}")
         return folder
@@ -145,8 +143,8 @@ def _is_plain_name(name: str) -> bool:
 def run_records(run_dir: str | Path) -> list[Path]:
     """The files of ``run_dir`` that loading it reads besides the checkpoint (its options,
     preprocessing and training figures): an output never goes there
-    (:func:`marginkit.train.runfolder.check_output_file`)."""
-    return [Path(run_dir) / name for name in _RECORDS]
+    (:func:`marginkit.runfolder.check_output_file`)."""
+    return RunFolder(run_dir).records()
 
 
 @dataclass
@@ -254,8 +252,8 @@ def load_run_backbone(
 
     run_dir = Path(run_dir)
     folder = run_checkpoint(run_dir, checkpoint)
-    config = load_config(run_dir / "config.yaml")
-    confirm_backbone(config.backbone, backbone, run_dir / "config.yaml")
+    config = load_config(RunFolder(run_dir).config)
+    confirm_backbone(config.backbone, backbone, RunFolder(run_dir).config)
     loaded = load_checkpoint(folder)  # verified against its manifest
     preprocessing = run_preprocessing(run_dir, config, data_dir)
     network = build_backbone(config.backbone, preprocessing.input_shape, config.embedding_dim)

@@ -12,8 +12,6 @@ draws the pictures.
 from __future__ import annotations
 
 import io
-import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from marginkit.evaluation.embedding import EmbeddedSplits, check_split, measured
 from marginkit.evaluation.load import load_run, run_checkpoint, run_records
 from marginkit.losses import MarginHead
 from marginkit.progress import Progress
-from marginkit.runfiles import ACCURACY_UNIT
+from marginkit.runfolder import ACCURACY_UNIT, RunFolder
 
 __all__ = ["analyse", "evaluate_run"]
 
@@ -82,9 +80,8 @@ def evaluate_run(
         OutputError: ``eval.json``, the pictures or ``save_embeddings`` cannot be written.
     """
     check_split(split)  # before anything slow happens
-    from marginkit.train.runfolder import atomic_write_text
-
     run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     embeddings_path = _embeddings_file(run_dir, save_embeddings, force)
     folder = run_checkpoint(run_dir, checkpoint)
     config, network, head, bundle = _load(run_dir, folder, progress, data_dir, bundle, backbone)
@@ -105,21 +102,21 @@ def evaluate_run(
             loss_name=config.loss,
             split=split,
             label_noise=config.label_noise,
-            plots_dir=run_dir / "plots" if plots else None,
-            metrics_file=run_dir / "metrics.json",
+            plots_dir=run.plots if plots else None,
+            metrics_file=run.metrics,
             batch_size=batch_size,
             embedded=splits.embedded,
             progress=progress,
         )
-    atomic_write_text(run_dir / "eval.json", json.dumps(_finite(report), indent=2) + "\n")
+    run.write_eval(report)
     return report
 
 
 def _embeddings_file(run_dir: Path, save_embeddings: str | Path | None, force: bool) -> Path | None:
     """The ``.npz`` that ``save_embeddings`` names, or None; checked before any work
-    (:func:`~marginkit.train.runfolder.check_output_file`): an existing file is replaced
+    (:func:`~marginkit.runfolder.check_output_file`): an existing file is replaced
     only with ``force``, a file of the run or one in a run's checkpoints folder never."""
-    from marginkit.train.runfolder import check_output_file
+    from marginkit.runfolder import check_output_file
 
     if save_embeddings is None:
         return None
@@ -197,7 +194,7 @@ def _save_embeddings(path: Path, measured: measure.MeasuredSplit, head: MarginHe
     return it."""
     import numpy as np
 
-    from marginkit.train.runfolder import atomic_write_bytes
+    from marginkit.runfolder import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.savez(
@@ -312,12 +309,3 @@ def _label_noise(
     )
     test_accuracy = report.get("closed_set", {}).get("top1_accuracy")
     return samples, metrics.summarize_label_noise(samples, test_accuracy)
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value

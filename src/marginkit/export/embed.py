@@ -234,7 +234,7 @@ def embed_folder(
         marginkit.data.DataError: an image that cannot be read (names it).
         OutputError: ``out_path`` cannot be written.
     """
-    from marginkit.train.runfolder import atomic_write_bytes, check_output_file
+    from marginkit.runfolder import atomic_write_bytes, check_output_file
 
     check_count("batch_size", batch_size, 1)
     out = Path(out_path)

@@ -142,7 +142,7 @@ def export_run(
         OutputError: ``out_path`` cannot be written.
     """
     from marginkit.evaluation.load import run_records
-    from marginkit.train.runfolder import (
+    from marginkit.runfolder import (
         OutputError,
         apply_umask,
         atomic_write_text,

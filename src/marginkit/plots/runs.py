@@ -26,6 +26,7 @@ import numpy as np
 from marginkit._validation import as_float_array
 from marginkit.metrics.roc import trapezoid_area
 from marginkit.plots.figures import new_figure, save_figure
+from marginkit.runfolder import RunFolder
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -151,7 +152,7 @@ def load_run_metrics(source: RunSource) -> dict[str, Any]:
     elif isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
-            path = path / "metrics.json"
+            path = RunFolder(path).metrics
         if not path.is_file():
             raise FileNotFoundError(f"no metrics file at {path}")
         with path.open(encoding="utf-8") as handle:

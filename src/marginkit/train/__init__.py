@@ -5,6 +5,7 @@ losses: :mod:`marginkit.compare`).
 >>> result = fit(TrainConfig(dataset="digits", loss="arcface", epochs=2))  # doctest: +SKIP
 """
 
+from marginkit.runfolder import OutputError, RunFolderError
 from marginkit.train.checkpoint import (
     CheckpointError,
     find_checkpoint,
@@ -30,7 +31,6 @@ from marginkit.train.loop import (
     learning_rate_at,
     load_bundle,
 )
-from marginkit.train.runfolder import OutputError, RunFolderError
 
 __all__ = [
     "CheckpointError",

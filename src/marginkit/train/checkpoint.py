@@ -45,9 +45,9 @@ import torch
 from torch import nn
 
 from marginkit.errors import MarginkitError
-from marginkit.train.runfolder import (
-    CHECKPOINTS,
+from marginkit.runfolder import (
     OutputError,
+    RunFolder,
     atomic_write_text,
     fsync_folder,
     make_folder,
@@ -154,7 +154,7 @@ def save_checkpoint(
     from safetensors.torch import save
 
     epoch = int(state["epoch"])
-    root = run_dir / CHECKPOINTS
+    root = RunFolder(run_dir).checkpoints
     make_folder(root)
     named = name is not None
     name = f"epoch-{epoch:04d}" if name is None else name
@@ -396,7 +396,7 @@ def find_checkpoint(run_dir: Path) -> CheckpointSearch:
     between the rename and the pointer update, a deleted or damaged pointer).
     """
     search = CheckpointSearch(folder=None)
-    for folder in _checkpoint_folders(run_dir / CHECKPOINTS):
+    for folder in _checkpoint_folders(RunFolder(run_dir).checkpoints):
         try:
             verify_checkpoint(folder)
         except CheckpointError as error:

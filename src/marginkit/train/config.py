@@ -512,7 +512,7 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write ``config`` as YAML (atomically: a temporary file renamed into place)."""
     import yaml
 
-    from marginkit.train.runfolder import atomic_write_text
+    from marginkit.runfolder import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
 

@@ -7,17 +7,13 @@ change); other data are refused, naming what differs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from marginkit.data.fingerprint import fingerprint_difference
-from marginkit.train.runfolder import atomic_write_text
+from marginkit.runfolder import RunFolder
 
-__all__ = ["DATA_FILE", "data_difference", "unchecked_data", "write_data_record"]
-
-#: The record's name in a run folder.
-DATA_FILE = "data.json"
+__all__ = ["data_difference", "unchecked_data", "write_data_record"]
 
 
 def write_data_record(run_dir: Path, bundle: Any) -> None:
@@ -29,21 +25,7 @@ def write_data_record(run_dir: Path, bundle: Any) -> None:
     """
     fingerprint = getattr(bundle, "fingerprint", None)
     if fingerprint is not None:
-        atomic_write_text(run_dir / DATA_FILE, json.dumps(fingerprint, indent=2) + "\n")
-
-
-def _recorded(run_dir: Path) -> Any:
-    """The fingerprint ``run_dir`` records: None when there is none, ``{}`` when the record
-    cannot be read or is not a fingerprint."""
-    path = run_dir / DATA_FILE
-    if not path.is_file():
-        return None
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    valid = isinstance(recorded, dict) and isinstance(recorded.get("entries"), dict)
-    return recorded if valid else {}
+        RunFolder(run_dir).write_data_record(fingerprint)
 
 
 def unchecked_data(run_dir: Path, bundle: Any) -> str | None:
@@ -52,11 +34,12 @@ def unchecked_data(run_dir: Path, bundle: Any) -> str | None:
     damaged record cannot be read."""
     if getattr(bundle, "fingerprint", None) is None:
         return f"the data given for {run_dir} were not read from files and have no fingerprint"
-    recorded = _recorded(run_dir)
+    folder = RunFolder(run_dir)
+    recorded = folder.read_data_record()
     if recorded is None:
-        return f"{run_dir} records no fingerprint of its data (no {DATA_FILE}: an older run)"
+        return f"{run_dir} records no fingerprint of its data (no {folder.data.name}: an older run)"
     if not recorded:
-        return f"{run_dir / DATA_FILE}, the record of the run's data, is malformed"
+        return f"{folder.data}, the record of the run's data, is malformed"
     return None
 
 
@@ -66,4 +49,4 @@ def data_difference(run_dir: Path, bundle: Any) -> str | None:
     are the same files, or cannot be checked (:func:`unchecked_data`)."""
     if unchecked_data(run_dir, bundle) is not None:
         return None
-    return fingerprint_difference(_recorded(run_dir), bundle.fingerprint)
+    return fingerprint_difference(RunFolder(run_dir).read_data_record(), bundle.fingerprint)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import math
 import shutil
 import sys
@@ -46,7 +45,20 @@ from torch import nn
 from marginkit.errors import MarginkitError
 from marginkit.progress import Progress, format_seconds
 from marginkit.registry import BACKBONES, LOSSES
-from marginkit.runfiles import ACCURACY_UNIT, rows_in_fractions
+from marginkit.runfolder import (
+    ACCURACY_UNIT,
+    Metrics,
+    OutputError,
+    RunFolder,
+    RunFolderError,
+    foreign_entries,
+    held,
+    listed,
+    lock_holder,
+    make_folder,
+    rows_in_fractions,
+    run_entries,
+)
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     check_state,
@@ -57,22 +69,11 @@ from marginkit.train.checkpoint import (
     save_checkpoint,
 )
 from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
-from marginkit.train.datarecord import DATA_FILE, data_difference, unchecked_data, write_data_record
+from marginkit.train.datarecord import data_difference, unchecked_data, write_data_record
 from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
-from marginkit.train.runfolder import (
-    OutputError,
-    RunFolderError,
-    atomic_write_text,
-    foreign_entries,
-    held,
-    listed,
-    lock_holder,
-    make_folder,
-    run_entries,
-)
 from marginkit.train.steplog import StepLog
 from marginkit.train.verification import (
     find_verify_files,
@@ -246,14 +247,18 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     """Decide what to do with ``run_dir``; True when a previous run is to be resumed.
 
     Raises:
-        RunFolderError: ``resume`` and the folder holds no run; it holds a run and neither
+        RunFolderError: ``resume`` and the folder holds no run, or one of a newer format
+            (:meth:`~marginkit.runfolder.RunFolder.check_format`); it holds a run and neither
             ``resume`` nor ``overwrite`` is given; it holds a different run; it holds files
             marginkit did not write (named) and no run, or ``overwrite`` is given (which
             removes only what marginkit wrote); it holds no run and ``overwrite`` is not
             given. A message suggests ``--overwrite`` only where it would be accepted.
     """
     entries = run_entries(run_dir)
-    holds_run = (run_dir / "config.yaml").is_file()
+    run = RunFolder(run_dir)
+    holds_run = run.config.is_file()
+    if resume and holds_run:
+        run.check_format()  # a run of a newer format is not continued (--overwrite replaces it)
     if resume and not holds_run:
         raise RunFolderError(
             f"--resume: {run_dir} holds no run (no config.yaml); check the path, or leave "
@@ -283,7 +288,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
         )
     from marginkit.train.config import load_config
 
-    differing = differing_options(load_config(run_dir / "config.yaml"), config)
+    differing = differing_options(load_config(run.config), config)
     if differing:
         shown = ", ".join(
             f"{k} ({old!r} there, {new!r} now)" for k, (old, new) in differing.items()
@@ -487,13 +492,8 @@ def _write_logs(
     run_dir: Path, config: TrainConfig, history: list[dict[str, Any]], final: dict[str, Any]
 ) -> None:
     """metrics.json and log.csv from the history (rewritten whole, atomically)."""
-    metrics = {
-        "config": config.to_dict(),
-        "accuracy_unit": ACCURACY_UNIT,
-        "epochs": history,
-        "final": final,
-    }
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    run = RunFolder(run_dir)
+    run.write_metrics(Metrics(config=config.to_dict(), epochs=history, final=final))
     names = sorted({name for row in history for name in row.get("hyperparameters", {})})
     sets = list(dict.fromkeys(n for row in history for n in _verified(row)))
     buffer = io.StringIO()
@@ -506,7 +506,7 @@ def _write_logs(
             figures = _verified(row).get(name, {})
             values += [figures.get("accuracy"), figures.get("auc")]
         writer.writerow(["" if v is None else v for v in values])
-    atomic_write_text(run_dir / "log.csv", buffer.getvalue())
+    run.write_log(buffer.getvalue())
 
 
 def _verified(row: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -523,7 +523,7 @@ def _tensorboard_writer(run_dir: Path | None) -> Any:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    return SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard))
 
 
 def _format_hyperparameters(values: dict[str, float]) -> str:
@@ -750,8 +750,10 @@ def _open_run_folder(
     if checkpoint is not None:
         _restore(run, checkpoint)
         run.say(f"resuming {run_dir} after epoch {run.start_epoch} (step {run.step})")
-    save_config(run.config, run_dir / "config.yaml")
-    if not (run_dir / DATA_FILE).is_file():  # a new run (an older one: recorded from now on)
+    folder = RunFolder(run_dir)
+    save_config(run.config, folder.config)
+    folder.write_format()  # a run of an earlier format is continued in this one
+    if not folder.data.is_file():  # a new run (an older one: recorded from now on)
         write_data_record(run_dir, run.bundle)
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
@@ -784,7 +786,7 @@ def _restore(run: _Run, checkpoint: Any) -> None:
     except RuntimeError as error:  # a byte tensor of the wrong size (CPU states only)
         raise damaged_state(folder, "a malformed generator state", error) from None
     # accuracies as fractions, also in a checkpoint an earlier version wrote in percent
-    unit = checkpoint.state.get("accuracy_unit")
+    unit = checkpoint.state.get("accuracy_unit")  # (upgraded in marginkit.runfolder)
     run.history = rows_in_fractions(list(checkpoint.state["history"]), unit)
     run.step = int(checkpoint.state["step"])
     run.start_epoch = checkpoint.epoch

@@ -9,17 +9,13 @@ none; their readers load the run's data instead.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from marginkit.data.preprocessing import Preprocessing, preprocessing_of
-from marginkit.train.runfolder import atomic_write_text
+from marginkit.runfolder import OutputError, RunFolder, RunFolderError
 
-__all__ = ["PREPROCESSING_FILE", "read_preprocessing", "write_preprocessing"]
-
-#: The file's name in a run folder.
-PREPROCESSING_FILE = "preprocessing.json"
+__all__ = ["read_preprocessing", "write_preprocessing"]
 
 
 def write_preprocessing(run_dir: Path, bundle: Any, dataset: str) -> None:
@@ -32,8 +28,7 @@ def write_preprocessing(run_dir: Path, bundle: Any, dataset: str) -> None:
     """
     found = preprocessing_of(bundle, dataset)
     if found is not None:
-        text = json.dumps(found.to_dict(), indent=2) + "\n"
-        atomic_write_text(run_dir / PREPROCESSING_FILE, text)
+        RunFolder(run_dir).write_preprocessing(found.to_dict())
 
 
 def read_preprocessing(run_dir: Path) -> Preprocessing | None:
@@ -41,18 +36,16 @@ def read_preprocessing(run_dir: Path) -> Preprocessing | None:
 
     Raises:
         marginkit.data.DataError: the file is unreadable or malformed (names it).
+        RunFolderError: the run folder is of a newer format.
     """
     from marginkit.data.errors import DataError
 
-    path = Path(run_dir) / PREPROCESSING_FILE
+    folder = RunFolder(run_dir)
+    folder.check_format()
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise DataError(f"{path}: unreadable ({error.strerror})") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise DataError(f"{path}: expected JSON") from None
-    return Preprocessing.from_dict(data, path)
+        data = folder.read_preprocessing()
+    except OutputError as error:
+        raise DataError(str(error)) from None
+    except RunFolderError:
+        raise DataError(f"{folder.preprocessing}: expected JSON") from None
+    return None if data is None else Preprocessing.from_dict(data, folder.preprocessing)

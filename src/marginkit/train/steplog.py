@@ -15,11 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from marginkit.train.runfolder import OutputError, atomic_write_text
+from marginkit.runfolder import OutputError, RunFolder, atomic_write_text
 
-__all__ = ["STEPS", "StepLog"]
+__all__ = ["StepLog"]
 
-STEPS = "steps.csv"
 _FIELDS = ["step", "epoch", "loss", "lr"]
 
 
@@ -46,7 +45,7 @@ class StepLog:
     ) -> None:
         self.extra = list(extra or [])
         self.names = list(names) + self.extra
-        self.path = None if run_dir is None else run_dir / STEPS
+        self.path = None if run_dir is None else RunFolder(run_dir).steps
         self._handle: Any = None
         if self.path is None:
             return
@@ -104,7 +103,8 @@ class StepLog:
         try:
             self._handle.flush()
         except OSError as error:
-            raise OutputError("write", self.path or "steps.csv", error) from None
+            assert self.path is not None  # a handle is open on it
+            raise OutputError("write", self.path, error) from None
 
     def close(self) -> None:
         """Flush and close (idempotent); an error while closing is not raised again."""

@@ -233,10 +233,10 @@ def save_best_checkpoint(
     Raises:
         OutputError: a file cannot be written; the previous best stays intact and named.
     """
-    from marginkit.train.checkpoint import CHECKPOINTS, save_checkpoint
-    from marginkit.train.runfolder import atomic_write_text
+    from marginkit.runfolder import RunFolder, atomic_write_text
+    from marginkit.train.checkpoint import save_checkpoint
 
-    root = run_dir / CHECKPOINTS
+    root = RunFolder(run_dir).checkpoints
     name = best_checkpoint_name(int(state["step"]))
     copy = 1
     while (root / name).exists():  # a resumed run re-verifying the step ``best`` names:

@@ -73,7 +73,7 @@ def write_bin(
         DataError: the pairs file is malformed or names a missing image (with its line).
         OutputError: ``out_path`` cannot be written.
     """
-    from marginkit.train.runfolder import atomic_write_bytes
+    from marginkit.runfolder import atomic_write_bytes
 
     pairs_file, out = Path(pairs_file), Path(out_path)
     pair_list, paths = pair_image_paths(Path(image_root), pairs_file)

@@ -12,7 +12,6 @@ is not read). A run trained before that file existed has its data set loaded onc
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +20,12 @@ from typing import Any
 from marginkit.data.errors import DataError
 from marginkit.pairs.evaluate import evaluate_both, evaluate_pairs
 from marginkit.pairs.files import check_crop, find_pairs_file, is_bin, load_pair_set
-from marginkit.runfiles import ACCURACY_UNIT, json_safe
+from marginkit.runfolder import ACCURACY_UNIT, VERIFY, RunFolder
 
 __all__ = ["VERIFY_FILE", "summarize_verification", "verify_run"]
 
-#: The report's file name in the run folder.
-VERIFY_FILE = "verify.json"
+#: The report's file name in the run folder (:attr:`marginkit.runfolder.RunFolder.verify`).
+VERIFY_FILE = VERIFY
 
 
 def _check_device(device: str | None) -> None:
@@ -103,7 +102,6 @@ def verify_run(
     """
     from marginkit.evaluation import load_run_backbone, run_checkpoint
     from marginkit.train import load_config
-    from marginkit.train.runfolder import atomic_write_text
     from marginkit.train.verification import search_folders
 
     run_dir = Path(run_dir)
@@ -112,7 +110,7 @@ def verify_run(
     check_crop(crop)
     _check_device(device)
     folder = run_checkpoint(run_dir, checkpoint)  # before anything slow happens
-    folders = search_folders(load_config(run_dir / "config.yaml"), data_dir)
+    folders = search_folders(load_config(RunFolder(run_dir).config), data_dir)
     paths = [find_pairs_file(file, folders) for file in pairs_files]
     source = load_run_backbone(
         run_dir, checkpoint=folder.name, data_dir=data_dir, backbone=backbone
@@ -128,7 +126,7 @@ def verify_run(
         for path in paths
     ]
     report = _report(run_dir, source, sets)
-    atomic_write_text(run_dir / VERIFY_FILE, json.dumps(json_safe(report), indent=2) + "\n")
+    RunFolder(run_dir).write_verify(report)
     return report
 
 

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 import marginkit.cli as cli
+import marginkit.runfolder as runfolder
 import marginkit.train.loop as loop
-import marginkit.train.runfolder as runfolder
 from marginkit.evaluation import evaluate_run
+from marginkit.runfolder import FORMAT_VERSION, RunFolder
 from marginkit.train import (
     CheckpointError,
     OutputError,
@@ -173,6 +174,34 @@ def test_a_run_without_a_data_record_resumes_and_says_it_is_unchecked(
     result, said = resume(interrupted, digits)
     assert "records no fingerprint of its data (no data.json: an older run)" in said
     assert len(result.history) == 3 and (interrupted / "data.json").is_file()
+
+
+def test_a_run_of_the_previous_layout_resumes_and_is_then_of_this_format(
+    interrupted: Path, digits: object
+) -> None:
+    """A run written before the format version (no format.json: version 1) resumes."""
+    assert RunFolder(interrupted).format_version == FORMAT_VERSION  # recorded at the start
+    RunFolder(interrupted).format_file.unlink()
+    assert RunFolder(interrupted).format_version == 1
+    result, said = resume(interrupted, digits)
+    assert "resuming" in said and len(result.history) == 3
+    assert RunFolder(interrupted).format_version == FORMAT_VERSION
+
+
+def test_a_run_of_a_newer_format_is_neither_resumed_nor_measured(
+    interrupted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    RunFolder(interrupted).format_file.write_text('{"format_version": 99}\n')
+    before = {path: path.stat().st_mtime_ns for path in interrupted.rglob("*")}
+    for argv in (
+        ["train", "--dataset", "digits", "--out", str(interrupted), "--resume"],
+        ["eval", str(interrupted)],
+        ["verify", str(interrupted), "--pairs", "lfw.bin"],
+    ):
+        line = one_line_error(capsys, argv)
+        assert f"run folder {interrupted} is of format version 99" in line, argv
+        assert f"versions up to {FORMAT_VERSION}" in line
+    assert {path: path.stat().st_mtime_ns for path in interrupted.rglob("*")} == before
 
 
 # --------------------------------------------------------------- damaged checkpoints
@@ -406,7 +435,7 @@ def test_save_embeddings_under_a_file_is_one_line(
 HOLD = """
 import sys, time
 from pathlib import Path
-from marginkit.train.runfolder import RunLock
+from marginkit.runfolder import RunLock
 lock = RunLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)
@@ -547,18 +576,6 @@ def test_a_run_that_never_started_is_replaced_only_with_overwrite(
         fit(config(out, epochs=1), bundle=digits, progress=False)
     fit(config(out, epochs=1), bundle=digits, overwrite=True, progress=False)
     assert (out / "config.yaml").is_file()
-
-
-def test_the_run_files_name_what_marginkit_writes() -> None:
-    """``--overwrite`` removes what :data:`RUN_FILES` names: every file marginkit writes."""
-    from marginkit.train.checkpoint import CHECKPOINTS
-    from marginkit.train.datarecord import DATA_FILE
-    from marginkit.train.preprocessing import PREPROCESSING_FILE
-    from marginkit.train.steplog import STEPS
-    from marginkit.verify import VERIFY_FILE
-
-    written = {CHECKPOINTS, DATA_FILE, PREPROCESSING_FILE, STEPS, VERIFY_FILE}
-    assert written <= runfolder.RUN_FILES
 
 
 def test_a_trained_and_evaluated_run_holds_only_marginkits_files(
