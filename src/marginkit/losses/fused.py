@@ -343,7 +343,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of margin logits; see the module docstring."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx,
         rows: Tensor,
         weight: Tensor,
@@ -437,7 +437,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         return loss, target_cosine.detach(), correct
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):
         rows, weight, bias, labels, maximum, total, bound = ctx.saved_tensors
         target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
         batch = rows.shape[0]
