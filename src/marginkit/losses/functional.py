@@ -161,6 +161,8 @@ def cosine_of_sum(
     Returns:
         ``cos(theta + angle)`` (the shape of ``cosine``), ``cos(angle)`` and ``sin(angle)``.
     """
+    cos_angle: Tensor | float
+    sin_angle: Tensor | float
     if isinstance(angle, Tensor):
         cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
     else:
