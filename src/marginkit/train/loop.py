@@ -151,7 +151,7 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
     """Load the data set named by ``config`` (``marginkit.data.load_dataset``)."""
     from marginkit.data import load_dataset
 
-    image_size = config.image_size
+    size = config.image_size  # (height, width), or one value (--image-size 112): a square
     return load_dataset(
         config.dataset,
         data_dir=config.data_dir,
@@ -162,7 +162,7 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
         validation_fraction=config.validation_fraction,
         augment=config.augment,
         seed=config.seed,
-        image_size=tuple(image_size) if isinstance(image_size, list) else image_size,
+        image_size=(size, size) if isinstance(size, int) else size,
         min_images_per_person=config.min_images_per_person,
         pairs_file=config.pairs_file,
         progress=progress,
