@@ -921,9 +921,9 @@ class RunFolder:
         """Write ``data.json``."""
         self._write_json(self.data, fingerprint)
 
-    def read_preprocessing(self) -> Any:
-        """The JSON of ``preprocessing.json``, or None when the run has none (version 1
-        before it existed).
+    def read_preprocessing(self) -> object:
+        """The JSON of ``preprocessing.json`` as read (unchecked: ``Preprocessing.from_dict``
+        checks it), or None when the run has none (version 1 before it existed).
 
         Raises:
             OutputError: the file cannot be read.
