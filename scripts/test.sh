@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test suite: set up (if needed), lint, then run every test.
+# The test suite: set up (if needed), lint, type-check, then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev >&2
@@ -14,4 +14,5 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
 fi
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy  # src/marginkit, as [tool.mypy] of pyproject.toml sets
 exec .venv/bin/python -m pytest "$@"

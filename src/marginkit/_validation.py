@@ -155,19 +155,21 @@ def check_same_length(**named: Tensor) -> None:
 
 def check_fars(fars: Sequence[float] | float) -> tuple[float, ...]:
     """False-accept rates as a tuple of floats, each strictly inside (0, 1)."""
-    if isinstance(fars, numbers.Real) and not isinstance(fars, bool):
-        fars = (fars,)
-    if isinstance(fars, (str, bytes)) or not isinstance(fars, Sequence):
+    given: object = (
+        (fars,) if isinstance(fars, numbers.Real) and not isinstance(fars, bool) else fars
+    )
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
         raise TypeError(f"fars must be a float or a sequence of floats; got {type(fars).__name__}")
-    if len(fars) == 0:
+    if len(given) == 0:
         raise ValueError("fars must name at least one false-accept rate")
-    checked = []
-    for far in fars:
+    checked: list[float] = []
+    for far in given:
         if isinstance(far, bool) or not isinstance(far, numbers.Real):
             raise TypeError(f"fars must hold floats; got {type(far).__name__}")
-        if not math.isfinite(far) or not 0.0 < far < 1.0:
+        value = float(far)
+        if not math.isfinite(value) or not 0.0 < value < 1.0:
             raise ValueError(f"fars must lie strictly inside (0, 1); got {far}")
-        checked.append(float(far))
+        checked.append(value)
     return tuple(checked)
 
 

@@ -78,8 +78,8 @@ class Progress:
             try:
                 from tqdm import tqdm
             except ModuleNotFoundError:  # a core install: lines instead of a bar
-                tqdm = None
-            if tqdm is not None:
+                pass
+            else:
                 self._bar = tqdm(
                     total=self.total,
                     initial=initial,

@@ -527,9 +527,8 @@ def _eval_upgraded(report: dict[str, Any]) -> dict[str, Any]:
             report["accuracy"] = report["accuracy"] / 100.0  # an earlier version's: in percent
         report["accuracy_unit"] = ACCURACY_UNIT
     analysis = report.get("analysis")
-    open_set = analysis.get("open_set") if isinstance(analysis, dict) else None
-    if isinstance(open_set, dict):
-        open_set = dict(open_set)
+    if isinstance(analysis, dict) and isinstance(analysis.get("open_set"), dict):
+        open_set = dict(analysis["open_set"])
         if "watch_list" not in open_set and "identification" in open_set:
             open_set["watch_list"] = open_set.pop("identification")
         open_set.setdefault("unseen_identification", None)  # before 0.2: not measured
@@ -922,9 +921,9 @@ class RunFolder:
         """Write ``data.json``."""
         self._write_json(self.data, fingerprint)
 
-    def read_preprocessing(self) -> Any:
-        """The JSON of ``preprocessing.json``, or None when the run has none (version 1
-        before it existed).
+    def read_preprocessing(self) -> object:
+        """The JSON of ``preprocessing.json`` as read (unchecked: ``Preprocessing.from_dict``
+        checks it), or None when the run has none (version 1 before it existed).
 
         Raises:
             OutputError: the file cannot be read.

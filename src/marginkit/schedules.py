@@ -36,8 +36,8 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, ItemsView, Mapping, ValuesView
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +52,7 @@ __all__ = [
     "PowerDecay",
     "RunLengthWarning",
     "Schedule",
+    "ScheduleDict",
     "Warmup",
     "as_schedule",
     "camsoftmax_ramp",
@@ -96,7 +97,10 @@ def _check_step(step: int) -> None:
         raise ValueError(f"step must be an integer >= 0; got {step!r}")
 
 
-def _step_checked(method: Callable[..., Any]) -> Callable[..., Any]:
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _step_checked(method: _Method) -> _Method:
     """``method(self, step, ...)`` that first refuses a negative or non-integer step."""
 
     @functools.wraps(method)
@@ -104,7 +108,7 @@ def _step_checked(method: Callable[..., Any]) -> Callable[..., Any]:
         _check_step(step)
         return method(self, step, *args, **kwargs)
 
-    return checked
+    return cast(_Method, checked)  # the same signature: wraps keeps the method's
 
 
 class Schedule(nn.Module):
@@ -157,7 +161,7 @@ class Schedule(nn.Module):
             )
         return max(1, round(fraction * self.total_steps))
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Schedule:
         # Schedule state is bookkeeping, not model data: ``head.to(device/dtype)`` leaves it
         # on the CPU in float64, so no value is rounded and reading it never syncs a GPU.
         return self
@@ -542,6 +546,23 @@ class AdaptiveAngle(Schedule):
             f"momentum={self.momentum}, "
             + (f"rate={self.rate}" if self.fraction is None else f"fraction={self.fraction}")
         )
+
+
+class ScheduleDict(nn.ModuleDict):
+    """A head's schedules by name: an ``nn.ModuleDict`` (the same state dict) that holds only
+    :class:`Schedule` s, and says so to a type checker."""
+
+    def __init__(self, schedules: Mapping[str, Schedule]) -> None:
+        super().__init__(schedules)
+
+    def __getitem__(self, key: str) -> Schedule:
+        return cast(Schedule, super().__getitem__(key))
+
+    def items(self) -> ItemsView[str, Schedule]:
+        return cast(ItemsView[str, Schedule], super().items())
+
+    def values(self) -> ValuesView[Schedule]:
+        return cast(ValuesView[Schedule], super().values())
 
 
 def as_schedule(value: object, name: str) -> Schedule:

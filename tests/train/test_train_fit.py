@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from data_writers import write_image_folder
 
 import marginkit.train.loop as loop
 from marginkit.evaluation import embed, evaluate_run, load_run
@@ -345,3 +346,15 @@ def test_evaluate_run_and_embeddings(tmp_path: Path, digits: object) -> None:
         evaluate_run(out, split="validation")
     with pytest.raises(FileNotFoundError, match=r"no config\.yaml"):
         load_run(tmp_path)
+
+
+@pytest.mark.parametrize(("image_size", "shape"), [(12, (3, 12, 12)), ([12, 10], (3, 12, 10))])
+def test_load_bundle_reads_one_image_size_as_a_square(
+    tmp_path: Path, image_size: int | list[int], shape: tuple[int, ...]
+) -> None:
+    # --image-size 112 (one value, as docs/verification.md gives it) is stored as an int
+    write_image_folder(tmp_path, size=(20, 24))
+    config = TrainConfig(
+        dataset="folder", data_dir=str(tmp_path), image_size=image_size, min_images_per_person=1
+    )
+    assert loop.load_bundle(config, progress=False).input_shape == shape

@@ -151,6 +151,6 @@ def _kind(hint: Any, choices: tuple[str, ...] | None, repeated: str | None) -> d
         return {"action": "append", "metavar": "NAME=VALUE"}
     if typing.get_origin(first) is list:
         return {"type": typing.get_args(first)[0], "nargs": "+"}
-    if list[first] in kinds:
+    if types.GenericAlias(list, (first,)) in kinds:  # list[first], which mypy reads as a type
         return {"type": first, "nargs": "+", "action": _OneOrMore}
     return {"type": first}

@@ -148,24 +148,34 @@ def contrast(
     """``sum(w_r * run_r) - value`` of ``metric``, paired over the seeds every weighted run
     has, with its interval under ``rule``; a reason (text) when it cannot be computed."""
     runs = [name for name, weight in weights.items() if weight != 0]
-    seeds = sorted(set.intersection(*(set(observed[name]) for name in runs)))
-    seeds = [s for s in seeds if all(observed[n][s].values.get(metric) is not None for n in runs)]
-    if not seeds:
+    shared = sorted(set.intersection(*(set(observed[name]) for name in runs)))
+    # each seed's values of the runs, in the order of ``runs``: the seeds where all are known
+    known = {
+        seed: found
+        for seed in shared
+        if (found := _all_known([observed[n][seed].values.get(metric) for n in runs])) is not None
+    }
+    if not known:
         return f"no seed has {MEASURES[metric].label} for every run of {', '.join(runs)}"
     per_seed = [
-        sum(w * observed[n][s].values[metric] for n, w in weights.items() if w)  # type: ignore[operator]
-        - value
-        for s in seeds
+        sum(weights[n] * v for n, v in zip(runs, found, strict=True)) - value
+        for found in known.values()
     ]
 
     def error(name: str) -> float | None:
-        errors = [observed[name][s].errors.get(metric) for s in seeds]
-        if any(e is None for e in errors):
+        errors = _all_known([observed[name][s].errors.get(metric) for s in known])
+        if errors is None:
             return None
-        return math.sqrt(sum(e * e for e in errors) / len(errors))  # type: ignore[operator]
+        return math.sqrt(sum(e * e for e in errors) / len(errors))
 
     sampling = combine([weights[n] for n in runs], [error(n) for n in runs])
     return estimate(per_seed, sampling, rule)
+
+
+def _all_known(values: list[float | None]) -> list[float] | None:
+    """``values`` when none is missing, else None."""
+    known = [value for value in values if value is not None]
+    return known if len(known) == len(values) else None
 
 
 def _slope_weights(runs: list[str]) -> dict[str, float]:

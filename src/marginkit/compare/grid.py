@@ -30,13 +30,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from marginkit.compare.spec import CompareSpec
 from marginkit.errors import MarginkitError
 from marginkit.progress import format_seconds
 from marginkit.runfolder import RunFolder
 from marginkit.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
 
 __all__ = [
     "GridError",
@@ -61,6 +64,7 @@ _DATA_KEYS = (
     "min_images_per_person",
     "pairs_file",
 )
+
 #: Without a live bar, per-epoch lines come at most this often (seconds); run lines always.
 LINE_INTERVAL = 10.0
 #: Training samples used for the per-epoch label-noise snapshots.
@@ -121,13 +125,13 @@ def machine() -> dict[str, Any]:
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:
     values = config.to_dict()
-    key = [json.dumps(values[name], sort_keys=True) for name in _DATA_KEYS]
+    key: list[str | int] = [json.dumps(values[name], sort_keys=True) for name in _DATA_KEYS]
     if config.label_noise > 0 or config.validation_fraction > 0:
         key.append(config.seed)  # the seed draws the noise and the validation split
     return tuple(key)
 
 
-def evaluation_bundle(bundle: Any, limit: int = EVAL_TRAIN_SAMPLES) -> Any:
+def evaluation_bundle(bundle: DataBundle, limit: int = EVAL_TRAIN_SAMPLES) -> DataBundle:
     """``bundle`` with its training split cut to a seeded sample of ``limit`` samples (the
     same for every run), so that evaluating a run does not embed all of a large training
     set; smaller splits, and splits that are not in-memory arrays, are kept whole."""
@@ -214,7 +218,7 @@ class _NoiseSnapshots:
     to ``RUN/noise_snapshots.json``: mean per-sample gradient norm and target angle of each
     group on a seeded sample of the training set."""
 
-    def __init__(self, run_dir: Path, bundle: Any, seed: int) -> None:
+    def __init__(self, run_dir: Path, bundle: DataBundle, seed: int) -> None:
         import torch
 
         self.run = RunFolder(run_dir)
@@ -547,7 +551,7 @@ def _check_finished(run_dir: Path, config: TrainConfig, num_classes: int) -> Non
 
 
 def _train(
-    run_dir: Path, config: TrainConfig, bundle: Any, seed: int, run_steps: int, bar: _GridBar
+    run_dir: Path, config: TrainConfig, bundle: DataBundle, seed: int, run_steps: int, bar: _GridBar
 ) -> None:
     """Train (or resume) one run of the grid into ``run_dir``, moving the grid's bar."""
     from marginkit.evaluation.embedding import measured_split
@@ -579,7 +583,7 @@ def _shown(row: dict[str, Any]) -> str:
     return "n/a" if accuracy is None else f"{100 * accuracy:.2f} %"
 
 
-def _evaluate(run_dir: Path, config: TrainConfig, bundle: Any) -> None:
+def _evaluate(run_dir: Path, config: TrainConfig, bundle: DataBundle) -> None:
     """``eval.json`` and ``embeddings.npz`` of a trained run (each split embedded once).
 
     The run is the grid's own, trained from the comparison the user gave: its backbone

@@ -127,7 +127,7 @@ def load_grid(out: Path) -> _Grid:
 
 def _mean_std(runs: list[_Run], name: str) -> tuple[float, float | None] | None:
     """Mean and sample standard deviation over seeds (None with a single seed)."""
-    values = [run.measures[name] for run in runs if run.measures.get(name) is not None]
+    values = [value for run in runs if (value := run.measures.get(name)) is not None]
     if not values:
         return None
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -441,8 +441,8 @@ def _embedding_figures(
 ) -> list[tuple[Path, str]]:
     """Features of every run side by side, similarity histograms, open-set scores."""
     dataset = grid.spec.settings.dataset
-    embedded = {name: _load_embeddings(run) for name, run in shown.items()}
-    embedded = {name: value for name, value in embedded.items() if value is not None}
+    loaded = {name: _load_embeddings(run) for name, run in shown.items()}
+    embedded = {name: value for name, value in loaded.items() if value is not None}
     if not embedded:
         return []
     first = next(iter(shown.values()))

@@ -228,7 +228,9 @@ class CompareSpec:
             raise ConfigError(f"{source}: claims must be a list")
         for index, claim in enumerate(claims):
             check_claim(claim, f"{source}: claims[{index}]")
-        given = {key: str(values[key]) for key in ("title", "description") if values.get(key)}
+        given: dict[str, Any] = {
+            key: str(values[key]) for key in ("title", "description") if values.get(key)
+        }
         if "seeds" in values:
             given["seeds"] = values["seeds"]
         baseline = values.get("baseline")

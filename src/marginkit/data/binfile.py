@@ -74,6 +74,8 @@ class _StandIn:
     pickle's BUILD cannot alter it) and no class to instantiate through NEWOBJ."""
 
     __slots__ = ("_function", "_name")
+    _function: Callable[..., Any]
+    _name: str
 
     def __init__(self, name: str, function: Callable[..., Any]) -> None:
         object.__setattr__(self, "_name", name)
@@ -215,7 +217,13 @@ def check_declared_sizes(data: bytes) -> None:
         pickle.UnpicklingError: a memo index larger than the bytes before it.
     """
     for opcode, argument, position in pickletools.genops(data):
-        if opcode.name in _MEMO_PUTS and isinstance(argument, int) and argument > position:
+        # position: None only for a stream without tell(), never for bytes
+        if (
+            opcode.name in _MEMO_PUTS
+            and isinstance(argument, int)
+            and position is not None
+            and argument > position
+        ):
             raise pickle.UnpicklingError(
                 f"memo index {argument} at byte {position}, more entries than the "
                 f"{position} bytes before it could build"

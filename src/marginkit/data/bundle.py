@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from torch import Tensor
-from torch.utils.data import Dataset
 
-__all__ = ["DataBundle", "VerificationPairs"]
+__all__ = ["DataBundle", "Split", "VerificationPairs"]
+
+
+class Split(Protocol):
+    """A split of a :class:`DataBundle` (or its pairs' images): a map-style dataset of
+    ``(input, label)`` items that also gives the whole split at once
+    (:class:`~marginkit.data.ArrayDataset`, :class:`~marginkit.data.stream.ImageFileDataset`).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]: ...
+
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """``(inputs (N, *input_shape) float32, labels (N,) long)``: every sample at once."""
+        ...
 
 
 @dataclass
@@ -24,7 +38,7 @@ class VerificationPairs:
         image_names: the file name (``Person/Person_NNNN.jpg``) of each image.
     """
 
-    images: Dataset
+    images: Split
     first: Tensor
     second: Tensor
     same: Tensor
@@ -69,9 +83,9 @@ class DataBundle:
     """
 
     name: str
-    train: Dataset
-    validation: Dataset | None
-    test: Dataset | None
+    train: Split
+    validation: Split | None
+    test: Split | None
     num_classes: int
     input_shape: tuple[int, ...]
     class_names: list[str]

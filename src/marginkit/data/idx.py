@@ -118,13 +118,14 @@ def read_idx_dataset(directory: Path, name: str) -> RawSplits:
     Raises:
         DataError: a file is missing, malformed, or images and labels disagree in count.
     """
-    paths = [find_idx_file(directory, file) for file in IDX_FILES]
-    missing = [file for file, path in zip(IDX_FILES, paths, strict=True) if path is None]
+    found = [find_idx_file(directory, file) for file in IDX_FILES]
+    missing = [file for file, path in zip(IDX_FILES, found, strict=True) if path is None]
     if missing:
         raise DataError(
             f"{directory}: missing {', '.join(missing)} (plain or .gz); expected the files "
             f"{', '.join(IDX_FILES)}"
         )
+    paths = [path for path in found if path is not None]  # all of them
     train_images = read_idx(paths[0], 3, (None, None, None))
     train_labels = read_idx(paths[1], 1, (train_images.shape[0],))
     test_images = read_idx(paths[2], 3, (None, *train_images.shape[1:]))

@@ -39,7 +39,7 @@ DATASETS: tuple[str, ...] = tuple(registry.DATASETS.names())
 _BUNDLED = ("digits",)
 
 
-def _check_image_size(image_size: tuple[int, int] | None) -> tuple[int, int] | None:
+def _check_image_size(image_size: Sequence[int] | None) -> tuple[int, int] | None:
     if image_size is None:
         return None
     if (
@@ -144,7 +144,7 @@ def load_dataset(
     validation_fraction: float = 0.0,
     augment: bool | None = None,
     seed: int = 0,
-    image_size: tuple[int, int] | None = None,
+    image_size: Sequence[int] | None = None,
     min_images_per_person: int = 10,
     pairs_file: str = "pairsDevTest.txt",
     progress: bool = True,

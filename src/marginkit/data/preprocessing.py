@@ -17,12 +17,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from marginkit.data.errors import DataError
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
 
 __all__ = ["PIXEL_SCALE", "Preprocessing", "preprocessing_of"]
 
@@ -151,7 +154,7 @@ class Preprocessing:
         return self.normalise(decode_images(list(paths), size, self.crop_height_fraction))
 
 
-def preprocessing_of(bundle: Any, dataset: str) -> Preprocessing | None:
+def preprocessing_of(bundle: DataBundle, dataset: str) -> Preprocessing | None:
     """What a run trained on ``bundle`` (of data set ``dataset``) feeds its backbone, or None
     when the bundle carries no per-channel statistics (vector data, a hand-made bundle
     without them).

@@ -226,7 +226,8 @@ def load_batches(
     """
     loader = DataLoader(
         _Guarded(dataset),
-        batch_sampler=batches,
+        # any iterable of index sequences works; torch's hint names lists only
+        batch_sampler=batches,  # type: ignore[arg-type]
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=pin_memory,

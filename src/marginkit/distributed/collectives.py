@@ -74,12 +74,12 @@ class SumGradients(torch.autograd.Function):
     """Identity forward; backward sums the gradient over the ranks (one all-reduce)."""
 
     @staticmethod
-    def forward(ctx, tensor: Tensor, collectives: Collectives) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor, collectives: Collectives) -> Tensor:
         ctx.collectives = collectives
         return tensor.view_as(tensor)
 
     @staticmethod
-    def backward(ctx, gradient: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, gradient: Tensor) -> tuple[Tensor, None]:
         summed = gradient.contiguous().clone()
         ctx.collectives.all_reduce(summed, dist.ReduceOp.SUM)
         return summed, None
@@ -94,15 +94,13 @@ class GatherRows(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx, rows: Tensor, sizes: list[int], rank: int, collectives: Collectives
-    ) -> Tensor:
+    def forward(ctx, rows: Tensor, sizes: list[int], rank: int, collectives: Collectives) -> Tensor:
         ctx.start = sum(sizes[:rank])
         ctx.stop = ctx.start + sizes[rank]
         return collectives.gather_rows(rows.detach(), sizes)
 
     @staticmethod
-    def backward(ctx, gradient: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx, gradient: Tensor) -> tuple[Tensor, None, None, None]:
         return gradient[ctx.start : ctx.stop], None, None, None
 
 

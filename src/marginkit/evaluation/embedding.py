@@ -8,13 +8,16 @@ backbone; :class:`EmbeddedSplits` embeds each split of a bundle at most once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
 from marginkit.errors import MarginkitError
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle, Split
 
 __all__ = [
     "SPLITS",
@@ -41,7 +44,7 @@ def check_split(split: str) -> str:
     return split
 
 
-def measured_split(bundle: Any, requested: str = "test") -> str:
+def measured_split(bundle: DataBundle, requested: str = "test") -> str:
     """The split to measure when ``requested`` is asked for.
 
     The requested split, except that a data set without a test split (``folder``, ``lfw``)
@@ -58,7 +61,7 @@ def measured_split(bundle: Any, requested: str = "test") -> str:
     return requested
 
 
-def split_dataset(bundle: Any, split: str) -> Any:
+def split_dataset(bundle: DataBundle, split: str) -> Split:
     """The dataset of ``split``; :class:`EvaluationError` when the data set has no such
     split."""
     dataset = getattr(bundle, check_split(split))
@@ -70,7 +73,7 @@ def split_dataset(bundle: Any, split: str) -> Any:
 @torch.no_grad()
 def embed(
     backbone: nn.Module,
-    dataset: Any,
+    dataset: Split,
     batch_size: int = 512,
     *,
     progress: bool = False,
@@ -118,7 +121,7 @@ class EmbeddedSplits:
     def __init__(
         self,
         backbone: nn.Module,
-        bundle: Any,
+        bundle: DataBundle,
         *,
         batch_size: int = 512,
         progress: bool = False,
@@ -146,6 +149,7 @@ class EmbeddedSplits:
     def pair_images(self) -> Tensor:
         """(I, D) embeddings of the images of the bundle's verification pairs."""
         if self.pair_embeddings is None:
+            assert self.bundle.pairs is not None  # asked for only where the bundle has pairs
             self.pair_embeddings, _ = embed(
                 self.backbone,
                 self.bundle.pairs.images,

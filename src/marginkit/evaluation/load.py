@@ -18,12 +18,17 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from marginkit.data.preprocessing import Preprocessing
 from marginkit.runfolder import RunFolder
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
+    from marginkit.losses.head import MarginHead
+    from marginkit.train.config import TrainConfig
 
 __all__ = [
     "RunBackbone",
@@ -41,9 +46,9 @@ def load_run(
     *,
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
-    bundle: Any = None,
+    bundle: DataBundle | None = None,
     backbone: str | None = None,
-) -> tuple[Any, nn.Module, nn.Module, Any]:
+) -> tuple[TrainConfig, nn.Module, MarginHead, DataBundle]:
     """Rebuild a run folder written by :func:`marginkit.train.fit`.
 
     Args:
@@ -161,7 +166,7 @@ class RunBackbone:
     """
 
     run_dir: Path
-    config: Any
+    config: TrainConfig
     backbone: nn.Module
     preprocessing: Preprocessing
     checkpoint: Path
@@ -194,7 +199,7 @@ class RunBackbone:
 
 
 def run_preprocessing(
-    run_dir: str | Path, config: Any, data_dir: str | Path | None = None
+    run_dir: str | Path, config: TrainConfig, data_dir: str | os.PathLike[str] | None = None
 ) -> Preprocessing:
     """The run's recorded preprocessing (``RUN/preprocessing.json``), or for an older run
     without that file, the one of its data (loaded once, from ``data_dir`` if given).
@@ -225,7 +230,7 @@ def load_run_backbone(
     run_dir: str | Path,
     *,
     checkpoint: str | None = None,
-    data_dir: str | Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     backbone: str | None = None,
 ) -> RunBackbone:
     """A run folder's backbone at a checkpoint (the head is not built), without its data.

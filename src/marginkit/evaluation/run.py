@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,10 @@ from marginkit.evaluation.load import load_run, run_checkpoint, run_records
 from marginkit.losses import MarginHead
 from marginkit.progress import Progress
 from marginkit.runfolder import ACCURACY_UNIT, RunFolder
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
+    from marginkit.train.config import TrainConfig
 
 __all__ = ["analyse", "evaluate_run"]
 
@@ -42,7 +46,7 @@ def evaluate_run(
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
     progress: bool = False,
-    bundle: Any = None,
+    bundle: DataBundle | None = None,
     force: bool = False,
     backbone: str | None = None,
 ) -> dict[str, Any]:
@@ -130,7 +134,7 @@ def _load(
     folder: Path,
     progress: bool,
     data_dir: str | Path | None,
-    bundle: Any,
+    bundle: DataBundle | None,
     backbone: str | None,
 ) -> tuple[Any, nn.Module, MarginHead, Any]:
     """:func:`load_run` at the checkpoint ``folder``, said on stderr with ``progress``."""
@@ -148,7 +152,9 @@ def _load(
     )
 
 
-def _what_was_measured(run_dir: Path, folder: Path, split: str, config: Any) -> dict[str, Any]:
+def _what_was_measured(
+    run_dir: Path, folder: Path, split: str, config: TrainConfig
+) -> dict[str, Any]:
     """The run, its checkpoint (folder and epoch), the split, and the run's data set,
     backbone, loss and embedding width."""
     from marginkit.train.checkpoint import epoch_of
@@ -210,7 +216,7 @@ def _save_embeddings(path: Path, measured: measure.MeasuredSplit, head: MarginHe
 def analyse(
     backbone: nn.Module,
     head: MarginHead,
-    bundle: Any,
+    bundle: DataBundle,
     *,
     loss_name: str,
     split: str = "test",
@@ -289,7 +295,7 @@ def analyse(
 
 
 def _verification(
-    bundle: Any, splits: EmbeddedSplits, measured: measure.MeasuredSplit | None
+    bundle: DataBundle, splits: EmbeddedSplits, measured: measure.MeasuredSplit | None
 ) -> dict[str, Any] | None:
     """Verification on the data set's own pairs, or else on pairs of the measured split."""
     if bundle.pairs is not None:
@@ -300,7 +306,7 @@ def _verification(
 
 
 def _label_noise(
-    head: MarginHead, bundle: Any, train_embeddings: Tensor, report: dict[str, Any]
+    head: MarginHead, bundle: DataBundle, train_embeddings: Tensor, report: dict[str, Any]
 ) -> tuple[metrics.LabelNoiseSamples, dict[str, Any]]:
     """The training samples' label-noise quantities (for the pictures) and their summary,
     with the measured split's top-1 accuracy from ``report``."""

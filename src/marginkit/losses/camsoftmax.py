@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -64,7 +64,8 @@ class CamSoftmax(MarginHead):
         check_range("scale", scale, 0.0, MAX_SCALE, low_inclusive=False)
         if c is not None:  # None: the default (run_relative_defaults)
             check_range("c", c, 0.0, math.pi, low_inclusive=False, high_inclusive=False)
-        hyperparameters = {"scale": scale, "c": c} if normalize else {"c": c}
+        # Any: mypy would match the dict against every keyword parameter (rows_per_class: int)
+        hyperparameters: dict[str, Any] = {"scale": scale, "c": c} if normalize else {"c": c}
         super().__init__(
             num_classes,
             embedding_dim,

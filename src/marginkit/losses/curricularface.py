@@ -32,7 +32,7 @@ class _CurricularNegatives(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx, unit_rows: Tensor, weight: Tensor, boundary: Tensor, t: float
     ) -> tuple[Tensor, Tensor]:
         inverse = inverse_column_norms(weight)  # (N,)
@@ -45,7 +45,7 @@ class _CurricularNegatives(torch.autograd.Function):
         return curricular_negatives(cosine, boundary, t), cosine
 
     @staticmethod
-    def backward(ctx, grad_negatives: Tensor, _grad_cosine: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_negatives: Tensor, _grad_cosine: Tensor):
         unit_rows, weight, inverse, cosine, boundary, clamped = ctx.saved_tensors
         # g_ij = dL/dN_ij * dN/dcos_ij, in one (B, N) buffer
         gradient = torch.where(cosine > boundary, ctx.t + 2.0 * cosine, 1.0).mul_(grad_negatives)

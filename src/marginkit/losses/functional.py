@@ -96,13 +96,13 @@ class _SineFromCosine(torch.autograd.Function):
     """``sin(theta) = sqrt(1 - cos^2)``, exact forward, derivative capped at ``cos = +-1``."""
 
     @staticmethod
-    def forward(ctx, cosine: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, cosine: Tensor) -> Tensor:
         sine = (1.0 - cosine * cosine).clamp_min(0.0).sqrt()
         ctx.save_for_backward(cosine, sine)
         return sine
 
     @staticmethod
-    def backward(ctx, grad_sine: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_sine: Tensor) -> Tensor:
         cosine, sine = ctx.saved_tensors
         return -grad_sine * cosine / sine.clamp_min(_resolution(sine.dtype))
 
@@ -111,13 +111,13 @@ class _Arccos(torch.autograd.Function):
     """``acos`` with the derivative ``-1 / sin(theta)`` capped at ``cos = +-1``."""
 
     @staticmethod
-    def forward(ctx, cosine: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, cosine: Tensor) -> Tensor:
         cosine = cosine.clamp(-1.0, 1.0)
         ctx.save_for_backward(cosine)
         return torch.acos(cosine)
 
     @staticmethod
-    def backward(ctx, grad_angle: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_angle: Tensor) -> Tensor:
         (cosine,) = ctx.saved_tensors
         sine = (1.0 - cosine * cosine).clamp_min(0.0).sqrt()
         return -grad_angle / sine.clamp_min(_resolution(sine.dtype))
@@ -161,6 +161,8 @@ def cosine_of_sum(
     Returns:
         ``cos(theta + angle)`` (the shape of ``cosine``), ``cos(angle)`` and ``sin(angle)``.
     """
+    cos_angle: Tensor | float
+    sin_angle: Tensor | float
     if isinstance(angle, Tensor):
         cos_angle, sin_angle = torch.cos(angle), torch.sin(angle)
     else:

@@ -343,7 +343,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of margin logits; see the module docstring."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx,
         rows: Tensor,
         weight: Tensor,
@@ -386,7 +386,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
             clamped_blocks: list[tuple[Tensor, Tensor]] = []
             for part in _class_blocks(rows, weight, bias, labels, bound, normalized_weight, block):
                 scores, inverse_norms = part.scores, part.inverse_norms  # (B, Cb), (Cb,)
-                if part.clamped is not None:
+                if part.clamped is not None and part.signs is not None:  # set together
                     clamped_blocks.append((part.clamped, part.signs))
                 block_rival = scores.amax(dim=1)  # (B,)
                 rival = torch.maximum(rival, block_rival)
@@ -396,6 +396,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                 if single and normalized_weight:
                     # One block: keep exp(z - maximum) for the backward pass, and the
                     # statistic of the weight-normalisation correction, while z exists.
+                    assert bound is not None  # set for normalised weights
                     row_sums, statistic = _exponentials(
                         scores,
                         maximum,
@@ -437,7 +438,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
         return loss, target_cosine.detach(), correct
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):
         rows, weight, bias, labels, maximum, total, bound = ctx.saved_tensors
         target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
         batch = rows.shape[0]
@@ -497,9 +498,11 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                 if grad_rows is not None:
                     grad_rows.addcmul_(exponentials @ block_weight, row_factor.unsqueeze(1))
                 if grad_weight is not None:
+                    assert scaled_rows is not None  # made with grad_weight
                     block_grad = grad_weight[start:stop]  # (Cb, D)
                     torch.mm(exponentials.t(), scaled_rows, out=block_grad)
                     if inverse_norms is not None:
+                        assert statistic is not None  # made with inverse_norms
                         # d z_ij / d W_j = rows_i / ||W_j|| - z_ij W_j / ||W_j||^2:
                         # the second term is (grad / B) u_j W_j / ||W_j||^2.
                         coefficient = statistic * inverse_norms.square() * (grad_loss / batch)

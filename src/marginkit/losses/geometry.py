@@ -68,6 +68,7 @@ class Geometry:
         """
         if not self.normalized_embeddings:
             return embeddings
+        assert scale is not None, "normalised embeddings need a scale"
         factor = scale.to(embeddings.dtype) if isinstance(scale, Tensor) else scale
         return directions(embeddings, row_norms(embeddings)) * factor
 

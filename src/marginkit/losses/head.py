@@ -43,7 +43,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ from marginkit._validation import check_count
 from marginkit.losses.fused import fused_margin_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.losses.sanity import warn_scale
-from marginkit.schedules import RunLengthWarning, Schedule, as_schedule
+from marginkit.schedules import RunLengthWarning, Schedule, ScheduleDict, as_schedule
 
 __all__ = ["MAX_SCALE", "MarginHead", "RunRelativeDefault", "check_float", "check_range"]
 
@@ -232,7 +232,7 @@ class MarginHead(nn.Module):
         start = _learned_scale_start(learn_scale, given)
         if start is not None:
             del given["scale"]  # the parameter replaces the schedule
-        self.schedules = nn.ModuleDict(
+        self.schedules = ScheduleDict(
             {name: as_schedule(value, name) for name, value in given.items()}
         )
         self.log_scale = None
@@ -732,8 +732,15 @@ class MarginHead(nn.Module):
         self.schedules[name] = schedule
         self._relative_defaults.discard(name)
 
-    def _load_from_state_dict(  # type: ignore[no-untyped-def]
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        errors: list[str],
     ) -> None:
         # The state of a head that fell back holds the step-based schedule's buffers (the
         # Cam-softmax ramp has no running quantile): take that schedule before loading it.

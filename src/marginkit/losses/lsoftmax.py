@@ -9,6 +9,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from marginkit.losses.functional import lsoftmax_target
+from marginkit.losses.geometry import GeometryName
 from marginkit.losses.head import MarginHead, RunRelativeDefault, check_range
 from marginkit.schedules import ANNEAL_FRACTION, Schedule, lsoftmax_lambda, sphereface_lambda
 
@@ -40,7 +41,7 @@ class LSoftmax(MarginHead):
         total_steps: the run's number of training steps, or None (see ``lambda_``).
     """
 
-    geometry = "unnormalized"
+    geometry: GeometryName = "unnormalized"
     run_relative_defaults: ClassVar[Mapping[str, RunRelativeDefault]] = {
         "lambda_": RunRelativeDefault(
             functools.partial(lsoftmax_lambda, ANNEAL_FRACTION), lsoftmax_lambda

@@ -68,7 +68,7 @@ class _SubcenterMaxima(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, rows: Tensor, weight: Tensor, subcenters: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(ctx, rows: Tensor, weight: Tensor, subcenters: int) -> tuple[Tensor, Tensor]:
         inverse = inverse_column_norms(weight)  # (N K,)
         bound = row_norms(rows)  # (B, 1)
         scores = torch.mm(rows, weight.t()).mul_(inverse)  # (B, N K)
@@ -82,7 +82,7 @@ class _SubcenterMaxima(torch.autograd.Function):
         return maxima, nearest
 
     @staticmethod
-    def backward(ctx, grad_maxima: Tensor, _grad_nearest: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_maxima: Tensor, _grad_nearest: Tensor):
         rows, weight, inverse, bound, maxima, nearest = ctx.saved_tensors
         batch, classes = maxima.shape
         clamped = maxima.abs() >= bound  # (B, N): the cosine was clamped to +-1

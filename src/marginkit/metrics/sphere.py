@@ -42,6 +42,7 @@ def normalize_rows(matrix: Rows, name: str = "matrix", *, keep_zero: bool = Fals
     """
     is_array = isinstance(matrix, np.ndarray)
     rows = torch.from_numpy(np.ascontiguousarray(matrix)) if is_array else matrix  # (N, D)
+    assert isinstance(rows, Tensor)  # for mypy, which does not narrow through is_array
     norms = rows.norm(dim=1, keepdim=True)  # (N, 1)
     if keep_zero:
         norms = torch.where(norms == 0, torch.ones_like(norms), norms)

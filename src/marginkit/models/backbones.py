@@ -323,7 +323,8 @@ def build_backbone(name: str, input_shape: Sequence[int], embedding_dim: int) ->
     keywords: dict[str, Any] = {"embedding_dim": embedding_dim}
     if _accepts(builder, "input_shape"):
         keywords["input_shape"] = tuple(input_shape)
-    network = builder(**keywords)
+    spec_builder: Callable[..., object] = builder  # the user's callable: anything may come back
+    network = spec_builder(**keywords)
     if not isinstance(network, nn.Module):
         raise BackboneError(
             f"backbone {name.strip()!r} returned a {type(network).__name__}, not a torch.nn.Module"

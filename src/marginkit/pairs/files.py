@@ -21,6 +21,7 @@ Writing a ``.bin`` from a pairs file is :func:`marginkit.verify.write_bin` (a to
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def image_folder(folder: Path) -> tuple[Path, float]:
     return folder, 1.0
 
 
-def find_pairs_file(file: str | Path, folders: Sequence[Path] = ()) -> Path:
+def find_pairs_file(file: str | os.PathLike[str], folders: Sequence[Path] = ()) -> Path:
     """``file`` itself, or for a relative name missing here, the first of ``folders`` that
     holds it.
 

@@ -183,8 +183,10 @@ def _series(epochs: list[dict[str, Any]], key: str) -> np.ndarray:
     values = []
     for entry in epochs:
         value = entry.get(key)
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        values.append(float(value) if is_number else math.nan)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values.append(float(value))
+        else:
+            values.append(math.nan)
     return np.array(values, dtype=np.float64)
 
 
@@ -196,8 +198,8 @@ def _epoch_numbers(epochs: list[dict[str, Any]]) -> np.ndarray:
 
 def _hyperparameter_series(epochs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """(E,) values per epoch of every hyper-parameter any epoch records (NaN elsewhere)."""
-    tables = [entry.get("hyperparameters") for entry in epochs]
-    tables = [table if isinstance(table, dict) else {} for table in tables]
+    found = [entry.get("hyperparameters") for entry in epochs]
+    tables = [table if isinstance(table, dict) else {} for table in found]
     names = list(dict.fromkeys(key for table in tables for key in table))
     return {key: _series(tables, key) for key in names}
 

@@ -13,12 +13,15 @@ run's weights) are those of the in-memory path.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from marginkit.data.stream import ImageFileDataset, load_batches
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import Split
 
 __all__ = ["BatchSource"]
 
@@ -48,7 +51,7 @@ class BatchSource:
             available); streamed splits only.
     """
 
-    def __init__(self, dataset: Any, pin_memory: bool | None = None) -> None:
+    def __init__(self, dataset: Split, pin_memory: bool | None = None) -> None:
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self._dataset: ImageFileDataset | None = None
         self._inputs: Tensor | None = None

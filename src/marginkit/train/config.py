@@ -43,7 +43,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from marginkit.errors import MarginkitError
 
@@ -459,7 +459,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _fail(name: str, expected: str, got: Any) -> None:
+def _fail(name: str, expected: str, got: Any) -> NoReturn:
     raise ConfigError(f"{name} must be {expected}; got {got!r}")
 
 
@@ -705,9 +705,9 @@ def _build_schedule(kind: str, arguments: list[float], name: str) -> Any:
         pace = _length(arguments[4], "rate") if len(arguments) == 5 else {}
         return schedules.AdaptiveAngle(**named, **pace)
     if kind == "power":
-        base, pace, power, *minimum = arguments
+        base, decay, power, *minimum = arguments
         return schedules.PowerDecay(
-            base, power=power, minimum=minimum[0] if minimum else 0.0, **_length(pace, "gamma")
+            base, power=power, minimum=minimum[0] if minimum else 0.0, **_length(decay, "gamma")
         )
     if kind == "lsoftmax":
         return schedules.lsoftmax_lambda(share)
@@ -731,7 +731,8 @@ def loss_kwargs(loss_args: dict[str, Any]) -> dict[str, Any]:
             value = parse_value(value, name)
         if isinstance(value, tuple):
             try:
-                value = _build_schedule(*value, name)
+                kind, arguments = value  # parse_value's (kind, arguments)
+                value = _build_schedule(kind, arguments, name)
             except (TypeError, ValueError) as error:
                 raise ConfigError(f"loss argument {name}: {error}") from None
         kwargs[name] = value

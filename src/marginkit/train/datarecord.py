@@ -8,15 +8,18 @@ change); other data are refused, naming what differs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from marginkit.data.fingerprint import fingerprint_difference
 from marginkit.runfolder import RunFolder
 
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
+
 __all__ = ["data_difference", "unchecked_data", "write_data_record"]
 
 
-def write_data_record(run_dir: Path, bundle: Any) -> None:
+def write_data_record(run_dir: Path, bundle: DataBundle) -> None:
     """Record the fingerprint of ``bundle`` in ``run_dir`` (nothing for a bundle without one:
     not read from files by :func:`marginkit.data.load_dataset`).
 
@@ -28,7 +31,7 @@ def write_data_record(run_dir: Path, bundle: Any) -> None:
         RunFolder(run_dir).write_data_record(fingerprint)
 
 
-def unchecked_data(run_dir: Path, bundle: Any) -> str | None:
+def unchecked_data(run_dir: Path, bundle: DataBundle) -> str | None:
     """Why the data of the run in ``run_dir`` cannot be checked against ``bundle``, or None:
     a bundle not read from files has none, a run of an older marginkit records none, a
     damaged record cannot be read."""
@@ -43,10 +46,13 @@ def unchecked_data(run_dir: Path, bundle: Any) -> str | None:
     return None
 
 
-def data_difference(run_dir: Path, bundle: Any) -> str | None:
+def data_difference(run_dir: Path, bundle: DataBundle) -> str | None:
     """How the data of ``bundle`` differ from those the run in ``run_dir`` recorded, e.g.
     ``"data_dir: /a there, /b now; changed: train-images-idx3-ubyte.gz"``; None when they
     are the same files, or cannot be checked (:func:`unchecked_data`)."""
     if unchecked_data(run_dir, bundle) is not None:
         return None
-    return fingerprint_difference(RunFolder(run_dir).read_data_record(), bundle.fingerprint)
+    recorded = RunFolder(run_dir).read_data_record()
+    if recorded is None or bundle.fingerprint is None:  # never: unchecked_data said why
+        return None
+    return fingerprint_difference(recorded, bundle.fingerprint)

@@ -42,12 +42,23 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from torch import nn
 
 from marginkit.errors import MarginkitError
+
+if TYPE_CHECKING:
+    from marginkit.distributed.head import ShardedHead
+    from marginkit.losses.head import MarginHead
+    from marginkit.losses.sampling import ClassSampledHead
+    from marginkit.train.config import TrainConfig
+
+    #: The head a rank trains: the whole head, or (several ranks) its shard.
+    TrainingHead: TypeAlias = MarginHead | ShardedHead
+    #: A whole head: one process's, or the rows of every rank's shard gathered.
+    WholeHead: TypeAlias = MarginHead | ClassSampledHead
 
 __all__ = [
     "SINGLE",
@@ -71,7 +82,7 @@ class DistributedError(MarginkitError, RuntimeError):
     """A rank failed, or a collective step timed out; one line naming the rank and why."""
 
 
-def uses_cuda(config: Any) -> bool:
+def uses_cuda(config: TrainConfig) -> bool:
     """Whether a run of ``config`` trains on CUDA (then NCCL, one GPU per local rank)."""
     device = str(getattr(config, "device", "cpu"))
     if device == "auto":
@@ -79,7 +90,7 @@ def uses_cuda(config: Any) -> bool:
     return device.startswith("cuda")
 
 
-def check_several_processes(config: Any) -> None:
+def check_several_processes(config: TrainConfig) -> None:
     """Refuse, with one line, what a run on several processes cannot do yet: verification
     during training, and a loss whose head cannot be sharded (its reason named).
 
@@ -191,7 +202,7 @@ class Distribution:
         wrapped.register_comm_hook(None, _sum_gradients)
         return wrapped
 
-    def shard_head(self, head: nn.Module) -> nn.Module:
+    def shard_head(self, head: MarginHead) -> TrainingHead:
         """This rank's shard of ``head`` (:func:`marginkit.distributed.shard`), or ``head``."""
         if not self.several:
             return head
@@ -199,9 +210,17 @@ class Distribution:
 
         return shard(head)
 
-    def whole_head(self, head: nn.Module) -> nn.Module:
+    def whole_head(self, head: TrainingHead) -> WholeHead:
         """The whole head of a sharded one (a collective: every rank calls it), or ``head``."""
-        return head.gather() if self.several else head  # type: ignore[operator]
+        if self.several:
+            from marginkit.distributed import ShardedHead
+
+            assert isinstance(head, ShardedHead)  # shard_head's, with several ranks
+            return head.gather()
+        from marginkit.losses.head import MarginHead
+
+        assert isinstance(head, MarginHead)  # shard_head's: the head itself, with one
+        return head
 
     def load_head(self, head: nn.Module, whole_state: dict[str, torch.Tensor]) -> None:
         """Load a whole head's ``state_dict`` into ``head`` (this rank's rows of it)."""

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 from torch import nn
@@ -81,6 +81,11 @@ from marginkit.train.verification import (
     save_best_checkpoint,
     verify_columns,
 )
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle, Split
+    from marginkit.losses.head import MarginHead
+    from marginkit.train.distributed import TrainingHead, WholeHead
 
 __all__ = [
     "EpochCallback",
@@ -138,8 +143,8 @@ class TrainResult:
     """
 
     backbone: nn.Module
-    head: nn.Module
-    bundle: Any
+    head: WholeHead
+    bundle: DataBundle
     history: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
@@ -147,11 +152,11 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------- set-up
-def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
+def load_bundle(config: TrainConfig, progress: bool = True) -> DataBundle:
     """Load the data set named by ``config`` (``marginkit.data.load_dataset``)."""
     from marginkit.data import load_dataset
 
-    image_size = config.image_size
+    size = config.image_size  # (height, width), or one value (--image-size 112): a square
     return load_dataset(
         config.dataset,
         data_dir=config.data_dir,
@@ -162,7 +167,7 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
         validation_fraction=config.validation_fraction,
         augment=config.augment,
         seed=config.seed,
-        image_size=tuple(image_size) if isinstance(image_size, list) else image_size,
+        image_size=(size, size) if isinstance(size, int) else size,
         min_images_per_person=config.min_images_per_person,
         pairs_file=config.pairs_file,
         progress=progress,
@@ -170,7 +175,7 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> Any:
     )
 
 
-def build_models(config: TrainConfig, bundle: Any) -> tuple[nn.Module, nn.Module]:
+def build_models(config: TrainConfig, bundle: DataBundle) -> tuple[nn.Module, MarginHead]:
     """The backbone and head of ``config`` for ``bundle``, initialised from ``config.seed``."""
     from marginkit.losses import build
     from marginkit.models import build_backbone
@@ -297,7 +302,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, resume: bool, overwrit
     return True
 
 
-def _check_same_data(run_dir: Path, bundle: Any, stream: TextIO) -> None:
+def _check_same_data(run_dir: Path, bundle: DataBundle, stream: TextIO) -> None:
     """Refuse to resume the run in ``run_dir`` on other data than those it recorded (one
     line naming what differs); say so on ``stream`` (even when quiet) when they cannot be
     checked (:func:`~marginkit.train.datarecord.unchecked_data`)."""
@@ -357,7 +362,7 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     """SGD (momentum) or AdamW; weight decay on matrices/kernels only (dim >= 2)."""
     decay = [p for p in parameters if p.dim() >= 2]
     no_decay = [p for p in parameters if p.dim() < 2]
-    groups = [
+    groups: list[dict[str, Any]] = [
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
@@ -367,7 +372,7 @@ def _optimizer(config: TrainConfig, parameters: list[nn.Parameter]) -> torch.opt
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _training_set(config: TrainConfig, bundle: Any, pin_memory: bool = False) -> BatchSource:
+def _training_set(config: TrainConfig, bundle: DataBundle, pin_memory: bool = False) -> BatchSource:
     """The samples a run trains on (in memory, or streamed from files): the training split,
     or its seeded class-balanced ``train_fraction`` subset; ``pin_memory``: streamed batches
     page-locked for a fast copy to a GPU."""
@@ -405,7 +410,7 @@ def _epoch_length(config: TrainConfig, count: int, world: int = 1) -> tuple[int,
     return batch_size, steps_per_epoch
 
 
-def planned_steps(config: TrainConfig, bundle: Any) -> int:
+def planned_steps(config: TrainConfig, bundle: DataBundle) -> int:
     """The number of optimiser steps :func:`fit` will take for ``config`` on ``bundle``."""
     count = len(_training_set(config, bundle))
     return total_steps(config, _epoch_length(config, max(count, 2))[1])
@@ -442,8 +447,8 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
 @torch.no_grad()
 def _accuracy(
     backbone: nn.Module,
-    head: nn.Module,
-    dataset: Any,
+    head: WholeHead,
+    dataset: Split | None,
     num_classes: int,
     batch_size: int,
     device: torch.device,
@@ -537,9 +542,9 @@ class _Run:
     optimiser state and the outputs (run folder, logs, progress)."""
 
     config: TrainConfig  # resolved by its recipe, as in config.yaml
-    bundle: Any
+    bundle: DataBundle
     backbone: nn.Module
-    head: nn.Module
+    head: TrainingHead  # this rank's: the whole head, or its shard
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the order and augmentation of batches
     batches: BatchSource  # the training samples, in memory or streamed
@@ -550,6 +555,7 @@ class _Run:
     say: Callable[[str], None]
     stream: TextIO
     precision: TrainingPrecision  # the device, autocast, gradient scaler and clipping
+    model: nn.Module  # what a step calls: the backbone, or its DDP wrapper
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0  # optimiser steps taken
     start_epoch: int = 0
@@ -560,7 +566,6 @@ class _Run:
     wall_start: float = 0.0
     verification: Any = None  # TrainingVerification (--verify), or None
     part: Distribution = SINGLE  # this process's rank of the run's processes
-    model: nn.Module | None = None  # what a step calls: the backbone, or its DDP wrapper
 
     @property
     def epochs(self) -> int:
@@ -602,7 +607,7 @@ class _Tally:
 def fit(
     config: TrainConfig,
     *,
-    bundle: Any = None,
+    bundle: DataBundle | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -664,7 +669,7 @@ def fit(
 
 def _set_up(
     config: TrainConfig,
-    bundle: Any,
+    bundle: DataBundle | None,
     resume: bool,
     overwrite: bool,
     progress: bool,
@@ -692,9 +697,9 @@ def _set_up(
         bundle = load_bundle(config, progress=progress)
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     verification = load_verification(config, bundle, verify_files, progress)  # read once
-    backbone, head = build_models(config, bundle)  # on the CPU, from the seed
+    backbone, whole = build_models(config, bundle)  # on the CPU, from the seed
     backbone.to(device)  # the same initial weights on every device
-    head = part.shard_head(head.to(device))  # this rank's class rows (all for one process)
+    head = part.shard_head(whole.to(device))  # this rank's class rows (all for one process)
     batches = _training_set(config, bundle, pin_memory=device.type == "cuda")
     count = len(batches)
     if count < 2:

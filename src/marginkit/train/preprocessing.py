@@ -10,15 +10,18 @@ none; their readers load the run's data instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from marginkit.data.preprocessing import Preprocessing, preprocessing_of
 from marginkit.runfolder import OutputError, RunFolder, RunFolderError
 
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
+
 __all__ = ["read_preprocessing", "write_preprocessing"]
 
 
-def write_preprocessing(run_dir: Path, bundle: Any, dataset: str) -> None:
+def write_preprocessing(run_dir: Path, bundle: DataBundle, dataset: str) -> None:
     """Write ``run_dir/preprocessing.json`` for a run trained on ``bundle`` (nothing when
     the bundle has no per-channel statistics, see
     :func:`~marginkit.data.preprocessing.preprocessing_of`).

@@ -74,14 +74,16 @@ RECIPE_OPTIONS = frozenset(_TRAINING["marginkit"])
 
 def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
     """The loss arguments the recipe sets for ``loss`` (canonical name)."""
+    arguments: dict[str, dict[str, Any]]
     if recipe == "paper":
-        return {
+        arguments = {
             "lsoftmax": {"lambda_": "lsoftmax"},
             "sphereface": {"lambda_": "sphereface"},
             "camsoftmax": {"c": "ramp"},
-        }.get(loss, {})
+        }
+        return arguments.get(loss, {})
     bound = math.ceil(scale_bound(num_classes))
-    return {
+    arguments = {
         "normface": {"scale": float(max(16, bound))},
         "cosface": {"margin": f"warmup:0.35:{_PERCENT}"},
         "arcface": {"margin": f"warmup:0.5:{_PERCENT}"},
@@ -96,7 +98,8 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
             "upper_margin": f"warmup:0.8:{_PERCENT}",
         },
         "adaface": {"margin": f"warmup:0.4:{_PERCENT}"},
-    }.get(loss, {})
+    }
+    return arguments.get(loss, {})
 
 
 #: The marginkit recipe's learning rate for the heads whose loss ignores the embedding's norm

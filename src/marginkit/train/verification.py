@@ -26,11 +26,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from marginkit.train.config import ConfigError, TrainConfig, verify_set_name
+
+if TYPE_CHECKING:
+    from marginkit.data.bundle import DataBundle
 
 __all__ = [
     "BEST",
@@ -94,7 +97,7 @@ def find_verify_files(config: TrainConfig) -> list[Path]:
     return [find_pairs_file(file, folders) for file in config.verify or []]
 
 
-def _preprocessing(config: TrainConfig, bundle: Any) -> Any:
+def _preprocessing(config: TrainConfig, bundle: DataBundle) -> Any:
     """The run's preprocessing (as ``RUN/preprocessing.json`` records it), which must be
     that of RGB images for verification files."""
     from marginkit.data.preprocessing import preprocessing_of
@@ -178,7 +181,7 @@ def verify_columns(name: str) -> list[str]:
 
 
 def load_verification(
-    config: TrainConfig, bundle: Any, paths: list[Path], progress: bool = False
+    config: TrainConfig, bundle: DataBundle, paths: list[Path], progress: bool = False
 ) -> TrainingVerification | None:
     """Read the run's verification files (once), or None when it has none.
 

@@ -13,7 +13,7 @@ is not read). A run trained before that file existed has its data set loaded onc
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ def _measure(
         image_folders=folders,
         progress=progress,
     )
+    reports: Mapping[str, dict[str, Any] | None]
     if flip:
         reports = evaluate_both(backbone, pairs, batch_size, device, progress=progress)
     else:
