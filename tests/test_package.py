@@ -8,12 +8,18 @@ import re
 import subprocess
 import sys
 
+from hang import HANG_LIMIT
+
 HEAVY = ["torch", "numpy", "matplotlib", "sklearn", "PIL", "yaml", "safetensors", "scipy"]
 
 
 def run_python(code: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG_LIMIT,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from hang import HANG_LIMIT
 from marginkit.data import DATASETS as DATASET_NAMES
 from marginkit.data.readers import read_idx_files
 from marginkit.losses import CosFace, SphereFace, available
@@ -106,6 +107,6 @@ def test_names_are_known_without_importing_torch() -> None:
         " LOSSES.canonical('AMSoftmax'), 'torch' in sys.modules)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_LIMIT, check=True
     )
     assert result.stdout.split() == ["14", "10", "9", "cosface", "False"]

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from hang import HANG_LIMIT
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*command: str | Path, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return subprocess.run(
         [str(part) for part in command],
@@ -26,7 +28,7 @@ def run(*command: str | Path, cwd: Path, timeout: int = 300) -> subprocess.Compl
         text=True,
         cwd=cwd,
         env=environment,
-        timeout=timeout,
+        timeout=HANG_LIMIT,
     )
 
 
@@ -47,7 +49,7 @@ def test_wheel_in_a_fresh_venv_runs_marginkit(tmp_path: Path) -> None:
     python = tmp_path / "venv" / "bin" / "python"
     marginkit = tmp_path / "venv" / "bin" / "marginkit"
     pip = [python, "-m", "pip", "install", "-q"]
-    checked(run(*pip, os.environ.get("MARGINKIT_TORCH", "torch==2.13.0"), cwd=away, timeout=600))
+    checked(run(*pip, os.environ.get("MARGINKIT_TORCH", "torch==2.13.0"), cwd=away))
     checked(run(*pip, wheel, cwd=away))
     where = checked(run(python, "-c", "import marginkit; print(marginkit.__file__)", cwd=away))
     assert str(tmp_path / "venv") in where.stdout and str(ROOT) not in where.stdout
@@ -61,7 +63,7 @@ def test_wheel_in_a_fresh_venv_runs_marginkit(tmp_path: Path) -> None:
     assert 'pip install "marginkit[train]"' in core.stderr
     assert not (away / "run").exists()
     # with the train extra: the main command trains, writes a run and evaluates it
-    checked(run(*pip, f"{wheel}[train]", cwd=away, timeout=600))
+    checked(run(*pip, f"{wheel}[train]", cwd=away))
     trained = checked(run(marginkit, "train", "--epochs", "1", "--threads", "1", "--out",
                           away / "run", cwd=away))  # fmt: skip
     assert "test accuracy" in trained.stdout

@@ -18,6 +18,7 @@ from data_writers import write_idx_dataset
 
 import marginkit.cli as cli
 import marginkit.train
+from hang import HANG_LIMIT
 from marginkit.cli.flags import flag_name
 from marginkit.errors import MarginkitError
 from marginkit.registry import BACKBONES, DATASETS, LOSSES
@@ -32,7 +33,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "marginkit.cli", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_LIMIT,
         cwd=cwd,
     )
 
@@ -45,15 +46,17 @@ def test_help_answers_without_importing_torch() -> None:
         [sys.executable, "-c", "import sys, marginkit.cli; print('torch' in sys.modules)"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_LIMIT,
     )
     assert probe.stdout.strip() == "False"
 
 
-def test_train_help_documents_loss_arguments() -> None:
-    result = run("train", "--help")
-    assert result.returncode == 0
-    assert "--loss-arg" in result.stdout and "warmup:TARGET:STEPS" in result.stdout
+def test_train_help_documents_loss_arguments(
+    in_process: Callable[..., tuple[int, str, str]],
+) -> None:
+    status, output, _ = in_process("train", "--help")
+    assert status == 0
+    assert "--loss-arg" in output and "warmup:TARGET:STEPS" in output
 
 
 def train_actions() -> dict[str, argparse.Action]:
@@ -73,12 +76,14 @@ def test_listing_the_commands_imports_no_torch() -> None:
         "print('torch' in sys.modules)\n"
     )
     probe = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_LIMIT, check=True
     )
     assert probe.stdout.strip() == "False"
 
 
-def test_train_help_shows_every_option_with_help_and_default() -> None:
+def test_train_help_shows_every_option_with_help_and_default(
+    in_process: Callable[..., tuple[int, str, str]],
+) -> None:
     """The 33 flags were copied by hand from TrainConfig, 26 of them without help."""
     actions = train_actions()
     for field in dataclasses.fields(TrainConfig):
@@ -90,11 +95,11 @@ def test_train_help_shows_every_option_with_help_and_default() -> None:
         else:
             shown = "none" if default in (None, {}) else str(default)
         assert action.help.endswith(f"(default: {shown})"), (field.name, action.help)
-    result = run("train", "--help")
-    assert result.returncode == 0
+    status, output, _ = in_process("train", "--help")
+    assert status == 0
     for field in dataclasses.fields(TrainConfig):
-        assert flag_name(field.name) in result.stdout
-    assert result.stdout.count("(default:") >= len(dataclasses.fields(TrainConfig))
+        assert flag_name(field.name) in output
+    assert output.count("(default:") >= len(dataclasses.fields(TrainConfig))
 
 
 def test_help_lists_the_registered_names() -> None:
@@ -189,12 +194,22 @@ def test_several_processes_refuse_what_they_cannot_do_before_starting_any(
     assert not out.exists()
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str] | tuple[int, str, str], *fragments: str
+) -> None:
+    """Exit status 2 and one line on stderr holding every fragment; ``result`` is a process's
+    (:func:`run`) or ``(status, stdout, stderr)`` of ``cli.main`` in this process (the
+    ``in_process`` fixture: no interpreter start-up, which the checks of a refusal do not
+    need; :func:`run` covers the real process once, in ``test_missing_out_is_an_error``)."""
+    if isinstance(result, subprocess.CompletedProcess):
+        status, stderr = result.returncode, result.stderr
+    else:
+        status, _, stderr = result
+    assert status == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("marginkit: error: ")
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
 
@@ -237,18 +252,23 @@ BASE = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--threads",
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_folder(
-    tmp_path: Path, extra: list[str], fragments: list[str]
+    tmp_path: Path,
+    extra: list[str],
+    fragments: list[str],
+    in_process: Callable[..., tuple[int, str, str]],
 ) -> None:
     out = tmp_path / "run"
-    assert_one_line_error(run(*BASE, "--out", str(out), *extra), *fragments)
+    assert_one_line_error(in_process(*BASE, "--out", str(out), *extra), *fragments)
     assert not out.exists()
 
 
-def test_data_dir_without_the_files(tmp_path: Path) -> None:
+def test_data_dir_without_the_files(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
     out = tmp_path / "run"
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run(
+    result = in_process(
         *BASE,
         "--dataset",
         "mnist",
@@ -263,19 +283,21 @@ def test_data_dir_without_the_files(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_yaml_unknown_key(tmp_path: Path) -> None:
+def test_yaml_unknown_key(tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("dataset: digits\nepochz: 3\n")
-    result = run("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    result = in_process("train", "--config", str(config), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "unknown key 'epochz'")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+def test_a_config_file_that_is_not_utf8(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
     """``printf '\\xff\\xfe' > b.yaml; marginkit train --config b.yaml`` was a traceback."""
     config = tmp_path / "b.yaml"
     config.write_bytes(b"\xff\xfe")
-    result = run("train", "--config", str(config), "--out", str(tmp_path / "y"))
+    result = in_process("train", "--config", str(config), "--out", str(tmp_path / "y"))
     assert_one_line_error(result, f"config file {config} is not UTF-8 text (byte 0xff")
     assert not (tmp_path / "y").exists()
 
@@ -309,7 +331,10 @@ def test_missing_out_is_an_error(tmp_path: Path) -> None:
     assert_one_line_error(run(*BASE), "--out")
 
 
-def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
+def test_train_eval_and_occupied_folder(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
+    """Train and eval as processes of their own; the refusals in this process."""
     out = tmp_path / "run"
     args = [
         *BASE,
@@ -330,10 +355,10 @@ def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
     assert metrics["config"]["loss_args"] == {"margin": "warmup:0.35:10"}
     assert metrics["final"]["hyperparameters"]["margin"] == pytest.approx(0.35)
     before = sorted(p.name for p in out.iterdir())
-    refused = run(*args)
+    refused = in_process(*args)
     assert_one_line_error(refused, "already holds a run", "--resume", "--overwrite")
     assert sorted(p.name for p in out.iterdir()) == before
-    different = run(*args[:-2], "--batch-size", "64", "--resume")
+    different = in_process(*args[:-2], "--batch-size", "64", "--resume")
     assert_one_line_error(different, "holds a different run", "batch_size")
     evaluated = run("eval", str(out), "--save-embeddings", str(tmp_path / "emb.npz"))
     assert evaluated.returncode == 0, evaluated.stderr
@@ -344,7 +369,7 @@ def test_train_eval_and_occupied_folder(tmp_path: Path) -> None:
     assert set(report["analysis"]) >= {"closed_set", "geometry", "retrieval", "verification"}
     assert (out / "plots" / "features_3d.png").is_file()
     assert (out / "plots" / "learning_curves.svg").is_file()
-    missing = run("eval", str(tmp_path / "nothing"))
+    missing = in_process("eval", str(tmp_path / "nothing"))
     assert_one_line_error(missing, "not a run folder")
 
 
@@ -382,10 +407,10 @@ def test_no_arguments_runs_the_digits_comparison(monkeypatch: pytest.MonkeyPatch
     assert seen["command"] == "compare" and seen["preset"] is None and seen["losses"] is None
 
 
-def test_list_presets_names_every_preset() -> None:
-    result = run("compare", "--list-presets")
-    assert result.returncode == 0
-    names = [line.split()[0] for line in result.stdout.strip().splitlines()]
+def test_list_presets_names_every_preset(in_process: Callable[..., tuple[int, str, str]]) -> None:
+    status, output, _ = in_process("compare", "--list-presets")
+    assert status == 0
+    names = [line.split()[0] for line in output.strip().splitlines()]
     assert "digits" in names
 
 
@@ -402,9 +427,12 @@ def test_list_presets_names_every_preset() -> None:
     ],
 )
 def test_compare_bad_input_is_a_one_line_error(
-    args: list[str], fragments: list[str], tmp_path: Path
+    args: list[str],
+    fragments: list[str],
+    tmp_path: Path,
+    in_process: Callable[..., tuple[int, str, str]],
 ) -> None:
-    result = run("compare", *args, "--out", str(tmp_path / "r"), "--quiet")
+    result = in_process("compare", *args, "--out", str(tmp_path / "r"), "--quiet")
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "r").exists()
 

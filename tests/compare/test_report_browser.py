@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hang import HANG_LIMIT
 from marginkit.compare import GridResult
 
 TABLES = ("claims", "summary", "settings", "runs", "accuracy", "geometry", "verification")
@@ -36,7 +37,7 @@ def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
         [_chromium(), *_FLAGS, f"--user-data-dir={home}", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_LIMIT,
     )
 
 

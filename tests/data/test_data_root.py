@@ -11,6 +11,7 @@ import pytest
 import torch
 from data_writers import write_idx_dataset
 
+from hang import HANG_LIMIT
 from marginkit.data import DATA_ENVIRONMENT_VARIABLE, DataError, data_root, load_dataset
 
 
@@ -49,7 +50,7 @@ def test_real_data_tests_take_their_folder_from_marginkit_data(tmp_path: Path) -
         text=True,
         cwd=tests_data,
         env={"MARGINKIT_DATA": str(tmp_path), "PATH": ""},
-        timeout=60,
+        timeout=HANG_LIMIT,
     )
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(tmp_path)

@@ -1,4 +1,4 @@
-"""One rank of the sharded-head tests: ``python sharded_worker.py RANK WORLD PORT OUT``.
+"""One rank of the sharded-head tests: ``python sharded_worker.py RANK WORLD PORT OUT LIMIT``.
 
 Every rank builds the same whole heads (one per registered loss, plus the variants with a
 bias, a learned scale and Cam-softmax's unnormalised form), shards them, and compares each
@@ -6,8 +6,8 @@ step's loss, ``correct`` and every gradient with the whole head run in the same 
 the gathered batch, in float64; the same with class sampling; then the schedules, the
 gathered head and the state-dict round trip, the bytes sent per step, and the errors. It
 writes the largest differences (and the messages) to ``OUT/rank<RANK>.json``; the test reads
-them. Running the whole head on every rank costs nothing in communication and lets each rank
-check its own rows.
+them; a collective waits at most LIMIT seconds for the other ranks. Running the whole head
+on every rank costs nothing in communication and lets each rank check its own rows.
 """
 
 from __future__ import annotations
@@ -205,13 +205,14 @@ def errors_and_autocast(rank: int, world: int) -> dict:
 
 def main() -> None:
     rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    timeout = float(sys.argv[5])  # the tests' hang limit: a busy machine is no hang
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
         rank=rank,
         world_size=world,
-        timeout=timedelta(seconds=60),
+        timeout=timedelta(seconds=timeout),
     )
     results = {
         "cases": {

@@ -1,5 +1,9 @@
 """Processes killed mid-epoch and mid-checkpoint (SIGKILL via MARGINKIT_FAULT) resume to
-exactly the weights of an uninterrupted run."""
+exactly the weights of an uninterrupted run.
+
+The killed run is a ``marginkit train`` process of its own (it kills itself); its resumption
+is ``marginkit train --resume`` in this process (``cli.main``: no second interpreter start),
+like the uninterrupted run."""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+import marginkit.cli as cli
+from hang import HANG_LIMIT
 from marginkit.train import TrainConfig, fit, latest_checkpoint, load_checkpoint, save_config
 
 CONFIG = {
@@ -37,8 +44,16 @@ def run_cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=HANG_LIMIT,
     )
+
+
+@pytest.fixture
+def keep_threads() -> Iterator[None]:
+    """Training sets torch's thread count process-wide (``threads: 1``): put it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +78,7 @@ def config_file(tmp_path: Path) -> Path:
     [("step:30", "epoch-0001"), ("checkpoint:2", "epoch-0001")],
     ids=["mid-epoch", "mid-checkpoint"],
 )
+@pytest.mark.usefixtures("keep_threads")
 def test_killed_run_resumes_to_identical_weights(
     tmp_path: Path, uninterrupted: dict[str, torch.Tensor], fault: str, completed: str
 ) -> None:
@@ -76,8 +92,7 @@ def test_killed_run_resumes_to_identical_weights(
         # the half-written checkpoint is a temporary folder that `latest` never names
         leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
         assert leftovers and all(name.startswith(".epoch-0002.") for name in leftovers)
-    resumed = run_cli("train", "--out", str(out), "--resume", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
+    assert cli.main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     folder = latest_checkpoint(out)
     assert folder is not None and folder.name == "epoch-0003"
     names = sorted(p.name for p in (out / "checkpoints").iterdir())

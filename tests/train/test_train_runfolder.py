@@ -433,13 +433,13 @@ def test_save_embeddings_under_a_file_is_one_line(
 
 # -------------------------------------------------------------------------- the lock
 HOLD = """
-import sys, time
+import sys
 from pathlib import Path
 from marginkit.runfolder import RunLock
 lock = RunLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)
-time.sleep(120)
+sys.stdin.read()  # held until the test kills it, however long the test takes
 """
 
 
@@ -450,7 +450,10 @@ def test_a_second_training_into_a_held_folder_is_refused_and_a_stale_lock_taken_
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -461,7 +464,7 @@ def test_a_second_training_into_a_held_folder_is_refused_and_a_stale_lock_taken_
         assert [p.name for p in out.iterdir()] == [runfolder.LOCK]
     finally:
         holder.kill()  # SIGKILL: the lock file stays behind, stale
-        holder.wait()
+        holder.communicate()  # waits, and closes its pipes
     assert (out / runfolder.LOCK).read_text().strip() == str(holder.pid)
     result = fit(config(out, epochs=1), bundle=digits, progress=False)
     assert result.history and latest_checkpoint(out) is not None

@@ -18,6 +18,7 @@ from data_writers import write_image
 
 import marginkit.cli as cli
 import marginkit.train
+from hang import HANG_LIMIT
 from marginkit.data.lfw import LFW_CROP_FRACTION
 from marginkit.evaluation import load_run
 from marginkit.train import TrainConfig, fit
@@ -174,7 +175,7 @@ def test_verify_help_lists_its_options_without_importing_torch() -> None:
         "print('torch' in sys.modules)\n"
     )
     probe = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_LIMIT, check=True
     )
     assert probe.stdout.endswith("False\n")  # torch loads only when a run is verified
     for option in ("--pairs FILE", "--no-flip", "--batch-size", "--data-dir", "--crop"):
