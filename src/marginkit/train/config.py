@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from marginkit.errors import MarginkitError
+from marginkit.errors import ConfigError
+from marginkit.schedules import SCHEDULE_KINDS, build_schedule, parse_number, parse_schedule
 
 __all__ = [
     "ConfigError",
-    "RunFraction",
     "TrainConfig",
     "load_config",
     "loss_kwargs",
@@ -66,10 +66,6 @@ __all__ = [
 
 #: The forms of ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-class ConfigError(MarginkitError, ValueError):
-    """A bad configuration value or file; the message is one line naming the cause."""
 
 
 # ---------------------------------------------------------------------------- config
@@ -546,61 +542,6 @@ def parse_classes(spec: str | list[int] | tuple[int, ...]) -> list[int]:
 
 
 # ------------------------------------------------------------------ loss arguments
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_ANGLE = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+))\s*\*\s*)?pi(?:\s*/\s*(\d+\.?\d*))?")
-_SCHEDULE_ARITY = {
-    "warmup": (2, 3),
-    "ramp": (0, 3),
-    "adaptive": (0, 5),
-    "power": (3, 4),
-    "lsoftmax": (0, 1),
-    "sphereface": (0, 1),
-    "constant": (1, 1),
-}
-#: Argument positions that may be a share of the run (``P%``); all others are numbers.
-_FRACTION_SLOTS = {"warmup": 1, "ramp": 2, "adaptive": 4, "power": 1}
-
-
-class RunFraction(float):
-    """A schedule length written ``P%``: the share ``P / 100`` of the run."""
-
-
-def _argument(text: str, name: str) -> float:
-    text = text.strip().lower()
-    if text.endswith("%"):
-        share = _number(text[:-1], name) / 100.0
-        if not 0.0 < share <= 1.0:
-            raise ConfigError(
-                f"loss argument {name}: {text!r} must be a share of the run in (0%, 100%]"
-            )
-        return RunFraction(share)
-    return _number(text, name)
-
-
-class _UnusableNumberError(ConfigError):
-    """A number or ``pi`` expression without a usable value (a division by zero, an
-    overflow to infinity): an error, never another reading of the text."""
-
-
-def _number(text: str, name: str) -> float:
-    """The value of a number or ``pi`` expression; a division by zero or an infinite value
-    is refused (:class:`_UnusableNumberError`)."""
-    text = text.strip().lower()
-    if _NUMBER.fullmatch(text):
-        value = float(text)
-    elif (angle := _ANGLE.fullmatch(text)) is not None:
-        factor = float(angle.group(1)) if angle.group(1) else 1.0
-        divisor = float(angle.group(2)) if angle.group(2) else 1.0
-        if divisor == 0:
-            raise _UnusableNumberError(f"loss argument {name}: {text!r} divides by zero")
-        value = factor * math.pi / divisor
-    else:
-        raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
-    if not math.isfinite(value):
-        raise _UnusableNumberError(f"loss argument {name}: {text!r} is not a finite number")
-    return value
-
-
 def parse_value(
     text: str, name: str = "value"
 ) -> bool | int | float | str | tuple[str, list[float]]:
@@ -619,44 +560,20 @@ def parse_value(
         return lowered == "true"
     if re.fullmatch(r"[+-]?\d+", text):
         return int(text)
-    kind, _, rest = lowered.partition(":")
-    if kind in _SCHEDULE_ARITY:
-        arguments = [_argument(part, name) for part in rest.split(":")] if rest else []
-        low, high = _SCHEDULE_ARITY[kind]
-        shortcut = len(arguments) == 1 and isinstance(arguments[0], RunFraction)
-        if not low <= len(arguments) <= high or (
-            kind == "ramp" and len(arguments) not in (0, 3) and not shortcut
-        ):
-            raise ConfigError(
-                f"loss argument {name}: schedule {kind!r} takes {low}..{high} arguments "
-                f"separated by ':'; got {len(arguments)}"
-            )
-        allowed = (
-            {0} if shortcut and kind in ("ramp", "adaptive", "lsoftmax", "sphereface") else set()
-        )
-        allowed.add(_FRACTION_SLOTS.get(kind, -1))
-        for position, argument in enumerate(arguments):
-            if isinstance(argument, RunFraction) and position not in allowed:
-                raise ConfigError(
-                    f"loss argument {name}: a share of the run (P%) is not allowed as argument "
-                    f"{position + 1} of {kind!r}"
-                )
-        if kind in ("lsoftmax", "sphereface") and arguments and not shortcut:
-            raise ConfigError(f"loss argument {name}: {kind!r} takes nothing or a share P%")
-        return kind, arguments
-    try:
-        return _number(text, name)
-    except _UnusableNumberError:
-        raise
-    except ConfigError:
-        if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
-            raise ConfigError(f"loss argument {name}: {text!r} is not a finite number") from None
-        if re.fullmatch(r"[A-Za-z_]\w*", text):
-            return text  # a named choice (fallback=continuous); the head checks the word
-        raise ConfigError(
-            f"loss argument {name}: {text!r} is neither a number, a bool, a schedule "
-            f"({', '.join(_SCHEDULE_ARITY)}) nor a single word"
-        ) from None
+    schedule = parse_schedule(text, name)
+    if schedule is not None:
+        return schedule
+    number = parse_number(text, name)
+    if number is not None:
+        return number
+    if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
+        raise ConfigError(f"loss argument {name}: {text!r} is not a finite number")
+    if re.fullmatch(r"[A-Za-z_]\w*", text):
+        return text  # a named choice (fallback=continuous); the head checks the word
+    raise ConfigError(
+        f"loss argument {name}: {text!r} is neither a number, a bool, a schedule "
+        f"({', '.join(SCHEDULE_KINDS)}) nor a single word"
+    )
 
 
 def parse_loss_arg(text: str) -> tuple[str, Any]:
@@ -676,46 +593,6 @@ def parse_loss_arg(text: str) -> tuple[str, Any]:
     return name, value.strip() if isinstance(parsed, tuple) else parsed
 
 
-def _length(value: float, steps: str) -> dict[str, Any]:
-    """``{steps: int}`` or ``{"fraction": share}`` for a schedule length argument."""
-    if isinstance(value, RunFraction):
-        return {"fraction": float(value)}
-    if steps == "steps" and value != int(value):
-        raise ValueError("warmup steps must be an integer (or a share of the run, P%)")
-    return {steps: int(value) if steps == "steps" else value}
-
-
-def _build_schedule(kind: str, arguments: list[float], name: str) -> Any:
-    from marginkit import schedules
-
-    share = float(arguments[0]) if arguments and isinstance(arguments[0], RunFraction) else None
-    if kind == "warmup":
-        target, length, *start = arguments
-        return schedules.Warmup(
-            target, start=start[0] if start else 0.0, **_length(length, "steps")
-        )
-    if kind == "ramp":
-        if len(arguments) == 3:
-            return schedules.LinearRamp(arguments[0], arguments[1], **_length(arguments[2], "rate"))
-        return schedules.camsoftmax_ramp(share)
-    if kind == "adaptive":
-        if share is not None:
-            return schedules.AdaptiveAngle(fraction=share)
-        named = dict(zip(("start", "minimum", "quantile", "momentum"), arguments[:4], strict=False))
-        pace = _length(arguments[4], "rate") if len(arguments) == 5 else {}
-        return schedules.AdaptiveAngle(**named, **pace)
-    if kind == "power":
-        base, pace, power, *minimum = arguments
-        return schedules.PowerDecay(
-            base, power=power, minimum=minimum[0] if minimum else 0.0, **_length(pace, "gamma")
-        )
-    if kind == "lsoftmax":
-        return schedules.lsoftmax_lambda(share)
-    if kind == "sphereface":
-        return schedules.sphereface_lambda(share)
-    return schedules.Constant(arguments[0])
-
-
 def loss_kwargs(loss_args: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments for ``marginkit.losses.build`` from config ``loss_args``.
 
@@ -730,9 +607,6 @@ def loss_kwargs(loss_args: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             value = parse_value(value, name)
         if isinstance(value, tuple):
-            try:
-                value = _build_schedule(*value, name)
-            except (TypeError, ValueError) as error:
-                raise ConfigError(f"loss argument {name}: {error}") from None
+            value = build_schedule(*value, name)
         kwargs[name] = value
     return kwargs
