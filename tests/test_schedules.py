@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -28,6 +29,8 @@ from marginkit.losses import (
 )
 from marginkit.schedules import (
     ANNEAL_FRACTION,
+    SCHEDULE_FORMS,
+    SCHEDULE_KINDS,
     AdaptiveAngle,
     Constant,
     LinearRamp,
@@ -1011,6 +1014,12 @@ def from_text(text: str) -> Schedule:
     parsed = parse_schedule(text, "x")
     assert parsed is not None
     return build_schedule(*parsed, "x")
+
+
+def test_every_kind_of_the_text_form_has_its_form_in_the_help() -> None:
+    forms = " / ".join(form for form, _ in SCHEDULE_FORMS)
+    for kind in SCHEDULE_KINDS:
+        assert re.search(rf"(^| ){kind}[:\[]", forms), kind
 
 
 @pytest.mark.parametrize(

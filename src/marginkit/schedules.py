@@ -34,7 +34,7 @@ The text form (``--loss-arg margin=warmup:0.5:20%``, ``loss_args`` in a config f
 ``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments; a length written with
 ``%`` is a share of the run (:class:`RunFraction`), otherwise a number of steps.
 :func:`parse_schedule` checks the text and :func:`build_schedule` makes the schedule;
-:data:`SCHEDULE_KINDS` lists the kinds (``marginkit train --help`` shows each one's form).
+:data:`SCHEDULE_KINDS` lists the kinds, :data:`SCHEDULE_FORMS` each one's form.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from marginkit.errors import ConfigError
 
 __all__ = [
     "ANNEAL_FRACTION",
+    "SCHEDULE_FORMS",
     "SCHEDULE_KINDS",
     "AdaptiveAngle",
     "Constant",
@@ -589,6 +590,21 @@ _ARITY = {
 }
 #: The kinds of the text form, ``KIND[:ARG[:ARG...]]``.
 SCHEDULE_KINDS = tuple(_ARITY)
+#: Each kind's text form and what it makes, as ``marginkit train --help`` shows them.
+SCHEDULE_FORMS = (
+    ("warmup:TARGET:STEPS|P%[:START]", "Warmup"),
+    (
+        "ramp[:P%] / ramp:START:END:RATE|P%",
+        "LinearRamp (bare ramp: the Cam-softmax authors' c, 1e-4 per step)",
+    ),
+    ("adaptive[:P%] / adaptive:START:MIN:QUANTILE:MOMENTUM:RATE|P%", "AdaptiveAngle"),
+    ("power:BASE:GAMMA|P%:POWER[:MINIMUM]", "PowerDecay"),
+    (
+        "lsoftmax[:P%] / sphereface[:P%]",
+        "the lambda annealings (bare: official, per step; with P%: run-relative)",
+    ),
+    ("constant:VALUE", "Constant"),
+)
 #: Argument positions that may be a share of the run (``P%``); all others are numbers.
 _FRACTION_SLOTS = {"warmup": 1, "ramp": 2, "adaptive": 4, "power": 1}
 

@@ -227,6 +227,16 @@ def test_every_option_is_documented_once() -> None:
     assert option_choices()["recipe"] == (("marginkit", "paper"), False)
 
 
+def test_every_option_has_its_help_in_its_field_metadata() -> None:
+    """The command line's help is each field's ``metadata["help"]`` (once parsed out of the
+    class's docstring, where rewording prose could break ``--help``)."""
+    for option in dataclasses.fields(TrainConfig):
+        text = option.metadata.get("help")
+        assert isinstance(text, str) and text.endswith("."), option.name
+        assert "``" not in text and ":class:" not in text, option.name  # plain text
+        assert option_help()[option.name] == text
+
+
 def test_from_sources_merges_file_then_flags_then_loss_arguments(tmp_path: Path) -> None:
     file = tmp_path / "config.yaml"
     file.write_text(

@@ -2,41 +2,15 @@
 language used by ``--loss-arg``.
 
 Loss arguments (``--loss-arg NAME=VALUE``, or ``loss_args: {NAME: VALUE}`` in YAML) are the
-head's hyper-parameters by name. A value is parsed as:
-
-- ``true`` / ``false`` -> bool; an integer literal -> int; any other number -> float;
-  ``pi``, ``pi/4``, ``3*pi/8`` -> that angle in radians;
-- a schedule, ``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments; a
-  length written with ``%`` is a share of the run (``warmup:0.5:20%``: the margin reaches
-  0.5 after the first 20 % of the training steps), otherwise a number of steps:
-
-  ===================================================  ======================================
-  ``warmup:TARGET:STEPS|P%[:START]``                   :class:`~marginkit.schedules.Warmup`
-  ``ramp[:P%]`` / ``ramp:START:END:RATE|P%``           :class:`~marginkit.schedules.LinearRamp`
-                                                       (bare ``ramp``: the Cam-softmax
-                                                       authors' c, 1e-4 per step)
-  ``adaptive[:P%]`` /                                  :class:`~marginkit.schedules.AdaptiveAngle`
-  ``adaptive:START:MIN:QUANTILE:MOMENTUM:RATE|P%``
-  ``power:BASE:GAMMA|P%:POWER[:MINIMUM]``              :class:`~marginkit.schedules.PowerDecay`
-  ``lsoftmax[:P%]`` / ``sphereface[:P%]``              the lambda annealings (bare: official,
-                                                       per step; with ``P%``: run-relative)
-  ``constant:VALUE``                                   :class:`~marginkit.schedules.Constant`
-  ===================================================  ======================================
-
-- any other single word (letters, digits, ``_``) -> that text, for an option with named
-  choices (``fallback=continuous``); the head says which words it takes.
-
-Examples: ``margin=0.5``, ``margin=warmup:0.5:1000``, ``margin=warmup:0.5:20%``, ``c=ramp``,
-``c=adaptive:40%``, ``c=pi/4``, ``lambda_=sphereface``, ``lambda_=power:1000:0.12:1:5``,
-``bias=true``, ``fallback=continuous``.
-The config keeps the text form (so it round-trips through YAML); :func:`loss_kwargs` turns
-it into the objects the head takes.
+head's hyper-parameters by name; :data:`LOSS_ARGUMENTS` says how a value is read (as
+``marginkit train --help`` shows it). A schedule's text (``warmup:0.5:20%``) is read by
+:func:`marginkit.schedules.parse_schedule`. The config keeps the text form (so it
+round-trips through YAML); :func:`loss_kwargs` turns it into the objects the head takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
 import typing
@@ -46,9 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from marginkit.errors import ConfigError
+from marginkit.registry import BACKBONES, DATASETS, LOSSES
 from marginkit.schedules import SCHEDULE_KINDS, build_schedule, parse_number, parse_schedule
 
 __all__ = [
+    "LOSS_ARGUMENTS",
     "ConfigError",
     "TrainConfig",
     "load_config",
@@ -64,137 +40,273 @@ __all__ = [
 ]
 
 
+#: How a loss argument's value is read, as ``marginkit train --help`` shows it; ``{schedules}``
+#: stands for the table of :data:`marginkit.schedules.SCHEDULE_FORMS`.
+LOSS_ARGUMENTS = """\
+Loss arguments (--loss-arg NAME=VALUE, or loss_args: {{NAME: VALUE}} in YAML) are the
+head's hyper-parameters by name. A value is parsed as:
+
+- true / false -> bool; an integer literal -> int; any other number -> float;
+  pi, pi/4, 3*pi/8 -> that angle in radians;
+- a schedule, KIND[:ARG[:ARG...]] with numeric (or pi-expression) arguments; a
+  length written with % is a share of the run (warmup:0.5:20%: the margin reaches
+  0.5 after the first 20 % of the training steps), otherwise a number of steps:
+
+{schedules}
+
+- any other single word (letters, digits, _) -> that text, for an option with named
+  choices (fallback=continuous); the head says which words it takes.
+
+Examples: margin=0.5, margin=warmup:0.5:1000, margin=warmup:0.5:20%, c=ramp,
+c=adaptive:40%, c=pi/4, lambda_=sphereface, lambda_=power:1000:0.12:1:5,
+bias=true, fallback=continuous."""
+
 #: The forms of ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 # ---------------------------------------------------------------------------- config
+def _about(description: str, **flag: Any) -> dict[str, Any]:
+    """The metadata of a :class:`TrainConfig` field, from which the command line makes the
+    option's flag and help (:mod:`marginkit.cli.flags`).
+
+    Args:
+        description: the option's help, plain text ending with a full stop
+            (``metadata["help"]``).
+        **flag: how the flag differs from ``--<option-name>`` of the option's type:
+            ``flag`` (its name), ``metavar``, ``repeat`` (True: the flag may be given
+            again, each adding values), ``names`` (the registry whose names the help lists).
+    """
+    return {"help": description, **flag}
+
+
 @dataclass
 class TrainConfig:
     """Every option of a training run (the ``marginkit train`` flags, the YAML keys).
 
-    Attributes:
-        dataset: data set name (:data:`marginkit.registry.DATASETS`).
-        data_dir: folder holding the data set's files (None: ``$MARGINKIT_DATA/<dataset>``
-            when that folder exists, else the download cache).
-        cache_dir: download cache folder (None: the data package's default).
-        download: allow downloading missing files.
-        classes: class subset for open-set splits, e.g. ``"0-6"`` or ``[0, 2, 4]``.
-        label_noise: symmetric training-label noise rate in [0, 1).
-        validation_fraction: share of the training data held out for validation.
-        augment: random crop + flip (None: the data set's default).
-        image_size: resize images to this size (None: the data set's default).
-        min_images_per_person: LFW/folder: smallest class kept.
-        pairs_file: LFW pairs file for verification.
-        backbone: backbone name (:data:`marginkit.registry.BACKBONES`), or an import spec
-            ``module:callable`` for a network of one's own, called as
-            ``callable(embedding_dim=D)`` (and ``input_shape=(C, H, W)`` when it takes that
-            keyword); its module must be importable when the run is trained and evaluated.
-        embedding_dim: embedding width D.
-        loss: loss name or alias (:data:`marginkit.registry.LOSSES`).
-        loss_args: the head's hyper-parameters (values in the loss-argument language); the
-            recipe adds its own under these.
-        recipe: ``"marginkit"`` (AdamW, cosine decay, margins that warm up over the run,
-            scales at least the NormFace bound) or ``"paper"`` (the papers' SGD settings,
-            constant margins, official step-based annealings); fills every option left None
-            and the loss arguments not given (:mod:`marginkit.train.recipe`).
-        epochs: number of passes over the training data.
-        max_steps: stop after this many optimiser steps (None: ``epochs`` full epochs); the
-            run's length, which run-relative schedules follow, is then ``max_steps``.
-        train_fraction: train on this share of the training split, a seeded class-balanced
-            subset (1.0: all of it).
-        batch_size: training batch size.
-        eval_batch_size: batch size for evaluation.
-        optimizer: ``"sgd"`` (momentum, the papers' optimiser) or ``"adamw"`` (None: the
-            recipe's).
-        lr: peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW).
-        momentum: SGD momentum.
-        weight_decay: decoupled for AdamW, L2 for SGD; applied to weight matrices and
-            convolution kernels only (not to biases, batch-norm or PReLU parameters); None:
-            the recipe's.
-        lr_schedule: ``"step"`` (x ``lr_gamma`` at each milestone), ``"cosine"`` (to 0 over
-            the run, per step) or ``"constant"`` (None: the recipe's).
-        milestones: epochs at which the step schedule multiplies the lr by ``lr_gamma``
-            (None: at 50 % and 75 % of the epochs).
-        lr_gamma: factor of the step schedule.
-        warmup_epochs: linear learning-rate warm-up from 0 over this many epochs.
-        clip_grad_norm: clip the total gradient norm of the backbone and the head to this
-            value before each optimiser step (None: no clipping).
-        seed: seed of initialisation, shuffling and augmentation.
-        threads: torch CPU threads (None: torch's default).
-        device: where the networks, the batches and the metrics live: ``"auto"`` (CUDA when
-            available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a resumed run may
-            change it.
-        precision: ``"fp32"``, ``"bf16"`` (autocast of the backbone's forward to bfloat16,
-            CPU or CUDA) or ``"fp16"`` (float16 autocast with a gradient scaler, CUDA only);
-            the parameters stay float32 and the margin head computes in float32.
-        workers: ``folder``/``lfw``: 0 decodes the training images into memory before the
-            first step; ``N > 0`` keeps only their index and decodes batches lazily in ``N``
-            ``DataLoader`` worker processes (same inputs, same order, same augmentation,
-            same weights; memory independent of the number of images). The tensor data
-            sets (MNIST, CIFAR, SVHN, digits) stay in memory.
-        nproc: training processes started on this machine (gloo on CPU, NCCL on CUDA), each
-            taking an equal part of every batch (``batch_size`` is the global batch): a DDP
-            backbone and the head's classes sharded across them (docs/distributed.md); under
-            ``torchrun`` its processes are used instead.
-        timeout: seconds a process waits for the others in a collective step before it
-            stops with an error naming itself (a rank that died or hangs).
-        log_every: steps between progress lines (0: only at the end of an epoch).
-        verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
-            is scored during training (flip test-time augmentation, 10-fold accuracy and
-            AUC in ``log.csv``, ``steps.csv`` and ``metrics.json``); a relative name not
-            found as given is looked for in the data folder and ``$MARGINKIT_DATA/lfw``, as
-            by ``marginkit verify``; repeat the flag for several files.
-        verify_every: steps between verifications besides the one at the end of each epoch
-            (0: at the end of each epoch only).
-        verify_best: the ``verify`` file whose 10-fold accuracy picks the best checkpoint
-            (``checkpoints/best-SSSSSSS``, named in ``checkpoints/best``), given as listed
-            in ``verify`` or by its name (the file name without extension); None: the first.
-        out: run folder (None: train in memory, write nothing; the command line needs one).
+    Each option's description is its field's ``metadata["help"]`` (:func:`option_help`),
+    which ``marginkit train --help`` shows with the option's default.
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    download: bool = True
-    classes: str | list[int] | None = None
-    label_noise: float = 0.0
-    validation_fraction: float = 0.0
-    augment: bool | None = None
-    image_size: int | list[int] | None = None
-    min_images_per_person: int = 10
-    pairs_file: str = "pairsDevTest.txt"
-    backbone: str = "mlp"
-    embedding_dim: int = 64
-    loss: str = "softmax"
-    loss_args: dict[str, Any] = field(default_factory=dict)
-    recipe: Literal["marginkit", "paper"] = "marginkit"
-    epochs: int = 10
-    max_steps: int | None = None
-    train_fraction: float = 1.0
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    optimizer: Literal["sgd", "adamw"] | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    lr_schedule: Literal["step", "cosine", "constant"] | None = None
-    milestones: list[int] | None = None
-    lr_gamma: float = 0.1
-    warmup_epochs: int = 0
-    clip_grad_norm: float | None = None
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    workers: int = 0
-    nproc: int = 1
-    timeout: float = 300.0
-    log_every: int = 50
-    verify: list[str] | None = None
-    verify_every: int = 0
-    verify_best: str | None = None
-    out: str | None = None
+    dataset: str = field(
+        default="digits",
+        metadata=_about("data set name (marginkit.registry.DATASETS).", names=DATASETS),
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata=_about(
+            "folder holding the data set's files (None: $MARGINKIT_DATA/<dataset> when that "
+            "folder exists, else the download cache)."
+        ),
+    )
+    cache_dir: str | None = field(
+        default=None, metadata=_about("download cache folder (None: the data package's default).")
+    )
+    download: bool = field(default=True, metadata=_about("allow downloading missing files."))
+    classes: str | list[int] | None = field(
+        default=None, metadata=_about('class subset for open-set splits, e.g. "0-6" or [0, 2, 4].')
+    )
+    label_noise: float = field(
+        default=0.0, metadata=_about("symmetric training-label noise rate in [0, 1).")
+    )
+    validation_fraction: float = field(
+        default=0.0, metadata=_about("share of the training data held out for validation.")
+    )
+    augment: bool | None = field(
+        default=None, metadata=_about("random crop + flip (None: the data set's default).")
+    )
+    image_size: int | list[int] | None = field(
+        default=None, metadata=_about("resize images to this size (None: the data set's default).")
+    )
+    min_images_per_person: int = field(
+        default=10, metadata=_about("LFW/folder: smallest class kept.")
+    )
+    pairs_file: str = field(
+        default="pairsDevTest.txt", metadata=_about("LFW pairs file for verification.")
+    )
+    backbone: str = field(
+        default="mlp",
+        metadata=_about(
+            (
+                "backbone name (marginkit.registry.BACKBONES), or an import spec "
+                "module:callable for a network of one's own, called as "
+                "callable(embedding_dim=D) (and input_shape=(C, H, W) when it takes that "
+                "keyword); its module must be importable when the run is trained and evaluated."
+            ),
+            names=BACKBONES,
+        ),
+    )
+    embedding_dim: int = field(default=64, metadata=_about("embedding width D."))
+    loss: str = field(
+        default="softmax",
+        metadata=_about("loss name or alias (marginkit.registry.LOSSES).", names=LOSSES),
+    )
+    loss_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_about(
+            (
+                "the head's hyper-parameters (values in the loss-argument language); the recipe "
+                "adds its own under these."
+            ),
+            flag="--loss-arg",
+            metavar="NAME=VALUE",
+        ),
+    )
+    recipe: Literal["marginkit", "paper"] = field(
+        default="marginkit",
+        metadata=_about(
+            '"marginkit" (AdamW, cosine decay, margins that warm up over the run, scales at '
+            'least the NormFace bound) or "paper" (the papers\' SGD settings, constant margins, '
+            "official step-based annealings); fills every option left None and the loss "
+            "arguments not given (marginkit.train.recipe)."
+        ),
+    )
+    epochs: int = field(default=10, metadata=_about("number of passes over the training data."))
+    max_steps: int | None = field(
+        default=None,
+        metadata=_about(
+            "stop after this many optimiser steps (None: epochs full epochs); the run's length, "
+            "which run-relative schedules follow, is then max_steps."
+        ),
+    )
+    train_fraction: float = field(
+        default=1.0,
+        metadata=_about(
+            "train on this share of the training split, a seeded class-balanced subset (1.0: "
+            "all of it)."
+        ),
+    )
+    batch_size: int = field(default=128, metadata=_about("training batch size."))
+    eval_batch_size: int = field(default=512, metadata=_about("batch size for evaluation."))
+    optimizer: Literal["sgd", "adamw"] | None = field(
+        default=None,
+        metadata=_about(
+            '"sgd" (momentum, the papers\' optimiser) or "adamw" (None: the recipe\'s).'
+        ),
+    )
+    lr: float | None = field(
+        default=None,
+        metadata=_about("peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW)."),
+    )
+    momentum: float = field(default=0.9, metadata=_about("SGD momentum."))
+    weight_decay: float | None = field(
+        default=None,
+        metadata=_about(
+            "decoupled for AdamW, L2 for SGD; applied to weight matrices and convolution "
+            "kernels only (not to biases, batch-norm or PReLU parameters); None: the recipe's."
+        ),
+    )
+    lr_schedule: Literal["step", "cosine", "constant"] | None = field(
+        default=None,
+        metadata=_about(
+            '"step" (x lr_gamma at each milestone), "cosine" (to 0 over the run, per step) or '
+            '"constant" (None: the recipe\'s).'
+        ),
+    )
+    milestones: list[int] | None = field(
+        default=None,
+        metadata=_about(
+            "epochs at which the step schedule multiplies the lr by lr_gamma (None: at 50 % and "
+            "75 % of the epochs)."
+        ),
+    )
+    lr_gamma: float = field(default=0.1, metadata=_about("factor of the step schedule."))
+    warmup_epochs: int = field(
+        default=0, metadata=_about("linear learning-rate warm-up from 0 over this many epochs.")
+    )
+    clip_grad_norm: float | None = field(
+        default=None,
+        metadata=_about(
+            "clip the total gradient norm of the backbone and the head to this value before "
+            "each optimiser step (None: no clipping)."
+        ),
+    )
+    seed: int = field(
+        default=0, metadata=_about("seed of initialisation, shuffling and augmentation.")
+    )
+    threads: int | None = field(
+        default=None, metadata=_about("torch CPU threads (None: torch's default).")
+    )
+    device: str = field(
+        default="auto",
+        metadata=_about(
+            'where the networks, the batches and the metrics live: "auto" (CUDA when available, '
+            'else the CPU), "cpu", "cuda" or "cuda:N"; a resumed run may change it.'
+        ),
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = field(
+        default="fp32",
+        metadata=_about(
+            '"fp32", "bf16" (autocast of the backbone\'s forward to bfloat16, CPU or CUDA) or '
+            '"fp16" (float16 autocast with a gradient scaler, CUDA only); the parameters stay '
+            "float32 and the margin head computes in float32."
+        ),
+    )
+    workers: int = field(
+        default=0,
+        metadata=_about(
+            "folder/lfw: 0 decodes the training images into memory before the first step; N > 0 "
+            "keeps only their index and decodes batches lazily in N DataLoader worker processes "
+            "(same inputs, same order, same augmentation, same weights; memory independent of "
+            "the number of images). The tensor data sets (MNIST, CIFAR, SVHN, digits) stay in "
+            "memory."
+        ),
+    )
+    nproc: int = field(
+        default=1,
+        metadata=_about(
+            "training processes started on this machine (gloo on CPU, NCCL on CUDA), each "
+            "taking an equal part of every batch (batch_size is the global batch): a DDP "
+            "backbone and the head's classes sharded across them (docs/distributed.md); under "
+            "torchrun its processes are used instead."
+        ),
+    )
+    timeout: float = field(
+        default=300.0,
+        metadata=_about(
+            "seconds a process waits for the others in a collective step before it stops with "
+            "an error naming itself (a rank that died or hangs)."
+        ),
+    )
+    log_every: int = field(
+        default=50,
+        metadata=_about("steps between progress lines (0: only at the end of an epoch)."),
+    )
+    verify: list[str] | None = field(
+        default=None,
+        metadata=_about(
+            (
+                "verification files (.bin or LFW-style pairs files) on which the backbone is "
+                "scored during training (flip test-time augmentation, 10-fold accuracy and AUC "
+                "in log.csv, steps.csv and metrics.json); a relative name not found as given is "
+                "looked for in the data folder and $MARGINKIT_DATA/lfw, as by marginkit verify; "
+                "repeat the flag for several files."
+            ),
+            metavar="FILE",
+            repeat=True,
+        ),
+    )
+    verify_every: int = field(
+        default=0,
+        metadata=_about(
+            "steps between verifications besides the one at the end of each epoch (0: at the "
+            "end of each epoch only)."
+        ),
+    )
+    verify_best: str | None = field(
+        default=None,
+        metadata=_about(
+            "the verify file whose 10-fold accuracy picks the best checkpoint "
+            "(checkpoints/best-SSSSSSS, named in checkpoints/best), given as listed in verify "
+            "or by its name (the file name without extension); None: the first."
+        ),
+    )
+    out: str | None = field(
+        default=None,
+        metadata=_about(
+            "run folder (None: train in memory, write nothing; the command line needs one)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -413,19 +525,9 @@ class TrainConfig:
 
 
 def option_help() -> dict[str, str]:
-    """Each option's description: the Attributes section of :class:`TrainConfig`'s
-    docstring, one line per option (the docs and the command line's help share it)."""
-    lines = inspect.cleandoc(TrainConfig.__doc__ or "").splitlines()
-    descriptions: dict[str, str] = {}
-    name = ""
-    for line in lines[lines.index("Attributes:") + 1 :]:
-        entry = re.fullmatch(r" {4}(\w+): (.*)", line)
-        if entry is not None:
-            name = entry.group(1)
-            descriptions[name] = entry.group(2)
-        elif line.startswith(" " * 8):
-            descriptions[name] += " " + line.strip()
-    return descriptions
+    """Each option's description, its field's ``metadata["help"]``, in the class's order
+    (the command line's help shows it)."""
+    return {option.name: option.metadata["help"] for option in dataclasses.fields(TrainConfig)}
 
 
 def option_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
