@@ -24,9 +24,12 @@ from marginkit.registry import BACKBONES, DATASETS, LOSSES
 from marginkit.schedules import SCHEDULE_KINDS, build_schedule, parse_number, parse_schedule
 
 __all__ = [
+    "GROUPS",
     "LOSS_ARGUMENTS",
     "ConfigError",
     "TrainConfig",
+    "group_options",
+    "inert_options",
     "load_config",
     "loss_kwargs",
     "option_choices",
@@ -66,67 +69,107 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 # ---------------------------------------------------------------------------- config
-def _about(description: str, **flag: Any) -> dict[str, Any]:
-    """The metadata of a :class:`TrainConfig` field, from which the command line makes the
-    option's flag and help (:mod:`marginkit.cli.flags`).
+#: The groups of :class:`TrainConfig`'s options, named here once; each field names its own
+#: (``metadata["group"]``), and a consumer takes a group whole (:func:`group_options`,
+#: :meth:`TrainConfig.group`) instead of listing its options:
+#:
+#: - ``data``: what data the run loads (:func:`marginkit.data.load_dataset`'s options);
+#: - ``model``: the backbone; ``loss``: the head and its hyper-parameters;
+#: - ``optimisation``: the recipe, the batch and the optimiser with its lr schedule;
+#: - ``run``: the run's length (its budget), seed, reporting and folder;
+#: - ``device``: where and how fast the run computes; ``distributed``: its processes;
+#: - ``verification``: the verification sets scored during training.
+GROUPS = (
+    "data",
+    "model",
+    "loss",
+    "optimisation",
+    "run",
+    "device",
+    "distributed",
+    "verification",
+)
+
+
+def _about(group: str, description: str, **flag: Any) -> dict[str, Any]:
+    """The metadata of a :class:`TrainConfig` field: its group, and what the command line
+    makes the option's flag and help from (:mod:`marginkit.cli.flags`).
 
     Args:
+        group: the option's group, one of :data:`GROUPS` (``metadata["group"]``).
         description: the option's help, plain text ending with a full stop
             (``metadata["help"]``).
-        **flag: how the flag differs from ``--<option-name>`` of the option's type:
-            ``flag`` (its name), ``metavar``, ``repeat`` (True: the flag may be given
-            again, each adding values), ``names`` (the registry whose names the help lists).
+        **flag: ``inert`` (True: the option says where files are, how fast or how often the
+            run reports, never what it computes: :func:`inert_options`); and how the flag
+            differs from ``--<option-name>`` of the option's type: ``flag`` (its name),
+            ``metavar``, ``repeat`` (True: the flag may be given again, each adding values),
+            ``names`` (the registry whose names the help lists).
     """
-    return {"help": description, **flag}
+    if group not in GROUPS:
+        raise ValueError(f"unknown option group {group!r}; expected one of {', '.join(GROUPS)}")
+    return {"group": group, "help": description, **flag}
 
 
 @dataclass
 class TrainConfig:
     """Every option of a training run (the ``marginkit train`` flags, the YAML keys).
 
-    Each option's description is its field's ``metadata["help"]`` (:func:`option_help`),
-    which ``marginkit train --help`` shows with the option's default.
+    The options are flat (``config.lr``, ``TrainConfig(lr=0.1)``, one YAML key each); each
+    belongs to one of the :data:`GROUPS` (its field's ``metadata["group"]``), which
+    :meth:`group` returns whole. Each option's description is its field's
+    ``metadata["help"]`` (:func:`option_help`), which ``marginkit train --help`` shows with
+    the option's default.
     """
 
     dataset: str = field(
         default="digits",
-        metadata=_about("data set name (marginkit.registry.DATASETS).", names=DATASETS),
+        metadata=_about("data", "data set name (marginkit.registry.DATASETS).", names=DATASETS),
     )
     data_dir: str | None = field(
         default=None,
         metadata=_about(
+            "data",
             "folder holding the data set's files (None: $MARGINKIT_DATA/<dataset> when that "
-            "folder exists, else the download cache)."
+            "folder exists, else the download cache).",
+            inert=True,
         ),
     )
     cache_dir: str | None = field(
-        default=None, metadata=_about("download cache folder (None: the data package's default).")
+        default=None,
+        metadata=_about(
+            "data", "download cache folder (None: the data package's default).", inert=True
+        ),
     )
-    download: bool = field(default=True, metadata=_about("allow downloading missing files."))
+    download: bool = field(
+        default=True, metadata=_about("data", "allow downloading missing files.", inert=True)
+    )
     classes: str | list[int] | None = field(
-        default=None, metadata=_about('class subset for open-set splits, e.g. "0-6" or [0, 2, 4].')
+        default=None,
+        metadata=_about("data", 'class subset for open-set splits, e.g. "0-6" or [0, 2, 4].'),
     )
     label_noise: float = field(
-        default=0.0, metadata=_about("symmetric training-label noise rate in [0, 1).")
+        default=0.0, metadata=_about("data", "symmetric training-label noise rate in [0, 1).")
     )
     validation_fraction: float = field(
-        default=0.0, metadata=_about("share of the training data held out for validation.")
+        default=0.0, metadata=_about("data", "share of the training data held out for validation.")
     )
     augment: bool | None = field(
-        default=None, metadata=_about("random crop + flip (None: the data set's default).")
+        default=None, metadata=_about("data", "random crop + flip (None: the data set's default).")
     )
     image_size: int | list[int] | None = field(
-        default=None, metadata=_about("resize images to this size (None: the data set's default).")
+        default=None,
+        metadata=_about("data", "resize images to this size (None: the data set's default)."),
     )
     min_images_per_person: int = field(
-        default=10, metadata=_about("LFW/folder: smallest class kept.")
+        default=10, metadata=_about("data", "LFW/folder: smallest class kept.")
     )
     pairs_file: str = field(
-        default="pairsDevTest.txt", metadata=_about("LFW pairs file for verification.")
+        default="pairsDevTest.txt", metadata=_about("data", "LFW pairs file for verification.")
     )
     backbone: str = field(
         default="mlp",
         metadata=_about(
+            "model",
             (
                 "backbone name (marginkit.registry.BACKBONES), or an import spec "
                 "module:callable for a network of one's own, called as "
@@ -136,14 +179,15 @@ class TrainConfig:
             names=BACKBONES,
         ),
     )
-    embedding_dim: int = field(default=64, metadata=_about("embedding width D."))
+    embedding_dim: int = field(default=64, metadata=_about("model", "embedding width D."))
     loss: str = field(
         default="softmax",
-        metadata=_about("loss name or alias (marginkit.registry.LOSSES).", names=LOSSES),
+        metadata=_about("loss", "loss name or alias (marginkit.registry.LOSSES).", names=LOSSES),
     )
     loss_args: dict[str, Any] = field(
         default_factory=dict,
         metadata=_about(
+            "loss",
             (
                 "the head's hyper-parameters (values in the loss-argument language); the recipe "
                 "adds its own under these."
@@ -155,126 +199,154 @@ class TrainConfig:
     recipe: Literal["marginkit", "paper"] = field(
         default="marginkit",
         metadata=_about(
+            "optimisation",
             '"marginkit" (AdamW, cosine decay, margins that warm up over the run, scales at '
             'least the NormFace bound) or "paper" (the papers\' SGD settings, constant margins, '
             "official step-based annealings); fills every option left None and the loss "
-            "arguments not given (marginkit.train.recipe)."
+            "arguments not given (marginkit.train.recipe).",
         ),
     )
-    epochs: int = field(default=10, metadata=_about("number of passes over the training data."))
+    epochs: int = field(
+        default=10, metadata=_about("run", "number of passes over the training data.")
+    )
     max_steps: int | None = field(
         default=None,
         metadata=_about(
+            "run",
             "stop after this many optimiser steps (None: epochs full epochs); the run's length, "
-            "which run-relative schedules follow, is then max_steps."
+            "which run-relative schedules follow, is then max_steps.",
         ),
     )
     train_fraction: float = field(
         default=1.0,
         metadata=_about(
+            "run",
             "train on this share of the training split, a seeded class-balanced subset (1.0: "
-            "all of it)."
+            "all of it).",
         ),
     )
-    batch_size: int = field(default=128, metadata=_about("training batch size."))
-    eval_batch_size: int = field(default=512, metadata=_about("batch size for evaluation."))
+    batch_size: int = field(default=128, metadata=_about("optimisation", "training batch size."))
+    eval_batch_size: int = field(default=512, metadata=_about("run", "batch size for evaluation."))
     optimizer: Literal["sgd", "adamw"] | None = field(
         default=None,
         metadata=_about(
-            '"sgd" (momentum, the papers\' optimiser) or "adamw" (None: the recipe\'s).'
+            "optimisation",
+            '"sgd" (momentum, the papers\' optimiser) or "adamw" (None: the recipe\'s).',
         ),
     )
     lr: float | None = field(
         default=None,
-        metadata=_about("peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW)."),
+        metadata=_about(
+            "optimisation", "peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW)."
+        ),
     )
-    momentum: float = field(default=0.9, metadata=_about("SGD momentum."))
+    momentum: float = field(default=0.9, metadata=_about("optimisation", "SGD momentum."))
     weight_decay: float | None = field(
         default=None,
         metadata=_about(
+            "optimisation",
             "decoupled for AdamW, L2 for SGD; applied to weight matrices and convolution "
-            "kernels only (not to biases, batch-norm or PReLU parameters); None: the recipe's."
+            "kernels only (not to biases, batch-norm or PReLU parameters); None: the recipe's.",
         ),
     )
     lr_schedule: Literal["step", "cosine", "constant"] | None = field(
         default=None,
         metadata=_about(
+            "optimisation",
             '"step" (x lr_gamma at each milestone), "cosine" (to 0 over the run, per step) or '
-            '"constant" (None: the recipe\'s).'
+            '"constant" (None: the recipe\'s).',
         ),
     )
     milestones: list[int] | None = field(
         default=None,
         metadata=_about(
+            "optimisation",
             "epochs at which the step schedule multiplies the lr by lr_gamma (None: at 50 % and "
-            "75 % of the epochs)."
+            "75 % of the epochs).",
         ),
     )
-    lr_gamma: float = field(default=0.1, metadata=_about("factor of the step schedule."))
+    lr_gamma: float = field(
+        default=0.1, metadata=_about("optimisation", "factor of the step schedule.")
+    )
     warmup_epochs: int = field(
-        default=0, metadata=_about("linear learning-rate warm-up from 0 over this many epochs.")
+        default=0,
+        metadata=_about(
+            "optimisation", "linear learning-rate warm-up from 0 over this many epochs."
+        ),
     )
     clip_grad_norm: float | None = field(
         default=None,
         metadata=_about(
+            "optimisation",
             "clip the total gradient norm of the backbone and the head to this value before "
-            "each optimiser step (None: no clipping)."
+            "each optimiser step (None: no clipping).",
         ),
     )
     seed: int = field(
-        default=0, metadata=_about("seed of initialisation, shuffling and augmentation.")
+        default=0, metadata=_about("run", "seed of initialisation, shuffling and augmentation.")
     )
     threads: int | None = field(
-        default=None, metadata=_about("torch CPU threads (None: torch's default).")
+        default=None,
+        metadata=_about("device", "torch CPU threads (None: torch's default).", inert=True),
     )
     device: str = field(
         default="auto",
         metadata=_about(
+            "device",
             'where the networks, the batches and the metrics live: "auto" (CUDA when available, '
-            'else the CPU), "cpu", "cuda" or "cuda:N"; a resumed run may change it.'
+            'else the CPU), "cpu", "cuda" or "cuda:N"; a resumed run may change it.',
+            inert=True,
         ),
     )
     precision: Literal["fp32", "bf16", "fp16"] = field(
         default="fp32",
         metadata=_about(
+            "device",
             '"fp32", "bf16" (autocast of the backbone\'s forward to bfloat16, CPU or CUDA) or '
             '"fp16" (float16 autocast with a gradient scaler, CUDA only); the parameters stay '
-            "float32 and the margin head computes in float32."
+            "float32 and the margin head computes in float32.",
         ),
     )
     workers: int = field(
         default=0,
         metadata=_about(
+            "device",
             "folder/lfw: 0 decodes the training images into memory before the first step; N > 0 "
             "keeps only their index and decodes batches lazily in N DataLoader worker processes "
             "(same inputs, same order, same augmentation, same weights; memory independent of "
             "the number of images). The tensor data sets (MNIST, CIFAR, SVHN, digits) stay in "
-            "memory."
+            "memory.",
+            inert=True,
         ),
     )
     nproc: int = field(
         default=1,
         metadata=_about(
+            "distributed",
             "training processes started on this machine (gloo on CPU, NCCL on CUDA), each "
             "taking an equal part of every batch (batch_size is the global batch): a DDP "
             "backbone and the head's classes sharded across them (docs/distributed.md); under "
-            "torchrun its processes are used instead."
+            "torchrun its processes are used instead.",
         ),
     )
     timeout: float = field(
         default=300.0,
         metadata=_about(
+            "distributed",
             "seconds a process waits for the others in a collective step before it stops with "
-            "an error naming itself (a rank that died or hangs)."
+            "an error naming itself (a rank that died or hangs).",
         ),
     )
     log_every: int = field(
         default=50,
-        metadata=_about("steps between progress lines (0: only at the end of an epoch)."),
+        metadata=_about(
+            "run", "steps between progress lines (0: only at the end of an epoch).", inert=True
+        ),
     )
     verify: list[str] | None = field(
         default=None,
         metadata=_about(
+            "verification",
             (
                 "verification files (.bin or LFW-style pairs files) on which the backbone is "
                 "scored during training (flip test-time augmentation, 10-fold accuracy and AUC "
@@ -289,22 +361,24 @@ class TrainConfig:
     verify_every: int = field(
         default=0,
         metadata=_about(
+            "verification",
             "steps between verifications besides the one at the end of each epoch (0: at the "
-            "end of each epoch only)."
+            "end of each epoch only).",
         ),
     )
     verify_best: str | None = field(
         default=None,
         metadata=_about(
+            "verification",
             "the verify file whose 10-fold accuracy picks the best checkpoint "
             "(checkpoints/best-SSSSSSS, named in checkpoints/best), given as listed in verify "
-            "or by its name (the file name without extension); None: the first."
+            "or by its name (the file name without extension); None: the first.",
         ),
     )
     out: str | None = field(
         default=None,
         metadata=_about(
-            "run folder (None: train in memory, write nothing; the command line needs one)."
+            "run", "run folder (None: train in memory, write nothing; the command line needs one)."
         ),
     )
 
@@ -475,6 +549,11 @@ class TrainConfig:
         """Plain-data form (YAML/JSON-ready)."""
         return dataclasses.asdict(self)
 
+    def group(self, name: str) -> dict[str, Any]:
+        """The options of group ``name`` (one of :data:`GROUPS`) with their values, in the
+        class's order (``config.group("data")``: what decides the data the run loads)."""
+        return {option: getattr(self, option) for option in group_options(name, type(self))}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a mapping; unknown keys raise :class:`ConfigError` naming the key."""
@@ -528,6 +607,24 @@ def option_help() -> dict[str, str]:
     """Each option's description, its field's ``metadata["help"]``, in the class's order
     (the command line's help shows it)."""
     return {option.name: option.metadata["help"] for option in dataclasses.fields(TrainConfig)}
+
+
+def group_options(name: str, config: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
+    """The options of group ``name`` (one of :data:`GROUPS`), in the class's order.
+
+    Raises:
+        ValueError: ``name`` is not a group.
+    """
+    if name not in GROUPS:
+        raise ValueError(f"unknown option group {name!r}; expected one of {', '.join(GROUPS)}")
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata["group"] == name)
+
+
+def inert_options(config: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
+    """The options that say where files are, how fast or how often a run reports, never what
+    it computes (``data_dir``, ``threads``, ``log_every``, ...): two runs that differ only in
+    them are the same run."""
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("inert"))
 
 
 def option_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
