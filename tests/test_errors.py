@@ -58,7 +58,7 @@ ERROR_CLASSES = package_error_classes()
 def test_the_walk_finds_the_packages_errors() -> None:
     names = {error.__name__ for error in ERROR_CLASSES}
     assert set(BUILTIN_BASES) <= names
-    assert {"MarginkitError", "_UsageError", "_UnusableNumberError"} <= names
+    assert {"MarginkitError", "_UsageError"} <= names
 
 
 @pytest.mark.parametrize("error", ERROR_CLASSES, ids=lambda error: error.__qualname__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from marginkit.errors import ConfigError
 from marginkit.losses import (
     ArcFace,
     CamSoftmax,
@@ -27,16 +29,22 @@ from marginkit.losses import (
 )
 from marginkit.schedules import (
     ANNEAL_FRACTION,
+    SCHEDULE_FORMS,
+    SCHEDULE_KINDS,
     AdaptiveAngle,
     Constant,
     LinearRamp,
     PowerDecay,
+    RunFraction,
     RunLengthWarning,
     Schedule,
     Warmup,
     as_schedule,
+    build_schedule,
     camsoftmax_ramp,
     lsoftmax_lambda,
+    parse_number,
+    parse_schedule,
     sphereface_lambda,
 )
 
@@ -999,3 +1007,147 @@ def test_a_negative_step_is_refused(schedule: Schedule) -> None:
     with pytest.raises(ValueError, match=r"step must be an integer >= 0; got -1"):
         schedule.advance(-1)
     assert schedule.value_at(0) == schedule.current()
+
+
+# ---------------------------------------------------------------------- the text form
+def from_text(text: str) -> Schedule:
+    parsed = parse_schedule(text, "x")
+    assert parsed is not None
+    return build_schedule(*parsed, "x")
+
+
+def test_every_kind_of_the_text_form_has_its_form_in_the_help() -> None:
+    forms = " / ".join(form for form, _ in SCHEDULE_FORMS)
+    for kind in SCHEDULE_KINDS:
+        assert re.search(rf"(^| ){kind}[:\[]", forms), kind
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("warmup:0.5:1000", ("warmup", [0.5, 1000.0])),
+        ("Warmup:pi/4:10", ("warmup", [math.pi / 4, 10.0])),
+        ("ramp", ("ramp", [])),
+        ("adaptive", ("adaptive", [])),
+        ("power:1000:0.12:1:5", ("power", [1000.0, 0.12, 1.0, 5.0])),
+        ("constant:7", ("constant", [7.0])),
+    ],
+)
+def test_parse_schedule(text: str, expected: tuple[str, list[float]]) -> None:
+    assert parse_schedule(text, "x") == expected
+
+
+@pytest.mark.parametrize("text", ["0.5", "pi", "true", "continuous", "step:1", ""])
+def test_text_of_another_form_is_no_schedule(text: str) -> None:
+    assert parse_schedule(text, "x") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.5", 0.5), ("-2", -2.0), ("1e-3", 1e-3), (" PI ", math.pi), ("3*pi/8", 3 * math.pi / 8)],
+)
+def test_parse_number(text: str, expected: float) -> None:
+    assert parse_number(text, "x") == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "0.5x", "a", "pi/"])
+def test_parse_number_is_none_for_other_text(text: str) -> None:
+    assert parse_number(text, "x") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("warmup:0.5", "schedule 'warmup' takes 2..3 arguments separated by ':'; got 1"),
+        ("ramp:1:2", "schedule 'ramp' takes 0..3 arguments"),
+        ("warmup:pi/0:10", "'pi/0' divides by zero"),
+        ("warmup:1e400:10", "'1e400' is not a finite number"),
+        ("warmup:a:10", "'a' is not a number \\(or pi expression\\)"),
+        ("warmup:20%:100", r"not allowed as argument 1 of 'warmup'"),
+        ("power:50%:0.1:1", r"not allowed as argument 1 of 'power'"),
+        ("warmup:0.5:0%", r"'0%' must be a share of the run in \(0%, 100%\]"),
+        ("warmup:0.5:150%", r"share of the run in \(0%, 100%\]"),
+        ("warmup:0.5:x%", r"'x' is not a number"),
+        ("lsoftmax:0.4", r"'lsoftmax' takes nothing or a share P%"),
+    ],
+)
+def test_schedule_text_errors_name_the_argument(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^loss argument margin: .*{message}"):
+        parse_schedule(text, "margin")
+
+
+@pytest.mark.parametrize("text", ["pi/0", "1e400"])
+def test_an_unusable_number_is_an_error_not_other_text(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^loss argument margin: "):
+        parse_number(text, "margin")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("warmup:0.5:20%", "warmup", [0.5, 0.2]),
+        ("warmup:0.5:100%:0.1", "warmup", [0.5, 1.0, 0.1]),
+        ("ramp:40%", "ramp", [0.4]),
+        ("ramp:1.5:0.5:25%", "ramp", [1.5, 0.5, 0.25]),
+        ("adaptive:40%", "adaptive", [0.4]),
+        ("power:1000:50%:1:5", "power", [1000.0, 0.5, 1.0, 5.0]),
+        ("lsoftmax:40%", "lsoftmax", [0.4]),
+        ("sphereface:30%", "sphereface", [0.3]),
+    ],
+)
+def test_percent_is_a_share_of_the_run(text: str, kind: str, expected: list[float]) -> None:
+    parsed = parse_schedule(text, "x")
+    assert parsed is not None
+    assert parsed[0] == kind
+    assert parsed[1] == pytest.approx(expected)
+    assert sum(isinstance(value, RunFraction) for value in parsed[1]) == 1
+
+
+def test_build_schedule_makes_each_kind() -> None:
+    margin, ramp = from_text("warmup:0.5:1000"), from_text("ramp")
+    adaptive, sphereface = from_text("adaptive:1.5:0.7:0.8:0.1:0.001"), from_text("sphereface")
+    constant = from_text("constant:7")
+    assert isinstance(margin, Warmup) and margin.value_at(500) == pytest.approx(0.25)
+    assert isinstance(ramp, LinearRamp)
+    assert ramp.value_at(0) == pytest.approx(math.pi / 2)
+    assert ramp.value_at(10**6) == pytest.approx(math.pi / 4)
+    assert isinstance(adaptive, AdaptiveAngle)
+    assert (adaptive.start, adaptive.minimum, adaptive.quantile) == (1.5, 0.7, 0.8)
+    assert isinstance(sphereface, PowerDecay) and sphereface.value_at(10**6) == 5.0
+    assert isinstance(constant, Constant) and constant.current() == 7.0
+
+
+def test_percent_schedules_build_run_relative_schedules() -> None:
+    margin, ramp, adaptive = (
+        from_text("warmup:0.5:20%"),
+        from_text("ramp:40%"),
+        from_text("adaptive:40%"),
+    )
+    sphereface, lsoftmax, power = (
+        from_text("sphereface:40%"),
+        from_text("lsoftmax"),
+        from_text("power:1000:50%:1:5"),
+    )
+    assert isinstance(margin, Warmup) and margin.fraction == pytest.approx(0.2)
+    assert isinstance(ramp, LinearRamp) and ramp.fraction == pytest.approx(0.4)
+    assert isinstance(adaptive, AdaptiveAngle) and adaptive.fraction == pytest.approx(0.4)
+    assert isinstance(sphereface, PowerDecay)
+    assert sphereface.relative and sphereface.minimum == 5.0
+    assert not lsoftmax.relative  # bare name: the official step-based annealing
+    assert isinstance(power, PowerDecay) and power.fraction == pytest.approx(0.5)
+    for schedule in (margin, ramp, sphereface, power):
+        schedule.set_total_steps(100)
+    assert margin.value_at(10) == pytest.approx(0.25)
+    assert margin.value_at(20) == pytest.approx(0.5)
+    assert ramp.value_at(40) == pytest.approx(math.pi / 4)
+    assert sphereface.value_at(40) == 5.0
+    assert power.value_at(50) == 5.0 and power.value_at(49) > 5.0
+
+
+def test_build_schedule_reports_bad_arguments() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^loss argument margin: warmup steps must be an integer"
+    ):
+        build_schedule("warmup", [0.5, 10.5], "margin")
+    with pytest.raises(ConfigError, match=r"^loss argument c: .*quantile"):
+        build_schedule("adaptive", [1.5, 0.7, 2.0, 0.1, 0.001], "c")

@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["MarginkitError", "first_line"]
+__all__ = ["ConfigError", "MarginkitError", "first_line"]
 
 
 class MarginkitError(Exception):
@@ -28,6 +28,15 @@ class MarginkitError(Exception):
     Its message is one line naming the argument, file or folder and what was expected; a
     subclass also derives from the builtin error of its kind (``ValueError``,
     ``RuntimeError``, ``OSError``).
+    """
+
+
+class ConfigError(MarginkitError, ValueError):
+    """A bad configuration value or file; the message is one line naming the cause.
+
+    Raised by :class:`marginkit.train.TrainConfig` (which exports it) and by the text form
+    of the schedules (:func:`marginkit.schedules.parse_schedule`), a layer below training;
+    hence here, on the floor.
     """
 
 

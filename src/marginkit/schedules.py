@@ -29,6 +29,12 @@ calls the latter); training with a run-relative schedule of the user's before th
 lambda, Cam-softmax's ``c``) instead falls back to the paper's step-based schedule
 (:func:`lsoftmax_lambda`, :func:`sphereface_lambda`, :func:`camsoftmax_ramp` without a
 fraction), with one :class:`RunLengthWarning`, so every head trains as built.
+
+The text form (``--loss-arg margin=warmup:0.5:20%``, ``loss_args`` in a config file):
+``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments; a length written with
+``%`` is a share of the run (:class:`RunFraction`), otherwise a number of steps.
+:func:`parse_schedule` checks the text and :func:`build_schedule` makes the schedule;
+:data:`SCHEDULE_KINDS` lists the kinds, :data:`SCHEDULE_FORMS` each one's form.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import re
 from collections.abc import Callable, ItemsView, Mapping, ValuesView
 from typing import Any, TypeVar, cast
 
@@ -43,20 +50,27 @@ import torch
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
+from marginkit.errors import ConfigError
 
 __all__ = [
     "ANNEAL_FRACTION",
+    "SCHEDULE_FORMS",
+    "SCHEDULE_KINDS",
     "AdaptiveAngle",
     "Constant",
     "LinearRamp",
     "PowerDecay",
+    "RunFraction",
     "RunLengthWarning",
     "Schedule",
     "ScheduleDict",
     "Warmup",
     "as_schedule",
+    "build_schedule",
     "camsoftmax_ramp",
     "lsoftmax_lambda",
+    "parse_number",
+    "parse_schedule",
     "sphereface_lambda",
 ]
 
@@ -580,3 +594,185 @@ def as_schedule(value: object, name: str) -> Schedule:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value}")
     return Constant(float(value))
+
+
+# ------------------------------------------------------------------- the text form
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_ANGLE = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+))\s*\*\s*)?pi(?:\s*/\s*(\d+\.?\d*))?")
+#: Each kind of the text form -> its fewest and most arguments.
+_ARITY = {
+    "warmup": (2, 3),
+    "ramp": (0, 3),
+    "adaptive": (0, 5),
+    "power": (3, 4),
+    "lsoftmax": (0, 1),
+    "sphereface": (0, 1),
+    "constant": (1, 1),
+}
+#: The kinds of the text form, ``KIND[:ARG[:ARG...]]``.
+SCHEDULE_KINDS = tuple(_ARITY)
+#: Each kind's text form and what it makes, as ``marginkit train --help`` shows them.
+SCHEDULE_FORMS = (
+    ("warmup:TARGET:STEPS|P%[:START]", "Warmup"),
+    (
+        "ramp[:P%] / ramp:START:END:RATE|P%",
+        "LinearRamp (bare ramp: the Cam-softmax authors' c, 1e-4 per step)",
+    ),
+    ("adaptive[:P%] / adaptive:START:MIN:QUANTILE:MOMENTUM:RATE|P%", "AdaptiveAngle"),
+    ("power:BASE:GAMMA|P%:POWER[:MINIMUM]", "PowerDecay"),
+    (
+        "lsoftmax[:P%] / sphereface[:P%]",
+        "the lambda annealings (bare: official, per step; with P%: run-relative)",
+    ),
+    ("constant:VALUE", "Constant"),
+)
+#: Argument positions that may be a share of the run (``P%``); all others are numbers.
+_FRACTION_SLOTS = {"warmup": 1, "ramp": 2, "adaptive": 4, "power": 1}
+
+
+class RunFraction(float):
+    """A schedule length written ``P%``: the share ``P / 100`` of the run."""
+
+
+def parse_number(text: str, name: str) -> float | None:
+    """The value of a number or ``pi`` expression (``0.5``, ``1e-3``, ``pi/4``,
+    ``3*pi/8``); None for text of any other form.
+
+    Args:
+        text: the text.
+        name: the loss argument it is the value of, for the message.
+
+    Raises:
+        ConfigError: a number or ``pi`` expression without a usable value (a division by
+            zero, an overflow to infinity): an error, never another reading of the text.
+    """
+    text = text.strip().lower()
+    if _NUMBER.fullmatch(text):
+        value = float(text)
+    elif (angle := _ANGLE.fullmatch(text)) is not None:
+        factor = float(angle.group(1)) if angle.group(1) else 1.0
+        divisor = float(angle.group(2)) if angle.group(2) else 1.0
+        if divisor == 0:
+            raise ConfigError(f"loss argument {name}: {text!r} divides by zero")
+        value = factor * math.pi / divisor
+    else:
+        return None
+    if not math.isfinite(value):
+        raise ConfigError(f"loss argument {name}: {text!r} is not a finite number")
+    return value
+
+
+def _number(text: str, name: str) -> float:
+    value = parse_number(text, name)
+    if value is None:
+        shown = text.strip().lower()
+        raise ConfigError(f"loss argument {name}: {shown!r} is not a number (or pi expression)")
+    return value
+
+
+def _argument(text: str, name: str) -> float:
+    text = text.strip().lower()
+    if text.endswith("%"):
+        share = _number(text[:-1], name) / 100.0
+        if not 0.0 < share <= 1.0:
+            raise ConfigError(
+                f"loss argument {name}: {text!r} must be a share of the run in (0%, 100%]"
+            )
+        return RunFraction(share)
+    return _number(text, name)
+
+
+def parse_schedule(text: str, name: str) -> tuple[str, list[float]] | None:
+    """Read the text form of a schedule: ``"warmup:0.5:20%"`` -> ``("warmup", [0.5, 0.2])``
+    (the share a :class:`RunFraction`).
+
+    Args:
+        text: the text.
+        name: the loss argument it is the value of, for the message.
+
+    Returns:
+        ``(kind, arguments)``, or None when the text does not start with a kind of
+        :data:`SCHEDULE_KINDS` (another kind of value).
+
+    Raises:
+        ConfigError: naming the argument: a wrong number of arguments, an argument that is
+            not a number, or a share of the run where it is not allowed.
+    """
+    kind, _, rest = text.strip().lower().partition(":")
+    if kind not in _ARITY:
+        return None
+    arguments = [_argument(part, name) for part in rest.split(":")] if rest else []
+    low, high = _ARITY[kind]
+    shortcut = len(arguments) == 1 and isinstance(arguments[0], RunFraction)
+    if not low <= len(arguments) <= high or (
+        kind == "ramp" and len(arguments) not in (0, 3) and not shortcut
+    ):
+        raise ConfigError(
+            f"loss argument {name}: schedule {kind!r} takes {low}..{high} arguments "
+            f"separated by ':'; got {len(arguments)}"
+        )
+    allowed = {0} if shortcut and kind in ("ramp", "adaptive", "lsoftmax", "sphereface") else set()
+    allowed.add(_FRACTION_SLOTS.get(kind, -1))
+    for position, argument in enumerate(arguments):
+        if isinstance(argument, RunFraction) and position not in allowed:
+            raise ConfigError(
+                f"loss argument {name}: a share of the run (P%) is not allowed as argument "
+                f"{position + 1} of {kind!r}"
+            )
+    if kind in ("lsoftmax", "sphereface") and arguments and not shortcut:
+        raise ConfigError(f"loss argument {name}: {kind!r} takes nothing or a share P%")
+    return kind, arguments
+
+
+def _length(value: float, steps: str) -> dict[str, Any]:
+    """``{steps: int}`` or ``{"fraction": share}`` for a schedule length argument."""
+    if isinstance(value, RunFraction):
+        return {"fraction": float(value)}
+    if steps == "steps" and value != int(value):
+        raise ValueError("warmup steps must be an integer (or a share of the run, P%)")
+    return {steps: int(value) if steps == "steps" else value}
+
+
+def build_schedule(kind: str, arguments: list[float], name: str) -> Schedule:
+    """The schedule of text read by :func:`parse_schedule`.
+
+    Args:
+        kind: a kind of :data:`SCHEDULE_KINDS`.
+        arguments: its arguments, shares of the run as :class:`RunFraction`.
+        name: the loss argument it is the value of, for the message.
+
+    Raises:
+        ConfigError: arguments the schedule refuses (``warmup:0.5:10.5``: steps that are not
+            a whole number), naming the argument.
+    """
+    try:
+        return _build(kind, arguments)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"loss argument {name}: {error}") from None
+
+
+def _build(kind: str, arguments: list[float]) -> Schedule:
+    share = float(arguments[0]) if arguments and isinstance(arguments[0], RunFraction) else None
+    if kind == "warmup":
+        target, length, *start = arguments
+        return Warmup(target, start=start[0] if start else 0.0, **_length(length, "steps"))
+    if kind == "ramp":
+        if len(arguments) == 3:
+            return LinearRamp(arguments[0], arguments[1], **_length(arguments[2], "rate"))
+        return camsoftmax_ramp(share)
+    if kind == "adaptive":
+        if share is not None:
+            return AdaptiveAngle(fraction=share)
+        named = dict(zip(("start", "minimum", "quantile", "momentum"), arguments[:4], strict=False))
+        pace = _length(arguments[4], "rate") if len(arguments) == 5 else {}
+        return AdaptiveAngle(**named, **pace)
+    if kind == "power":
+        base, decay, power, *minimum = arguments
+        return PowerDecay(
+            base, power=power, minimum=minimum[0] if minimum else 0.0, **_length(decay, "gamma")
+        )
+    if kind == "lsoftmax":
+        return lsoftmax_lambda(share)
+    if kind == "sphereface":
+        return sphereface_lambda(share)
+    return Constant(arguments[0])

@@ -102,6 +102,27 @@ def test_train_help_shows_every_option_with_help_and_default(
     assert output.count("(default:") >= len(dataclasses.fields(TrainConfig))
 
 
+def test_train_help_comes_from_field_metadata_not_docstrings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rewording or dropping a docstring cannot break ``--help``: the flags, their help and
+    the loss-argument table come from the fields' metadata and from data."""
+    import marginkit.train.config as config_module
+
+    monkeypatch.setattr(TrainConfig, "__doc__", "")
+    monkeypatch.setattr(config_module, "__doc__", "")
+    actions = train_actions()
+    lr = next(f for f in dataclasses.fields(TrainConfig) if f.name == "lr")
+    assert actions["lr"].help == f"{lr.metadata['help']} (default: none)"
+    assert actions["loss_args"].option_strings == ["--loss-arg"]
+    assert actions["loss_args"].metavar == "NAME=VALUE"
+    assert (actions["verify"].metavar, actions["verify"].nargs) == ("FILE", "+")
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    epilog = commands.choices["train"].format_help()
+    assert "warmup:TARGET:STEPS|P%[:START]               Warmup" in epilog
+
+
 def test_help_lists_the_registered_names() -> None:
     actions = train_actions()
     for option, registry in [("dataset", DATASETS), ("backbone", BACKBONES), ("loss", LOSSES)]:

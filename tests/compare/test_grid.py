@@ -259,3 +259,23 @@ def test_a_grid_resumed_on_other_data_is_refused_before_training(
         tiny_spec(seeds=1, data_dir=str(tmp_path / "moved"), **mnist), out, progress=False
     )  # the same files, moved
     assert calls == ["arcface"] and result.skipped == ["softmax-seed0"]
+
+
+def test_the_data_cache_key_is_the_whole_data_group() -> None:
+    """The key under which a grid keeps loaded data is derived from the config's ``data``
+    group, so a data option added later is in it without being listed (once a hand-written
+    list, which a new data option could miss: a run would reuse the wrong cached data)."""
+    from dataclasses import dataclass, field
+
+    from marginkit.compare.grid import _data_key
+    from marginkit.train.config import TrainConfig, _about, group_options
+
+    @dataclass
+    class WithNewDataOption(TrainConfig):
+        new_data_option: int = field(default=0, metadata=_about("data", "a data option."))
+
+    assert "new_data_option" in group_options("data", WithNewDataOption)
+    assert _data_key(WithNewDataOption(new_data_option=1)) != _data_key(WithNewDataOption())
+    for option, value in [("classes", "0-3"), ("augment", True), ("pairs_file", "pairs.txt")]:
+        assert _data_key(TrainConfig(**{option: value})) != _data_key(TrainConfig()), option
+    assert _data_key(TrainConfig(lr=0.5, epochs=3)) == _data_key(TrainConfig())  # not data

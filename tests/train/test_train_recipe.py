@@ -1,4 +1,4 @@
-"""Training recipes (marginkit.train.recipe) and the run-relative loss-argument language."""
+"""Training recipes (marginkit.train.recipe)."""
 
 from __future__ import annotations
 
@@ -9,75 +9,8 @@ import pytest
 
 from marginkit.losses import available, build
 from marginkit.registry import Registry
-from marginkit.schedules import AdaptiveAngle, LinearRamp, PowerDecay, Warmup
-from marginkit.train import ConfigError, TrainConfig, fit, load_config, loss_kwargs, parse_value
-from marginkit.train.config import RunFraction
+from marginkit.train import ConfigError, TrainConfig, fit, load_config, loss_kwargs
 from marginkit.train.recipe import RECIPES, apply_recipe, scale_bound
-
-
-# ------------------------------------------------------------------------ the % language
-@pytest.mark.parametrize(
-    ("text", "kind", "expected"),
-    [
-        ("warmup:0.5:20%", "warmup", [0.5, 0.2]),
-        ("warmup:0.5:100%:0.1", "warmup", [0.5, 1.0, 0.1]),
-        ("ramp:40%", "ramp", [0.4]),
-        ("ramp:1.5:0.5:25%", "ramp", [1.5, 0.5, 0.25]),
-        ("adaptive:40%", "adaptive", [0.4]),
-        ("power:1000:50%:1:5", "power", [1000.0, 0.5, 1.0, 5.0]),
-        ("lsoftmax:40%", "lsoftmax", [0.4]),
-        ("sphereface:30%", "sphereface", [0.3]),
-    ],
-)
-def test_percent_is_a_share_of_the_run(text: str, kind: str, expected: list[float]) -> None:
-    parsed = parse_value(text, "x")
-    assert isinstance(parsed, tuple)
-    assert parsed[0] == kind
-    assert parsed[1] == pytest.approx(expected)
-    assert sum(isinstance(value, RunFraction) for value in parsed[1]) == 1
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("warmup:20%:100", r"not allowed as argument 1 of 'warmup'"),
-        ("power:50%:0.1:1", r"not allowed as argument 1 of 'power'"),
-        ("warmup:0.5:0%", r"share of the run in \(0%, 100%\]"),
-        ("warmup:0.5:150%", r"share of the run in \(0%, 100%\]"),
-        ("lsoftmax:0.4", r"'lsoftmax' takes nothing or a share P%"),
-        ("ramp:1:2", r"takes 0..3 arguments"),
-    ],
-)
-def test_percent_errors_name_the_argument(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=rf"loss argument margin: .*{message}"):
-        parse_value(text, "margin")
-
-
-def test_percent_schedules_build_run_relative_schedules() -> None:
-    kwargs = loss_kwargs(
-        {
-            "margin": "warmup:0.5:20%",
-            "c": "ramp:40%",
-            "a": "adaptive:40%",
-            "lambda_": "sphereface:40%",
-            "l": "lsoftmax",
-            "p": "power:1000:50%:1:5",
-        }
-    )
-    margin, ramp, adaptive = kwargs["margin"], kwargs["c"], kwargs["a"]
-    assert isinstance(margin, Warmup) and margin.fraction == pytest.approx(0.2)
-    assert isinstance(ramp, LinearRamp) and ramp.fraction == pytest.approx(0.4)
-    assert isinstance(adaptive, AdaptiveAngle) and adaptive.fraction == pytest.approx(0.4)
-    assert kwargs["lambda_"].relative and kwargs["lambda_"].minimum == 5.0
-    assert not kwargs["l"].relative  # bare name: the official step-based annealing
-    assert isinstance(kwargs["p"], PowerDecay) and kwargs["p"].fraction == pytest.approx(0.5)
-    for schedule in (margin, ramp, kwargs["lambda_"], kwargs["p"]):
-        schedule.set_total_steps(100)
-    assert margin.value_at(10) == pytest.approx(0.25)
-    assert margin.value_at(20) == pytest.approx(0.5)
-    assert ramp.value_at(40) == pytest.approx(math.pi / 4)
-    assert kwargs["lambda_"].value_at(40) == 5.0
-    assert kwargs["p"].value_at(50) == 5.0 and kwargs["p"].value_at(49) > 5.0
 
 
 # ---------------------------------------------------------------------------- recipes

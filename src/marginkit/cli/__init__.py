@@ -33,12 +33,11 @@ from marginkit.errors import MarginkitError, first_line
 
 __all__ = ["build_parser", "main"]
 
-#: The options of ``compare`` that set a :class:`TrainConfig` option of every run.
-_COMPARE_SETTINGS = (
-    "dataset",
-    "data_dir",
-    "backbone",
-    "embedding_dim",
+#: The options of ``compare`` that set a :class:`TrainConfig` option of every run, besides
+#: the ``model`` and ``device`` groups, whole: where the data is, and the training's length,
+#: seed, class subset and recipe (the label noise has ``compare``'s own ``--label-noise``).
+_COMPARE_DATA = ("dataset", "data_dir")
+_COMPARE_TRAINING = (
     "epochs",
     "max_steps",
     "train_fraction",
@@ -46,10 +45,6 @@ _COMPARE_SETTINGS = (
     "seed",
     "classes",
     "recipe",
-    "threads",
-    "device",
-    "precision",
-    "workers",
 )
 
 
@@ -238,6 +233,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     from marginkit.compare.presets import DEFAULT_PRESET, GENERIC_SETTINGS, REPORTS_FOLDER
     from marginkit.compare.spec import ALL_LOSSES
     from marginkit.registry import LOSSES
+    from marginkit.train.config import group_options
 
     generic = ", ".join(f"{key} {value}" for key, value in GENERIC_SETTINGS.items())
     parser.description = (
@@ -255,7 +251,13 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated loss names, or {ALL_LOSSES}. "
         f"Choices: {', '.join(LOSSES.choices())}. (default: the preset's)",
     )
-    add_config_flags(parser, _COMPARE_SETTINGS, default_text="the preset's")
+    settings = (
+        *_COMPARE_DATA,
+        *group_options("model"),
+        *_COMPARE_TRAINING,
+        *group_options("device"),
+    )
+    add_config_flags(parser, settings, default_text="the preset's")
     add(
         "--seeds",
         type=int,

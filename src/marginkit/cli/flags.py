@@ -1,40 +1,29 @@
 """Command-line flags generated from :class:`~marginkit.train.config.TrainConfig`.
 
-One flag per option: ``--<option-name>`` (``--loss-arg`` for ``loss_args``), its kind from
-the option's type, its help from the class's docstring, the registered names for a data set,
-backbone or loss, and its default. Imports no torch.
+One flag per option, made from its field: ``--<option-name>`` (or the ``flag`` of the field's
+metadata: ``--loss-arg`` for ``loss_args``), its kind from the option's type, its help from
+the metadata's ``help`` (with the registered names of its ``names`` registry: data sets,
+backbones, losses), and its default. Imports no torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
+import textwrap
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from marginkit.registry import BACKBONES, DATASETS, LOSSES, Registry
-from marginkit.train import config as config_module
-from marginkit.train.config import TrainConfig, option_choices, option_help
+from marginkit.schedules import SCHEDULE_FORMS
+from marginkit.train.config import LOSS_ARGUMENTS, TrainConfig, option_choices
 
-__all__ = ["add_config_flags", "flag_name", "loss_argument_help", "plain_text"]
+__all__ = ["add_config_flags", "flag_name", "loss_argument_help"]
 
-#: Options whose flag is not ``--<option-name>``.
-_FLAG_NAMES = {"loss_args": "--loss-arg"}
-#: Options whose flag may be repeated (``--verify a.bin --verify b.bin``), each adding files.
-_REPEATABLE = {"verify": "FILE"}
-#: Options that name a registered thing: their help lists the names.
-_REGISTRIES: dict[str, Registry[Any]] = {
-    "dataset": DATASETS,
-    "backbone": BACKBONES,
-    "loss": LOSSES,
-}
-#: Sphinx roles (``:class:`~a.b.C```) and literals (````text````) of the docstrings.
-_ROLE = re.compile(r":\w+:`(~?)([\w.]+)`")
-_LITERAL = re.compile(r"``(.*?)``")
 NONE = type(None)
+#: Widths of the two columns of the schedules' table in the help (form, what it makes).
+_FORM_WIDTH, _MEANING_WIDTH = 44, 40
 
 
 class _OneOrMore(argparse.Action):
@@ -52,14 +41,10 @@ class _OneOrMore(argparse.Action):
 
 
 def flag_name(option: str) -> str:
-    """The flag of a :class:`TrainConfig` option (``max_steps`` -> ``--max-steps``)."""
-    return _FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
-
-
-def plain_text(text: str) -> str:
-    """Docstring text without its markup: ``:class:`~a.B``` -> ``B``, ````x```` -> ``x``."""
-    text = _ROLE.sub(lambda role: role[2].rsplit(".", 1)[-1] if role[1] else role[2], text)
-    return _LITERAL.sub(r"\1", text)
+    """The flag of a :class:`TrainConfig` option (``max_steps`` -> ``--max-steps``; the
+    field's ``metadata["flag"]`` where it has one)."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    return str(fields[option].metadata.get("flag", "--" + option.replace("_", "-")))
 
 
 def add_config_flags(
@@ -79,7 +64,6 @@ def add_config_flags(
     """
     fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
     hints = typing.get_type_hints(TrainConfig)
-    descriptions = option_help()
     choices = {name: words for name, (words, _) in option_choices().items()}
     for name in fields if options is None else options:
         field = fields[name]
@@ -88,28 +72,23 @@ def add_config_flags(
             flag_name(name),
             dest=name,
             default=argparse.SUPPRESS if default_text is None else None,
-            help=_help(name, descriptions[name], shown),
-            **_kind(hints[name], choices.get(name), _REPEATABLE.get(name)),
+            help=_help(field, shown),
+            **_kind(hints[name], choices.get(name), field.metadata),
         )
 
 
 def loss_argument_help() -> str:
-    """The loss-argument language of ``--loss-arg``, from :mod:`marginkit.train.config`'s
-    docstring (its table of schedules included), as plain text."""
-    lines = (config_module.__doc__ or "").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Loss arguments"))
-    end = next(i for i, line in enumerate(lines) if line.startswith("The config"))
-    rules = [i for i in range(start, end) if lines[i].lstrip().startswith("=")]
-    split = lines[rules[0]].index(" =", lines[rules[0]].index("=")) + 1  # second column
-    rendered = []
-    for index in range(start, end):
-        line = lines[index]
-        if rules[0] < index < rules[-1]:
-            left, right = plain_text(line[:split]).rstrip(), plain_text(line[split:]).strip()
-            rendered.append(f"{left:<46} {right}".rstrip())
-        elif index not in rules:
-            rendered.append(plain_text(line))
-    return "\n".join(rendered).strip()
+    """The loss-argument language of ``--loss-arg`` as plain text:
+    :data:`~marginkit.train.config.LOSS_ARGUMENTS` with the table of the schedules' forms
+    (:data:`~marginkit.schedules.SCHEDULE_FORMS`)."""
+    rows = []
+    for form, meaning in SCHEDULE_FORMS:
+        left = textwrap.wrap(form, _FORM_WIDTH, break_on_hyphens=False)
+        right = textwrap.wrap(meaning, _MEANING_WIDTH, break_on_hyphens=False)
+        for index in range(max(len(left), len(right))):
+            cells = [part[index] if index < len(part) else "" for part in (left, right)]
+            rows.append(f"  {cells[0]:<{_FORM_WIDTH}} {cells[1]}".rstrip())
+    return LOSS_ARGUMENTS.format(schedules="\n".join(rows))
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:
@@ -127,28 +106,31 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _help(name: str, description: str, shown: str) -> str:
-    text = plain_text(description)
-    registry = _REGISTRIES.get(name)
+def _help(field: dataclasses.Field[Any], shown: str) -> str:
+    text = field.metadata["help"]
+    registry = field.metadata.get("names")
     if registry is not None:
         text += f" Choices: {', '.join(registry.choices())}."
     return f"{text} (default: {shown})".replace("%", "%%")
 
 
-def _kind(hint: Any, choices: tuple[str, ...] | None, repeated: str | None) -> dict[str, Any]:
-    """The ``add_argument`` keywords for an option of type ``hint`` (``repeated``: the
-    metavar of a list option whose flag may be given again, adding values)."""
+def _kind(
+    hint: Any, choices: tuple[str, ...] | None, metadata: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``add_argument`` keywords for an option of type ``hint`` and field ``metadata``
+    (its ``repeat``: a list option whose flag may be given again, adding values; its
+    ``metavar``)."""
     if choices is not None:
         return {"choices": choices}
-    if repeated is not None:
-        return {"action": "extend", "nargs": "+", "metavar": repeated}
+    if metadata.get("repeat"):
+        return {"action": "extend", "nargs": "+", "metavar": metadata["metavar"]}
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     kinds = [kind for kind in (typing.get_args(hint) if union else (hint,)) if kind is not NONE]
     first = kinds[0]
     if first is bool:
         return {"action": argparse.BooleanOptionalAction}
     if typing.get_origin(first) is dict:
-        return {"action": "append", "metavar": "NAME=VALUE"}
+        return {"action": "append", "metavar": metadata["metavar"]}
     if typing.get_origin(first) is list:
         return {"type": typing.get_args(first)[0], "nargs": "+"}
     if types.GenericAlias(list, (first,)) in kinds:  # list[first], which mypy reads as a type

@@ -50,21 +50,6 @@ __all__ = [
     "run_grid",
 ]
 
-#: Options of TrainConfig that decide what data a run loads (with the seed where it matters).
-_DATA_KEYS = (
-    "dataset",
-    "data_dir",
-    "cache_dir",
-    "download",
-    "classes",
-    "label_noise",
-    "validation_fraction",
-    "augment",
-    "image_size",
-    "min_images_per_person",
-    "pairs_file",
-)
-
 #: Without a live bar, per-epoch lines come at most this often (seconds); run lines always.
 LINE_INTERVAL = 10.0
 #: Training samples used for the per-epoch label-noise snapshots.
@@ -124,8 +109,9 @@ def machine() -> dict[str, Any]:
 
 
 def _data_key(config: TrainConfig) -> tuple[Any, ...]:
-    values = config.to_dict()
-    key: list[str | int] = [json.dumps(values[name], sort_keys=True) for name in _DATA_KEYS]
+    """What decides the data a run loads: its config's whole ``data`` group (so no data option
+    can be left out), with the seed where it draws the data."""
+    key: list[Any] = [json.dumps(config.group("data"), sort_keys=True)]
     if config.label_noise > 0 or config.validation_fraction > 0:
         key.append(config.seed)  # the seed draws the noise and the validation split
     return tuple(key)
@@ -480,7 +466,7 @@ def choose_learning_rates(out: Path, spec: CompareSpec) -> dict[str, float]:
 
 
 class _Bundles:
-    """The data of each distinct data setting (:data:`_DATA_KEYS`), loaded once and kept in
+    """The data of each distinct data setting (:func:`_data_key`), loaded once and kept in
     memory for the whole grid."""
 
     def __init__(self) -> None:

@@ -35,6 +35,7 @@ from marginkit.compare.measures import (
 from marginkit.compare.spec import CompareSpec, Variant
 from marginkit.progress import format_seconds
 from marginkit.runfolder import RunFolder, json_safe
+from marginkit.train.config import group_options
 
 __all__ = ["Table", "evidence_markdown", "load_grid", "write_report"]
 
@@ -175,8 +176,7 @@ def _settings_table(grid: _Grid) -> Table:
         "classes",
         "label_noise",
         "train_fraction",
-        "backbone",
-        "embedding_dim",
+        *group_options("model"),
         "epochs",
         "max_steps",
         "batch_size",

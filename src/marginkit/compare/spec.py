@@ -37,7 +37,7 @@ from typing import Any
 
 from marginkit.compare.evidence import Rule
 from marginkit.registry import LOSSES, UnknownNameError
-from marginkit.train.config import ConfigError, TrainConfig
+from marginkit.train.config import ConfigError, TrainConfig, group_options, inert_options
 
 __all__ = ["ALL_LOSSES", "CompareSpec", "Variant", "parse_losses", "parse_rates"]
 
@@ -48,7 +48,7 @@ ALL_LOSSES = "all"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: Options of :class:`TrainConfig` that each run sets itself (``settings.seed`` is the
 #: first seed: run ``k`` of each variant gets ``settings.seed + k``).
-_PER_RUN = ("loss", "loss_args", "out")
+_PER_RUN = (*group_options("loss"), "out")
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class CompareSpec:
     def grid_identity(self) -> dict[str, Any]:
         """What makes two grids the same set of runs (settings, runs, seeds)."""
         values = self.to_dict()
-        free = ("threads", "log_every", "data_dir", "cache_dir", "download", "device", "workers")
+        free = inert_options()  # where the data lives, threads, device, ...
         values["settings"] = {k: v for k, v in values["settings"].items() if k not in free}
         return {key: values[key] for key in ("settings", "runs", "seeds", "lr_grid")}
 

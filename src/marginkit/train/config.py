@@ -2,41 +2,15 @@
 language used by ``--loss-arg``.
 
 Loss arguments (``--loss-arg NAME=VALUE``, or ``loss_args: {NAME: VALUE}`` in YAML) are the
-head's hyper-parameters by name. A value is parsed as:
-
-- ``true`` / ``false`` -> bool; an integer literal -> int; any other number -> float;
-  ``pi``, ``pi/4``, ``3*pi/8`` -> that angle in radians;
-- a schedule, ``KIND[:ARG[:ARG...]]`` with numeric (or ``pi``-expression) arguments; a
-  length written with ``%`` is a share of the run (``warmup:0.5:20%``: the margin reaches
-  0.5 after the first 20 % of the training steps), otherwise a number of steps:
-
-  ===================================================  ======================================
-  ``warmup:TARGET:STEPS|P%[:START]``                   :class:`~marginkit.schedules.Warmup`
-  ``ramp[:P%]`` / ``ramp:START:END:RATE|P%``           :class:`~marginkit.schedules.LinearRamp`
-                                                       (bare ``ramp``: the Cam-softmax
-                                                       authors' c, 1e-4 per step)
-  ``adaptive[:P%]`` /                                  :class:`~marginkit.schedules.AdaptiveAngle`
-  ``adaptive:START:MIN:QUANTILE:MOMENTUM:RATE|P%``
-  ``power:BASE:GAMMA|P%:POWER[:MINIMUM]``              :class:`~marginkit.schedules.PowerDecay`
-  ``lsoftmax[:P%]`` / ``sphereface[:P%]``              the lambda annealings (bare: official,
-                                                       per step; with ``P%``: run-relative)
-  ``constant:VALUE``                                   :class:`~marginkit.schedules.Constant`
-  ===================================================  ======================================
-
-- any other single word (letters, digits, ``_``) -> that text, for an option with named
-  choices (``fallback=continuous``); the head says which words it takes.
-
-Examples: ``margin=0.5``, ``margin=warmup:0.5:1000``, ``margin=warmup:0.5:20%``, ``c=ramp``,
-``c=adaptive:40%``, ``c=pi/4``, ``lambda_=sphereface``, ``lambda_=power:1000:0.12:1:5``,
-``bias=true``, ``fallback=continuous``.
-The config keeps the text form (so it round-trips through YAML); :func:`loss_kwargs` turns
-it into the objects the head takes.
+head's hyper-parameters by name; :data:`LOSS_ARGUMENTS` says how a value is read (as
+``marginkit train --help`` shows it). A schedule's text (``warmup:0.5:20%``) is read by
+:func:`marginkit.schedules.parse_schedule`. The config keeps the text form (so it
+round-trips through YAML); :func:`loss_kwargs` turns it into the objects the head takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
 import typing
@@ -45,12 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from marginkit.errors import MarginkitError
+from marginkit.errors import ConfigError
+from marginkit.registry import BACKBONES, DATASETS, LOSSES
+from marginkit.schedules import SCHEDULE_KINDS, build_schedule, parse_number, parse_schedule
 
 __all__ = [
+    "GROUPS",
+    "LOSS_ARGUMENTS",
     "ConfigError",
-    "RunFraction",
     "TrainConfig",
+    "group_options",
+    "inert_options",
     "load_config",
     "loss_kwargs",
     "option_choices",
@@ -64,141 +43,344 @@ __all__ = [
 ]
 
 
+#: How a loss argument's value is read, as ``marginkit train --help`` shows it; ``{schedules}``
+#: stands for the table of :data:`marginkit.schedules.SCHEDULE_FORMS`.
+LOSS_ARGUMENTS = """\
+Loss arguments (--loss-arg NAME=VALUE, or loss_args: {{NAME: VALUE}} in YAML) are the
+head's hyper-parameters by name. A value is parsed as:
+
+- true / false -> bool; an integer literal -> int; any other number -> float;
+  pi, pi/4, 3*pi/8 -> that angle in radians;
+- a schedule, KIND[:ARG[:ARG...]] with numeric (or pi-expression) arguments; a
+  length written with % is a share of the run (warmup:0.5:20%: the margin reaches
+  0.5 after the first 20 % of the training steps), otherwise a number of steps:
+
+{schedules}
+
+- any other single word (letters, digits, _) -> that text, for an option with named
+  choices (fallback=continuous); the head says which words it takes.
+
+Examples: margin=0.5, margin=warmup:0.5:1000, margin=warmup:0.5:20%, c=ramp,
+c=adaptive:40%, c=pi/4, lambda_=sphereface, lambda_=power:1000:0.12:1:5,
+bias=true, fallback=continuous."""
+
 #: The forms of ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-class ConfigError(MarginkitError, ValueError):
-    """A bad configuration value or file; the message is one line naming the cause."""
-
-
 # ---------------------------------------------------------------------------- config
+#: The groups of :class:`TrainConfig`'s options, named here once; each field names its own
+#: (``metadata["group"]``), and a consumer takes a group whole (:func:`group_options`,
+#: :meth:`TrainConfig.group`) instead of listing its options:
+#:
+#: - ``data``: what data the run loads (:func:`marginkit.data.load_dataset`'s options);
+#: - ``model``: the backbone; ``loss``: the head and its hyper-parameters;
+#: - ``optimisation``: the recipe, the batch and the optimiser with its lr schedule;
+#: - ``run``: the run's length (its budget), seed, reporting and folder;
+#: - ``device``: where and how fast the run computes; ``distributed``: its processes;
+#: - ``verification``: the verification sets scored during training.
+GROUPS = (
+    "data",
+    "model",
+    "loss",
+    "optimisation",
+    "run",
+    "device",
+    "distributed",
+    "verification",
+)
+
+
+def _about(group: str, description: str, **flag: Any) -> dict[str, Any]:
+    """The metadata of a :class:`TrainConfig` field: its group, and what the command line
+    makes the option's flag and help from (:mod:`marginkit.cli.flags`).
+
+    Args:
+        group: the option's group, one of :data:`GROUPS` (``metadata["group"]``).
+        description: the option's help, plain text ending with a full stop
+            (``metadata["help"]``).
+        **flag: ``inert`` (True: the option says where files are, how fast or how often the
+            run reports, never what it computes: :func:`inert_options`); and how the flag
+            differs from ``--<option-name>`` of the option's type: ``flag`` (its name),
+            ``metavar``, ``repeat`` (True: the flag may be given again, each adding values),
+            ``names`` (the registry whose names the help lists).
+    """
+    if group not in GROUPS:
+        raise ValueError(f"unknown option group {group!r}; expected one of {', '.join(GROUPS)}")
+    return {"group": group, "help": description, **flag}
+
+
 @dataclass
 class TrainConfig:
     """Every option of a training run (the ``marginkit train`` flags, the YAML keys).
 
-    Attributes:
-        dataset: data set name (:data:`marginkit.registry.DATASETS`).
-        data_dir: folder holding the data set's files (None: ``$MARGINKIT_DATA/<dataset>``
-            when that folder exists, else the download cache).
-        cache_dir: download cache folder (None: the data package's default).
-        download: allow downloading missing files.
-        classes: class subset for open-set splits, e.g. ``"0-6"`` or ``[0, 2, 4]``.
-        label_noise: symmetric training-label noise rate in [0, 1).
-        validation_fraction: share of the training data held out for validation.
-        augment: random crop + flip (None: the data set's default).
-        image_size: resize images to this size (None: the data set's default).
-        min_images_per_person: LFW/folder: smallest class kept.
-        pairs_file: LFW pairs file for verification.
-        backbone: backbone name (:data:`marginkit.registry.BACKBONES`), or an import spec
-            ``module:callable`` for a network of one's own, called as
-            ``callable(embedding_dim=D)`` (and ``input_shape=(C, H, W)`` when it takes that
-            keyword); its module must be importable when the run is trained and evaluated.
-        embedding_dim: embedding width D.
-        loss: loss name or alias (:data:`marginkit.registry.LOSSES`).
-        loss_args: the head's hyper-parameters (values in the loss-argument language); the
-            recipe adds its own under these.
-        recipe: ``"marginkit"`` (AdamW, cosine decay, margins that warm up over the run,
-            scales at least the NormFace bound) or ``"paper"`` (the papers' SGD settings,
-            constant margins, official step-based annealings); fills every option left None
-            and the loss arguments not given (:mod:`marginkit.train.recipe`).
-        epochs: number of passes over the training data.
-        max_steps: stop after this many optimiser steps (None: ``epochs`` full epochs); the
-            run's length, which run-relative schedules follow, is then ``max_steps``.
-        train_fraction: train on this share of the training split, a seeded class-balanced
-            subset (1.0: all of it).
-        batch_size: training batch size.
-        eval_batch_size: batch size for evaluation.
-        optimizer: ``"sgd"`` (momentum, the papers' optimiser) or ``"adamw"`` (None: the
-            recipe's).
-        lr: peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW).
-        momentum: SGD momentum.
-        weight_decay: decoupled for AdamW, L2 for SGD; applied to weight matrices and
-            convolution kernels only (not to biases, batch-norm or PReLU parameters); None:
-            the recipe's.
-        lr_schedule: ``"step"`` (x ``lr_gamma`` at each milestone), ``"cosine"`` (to 0 over
-            the run, per step) or ``"constant"`` (None: the recipe's).
-        milestones: epochs at which the step schedule multiplies the lr by ``lr_gamma``
-            (None: at 50 % and 75 % of the epochs).
-        lr_gamma: factor of the step schedule.
-        warmup_epochs: linear learning-rate warm-up from 0 over this many epochs.
-        clip_grad_norm: clip the total gradient norm of the backbone and the head to this
-            value before each optimiser step (None: no clipping).
-        seed: seed of initialisation, shuffling and augmentation.
-        threads: torch CPU threads (None: torch's default).
-        device: where the networks, the batches and the metrics live: ``"auto"`` (CUDA when
-            available, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a resumed run may
-            change it.
-        precision: ``"fp32"``, ``"bf16"`` (autocast of the backbone's forward to bfloat16,
-            CPU or CUDA) or ``"fp16"`` (float16 autocast with a gradient scaler, CUDA only);
-            the parameters stay float32 and the margin head computes in float32.
-        workers: ``folder``/``lfw``: 0 decodes the training images into memory before the
-            first step; ``N > 0`` keeps only their index and decodes batches lazily in ``N``
-            ``DataLoader`` worker processes (same inputs, same order, same augmentation,
-            same weights; memory independent of the number of images). The tensor data
-            sets (MNIST, CIFAR, SVHN, digits) stay in memory.
-        nproc: training processes started on this machine (gloo on CPU, NCCL on CUDA), each
-            taking an equal part of every batch (``batch_size`` is the global batch): a DDP
-            backbone and the head's classes sharded across them (docs/distributed.md); under
-            ``torchrun`` its processes are used instead.
-        timeout: seconds a process waits for the others in a collective step before it
-            stops with an error naming itself (a rank that died or hangs).
-        log_every: steps between progress lines (0: only at the end of an epoch).
-        verify: verification files (``.bin`` or LFW-style pairs files) on which the backbone
-            is scored during training (flip test-time augmentation, 10-fold accuracy and
-            AUC in ``log.csv``, ``steps.csv`` and ``metrics.json``); a relative name not
-            found as given is looked for in the data folder and ``$MARGINKIT_DATA/lfw``, as
-            by ``marginkit verify``; repeat the flag for several files.
-        verify_every: steps between verifications besides the one at the end of each epoch
-            (0: at the end of each epoch only).
-        verify_best: the ``verify`` file whose 10-fold accuracy picks the best checkpoint
-            (``checkpoints/best-SSSSSSS``, named in ``checkpoints/best``), given as listed
-            in ``verify`` or by its name (the file name without extension); None: the first.
-        out: run folder (None: train in memory, write nothing; the command line needs one).
+    The options are flat (``config.lr``, ``TrainConfig(lr=0.1)``, one YAML key each); each
+    belongs to one of the :data:`GROUPS` (its field's ``metadata["group"]``), which
+    :meth:`group` returns whole. Each option's description is its field's
+    ``metadata["help"]`` (:func:`option_help`), which ``marginkit train --help`` shows with
+    the option's default.
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    download: bool = True
-    classes: str | list[int] | None = None
-    label_noise: float = 0.0
-    validation_fraction: float = 0.0
-    augment: bool | None = None
-    image_size: int | list[int] | None = None
-    min_images_per_person: int = 10
-    pairs_file: str = "pairsDevTest.txt"
-    backbone: str = "mlp"
-    embedding_dim: int = 64
-    loss: str = "softmax"
-    loss_args: dict[str, Any] = field(default_factory=dict)
-    recipe: Literal["marginkit", "paper"] = "marginkit"
-    epochs: int = 10
-    max_steps: int | None = None
-    train_fraction: float = 1.0
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    optimizer: Literal["sgd", "adamw"] | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float | None = None
-    lr_schedule: Literal["step", "cosine", "constant"] | None = None
-    milestones: list[int] | None = None
-    lr_gamma: float = 0.1
-    warmup_epochs: int = 0
-    clip_grad_norm: float | None = None
-    seed: int = 0
-    threads: int | None = None
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    workers: int = 0
-    nproc: int = 1
-    timeout: float = 300.0
-    log_every: int = 50
-    verify: list[str] | None = None
-    verify_every: int = 0
-    verify_best: str | None = None
-    out: str | None = None
+    dataset: str = field(
+        default="digits",
+        metadata=_about("data", "data set name (marginkit.registry.DATASETS).", names=DATASETS),
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata=_about(
+            "data",
+            "folder holding the data set's files (None: $MARGINKIT_DATA/<dataset> when that "
+            "folder exists, else the download cache).",
+            inert=True,
+        ),
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata=_about(
+            "data", "download cache folder (None: the data package's default).", inert=True
+        ),
+    )
+    download: bool = field(
+        default=True, metadata=_about("data", "allow downloading missing files.", inert=True)
+    )
+    classes: str | list[int] | None = field(
+        default=None,
+        metadata=_about("data", 'class subset for open-set splits, e.g. "0-6" or [0, 2, 4].'),
+    )
+    label_noise: float = field(
+        default=0.0, metadata=_about("data", "symmetric training-label noise rate in [0, 1).")
+    )
+    validation_fraction: float = field(
+        default=0.0, metadata=_about("data", "share of the training data held out for validation.")
+    )
+    augment: bool | None = field(
+        default=None, metadata=_about("data", "random crop + flip (None: the data set's default).")
+    )
+    image_size: int | list[int] | None = field(
+        default=None,
+        metadata=_about("data", "resize images to this size (None: the data set's default)."),
+    )
+    min_images_per_person: int = field(
+        default=10, metadata=_about("data", "LFW/folder: smallest class kept.")
+    )
+    pairs_file: str = field(
+        default="pairsDevTest.txt", metadata=_about("data", "LFW pairs file for verification.")
+    )
+    backbone: str = field(
+        default="mlp",
+        metadata=_about(
+            "model",
+            (
+                "backbone name (marginkit.registry.BACKBONES), or an import spec "
+                "module:callable for a network of one's own, called as "
+                "callable(embedding_dim=D) (and input_shape=(C, H, W) when it takes that "
+                "keyword); its module must be importable when the run is trained and evaluated."
+            ),
+            names=BACKBONES,
+        ),
+    )
+    embedding_dim: int = field(default=64, metadata=_about("model", "embedding width D."))
+    loss: str = field(
+        default="softmax",
+        metadata=_about("loss", "loss name or alias (marginkit.registry.LOSSES).", names=LOSSES),
+    )
+    loss_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_about(
+            "loss",
+            (
+                "the head's hyper-parameters (values in the loss-argument language); the recipe "
+                "adds its own under these."
+            ),
+            flag="--loss-arg",
+            metavar="NAME=VALUE",
+        ),
+    )
+    recipe: Literal["marginkit", "paper"] = field(
+        default="marginkit",
+        metadata=_about(
+            "optimisation",
+            '"marginkit" (AdamW, cosine decay, margins that warm up over the run, scales at '
+            'least the NormFace bound) or "paper" (the papers\' SGD settings, constant margins, '
+            "official step-based annealings); fills every option left None and the loss "
+            "arguments not given (marginkit.train.recipe).",
+        ),
+    )
+    epochs: int = field(
+        default=10, metadata=_about("run", "number of passes over the training data.")
+    )
+    max_steps: int | None = field(
+        default=None,
+        metadata=_about(
+            "run",
+            "stop after this many optimiser steps (None: epochs full epochs); the run's length, "
+            "which run-relative schedules follow, is then max_steps.",
+        ),
+    )
+    train_fraction: float = field(
+        default=1.0,
+        metadata=_about(
+            "run",
+            "train on this share of the training split, a seeded class-balanced subset (1.0: "
+            "all of it).",
+        ),
+    )
+    batch_size: int = field(default=128, metadata=_about("optimisation", "training batch size."))
+    eval_batch_size: int = field(default=512, metadata=_about("run", "batch size for evaluation."))
+    optimizer: Literal["sgd", "adamw"] | None = field(
+        default=None,
+        metadata=_about(
+            "optimisation",
+            '"sgd" (momentum, the papers\' optimiser) or "adamw" (None: the recipe\'s).',
+        ),
+    )
+    lr: float | None = field(
+        default=None,
+        metadata=_about(
+            "optimisation", "peak learning rate (None: the recipe's; 0.1 for SGD, 1e-3 for AdamW)."
+        ),
+    )
+    momentum: float = field(default=0.9, metadata=_about("optimisation", "SGD momentum."))
+    weight_decay: float | None = field(
+        default=None,
+        metadata=_about(
+            "optimisation",
+            "decoupled for AdamW, L2 for SGD; applied to weight matrices and convolution "
+            "kernels only (not to biases, batch-norm or PReLU parameters); None: the recipe's.",
+        ),
+    )
+    lr_schedule: Literal["step", "cosine", "constant"] | None = field(
+        default=None,
+        metadata=_about(
+            "optimisation",
+            '"step" (x lr_gamma at each milestone), "cosine" (to 0 over the run, per step) or '
+            '"constant" (None: the recipe\'s).',
+        ),
+    )
+    milestones: list[int] | None = field(
+        default=None,
+        metadata=_about(
+            "optimisation",
+            "epochs at which the step schedule multiplies the lr by lr_gamma (None: at 50 % and "
+            "75 % of the epochs).",
+        ),
+    )
+    lr_gamma: float = field(
+        default=0.1, metadata=_about("optimisation", "factor of the step schedule.")
+    )
+    warmup_epochs: int = field(
+        default=0,
+        metadata=_about(
+            "optimisation", "linear learning-rate warm-up from 0 over this many epochs."
+        ),
+    )
+    clip_grad_norm: float | None = field(
+        default=None,
+        metadata=_about(
+            "optimisation",
+            "clip the total gradient norm of the backbone and the head to this value before "
+            "each optimiser step (None: no clipping).",
+        ),
+    )
+    seed: int = field(
+        default=0, metadata=_about("run", "seed of initialisation, shuffling and augmentation.")
+    )
+    threads: int | None = field(
+        default=None,
+        metadata=_about("device", "torch CPU threads (None: torch's default).", inert=True),
+    )
+    device: str = field(
+        default="auto",
+        metadata=_about(
+            "device",
+            'where the networks, the batches and the metrics live: "auto" (CUDA when available, '
+            'else the CPU), "cpu", "cuda" or "cuda:N"; a resumed run may change it.',
+            inert=True,
+        ),
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = field(
+        default="fp32",
+        metadata=_about(
+            "device",
+            '"fp32", "bf16" (autocast of the backbone\'s forward to bfloat16, CPU or CUDA) or '
+            '"fp16" (float16 autocast with a gradient scaler, CUDA only); the parameters stay '
+            "float32 and the margin head computes in float32.",
+        ),
+    )
+    workers: int = field(
+        default=0,
+        metadata=_about(
+            "device",
+            "folder/lfw: 0 decodes the training images into memory before the first step; N > 0 "
+            "keeps only their index and decodes batches lazily in N DataLoader worker processes "
+            "(same inputs, same order, same augmentation, same weights; memory independent of "
+            "the number of images). The tensor data sets (MNIST, CIFAR, SVHN, digits) stay in "
+            "memory.",
+            inert=True,
+        ),
+    )
+    nproc: int = field(
+        default=1,
+        metadata=_about(
+            "distributed",
+            "training processes started on this machine (gloo on CPU, NCCL on CUDA), each "
+            "taking an equal part of every batch (batch_size is the global batch): a DDP "
+            "backbone and the head's classes sharded across them (docs/distributed.md); under "
+            "torchrun its processes are used instead.",
+        ),
+    )
+    timeout: float = field(
+        default=300.0,
+        metadata=_about(
+            "distributed",
+            "seconds a process waits for the others in a collective step before it stops with "
+            "an error naming itself (a rank that died or hangs).",
+        ),
+    )
+    log_every: int = field(
+        default=50,
+        metadata=_about(
+            "run", "steps between progress lines (0: only at the end of an epoch).", inert=True
+        ),
+    )
+    verify: list[str] | None = field(
+        default=None,
+        metadata=_about(
+            "verification",
+            (
+                "verification files (.bin or LFW-style pairs files) on which the backbone is "
+                "scored during training (flip test-time augmentation, 10-fold accuracy and AUC "
+                "in log.csv, steps.csv and metrics.json); a relative name not found as given is "
+                "looked for in the data folder and $MARGINKIT_DATA/lfw, as by marginkit verify; "
+                "repeat the flag for several files."
+            ),
+            metavar="FILE",
+            repeat=True,
+        ),
+    )
+    verify_every: int = field(
+        default=0,
+        metadata=_about(
+            "verification",
+            "steps between verifications besides the one at the end of each epoch (0: at the "
+            "end of each epoch only).",
+        ),
+    )
+    verify_best: str | None = field(
+        default=None,
+        metadata=_about(
+            "verification",
+            "the verify file whose 10-fold accuracy picks the best checkpoint "
+            "(checkpoints/best-SSSSSSS, named in checkpoints/best), given as listed in verify "
+            "or by its name (the file name without extension); None: the first.",
+        ),
+    )
+    out: str | None = field(
+        default=None,
+        metadata=_about(
+            "run", "run folder (None: train in memory, write nothing; the command line needs one)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -367,6 +549,11 @@ class TrainConfig:
         """Plain-data form (YAML/JSON-ready)."""
         return dataclasses.asdict(self)
 
+    def group(self, name: str) -> dict[str, Any]:
+        """The options of group ``name`` (one of :data:`GROUPS`) with their values, in the
+        class's order (``config.group("data")``: what decides the data the run loads)."""
+        return {option: getattr(self, option) for option in group_options(name, type(self))}
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a mapping; unknown keys raise :class:`ConfigError` naming the key."""
@@ -417,19 +604,27 @@ class TrainConfig:
 
 
 def option_help() -> dict[str, str]:
-    """Each option's description: the Attributes section of :class:`TrainConfig`'s
-    docstring, one line per option (the docs and the command line's help share it)."""
-    lines = inspect.cleandoc(TrainConfig.__doc__ or "").splitlines()
-    descriptions: dict[str, str] = {}
-    name = ""
-    for line in lines[lines.index("Attributes:") + 1 :]:
-        entry = re.fullmatch(r" {4}(\w+): (.*)", line)
-        if entry is not None:
-            name = entry.group(1)
-            descriptions[name] = entry.group(2)
-        elif line.startswith(" " * 8):
-            descriptions[name] += " " + line.strip()
-    return descriptions
+    """Each option's description, its field's ``metadata["help"]``, in the class's order
+    (the command line's help shows it)."""
+    return {option.name: option.metadata["help"] for option in dataclasses.fields(TrainConfig)}
+
+
+def group_options(name: str, config: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
+    """The options of group ``name`` (one of :data:`GROUPS`), in the class's order.
+
+    Raises:
+        ValueError: ``name`` is not a group.
+    """
+    if name not in GROUPS:
+        raise ValueError(f"unknown option group {name!r}; expected one of {', '.join(GROUPS)}")
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata["group"] == name)
+
+
+def inert_options(config: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
+    """The options that say where files are, how fast or how often a run reports, never what
+    it computes (``data_dir``, ``threads``, ``log_every``, ...): two runs that differ only in
+    them are the same run."""
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("inert"))
 
 
 def option_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
@@ -546,61 +741,6 @@ def parse_classes(spec: str | list[int] | tuple[int, ...]) -> list[int]:
 
 
 # ------------------------------------------------------------------ loss arguments
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_ANGLE = re.compile(r"(?:([+-]?(?:\d+\.?\d*|\.\d+))\s*\*\s*)?pi(?:\s*/\s*(\d+\.?\d*))?")
-_SCHEDULE_ARITY = {
-    "warmup": (2, 3),
-    "ramp": (0, 3),
-    "adaptive": (0, 5),
-    "power": (3, 4),
-    "lsoftmax": (0, 1),
-    "sphereface": (0, 1),
-    "constant": (1, 1),
-}
-#: Argument positions that may be a share of the run (``P%``); all others are numbers.
-_FRACTION_SLOTS = {"warmup": 1, "ramp": 2, "adaptive": 4, "power": 1}
-
-
-class RunFraction(float):
-    """A schedule length written ``P%``: the share ``P / 100`` of the run."""
-
-
-def _argument(text: str, name: str) -> float:
-    text = text.strip().lower()
-    if text.endswith("%"):
-        share = _number(text[:-1], name) / 100.0
-        if not 0.0 < share <= 1.0:
-            raise ConfigError(
-                f"loss argument {name}: {text!r} must be a share of the run in (0%, 100%]"
-            )
-        return RunFraction(share)
-    return _number(text, name)
-
-
-class _UnusableNumberError(ConfigError):
-    """A number or ``pi`` expression without a usable value (a division by zero, an
-    overflow to infinity): an error, never another reading of the text."""
-
-
-def _number(text: str, name: str) -> float:
-    """The value of a number or ``pi`` expression; a division by zero or an infinite value
-    is refused (:class:`_UnusableNumberError`)."""
-    text = text.strip().lower()
-    if _NUMBER.fullmatch(text):
-        value = float(text)
-    elif (angle := _ANGLE.fullmatch(text)) is not None:
-        factor = float(angle.group(1)) if angle.group(1) else 1.0
-        divisor = float(angle.group(2)) if angle.group(2) else 1.0
-        if divisor == 0:
-            raise _UnusableNumberError(f"loss argument {name}: {text!r} divides by zero")
-        value = factor * math.pi / divisor
-    else:
-        raise ConfigError(f"loss argument {name}: {text!r} is not a number (or pi expression)")
-    if not math.isfinite(value):
-        raise _UnusableNumberError(f"loss argument {name}: {text!r} is not a finite number")
-    return value
-
-
 def parse_value(
     text: str, name: str = "value"
 ) -> bool | int | float | str | tuple[str, list[float]]:
@@ -619,44 +759,20 @@ def parse_value(
         return lowered == "true"
     if re.fullmatch(r"[+-]?\d+", text):
         return int(text)
-    kind, _, rest = lowered.partition(":")
-    if kind in _SCHEDULE_ARITY:
-        arguments = [_argument(part, name) for part in rest.split(":")] if rest else []
-        low, high = _SCHEDULE_ARITY[kind]
-        shortcut = len(arguments) == 1 and isinstance(arguments[0], RunFraction)
-        if not low <= len(arguments) <= high or (
-            kind == "ramp" and len(arguments) not in (0, 3) and not shortcut
-        ):
-            raise ConfigError(
-                f"loss argument {name}: schedule {kind!r} takes {low}..{high} arguments "
-                f"separated by ':'; got {len(arguments)}"
-            )
-        allowed = (
-            {0} if shortcut and kind in ("ramp", "adaptive", "lsoftmax", "sphereface") else set()
-        )
-        allowed.add(_FRACTION_SLOTS.get(kind, -1))
-        for position, argument in enumerate(arguments):
-            if isinstance(argument, RunFraction) and position not in allowed:
-                raise ConfigError(
-                    f"loss argument {name}: a share of the run (P%) is not allowed as argument "
-                    f"{position + 1} of {kind!r}"
-                )
-        if kind in ("lsoftmax", "sphereface") and arguments and not shortcut:
-            raise ConfigError(f"loss argument {name}: {kind!r} takes nothing or a share P%")
-        return kind, arguments
-    try:
-        return _number(text, name)
-    except _UnusableNumberError:
-        raise
-    except ConfigError:
-        if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
-            raise ConfigError(f"loss argument {name}: {text!r} is not a finite number") from None
-        if re.fullmatch(r"[A-Za-z_]\w*", text):
-            return text  # a named choice (fallback=continuous); the head checks the word
-        raise ConfigError(
-            f"loss argument {name}: {text!r} is neither a number, a bool, a schedule "
-            f"({', '.join(_SCHEDULE_ARITY)}) nor a single word"
-        ) from None
+    schedule = parse_schedule(text, name)
+    if schedule is not None:
+        return schedule
+    number = parse_number(text, name)
+    if number is not None:
+        return number
+    if lowered in ("nan", "inf", "infinity"):  # words, but never a usable value
+        raise ConfigError(f"loss argument {name}: {text!r} is not a finite number")
+    if re.fullmatch(r"[A-Za-z_]\w*", text):
+        return text  # a named choice (fallback=continuous); the head checks the word
+    raise ConfigError(
+        f"loss argument {name}: {text!r} is neither a number, a bool, a schedule "
+        f"({', '.join(SCHEDULE_KINDS)}) nor a single word"
+    )
 
 
 def parse_loss_arg(text: str) -> tuple[str, Any]:
@@ -676,46 +792,6 @@ def parse_loss_arg(text: str) -> tuple[str, Any]:
     return name, value.strip() if isinstance(parsed, tuple) else parsed
 
 
-def _length(value: float, steps: str) -> dict[str, Any]:
-    """``{steps: int}`` or ``{"fraction": share}`` for a schedule length argument."""
-    if isinstance(value, RunFraction):
-        return {"fraction": float(value)}
-    if steps == "steps" and value != int(value):
-        raise ValueError("warmup steps must be an integer (or a share of the run, P%)")
-    return {steps: int(value) if steps == "steps" else value}
-
-
-def _build_schedule(kind: str, arguments: list[float], name: str) -> Any:
-    from marginkit import schedules
-
-    share = float(arguments[0]) if arguments and isinstance(arguments[0], RunFraction) else None
-    if kind == "warmup":
-        target, length, *start = arguments
-        return schedules.Warmup(
-            target, start=start[0] if start else 0.0, **_length(length, "steps")
-        )
-    if kind == "ramp":
-        if len(arguments) == 3:
-            return schedules.LinearRamp(arguments[0], arguments[1], **_length(arguments[2], "rate"))
-        return schedules.camsoftmax_ramp(share)
-    if kind == "adaptive":
-        if share is not None:
-            return schedules.AdaptiveAngle(fraction=share)
-        named = dict(zip(("start", "minimum", "quantile", "momentum"), arguments[:4], strict=False))
-        pace = _length(arguments[4], "rate") if len(arguments) == 5 else {}
-        return schedules.AdaptiveAngle(**named, **pace)
-    if kind == "power":
-        base, decay, power, *minimum = arguments
-        return schedules.PowerDecay(
-            base, power=power, minimum=minimum[0] if minimum else 0.0, **_length(decay, "gamma")
-        )
-    if kind == "lsoftmax":
-        return schedules.lsoftmax_lambda(share)
-    if kind == "sphereface":
-        return schedules.sphereface_lambda(share)
-    return schedules.Constant(arguments[0])
-
-
 def loss_kwargs(loss_args: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments for ``marginkit.losses.build`` from config ``loss_args``.
 
@@ -730,10 +806,7 @@ def loss_kwargs(loss_args: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             value = parse_value(value, name)
         if isinstance(value, tuple):
-            try:
-                kind, arguments = value  # parse_value's (kind, arguments)
-                value = _build_schedule(kind, arguments, name)
-            except (TypeError, ValueError) as error:
-                raise ConfigError(f"loss argument {name}: {error}") from None
+            kind, arguments = value  # parse_value's (kind, arguments)
+            value = build_schedule(kind, arguments, name)
         kwargs[name] = value
     return kwargs

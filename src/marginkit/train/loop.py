@@ -68,7 +68,15 @@ from marginkit.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from marginkit.train.config import ConfigError, TrainConfig, loss_kwargs, parse_classes, save_config
+from marginkit.train.config import (
+    ConfigError,
+    TrainConfig,
+    group_options,
+    inert_options,
+    loss_kwargs,
+    parse_classes,
+    save_config,
+)
 from marginkit.train.datarecord import data_difference, unchecked_data, write_data_record
 from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
 from marginkit.train.precision import TrainingPrecision, resolve_device
@@ -101,23 +109,11 @@ __all__ = [
     "total_steps",
 ]
 
-#: Config keys that may differ between a run folder's config and a resumed run's.
-#: ``device`` may: the checkpoint holds CPU tensors and loads on any device; ``precision``
-#: may not (a run's numbers depend on it).
-_RESUME_FREE_KEYS = frozenset(
-    {
-        "out",
-        "log_every",
-        "threads",
-        "device",
-        "data_dir",
-        "cache_dir",
-        "download",
-        "workers",
-        "nproc",
-        "timeout",
-    }
-)
+#: Config keys that may differ between a run folder's config and a resumed run's: the inert
+#: options (where the data lives, ``threads``, ``device``: the checkpoint holds CPU tensors
+#: and loads on any device, ...), the ``distributed`` group and ``out``; ``precision`` may
+#: not (a run's numbers depend on it).
+_RESUME_FREE_KEYS = frozenset({"out", *inert_options(), *group_options("distributed")})
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
 #: metrics row (as in ``metrics.json``); it must not change the networks.
@@ -156,22 +152,16 @@ def load_bundle(config: TrainConfig, progress: bool = True) -> DataBundle:
     """Load the data set named by ``config`` (``marginkit.data.load_dataset``)."""
     from marginkit.data import load_dataset
 
-    size = config.image_size  # (height, width), or one value (--image-size 112): a square
+    options = config.group("data")  # the data group whole: no data option left out
+    name, image_size = options.pop("dataset"), options["image_size"]
+    options["classes"] = None if config.classes is None else parse_classes(config.classes)
+    # (height, width), or one value (--image-size 112): a square
+    if isinstance(image_size, int):
+        options["image_size"] = (image_size, image_size)
+    elif isinstance(image_size, list):
+        options["image_size"] = tuple(image_size)
     return load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        cache_dir=config.cache_dir,
-        download=config.download,
-        classes=None if config.classes is None else parse_classes(config.classes),
-        label_noise=config.label_noise,
-        validation_fraction=config.validation_fraction,
-        augment=config.augment,
-        seed=config.seed,
-        image_size=(size, size) if isinstance(size, int) else size,
-        min_images_per_person=config.min_images_per_person,
-        pairs_file=config.pairs_file,
-        progress=progress,
-        workers=config.workers,
+        name, **options, seed=config.seed, progress=progress, workers=config.workers
     )
 
 
