@@ -20,7 +20,7 @@ from marginkit.data.lfw import read_pair_images
 from marginkit.data.raw import RawSplits
 from marginkit.data.stream import ImageFiles
 
-__all__ = ["read_folder"]
+__all__ = ["image_classes", "read_folder"]
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -33,19 +33,15 @@ def _images_in(folder: Path) -> list[Path]:
     )
 
 
-def read_folder(
-    directory: Path,
-    size: tuple[int, int],
-    pairs_file: str,
-    *,
-    progress: bool = False,
-    workers: int = 0,
-) -> RawSplits:
-    """Decode (``workers == 0``) or index (``workers > 0``) every image under
-    ``directory/<class>/``.
+def image_classes(directory: Path) -> tuple[list[str], list[Path], list[int]]:
+    """The classes of a folder of class sub-folders, and their images (the rules of the
+    module), sorted by class then file name.
+
+    Returns:
+        ``(class names, image paths, labels)``: a label per path, ``0..len(names)-1``.
 
     Raises:
-        DataError: no class sub-folder holds an image, or an image cannot be decoded.
+        DataError: no class sub-folder holds an image.
     """
     classes: list[str] = []
     paths: list[Path] = []
@@ -64,6 +60,24 @@ def read_folder(
             f"{directory}: expected one sub-folder per class holding image files "
             f"({', '.join(IMAGE_EXTENSIONS)}), found none"
         )
+    return classes, paths, labels
+
+
+def read_folder(
+    directory: Path,
+    size: tuple[int, int],
+    pairs_file: str,
+    *,
+    progress: bool = False,
+    workers: int = 0,
+) -> RawSplits:
+    """Decode (``workers == 0``) or index (``workers > 0``) every image under
+    ``directory/<class>/``.
+
+    Raises:
+        DataError: no class sub-folder holds an image, or an image cannot be decoded.
+    """
+    classes, paths, labels = image_classes(directory)
     pairs_path = directory / pairs_file
     pairs = (
         read_pair_images(directory, pairs_path, size, 1.0, progress=progress)

@@ -25,7 +25,7 @@ from marginkit.data.options import (
 )
 from marginkit.data.raw import RawSplits
 from marginkit.data.readers import ReadRequest
-from marginkit.data.stream import ImageFileDataset, ImageFiles, file_statistics
+from marginkit.data.stream import EncodedImages, ImageFileDataset, file_statistics
 
 __all__ = ["DATASETS", "DATA_ENVIRONMENT_VARIABLE", "assemble", "data_root", "load_dataset"]
 
@@ -229,21 +229,21 @@ def assemble(
 
     Normalisation statistics come from the whole training file (before any option), so they
     do not change with the options. Order: class subset, then the stratified validation split,
-    then noise on what remains for training. Training images held as an index of files
-    (:class:`~marginkit.data.stream.ImageFiles`) give streamed splits, read lazily.
+    then noise on what remains for training. Training images held as an index (files, records)
+    (:class:`~marginkit.data.stream.EncodedImages`) give streamed splits, read lazily.
     """
     chosen = check_classes(classes, len(raw.class_names))
-    if isinstance(raw.train_data, ImageFiles):
+    if isinstance(raw.train_data, EncodedImages):
         mean, std = file_statistics(raw.train_data, raw.value_scale, progress=progress)
     else:
         mean, std = channel_statistics(raw.train_data, raw.value_scale)
 
     def dataset(
-        data: torch.Tensor | ImageFiles,
+        data: torch.Tensor | EncodedImages,
         labels: torch.Tensor,
         clean_labels: torch.Tensor | None = None,
     ) -> ArrayDataset | ImageFileDataset:
-        if isinstance(data, ImageFiles):
+        if isinstance(data, EncodedImages):
             return ImageFileDataset(data, labels, mean, std, raw.value_scale, clean_labels)
         return ArrayDataset(data, labels, mean, std, raw.value_scale, clean_labels)
 
@@ -300,7 +300,7 @@ class _ClassSubset:
         test_class_names: every class's name, by new label.
     """
 
-    train_data: torch.Tensor | ImageFiles
+    train_data: torch.Tensor | EncodedImages
     train_labels: torch.Tensor
     test_labels: torch.Tensor | None
     num_classes: int

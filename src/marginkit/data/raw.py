@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from marginkit.data.stream import ImageFiles
+    from marginkit.data.stream import EncodedImages
 
 __all__ = ["RawPairs", "RawSplits"]
 
@@ -40,7 +40,7 @@ class RawSplits:
 
     Attributes:
         train_data: ``(N, *input_shape)`` integer codes (``uint8`` pixels for images), or
-            the index of image files decoded lazily (``workers > 0``, see
+            the index of encoded images (files, records) decoded lazily (``workers > 0``, see
             :mod:`marginkit.data.stream`).
         train_labels: ``(N,)`` long labels in ``0..len(class_names)-1``.
         test_data: ``(M, *input_shape)`` codes, or None when there is no test split.
@@ -51,7 +51,7 @@ class RawSplits:
         pairs: verification pairs, when the data set defines them.
     """
 
-    train_data: Tensor | ImageFiles
+    train_data: Tensor | EncodedImages
     train_labels: Tensor
     test_data: Tensor | None
     test_labels: Tensor | None

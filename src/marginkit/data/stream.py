@@ -1,20 +1,22 @@
 """Image files decoded lazily, in ``torch.utils.data`` worker processes (``--workers N``).
 
-With ``workers > 0`` the ``folder`` and ``lfw`` readers keep only an index of their training
-images (:class:`ImageFiles`: the file paths as one compact byte array, the labels) instead of
-decoding them all into one tensor. :class:`ImageFileDataset` decodes an image when it is
-asked for one, with the decode, crop, resize (:func:`marginkit.data.images.decode_images`)
-and normalisation (:class:`marginkit.data.ArrayDataset`) of the in-memory path, so an image
-gives the same tensor either way. :func:`load_batches` feeds given batches of indices through
-a ``DataLoader`` of ``workers`` processes; a file that cannot be decoded there is reported as
-one line naming its path.
+With ``workers > 0`` the ``folder``, ``lfw`` and ``rec`` readers keep only an index of their
+training images (an :class:`EncodedImages`: for image files :class:`ImageFiles`, the paths as
+one compact byte array; for a RecordIO file :class:`marginkit.data.rec.RecordImages`, the
+records' byte offsets) and the labels, instead of decoding them all into one tensor.
+:class:`ImageFileDataset` decodes an image when it is asked for one, with the decode, crop,
+resize (:func:`marginkit.data.images.decode_images`) and normalisation
+(:class:`marginkit.data.ArrayDataset`) of the in-memory path, so an image gives the same
+tensor either way. :func:`load_batches` feeds given batches of indices through a
+``DataLoader`` of ``workers`` processes; an image that cannot be decoded there is reported as
+one line naming its path (or its record's file and byte offset).
 
 The normalisation statistics are those of the in-memory path, exactly: one streaming pass
 (:func:`file_statistics`) counts every code of every channel and takes the same moments
 (:func:`marginkit.data.arrays.moments_of_counts`).
 
-Memory: the index (a path and a label per image) plus the batches in flight; no decoded
-image is kept.
+Memory: the index (a path or an offset, and a label, per image) plus the batches in
+flight; no decoded image is kept.
 """
 
 from __future__ import annotations
@@ -34,13 +36,69 @@ from marginkit.data.errors import DataError
 from marginkit.data.images import decode_image, decode_images
 from marginkit.progress import Progress
 
-__all__ = ["ImageFileDataset", "ImageFiles", "file_statistics", "load_batches"]
+__all__ = ["EncodedImages", "ImageFileDataset", "ImageFiles", "file_statistics", "load_batches"]
 
 #: Images per batch of the statistics pass.
 _STATISTICS_BATCH = 64
 
 
-class ImageFiles:
+class EncodedImages:
+    """The index of a set of encoded images (image files, or the records of a RecordIO file:
+    :class:`marginkit.data.rec.RecordImages`), with the output size and crop; an image is
+    decoded when asked for (:meth:`codes`).
+
+    A subclass says how many images there are, where image ``index`` is (:meth:`encoded`)
+    and which images a subset holds (:meth:`__getitem__`); the decoding is this class's,
+    one piece of code for every source.
+
+    Args:
+        size: output ``(height, width)``.
+        height_fraction: centre-crop height as a share of the image height (see
+            :func:`marginkit.data.images.crop_box`).
+        workers: decoding processes of the ``DataLoader``s that read these images (0: in
+            the calling process).
+    """
+
+    def __init__(self, size: tuple[int, int], height_fraction: float = 1.0, workers: int = 0):
+        self.size = (int(size[0]), int(size[1]))
+        self.height_fraction = float(height_fraction)
+        self.workers = int(workers)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, indices: Tensor) -> EncodedImages:
+        """The images at ``indices`` (a ``(K,)`` long tensor), in that order."""
+        raise NotImplementedError
+
+    def encoded(self, index: int) -> tuple[Path | bytes, str]:
+        """Image ``index``: its file (or its encoded bytes) and its name for a message."""
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(N, 3, height, width)``, the shape of the decoded codes."""
+        return (len(self), 3, *self.size)
+
+    def codes(self, index: int) -> Tensor:
+        """Image ``index`` decoded, cropped and resized: ``(3, H, W)`` uint8."""
+        source, name = self.encoded(index)
+        array = decode_image(source, self.size, self.height_fraction, name)  # (H, W, 3)
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+    def decode_all(self, progress: bool = False) -> Tensor:
+        """Every image at once: ``(N, 3, H, W)`` uint8 (memory grows with N)."""
+        entries = [self.encoded(index) for index in range(len(self))]
+        return decode_images(
+            [source for source, _ in entries],
+            self.size,
+            self.height_fraction,
+            progress=progress,
+            names=[name for _, name in entries],
+        )
+
+
+class ImageFiles(EncodedImages):
     """The index of a set of image files: their paths, the output size and crop.
 
     The paths are held as one numpy byte array (no Python object per image), so a worker
@@ -48,11 +106,7 @@ class ImageFiles:
 
     Args:
         paths: the image files, in the order of their labels.
-        size: output ``(height, width)``.
-        height_fraction: centre-crop height as a share of the image height (see
-            :func:`marginkit.data.images.crop_box`).
-        workers: decoding processes of the ``DataLoader``s that read these files (0: in the
-            calling process).
+        size, height_fraction, workers: as for :class:`EncodedImages`.
     """
 
     def __init__(
@@ -62,22 +116,15 @@ class ImageFiles:
         height_fraction: float = 1.0,
         workers: int = 0,
     ) -> None:
+        super().__init__(size, height_fraction, workers)
         if isinstance(paths, np.ndarray):
             self._paths = paths
         else:
             encoded = [os.fsencode(path) for path in paths]
             self._paths = np.array(encoded, dtype=bytes) if encoded else np.zeros(0, dtype="S1")
-        self.size = (int(size[0]), int(size[1]))
-        self.height_fraction = float(height_fraction)
-        self.workers = int(workers)
 
     def __len__(self) -> int:
         return int(self._paths.shape[0])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(N, 3, height, width)``, the shape of the decoded codes."""
-        return (len(self), 3, *self.size)
 
     def path(self, index: int) -> str:
         """The file of image ``index``."""
@@ -88,16 +135,10 @@ class ImageFiles:
         chosen = self._paths[np.asarray(torch.as_tensor(indices, dtype=torch.long))]
         return ImageFiles(chosen, self.size, self.height_fraction, self.workers)
 
-    def codes(self, index: int) -> Tensor:
-        """Image ``index`` decoded, cropped and resized: ``(3, H, W)`` uint8."""
+    def encoded(self, index: int) -> tuple[Path | bytes, str]:
+        """Image ``index``'s file, named by its path."""
         path = self.path(index)
-        array = decode_image(Path(path), self.size, self.height_fraction, path)  # (H, W, 3)
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-    def decode_all(self, progress: bool = False) -> Tensor:
-        """Every image at once: ``(N, 3, H, W)`` uint8 (memory grows with N)."""
-        paths = [Path(self.path(i)) for i in range(len(self))]
-        return decode_images(paths, self.size, self.height_fraction, progress=progress)
+        return Path(path), path
 
 
 class ImageFileDataset(Dataset):
@@ -117,7 +158,7 @@ class ImageFileDataset(Dataset):
 
     def __init__(
         self,
-        files: ImageFiles,
+        files: EncodedImages,
         labels: Tensor,
         mean: Sequence[float],
         std: Sequence[float],
@@ -241,7 +282,7 @@ def load_batches(
 class _Histograms(Dataset):
     """Per image, the count of each 8-bit code in each channel: ``(3, 256)`` int64."""
 
-    def __init__(self, files: ImageFiles) -> None:
+    def __init__(self, files: EncodedImages) -> None:
         self.files = files
 
     def __len__(self) -> int:
@@ -253,7 +294,7 @@ class _Histograms(Dataset):
 
 
 def file_statistics(
-    files: ImageFiles, value_scale: float = 1.0 / 255.0, progress: bool = False
+    files: EncodedImages, value_scale: float = 1.0 / 255.0, progress: bool = False
 ) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of the decoded images, in one streaming pass.
 
