@@ -221,6 +221,7 @@ DATASETS: Registry[Callable[[ReadRequest], RawSplits]] = Registry(
         "cifar100": "marginkit.data.readers:read_cifar_batches",
         "svhn": "marginkit.data.readers:read_svhn_files",
         "folder": "marginkit.data.readers:read_image_folder",
+        "rec": "marginkit.data.readers:read_record_folder",
         "lfw": "marginkit.data.readers:read_lfw_tree",
     },
 )

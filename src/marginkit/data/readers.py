@@ -20,10 +20,12 @@ __all__ = [
     "read_idx_files",
     "read_image_folder",
     "read_lfw_tree",
+    "read_record_folder",
     "read_svhn_files",
 ]
 
-#: ``(height, width)`` of ``folder`` and ``lfw`` images when no ``image_size`` is given.
+#: ``(height, width)`` of ``folder`` and ``lfw`` images (and of ``rec`` images without a
+#: ``property`` file) when no ``image_size`` is given.
 FACE_IMAGE_SIZE = (112, 96)
 
 
@@ -38,7 +40,7 @@ class ReadRequest:
         min_images_per_person: ``lfw``: smallest class kept.
         pairs_file: ``lfw``/``folder`` verification pairs file.
         progress: report image-decoding progress on stderr.
-        workers: ``folder``/``lfw``: 0 decodes the training images into memory; more
+        workers: ``folder``/``lfw``/``rec``: 0 decodes the training images into memory; more
             indexes them, to be decoded lazily by that many ``DataLoader`` processes
             (:mod:`marginkit.data.stream`).
     """
@@ -110,6 +112,19 @@ def read_lfw_tree(request: ReadRequest) -> RawSplits:
         size,
         request.min_images_per_person,
         request.pairs_file,
+        progress=request.progress,
+        workers=request.workers,
+    )
+
+
+def read_record_folder(request: ReadRequest) -> RawSplits:
+    """MXNet RecordIO files (``train.rec``, ``train.idx``; InsightFace's or im2rec's)."""
+    from marginkit.data.rec import read_rec
+
+    return read_rec(
+        request.folder(),
+        request.image_size,
+        FACE_IMAGE_SIZE,
         progress=request.progress,
         workers=request.workers,
     )
