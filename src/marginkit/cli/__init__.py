@@ -13,6 +13,7 @@ Commands::
     marginkit verify runs/NAME --pairs lfw.bin [--pairs pairs.txt ...] [--no-flip]
     marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE [--force]
     marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N] [--force]
+    marginkit pack FOLDER --out DIR [--force]   # train.rec/.idx/property for --dataset rec
 
 The flags of ``train`` (and the training options of ``compare``) are generated from
 :class:`~marginkit.train.config.TrainConfig` (:mod:`marginkit.cli.flags`); the command only
@@ -127,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         "embed",
         help="embed a folder of images with a run or an exported file (.npz)",
         add_options=_embed_arguments,
+    )
+    commands.add_parser(
+        "pack",
+        help="write a folder of identity sub-folders as RecordIO files (--dataset rec)",
+        add_options=_pack_arguments,
     )
     return parser
 
@@ -332,6 +338,20 @@ def _embed_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress")
 
 
+def _pack_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``pack``."""
+    add = parser.add_argument
+    add("folder", metavar="FOLDER", help="folder of identity sub-folders of images")
+    add(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder to write train.rec, train.idx and property into (InsightFace's layout)",
+    )
+    _add_force(parser, "train.rec, train.idx and property")
+    add("--quiet", action="store_true", help="no progress")
+
+
 def _add_force(parser: argparse.ArgumentParser, what: str) -> None:
     """``--force``: replace an existing output file (never one the command reads, nor one
     in a run's checkpoints folder)."""
@@ -534,6 +554,19 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    _require("train")
+    from marginkit.data.pack import pack_folder
+
+    done = pack_folder(args.folder, args.out, force=args.force, progress=not args.quiet)
+    print(
+        f"packed {done.images:,} images of {done.identities:,} identities "
+        f"({done.height}x{done.width}) into {done.out}: train.rec ({done.rec_bytes:,} bytes), "
+        "train.idx, property"
+    )
+    return 0
+
+
 def _format_warning(
     message: Warning | str,
     category: type[Warning],
@@ -559,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["compare", *(argv or [])])
     handlers = {"train": _train, "eval": _eval, "verify": _verify, "compare": _compare}
-    handlers.update(export=_export, embed=_embed)
+    handlers.update(export=_export, embed=_embed, pack=_pack)
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as error:  # Ctrl-C; a launcher's signal (its status: 128 + number)
