@@ -238,6 +238,9 @@ def test_a_truncated_file_names_the_byte_offset(tmp_path: Path) -> None:
     with pytest.raises(DataError) as raised:
         load_dataset("rec", data_dir=rec, progress=False)
     assert one_line(raised).startswith(f"{rec / 'train.rec'}: byte {offsets[6]}: expected a record")
+    (rec / "train.rec").write_bytes(data[: offsets[-1] + 12])  # the last identity record
+    with pytest.raises(DataError, match=rf"train.rec: byte {offsets[-1]}: a record part of 32 "):
+        scan_records(rec)
 
 
 def test_an_offset_that_is_not_a_record_or_bad_magic_names_the_byte(tmp_path: Path) -> None:

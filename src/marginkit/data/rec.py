@@ -204,6 +204,22 @@ def _first_labels(reader: RecordReader, offsets: np.ndarray, progress: bool) -> 
     return labels
 
 
+def _check_not_cut(reader: RecordReader, index: RecordIndex) -> None:
+    """Refuse a ``.rec`` file cut short: the record that reaches past its end, or else the
+    first record the index places beyond it, is named (records 0 .. end are checked
+    whether they are images or not).
+
+    Raises:
+        DataError: naming the file and the record's byte offset.
+    """
+    size = reader.size
+    inside = index.offsets[index.offsets < size]
+    if len(inside):
+        reader.read(int(inside.max()), limit=0)  # its part header and length
+    if len(inside) < len(index.offsets):
+        reader.read(int(index.offsets[index.offsets >= size].min()), limit=0)
+
+
 def scan_records(directory: Path, progress: bool = False) -> RecordSet:
     """Index the images of the RecordIO folder ``directory`` and read their classes.
 
@@ -219,6 +235,7 @@ def scan_records(directory: Path, progress: bool = False) -> RecordSet:
         )
     reader = RecordReader(directory / REC_FILE)
     index = read_index(directory / INDEX_FILE)
+    _check_not_cut(reader, index)
     header = _header_record(reader, index)
     if header is None:
         layout, identities, offsets = "im2rec", None, index.offsets
