@@ -155,7 +155,7 @@ def load_dataset(
     Args:
         name: one of :data:`DATASETS` (any case, ``-``/``_`` ignored).
         data_dir: folder holding the data set's files as distributed (IDX files, pickle
-            batches, ``.mat`` files, class sub-folders, the LFW tree). None:
+            batches, ``.mat`` files, class sub-folders, RecordIO files, the LFW tree). None:
             ``$MARGINKIT_DATA/<name>`` when the environment variable names a folder that
             holds it (e.g. ``MARGINKIT_DATA=~/data`` and ``~/data/mnist``), else the cache
             folder, downloading missing or corrupted files (not for ``digits``, bundled,
@@ -172,12 +172,13 @@ def load_dataset(
         augment: whether the trainer should random-crop + flip training batches; None uses
             the data set default (True for CIFAR-10/100 and SVHN).
         seed: seed for the validation split and the label noise (independent streams).
-        image_size: ``(height, width)`` of ``folder``/``lfw`` images, default ``(112, 96)``.
+        image_size: ``(height, width)`` of ``folder``/``lfw``/``rec`` images, default
+            ``(112, 96)`` (``rec``: its ``property`` file's size, when it has one).
         min_images_per_person: ``lfw``: keep DevTrain people with at least this many images.
         pairs_file: ``lfw`` (and ``folder``, when present) verification pairs file.
         progress: report download and image-decoding progress (with its ETA) on stderr.
-        workers: ``folder``/``lfw``: 0 decodes every image into memory; ``N > 0`` indexes
-            the training images, decoded lazily by ``N`` ``DataLoader`` processes
+        workers: ``folder``/``lfw``/``rec``: 0 decodes every image into memory; ``N > 0``
+            indexes the training images, decoded lazily by ``N`` ``DataLoader`` processes
             (:mod:`marginkit.data.stream`, same items). Tensor data sets stay in memory.
 
     Returns:

@@ -59,7 +59,9 @@ class EncodedImages:
             the calling process).
     """
 
-    def __init__(self, size: tuple[int, int], height_fraction: float = 1.0, workers: int = 0):
+    def __init__(
+        self, size: tuple[int, int], height_fraction: float = 1.0, workers: int = 0
+    ) -> None:
         self.size = (int(size[0]), int(size[1]))
         self.height_fraction = float(height_fraction)
         self.workers = int(workers)

@@ -311,11 +311,11 @@ class TrainConfig:
         default=0,
         metadata=_about(
             "device",
-            "folder/lfw: 0 decodes the training images into memory before the first step; N > 0 "
-            "keeps only their index and decodes batches lazily in N DataLoader worker processes "
-            "(same inputs, same order, same augmentation, same weights; memory independent of "
-            "the number of images). The tensor data sets (MNIST, CIFAR, SVHN, digits) stay in "
-            "memory.",
+            "folder/lfw/rec: 0 decodes the training images into memory before the first step; "
+            "N > 0 keeps only their index and decodes batches lazily in N DataLoader worker "
+            "processes (same inputs, same order, same augmentation, same weights; memory "
+            "independent of the number of images). The tensor data sets (MNIST, CIFAR, SVHN, "
+            "digits) stay in memory.",
             inert=True,
         ),
     )
