@@ -111,9 +111,10 @@ class PlainFolder(Dataset):
         return (pixels.float() / 255.0 - self.mean) / self.std, label
 
 
-def marginkit_feed(folder: Path, workers: int) -> tuple[BatchSource, Any]:
+def marginkit_feed(folder: Path, workers: int, dataset: str = "folder") -> tuple[BatchSource, Any]:
+    """The trainer's streamed feed of ``dataset`` (``folder``, or ``rec``: a packed folder)."""
     bundle = load_dataset(
-        "folder", data_dir=folder, image_size=(SIZE, SIZE), workers=workers, progress=False
+        dataset, data_dir=folder, image_size=(SIZE, SIZE), workers=workers, progress=False
     )
     return BatchSource(bundle.train, pin_memory=False), bundle
 
@@ -125,18 +126,25 @@ def batches_of(feed: Any, batch_size: int, count: int, seed: int) -> Any:
 
 
 # ------------------------------------------------------------------------ the timing
-def trial(feed: Any, batch_size: int, count: int, seed: int, step: Any) -> float:
-    """Images/s from the third batch on, ``count`` timed batches, ``step(x, y)`` each."""
+def trial(
+    feed: Any, batch_size: int, count: int, seed: int, step: Any, waits: list[float] | None = None
+) -> float:
+    """Images/s from the third batch on, ``count`` timed batches, ``step(x, y)`` each; the
+    seconds spent waiting for those batches are appended to ``waits`` when it is given."""
     batches = batches_of(feed, batch_size, count + 2, seed)
     for _ in range(2):
         step(*next(batches))
-    start, seen = time.perf_counter(), 0
+    start, seen, waited = time.perf_counter(), 0, 0.0
     for _ in range(count):
+        asked = time.perf_counter()
         x, y = next(batches)
+        waited += time.perf_counter() - asked
         step(x, y)
         seen += y.numel()
     rate = seen / (time.perf_counter() - start)
     del batches  # shuts the workers down
+    if waits is not None:
+        waits.append(waited)
     return rate
 
 
@@ -204,8 +212,9 @@ def _memory_of(pid: int) -> tuple[int, int]:
     return values.get("Rss", 0), values.get("Pss", 0)
 
 
-def memory(folder: Path, workers: int, batch_size: int) -> dict[str, Any]:
-    """Peak summed RSS/PSS of this process and its workers: load + one data-only epoch."""
+def memory(folder: Path, workers: int, batch_size: int, dataset: str = "folder") -> dict[str, Any]:
+    """Peak summed RSS/PSS of this process and its workers: load + one data-only epoch
+    (``dataset``: ``folder``, or ``rec`` for benchmarks/rec_throughput.py)."""
     peak = {"rss": 0, "pss": 0}
     running = True
 
@@ -220,7 +229,7 @@ def memory(folder: Path, workers: int, batch_size: int) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    source, _ = marginkit_feed(folder, workers)
+    source, _ = marginkit_feed(folder, workers, dataset)
     loaded = time.perf_counter() - start
     steps = -(-len(source) // batch_size)
     seen = sum(y.numel() for _, y in source.epoch(torch.Generator(), batch_size, steps))
