@@ -10,7 +10,7 @@ The loop, in one screen (see :func:`fit`)::
             x, y -> config.device                         # cpu, cuda, cuda:N
             lr -> every param group                       # warm-up + step/cosine, per step
             with autocast(config.precision):              # fp32: none; bf16, fp16
-                embeddings = backbone(x)                  # (B, D)
+                embeddings = backbone(x)                  # (B, D); no grad while frozen
             loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
             loss.backward()                               # fp16: scaled
             clip_grad_norm(config.clip_grad_norm); optimizer.step()
@@ -79,6 +79,12 @@ from marginkit.train.config import (
 )
 from marginkit.train.datarecord import data_difference, unchecked_data, write_data_record
 from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
+from marginkit.train.initfrom import (
+    check_resumed_source,
+    check_source_path,
+    describe,
+    initial_weights,
+)
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
@@ -187,10 +193,12 @@ def build_models(config: TrainConfig, bundle: DataBundle) -> tuple[nn.Module, Ma
 
 
 def _check_names(config: TrainConfig) -> None:
-    """Fail fast (before any data is read) on unknown backbone or loss names, and on a
-    backbone import spec whose module or callable cannot be found."""
+    """Fail fast (before any data is read) on unknown backbone or loss names, on a
+    backbone import spec whose module or callable cannot be found, and on an ``init_from``
+    that does not exist or lies in the run's own folder."""
     LOSSES.canonical(config.loss)
     BACKBONES.get(config.backbone)  # a spec's module is imported here
+    check_source_path(config)
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
@@ -556,6 +564,11 @@ class _Run:
     wall_start: float = 0.0
     verification: Any = None  # TrainingVerification (--verify), or None
     part: Distribution = SINGLE  # this process's rank of the run's processes
+    init_from: dict[str, Any] | None = None  # where --init-from's weights came from
+
+    def frozen(self, epoch: int) -> bool:
+        """Whether the backbone is frozen in ``epoch`` (0-based): --freeze-backbone-epochs."""
+        return epoch < self.config.freeze_backbone_epochs
 
     @property
     def epochs(self) -> int:
@@ -688,6 +701,8 @@ def _set_up(
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, whole = build_models(config, bundle)  # on the CPU, from the seed
+    # --init-from: trained weights instead (not for a run resumed from its checkpoint)
+    init = initial_weights(config, run_dir, resume, (backbone, whole), bundle)
     backbone.to(device)  # the same initial weights on every device
     head = part.shard_head(whole.to(device))  # this rank's class rows (all for one process)
     batches = _training_set(config, bundle, pin_memory=device.type == "cuda")
@@ -713,7 +728,12 @@ def _set_up(
         verification=verification,
         part=part,
         model=part.wrap_backbone(backbone),
+        init_from=init,
     )
+    if init is not None:
+        run.say(describe(init))
+    if config.freeze_backbone_epochs:
+        run.say(f"backbone frozen (eval mode) for epochs 1-{config.freeze_backbone_epochs}")
     if run_dir is not None and part.is_main:
         _open_run_folder(run, resume, overwrite, cleanup)
     elif run_dir is not None:  # another rank: restores what rank 0 resumes from
@@ -750,6 +770,10 @@ def _open_run_folder(
     folder.write_format()  # a run of an earlier format is continued in this one
     if not folder.data.is_file():  # a new run (an older one: recorded from now on)
         write_data_record(run_dir, run.bundle)
+    if run.init_from is not None:  # the weights it starts from (again, without a checkpoint)
+        folder.write_init_from(run.init_from)
+    elif checkpoint is not None:  # resumed: its checkpoint's weights, not the source's
+        check_resumed_source(run.config, run_dir, run.stream)
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
 
@@ -816,7 +840,7 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         The epoch's training loss, accuracy, last lr and time.
     """
     config, optimizer = run.config, run.optimizer
-    run.backbone.train()
+    run.backbone.train(not run.frozen(epoch))  # frozen: eval mode, its BN statistics kept
     run.head.train()
     tally = _Tally()
     batches = min(run.steps_per_epoch, run.run_steps - run.step)
@@ -864,11 +888,12 @@ def _step(
     Raises:
         NonFiniteLossError: the embeddings or the loss is NaN or infinite.
     """
-    device = run.precision.device
+    device, frozen = run.precision.device, run.frozen(epoch)
     inputs = inputs.to(device, non_blocking=True)  # (B, *input_shape); no copy on the CPU
     labels = labels.to(device, non_blocking=True)  # (B,)
-    with run.precision.autocast():
-        embeddings = run.model(inputs)  # (b, D), bf16/fp16 under autocast; DDP sums grads
+    with run.precision.autocast(), torch.set_grad_enabled(not frozen):
+        # (b, D), bf16/fp16 under autocast; DDP sums grads; frozen: no gradient, no update
+        embeddings = (run.backbone if frozen else run.model)(inputs)
     try:
         loss, correct = run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
     except ValueError:  # the head refuses non-finite embeddings (among other bad input)
