@@ -437,6 +437,25 @@ def test_a_resumed_fine_tuning_run_ends_as_an_uninterrupted_one(
     assert "resumes from its own checkpoint" in note and len(note.strip().splitlines()) == 1
 
 
+def test_a_run_resumes_from_its_checkpoint_when_its_source_is_gone(
+    tmp_path: Path, digits: DataBundle, source: SourceRun
+) -> None:
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "start.safetensors"
+    save_file(source.backbone, str(weights))
+    config = digits_config(tmp_path / "run", init_from=str(weights))
+    interrupted(config, digits, after_epoch=1)
+    weights.unlink()
+    stream = io.StringIO()
+    resumed = fit(config, bundle=digits, resume=True, progress=False, stream=stream)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert (
+        f"note: init_from {weights} cannot be read now (no such file or folder); "
+        in stream.getvalue()
+    )
+
+
 def test_a_run_resumed_before_its_first_checkpoint_refuses_a_changed_source(
     tmp_path: Path, digits: DataBundle, source: SourceRun
 ) -> None:

@@ -62,7 +62,7 @@ from marginkit.train.checkpoint import (
     state_mismatch,
     verify_checkpoint,
 )
-from marginkit.train.config import TrainConfig, load_config
+from marginkit.train.config import TrainConfig, load_config, parse_classes
 from marginkit.train.datarecord import data_difference
 
 if TYPE_CHECKING:
@@ -270,6 +270,8 @@ def _head_start(
     saved = load_config(RunFolder(source.run_dir).config)
     for option in _CLASS_OPTIONS:
         there, here = getattr(saved, option), getattr(config, option)
+        if option == "classes" and there is not None and here is not None:
+            there, here = parse_classes(there), parse_classes(here)  # "0-2" is [0, 1, 2]
         if there != here:
             return (
                 None,
@@ -335,7 +337,7 @@ def initialise(
 
 def describe(record: dict[str, Any]) -> str:
     """One line on where a run's weights start (:func:`initialise`'s record)."""
-    head = "from the source" if record["head"] == "source" else "from the seed"
+    head = "from the source run" if record["head"] == "source" else "from the seed"
     return (
         f"init_from {record['init_from']}: backbone from {record['file']} (sha256 "
         f"{record['sha256'][:12]}, {record['names']} names); head {head} "
@@ -343,9 +345,10 @@ def describe(record: dict[str, Any]) -> str:
     )
 
 
-def check_source_path(config: TrainConfig) -> None:
-    """Before the data are read: refuse an ``init_from`` that does not exist, or lies in the
-    run's own folder (``--overwrite`` would remove it, a resume replace it).
+def check_source_path(config: TrainConfig, resume: bool = False) -> None:
+    """Before the data are read: refuse an ``init_from`` that lies in the run's own folder
+    (``--overwrite`` would remove it, a resume replace it) or, for a run that is not resumed
+    (a resumed one may not need it), does not exist.
 
     Raises:
         InitFromError: one line naming the source.
@@ -353,7 +356,7 @@ def check_source_path(config: TrainConfig) -> None:
     if config.init_from is None:
         return
     source = Path(config.init_from)
-    if not source.exists():
+    if not resume and not source.exists():
         raise _fail(config.init_from, "no such file or folder")
     if config.out is not None:
         out = Path(config.out).resolve()
@@ -371,7 +374,7 @@ def check_resumed_source(config: TrainConfig, run_dir: Path, stream: TextIO) -> 
         _, file, _ = locate_source(config.init_from)
         data = _read_bytes(config.init_from, file)
     except (InitFromError, RunFolderError) as error:
-        now = f"cannot be read now ({error})"
+        now = f"cannot be read now ({str(error).removeprefix(f'init_from {config.init_from}: ')})"
     else:
         digest = hashlib.sha256(data).hexdigest()
         if digest == recorded["sha256"]:
@@ -411,8 +414,7 @@ def initial_weights(
     from a checkpoint (whose weights replace them): the record of the source, or None.
 
     Raises:
-        InitFromError: the source is inside the run's folder, cannot be read, or does not
-            fit (one line).
+        InitFromError: the source cannot be read, or does not fit (one line).
         RunFolderError: a run resumed before its first checkpoint whose source changed.
     """
     if config.init_from is None:

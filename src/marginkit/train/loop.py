@@ -192,13 +192,13 @@ def build_models(config: TrainConfig, bundle: DataBundle) -> tuple[nn.Module, Ma
     return backbone, head
 
 
-def _check_names(config: TrainConfig) -> None:
+def _check_names(config: TrainConfig, resume: bool) -> None:
     """Fail fast (before any data is read) on unknown backbone or loss names, on a
     backbone import spec whose module or callable cannot be found, and on an ``init_from``
-    that does not exist or lies in the run's own folder."""
+    that lies in the run's own folder or, unless resuming, does not exist."""
     LOSSES.canonical(config.loss)
     BACKBONES.get(config.backbone)  # a spec's module is imported here
-    check_source_path(config)
+    check_source_path(config, resume)
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
@@ -686,7 +686,7 @@ def _set_up(
         torch.set_num_threads(config.threads)
     part = Distribution.current()  # several processes: only rank 0 reports and writes
     progress = progress and part.is_main
-    _check_names(config)
+    _check_names(config, resume)
     device = resolve_device(config.device)  # no such device, or fp16 on the CPU: fail now
     precision = TrainingPrecision.create(device, config.precision, config.clip_grad_norm)
     if part.several:
