@@ -29,6 +29,7 @@ from marginkit.ijb.measure import (
 )
 from marginkit.ijb.pooling import pool_templates
 from marginkit.ijb.protocol import SETS, Enrolment, MetaFiles, Protocol, load_protocol
+from marginkit.ijb.run import default_output, evaluate_ijb, summarize_ijb
 
 __all__ = [
     "IDENTIFICATION_FPIRS",
@@ -38,9 +39,12 @@ __all__ = [
     "Enrolment",
     "MetaFiles",
     "Protocol",
+    "default_output",
+    "evaluate_ijb",
     "identification_figures",
     "ijb_report",
     "load_protocol",
     "pool_templates",
+    "summarize_ijb",
     "verification_figures",
 ]
