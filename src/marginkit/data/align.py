@@ -120,7 +120,7 @@ def _points(name: str, value: np.ndarray, count: int | None = None) -> np.ndarra
 def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The least-squares similarity transform from ``source`` points to ``target`` points.
 
-    Umeyama (IEEE TPAMI 13(4), 1991, eqs. 40-42): with the means ``mu_s, mu_t``, the
+    Umeyama's closed form (IEEE TPAMI 13(4), 1991): with the means ``mu_s, mu_t``, the
     variance ``sigma2_s = mean ||s - mu_s||^2`` and the covariance ``Sigma = mean (t - mu_t)
     (s - mu_s)^T = U D V^T`` (its singular value decomposition), ``R = U S V^T``, ``c =
     trace(D S) / sigma2_s``, ``t = mu_t - c R mu_s``, where ``S = diag(1, det(U) det(V))``
@@ -153,7 +153,7 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     source_variance = float((source_centred**2).sum()) / len(source)
     covariance = target_centred.T @ source_centred / len(source)
     left, singular, right = np.linalg.svd(covariance)  # covariance = left @ diag @ right
-    # S: a reflection in the last axis when U V^T is one (Umeyama's eq. 43)
+    # S: a reflection in the last axis when U V^T is one (Umeyama's rule, rank-safe)
     signs = np.array([1.0, 1.0 if np.linalg.det(left) * np.linalg.det(right) > 0 else -1.0])
     rotation = left @ np.diag(signs) @ right
     scale = float(singular @ signs) / source_variance
@@ -265,7 +265,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.
     return warp_affine(image, estimate_similarity(points, template(size)), size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FaceLandmarks:
     """One face of a landmarks file.
 
