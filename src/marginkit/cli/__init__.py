@@ -14,6 +14,7 @@ Commands::
     marginkit ijb runs/NAME|FILE --root IJB_release --set IJBB|IJBC [--out FILE] [--workers N]
     marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE [--force]
     marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N] [--force]
+    marginkit align --images DIR --landmarks FILE --out DIR [--size 112]
 
 The flags of ``train`` (and the training options of ``compare``) are generated from
 :class:`~marginkit.train.config.TrainConfig` (:mod:`marginkit.cli.flags`); the command only
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         "embed",
         help="embed a folder of images with a run or an exported file (.npz)",
         add_options=_embed_arguments,
+    )
+    commands.add_parser(
+        "align",
+        help="align photos onto the ArcFace 112x112 template by their five landmarks",
+        add_options=_align_arguments,
     )
     return parser
 
@@ -384,6 +390,27 @@ def _embed_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress")
 
 
+def _align_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``align`` (docs/alignment.md)."""
+    parser.description = (
+        "Align every image under --images by its line of --landmarks (path x1 y1 ... x5 y5 "
+        "[score]) onto the ArcFace template; crops keep their relative paths (JPEG photos as "
+        "JPEG quality 95, others as PNG). Crops already in --out are kept and skipped."
+    )
+    add = parser.add_argument
+    add("--images", required=True, metavar="DIR", help="folder of photos (searched recursively)")
+    add("--landmarks", required=True, metavar="FILE", help="one line per photo: its five points")
+    add("--out", required=True, metavar="DIR", help="folder for the aligned crops")
+    add(
+        "--size",
+        type=_positive_int,
+        default=112,
+        metavar="N",
+        help="crop width and height in pixels (default: 112)",
+    )
+    add("--quiet", action="store_true", help="no progress")
+
+
 def _add_force(parser: argparse.ArgumentParser, what: str) -> None:
     """``--force``: replace an existing output file (never one the command reads, nor one
     in a run's checkpoints folder)."""
@@ -610,6 +637,21 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _align(args: argparse.Namespace) -> int:
+    _require("train")
+    from marginkit.data.align_folder import align_folder
+
+    done = align_folder(
+        args.images, args.landmarks, args.out, size=args.size, progress=not args.quiet
+    )
+    faces = "face" if done.written == 1 else "faces"
+    print(
+        f"{done.out}: {done.written} {faces} aligned to {done.size}x{done.size}, "
+        f"{done.skipped} already there"
+    )
+    return 0
+
+
 def _format_warning(
     message: Warning | str,
     category: type[Warning],
@@ -635,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["compare", *(argv or [])])
     handlers = {"train": _train, "eval": _eval, "verify": _verify, "compare": _compare}
-    handlers.update(export=_export, embed=_embed, ijb=_ijb)
+    handlers.update(export=_export, embed=_embed, ijb=_ijb, align=_align)
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as error:  # Ctrl-C; a launcher's signal (its status: 128 + number)

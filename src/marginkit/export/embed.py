@@ -106,29 +106,18 @@ def source_reads(source: Path) -> list[Path]:
 
 def find_images(folder: str | Path) -> list[str]:
     """The image files under ``folder`` (recursively, hidden ones skipped), as sorted
-    ``/``-separated paths relative to it.
+    ``/``-separated paths relative to it (:func:`~marginkit.data.images.find_image_files`).
 
     Raises:
         ExportError: ``folder`` is not a folder, or holds no image.
     """
-    from marginkit.data.images import IMAGE_EXTENSIONS
+    from marginkit.data.errors import DataError
+    from marginkit.data.images import find_image_files
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise ExportError(f"images: {root} is not a folder")
-    found = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-            found.append(relative.as_posix())
-    if not found:
-        raise ExportError(
-            f"images: {root} holds no image file ({', '.join(IMAGE_EXTENSIONS)}), "
-            "sub-folders included"
-        )
-    return sorted(found)
+    try:
+        return find_image_files(folder)
+    except DataError as error:
+        raise ExportError(str(error)) from None
 
 
 def embed_images(
