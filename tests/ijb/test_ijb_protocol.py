@@ -88,33 +88,34 @@ def _edit(path: Path, line: int, text: str | None) -> None:
 
 
 BAD_LINES = [
-    ("ijbc_face_tid_mid.txt", 3, "3.png 101", r"face_tid_mid.txt, line 3: expected 'IMAGE"),
-    ("ijbc_face_tid_mid.txt", 5, "5.png x 601", r"face_tid_mid.txt, line 5: expected 'IMAGE"),
-    ("ijbc_name_5pts_score.txt", 2, "2.png 1 2 3 4 5 6 7 8 9 nan 0.8", r"score.txt, line 2:"),
-    ("ijbc_name_5pts_score.txt", 2, "2.png 1 2 3 4 5 6 7 8 9 10 -1", r"score.txt, line 2:"),
+    ("ijbc_face_tid_mid.txt", 3, "3.png 101", r"face_tid_mid.txt line 3: expected 'IMAGE"),
+    ("ijbc_face_tid_mid.txt", 5, "5.png x 601", r"face_tid_mid.txt line 5: expected 'IMAGE"),
+    ("ijbc_name_5pts_score.txt", 2, "2.png 1 2 3 4 5 6 7 8 9 nan 0.8", r"score.txt line 2:"),
+    ("ijbc_name_5pts_score.txt", 2, "2.png 1 2 3 4 5 6 7 8 9 10 -1", r"score.txt line 2: exp"),
+    ("ijbc_name_5pts_score.txt", 3, "3.png 1 2 3 4 5 6 7 8 9 10", r"score.txt line 3: exp"),
     (
         "ijbc_name_5pts_score.txt",
         4,
-        "9.png 1 2 3 4 5 6 7 8 9 10 0.5",
-        r"score.txt, line 4: image '9.png', where the face list has '4.png' on its row 4",
+        "999.png 1 2 3 4 5 6 7 8 9 10 0.5",
+        r"score.txt line 4: image '999.png', where the face list has '4.png' on its row 4",
     ),
     ("ijbc_name_5pts_score.txt", 88, None, r"score.txt: 87 images, where the face list has 88"),
-    ("ijbc_template_pair_label.txt", 7, "101 207 2", r"pair_label.txt, line 7: expected 'TEMP"),
-    ("ijbc_template_pair_label.txt", 9, "101 207", r"pair_label.txt, line 9: expected 'TEMP"),
-    ("ijbc_template_pair_label.txt", 9, "101 2.5 1", r"pair_label.txt, line 9: expected 'TEMP"),
+    ("ijbc_template_pair_label.txt", 7, "101 207 2", r"pair_label.txt line 7: expected 'TEMP"),
+    ("ijbc_template_pair_label.txt", 9, "101 207", r"pair_label.txt line 9: expected 'TEMP"),
+    ("ijbc_template_pair_label.txt", 9, "101 2.5 1", r"pair_label.txt line 9: expected 'TEMP"),
     (
         "ijbc_template_pair_label.txt",
         11,
         "101 999 0",
-        r"pair_label.txt, line 11: template 999 has no image in the face list",
+        r"pair_label.txt line 11: template 999 has no image in the face list",
     ),
-    ("ijbc_1N_gallery_G1.csv", 1, "A,B,C", r"G1.csv, line 1: expected a header naming TEMP"),
-    ("ijbc_1N_gallery_G1.csv", 3, "101,x,1.png", r"G1.csv, line 3: expected whole numbers as"),
+    ("ijbc_1N_gallery_G1.csv", 1, "A,B,C", r"G1.csv line 1: expected a header naming TEMP"),
+    ("ijbc_1N_gallery_G1.csv", 3, "101,x,1.png", r"G1.csv line 3: expected whole numbers as"),
     (
         "ijbc_1N_gallery_G1.csv",
         3,
         "101,7009,2.png",
-        r"G1.csv, line 3: template 101 of subject 7009, where an earlier row gives it subject",
+        r"G1.csv line 3: template 101 of subject 7009, where an earlier row gives it subject",
     ),
     (
         "ijbc_1N_probe_mixed.csv",
@@ -138,10 +139,10 @@ def test_blank_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     write_ijb(tmp_path, images=False)
     pairs = tmp_path / "IJBC" / "meta" / "ijbc_template_pair_label.txt"
     text = pairs.read_text()
-    assert text.splitlines()[13] == "102 204 0"  # line 14, line 16 after two blank lines
+    assert text.splitlines()[13] == "102 204 0"  # line 14; line 16 after two blank lines
     for bad in ("102 204 x", "102 204 2"):  # numpy's error, then the label check
         pairs.write_text("\n  \n" + text.replace("102 204 0\n", bad + "\n", 1))
-        _refused(tmp_path, rf"pair_label.txt, line 16: expected .*, got '{bad}'")
+        _refused(tmp_path, rf"pair_label.txt line 16: expected .*, got '{bad}'")
 
 
 def test_pairs_of_one_kind_are_refused(tmp_path: Path) -> None:

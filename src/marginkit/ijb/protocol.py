@@ -28,7 +28,6 @@ gives one line naming the file (and the line).
 from __future__ import annotations
 
 import csv
-import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,7 +155,7 @@ def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
 def _bad_line(path: Path, number: int, expected: str, fields: list[str]) -> DataError:
     text = " ".join(fields)
     shown = text if len(text) <= 60 else text[:57] + "..."
-    return DataError(f"{path}, line {number}: expected {expected}, got {shown!r}")
+    return DataError(f"{path} line {number}: expected {expected}, got {shown!r}")
 
 
 def _whole(text: str) -> int:
@@ -193,42 +192,42 @@ def read_face_list(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def read_landmarks(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``*_name_5pts_score.txt``: each image's five landmarks and detector score, row for
-    row with the face list's ``names``.
+    row with the face list's ``names`` (read by :func:`marginkit.data.align.read_landmarks`,
+    whose format it is).
 
     Returns:
         ``(landmarks, scores)``: ``(N, 5, 2)`` float64 (x, y) pixels and ``(N,)`` float64.
 
     Raises:
-        DataError: a line that is not ``IMAGE`` and 11 finite numbers (the score >= 0), an
-            image other than the face list's on that row, or another number of lines.
+        DataError: the reader's (a line that is not a path and 10 finite numbers, with a
+            score or not), a line without a score or with a negative one, an image other
+            than the face list's on that row, or another number of lines.
     """
-    points: list[list[float]] = []
-    expected = "'IMAGE x1 y1 ... x5 y5 SCORE' (11 finite numbers, the score >= 0)"
-    for number, fields in _lines(path):
-        row = len(points)
-        try:
-            if len(fields) != 12:
-                raise ValueError
-            values = [float(field) for field in fields[1:]]
-            if not all(math.isfinite(value) for value in values) or values[-1] < 0:
-                raise ValueError
-        except ValueError:
-            raise _bad_line(path, number, expected, fields) from None
-        if row >= len(names) or fields[0] != names[row]:
+    from marginkit.data.align import read_landmarks as read_faces
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (a meta file of the release)")
+    faces = read_faces(path)
+    for row, face in enumerate(faces):
+        if face.score is None or face.score < 0:
+            raise DataError(
+                f"{path} line {face.line}: expected a detector score >= 0 after the ten "
+                f"coordinates, got {face.score}"
+            )
+        if row >= len(names) or face.name != names[row]:
             listed = f"{names[row]!r}" if row < len(names) else "no image"
             raise DataError(
-                f"{path}, line {number}: image {fields[0]!r}, where the face list has "
+                f"{path} line {face.line}: image {face.name!r}, where the face list has "
                 f"{listed} on its row {row + 1}; the two files must list the same images "
                 "in the same order"
             )
-        points.append(values)
-    if len(points) != len(names):
+    if len(faces) != len(names):
         raise DataError(
-            f"{path}: {len(points)} images, where the face list has {len(names)}; the two "
+            f"{path}: {len(faces)} images, where the face list has {len(names)}; the two "
             "files must list the same images in the same order"
         )
-    table = np.array(points, dtype=np.float64)  # (N, 11)
-    return table[:, :10].reshape(-1, 5, 2).copy(), table[:, 10].copy()
+    landmarks = np.stack([face.points for face in faces]).astype(np.float64)  # (N, 5, 2)
+    return landmarks, np.array([face.score for face in faces], dtype=np.float64)
 
 
 def _line_of_row(path: Path, row: int) -> tuple[int, list[str]]:
@@ -286,7 +285,7 @@ def read_template_pairs(path: Path, templates: np.ndarray) -> np.ndarray:
         row = int(np.flatnonzero(~known)[0])
         number, _ = _line_of_row(path, row)
         template = next(int(t) for t in pairs[row, :2] if not np.isin(t, templates))
-        raise DataError(f"{path}, line {number}: template {template} has no image in the face list")
+        raise DataError(f"{path} line {number}: template {template} has no image in the face list")
     for label, kind in ((1, "same-subject"), (0, "different-subject")):
         if not bool((pairs[:, 2] == label).any()):
             raise DataError(
@@ -315,7 +314,7 @@ def _columns(path: Path, header: list[str]) -> tuple[int, int]:
     names = [name.strip().upper() for name in header]
     if "TEMPLATE_ID" not in names or "SUBJECT_ID" not in names:
         raise DataError(
-            f"{path}, line 1: expected a header naming TEMPLATE_ID and SUBJECT_ID, got "
+            f"{path} line 1: expected a header naming TEMPLATE_ID and SUBJECT_ID, got "
             f"{','.join(header)[:60]!r}"
         )
     return names.index("TEMPLATE_ID"), names.index("SUBJECT_ID")
@@ -377,7 +376,7 @@ def _enrol(
         ) from None
     if subject_of.setdefault(template, subject) != subject:
         raise DataError(
-            f"{path}, line {number}: template {template} of subject {subject}, where an "
+            f"{path} line {number}: template {template} of subject {subject}, where an "
             f"earlier row gives it subject {subject_of[template]}"
         )
 
