@@ -46,6 +46,7 @@ def test_the_designed_set_gives_its_known_answers(tmp_path: Path) -> None:
         low, high = gallery["tpir_at_fpir"]
         assert high["tpir"] == pytest.approx(KNOWN["tpir_at_fpir_0.1"][name], abs=1e-12)
         assert low["fpir"] == 0.01 and low["tpir"] is None and not low["available"]
+        assert low["reason"].startswith("only 10 non-mated probes; an FPIR of 0.01 needs")
     mean = identification["mean"]
     assert mean["rank"]["1"] == pytest.approx(KNOWN["rank1"]["mean"])
     assert mean["tpir_at_fpir"] == [
@@ -102,7 +103,11 @@ def _random_set(rng: np.random.Generator) -> tuple[IJBSet, np.ndarray]:
 
 
 @pytest.mark.parametrize("weighting", [False, True])
-def test_every_figure_equals_the_naive_implementation(tmp_path: Path, weighting: bool) -> None:
+def test_every_figure_equals_the_naive_implementation(
+    tmp_path: Path, weighting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("marginkit.ijb.pooling._CHUNK", 37)  # images pooled in chunks
+    monkeypatch.setattr("marginkit.ijb.measure._PAIR_CHUNK", 101)  # pairs scored in chunks
     design, embeddings = _random_set(np.random.default_rng(3))
     write_meta(tmp_path, design)
     protocol = load_protocol(tmp_path, "IJBC")

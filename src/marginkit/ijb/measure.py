@@ -82,14 +82,18 @@ def pair_scores(template_ids: np.ndarray, features: np.ndarray, pairs: np.ndarra
 
 
 def _renamed(point: dict[str, Any], rate: str, far: str) -> dict[str, Any]:
-    """An :class:`~marginkit.metrics.OperatingPoint` dict with its rate and FAR named."""
+    """An :class:`~marginkit.metrics.OperatingPoint` dict with its rate and FAR named (the
+    reason's "a FAR of" too: "an FPIR of")."""
+    reason = point["reason"]
+    if reason is not None and far != "far":
+        reason = reason.replace("a FAR of", f"an {far.upper()} of")
     return {
         far: point["far"],
         rate: point["rate"],
         "threshold": point["threshold"],
         f"achieved_{far}": point["achieved_far"],
         "available": point["available"],
-        "reason": point["reason"],
+        "reason": reason,
     }
 
 

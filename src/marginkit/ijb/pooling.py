@@ -26,6 +26,9 @@ from marginkit.data.errors import DataError
 
 __all__ = ["pool_templates"]
 
+#: Images normalised at a time (in float64).
+_CHUNK = 65536
+
 
 def pool_templates(
     embeddings: np.ndarray,
@@ -50,29 +53,32 @@ def pool_templates(
         DataError: a template whose pooled embedding is zero (its images cancel out, or
             their detector scores are all 0 with weighting), naming it.
     """
-    rows = torch.as_tensor(np.asarray(embeddings), dtype=torch.float64)  # (N, D)
-    count = rows.shape[0]
-    if rows.dim() != 2 or np.shape(templates) != (count,) or np.shape(medias) != (count,):
+    count, width = np.shape(embeddings)[0], np.shape(embeddings)[-1]
+    if np.ndim(embeddings) != 2 or np.shape(templates) != (count,) or np.shape(medias) != (count,):
         raise ValueError(
             f"embeddings (N, D), templates (N,) and medias (N,) expected; got "
-            f"{tuple(rows.shape)}, {np.shape(templates)}, {np.shape(medias)}"
+            f"{np.shape(embeddings)}, {np.shape(templates)}, {np.shape(medias)}"
         )
-    norms = rows.norm(dim=1, keepdim=True)  # (N, 1)
-    if not bool(torch.isfinite(rows).all()) or bool((norms == 0).any()):
-        raise ValueError("embeddings: expected finite, non-zero rows")
-    unit = rows / norms
-    if scores is not None:
-        if np.shape(scores) != (count,):
-            raise ValueError(f"scores: expected shape ({count},), got {np.shape(scores)}")
-        unit = unit * torch.as_tensor(np.asarray(scores), dtype=torch.float64).unsqueeze(1)
+    if scores is not None and np.shape(scores) != (count,):
+        raise ValueError(f"scores: expected shape ({count},), got {np.shape(scores)}")
     keys = np.stack([np.asarray(templates), np.asarray(medias)], axis=1).astype(np.int64)
     media_keys, media_of = np.unique(keys, axis=0, return_inverse=True)  # (K, 2), (N,)
     media_of_t = torch.from_numpy(media_of.reshape(-1).astype(np.int64))
-    sums = torch.zeros((media_keys.shape[0], rows.shape[1]), dtype=torch.float64)
-    sums.index_add_(0, media_of_t, unit)
+    sums = torch.zeros((media_keys.shape[0], width), dtype=torch.float64)
+    for start in range(0, count, _CHUNK):  # float64 a chunk at a time: memory K x D
+        part = slice(start, start + _CHUNK)
+        rows = torch.as_tensor(np.asarray(embeddings[part]), dtype=torch.float64)  # (n, D)
+        norms = rows.norm(dim=1, keepdim=True)  # (n, 1)
+        if not bool(torch.isfinite(rows).all()) or bool((norms == 0).any()):
+            raise ValueError("embeddings: expected finite, non-zero rows")
+        unit = rows / norms
+        if scores is not None:
+            weights = torch.as_tensor(np.asarray(scores[part]), dtype=torch.float64)
+            unit = unit * weights.unsqueeze(1)
+        sums.index_add_(0, media_of_t[part], unit)
     sizes = torch.bincount(media_of_t, minlength=media_keys.shape[0]).unsqueeze(1)  # (K, 1)
     template_ids, template_of = np.unique(media_keys[:, 0], return_inverse=True)  # (T,), (K,)
-    features = torch.zeros((template_ids.shape[0], rows.shape[1]), dtype=torch.float64)
+    features = torch.zeros((template_ids.shape[0], width), dtype=torch.float64)
     features.index_add_(0, torch.from_numpy(template_of.astype(np.int64)), sums / sizes)
     lengths = features.norm(dim=1, keepdim=True)  # (T, 1)
     if bool((lengths == 0).any()):
