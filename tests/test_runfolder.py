@@ -132,6 +132,7 @@ def test_every_path_is_a_file_the_run_folder_names(tmp_path: Path) -> None:
         run.plots,
         run.embeddings,
         run.verify,
+        run.ijb,
         run.noise_snapshots,
     ]
     assert {path.name for path in paths} == RUN_FILES

@@ -20,6 +20,7 @@ for each):
 ``eval.json``, ``plots/``  ``marginkit eval``'s report and pictures
 ``embeddings.npz``         the measured split's embeddings (a comparison's runs)
 ``verify.json``            ``marginkit verify``'s report
+``ijb.json``               ``marginkit ijb``'s report (IJB-B and IJB-C, one entry per set)
 ``noise_snapshots.json``   per-epoch label-noise statistics (a comparison's noisy runs)
 ``.lock``                  held while a training writes (:class:`RunLock`)
 =========================  ==============================================================
@@ -85,6 +86,7 @@ __all__ = [
     "EVAL",
     "FORMAT",
     "FORMAT_VERSION",
+    "IJB",
     "INIT_FROM",
     "LOCK",
     "LOG",
@@ -139,12 +141,13 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 EVAL = "eval.json"
 VERIFY = "verify.json"
+IJB = "ijb.json"
 PLOTS = "plots"
 EMBEDDINGS = "embeddings.npz"
 NOISE_SNAPSHOTS = "noise_snapshots.json"
 #: The lock file's name inside a run folder.
 LOCK = ".lock"
-#: What marginkit writes at the top of a run folder (``train``, ``eval``, ``verify``, a
+#: What marginkit writes at the top of a run folder (``train``, ``eval``, ``verify``, ``ijb``, a
 #: comparison grid), the lock aside; ``train --overwrite`` removes these and nothing else.
 RUN_FILES = frozenset(
     {
@@ -160,6 +163,7 @@ RUN_FILES = frozenset(
         TENSORBOARD,
         EVAL,
         VERIFY,
+        IJB,
         PLOTS,
         EMBEDDINGS,
         NOISE_SNAPSHOTS,
@@ -789,6 +793,11 @@ class RunFolder:
     def verify(self) -> Path:
         """``verify.json``: the verification report."""
         return self.path / VERIFY
+
+    @property
+    def ijb(self) -> Path:
+        """``ijb.json``: the IJB-B / IJB-C report (:mod:`marginkit.ijb`)."""
+        return self.path / IJB
 
     @property
     def noise_snapshots(self) -> Path:
