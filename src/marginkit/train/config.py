@@ -241,6 +241,19 @@ class TrainConfig:
         ),
     )
     batch_size: int = field(default=128, metadata=_about("optimisation", "training batch size."))
+    accumulate: int = field(
+        default=1,
+        metadata=_about(
+            "optimisation",
+            "gradient accumulation: each optimiser step adds up the gradients of this many "
+            "micro-batches of batch_size, so the batch of a step is accumulate x batch_size "
+            "(the same samples, loss and gradient as a run with that batch size); the lr "
+            "schedule, the margins' schedules, clipping, steps.csv and checkpoints count "
+            "optimiser steps. The statistics of the batch some heads use (AdaCos, AdaFace, "
+            "CurricularFace) are each micro-batch's (docs/single-runs.md).",
+            metavar="N",
+        ),
+    )
     eval_batch_size: int = field(default=512, metadata=_about("run", "batch size for evaluation."))
     optimizer: Literal["sgd", "adamw"] | None = field(
         default=None,
@@ -439,7 +452,14 @@ class TrainConfig:
                 setattr(self, name, str(value))
 
     def _check_integers(self) -> None:
-        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size", "nproc")
+        positive = (
+            "embedding_dim",
+            "epochs",
+            "batch_size",
+            "accumulate",
+            "eval_batch_size",
+            "nproc",
+        )
         others = (
             "min_images_per_person",
             "warmup_epochs",

@@ -59,6 +59,7 @@ from marginkit.runfolder import (
     rows_in_fractions,
     run_entries,
 )
+from marginkit.train.accumulation import MicroBatch, micro_batches, one_head_step
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     check_state,
@@ -386,21 +387,24 @@ def _training_set(config: TrainConfig, bundle: DataBundle, pin_memory: bool = Fa
 
 
 def _epoch_length(config: TrainConfig, count: int, world: int = 1) -> tuple[int, int]:
-    """``(batch size, steps per epoch)`` for ``count`` training samples split over ``world``
-    processes (each takes its part of every batch, :meth:`Distribution.rows`).
+    """``(batch size of a step, steps per epoch)`` for ``count`` training samples split over
+    ``world`` processes (each takes its part of every batch, :meth:`Distribution.rows`).
 
-    A last batch that would leave a process fewer than 2 rows (one process: a lone sample)
-    is dropped: batch norm cannot train on one row, and a process cannot step on none.
+    A step's batch is ``accumulate x batch_size`` samples (``--accumulate``: that many
+    micro-batches, :mod:`marginkit.train.accumulation`), at most ``count``. A last batch
+    that would leave a process fewer than 2 rows (one process: a lone sample) is dropped:
+    batch norm cannot train on one row, and a process cannot step on none.
 
     Raises:
         ConfigError: several processes and a batch that gives one of them fewer than 2 rows.
     """
-    batch_size = min(config.batch_size, count)
-    if world > 1 and batch_size // world < 2:
+    micro_batch_size = min(config.batch_size, count)
+    if world > 1 and micro_batch_size // world < 2:
         raise ConfigError(
-            f"batch_size: {batch_size} rows cannot give each of {world} processes 2 or more; "
-            f"use --batch-size {2 * world} or more"
+            f"batch_size: {micro_batch_size} rows cannot give each of {world} processes 2 or "
+            f"more; use --batch-size {2 * world} or more"
         )
+    batch_size = min(config.batch_size * config.accumulate, count)
     steps_per_epoch = math.ceil(count / batch_size)
     last = count % batch_size
     if last and last // world < 2:  # a part of one row (or none): the batch is dropped
@@ -546,7 +550,8 @@ class _Run:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the order and augmentation of batches
     batches: BatchSource  # the training samples, in memory or streamed
-    batch_size: int
+    batch_size: int  # a step's: accumulate x micro_batch_size (at most the samples)
+    micro_batch_size: int  # a forward pass's (--batch-size)
     steps_per_epoch: int
     run_steps: int  # the whole run's optimiser steps
     run_dir: Path | None
@@ -719,6 +724,7 @@ def _set_up(
         generator=torch.Generator().manual_seed(config.seed),
         batches=batches,
         batch_size=batch_size,
+        micro_batch_size=min(config.batch_size, count),
         steps_per_epoch=steps_per_epoch,
         run_steps=total_steps(config, steps_per_epoch),
         run_dir=run_dir if part.is_main else None,
@@ -851,13 +857,13 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
             from marginkit.data import augment_batch
 
             x = augment_batch(x, run.generator)  # (B, C, H, W)
-        count, share = y.numel(), run.part.rows(y.numel())  # the global batch, this rank's part
-        x, y = x[share], y[share]  # (b, *input_shape), (b,): all B for one process
+        # the global batch; its micro-batches (one without --accumulate), this rank's rows
+        count, parts = y.numel(), micro_batches(x, y, run.micro_batch_size, run.part)
         # the step: lr, forward, loss (advances the head's schedules), backward, update
         tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = tally.lr
-        loss, correct = _step(run, epoch, batch_index, x, y)  # global mean, this rank's
+        loss, correct = _step(run, epoch, batch_index, parts)  # global mean, this rank's
         run.step += 1
         # the running figures and the step's log
         tally.add(loss, run.part.total(correct), count)
@@ -868,25 +874,59 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     return tally
 
 
-def _step(
-    run: _Run, epoch: int, batch_index: int, inputs: torch.Tensor, labels: torch.Tensor
-) -> tuple[float, int]:
-    """One optimiser step on a batch, on the run's device and in its precision.
+def _step(run: _Run, epoch: int, batch_index: int, parts: list[MicroBatch]) -> tuple[float, int]:
+    """One optimiser step on a batch, on the run's device and in its precision: the forward
+    and backward pass of each of its micro-batches (one without ``--accumulate``), each
+    loss weighted by its micro-batch's share of the batch, the gradients added up (on
+    several processes summed over them with the last one's backward pass), then the update.
 
     The loop waits for the device once per step (on CUDA; the head's own input checks and
     the per-step log's hyper-parameters may add theirs): the loss and the number of samples
-    classified correctly are read together after the backward pass is queued and before the
-    update, so a non-finite loss stops the run without reaching the weights.
+    classified correctly are read together after the backward passes are queued and before
+    the update, so a non-finite loss stops the run without reaching the weights.
 
     Args:
-        inputs: (B, *input_shape) batch, on the CPU.
-        labels: (B,) class indices, on the CPU.
+        parts: this process's rows of each micro-batch, on the CPU.
 
     Returns:
         The batch's mean loss and its number of correctly classified samples.
 
     Raises:
         NonFiniteLossError: the embeddings or the loss is NaN or infinite.
+    """
+    run.optimizer.zero_grad(set_to_none=True)
+    figures = []
+    with one_head_step(run.head, len(parts)):  # the head counts one step
+        for index, micro in enumerate(parts):
+            last = index == len(parts) - 1  # DDP sums the gradients in its backward pass
+            with contextlib.nullcontext() if last else run.part.gradients_kept(run.model):
+                loss, correct = _forward(run, epoch, batch_index, micro.inputs, micro.labels)
+                if micro.share is not None:  # the gradient of the whole batch's mean
+                    loss = loss * micro.share
+                run.precision.backward(loss)
+            figures.append(torch.stack([loss.detach(), correct.sum().to(loss.dtype)]))  # (2,)
+    summed = figures[0] if len(figures) == 1 else torch.stack(figures).sum(dim=0)  # (2,)
+    loss_value, correct_count = summed.tolist()  # the step's one wait for the device
+    if not math.isfinite(loss_value):
+        _fail(run, epoch, batch_index, "the loss")
+    run.precision.step(run.optimizer)  # clipping, fp16's scaler, the update
+    return loss_value, int(correct_count)
+
+
+def _forward(
+    run: _Run, epoch: int, batch_index: int, inputs: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and ``correct`` of one (micro-)batch, on the run's device.
+
+    Args:
+        inputs: (B, *input_shape) batch, on the CPU.
+        labels: (B,) class indices, on the CPU.
+
+    Returns:
+        The scalar mean loss (over every process's rows) and (B,) bool, this process's.
+
+    Raises:
+        NonFiniteLossError: the embeddings are NaN or infinite.
     """
     device, frozen = run.precision.device, run.frozen(epoch)
     inputs = inputs.to(device, non_blocking=True)  # (B, *input_shape); no copy on the CPU
@@ -895,19 +935,11 @@ def _step(
         # (b, D), bf16/fp16 under autocast; DDP sums grads; frozen: no gradient, no update
         embeddings = (run.backbone if frozen else run.model)(inputs)
     try:
-        loss, correct = run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
+        return run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
     except ValueError:  # the head refuses non-finite embeddings (among other bad input)
         if not bool(torch.isfinite(embeddings).all()):
             _fail(run, epoch, batch_index, "the embeddings")
         raise
-    run.optimizer.zero_grad(set_to_none=True)
-    run.precision.backward(loss)
-    figures = torch.stack([loss.detach(), correct.sum().to(loss.dtype)])  # (2,)
-    loss_value, correct_count = figures.tolist()  # the step's one wait for the device
-    if not math.isfinite(loss_value):
-        _fail(run, epoch, batch_index, "the loss")
-    run.precision.step(run.optimizer)  # clipping, fp16's scaler, the update
-    return loss_value, int(correct_count)
 
 
 def _fail(run: _Run, epoch: int, batch_index: int, what: str) -> None:
