@@ -240,7 +240,14 @@ class TrainConfig:
             "all of it).",
         ),
     )
-    batch_size: int = field(default=128, metadata=_about("optimisation", "training batch size."))
+    batch_size: int = field(
+        default=128,
+        metadata=_about(
+            "optimisation",
+            "training batch size: the samples of one forward pass (over all processes); an "
+            "optimiser step takes accumulate such batches.",
+        ),
+    )
     accumulate: int = field(
         default=1,
         metadata=_about(

@@ -4,15 +4,16 @@ The loop, in one screen (see :func:`fit`)::
 
     for epoch in range(start_epoch, epochs):
         order = randperm(N, generator)                    # seeded shuffling
-        for batch in order.split(batch_size):
+        for batch in order.split(accumulate * batch_size):
             x, y = inputs[batch], labels[batch]           # (B, *input_shape), (B,)
             x = augment_batch(x, generator)               # if the data set asks for it
-            x, y -> config.device                         # cpu, cuda, cuda:N
             lr -> every param group                       # warm-up + step/cosine, per step
-            with autocast(config.precision):              # fp32: none; bf16, fp16
-                embeddings = backbone(x)                  # (B, D); no grad while frozen
-            loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
-            loss.backward()                               # fp16: scaled
+            for x, y in micro_batches(x, y):              # one without --accumulate
+                x, y -> config.device                     # cpu, cuda, cuda:N
+                with autocast(config.precision):          # fp32: none; bf16, fp16
+                    embeddings = backbone(x)              # (b, D); no grad while frozen
+                loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
+                (loss * b / B).backward()                 # fp16: scaled; gradients add up
             clip_grad_norm(config.clip_grad_norm); optimizer.step()
             every verify_every steps and at the epoch's end: --verify sets (best/)
         evaluate; checkpoint (atomic); metrics.json, log.csv
