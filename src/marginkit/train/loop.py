@@ -13,7 +13,7 @@ The loop, in one screen (see :func:`fit`)::
                 with autocast(config.precision):          # fp32: none; bf16, fp16
                     embeddings = backbone(x)              # (b, D); no grad while frozen
                 loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
-                (loss * b / B).backward()                 # fp16: scaled; gradients add up
+                (loss * b / B).backward()                 # b of the step's B; fp16: scaled
             clip_grad_norm(config.clip_grad_norm); optimizer.step()
             every verify_every steps and at the epoch's end: --verify sets (best/)
         evaluate; checkpoint (atomic); metrics.json, log.csv
