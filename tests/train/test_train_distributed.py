@@ -18,7 +18,12 @@ import torch
 
 from hang import HANG_LIMIT
 from marginkit.train import latest_checkpoint, load_checkpoint
-from marginkit.train.distributed import Distribution, _collective_failure, reshard_optimizer_state
+from marginkit.train.distributed import (
+    Distribution,
+    _collective_failure,
+    _watch,
+    reshard_optimizer_state,
+)
 
 #: A backbone without batch norm (whose statistics would be per rank): 64 pixels -> D.
 BACKBONE_MODULE = """
@@ -167,6 +172,37 @@ def test_a_dead_rank_stops_the_others_at_once(
     assert last == (
         "marginkit: error: rank 1 of 2 failed (killed by SIGKILL); the other ranks were stopped"
     )
+
+
+class _Exited:
+    """A stand-in for a child process already exited with ``status`` (None: running)."""
+
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+
+    def poll(self) -> int | None:
+        return self.status
+
+
+@pytest.mark.parametrize(
+    ("statuses", "named"),
+    [
+        ((1, -signal.SIGKILL), (1, -signal.SIGKILL)),  # rank 0 failed because rank 1 was killed
+        ((-signal.SIGKILL, 1), (0, -signal.SIGKILL)),
+        ((None, 3), (1, 3)),
+        ((2, 1), (0, 2)),  # no signal: the lowest rank
+        ((-signal.SIGTERM, -signal.SIGKILL), (0, -signal.SIGTERM)),
+    ],
+)
+def test_the_watcher_names_the_killed_rank_when_several_are_found_dead(
+    statuses: tuple[int | None, ...], named: tuple[int, int]
+) -> None:
+    children = [_Exited(status) for status in statuses]
+    assert _watch(children, poll=0.0, stop=[]) == named  # type: ignore[arg-type]
+
+
+def test_the_watcher_reports_nothing_when_every_rank_succeeds() -> None:
+    assert _watch([_Exited(0), _Exited(0)], poll=0.0, stop=[]) is None  # type: ignore[list-item]
 
 
 def test_killed_two_process_run_resumes_to_the_same_weights(

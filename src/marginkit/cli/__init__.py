@@ -11,8 +11,10 @@ Commands::
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
     marginkit verify runs/NAME --pairs lfw.bin [--pairs pairs.txt ...] [--no-flip]
+    marginkit ijb runs/NAME|FILE --root IJB_release --set IJBB|IJBC [--out FILE] [--workers N]
     marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE [--force]
     marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N] [--force]
+    marginkit align --images DIR --landmarks FILE --out DIR [--size 112]
     marginkit pack FOLDER --out DIR [--force]   # train.rec/.idx/property for --dataset rec
 
 The flags of ``train`` (and the training options of ``compare``) are generated from
@@ -115,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_options=_verify_arguments,
     )
     commands.add_parser(
+        "ijb",
+        help="evaluate a run or an exported file on IJB-B or IJB-C (writes ijb.json)",
+        add_options=_ijb_arguments,
+    )
+    commands.add_parser(
         "compare",
         help="train several losses under identical settings; write report.md and report.html",
         add_options=_compare_arguments,
@@ -128,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         "embed",
         help="embed a folder of images with a run or an exported file (.npz)",
         add_options=_embed_arguments,
+    )
+    commands.add_parser(
+        "align",
+        help="align photos onto the ArcFace 112x112 template by their five landmarks",
+        add_options=_align_arguments,
     )
     commands.add_parser(
         "pack",
@@ -229,6 +241,52 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
         "LFW's 0.6 for images in an LFW image folder)",
     )
     add("--device", default=None, help="where to run the backbone, e.g. cuda (default: cpu)")
+    _add_backbone(parser)
+    add("--quiet", action="store_true", help="no progress")
+
+
+def _ijb_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ijb``."""
+    add = parser.add_argument
+    add("source", metavar="RUN|FILE", help="a run folder, or a file written by marginkit export")
+    add(
+        "--root",
+        required=True,
+        metavar="DIR",
+        help="the set's folder (loose_crop/, meta/) or the folder holding it (IJB_release)",
+    )
+    add("--set", dest="set_name", required=True, choices=["IJBB", "IJBC"], help="which set")
+    add("--out", default=None, metavar="FILE", help="report (default: RUN/ijb.json, FILE.ijb.json)")
+    add(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="processes reading and aligning the crops (default: 0, this one)",
+    )
+    add(
+        "--batch-size",
+        dest="batch_size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="faces per batch (default: 64)",
+    )
+    add("--no-flip", dest="flip", action="store_false", help="no flip test-time augmentation")
+    add(
+        "--score-weighting",
+        dest="score_weighting",
+        action="store_true",
+        help="weight each image by its detector score when pooling media and templates",
+    )
+    add(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="a run's checkpoint (epoch-0029; best: the best by --verify)",
+    )
+    add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
+    _add_force(parser, "an --out file of another source or kind")
     _add_backbone(parser)
     add("--quiet", action="store_true", help="no progress")
 
@@ -335,6 +393,27 @@ def _embed_arguments(parser: argparse.ArgumentParser) -> None:
     add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
     _add_force(parser, "the .npz")
     _add_backbone(parser)
+    add("--quiet", action="store_true", help="no progress")
+
+
+def _align_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``align`` (docs/alignment.md)."""
+    parser.description = (
+        "Align every image under --images by its line of --landmarks (path x1 y1 ... x5 y5 "
+        "[score]) onto the ArcFace template; crops keep their relative paths (JPEG photos as "
+        "JPEG quality 95, others as PNG). Crops already in --out are kept and skipped."
+    )
+    add = parser.add_argument
+    add("--images", required=True, metavar="DIR", help="folder of photos (searched recursively)")
+    add("--landmarks", required=True, metavar="FILE", help="one line per photo: its five points")
+    add("--out", required=True, metavar="DIR", help="folder for the aligned crops")
+    add(
+        "--size",
+        type=_positive_int,
+        default=112,
+        metavar="N",
+        help="crop width and height in pixels (default: 112)",
+    )
     add("--quiet", action="store_true", help="no progress")
 
 
@@ -482,6 +561,30 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ijb(args: argparse.Namespace) -> int:
+    _require("train")
+    from marginkit.ijb import evaluate_ijb, summarize_ijb
+
+    entry, out = evaluate_ijb(
+        args.source,
+        args.root,
+        args.set_name,
+        out=args.out,
+        flip=args.flip,
+        score_weighting=args.score_weighting,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        backbone=args.backbone,
+        progress=not args.quiet,
+        force=args.force,
+    )
+    print(summarize_ijb(entry))
+    print(f"full report: {out}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -554,6 +657,21 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _align(args: argparse.Namespace) -> int:
+    _require("train")
+    from marginkit.data.align_folder import align_folder
+
+    done = align_folder(
+        args.images, args.landmarks, args.out, size=args.size, progress=not args.quiet
+    )
+    faces = "face" if done.written == 1 else "faces"
+    print(
+        f"{done.out}: {done.written} {faces} aligned to {done.size}x{done.size}, "
+        f"{done.skipped} already there"
+    )
+    return 0
+
+
 def _pack(args: argparse.Namespace) -> int:
     _require("train")
     from marginkit.data.pack import pack_folder
@@ -592,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["compare", *(argv or [])])
     handlers = {"train": _train, "eval": _eval, "verify": _verify, "compare": _compare}
-    handlers.update(export=_export, embed=_embed, pack=_pack)
+    handlers.update(export=_export, embed=_embed, ijb=_ijb, align=_align, pack=_pack)
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as error:  # Ctrl-C; a launcher's signal (its status: 128 + number)
@@ -670,6 +788,17 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
     return value
 
 

@@ -41,7 +41,14 @@ from marginkit.progress import Progress
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["IMAGE_EXTENSIONS", "crop_box", "decode_image", "decode_images"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "crop_box",
+    "decode_image",
+    "decode_images",
+    "find_image_files",
+    "read_rgb",
+]
 
 #: File name endings treated as images in a ``folder`` data set.
 IMAGE_EXTENSIONS = (
@@ -56,6 +63,36 @@ IMAGE_EXTENSIONS = (
     ".tiff",
     ".webp",
 )
+
+
+def find_image_files(folder: str | Path, argument: str = "images") -> list[str]:
+    """The image files under ``folder`` (recursively; hidden files and folders skipped; the
+    extensions of :data:`IMAGE_EXTENSIONS`, in any case), as sorted ``/``-separated paths
+    relative to it.
+
+    Args:
+        folder: the folder to search.
+        argument: what to call it in an error message.
+
+    Raises:
+        DataError: ``folder`` is not a folder, or holds no image; naming ``argument``.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{argument}: {root} is not a folder")
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(relative.as_posix())
+    if not found:
+        raise DataError(
+            f"{argument}: {root} holds no image file ({', '.join(IMAGE_EXTENSIONS)}), "
+            "sub-folders included"
+        )
+    return sorted(found)
 
 
 def crop_box(
@@ -107,15 +144,43 @@ def _bombs_refused() -> Iterator[None]:
         yield
 
 
+def read_rgb(path: Path, name: str, *, upright: bool = False) -> np.ndarray:
+    """An image file's pixels, whole, as uint8 (H, W, 3) RGB (the rules of the module).
+
+    Args:
+        path: the image file.
+        name: what to call it in an error message.
+        upright: turn the pixels as the file's EXIF orientation tag says (a phone's photo
+            as viewers, and OpenCV's ``imread``, show it); False: as stored.
+
+    Raises:
+        DataError: as :func:`decode_image`; one line starting with ``name``.
+    """
+    with _bombs_refused():
+        return np.array(_open_rgb(path, name, upright=upright), dtype=np.uint8)
+
+
 def _decode(
     source: Path | bytes, size: tuple[int, int], height_fraction: float, name: str
 ) -> np.ndarray:
     """:func:`decode_image`, inside :func:`_bombs_refused`."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    rgb = _open_rgb(source, name)
+    box = crop_box(rgb.width, rgb.height, size, height_fraction)
+    resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
+    return np.array(resized, dtype=np.uint8)  # (H, W, 3), writable
+
+
+def _open_rgb(source: Path | bytes, name: str, *, upright: bool = False) -> PILImage:
+    """An image file (or its bytes) as an 8-bit RGB PIL image, inside :func:`_bombs_refused`
+    (``upright``: see :func:`read_rgb`)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            rgb = _as_rgb(image, name)
+            turned = ImageOps.exif_transpose(image) if upright else image
+            return _as_rgb(turned, name)
     except DataError:  # a ValueError, said in full already
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -127,9 +192,6 @@ def _decode(
         ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"{name}: expected a readable image file ({error})") from error
-    box = crop_box(rgb.width, rgb.height, size, height_fraction)
-    resized = rgb.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
-    return np.array(resized, dtype=np.uint8)  # (H, W, 3), writable
 
 
 def _as_rgb(image: PILImage, name: str) -> PILImage:

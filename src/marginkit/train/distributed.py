@@ -202,6 +202,18 @@ class Distribution:
         wrapped.register_comm_hook(None, _sum_gradients)
         return wrapped
 
+    def gradients_kept(self, model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """The context of a micro-batch that is not its optimiser step's last
+        (``--accumulate``): DDP's ``no_sync``, so each rank adds the gradients up locally and
+        they are summed over the ranks once, in the last micro-batch's backward pass;
+        nothing for one process. ``model``: :meth:`wrap_backbone`'s."""
+        if not self.several:
+            return contextlib.nullcontext()
+        from torch.nn.parallel import DistributedDataParallel
+
+        assert isinstance(model, DistributedDataParallel)  # wrap_backbone's, with several
+        return model.no_sync()
+
     def shard_head(self, head: MarginHead) -> TrainingHead:
         """This rank's shard of ``head`` (:func:`marginkit.distributed.shard`), or ``head``."""
         if not self.several:
@@ -504,13 +516,19 @@ def launch(arguments: Sequence[str], nproc: int, poll: float = 0.1) -> None:
 def _watch(
     children: list[subprocess.Popen[bytes]], poll: float, stop: list[int]
 ) -> tuple[int, int] | None:
-    """Wait until every child exits, or ``stop`` holds a signal; the first failing
-    ``(rank, status)``, or None."""
+    """Wait until every child exits, or ``stop`` holds a signal; the failing ``(rank,
+    status)``, or None.
+
+    When one look finds several ranks failed, a rank killed by a signal is named before one
+    that exited with an error: a rank whose peer is killed fails in its next collective and
+    exits with a status, so on a busy machine both may be found dead at the same look, and the
+    killed one is the cause.
+    """
     while not stop:
         statuses = [child.poll() for child in children]
-        for rank, status in enumerate(statuses):
-            if status is not None and status != 0:
-                return rank, status
+        failed = [(rank, status) for rank, status in enumerate(statuses) if status]
+        if failed:
+            return min(failed, key=lambda failure: (failure[1] > 0, failure[0]))
         if all(status == 0 for status in statuses):
             return None
         time.sleep(poll)
