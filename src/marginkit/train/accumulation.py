@@ -10,9 +10,10 @@ follows. Each micro-batch's mean loss is multiplied by its share of the step's s
 the large batch's. The learning rate, the margins' schedules, gradient clipping, fp16's
 gradient scaler, ``steps.csv`` and the checkpoints all count optimiser steps.
 
-The head counts one training step per optimiser step (:func:`one_head_step`): its step
-counter and schedules advance once, after the step's last micro-batch, with the target
-cosines of all of its micro-batches (an adaptive schedule, Cam-softmax's ``c``, sees the
+The head counts one training step per optimiser step
+(:meth:`~marginkit.losses.head.MarginHead.one_step`): its step counter and schedules
+advance once, after the step's last micro-batch, with the target cosines of all of its
+micro-batches (an adaptive schedule, Cam-softmax's ``c``, sees the
 whole step's batch). Statistics of the batch that a head computes and uses in the same
 step (AdaCos's dynamic scale, AdaFace's norm mean and spread, CurricularFace's ``t``) are
 those of each micro-batch, folded into the running values one micro-batch after another,
@@ -22,19 +23,18 @@ ArcFace's counts count every sample, as the large batch's do.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
+
+from marginkit.losses.head import MarginHead
 
 if TYPE_CHECKING:
     from marginkit.train.distributed import Distribution
 
-__all__ = ["MicroBatch", "micro_batch_sizes", "micro_batches", "one_head_step"]
+__all__ = ["MicroBatch", "micro_batch_sizes", "micro_batches", "training_head"]
 
 
 @dataclass(frozen=True)
@@ -103,41 +103,7 @@ def micro_batches(
     return parts
 
 
-@contextlib.contextmanager
-def one_head_step(head: nn.Module, micro_batches: int) -> Iterator[None]:
-    """While ``micro_batches`` training forward passes of ``head`` run inside, the head
-    counts them as one training step.
-
-    The margin head's :meth:`~marginkit.losses.head.MarginHead.advance` (its step counter
-    and schedules) is held back until the last pass, and then called once with the target
-    cosines of every pass, in order: the values the large batch's one pass would give. What
-    a pass stores besides (the statistics of its batch) is kept as it comes. Nothing is
-    held for one micro-batch.
-
-    Args:
-        head: the training head: a margin head, its class-sampling wrapper or its shard.
-        micro_batches: the forward passes of the step (>= 1).
-    """
-    from marginkit.losses.head import MarginHead
-
-    if micro_batches == 1:
-        yield
-        return
-    margin_head = next(module for module in head.modules() if isinstance(module, MarginHead))
-    advance = margin_head.advance
-    cosines: list[Tensor] = []
-    passes = 0
-
-    def held(target_cosine: Tensor | None = None) -> None:
-        nonlocal passes
-        passes += 1
-        if target_cosine is not None:
-            cosines.append(target_cosine)
-        if passes == micro_batches:
-            advance(torch.cat(cosines) if cosines else None)
-
-    vars(margin_head)["advance"] = held  # the instance's attribute hides the class's method
-    try:
-        yield
-    finally:
-        del vars(margin_head)["advance"]
+def training_head(head: nn.Module) -> MarginHead:
+    """The margin head inside the training head (itself, its class-sampling wrapper's or its
+    shard's): the one that counts the steps."""
+    return next(module for module in head.modules() if isinstance(module, MarginHead))

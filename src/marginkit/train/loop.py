@@ -60,7 +60,7 @@ from marginkit.runfolder import (
     rows_in_fractions,
     run_entries,
 )
-from marginkit.train.accumulation import MicroBatch, micro_batches, one_head_step
+from marginkit.train.accumulation import MicroBatch, micro_batches, training_head
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     check_state,
@@ -897,7 +897,7 @@ def _step(run: _Run, epoch: int, batch_index: int, parts: list[MicroBatch]) -> t
     """
     run.optimizer.zero_grad(set_to_none=True)
     figures = []
-    with one_head_step(run.head, len(parts)):  # the head counts one step
+    with training_head(run.head).one_step(len(parts)):  # the head counts one step
         for index, micro in enumerate(parts):
             last = index == len(parts) - 1  # DDP sums the gradients in its backward pass
             with contextlib.nullcontext() if last else run.part.gradients_kept(run.model):
