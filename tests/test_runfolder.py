@@ -65,7 +65,7 @@ def test_each_file_round_trips(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "run")
     assert run.read_metrics() is None and run.read_eval() is None and run.read_verify() is None
     assert run.read_data_record() is None and run.read_preprocessing() is None
-    assert run.read_noise_snapshots() == []
+    assert run.read_noise_snapshots() == [] and run.read_init_from() is None
     assert not run.holds_run() and run.format_version == 1  # nothing written yet
 
     run.write_format()
@@ -87,6 +87,8 @@ def test_each_file_round_trips(tmp_path: Path) -> None:
     run.write_data_record(fingerprint)
     run.write_preprocessing({"input_shape": [1, 8, 8], "mean": [0.5]})
     run.write_noise_snapshots([{"epoch": 1, "gradient_ratio": 0.5}])
+    source = {"init_from": "runs/a", "kind": "run", "sha256": "ab" * 32, "bytes": 8}
+    run.write_init_from(source)
     run.write_log("epoch,step\n1,14\n")
     run.config.write_text("dataset: digits\nepochs: 2\n")
 
@@ -104,6 +106,7 @@ def test_each_file_round_trips(tmp_path: Path) -> None:
     assert fresh.read_data_record() == fingerprint
     assert fresh.read_preprocessing() == {"input_shape": [1, 8, 8], "mean": [0.5]}
     assert fresh.read_noise_snapshots() == [{"epoch": 1, "gradient_ratio": 0.5}]
+    assert fresh.read_init_from() == source and fresh.init_from.read_text().endswith("}\n")
     assert fresh.log.read_text() == "epoch,step\n1,14\n"
     assert fresh.read_config_values() == {"dataset": "digits", "epochs": 2}
     for path in (fresh.metrics, fresh.eval, fresh.verify, fresh.data, fresh.preprocessing):
@@ -118,6 +121,7 @@ def test_every_path_is_a_file_the_run_folder_names(tmp_path: Path) -> None:
         run.format_file,
         run.config,
         run.data,
+        run.init_from,
         run.preprocessing,
         run.metrics,
         run.log,
@@ -128,6 +132,7 @@ def test_every_path_is_a_file_the_run_folder_names(tmp_path: Path) -> None:
         run.plots,
         run.embeddings,
         run.verify,
+        run.ijb,
         run.noise_snapshots,
     ]
     assert {path.name for path in paths} == RUN_FILES
@@ -201,6 +206,13 @@ def test_a_damaged_format_file_is_named(tmp_path: Path, text: str) -> None:
     RunFolder(tmp_path).format_file.write_text(text)
     with pytest.raises(RunFolderError, match=r"format\.json: expected"):
         RunFolder(tmp_path).read_metrics()
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1]", '{"sha256": 5}'])
+def test_a_damaged_record_of_the_initial_weights_is_named(tmp_path: Path, text: str) -> None:
+    RunFolder(tmp_path).init_from.write_text(text)
+    with pytest.raises(RunFolderError, match=r"init_from\.json: expected"):
+        RunFolder(tmp_path).read_init_from()
 
 
 # ------------------------------------------------------------------ eval.json by key

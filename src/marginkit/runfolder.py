@@ -11,6 +11,7 @@ for each):
 ``format.json``            ``{"format_version": N}``: the layout the run was written in
 ``config.yaml``            the resolved options (``train.config.load_config``/``save_config``)
 ``data.json``              the fingerprint of the training data (``train.datarecord``)
+``init_from.json``         where ``--init-from`` took the initial weights (``train.initfrom``)
 ``preprocessing.json``     the inputs' shape, normalisation and crop (``train.preprocessing``)
 ``metrics.json``           the options and one row per epoch, and the final row
 ``log.csv``                one row per epoch; ``steps.csv``: one row per optimiser step
@@ -19,6 +20,7 @@ for each):
 ``eval.json``, ``plots/``  ``marginkit eval``'s report and pictures
 ``embeddings.npz``         the measured split's embeddings (a comparison's runs)
 ``verify.json``            ``marginkit verify``'s report
+``ijb.json``               ``marginkit ijb``'s report (IJB-B and IJB-C, one entry per set)
 ``noise_snapshots.json``   per-epoch label-noise statistics (a comparison's noisy runs)
 ``.lock``                  held while a training writes (:class:`RunLock`)
 =========================  ==============================================================
@@ -84,6 +86,8 @@ __all__ = [
     "EVAL",
     "FORMAT",
     "FORMAT_VERSION",
+    "IJB",
+    "INIT_FROM",
     "LOCK",
     "LOG",
     "METRICS",
@@ -127,6 +131,7 @@ UNVERSIONED = 1
 FORMAT = "format.json"
 CONFIG = "config.yaml"
 DATA = "data.json"
+INIT_FROM = "init_from.json"
 PREPROCESSING = "preprocessing.json"
 METRICS = "metrics.json"
 LOG = "log.csv"
@@ -136,18 +141,20 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 EVAL = "eval.json"
 VERIFY = "verify.json"
+IJB = "ijb.json"
 PLOTS = "plots"
 EMBEDDINGS = "embeddings.npz"
 NOISE_SNAPSHOTS = "noise_snapshots.json"
 #: The lock file's name inside a run folder.
 LOCK = ".lock"
-#: What marginkit writes at the top of a run folder (``train``, ``eval``, ``verify``, a
+#: What marginkit writes at the top of a run folder (``train``, ``eval``, ``verify``, ``ijb``, a
 #: comparison grid), the lock aside; ``train --overwrite`` removes these and nothing else.
 RUN_FILES = frozenset(
     {
         FORMAT,
         CONFIG,
         DATA,
+        INIT_FROM,
         PREPROCESSING,
         METRICS,
         LOG,
@@ -156,6 +163,7 @@ RUN_FILES = frozenset(
         TENSORBOARD,
         EVAL,
         VERIFY,
+        IJB,
         PLOTS,
         EMBEDDINGS,
         NOISE_SNAPSHOTS,
@@ -732,6 +740,11 @@ class RunFolder:
         return self.path / DATA
 
     @property
+    def init_from(self) -> Path:
+        """``init_from.json``: the source of the initial weights (``--init-from``)."""
+        return self.path / INIT_FROM
+
+    @property
     def preprocessing(self) -> Path:
         """``preprocessing.json``: the inputs' shape, normalisation and crop."""
         return self.path / PREPROCESSING
@@ -780,6 +793,11 @@ class RunFolder:
     def verify(self) -> Path:
         """``verify.json``: the verification report."""
         return self.path / VERIFY
+
+    @property
+    def ijb(self) -> Path:
+        """``ijb.json``: the IJB-B / IJB-C report (:mod:`marginkit.ijb`)."""
+        return self.path / IJB
 
     @property
     def noise_snapshots(self) -> Path:
@@ -920,6 +938,29 @@ class RunFolder:
     def write_data_record(self, fingerprint: dict[str, Any]) -> None:
         """Write ``data.json``."""
         self._write_json(self.data, fingerprint)
+
+    def read_init_from(self) -> dict[str, Any] | None:
+        """Where the run's initial weights came from (``init_from.json``), or None when the
+        run started from its seed (or a run of an earlier marginkit).
+
+        Raises:
+            RunFolderError: the file is not JSON, or not a mapping with the source's
+                ``sha256``.
+            OutputError: it cannot be read.
+        """
+        values = self._read_json(self.init_from)
+        if values is not None and not (
+            isinstance(values, dict) and isinstance(values.get("sha256"), str)
+        ):
+            raise RunFolderError(
+                f"{self.init_from}: expected the record of the initial weights' source (a "
+                "mapping with its sha256); the file is damaged"
+            )
+        return values
+
+    def write_init_from(self, record: dict[str, Any]) -> None:
+        """Write ``init_from.json`` (``record``: :func:`marginkit.train.initfrom.initialise`'s)."""
+        self._write_json(self.init_from, record)
 
     def read_preprocessing(self) -> object:
         """The JSON of ``preprocessing.json`` as read (unchecked: ``Preprocessing.from_dict``

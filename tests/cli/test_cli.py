@@ -617,3 +617,31 @@ def test_marginkit_warnings_are_one_line_and_others_as_python_shows_them() -> No
     assert shown == f"marginkit: warning: {text}\n"
     other = _format_warning(UserWarning("x"), UserWarning, "a.py", 3, "code")
     assert other.startswith("a.py:3: UserWarning: x")
+
+
+def test_ijb_refusals_are_one_line(
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
+) -> None:
+    """A root without the release's meta folder, a meta file missing (named before the
+    source is looked at), workers below 0, a set that is not IJB-B or IJB-C."""
+    base = ("ijb", str(tmp_path / "no-run"), "--root", str(tmp_path), "--quiet")
+    status, _, error = in_process(*base, "--set", "IJBC")
+    assert status == 2
+    assert error == (
+        f"marginkit: error: root: {tmp_path} holds neither meta/ nor IJBC/meta/; expected the "
+        "IJBC release as InsightFace's evaluation reads it (IJBC/loose_crop/, IJBC/meta/)\n"
+    )
+    (tmp_path / "IJBB" / "meta").mkdir(parents=True)
+    status, _, error = in_process(*base, "--set", "IJBB")
+    assert status == 2
+    assert error == (
+        f"marginkit: error: {tmp_path}/IJBB/meta/ijbb_face_tid_mid.txt: no such file (a meta "
+        "file of the release)\n"
+    )
+    status, _, error = in_process(*base, "--set", "IJBB", "--workers", "-1")
+    assert status == 2
+    assert error.splitlines()[-1] == (
+        "marginkit ijb: error: argument --workers: expected an int >= 0, got '-1'"
+    )
+    status, _, error = in_process(*base, "--set", "IJBA")
+    assert status == 2 and "argument --set: invalid choice: 'IJBA'" in error

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginkit.losses import MarginHead, available, build, resolve
@@ -251,3 +252,30 @@ def test_readme_plain_loop_trains_every_head_as_built(
     assert (tmp_path / "model.pt").is_file()
     fallbacks = [w for w in caught if issubclass(w.category, RunLengthWarning)]
     assert len(fallbacks) == (1 if head_class.run_relative_defaults else 0)
+
+
+def test_passes_in_one_step_count_one_step_with_every_target_cosine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gradient accumulation's contract: three training passes inside ``one_step(3)`` move the
+    step counter and the schedules once, after the last, with the three batches' target
+    cosines in order; a pass outside it counts a step of its own."""
+    torch.manual_seed(0)
+    head = build("arcface", num_classes=5, embedding_dim=4, total_steps=10).train()
+    seen: list[tuple[int, Tensor | None]] = []
+    schedule = head.schedules["margin"]
+    monkeypatch.setattr(schedule, "advance", lambda step, cosine=None: seen.append((step, cosine)))
+    batches = [(torch.randn(size, 4), torch.randint(0, 5, (size,))) for size in (3, 2, 4)]
+    with head.one_step(3):
+        for index, (embeddings, labels) in enumerate(batches):
+            head(embeddings, labels)
+            if index < 2:
+                assert int(head.step) == 0 and not seen  # held back until the last pass
+    assert int(head.step) == 1 and [step for step, _ in seen] == [1]
+    cosine = seen[0][1]
+    assert cosine is not None and cosine.shape == (9,)
+    weight = F.normalize(head.weight.detach(), dim=1)  # (C, D)
+    expected = torch.cat([(F.normalize(e, dim=1) * weight[y]).sum(1) for e, y in batches])
+    torch.testing.assert_close(cosine, expected)
+    head.train()(*batches[0])
+    assert int(head.step) == 2 and [step for step, _ in seen] == [1, 2]

@@ -1,4 +1,4 @@
-"""AUROC, OSCR, rank-1 and DIR at FAR on hand-made cases and against brute-force loops."""
+"""AUROC, OSCR, rank-1, rank-k and DIR at FAR on hand-made cases and against brute-force loops."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from marginkit.metrics import (
     open_set_report,
     oscr,
     rank1_accuracy,
+    rank_accuracies,
     split_gallery_probe,
 )
 
@@ -168,3 +169,79 @@ def test_split_gallery_probe() -> None:
     assert gallery.tolist() == again[0].tolist()
     two, _ = split_gallery_probe(labels, num_known=3, gallery_per_class=2, seed=4)
     assert sorted(labels[two.numpy()].tolist()) == [0, 0, 1, 1, 2]
+
+
+def _naive_ranks(
+    gallery: np.ndarray,
+    gallery_labels: np.ndarray,
+    probes: np.ndarray,
+    probe_labels: np.ndarray,
+    ranks: tuple[int, ...],
+) -> dict[int, float]:
+    """Rank-k by plain loops: per mated probe, each identity's best cosine, then the number
+    of identities scoring at least as high as the probe's own."""
+    places = []
+    for probe, label in zip(probes, probe_labels, strict=True):
+        if label not in set(gallery_labels.tolist()):
+            continue
+        best: dict[int, float] = {}
+        for row, identity in zip(gallery, gallery_labels.tolist(), strict=True):
+            cosine = float(probe @ row / (np.linalg.norm(probe) * np.linalg.norm(row)))
+            best[identity] = max(best.get(identity, -2.0), cosine)
+        places.append(sum(1 for score in best.values() if score >= best[int(label)]))
+    return {k: sum(1 for place in places if place <= k) / len(places) for k in ranks}
+
+
+def test_rank_accuracies_on_a_hand_made_case() -> None:
+    # identity 0: two gallery rows (x, and y); identity 1: z; identity 2: -x
+    gallery = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [-1.0, 0, 0]])
+    gallery_labels = np.array([0, 0, 1, 2])
+    probes = np.array(
+        [
+            [0.1, 0.9, 0.2],  # identity 0 (its second row) first: rank 1
+            [0.9, 0.1, 0.5],  # identity 1: below identity 0 -> rank 2
+            [-0.9, 0.2, 0.1],  # identity 1: below 2 and 0 -> rank 3
+            [0.0, 0.0, 1.0],  # identity 9: not in the gallery, ignored
+        ]
+    )
+    probe_labels = np.array([0, 1, 1, 9])
+    assert rank_accuracies(gallery, gallery_labels, probes, probe_labels, (1, 2, 3, 5)) == {
+        1: 1 / 3,
+        2: 2 / 3,
+        3: 1.0,
+        5: 1.0,
+    }
+
+
+def test_a_tie_with_another_identity_counts_against_the_probe() -> None:
+    gallery = np.array([[1.0, 0.0], [0.0, 1.0]])
+    probe = np.array([[1.0, 1.0]])  # equal cosine with both identities
+    assert rank_accuracies(gallery, np.array([0, 1]), probe, np.array([0]), (1, 2)) == {
+        1: 0.0,
+        2: 1.0,
+    }
+
+
+def test_rank_accuracies_match_plain_loops_in_chunks() -> None:
+    rng = np.random.default_rng(5)
+    gallery = rng.normal(size=(30, 5))
+    gallery_labels = rng.integers(0, 12, size=30)  # several rows per identity
+    probe_labels = rng.integers(0, 16, size=200)
+    probes = rng.normal(size=(200, 5)) + np.where(
+        np.isin(probe_labels, gallery_labels)[:, None],
+        gallery[np.argmax(gallery_labels[None, :] == probe_labels[:, None], axis=1)],
+        0.0,
+    )
+    ranks = (1, 2, 5, 10)
+    expected = _naive_ranks(gallery, gallery_labels, probes, probe_labels, ranks)
+    for chunk_size in (7, 1024):
+        found = rank_accuracies(gallery, gallery_labels, probes, probe_labels, ranks, chunk_size)
+        assert found == pytest.approx(expected, abs=1e-15)
+    assert found[1] == rank1_accuracy(gallery, gallery_labels, probes, probe_labels)
+
+
+def test_rank_accuracies_refuse_bad_input() -> None:
+    with pytest.raises(ValueError, match="no mated probe"):
+        rank_accuracies(GALLERY, GALLERY_LABELS, PROBES, PROBE_LABELS + 100)
+    with pytest.raises(ValueError, match="ranks"):
+        rank_accuracies(GALLERY, GALLERY_LABELS, PROBES, PROBE_LABELS, (0,))

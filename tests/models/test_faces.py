@@ -14,6 +14,7 @@ from marginkit.models import (
     BackboneError,
     IResNet,
     MobileFaceNet,
+    arcface_torch_names,
     available_backbones,
     build_backbone,
     count_macs,
@@ -149,6 +150,49 @@ def test_iresnet_block_order_and_output_block() -> None:
     assert net.embedding.in_features == 512 * 7 * 7
     assert net.dropout.p == 0.0 and iresnet18(FACE, dropout=0.4).dropout.p == 0.4
     assert not net.features.weight.requires_grad and bool((net.features.weight == 1).all())
+
+
+def test_arcface_torch_names_number_the_blocks_within_each_stage() -> None:
+    """InsightFace's ``arcface_torch/backbones/iresnet.py`` names (``layerS.I.<layer>``):
+    IResNet-50's 3, 4, 14, 3 blocks restart their numbers at each stage."""
+    net = build_backbone("iresnet50", FACE, 512)
+    names = arcface_torch_names(net)  # type: ignore[arg-type]
+    state = net.state_dict()
+    assert list(names) == list(state) and len(set(names.values())) == len(names)
+    published = {  # ours -> arcface_torch's, and the published shape
+        "stem.0.weight": ("conv1.weight", (64, 3, 3, 3)),
+        "stem.1.running_var": ("bn1.running_var", (64,)),
+        "stem.2.weight": ("prelu.weight", (64,)),
+        "blocks.0.body.0.weight": ("layer1.0.bn1.weight", (64,)),
+        "blocks.0.body.1.weight": ("layer1.0.conv1.weight", (64, 64, 3, 3)),
+        "blocks.0.body.3.weight": ("layer1.0.prelu.weight", (64,)),
+        "blocks.0.body.4.weight": ("layer1.0.conv2.weight", (64, 64, 3, 3)),
+        "blocks.0.body.5.num_batches_tracked": ("layer1.0.bn3.num_batches_tracked", ()),
+        "blocks.0.shortcut.0.weight": ("layer1.0.downsample.0.weight", (64, 64, 1, 1)),
+        "blocks.2.body.2.bias": ("layer1.2.bn2.bias", (64,)),
+        "blocks.3.body.1.weight": ("layer2.0.conv1.weight", (128, 64, 3, 3)),
+        "blocks.3.shortcut.1.running_mean": ("layer2.0.downsample.1.running_mean", (128,)),
+        "blocks.7.body.4.weight": ("layer3.0.conv2.weight", (256, 256, 3, 3)),
+        "blocks.20.body.4.weight": ("layer3.13.conv2.weight", (256, 256, 3, 3)),
+        "blocks.21.shortcut.0.weight": ("layer4.0.downsample.0.weight", (512, 256, 1, 1)),
+        "blocks.23.body.5.bias": ("layer4.2.bn3.bias", (512,)),
+        "output_norm.weight": ("bn2.weight", (512,)),
+        "embedding.weight": ("fc.weight", (512, 512 * 7 * 7)),
+        "embedding.bias": ("fc.bias", (512,)),
+        "features.weight": ("features.weight", (512,)),
+    }
+    for ours, (theirs, shape) in published.items():
+        assert names[ours] == theirs and tuple(state[ours].shape) == shape
+    tops = {name.split(".")[0] for name in names.values()}
+    assert tops == {"conv1", "bn1", "prelu", "bn2", "fc", "features"} | {
+        f"layer{stage}" for stage in range(1, 5)
+    }
+    blocks = {".".join(name.split(".")[:2]) for name in names.values() if name.startswith("layer")}
+    assert sorted(blocks) == sorted(
+        f"layer{stage}.{index}"
+        for stage, count in enumerate(LAYERS["iresnet50"], start=1)
+        for index in range(count)
+    )
 
 
 @pytest.mark.parametrize("name", ["iresnet18", "mobilefacenet"])

@@ -11,6 +11,7 @@ Commands::
         --loss arcface --loss-arg margin=0.5 --epochs 10 --out runs/NAME [--config cfg.yaml]
     marginkit eval runs/NAME [--split test] [--save-embeddings FILE]
     marginkit verify runs/NAME --pairs lfw.bin [--pairs pairs.txt ...] [--no-flip]
+    marginkit ijb runs/NAME|FILE --root IJB_release --set IJBB|IJBC [--out FILE] [--workers N]
     marginkit export runs/NAME --format onnx|torchscript|safetensors --out FILE [--force]
     marginkit embed runs/NAME|FILE --images DIR --out embeddings.npz [--batch-size N] [--force]
     marginkit align --images DIR --landmarks FILE --out DIR [--size 112]
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="verify a saved run on .bin or pairs files (writes verify.json)",
         add_options=_verify_arguments,
+    )
+    commands.add_parser(
+        "ijb",
+        help="evaluate a run or an exported file on IJB-B or IJB-C (writes ijb.json)",
+        add_options=_ijb_arguments,
     )
     commands.add_parser(
         "compare",
@@ -229,6 +235,52 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
         "LFW's 0.6 for images in an LFW image folder)",
     )
     add("--device", default=None, help="where to run the backbone, e.g. cuda (default: cpu)")
+    _add_backbone(parser)
+    add("--quiet", action="store_true", help="no progress")
+
+
+def _ijb_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ijb``."""
+    add = parser.add_argument
+    add("source", metavar="RUN|FILE", help="a run folder, or a file written by marginkit export")
+    add(
+        "--root",
+        required=True,
+        metavar="DIR",
+        help="the set's folder (loose_crop/, meta/) or the folder holding it (IJB_release)",
+    )
+    add("--set", dest="set_name", required=True, choices=["IJBB", "IJBC"], help="which set")
+    add("--out", default=None, metavar="FILE", help="report (default: RUN/ijb.json, FILE.ijb.json)")
+    add(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="processes reading and aligning the crops (default: 0, this one)",
+    )
+    add(
+        "--batch-size",
+        dest="batch_size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="faces per batch (default: 64)",
+    )
+    add("--no-flip", dest="flip", action="store_false", help="no flip test-time augmentation")
+    add(
+        "--score-weighting",
+        dest="score_weighting",
+        action="store_true",
+        help="weight each image by its detector score when pooling media and templates",
+    )
+    add(
+        "--checkpoint",
+        default=None,
+        metavar="NAME",
+        help="a run's checkpoint (epoch-0029; best: the best by --verify)",
+    )
+    add("--data-dir", dest="data_dir", default=None, help="the run's data (older runs only)")
+    _add_force(parser, "an --out file of another source or kind")
     _add_backbone(parser)
     add("--quiet", action="store_true", help="no progress")
 
@@ -489,6 +541,30 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ijb(args: argparse.Namespace) -> int:
+    _require("train")
+    from marginkit.ijb import evaluate_ijb, summarize_ijb
+
+    entry, out = evaluate_ijb(
+        args.source,
+        args.root,
+        args.set_name,
+        out=args.out,
+        flip=args.flip,
+        score_weighting=args.score_weighting,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        checkpoint=args.checkpoint,
+        data_dir=args.data_dir,
+        backbone=args.backbone,
+        progress=not args.quiet,
+        force=args.force,
+    )
+    print(summarize_ijb(entry))
+    print(f"full report: {out}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -601,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["compare", *(argv or [])])
     handlers = {"train": _train, "eval": _eval, "verify": _verify, "compare": _compare}
-    handlers.update(export=_export, embed=_embed, align=_align)
+    handlers.update(export=_export, embed=_embed, ijb=_ijb, align=_align)
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt as error:  # Ctrl-C; a launcher's signal (its status: 128 + number)
@@ -679,6 +755,17 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
     return value
 
 

@@ -135,4 +135,4 @@ def _kind(
         return {"type": typing.get_args(first)[0], "nargs": "+"}
     if types.GenericAlias(list, (first,)) in kinds:  # list[first], which mypy reads as a type
         return {"type": first, "nargs": "+", "action": _OneOrMore}
-    return {"type": first}
+    return {"type": first, **({"metavar": metadata["metavar"]} if "metavar" in metadata else {})}

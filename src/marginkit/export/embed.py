@@ -27,7 +27,15 @@ from marginkit.data.preprocessing import Preprocessing
 from marginkit.export.formats import Forward, module_forward, read_model
 from marginkit.export.sidecar import ExportError, first_line, read_sidecar, sidecar_path
 
-__all__ = ["Embedder", "embed_folder", "embed_images", "find_images", "load_embedder"]
+__all__ = [
+    "Embedder",
+    "embed_batch",
+    "embed_folder",
+    "embed_images",
+    "find_images",
+    "load_embedder",
+    "source_reads",
+]
 
 
 @dataclass
@@ -88,7 +96,7 @@ def load_embedder(
     return Embedder(path, info["format"], preprocessing, int(info["embedding_dim"]), forward)
 
 
-def _source_reads(source: Path) -> list[Path]:
+def source_reads(source: Path) -> list[Path]:
     """The files :func:`load_embedder` reads besides a run's checkpoint: a run's records,
     or an exported file and its record."""
     from marginkit.evaluation.load import run_records
@@ -147,13 +155,13 @@ def embed_images(
         for start in range(0, len(paths), batch_size):
             names = paths[start : start + batch_size]
             inputs = embedder.preprocessing.load_images([root / name for name in names])
-            embeddings = _embed_batch(embedder, inputs, names)  # (b, D)
+            embeddings = embed_batch(embedder, inputs, names)  # (b, D)
             output[start : start + len(names)] = embeddings.to(torch.float32).numpy()
             bar.update(len(names))
     return output
 
 
-def _embed_batch(embedder: Embedder, inputs: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+def embed_batch(embedder: Embedder, inputs: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
     """``embedder``'s embeddings (b, D) of a batch of inputs (b, *input_shape), checked.
 
     Raises:
@@ -228,7 +236,7 @@ def embed_folder(
     check_count("batch_size", batch_size, 1)
     out = Path(out_path)
     paths = find_images(images)
-    reads = [*_source_reads(Path(source)), *(Path(images) / name for name in paths)]
+    reads = [*source_reads(Path(source)), *(Path(images) / name for name in paths)]
     check_output_file(out, force=force, reads=reads)
     embedder = load_embedder(source, checkpoint=checkpoint, data_dir=data_dir, backbone=backbone)
     embeddings = embed_images(embedder, images, paths, batch_size=batch_size, progress=progress)

@@ -43,6 +43,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -142,6 +143,15 @@ def _learned_scale_start(
     return float(scale)
 
 
+@dataclass
+class _HeldStep:
+    """The training passes of one step under :meth:`MarginHead.one_step`."""
+
+    passes: int
+    seen: int = 0
+    cosines: list[Tensor] = field(default_factory=list)  # (b,) target cosines of each pass
+
+
 class MarginHead(nn.Module):
     """Base class of all heads. See the module docstring for the contract.
 
@@ -205,6 +215,7 @@ class MarginHead(nn.Module):
         **hyperparameters: float | Schedule | None,
     ) -> None:
         super().__init__()
+        self._held: _HeldStep | None = None  # within one_step: the passes counted so far
         self.num_classes = check_count("num_classes", num_classes, 2)
         self.embedding_dim = check_count("embedding_dim", embedding_dim, 1)
         if total_steps is not None:
@@ -745,13 +756,45 @@ class MarginHead(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
         )
 
+    @contextlib.contextmanager
+    def one_step(self, passes: int) -> Iterator[None]:
+        """Count the ``passes`` training forward passes run inside as one training step
+        (gradient accumulation: one optimiser step from several micro-batches).
+
+        :meth:`advance` is held back until the last pass, and then moves the step counter and
+        the schedules once, with the target cosines of every pass in order: the values one
+        pass over the whole batch would give. What a pass stores besides (the statistics of
+        its batch) is stored as it comes. Nothing is held for one pass.
+
+        Args:
+            passes: the forward passes of the step (>= 1).
+        """
+        if passes == 1:
+            yield
+            return
+        self._held = _HeldStep(check_count("passes", passes, 1))
+        try:
+            yield
+        finally:
+            self._held = None
+
     def advance(self, target_cosine: Tensor | None = None) -> None:
-        """Count one training step and move every schedule to it.
+        """Count one training step and move every schedule to it (within :meth:`one_step`,
+        at its last pass only).
 
         Args:
             target_cosine: (B,) detached target cosines of the step's batch, for adaptive
                 schedules.
         """
+        held = self._held
+        if held is not None:
+            held.seen += 1
+            if target_cosine is not None:
+                held.cosines.append(target_cosine)
+            if held.seen < held.passes:
+                return
+            self._held = None
+            target_cosine = torch.cat(held.cosines) if held.cosines else None
         with torch.no_grad():
             self.step += 1
         step = int(self.step)

@@ -4,7 +4,7 @@
 - :mod:`~marginkit.metrics.geometry`: compactness, separation and weight angles on the sphere.
 - :mod:`~marginkit.metrics.roc`: ROC, AUC, EER, TAR at FAR.
 - :mod:`~marginkit.metrics.verification`: pair scores, pair generation, LFW 10-fold, report.
-- :mod:`~marginkit.metrics.open_set`: AUROC, OSCR, rank-1 and DIR at FAR.
+- :mod:`~marginkit.metrics.open_set`: AUROC, OSCR, rank-1 (rank-k) and DIR at FAR.
 - :mod:`~marginkit.metrics.retrieval`: precision@1, R-precision, MAP@R.
 - :mod:`~marginkit.metrics.label_noise`: target angles and gradient magnitudes, clean vs flipped.
 - :mod:`~marginkit.metrics.sphere`: unit rows, stable angles, class centres.
@@ -32,6 +32,7 @@ from marginkit.metrics.open_set import (
     open_set_report,
     oscr,
     rank1_accuracy,
+    rank_accuracies,
     split_gallery_probe,
 )
 from marginkit.metrics.retrieval import retrieval_metrics
@@ -81,6 +82,7 @@ __all__ = [
     "pair_folds",
     "per_sample_gradient_norms",
     "rank1_accuracy",
+    "rank_accuracies",
     "retrieval_metrics",
     "roc_curve",
     "split_gallery_probe",

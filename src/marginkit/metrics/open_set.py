@@ -22,6 +22,12 @@ centres). Convention of the data loader: with ``num_known`` known classes, label
   fraction FAR of the non-mated probes reach ``t`` (same rules as TAR@FAR in
   :mod:`marginkit.metrics.roc`, including "unavailable" when there are fewer than
   ``ceil(1 / FAR)`` non-mated probes).
+- Rank-k accuracy (the cumulative match characteristic at rank k, Grother & Ngan, NIST FRVT):
+  the fraction of mated probes whose identity is among the k gallery identities that score
+  highest against them (an identity scores the best cosine of its gallery embeddings). A
+  tie with another identity counts against the probe: its identity's rank is one plus the
+  number of other identities scoring at least as high, so a search listing tied candidates
+  in any order is never credited with the better place.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "open_set_report",
     "oscr",
     "rank1_accuracy",
+    "rank_accuracies",
     "split_gallery_probe",
 ]
 
@@ -316,3 +323,51 @@ def identification_report(
         "rank1": float(hit.sum() / mated.sum()),
         "dir_at_far": _dir_points(best, mated, hit, checked_fars),
     }
+
+
+def rank_accuracies(
+    gallery_embeddings: ArrayLike,
+    gallery_labels: ArrayLike,
+    probe_embeddings: ArrayLike,
+    probe_labels: ArrayLike,
+    ranks: Sequence[int] = (1, 5, 10),
+    chunk_size: int = 1024,
+) -> dict[int, float]:
+    """Rank-k accuracy of the mated probes at each k (see the module docstring).
+
+    Args:
+        gallery_embeddings: (G, D) enrolled embeddings (several per identity allowed).
+        gallery_labels: (G,) their identities.
+        probe_embeddings: (M, D) probe embeddings.
+        probe_labels: (M,) their identities; those absent from the gallery are ignored.
+        ranks: the k's, whole numbers >= 1.
+        chunk_size: probes scored at once (memory ~ ``chunk_size * G`` floats).
+
+    Returns:
+        ``{k: fraction of mated probes whose identity ranks <= k}``, in the order of
+        ``ranks``.
+
+    Raises:
+        ValueError: no probe identity is in the gallery, or a bad rank or chunk size.
+    """
+    gallery, gallery_labels_t, probes, probe_labels_t = labelled_sets(
+        "gallery", gallery_embeddings, gallery_labels, "probe", probe_embeddings, probe_labels
+    )
+    checked = [check_count("ranks", rank, 1) for rank in ranks]
+    check_count("chunk_size", chunk_size, 1)
+    identities, column = torch.unique(gallery_labels_t, return_inverse=True)  # (C,), (G,)
+    mated = torch.isin(probe_labels_t, identities)
+    if not bool(mated.any()):
+        raise ValueError("probe_labels has no identity that is in gallery_labels (no mated probe)")
+    unit_gallery = normalize_rows(gallery, "gallery_embeddings")  # (G, D)
+    unit_probes = normalize_rows(probes[mated], "probe_embeddings")  # (M', D)
+    own = torch.searchsorted(identities, probe_labels_t[mated])  # (M',) each probe's column
+    place = torch.empty(own.shape[0], dtype=torch.long)
+    for start in range(0, own.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        cosine = unit_probes[rows] @ unit_gallery.T  # (m, G)
+        best = torch.full((cosine.shape[0], identities.shape[0]), -torch.inf, dtype=cosine.dtype)
+        best.scatter_reduce_(1, column.expand_as(cosine), cosine, reduce="amax")  # (m, C)
+        mate = best.gather(1, own[rows].unsqueeze(1))  # (m, 1)
+        place[rows] = (best >= mate).sum(dim=1)  # the mate's own column counts: rank 1 up
+    return {rank: float((place <= rank).double().mean()) for rank in checked}

@@ -29,6 +29,7 @@ from marginkit.models.backbones import (
 from marginkit.models.faces import (
     IResNet,
     MobileFaceNet,
+    arcface_torch_names,
     iresnet18,
     iresnet34,
     iresnet50,
@@ -45,6 +46,7 @@ __all__ = [
     "MNISTNet",
     "MobileFaceNet",
     "ResNet20",
+    "arcface_torch_names",
     "available_backbones",
     "build_backbone",
     "confirm_backbone",

@@ -46,6 +46,7 @@ from marginkit.models.backbones import residual_shortcut
 __all__ = [
     "IResNet",
     "MobileFaceNet",
+    "arcface_torch_names",
     "iresnet18",
     "iresnet34",
     "iresnet50",
@@ -153,6 +154,8 @@ class IResNet(nn.Module):
         if len(layers) != 4:
             raise ValueError(f"layers must give the blocks of 4 stages; got {tuple(layers)}")
         counts = [check_count(f"layers[{i}]", count, 1) for i, count in enumerate(layers)]
+        #: blocks per stage, as ``layers``
+        self.stage_blocks: tuple[int, ...] = tuple(counts)
         self.stem = nn.Sequential(
             nn.Conv2d(channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64)
         )
@@ -205,6 +208,61 @@ def iresnet100(
 ) -> IResNet:
     """IResNet-100: (3, 13, 30, 3) blocks; 65.2 M parameters, 12.09 G MACs at 112x112, D=512."""
     return IResNet(input_shape, embedding_dim, (3, 13, 30, 3), dropout=dropout, name="iresnet100")
+
+
+#: InsightFace ``arcface_torch``'s names (``backbones/iresnet.py``) of :class:`IResNet`'s
+#: modules outside the blocks, ours -> theirs: the stem's conv, BN and PReLU, the output BN2d,
+#: FC and BN1d.
+_ARCFACE_TORCH_OUTER = {
+    "stem.0": "conv1",
+    "stem.1": "bn1",
+    "stem.2": "prelu",
+    "output_norm": "bn2",
+    "embedding": "fc",
+    "features": "features",
+}
+#: ... and of a block's layers (its ``IBasicBlock``: bn1, conv1, bn2, prelu, conv2, bn3, and
+#: the projection shortcut ``downsample``: 1x1 conv, BN).
+_ARCFACE_TORCH_BLOCK = {
+    "body.0": "bn1",
+    "body.1": "conv1",
+    "body.2": "bn2",
+    "body.3": "prelu",
+    "body.4": "conv2",
+    "body.5": "bn3",
+    "shortcut.0": "downsample.0",
+    "shortcut.1": "downsample.1",
+}
+
+
+def arcface_torch_names(network: IResNet) -> dict[str, str]:
+    """Each key of ``network.state_dict()`` -> the name of the same tensor in a state dict of
+    InsightFace's ``arcface_torch`` IResNet of the same depth (its ``backbone.pth``).
+
+    ``arcface_torch`` numbers the blocks within each of its stages ``layer1`` ... ``layer4``
+    where :class:`IResNet` numbers them through: with (3, 4, 14, 3) blocks (IResNet-50),
+    ``blocks.3.body.1.weight`` is ``layer2.0.conv1.weight``. The two networks compute the same
+    function of the same tensors (the BN2d -> dropout -> flatten of the output block commute).
+
+    >>> names = arcface_torch_names(iresnet50((3, 112, 112)))
+    >>> names["stem.0.weight"], names["blocks.3.shortcut.0.weight"], names["embedding.weight"]
+    ('conv1.weight', 'layer2.0.downsample.0.weight', 'fc.weight')
+    """
+    stages = [
+        (stage, index)
+        for stage, count in enumerate(network.stage_blocks, start=1)
+        for index in range(count)
+    ]
+    names = {}
+    for key in network.state_dict():
+        module, _, leaf = key.rpartition(".")
+        if module.startswith("blocks."):
+            _, number, inner = module.split(".", 2)
+            stage, index = stages[int(number)]
+            names[key] = f"layer{stage}.{index}.{_ARCFACE_TORCH_BLOCK[inner]}.{leaf}"
+        else:
+            names[key] = f"{_ARCFACE_TORCH_OUTER[module]}.{leaf}"
+    return names
 
 
 # ------------------------------------------------------------------------ MobileFaceNet

@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -413,10 +414,23 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return find_checkpoint(run_dir).folder
 
 
-def state_mismatch(module: nn.Module, weights: dict[str, torch.Tensor]) -> str | None:
+def state_mismatch(
+    module: nn.Module,
+    weights: dict[str, torch.Tensor],
+    names: Mapping[str, str] | None = None,
+) -> str | None:
     """Why ``weights`` cannot be loaded into ``module`` strictly, in a few words (the first
-    tensor of another shape, the missing and unexpected keys), or None when they fit."""
+    tensor of another shape, the missing and unexpected keys), or None when they fit.
+
+    Args:
+        module: the network built.
+        weights: its state dict as saved, by ``module``'s key names.
+        names: how the saved file names a key of ``module`` (an ``arcface_torch``
+            checkpoint's ``layer1.0.conv1.weight`` for ``blocks.0.body.1.weight``), for the
+            message; None: the keys as they are.
+    """
     expected = module.state_dict()
+    shown = dict(names or {})
     reasons = []
     shapes = [
         key
@@ -427,8 +441,8 @@ def state_mismatch(module: nn.Module, weights: dict[str, torch.Tensor]) -> str |
         key = shapes[0]
         more = f" (and {len(shapes) - 1} more of another shape)" if len(shapes) > 1 else ""
         reasons.append(
-            f"{key} is {tuple(weights[key].shape)} saved, {tuple(expected[key].shape)} in the "
-            f"{type(module).__name__} built{more}"
+            f"{shown.get(key, key)} is {tuple(weights[key].shape)} saved, "
+            f"{tuple(expected[key].shape)} in the {type(module).__name__} built{more}"
         )
     for what, keys in (
         ("missing", [key for key in expected if key not in weights]),
@@ -436,7 +450,7 @@ def state_mismatch(module: nn.Module, weights: dict[str, torch.Tensor]) -> str |
     ):
         if keys:
             more = f" and {len(keys) - 2} more" if len(keys) > 2 else ""
-            reasons.append(f"{what} {', '.join(keys[:2])}{more}")
+            reasons.append(f"{what} {', '.join(shown.get(key, key) for key in keys[:2])}{more}")
     return "; ".join(reasons) or None
 
 

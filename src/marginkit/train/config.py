@@ -76,7 +76,8 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 #: - ``data``: what data the run loads (:func:`marginkit.data.load_dataset`'s options);
 #: - ``model``: the backbone; ``loss``: the head and its hyper-parameters;
 #: - ``optimisation``: the recipe, the batch and the optimiser with its lr schedule;
-#: - ``run``: the run's length (its budget), seed, reporting and folder;
+#: - ``run``: the run's length (its budget), its starting point (the seed, or the trained
+#:   weights of ``init_from``), reporting and folder;
 #: - ``device``: where and how fast the run computes; ``distributed``: its processes;
 #: - ``verification``: the verification sets scored during training.
 GROUPS = (
@@ -217,6 +218,20 @@ class TrainConfig:
             "which run-relative schedules follow, is then max_steps.",
         ),
     )
+    init_from: str | None = field(
+        default=None,
+        metadata=_about(
+            "run",
+            "fine-tune: start the backbone from trained weights instead of the seed's: a run "
+            "folder (its newest intact checkpoint), one of its checkpoints "
+            "(RUN/checkpoints/best-SSSSSSS), a safetensors file (marginkit export --format "
+            "safetensors), or a PyTorch state dict such as InsightFace arcface_torch's "
+            "backbone.pth (read without running code; its IResNet names mapped to ours). The "
+            "head starts from the source run's when it has the same classes, else from the "
+            "seed (docs/fine-tuning.md); a resumed run continues from its checkpoint.",
+            metavar="RUN|FILE",
+        ),
+    )
     train_fraction: float = field(
         default=1.0,
         metadata=_about(
@@ -225,7 +240,27 @@ class TrainConfig:
             "all of it).",
         ),
     )
-    batch_size: int = field(default=128, metadata=_about("optimisation", "training batch size."))
+    batch_size: int = field(
+        default=128,
+        metadata=_about(
+            "optimisation",
+            "training batch size: the samples of one forward pass (over all processes); an "
+            "optimiser step takes accumulate such batches.",
+        ),
+    )
+    accumulate: int = field(
+        default=1,
+        metadata=_about(
+            "optimisation",
+            "gradient accumulation: each optimiser step adds up the gradients of this many "
+            "micro-batches of batch_size, so the batch of a step is accumulate x batch_size "
+            "(the same samples, loss and gradient as a run with that batch size); the lr "
+            "schedule, the margins' schedules, clipping, steps.csv and checkpoints count "
+            "optimiser steps. The statistics of the batch some heads use (AdaCos, AdaFace, "
+            "CurricularFace) are each micro-batch's (docs/single-runs.md).",
+            metavar="N",
+        ),
+    )
     eval_batch_size: int = field(default=512, metadata=_about("run", "batch size for evaluation."))
     optimizer: Literal["sgd", "adamw"] | None = field(
         default=None,
@@ -272,6 +307,15 @@ class TrainConfig:
         default=0,
         metadata=_about(
             "optimisation", "linear learning-rate warm-up from 0 over this many epochs."
+        ),
+    )
+    freeze_backbone_epochs: int = field(
+        default=0,
+        metadata=_about(
+            "optimisation",
+            "train the head alone for this many epochs first: the backbone's weights and "
+            "batch-norm statistics stay as they start (it runs in eval mode, without "
+            "gradients), then the whole network trains.",
         ),
     )
     clip_grad_norm: float | None = field(
@@ -407,18 +451,26 @@ class TrainConfig:
                 _fail(name, "a string", getattr(self, name))
         if not isinstance(self.device, str) or _DEVICE.fullmatch(self.device) is None:
             _fail("device", "'auto', 'cpu', 'cuda' or 'cuda:N' (--device)", self.device)
-        for name in ("data_dir", "cache_dir", "out"):
+        for name in ("data_dir", "cache_dir", "out", "init_from"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, Path)):
+            if value is not None and (not isinstance(value, (str, Path)) or not str(value)):
                 _fail(name, "a path", value)
             if isinstance(value, Path):
                 setattr(self, name, str(value))
 
     def _check_integers(self) -> None:
-        positive = ("embedding_dim", "epochs", "batch_size", "eval_batch_size", "nproc")
+        positive = (
+            "embedding_dim",
+            "epochs",
+            "batch_size",
+            "accumulate",
+            "eval_batch_size",
+            "nproc",
+        )
         others = (
             "min_images_per_person",
             "warmup_epochs",
+            "freeze_backbone_epochs",
             "seed",
             "log_every",
             "verify_every",

@@ -202,6 +202,18 @@ class Distribution:
         wrapped.register_comm_hook(None, _sum_gradients)
         return wrapped
 
+    def gradients_kept(self, model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """The context of a micro-batch that is not its optimiser step's last
+        (``--accumulate``): DDP's ``no_sync``, so each rank adds the gradients up locally and
+        they are summed over the ranks once, in the last micro-batch's backward pass;
+        nothing for one process. ``model``: :meth:`wrap_backbone`'s."""
+        if not self.several:
+            return contextlib.nullcontext()
+        from torch.nn.parallel import DistributedDataParallel
+
+        assert isinstance(model, DistributedDataParallel)  # wrap_backbone's, with several
+        return model.no_sync()
+
     def shard_head(self, head: MarginHead) -> TrainingHead:
         """This rank's shard of ``head`` (:func:`marginkit.distributed.shard`), or ``head``."""
         if not self.several:

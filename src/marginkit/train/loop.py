@@ -4,15 +4,16 @@ The loop, in one screen (see :func:`fit`)::
 
     for epoch in range(start_epoch, epochs):
         order = randperm(N, generator)                    # seeded shuffling
-        for batch in order.split(batch_size):
+        for batch in order.split(accumulate * batch_size):
             x, y = inputs[batch], labels[batch]           # (B, *input_shape), (B,)
             x = augment_batch(x, generator)               # if the data set asks for it
-            x, y -> config.device                         # cpu, cuda, cuda:N
             lr -> every param group                       # warm-up + step/cosine, per step
-            with autocast(config.precision):              # fp32: none; bf16, fp16
-                embeddings = backbone(x)                  # (B, D)
-            loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
-            loss.backward()                               # fp16: scaled
+            for x, y in micro_batches(x, y):              # one without --accumulate
+                x, y -> config.device                     # cpu, cuda, cuda:N
+                with autocast(config.precision):          # fp32: none; bf16, fp16
+                    embeddings = backbone(x)              # (b, D); no grad while frozen
+                loss, correct = head.loss_and_correct(embeddings, y)  # margin CE, float32
+                (loss * b / B).backward()                 # b of the step's B; fp16: scaled
             clip_grad_norm(config.clip_grad_norm); optimizer.step()
             every verify_every steps and at the epoch's end: --verify sets (best/)
         evaluate; checkpoint (atomic); metrics.json, log.csv
@@ -59,6 +60,7 @@ from marginkit.runfolder import (
     rows_in_fractions,
     run_entries,
 )
+from marginkit.train.accumulation import MicroBatch, micro_batches, training_head
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     check_state,
@@ -79,6 +81,12 @@ from marginkit.train.config import (
 )
 from marginkit.train.datarecord import data_difference, unchecked_data, write_data_record
 from marginkit.train.distributed import SINGLE, Distribution, check_several_processes
+from marginkit.train.initfrom import (
+    check_resumed_source,
+    check_source_path,
+    describe,
+    initial_weights,
+)
 from marginkit.train.precision import TrainingPrecision, resolve_device
 from marginkit.train.preprocessing import write_preprocessing
 from marginkit.train.recipe import RECIPE_OPTIONS, apply_recipe
@@ -186,11 +194,13 @@ def build_models(config: TrainConfig, bundle: DataBundle) -> tuple[nn.Module, Ma
     return backbone, head
 
 
-def _check_names(config: TrainConfig) -> None:
-    """Fail fast (before any data is read) on unknown backbone or loss names, and on a
-    backbone import spec whose module or callable cannot be found."""
+def _check_names(config: TrainConfig, resume: bool) -> None:
+    """Fail fast (before any data is read) on unknown backbone or loss names, on a
+    backbone import spec whose module or callable cannot be found, and on an ``init_from``
+    that lies in the run's own folder or, unless resuming, does not exist."""
     LOSSES.canonical(config.loss)
     BACKBONES.get(config.backbone)  # a spec's module is imported here
+    check_source_path(config, resume)
 
 
 def _comparable(values: dict[str, Any]) -> dict[str, Any]:
@@ -378,21 +388,24 @@ def _training_set(config: TrainConfig, bundle: DataBundle, pin_memory: bool = Fa
 
 
 def _epoch_length(config: TrainConfig, count: int, world: int = 1) -> tuple[int, int]:
-    """``(batch size, steps per epoch)`` for ``count`` training samples split over ``world``
-    processes (each takes its part of every batch, :meth:`Distribution.rows`).
+    """``(batch size of a step, steps per epoch)`` for ``count`` training samples split over
+    ``world`` processes (each takes its part of every batch, :meth:`Distribution.rows`).
 
-    A last batch that would leave a process fewer than 2 rows (one process: a lone sample)
-    is dropped: batch norm cannot train on one row, and a process cannot step on none.
+    A step's batch is ``accumulate x batch_size`` samples (``--accumulate``: that many
+    micro-batches, :mod:`marginkit.train.accumulation`), at most ``count``. A last batch
+    that would leave a process fewer than 2 rows (one process: a lone sample) is dropped:
+    batch norm cannot train on one row, and a process cannot step on none.
 
     Raises:
         ConfigError: several processes and a batch that gives one of them fewer than 2 rows.
     """
-    batch_size = min(config.batch_size, count)
-    if world > 1 and batch_size // world < 2:
+    micro_batch_size = min(config.batch_size, count)
+    if world > 1 and micro_batch_size // world < 2:
         raise ConfigError(
-            f"batch_size: {batch_size} rows cannot give each of {world} processes 2 or more; "
-            f"use --batch-size {2 * world} or more"
+            f"batch_size: {micro_batch_size} rows cannot give each of {world} processes 2 or "
+            f"more; use --batch-size {2 * world} or more"
         )
+    batch_size = min(config.batch_size * config.accumulate, count)
     steps_per_epoch = math.ceil(count / batch_size)
     last = count % batch_size
     if last and last // world < 2:  # a part of one row (or none): the batch is dropped
@@ -538,7 +551,8 @@ class _Run:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # the order and augmentation of batches
     batches: BatchSource  # the training samples, in memory or streamed
-    batch_size: int
+    batch_size: int  # a step's: accumulate x micro_batch_size (at most the samples)
+    micro_batch_size: int  # a forward pass's (--batch-size)
     steps_per_epoch: int
     run_steps: int  # the whole run's optimiser steps
     run_dir: Path | None
@@ -556,6 +570,11 @@ class _Run:
     wall_start: float = 0.0
     verification: Any = None  # TrainingVerification (--verify), or None
     part: Distribution = SINGLE  # this process's rank of the run's processes
+    init_from: dict[str, Any] | None = None  # where --init-from's weights came from
+
+    def frozen(self, epoch: int) -> bool:
+        """Whether the backbone is frozen in ``epoch`` (0-based): --freeze-backbone-epochs."""
+        return epoch < self.config.freeze_backbone_epochs
 
     @property
     def epochs(self) -> int:
@@ -673,7 +692,7 @@ def _set_up(
         torch.set_num_threads(config.threads)
     part = Distribution.current()  # several processes: only rank 0 reports and writes
     progress = progress and part.is_main
-    _check_names(config)
+    _check_names(config, resume)
     device = resolve_device(config.device)  # no such device, or fp16 on the CPU: fail now
     precision = TrainingPrecision.create(device, config.precision, config.clip_grad_norm)
     if part.several:
@@ -688,6 +707,8 @@ def _set_up(
     config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
     verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, whole = build_models(config, bundle)  # on the CPU, from the seed
+    # --init-from: trained weights instead (not for a run resumed from its checkpoint)
+    init = initial_weights(config, run_dir, resume, (backbone, whole), bundle)
     backbone.to(device)  # the same initial weights on every device
     head = part.shard_head(whole.to(device))  # this rank's class rows (all for one process)
     batches = _training_set(config, bundle, pin_memory=device.type == "cuda")
@@ -704,6 +725,7 @@ def _set_up(
         generator=torch.Generator().manual_seed(config.seed),
         batches=batches,
         batch_size=batch_size,
+        micro_batch_size=min(config.batch_size, count),
         steps_per_epoch=steps_per_epoch,
         run_steps=total_steps(config, steps_per_epoch),
         run_dir=run_dir if part.is_main else None,
@@ -713,7 +735,12 @@ def _set_up(
         verification=verification,
         part=part,
         model=part.wrap_backbone(backbone),
+        init_from=init,
     )
+    if init is not None:
+        run.say(describe(init))
+    if config.freeze_backbone_epochs:
+        run.say(f"backbone frozen (eval mode) for epochs 1-{config.freeze_backbone_epochs}")
     if run_dir is not None and part.is_main:
         _open_run_folder(run, resume, overwrite, cleanup)
     elif run_dir is not None:  # another rank: restores what rank 0 resumes from
@@ -750,6 +777,10 @@ def _open_run_folder(
     folder.write_format()  # a run of an earlier format is continued in this one
     if not folder.data.is_file():  # a new run (an older one: recorded from now on)
         write_data_record(run_dir, run.bundle)
+    if run.init_from is not None:  # the weights it starts from (again, without a checkpoint)
+        folder.write_init_from(run.init_from)
+    elif checkpoint is not None:  # resumed: its checkpoint's weights, not the source's
+        check_resumed_source(run.config, run_dir, run.stream)
     write_preprocessing(run_dir, run.bundle, run.config.dataset)  # embed/export need no data
     _write_logs(run_dir, run.config, run.history, {})
 
@@ -816,7 +847,7 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         The epoch's training loss, accuracy, last lr and time.
     """
     config, optimizer = run.config, run.optimizer
-    run.backbone.train()
+    run.backbone.train(not run.frozen(epoch))  # frozen: eval mode, its BN statistics kept
     run.head.train()
     tally = _Tally()
     batches = min(run.steps_per_epoch, run.run_steps - run.step)
@@ -827,13 +858,13 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
             from marginkit.data import augment_batch
 
             x = augment_batch(x, run.generator)  # (B, C, H, W)
-        count, share = y.numel(), run.part.rows(y.numel())  # the global batch, this rank's part
-        x, y = x[share], y[share]  # (b, *input_shape), (b,): all B for one process
+        # the global batch; its micro-batches (one without --accumulate), this rank's rows
+        count, parts = y.numel(), micro_batches(x, y, run.micro_batch_size, run.part)
         # the step: lr, forward, loss (advances the head's schedules), backward, update
         tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = tally.lr
-        loss, correct = _step(run, epoch, batch_index, x, y)  # global mean, this rank's
+        loss, correct = _step(run, epoch, batch_index, parts)  # global mean, this rank's
         run.step += 1
         # the running figures and the step's log
         tally.add(loss, run.part.total(correct), count)
@@ -844,19 +875,19 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     return tally
 
 
-def _step(
-    run: _Run, epoch: int, batch_index: int, inputs: torch.Tensor, labels: torch.Tensor
-) -> tuple[float, int]:
-    """One optimiser step on a batch, on the run's device and in its precision.
+def _step(run: _Run, epoch: int, batch_index: int, parts: list[MicroBatch]) -> tuple[float, int]:
+    """One optimiser step on a batch, on the run's device and in its precision: the forward
+    and backward pass of each of its micro-batches (one without ``--accumulate``), each
+    loss weighted by its micro-batch's share of the batch, the gradients added up (on
+    several processes summed over them with the last one's backward pass), then the update.
 
     The loop waits for the device once per step (on CUDA; the head's own input checks and
     the per-step log's hyper-parameters may add theirs): the loss and the number of samples
-    classified correctly are read together after the backward pass is queued and before the
-    update, so a non-finite loss stops the run without reaching the weights.
+    classified correctly are read together after the backward passes are queued and before
+    the update, so a non-finite loss stops the run without reaching the weights.
 
     Args:
-        inputs: (B, *input_shape) batch, on the CPU.
-        labels: (B,) class indices, on the CPU.
+        parts: this process's rows of each micro-batch, on the CPU.
 
     Returns:
         The batch's mean loss and its number of correctly classified samples.
@@ -864,25 +895,52 @@ def _step(
     Raises:
         NonFiniteLossError: the embeddings or the loss is NaN or infinite.
     """
-    device = run.precision.device
-    inputs = inputs.to(device, non_blocking=True)  # (B, *input_shape); no copy on the CPU
-    labels = labels.to(device, non_blocking=True)  # (B,)
-    with run.precision.autocast():
-        embeddings = run.model(inputs)  # (b, D), bf16/fp16 under autocast; DDP sums grads
-    try:
-        loss, correct = run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
-    except ValueError:  # the head refuses non-finite embeddings (among other bad input)
-        if not bool(torch.isfinite(embeddings).all()):
-            _fail(run, epoch, batch_index, "the embeddings")
-        raise
     run.optimizer.zero_grad(set_to_none=True)
-    run.precision.backward(loss)
-    figures = torch.stack([loss.detach(), correct.sum().to(loss.dtype)])  # (2,)
-    loss_value, correct_count = figures.tolist()  # the step's one wait for the device
+    figures = []
+    with training_head(run.head).one_step(len(parts)):  # the head counts one step
+        for index, micro in enumerate(parts):
+            last = index == len(parts) - 1  # DDP sums the gradients in its backward pass
+            with contextlib.nullcontext() if last else run.part.gradients_kept(run.model):
+                loss, correct = _forward(run, epoch, batch_index, micro.inputs, micro.labels)
+                if micro.share is not None:  # the gradient of the whole batch's mean
+                    loss = loss * micro.share
+                run.precision.backward(loss)
+            figures.append(torch.stack([loss.detach(), correct.sum().to(loss.dtype)]))  # (2,)
+    summed = figures[0] if len(figures) == 1 else torch.stack(figures).sum(dim=0)  # (2,)
+    loss_value, correct_count = summed.tolist()  # the step's one wait for the device
     if not math.isfinite(loss_value):
         _fail(run, epoch, batch_index, "the loss")
     run.precision.step(run.optimizer)  # clipping, fp16's scaler, the update
     return loss_value, int(correct_count)
+
+
+def _forward(
+    run: _Run, epoch: int, batch_index: int, inputs: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and ``correct`` of one (micro-)batch, on the run's device.
+
+    Args:
+        inputs: (B, *input_shape) batch, on the CPU.
+        labels: (B,) class indices, on the CPU.
+
+    Returns:
+        The scalar mean loss (over every process's rows) and (B,) bool, this process's.
+
+    Raises:
+        NonFiniteLossError: the embeddings are NaN or infinite.
+    """
+    device, frozen = run.precision.device, run.frozen(epoch)
+    inputs = inputs.to(device, non_blocking=True)  # (B, *input_shape); no copy on the CPU
+    labels = labels.to(device, non_blocking=True)  # (B,)
+    with run.precision.autocast(), torch.set_grad_enabled(not frozen):
+        # (b, D), bf16/fp16 under autocast; DDP sums grads; frozen: no gradient, no update
+        embeddings = (run.backbone if frozen else run.model)(inputs)
+    try:
+        return run.head.loss_and_correct(embeddings, labels)  # scalar, (B,)
+    except ValueError:  # the head refuses non-finite embeddings (among other bad input)
+        if not bool(torch.isfinite(embeddings).all()):
+            _fail(run, epoch, batch_index, "the embeddings")
+        raise
 
 
 def _fail(run: _Run, epoch: int, batch_index: int, what: str) -> None:
