@@ -93,16 +93,13 @@ def make_problem(
 
 
 def make_head(weight: Tensor, dynamic: bool = True, scale: float | None = None) -> AdaCos:
-    """A float64 head with the given weight; its stored scale is set in float64 (the
-    float32 buffer of a fresh head holds s_f rounded to float32)."""
+    """A float64 head with the given weight, its stored scale ``scale`` (default: s_f)."""
     classes, dim = weight.shape
     head = AdaCos(classes, dim, dynamic=dynamic).double()
     with torch.no_grad():
         head.weight.copy_(weight)
-        if dynamic:
-            head.adaptive_scale.fill_(
-                math.sqrt(2.0) * math.log(classes - 1) if scale is None else scale
-            )
+        if dynamic and scale is not None:
+            head.adaptive_scale.fill_(scale)
     return head
 
 
@@ -148,7 +145,45 @@ def test_fixed_scale_is_sqrt2_ln_c_minus_1(classes: int) -> None:
     assert fixed.scale_value() == expected and fixed.radial_factor(1.0) == expected
     assert "adaptive_scale" not in fixed.state_dict()
     dynamic = AdaCos(classes, 4)
-    assert stored(dynamic) == pytest.approx(expected, rel=1e-7)  # float32 buffer
+    assert stored(dynamic) == expected  # float64 buffer: exact
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda head: head.double(),
+        lambda head: head.to(torch.float64),
+        lambda head: head.float().half().to(torch.float64),
+    ],
+    ids=["double", "to-float64", "through-half"],
+)
+def test_float64_head_starts_from_the_exact_fixed_scale(convert) -> None:
+    """C = 11: s_f = sqrt(2) ln 10, which float32 rounds by 3.5e-8 (relative). The float64
+    head starts from it exactly, so its first training step and an eval step equal the
+    paper's formula in float64 to 1e-12, however the head was converted."""
+    exact = math.sqrt(2.0) * math.log(10.0)
+    assert float(torch.tensor(exact, dtype=torch.float32)) != exact  # float32 would round it
+    embeddings, weight, labels = make_problem(8, 11, 6, seed=21)
+    head = convert(AdaCos(11, 6))
+    assert head.weight.dtype == torch.float64 and head.adaptive_scale.dtype == torch.float64
+    assert float(head.adaptive_scale) == exact and head.hyperparameters()["scale"] == exact
+    with torch.no_grad():
+        head.weight.copy_(weight)
+    expected, _ = reference_step(embeddings, weight, labels, exact, update=False)
+    assert_close_all(head_step(head.eval(), embeddings, labels), expected, rtol=1e-12)
+    expected, scale = reference_step(embeddings, weight, labels, exact, update=True)
+    assert_close_all(head_step(head.train(), embeddings, labels), expected, rtol=1e-12)
+    assert stored(head) == pytest.approx(scale, rel=1e-13)
+
+
+def test_scale_buffer_stays_float64_and_loads_a_float32_one() -> None:
+    """``.to(dtype)`` converts the weight, never the scale's buffer (bookkeeping); a state
+    saved with a float32 buffer (before the buffer became float64) still loads."""
+    head = AdaCos(11, 4).float()
+    assert head.weight.dtype == torch.float32 and head.adaptive_scale.dtype == torch.float64
+    state = {**head.state_dict(), "adaptive_scale": torch.tensor(3.25, dtype=torch.float32)}
+    head.load_state_dict(state)
+    assert head.adaptive_scale.dtype == torch.float64 and stored(head) == 3.25
 
 
 # ---------------------------------------------------------------- reference: values, grads
@@ -384,7 +419,7 @@ def test_bfloat16_autocast_float32_head() -> None:
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     expected = twin(embeddings.detach().float(), labels)  # the same step in float32
     torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-6, atol=1e-6)
-    assert stored(head) == stored(twin) and head.adaptive_scale.dtype == torch.float32
+    assert stored(head) == stored(twin) and head.adaptive_scale.dtype == torch.float64
     loss.backward()
     for parameter in [*head.parameters(), *backbone.parameters()]:
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()

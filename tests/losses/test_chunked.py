@@ -17,6 +17,10 @@ HEADS = [
     ("virtual", {}),
     ("camsoftmax", {"c": 1.2}),
     ("camsoftmax", {"c": 1.2, "normalize": False}),
+    ("subcenter", {}),
+    ("subcenter", {"subcenters": 2, "learn_scale": True}),
+    ("curricularface", {}),
+    ("curricularface", {"learn_scale": True}),
 ]
 CHUNKS = [1, 7, 16, 50, 64, 1000]  # 7 and 16 do not divide C = 50
 
@@ -33,9 +37,11 @@ def loss_and_grads(head, embeddings, labels):
 def test_chunked_matches_unchunked(name, kwargs, chunk_size):
     generator = torch.Generator().manual_seed(chunk_size)
     head = build(name, num_classes=50, embedding_dim=6, **kwargs).double().eval()
-    if getattr(head, "bias", None) is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if getattr(head, "bias", None) is not None:
             head.bias.normal_(generator=generator)
+        if hasattr(head, "t"):  # CurricularFace: hard negatives modulated
+            head.t.fill_(0.3)
     embeddings = torch.randn(12, 6, dtype=torch.float64, generator=generator) * 2.0
     labels = torch.randint(0, 50, (12,), generator=generator)
     labels[:3] = torch.tensor([0, 49, 49])  # first and last class, and a repeated label

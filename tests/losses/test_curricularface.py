@@ -413,18 +413,13 @@ def test_bad_hyperparameters_are_one_line_errors(
     assert "\n" not in str(caught.value)
 
 
-def test_bad_inputs_and_chunks_are_refused() -> None:
+def test_bad_inputs_are_refused() -> None:
     head = CurricularFace(5, 3)
     with pytest.raises(ValueError, match=r"embeddings must have 3 columns"):
         head(torch.randn(4, 4), torch.tensor([0, 1, 2, 3]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 5\)"):
         head(torch.randn(2, 3), torch.tensor([0, 5]))
-    assert not head.fused and head.unshardable and "t" in head.unshardable
-    with pytest.raises(ValueError, match=r"^chunk_size: CurricularFace"):
-        head.set_chunk_size(2)
-    head.chunk_size = 2
-    with pytest.raises(ValueError, match=r"^chunk_size: CurricularFace"):
-        head(torch.randn(2, 3), torch.tensor([0, 1]))
+    assert head.unshardable and "t" in head.unshardable
 
 
 def test_margin_without_room_is_warned_about() -> None:
@@ -456,6 +451,61 @@ def test_t_starts_at_zero_and_moves_only_in_training_forward() -> None:
     second = head(embeddings, labels)
     assert torch.equal(head.t, moved) and torch.equal(first, second)
     assert int(head.step) == 1
+
+
+def steps_and_grads(head: CurricularFace, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
+    """Three training steps' losses, gradients (embeddings, weight, log-scale) and ``t``."""
+    results = []
+    for _ in range(3):
+        x = embeddings.clone().requires_grad_(True)
+        loss = head(x, labels)
+        parameters = [x, *[p for p in head.parameters() if p.requires_grad]]
+        results += [loss.detach(), *torch.autograd.grad(loss, parameters), head.t.clone()]
+    return results
+
+
+@pytest.mark.parametrize("learn_scale", [False, True])
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 16])
+def test_chunked_training_steps_equal_one_block(chunk_size: int, learn_scale: bool) -> None:
+    """Class blocks give the one block's losses, gradients and ``t`` (which moves), float64,
+    chunk sizes that do not divide C; the margin leaves hard and easy negatives both."""
+    embeddings, weight, labels = random_problem(12, 16, 5, seed=chunk_size)[:3]
+    labels[:3] = torch.tensor([0, 15, 15])  # the first and last class, a repeated label
+    whole = make_head(weight, margin=1.2, momentum=0.5, learn_scale=learn_scale)
+    chunked = make_head(weight, margin=1.2, momentum=0.5, learn_scale=learn_scale)
+    chunked.set_chunk_size(chunk_size)
+    expected = steps_and_grads(whole, embeddings, labels)
+    for got, want in zip(steps_and_grads(chunked, embeddings, labels), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-13)
+    assert float(whole.t) != 0.0
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_clamped_cosines_match_the_composed_logits(chunk_size: int | None) -> None:
+    """Embeddings parallel or antiparallel to class weights, target or not: rounding pushes
+    some cosines past +-1 and the clamp bites (checked), on hard negatives (logit
+    ``s N(t, +-1)``) and easy ones; the fused pass equals the cross-entropy of
+    margin_logits."""
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(6, 5, dtype=torch.float64, generator=generator)
+    head = make_head(weight, scale=8.0, learn_scale=True).eval().set_chunk_size(chunk_size)
+    head.t.fill_(0.3)
+    factors = torch.rand(40, 1, dtype=torch.float64, generator=generator) * 10.0 + 0.1
+    signs = torch.where(torch.arange(40) % 3 == 0, -1.0, 1.0).double().unsqueeze(1)
+    classes = torch.arange(40) % 6
+    embeddings = weight[classes] * factors * signs  # (40, 5)
+    labels = (classes + (torch.arange(40) // 6) % 2) % 6  # some on the target, some not
+    raw = F.normalize(embeddings, dim=1) @ F.normalize(weight, dim=1).T
+    assert bool((raw.abs() > 1.0).any()), "the case must exercise the clamp"
+    results = []
+    for fused in (True, False):
+        x = embeddings.clone().requires_grad_(True)
+        loss = head(x, labels) if fused else F.cross_entropy(head.margin_logits(x, labels), labels)
+        parameters = [x, head.weight, head.log_scale]
+        results.append([loss.detach(), *torch.autograd.grad(loss, parameters)])
+    for got, want in zip(*results, strict=True):
+        assert bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from marginkit.losses import available, build
-from marginkit.losses.fused import column_norms, fused_margin_cross_entropy
+from marginkit.losses.fused import NegativeModulation, column_norms, fused_margin_cross_entropy
 
 from .runs import RUN_STEPS, training_loss
 
@@ -44,6 +44,10 @@ HEADS = [
     ("magface", {}),
     ("magface", {"fallback": "continuous", "learn_scale": True}),
     ("adaface", {}),
+    ("subcenter", {}),
+    ("subcenter", {"subcenters": 2, "learn_scale": True}),
+    ("curricularface", {}),
+    ("curricularface", {"margin": 1.2, "learn_scale": True}),
 ]
 SHAPES = [(8, 5, 13), (1, 2, 3), (16, 2, 40), (5, 32, 7)]  # (B, D, C)
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kwargs.items())}" for name, kwargs in HEADS]
@@ -53,9 +57,11 @@ def make_case(name, kwargs, batch, dim, classes, dtype, seed):
     generator = torch.Generator().manual_seed(seed)
     head = build(name, num_classes=classes, embedding_dim=dim, **kwargs).to(dtype)
     with torch.no_grad():
-        head.weight.copy_(torch.randn(classes, dim, generator=generator, dtype=dtype))
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator, dtype=dtype))
         if getattr(head, "bias", None) is not None:
             head.bias.copy_(torch.randn(classes, generator=generator, dtype=dtype))
+        if hasattr(head, "t"):  # CurricularFace: its hard negatives modulated
+            head.t.fill_(0.3)
     embeddings = torch.randn(batch, dim, generator=generator, dtype=dtype) * 3.0
     labels = torch.randint(0, classes, (batch,), generator=generator)
     return head.eval(), embeddings, labels
@@ -185,6 +191,71 @@ def test_fused_function_gradcheck():
         assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-8, nondet_tol=1e-12)
 
 
+def smooth_descendant_point(seed: int, subcenters: int):
+    """rows (4, 3), weight (5 K, 3), labels, boundaries (4,): every cosine at least 0.01 from
+    +-1, from its row's boundary and (K > 1) from the next-largest sub-centre's of its
+    class, so that no clamp, hard-negative test or arg-max flips within gradcheck's steps."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(1000):
+        rows = torch.randn(4, 3, dtype=torch.float64, generator=generator) * 2.0
+        weight = torch.randn(5 * subcenters, 3, dtype=torch.float64, generator=generator)
+        labels = torch.randint(0, 5, (4,), generator=generator)
+        boundary = torch.rand(4, dtype=torch.float64, generator=generator) - 0.5
+        cosines = F.normalize(rows, dim=1) @ F.normalize(weight, dim=1).T  # (B, 5 K)
+        top = cosines.view(4, 5, subcenters).topk(min(2, subcenters), dim=2).values
+        gaps = [1.0 - top[:, :, 0].abs(), (top[:, :, 0] - boundary.unsqueeze(1)).abs()]
+        if subcenters > 1:
+            gaps.append(top[:, :, 0] - top[:, :, 1])
+        if all(float(gap.min()) > 0.01 for gap in gaps):
+            return rows, weight, labels, boundary
+    raise RuntimeError("no smooth point found")
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+@pytest.mark.parametrize("descendant", ["subcenters", "modulation"])
+def test_fused_function_gradcheck_descendants(descendant: str, chunk_size) -> None:
+    """torch.autograd.gradcheck of the Function with three sub-centres a class, or with
+    CurricularFace's modulation (rows of any norm: the radial term is checked too)."""
+    subcenters = 3 if descendant == "subcenters" else 1
+    rows, weight, labels, boundary = smooth_descendant_point(subcenters, subcenters)
+    modulation = NegativeModulation(0.3, boundary) if descendant == "modulation" else None
+
+    def target_function(rows, target_weight):
+        cosine = torch.nn.functional.cosine_similarity(rows, target_weight, dim=1)
+        return rows.norm(dim=1) * (cosine - 0.3) ** 3, None, cosine.detach()
+
+    def loss(rows, weight):
+        return fused_margin_cross_entropy(
+            rows,
+            weight,
+            None,
+            labels,
+            target_function,
+            normalized_weight=True,
+            chunk_size=chunk_size,
+            subcenters=subcenters,
+            modulation=modulation,
+        )[0]
+
+    inputs = (rows.requires_grad_(True), weight.requires_grad_(True))
+    assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-8, nondet_tol=1e-12)
+
+
+def test_descendants_need_normalized_weights() -> None:
+    rows, weight = torch.randn(2, 3), torch.randn(6, 3)
+    for options in ({"subcenters": 2}, {"modulation": NegativeModulation(0.1, torch.zeros(2))}):
+        with pytest.raises(ValueError, match=r"^subcenters > 1 and modulation need norm"):
+            fused_margin_cross_entropy(
+                rows,
+                weight,
+                None,
+                torch.tensor([0, 1]),
+                lambda r, w: (r.sum(1), None, r.sum(1)),
+                normalized_weight=False,
+                **options,
+            )
+
+
 def test_autocast_bfloat16_matches_float32():
     head = build("arcface", num_classes=20, embedding_dim=8)
     embeddings = torch.randn(6, 8)
@@ -228,11 +299,7 @@ def test_loss_and_correct_matches_the_argmax_of_the_plain_logits(name: str, chun
     is forward's."""
     generator = torch.Generator().manual_seed(7)
     head = build(name, num_classes=7, embedding_dim=5)
-    if chunk_size is not None and not head.fused:  # the composed path has no class blocks
-        with pytest.raises(ValueError, match=r"^chunk_size: .* leave chunk_size None$"):
-            head.set_chunk_size(chunk_size)
-        return
-    head.set_chunk_size(chunk_size)
+    head.set_chunk_size(chunk_size)  # every head: sub-centres and CurricularFace included
     head.set_total_steps(RUN_STEPS)
     head.eval()  # no schedule advances: both calls see the same hyper-parameters
     embeddings = torch.randn(64, 5, generator=generator)

@@ -347,14 +347,12 @@ def test_bad_hyperparameters_give_one_line_errors(
     assert "\n" not in str(raised.value)
 
 
-def test_bad_inputs_and_chunking_are_refused() -> None:
+def test_bad_inputs_are_refused() -> None:
     head = make_head(4, 3)
     with pytest.raises(ValueError, match=r"embeddings must have 3 columns"):
         head(torch.randn(2, 4, dtype=torch.float64), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
         head(torch.randn(2, 3, dtype=torch.float64), torch.tensor([0, 4]))
-    with pytest.raises(ValueError, match="chunk_size"):
-        head.set_chunk_size(2)
     assert int(head.step) == 0 and int(head.subcenter_counts.sum()) == 0
 
 
@@ -394,6 +392,60 @@ def test_eval_margin_logits_and_logits_never_change_buffers() -> None:
     assert int(head.subcenter_counts.sum()) == 0 and int(head.step) == 0
     head.train()(embeddings, labels)
     assert int(head.subcenter_counts.sum()) == 6 and int(head.step) == 1
+
+
+def steps_and_grads(head: SubCenterArcFace, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
+    """Two training steps' losses and gradients (embeddings, weight, log-scale)."""
+    results = []
+    for _ in range(2):
+        x = embeddings.clone().requires_grad_(True)
+        loss = head(x, labels)
+        parameters = [x, *[p for p in head.parameters() if p.requires_grad]]
+        results += [loss.detach(), *torch.autograd.grad(loss, parameters)]
+    return results
+
+
+@pytest.mark.parametrize("learn_scale", [False, True])
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 11])
+def test_chunked_training_steps_equal_one_block(chunk_size: int, learn_scale: bool) -> None:
+    """Class blocks (sub-centres never split) give the one block's losses, gradients and
+    sub-centre counts, float64, over two training steps; chunk sizes that do not divide C."""
+    embeddings, weight, labels = make_problem(12, 10, 5, 3, seed=chunk_size)
+    labels[:3] = torch.tensor([0, 9, 9])  # the first and last class, a repeated label
+    whole = set_weight(make_head(10, 5, learn_scale=learn_scale), weight)
+    chunked = set_weight(make_head(10, 5, learn_scale=learn_scale), weight)
+    chunked.set_chunk_size(chunk_size)
+    expected = steps_and_grads(whole, embeddings, labels)
+    for got, want in zip(steps_and_grads(chunked, embeddings, labels), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-13)
+    assert torch.equal(chunked.subcenter_counts, whole.subcenter_counts)
+    assert int(chunked.subcenter_counts.sum()) == 24
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_clamped_cosines_match_the_composed_logits(chunk_size: int | None) -> None:
+    """Embeddings parallel or antiparallel to sub-centres, target or not: rounding pushes
+    some cosines past +-1 and the clamp bites (checked); the fused pass (one block or
+    several) equals the cross-entropy of margin_logits."""
+    generator = torch.Generator().manual_seed(3)
+    head = make_head(6, 5).eval().set_chunk_size(chunk_size)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(18, 5, dtype=torch.float64, generator=generator))
+    rows = torch.arange(40) % 18
+    factors = torch.rand(40, 1, dtype=torch.float64, generator=generator) * 10.0 + 0.1
+    signs = torch.where(torch.arange(40) % 3 == 0, -1.0, 1.0).double().unsqueeze(1)
+    embeddings = head.weight.detach()[rows] * factors * signs  # (40, 5)
+    labels = (rows // 3 + (torch.arange(40) // 6) % 2) % 6  # some on the target, some not
+    raw = F.normalize(embeddings, dim=1) @ F.normalize(head.weight.detach(), dim=1).T
+    assert bool((raw.abs() > 1.0).any()), "the case must exercise the clamp"
+    results = []
+    for fused in (True, False):
+        x = embeddings.clone().requires_grad_(True)
+        loss = head(x, labels) if fused else F.cross_entropy(head.margin_logits(x, labels), labels)
+        results.append([loss.detach(), *torch.autograd.grad(loss, [x, head.weight])])
+    for got, want in zip(*results, strict=True):
+        assert bool(torch.isfinite(got).all())
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])

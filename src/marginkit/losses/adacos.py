@@ -7,6 +7,7 @@ Learning Deep Face Representations", CVPR 2019.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -129,7 +130,10 @@ class AdaCos(MarginHead):
     The scale is a detached statistic: no gradient flows through it. It lives in the
     buffer ``adaptive_scale`` (in ``state_dict``); eval mode, :meth:`logits` and
     :meth:`margin_logits` never change it (``margin_logits`` in training mode shows the
-    scale the next training step would use). ``hyperparameters()["scale"]`` reports the
+    scale the next training step would use). The buffer is float64 and follows the head's
+    device but not its dtype (bookkeeping, as a schedule's value): ``s_f`` is stored
+    exactly, a float64 head starts from it unrounded, and each step's scale, computed in
+    the head's compute dtype, is stored without rounding. ``hyperparameters()["scale"]`` reports the
     scale in force. Where the formula gives a non-positive value (non-target cosines all
     near -1, see :func:`dynamic_scale`) the previous scale is kept; the scale is capped at
     ``MAX_SCALE``. With ``chunk_size`` set, ``B_avg`` is computed in class blocks too.
@@ -171,7 +175,20 @@ class AdaCos(MarginHead):
         self.dynamic = dynamic
         self.fixed_scale = fixed_scale(num_classes)
         if dynamic:
-            self.register_buffer("adaptive_scale", torch.tensor(self.fixed_scale))
+            self.register_buffer(
+                "adaptive_scale", torch.tensor(self.fixed_scale, dtype=torch.float64)
+            )
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> AdaCos:
+        # ``head.to(dtype)`` converts the weight as asked; the scale's buffer goes along to
+        # the new device but stays float64, its value unrounded (a float32 copy of s_f would
+        # carry a 3.5e-8 relative error into a float64 head's loss and gradients).
+        scale = self._buffers.get("adaptive_scale")
+        super()._apply(fn, recurse)
+        moved = self._buffers.get("adaptive_scale")
+        if scale is not None and moved is not None and moved.dtype != scale.dtype:
+            self._buffers["adaptive_scale"] = scale.to(moved.device)
+        return self
 
     def scale_value(self) -> Tensor | float:
         """The scale in force: ``s_f``, or the dynamic scale of this call (a training step

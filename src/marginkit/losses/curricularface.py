@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from marginkit.losses.functional import arcface_target, cosine_of_sum, curricular_negatives
-from marginkit.losses.fused import inverse_column_norms
+from marginkit.losses.fused import NegativeModulation, inverse_column_norms
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_float, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
@@ -86,8 +86,10 @@ class CurricularFace(MarginHead):
       (the latter, in training mode, with this batch folded in, as ``forward`` would use it).
       The official code updates ``t`` in every call, eval included.
 
-    The whole (B, C) logit matrix changes, so the head trains on the autograd path
-    (``fused = False``: no ``chunk_size``). Angles in radians.
+    The whole (B, C) logit matrix changes: ``forward`` passes ``t`` and the boundaries to
+    the fused cross-entropy (:class:`~marginkit.losses.fused.NegativeModulation`), which
+    modulates each block of scores in place (``chunk_size`` allowed);
+    :meth:`margin_logits` composes the same logits with autograd. Angles in radians.
 
     Args:
         num_classes: number of classes C.
@@ -102,7 +104,6 @@ class CurricularFace(MarginHead):
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
-    fused: ClassVar[bool] = False
     unshardable: ClassVar[str | None] = (
         "its t is the mean target cosine of the whole batch and the hard-negative test needs "
         "each sample's target on every rank"
@@ -157,17 +158,32 @@ class CurricularFace(MarginHead):
             t = self.t.to(cosine.dtype)
             return {"t": self.momentum * cosine.mean() + (1.0 - self.momentum) * t}
 
+    def _boundary(self, rows: Tensor, target_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The (B,) target cosines, the radial factors and the (B,) detached boundaries
+        ``cos(theta_y + m)`` (without the fallback), from the rows and their class weights,
+        (B, D) each: both paths' hard-negative test."""
+        target_cosine, radial = self.margin_geometry.target_cosine_and_radial(
+            rows, target_weight
+        )  # (B,) each; radial s, or 0 without a direction
+        margin = self.schedules["margin"].current()
+        with torch.no_grad():
+            boundary = cosine_of_sum(target_cosine.detach(), margin)[0]  # (B,)
+        return target_cosine, radial, boundary
+
+    def _negatives(
+        self, rows: Tensor, weight: Tensor, labels: Tensor
+    ) -> tuple[int, NegativeModulation | None]:
+        with torch.no_grad():
+            boundary = self._boundary(rows, weight[labels])[2]
+        return 1, NegativeModulation(float(self._statistic("t")), boundary)
+
     def _training_logits(
         self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D): s x / ||x||
-        target_cosine, radial = self.margin_geometry.target_cosine_and_radial(
-            rows, weight[labels]
-        )  # (B,) each; radial s, or 0 without a direction
+        target_cosine, radial, boundary = self._boundary(rows, weight[labels])
         unit_rows = self.margin_geometry.rows(embeddings, 1.0)  # (B, D)
-        margin = self.schedules["margin"].current()
-        with torch.no_grad():  # the boundary cos(theta_y + m), without the fallback
-            boundary = cosine_of_sum(target_cosine.detach(), margin)[0].unsqueeze(1)  # (B, 1)
+        boundary = boundary.unsqueeze(1)  # (B, 1)
         t = float(self._statistic("t"))
         # (B, K) each: N(t, cos theta_j) and the plain cos theta_j
         negatives, cosine = _CurricularNegatives.apply(unit_rows, weight, boundary, t)

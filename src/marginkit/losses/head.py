@@ -47,11 +47,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginkit._validation import check_count
-from marginkit.losses.fused import fused_margin_cross_entropy
+from marginkit.losses.fused import NegativeModulation, fused_margin_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.losses.sanity import warn_scale
 from marginkit.schedules import RunLengthWarning, Schedule, ScheduleDict, as_schedule
@@ -158,7 +157,8 @@ class MarginHead(nn.Module):
 
     ``forward`` runs the fused margin cross-entropy (:mod:`marginkit.losses.fused`), equal in
     value and gradient to ``F.cross_entropy(margin_logits(x, y), y)`` (plus :meth:`penalty`,
-    MagFace's regulariser; a head with ``fused = False`` computes that composition itself). Set
+    MagFace's regulariser; :meth:`_negatives` for the heads that change the non-target
+    logits too: sub-centres, CurricularFace's hard negatives). Set
     ``head.chunk_size = 65536`` (or :meth:`set_chunk_size`) to process the classes in blocks
     for very large C (memory beyond the weights O(B x chunk_size)); None (default) is one block.
 
@@ -187,12 +187,6 @@ class MarginHead(nn.Module):
     #: loss and its gradients are exactly those of ``F.linear`` + cross-entropy everywhere,
     #: a zero embedding included.
     margin_free: ClassVar[bool] = False
-    #: The training logits are the plain scores with only the target (and a virtual) logit
-    #: replaced, so ``forward`` runs the fused (and optionally chunked) path of
-    #: :mod:`marginkit.losses.fused`. False for a head that also changes the other logits
-    #: (CurricularFace, sub-centres): it trains on :meth:`_training_logits` composed with
-    #: autograd, and refuses ``chunk_size``.
-    fused: ClassVar[bool] = True
     #: The head can be split over ranks by :func:`marginkit.distributed.shard`: its margin
     #: needs only each sample's own target and no statistic of the batch or of the other
     #: classes. The reason it cannot, else (shown by ``shard``).
@@ -485,8 +479,6 @@ class MarginHead(nn.Module):
         Returns:
             The head itself.
         """
-        if chunk_size is not None and not self.fused:
-            self._refuse_chunks()
         self.chunk_size = None if chunk_size is None else check_count("chunk_size", chunk_size, 1)
         return self
 
@@ -499,12 +491,6 @@ class MarginHead(nn.Module):
             classes: (K,) increasing class indices.
         """
         return weight[classes]
-
-    def _refuse_chunks(self) -> None:
-        raise ValueError(
-            f"chunk_size: {type(self).__name__} changes more than the target logit, so its "
-            "loss is not computed in class blocks; leave chunk_size None"
-        )
 
     # ---------------------------------------------------------------------- public API
     def class_weight(self) -> Tensor:
@@ -563,8 +549,8 @@ class MarginHead(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The training logits composed with autograd, the plain scores and target cosines.
 
-        The reference path of every head, and the training path of a head with
-        ``fused = False`` (which overrides it).
+        The reference path of every head (a head that changes the non-target logits
+        overrides it).
 
         Args:
             embeddings: (B, D) embeddings in the compute dtype.
@@ -640,21 +626,20 @@ class MarginHead(nn.Module):
                 labels = torch.searchsorted(classes, labels)
             statistics = self._batch_statistics(embeddings, weight, labels, classes, self.training)
             with self._using(statistics):
-                if self.fused:
-                    loss, target_cosine, correct = fused_margin_cross_entropy(
-                        self.margin_geometry.rows(embeddings, self._scale()),
-                        weight,
-                        bias,
-                        labels,
-                        self._target_logits,
-                        normalized_weight=self.margin_geometry.normalized_weights,
-                        chunk_size=self.chunk_size,
-                        target_inputs=self._target_inputs(embeddings),
-                    )
-                else:
-                    loss, target_cosine, correct = self._composed_loss(
-                        embeddings, weight, bias, labels
-                    )
+                rows = self.margin_geometry.rows(embeddings, self._scale())  # (B, D)
+                subcenters, modulation = self._negatives(rows, weight, labels)
+                loss, target_cosine, correct = fused_margin_cross_entropy(
+                    rows,
+                    weight,
+                    bias,
+                    labels,
+                    self._target_logits,
+                    normalized_weight=self.margin_geometry.normalized_weights,
+                    chunk_size=self.chunk_size,
+                    target_inputs=self._target_inputs(embeddings),
+                    subcenters=subcenters,
+                    modulation=modulation,
+                )
                 penalty = self.penalty(embeddings)
         if penalty is not None:
             loss = loss + penalty
@@ -663,18 +648,21 @@ class MarginHead(nn.Module):
             self.advance(target_cosine)
         return loss, correct
 
-    def _composed_loss(
-        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The loss of a head with ``fused = False``: cross-entropy of
-        :meth:`_training_logits`, with the target cosines and ``correct`` (B,)."""
-        if self.chunk_size is not None:
-            self._refuse_chunks()
-        logits, plain, target_cosine = self._training_logits(embeddings, weight, bias, labels)
-        loss = F.cross_entropy(logits, labels)
-        target_plain = plain.gather(1, labels.unsqueeze(1))  # (B, 1)
-        rival = plain.scatter(1, labels.unsqueeze(1), -math.inf).amax(dim=1, keepdim=True)
-        return loss, target_cosine.detach(), (target_plain >= rival).squeeze(1)
+    def _negatives(
+        self, rows: Tensor, weight: Tensor, labels: Tensor
+    ) -> tuple[int, NegativeModulation | None]:
+        """How the fused path forms the non-target logits beyond the plain scores: the
+        weight's rows a class (sub-centres, the class's score the largest) and
+        CurricularFace's modulation; ``(1, None)`` for every head that changes only the
+        target logit.
+
+        Args:
+            rows: (B, D) the rows of the fused pass (:meth:`Geometry.rows
+                <marginkit.losses.geometry.Geometry.rows>`).
+            weight: (K, D) the class weights of the softmax (all, or the sampled ones).
+            labels: (B,) int64 indices of the classes in ``weight``.
+        """
+        return 1, None
 
     def set_total_steps(self, total_steps: int) -> MarginHead:
         """Tell every schedule the run's length, in training steps (forward calls in training

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from marginkit._validation import check_count
 from marginkit.losses.functional import arcface_target, directions, row_norms
-from marginkit.losses.fused import inverse_column_norms
+from marginkit.losses.fused import NegativeModulation, inverse_column_norms
 from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
@@ -131,8 +131,9 @@ class SubCenterArcFace(MarginHead):
     75 degrees from it are dropped as noise, and only the dominant sub-centre of each class is
     kept (K becomes 1); the paper then retrains on the kept samples.
 
-    The non-target logits are maxima, so the head trains on its composed logits
-    (``fused = False``) and does not take ``chunk_size``; class sampling
+    ``forward`` runs the fused cross-entropy with K rows a class (each block's maxima from
+    one product per sub-centre, the gradient to the arg-max sub-centres; ``chunk_size``
+    allowed); :meth:`margin_logits` composes the same logits with autograd. Class sampling
     (``forward(x, y, classes=...)``) takes all K rows of each sampled class.
 
     Args:
@@ -147,7 +148,6 @@ class SubCenterArcFace(MarginHead):
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
-    fused: ClassVar[bool] = False
     unshardable: ClassVar[str | None] = (
         "its weight has K sub-centre rows per class (the shard splits rows by class)"
     )
@@ -186,6 +186,11 @@ class SubCenterArcFace(MarginHead):
 
     def target(self, cosine: Tensor) -> Tensor:
         return arcface_target(cosine, self.schedules["margin"].current())
+
+    def _negatives(
+        self, rows: Tensor, weight: Tensor, labels: Tensor
+    ) -> tuple[int, NegativeModulation | None]:
+        return self.subcenters, None
 
     # ------------------------------------------------------------------ sub-centre layout
     def _by_class(self, weight: Tensor) -> Tensor:
