@@ -14,6 +14,7 @@ from marginkit.data.align import (
     ARCFACE_TEMPLATE,
     align_face,
     estimate_similarity,
+    mirrored,
     read_landmarks,
     template,
     warp_affine,
@@ -244,3 +245,17 @@ def test_an_empty_or_unreadable_landmarks_file_is_refused(tmp_path: Path) -> Non
         read_landmarks(binary)
     with pytest.raises(MarginkitError, match=r"^landmarks: cannot read"):
         read_landmarks(tmp_path / "missing.txt")
+
+
+def test_a_mirrored_face_is_told_from_a_turned_one() -> None:
+    """Left and right swapped is a mirror image, whatever the face's tilt (even upside
+    down); a turned, scaled, moved face is not; eyes in line with the mouth are refused too."""
+    face = ARCFACE_TEMPLATE.copy()
+    swapped = face[[1, 0, 2, 4, 3]]
+    for angle in (0.0, 0.5, math.pi / 2, math.pi, -2.0):
+        turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        assert not mirrored(1.7 * face @ turn.T + 30.0)
+        assert mirrored(0.6 * swapped @ turn.T - 12.0)
+    flat = face.copy()
+    flat[:, 1] = 50.0  # eyes and mouth on one line
+    assert mirrored(flat)

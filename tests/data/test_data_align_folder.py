@@ -101,6 +101,8 @@ def test_a_photo_is_read_as_its_exif_orientation_shows_it(tmp_path: Path) -> Non
          "(p2/c.bmp): add their landmarks, or move them out"),
         ("no image", "{landmarks} line 4: no image p3/d.jpg under {images}"),
         ("degenerate", "{landmarks} line 4 (p2/e.png): source: expected at least 2 distinct"),
+        ("mirror", "{landmarks} line 4 (p2/e.png): the landmarks are a mirror image of the "
+         "template's (left and right swapped?)"),
         ("same crop", "{landmarks} line 4: p2/c.png and p2/c.bmp would both be written as "
          "p2/c.png"),
         ("out inside", "out: expected a folder outside --images {images}"),
@@ -114,11 +116,13 @@ def test_bad_input_is_refused_before_anything_is_written(
     write_photos(images, names=["p1/a.jpg", "p1/b.png"] if case == "unlisted" else None)
     if case == "out inside":
         out = images / "aligned"
-    extra = {"no image": "p3/d.jpg", "degenerate": "p2/e.png", "same crop": "p2/c.png"}
+    extra = {"no image": "p3/d.jpg", "degenerate": "p2/e.png", "mirror": "p2/e.png"}
+    extra["same crop"] = "p2/c.png"
+    mirror = "73.5 51.5 38.3 51.7 56.0 71.7 70.7 92.2 41.5 92.4"  # the template, left for right
     if case in extra:  # a fourth line
         if case != "no image":
             Image.new("RGB", (8, 8)).save(images / extra[case])
-        points = "5 5 " * 5 if case == "degenerate" else "1 2 3 4 5 6 7 8 9 11"
+        points = {"degenerate": "5 5 " * 5, "mirror": mirror}.get(case, "1 2 3 4 5 6 7 8 9 11")
         with landmarks.open("a") as file:
             file.write(f"{extra[case]} {points}\n")
     with pytest.raises(MarginkitError, match=r"^[^\n]*$") as raised:

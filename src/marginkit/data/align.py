@@ -48,6 +48,7 @@ __all__ = [
     "FaceLandmarks",
     "align_face",
     "estimate_similarity",
+    "mirrored",
     "read_landmarks",
     "template",
     "warp_affine",
@@ -240,6 +241,29 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     )
     blended = (1 - bottom_weight) * upper + bottom_weight * lower
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def mirrored(landmarks: np.ndarray) -> bool:
+    """Whether five face landmarks are a mirror image of the template's: left and right
+    swapped (a detector's or a hand's slip), or the eyes in line with the mouth.
+
+    The triangle of the two eyes and the mouth's centre turns the template's way (clockwise
+    on the screen, y down) on every upright, tilted or upside-down face; swapping left and
+    right turns it the other way. :func:`estimate_similarity` cannot see this: it fits a
+    mirrored face with a small positive scale (the whole photo shrunk into the crop).
+
+    Args:
+        landmarks: ``(5, 2)`` ``(x, y)``: left eye, right eye, nose tip, left and right
+            mouth corners.
+    """
+    points = _points("landmarks", landmarks, count=len(ARCFACE_TEMPLATE))
+
+    def turn(face: np.ndarray) -> float:  # the eyes-mouth triangle's signed area (x2)
+        left_eye, right_eye, mouth = face[0], face[1], (face[3] + face[4]) / 2
+        (ax, ay), (bx, by) = right_eye - left_eye, mouth - left_eye
+        return float(ax * by - ay * bx)
+
+    return not turn(points) * turn(ARCFACE_TEMPLATE) > 0
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:

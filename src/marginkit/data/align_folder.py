@@ -30,6 +30,7 @@ import numpy as np
 from marginkit.data.align import (
     FaceLandmarks,
     estimate_similarity,
+    mirrored,
     read_landmarks,
     template,
     warp_affine,
@@ -109,7 +110,14 @@ def align_folder(
     matrices = []
     for face in faces:  # every line checked before anything is written
         try:
-            matrices.append(estimate_similarity(face.points, target))
+            matrix = estimate_similarity(face.points, target)
+            if mirrored(face.points):
+                raise DataError(
+                    "the landmarks are a mirror image of the template's (left and right "
+                    "swapped?): expected left eye, right eye, nose tip, left and right mouth "
+                    "corners, left as the photo shows it"
+                )
+            matrices.append(matrix)
         except DataError as error:
             raise DataError(f"{landmarks} line {face.line} ({face.name}): {error}") from None
     pending = [
