@@ -16,6 +16,7 @@ import io
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -483,6 +484,12 @@ def test_unreadable_or_unsafe_sources_are_refused_before_anything_is_written(
 
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"layers.1.weight": torch.zeros(1), "code": Payload()}, unsafe)
+    text, scripted, nested = tmp_path / "notes.txt", tmp_path / "scripted.pt", tmp_path / "n.pth"
+    text.write_text("not weights\n")
+    with warnings.catch_warnings():  # torch.jit.script is deprecated, still what users have
+        warnings.simplefilter("ignore")
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(scripted))
+    torch.save({"state_dict": {"layers.1.weight": torch.zeros(1)}}, nested)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     damaged = tmp_path / "damaged"
@@ -494,7 +501,13 @@ def test_unreadable_or_unsafe_sources_are_refused_before_anything_is_written(
     out = tmp_path / "out"
     cases = [
         (tmp_path / "missing.pth", ["no such file or folder"]),
-        (unsafe, ["cannot be read as a PyTorch state dict of tensors"]),
+        (unsafe, ["is not a PyTorch state dict file", "holds Python objects, not only tensors"]),
+        (text, ["is not a PyTorch state dict file", "(not a file torch.save wrote)"]),
+        (scripted, ["a TorchScript archive: give the run, or its safetensors export"]),
+        (
+            nested,
+            ["holds a checkpoint whose 'state_dict' entry is a dict", "save that entry alone"],
+        ),
         (garbage, ["is not a safetensors file"]),
         (tmp_path, ["neither a run (no config.yaml) nor a checkpoint"]),
         (
@@ -509,7 +522,8 @@ def test_unreadable_or_unsafe_sources_are_refused_before_anything_is_written(
     (out / "checkpoints").mkdir(parents=True)
     for path, fragments in cases:
         run_dir = out if path == out / "checkpoints" else tmp_path / "run"
-        with pytest.raises(InitFromError) as raised:
+        with pytest.raises(InitFromError) as raised, warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning of torch.load's beside the one line
             fit(digits_config(run_dir, init_from=str(path)), bundle=digits, progress=False)
         message = str(raised.value)
         assert message.startswith(f"init_from {path}: ") and "\n" not in message, message

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -167,17 +168,45 @@ def _load_safetensors(given: str, file: Path, data: bytes) -> dict[str, Tensor]:
 
 def _load_state_dict(given: str, file: Path, data: bytes) -> dict[str, Tensor]:
     try:
-        values = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. a TorchScript archive's: the error says it all
+            warnings.simplefilter("ignore")
+            values = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # code in the pickle, a damaged archive, not torch.save's
         raise _fail(
             given,
-            f"{file} cannot be read as a PyTorch state dict of tensors ({first_line(error)})",
+            f"{file} is not a PyTorch state dict file: torch.load(weights_only=True), which "
+            f"runs no code from the file, refused it ({_load_failure(error)})",
         ) from None
     if not isinstance(values, dict) or not all(
         isinstance(key, str) and isinstance(value, Tensor) for key, value in values.items()
     ):
+        nested = (
+            [key for key, value in values.items() if isinstance(value, dict)]
+            if (isinstance(values, dict))
+            else []
+        )
+        if nested:
+            raise _fail(
+                given,
+                f"{file} holds a checkpoint whose {nested[0]!r} entry is a dict, not a flat "
+                f"state dict of tensors: save that entry alone "
+                f"(torch.save(checkpoint[{nested[0]!r}], FILE)) and give FILE",
+            )
         raise _fail(given, f"{file} holds a {type(values).__name__}, not a state dict of tensors")
     return dict(values)
+
+
+def _load_failure(error: Exception) -> str:
+    """What ``torch.load`` found wrong, in a few words, without its advice to load unsafely."""
+    text = str(error)
+    if "TorchScript" in text:
+        return "a TorchScript archive: give the run, or its safetensors export"
+    for line in text.splitlines():
+        if "Unsupported global" in line:  # a Python object the safe loader will not build
+            return f"it holds Python objects, not only tensors: {line.split('. ')[0].strip()}"
+    if text.startswith("Weights only load failed") and "Unsupported operand" not in text:
+        return "it holds Python objects, not only tensors"
+    return "not a file torch.save wrote"
 
 
 def _part(weights: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
