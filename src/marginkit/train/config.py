@@ -162,7 +162,8 @@ class TrainConfig:
         metadata=_about("data", "resize images to this size (None: the data set's default)."),
     )
     min_images_per_person: int = field(
-        default=10, metadata=_about("data", "LFW/folder: smallest class kept.")
+        default=10,
+        metadata=_about("data", "lfw: keep the DevTrain people with at least this many images."),
     )
     pairs_file: str = field(
         default="pairsDevTest.txt", metadata=_about("data", "LFW pairs file for verification.")
