@@ -95,6 +95,10 @@ def test_verify_reports_both_flip_settings_per_file(
         str(lfw / "pairsDevTest.txt"),
     ]
     assert [entry["format"] for entry in report["sets"]] == ["bin", "pairs"]
+    # the crop each file's images were read with, said: the .bin's whole height, LFW's crop
+    assert [entry["crop_height_fraction"] for entry in report["sets"]] == [1.0, LFW_CROP_FRACTION]
+    assert f"(6 pairs, 7 images, centre crop {100 * LFW_CROP_FRACTION:.0f} % of the height)" in out
+    assert "(6 pairs, 7 images)" in out  # the .bin: nothing cropped
     assert report["epoch"] == 1 and report["input_shape"] == [3, 16, 16]
     _, backbone, _, bundle = load_run(run)
     for entry in report["sets"]:

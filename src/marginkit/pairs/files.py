@@ -145,6 +145,7 @@ def _bin_pair_set(
         mean=normalisation[0],
         std=normalisation[1],
         source=str(path),
+        crop=crop,
     )
 
 
@@ -184,9 +185,8 @@ def load_pair_set(
     listed = read_pairs(path)
     _check_both_kinds(path, listed.same)  # before the slow part
     root, default_crop = _image_root(path, listed.names, image_folders)
-    raw = read_pair_images(
-        root, path, image_size, default_crop if crop is None else crop, progress=progress
-    )
+    crop = default_crop if crop is None else crop
+    raw = read_pair_images(root, path, image_size, crop, progress=progress)
     return PairSet(
         images=raw.data,
         first=raw.first,
@@ -196,4 +196,5 @@ def load_pair_set(
         mean=normalisation[0],
         std=normalisation[1],
         source=str(path),
+        crop=crop,
     )

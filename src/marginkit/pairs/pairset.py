@@ -38,6 +38,8 @@ class PairSet:
         std: per-channel standard deviation dividing them.
         source: where the pairs come from (a file name), for reports.
         fold_source: how ``fold`` was made, reported in place of ``"given"``.
+        crop: the centre crop's share of each image's height the images were read with
+            (None: not known), for reports.
 
     Raises:
         TypeError, ValueError: an attribute of the wrong type, shape or range (named).
@@ -52,6 +54,7 @@ class PairSet:
     std: tuple[float, ...] | None = None
     source: str = ""
     fold_source: str | None = field(default=None)
+    crop: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, Tensor) or self.images.dim() != 4:

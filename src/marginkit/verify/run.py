@@ -183,8 +183,16 @@ def _measure(
         "format": "bin" if is_bin(path) else "pairs",
         "num_pairs": len(pairs),
         "num_images": pairs.num_images,
+        "crop_height_fraction": pairs.crop,  # the centre crop the images were read with
         **reports,
     }
+
+
+def _crop_text(entry: Mapping[str, Any]) -> str:
+    """``", centre crop 60 % of the height"``; nothing for a report that does not say (one
+    written before the crop was recorded) or for the whole height."""
+    crop = entry.get("crop_height_fraction")  # absent from reports of earlier versions
+    return "" if crop is None or crop == 1.0 else f", centre crop {100 * crop:.0f} % of the height"
 
 
 def _figures(report: dict[str, Any]) -> str:
@@ -208,7 +216,8 @@ def summarize_verification(report: dict[str, Any]) -> str:
     lines = [f"{report['run']}, epoch {report.get('epoch')} (checkpoint {report['checkpoint']})"]
     for entry in report["sets"]:
         lines.append(
-            f"  {entry['file']} ({entry['num_pairs']} pairs, {entry['num_images']} images)"
+            f"  {entry['file']} ({entry['num_pairs']} pairs, {entry['num_images']} images"
+            f"{_crop_text(entry)})"
         )
         if entry["flip"] is not None:
             lines.append(f"    with flip:    {_figures(entry['flip'])}")
