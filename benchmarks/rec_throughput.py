@@ -46,13 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from streaming import SIZE, marginkit_feed, memory, trial
-from torch import nn
+from streaming import marginkit_feed, memory, no_step, training_step, trial
 
 from marginkit.data.pack import pack_folder
 from marginkit.data.rec import scan_records
-from marginkit.models import build_backbone
 
 
 # ------------------------------------------------------------------------ packing
@@ -97,20 +94,7 @@ def rates(args: argparse.Namespace, folder: Path, rec: Path) -> dict[str, Any]:
     }
     assert feeds["folder"][1].mean == feeds["rec"][1].mean  # the same images, decoded alike
     classes = feeds["folder"][1].num_classes
-    torch.manual_seed(args.seed)
-    backbone = build_backbone(args.backbone, (3, SIZE, SIZE), 512)
-    classifier = nn.Linear(512, classes)
-    optimizer = torch.optim.SGD([*backbone.parameters(), *classifier.parameters()], lr=0.01)
-
-    def train_step(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss = F.cross_entropy(classifier(backbone(x)), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def no_step(x: torch.Tensor, y: torch.Tensor) -> None:
-        pass
-
+    train_step = training_step(args.backbone, 512, classes, args.seed)
     figures: dict[str, Any] = {}
     for name, step, batch_size, count, repeats in (
         ("data_only", no_step, args.batch_size, args.data_batches, args.repeats),

@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,29 @@ def trial(
     return rate
 
 
+def training_step(
+    backbone_name: str, embedding_dim: int, classes: int, seed: int
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """A plain training step of a backbone built from ``seed`` for SIZE x SIZE RGB images:
+    ``nn.Linear`` + cross-entropy, backward, SGD (lr 0.01)."""
+    torch.manual_seed(seed)
+    backbone = build_backbone(backbone_name, (3, SIZE, SIZE), embedding_dim)
+    classifier = nn.Linear(embedding_dim, classes)
+    optimizer = torch.optim.SGD([*backbone.parameters(), *classifier.parameters()], lr=0.01)
+
+    def train_step(x: torch.Tensor, y: torch.Tensor) -> None:  # x (B, 3, S, S), y (B,)
+        loss = F.cross_entropy(classifier(backbone(x)), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return train_step
+
+
+def no_step(x: torch.Tensor, y: torch.Tensor) -> None:
+    """The step of a data-only trial: nothing."""
+
+
 def rates(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     source, bundle = marginkit_feed(folder, args.workers)
     plain = DataLoader(
@@ -157,20 +181,7 @@ def rates(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         num_workers=args.workers,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    torch.manual_seed(args.seed)
-    backbone = build_backbone("facenet", (3, SIZE, SIZE), 128)
-    classifier = nn.Linear(128, bundle.num_classes)
-    optimizer = torch.optim.SGD([*backbone.parameters(), *classifier.parameters()], lr=0.01)
-
-    def train_step(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss = F.cross_entropy(classifier(backbone(x)), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def no_step(x: torch.Tensor, y: torch.Tensor) -> None:
-        pass
-
+    train_step = training_step("facenet", 128, bundle.num_classes, args.seed)
     figures: dict[str, Any] = {}
     for name, step, count in (
         ("facenet", train_step, args.batches),
