@@ -10,7 +10,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -470,26 +470,6 @@ def test_shipped_configs_name_no_folder_outside_the_project() -> None:
         assert config.data_dir is None, path
         assert config.cache_dir is None, path
         assert config.out is None or ".." not in Path(config.out).parts, path
-
-
-@pytest.fixture
-def in_process(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """``cli.main`` in this process (no interpreter start-up): ``(status, stdout, stderr)``;
-    torch's thread count, which ``train`` sets process-wide, is put back after."""
-    import torch
-
-    threads = torch.get_num_threads()
-
-    def main(*argv: str) -> tuple[int, str, str]:
-        try:
-            status = cli.main(list(argv))
-        except SystemExit as exited:
-            status = int(exited.code or 0)
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    yield main
-    torch.set_num_threads(threads)
 
 
 def test_readme_config_example_runs_with_data_dir_or_marginkit_data(

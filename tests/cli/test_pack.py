@@ -4,34 +4,12 @@ packed into RecordIO files and trained on, end to end; refusals in one line."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from data_writers import write_image, write_image_folder
-
-import marginkit.cli as cli
-
-
-@pytest.fixture
-def marginkit(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
-    """``marginkit ARGS`` in this process: ``(status, stdout, stderr)``; torch's thread
-    count, which ``train`` sets, is put back after."""
-    import torch
-
-    threads = torch.get_num_threads()
-
-    def main(*argv: str) -> tuple[int, str, str]:
-        try:
-            status = cli.main(list(argv))
-        except SystemExit as exited:
-            status = int(exited.code or 0)
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    yield main
-    torch.set_num_threads(threads)
 
 
 def write_digit_folders(directory: Path, per_class: int = 12) -> None:
@@ -46,10 +24,10 @@ def write_digit_folders(directory: Path, per_class: int = 12) -> None:
 
 
 def test_a_packed_folder_trains_as_the_folder_does(
-    tmp_path: Path, marginkit: Callable[..., tuple[int, str, str]]
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
 ) -> None:
     write_digit_folders(tmp_path / "digits")
-    status, output, _ = marginkit("pack", str(tmp_path / "digits"), "--out", str(tmp_path / "rec"))
+    status, output, _ = in_process("pack", str(tmp_path / "digits"), "--out", str(tmp_path / "rec"))
     assert status == 0
     assert output.startswith("packed 120 images of 10 identities (8x8) into ")
     common = ["--backbone", "mlp", "--embedding-dim", "8", "--loss", "arcface", "--epochs", "1"]
@@ -57,7 +35,7 @@ def test_a_packed_folder_trains_as_the_folder_does(
     finals = {}
     for name, data, workers in (("rec", "rec", "2"), ("folder", "digits", "0")):
         out = tmp_path / f"run-{name}"
-        status, _, errors = marginkit(
+        status, _, errors = in_process(
             "train", "--dataset", name, "--data-dir", str(tmp_path / data), "--workers", workers,
             "--out", str(out), *common,
         )  # fmt: skip
@@ -69,11 +47,11 @@ def test_a_packed_folder_trains_as_the_folder_does(
 
 
 def test_train_reports_the_identities_and_images_at_start(
-    tmp_path: Path, marginkit: Callable[..., tuple[int, str, str]]
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
 ) -> None:
     write_image_folder(tmp_path / "faces", classes=3, per_class=2, size=(8, 8))
-    assert marginkit("pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"))[0] == 0
-    status, _, errors = marginkit(
+    assert in_process("pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"))[0] == 0
+    status, _, errors = in_process(
         "train", "--dataset", "rec", "--data-dir", str(tmp_path / "rec"), "--epochs", "1",
         "--threads", "1", "--out", str(tmp_path / "run"),
     )  # fmt: skip
@@ -85,18 +63,18 @@ def test_train_reports_the_identities_and_images_at_start(
 
 
 def test_pack_refuses_to_replace_without_force(
-    tmp_path: Path, marginkit: Callable[..., tuple[int, str, str]]
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
 ) -> None:
     write_image_folder(tmp_path / "faces", classes=2, per_class=2, size=(8, 8))
-    assert marginkit("pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"))[0] == 0
+    assert in_process("pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"))[0] == 0
     before = {path.name: path.read_bytes() for path in (tmp_path / "rec").iterdir()}
     write_image(tmp_path / "faces" / "c2" / "0.png", np.zeros((8, 8, 3), np.uint8))
-    status, _, errors = marginkit("pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"))
+    status, _, errors = in_process("pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"))
     assert status == 2
     existing = tmp_path / "rec" / "train.rec"
     assert errors == f"marginkit: error: --out: {existing} exists; pass --force to replace it\n"
     assert {path.name: path.read_bytes() for path in (tmp_path / "rec").iterdir()} == before
-    status, output, _ = marginkit(
+    status, output, _ = in_process(
         "pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"), "--force", "--quiet"
     )
     assert status == 0 and "5 images of 3 identities" in output
@@ -110,7 +88,7 @@ def test_pack_refuses_to_replace_without_force(
 
 @pytest.mark.parametrize("damage", ["another size", "not an image"])
 def test_pack_refuses_bad_images_in_one_line_and_leaves_nothing(
-    tmp_path: Path, marginkit: Callable[..., tuple[int, str, str]], damage: str
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]], damage: str
 ) -> None:
     write_image_folder(tmp_path / "faces", classes=2, per_class=2, size=(8, 8))
     bad = tmp_path / "faces" / "c1" / "5.png"
@@ -120,7 +98,7 @@ def test_pack_refuses_bad_images_in_one_line_and_leaves_nothing(
     else:
         bad.write_bytes(b"no PNG at all")
         expected = f"{bad}: expected a readable image file"
-    status, _, errors = marginkit(
+    status, _, errors = in_process(
         "pack", str(tmp_path / "faces"), "--out", str(tmp_path / "rec"), "--quiet"
     )
     assert status == 2 and errors.count("\n") == 1
@@ -129,13 +107,13 @@ def test_pack_refuses_bad_images_in_one_line_and_leaves_nothing(
 
 
 def test_pack_needs_a_folder_of_identity_folders(
-    tmp_path: Path, marginkit: Callable[..., tuple[int, str, str]]
+    tmp_path: Path, in_process: Callable[..., tuple[int, str, str]]
 ) -> None:
     (tmp_path / "empty").mkdir()
-    status, _, errors = marginkit("pack", str(tmp_path / "empty"), "--out", str(tmp_path / "rec"))
+    status, _, errors = in_process("pack", str(tmp_path / "empty"), "--out", str(tmp_path / "rec"))
     assert status == 2
     assert errors.startswith(f"marginkit: error: {tmp_path / 'empty'}: expected one sub-folder")
-    status, _, errors = marginkit("pack", str(tmp_path / "none"), "--out", str(tmp_path / "rec"))
+    status, _, errors = in_process("pack", str(tmp_path / "none"), "--out", str(tmp_path / "rec"))
     assert (status, errors) == (
         2,
         f"marginkit: error: FOLDER: {tmp_path / 'none'} is not a folder\n",
