@@ -28,7 +28,7 @@ from marginkit.train import (
     load_checkpoint,
     save_config,
 )
-from marginkit.train.accumulation import micro_batch_sizes, micro_batches
+from marginkit.train.accumulation import micro_batch_sizes, micro_batches, step_rows
 from marginkit.train.distributed import Distribution
 
 #: A backbone without batch norm (whose statistics are a micro-batch's): 64 pixels -> D.
@@ -153,12 +153,19 @@ def test_a_step_is_cut_into_micro_batches_of_the_batch_size() -> None:
 
 
 def test_each_process_takes_its_rows_of_each_micro_batch() -> None:
-    inputs, labels = torch.arange(20.0).unsqueeze(1), torch.arange(20)  # (20, 1), (20,)
-    parts = micro_batches(inputs, labels, 10, Distribution(rank=1, world=2))
+    rank_one = Distribution(rank=1, world=2)
+    rows = step_rows(20, 10, rank_one)  # rank 1's rows of two micro-batches of 10
+    assert rows.tolist() == [5, 6, 7, 8, 9, 15, 16, 17, 18, 19]
+    inputs, labels = rows.float().unsqueeze(1), rows  # (10, 1), (10,): the rows it reads
+    parts = micro_batches(inputs, labels, 20, 10, rank_one)
     assert [part.labels.tolist() for part in parts] == [[5, 6, 7, 8, 9], [15, 16, 17, 18, 19]]
     assert [part.share for part in parts] == [0.5, 0.5]  # of the step's 20 samples
-    (whole,) = micro_batches(inputs, labels, 20, Distribution())
-    assert whole.share is None and torch.equal(whole.inputs, inputs)  # one: the loss as it is
+    assert step_rows(147, 50, Distribution(rank=0, world=3)).tolist() == [
+        *range(0, 17), *range(49, 66), *range(98, 115)
+    ]  # fmt: skip
+    whole_inputs, whole_labels = torch.arange(20.0).unsqueeze(1), torch.arange(20)
+    (whole,) = micro_batches(whole_inputs, whole_labels, 20, 20, Distribution())
+    assert whole.share is None and torch.equal(whole.inputs, whole_inputs)  # the loss as it is
 
 
 # ---------------------------------------------------------------- the large batch

@@ -3,6 +3,7 @@ and an exact resume."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,46 @@ def test_a_resumed_streamed_run_ends_with_the_uninterrupted_weights(
 def test_negative_workers_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="workers"):
         TrainConfig(workers=-1)
+
+
+def test_each_process_reads_only_its_rows_of_every_batch(
+    faces: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On 2 processes with --workers 1, each rank's loader is asked for its own rows of each
+    step only (step_rows: its part of each micro-batch), and those rows, augmented with the
+    whole batch's draws, are bitwise the rows it took of the whole decoded batch before."""
+    from marginkit.data import augment_batch
+    from marginkit.train import batches as batches_module
+    from marginkit.train.accumulation import step_rows
+    from marginkit.train.distributed import Distribution
+
+    streamed = BatchSource(_bundle(faces, 1).train)
+    asked: list[list[int]] = []
+    original = batches_module.load_batches
+
+    def recording(dataset, chunks, workers, pin_memory):  # type: ignore[no-untyped-def]
+        for indices in chunks:
+            asked.append(list(indices))
+            yield from original(dataset, [indices], workers, pin_memory)
+
+    monkeypatch.setattr(batches_module, "load_batches", recording)
+    size, count, micro = 5, 2, 3  # steps of 5 (the last of 4) in micro-batches of 3 and 2
+    whole = list(streamed.epoch(torch.Generator().manual_seed(5), size, count))
+    order = torch.randperm(len(streamed), generator=torch.Generator().manual_seed(5))
+    whole_generator = torch.Generator().manual_seed(9)
+    whole_augmented = [augment_batch(x, whole_generator) for x, _ in whole]
+    for rank in range(2):
+        part = Distribution(rank=rank, world=2)
+        asked.clear()
+        rows = functools.partial(step_rows, batch_size=micro, part=part)
+        generator = torch.Generator().manual_seed(9)
+        epoch = streamed.epoch(torch.Generator().manual_seed(5), size, count, rows)
+        for index, (x, y) in enumerate(epoch):
+            total = whole[index][1].numel()
+            own = rows(total)
+            assert asked[-1] == order[index * size : (index + 1) * size][own].tolist()
+            assert len(asked[-1]) < total  # never the whole batch
+            assert torch.equal(y, whole[index][1][own])
+            augmented = augment_batch(x, generator, rows=own, batch_size=total)
+            assert torch.equal(augmented, whole_augmented[index][own])
+        assert torch.equal(generator.get_state(), whole_generator.get_state())

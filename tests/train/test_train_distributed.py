@@ -365,3 +365,68 @@ def test_a_last_batch_too_small_to_split_is_dropped_and_a_tiny_batch_refused() -
     assert _epoch_length(config, 13, world=2) == (4, 3)  # last 1: a part of none
     with pytest.raises(ConfigError, match="batch_size: 4 rows cannot give each of 3"):
         _epoch_length(config, 100, world=3)
+
+
+# ------------------------------------------------------------ streamed data (--workers)
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 small JPEGs of three identities (a streamed ``folder`` data set)."""
+    from data_writers import write_image_folder
+
+    folder = tmp_path_factory.mktemp("faces")
+    write_image_folder(folder, classes=3, per_class=8, size=(20, 24), extension="jpg")
+    return folder
+
+
+#: The backbone module, and a record of every image a data set's workers decode, by rank.
+DECODE_PROBE_MODULE = (
+    BACKBONE_MODULE
+    + """
+import os
+
+from marginkit.data import stream
+
+_decode = stream.ImageFileDataset.__getitem__
+
+
+def _recorded(self, index):
+    rank = os.environ.get("RANK", "-")
+    with open(os.path.join(os.path.dirname(__file__), f"decoded-rank-{rank}.txt"), "a") as file:
+        file.write(f"{index}\\n")
+    return _decode(self, index)
+
+
+stream.ImageFileDataset.__getitem__ = _recorded
+"""
+)
+
+
+def test_two_processes_decoding_their_own_rows_train_the_in_memory_run(
+    environment: dict[str, str], faces: Path, tmp_path: Path
+) -> None:
+    """A 2-process run with --workers 1 decodes each training image once an epoch over both
+    ranks (each rank only its rows of each step, augmented with the whole step's draws) and
+    ends with bitwise the weights of the same run with the images in memory (each rank
+    taking its rows of the whole batch, as every run did before)."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "decode_probe.py").write_text(DECODE_PROBE_MODULE)
+    probed = dict(environment, PYTHONPATH=os.pathsep.join([str(probe), environment["PYTHONPATH"]]))
+    streamed_options = (
+        "--dataset", "folder", "--data-dir", str(faces), "--image-size", "12", "12",
+        "--augment", "--batch-size", "6", "--accumulate", "2", "--epochs", "2", "--nproc", "2",
+    )  # fmt: skip
+    runs = {}
+    for workers, backbone in (("0", "tiny_backbones:linear"), ("1", "decode_probe:linear")):
+        out = tmp_path / f"workers-{workers}"
+        options = (*streamed_options, "--workers", workers, "--backbone", backbone)
+        result = train(probed, out, *options)
+        assert result.returncode == 0, result.stderr
+        runs[workers] = final_weights(out)
+    assert runs["0"].keys() == runs["1"].keys()
+    for key, value in runs["0"].items():
+        assert torch.equal(value, runs["1"][key]), key
+    # 24 images (no held-out split), 2 epochs: each rank decoded its half of every step
+    decoded = [(probe / f"decoded-rank-{rank}.txt").read_text().split() for rank in (0, 1)]
+    assert [len(indices) for indices in decoded] == [24, 24]
+    assert sorted(decoded[0] + decoded[1]) == sorted([str(index) for index in range(24)] * 2)

@@ -14,6 +14,9 @@ def augment_batch(
     generator: torch.Generator | None = None,
     padding: int = 4,
     flip: bool = True,
+    *,
+    rows: Tensor | None = None,
+    batch_size: int | None = None,
 ) -> Tensor:
     """Random crop after zero padding, then a random horizontal flip, per image.
 
@@ -26,21 +29,35 @@ def augment_batch(
         generator: CPU ``torch.Generator`` for the offsets and flips (global RNG if None).
         padding: pixels of padding per side (>= 0).
         flip: whether to apply random horizontal flips.
+        rows: ``(b,)`` long, with ``batch_size``: ``inputs`` are these rows of a batch of
+            ``batch_size`` images (a process's part of a distributed batch). The offsets and
+            flips of the whole batch are drawn (the generator advances as for it) and each
+            row gets its own: the result is bitwise the whole batch's augmentation at
+            ``rows``.
+        batch_size: the whole batch's size (with ``rows``).
 
     Returns:
-        ``(B, C, H, W)`` augmented batch on the device of ``inputs``.
+        ``(B, C, H, W)`` augmented batch on the device of ``inputs`` (``(b, C, H, W)`` with
+        ``rows``).
     """
     if not isinstance(inputs, Tensor) or inputs.dim() != 4:
         shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
         raise ValueError(f"inputs: expected a (B, C, H, W) tensor, got {shape}")
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"padding: expected an int >= 0, got {padding!r}")
+    if (rows is None) != (batch_size is None):
+        raise ValueError("rows, batch_size: expected both or neither")
     batch, _, height, width = inputs.shape
-    if batch == 0:
+    drawn = batch if batch_size is None else batch_size
+    if rows is not None and rows.shape != (batch,):
+        raise ValueError(f"rows: expected shape ({batch},), got {tuple(rows.shape)}")
+    if drawn == 0:
         return inputs.clone()
-    offsets_y = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)  # (B,)
-    offsets_x = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)  # (B,)
-    mirror = torch.rand(batch, generator=generator) < 0.5  # (B,)
+    offsets_y = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator)  # (B,)
+    offsets_x = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator)  # (B,)
+    mirror = torch.rand(drawn, generator=generator) < 0.5  # (B,)
+    if rows is not None:  # this part's rows of the whole batch's draws: (b,) each
+        offsets_y, offsets_x, mirror = offsets_y[rows], offsets_x[rows], mirror[rows]
     padded = F.pad(inputs, (padding, padding, padding, padding))  # (B, C, H+2p, W+2p)
     device = inputs.device
     rows = offsets_y.to(device)[:, None] + torch.arange(height, device=device)  # (B, H)

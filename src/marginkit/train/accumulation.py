@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
 
 from marginkit.losses.head import MarginHead
@@ -34,7 +35,7 @@ from marginkit.losses.head import MarginHead
 if TYPE_CHECKING:
     from marginkit.train.distributed import Distribution
 
-__all__ = ["MicroBatch", "micro_batch_sizes", "micro_batches", "training_head"]
+__all__ = ["MicroBatch", "micro_batch_sizes", "micro_batches", "step_rows", "training_head"]
 
 
 @dataclass(frozen=True)
@@ -76,30 +77,49 @@ def micro_batch_sizes(total: int, batch_size: int, world: int = 1) -> list[int]:
     return [base + 1 if index < extra else base for index in range(count)]
 
 
-def micro_batches(
-    inputs: Tensor, labels: Tensor, batch_size: int, part: Distribution
-) -> list[MicroBatch]:
-    """A step's samples cut into micro-batches (:func:`micro_batch_sizes`), and this
-    process's rows of each (:meth:`~marginkit.train.distributed.Distribution.rows`).
+def step_rows(total: int, batch_size: int, part: Distribution) -> Tensor:
+    """The positions in a step's batch of this process's rows, micro-batch after
+    micro-batch: its part (:meth:`~marginkit.train.distributed.Distribution.rows`) of each
+    micro-batch (:func:`micro_batch_sizes`). A process reads (decodes) only these samples.
 
     Args:
-        inputs: (T, *input_shape) the step's samples, over all processes.
-        labels: (T,) their class indices.
+        total: the step's samples, over all processes.
+        batch_size: the micro-batch size ``B``.
+        part: this process's place among the run's processes.
+
+    Returns:
+        ``(t,)`` long positions in ``[0, total)``, increasing.
+    """
+    pieces, start = [], 0
+    for size in micro_batch_sizes(total, batch_size, part.world):
+        own = part.rows(size)
+        pieces.append(torch.arange(start + own.start, start + own.stop))
+        start += size
+    return torch.cat(pieces)
+
+
+def micro_batches(
+    inputs: Tensor, labels: Tensor, total: int, batch_size: int, part: Distribution
+) -> list[MicroBatch]:
+    """This process's rows of a step (:func:`step_rows`) cut into its part of each
+    micro-batch (:func:`micro_batch_sizes`).
+
+    Args:
+        inputs: (t, *input_shape) this process's rows of the step, in :func:`step_rows`'s
+            order (all ``total`` samples for one process).
+        labels: (t,) their class indices.
+        total: the step's samples, over all processes.
         batch_size: the micro-batch size ``B``.
         part: this process's place among the run's processes.
     """
-    total = labels.numel()
     sizes = micro_batch_sizes(total, batch_size, part.world)
     parts, start = [], 0
     for size in sizes:
-        rows = slice(start, start + size)
-        share = part.rows(size)  # this process's rows of the micro-batch
-        parts.append(
-            MicroBatch(
-                inputs[rows][share], labels[rows][share], None if len(sizes) == 1 else size / total
-            )
-        )
-        start += size
+        own = part.rows(size)  # this process's rows of the micro-batch
+        rows = slice(start, start + own.stop - own.start)
+        share = None if len(sizes) == 1 else size / total
+        parts.append(MicroBatch(inputs[rows], labels[rows], share))
+        start = rows.stop
     return parts
 
 

@@ -8,11 +8,16 @@
 numbers: augmentation stays on the trainer's side, applied to each batch with the run's
 generator in the order the batches are used, so the generator's stream (and a resumed
 run's weights) are those of the in-memory path.
+
+On several processes each rank asks for its own rows of every batch only (``rows``: the
+positions :func:`marginkit.train.accumulation.step_rows` gives), so each rank's workers decode
+about ``1/W`` of the batch; the order is drawn whole on every rank, so the rows are those the
+rank took of the whole batch before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -26,19 +31,28 @@ if TYPE_CHECKING:
 __all__ = ["BatchSource"]
 
 
+#: A batch's size -> the positions in it that a process reads, ``(b,)`` long.
+Rows = Callable[[int], Tensor]
+
+
 class _Chunks:
     """The batches of an order of indices, made as they are asked for: ``count`` batches
-    of ``batch_size`` (the last may be shorter)."""
+    of ``batch_size`` (the last may be shorter), each cut to its ``rows`` (None: whole)."""
 
-    def __init__(self, order: Tensor, batch_size: int, count: int) -> None:
-        self.order, self.batch_size, self.count = order, batch_size, count
+    def __init__(self, order: Tensor, batch_size: int, count: int, rows: Rows | None) -> None:
+        self.order, self.batch_size, self.count, self.rows = order, batch_size, count, rows
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in range(self.count):
-            yield self.order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
+            yield self.batch(batch).tolist()
+
+    def batch(self, index: int) -> Tensor:
+        """The sample indices read for batch ``index``: ``(b,)`` long."""
+        whole = self.order[index * self.batch_size : (index + 1) * self.batch_size]  # (B,)
+        return whole if self.rows is None else whole[self.rows(whole.numel())]
 
 
 class BatchSource:
@@ -80,21 +94,31 @@ class BatchSource:
         return chosen
 
     def epoch(
-        self, generator: torch.Generator, batch_size: int, count: int
+        self,
+        generator: torch.Generator,
+        batch_size: int,
+        count: int,
+        rows: Rows | None = None,
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """One shuffled pass: ``torch.randperm(N, generator=generator)`` (drawn when the
         first batch is asked for), cut into ``count`` batches of ``batch_size``.
 
+        Args:
+            rows: a batch's size -> the positions in it to read (a process's part); None:
+                every sample. Only those samples are taken from memory or decoded.
+
         Yields:
-            ``(x, y)``: ``(B, *input_shape)`` float32 inputs and ``(B,)`` long labels.
+            ``(x, y)``: ``(b, *input_shape)`` float32 inputs and ``(b,)`` long labels: the
+            batch's ``B`` samples, or its ``rows``.
         """
         order = torch.randperm(len(self), generator=generator)  # (N,)
+        chunks = _Chunks(order, batch_size, count, rows)
         if self._inputs is not None:
             for batch in range(count):
-                index = order[batch * batch_size : (batch + 1) * batch_size]  # (B,)
+                index = chunks.batch(batch)  # (b,)
                 yield self._inputs[index], self.labels[index]
             return
-        yield from self._stream(_Chunks(order, batch_size, count))
+        yield from self._stream(chunks)
 
     def in_order(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """Every sample in order (evaluation), ``batch_size`` at a time."""
@@ -104,7 +128,7 @@ class BatchSource:
                 yield self._inputs[start:end], self.labels[start:end]
             return
         count = -(-len(self) // batch_size)
-        yield from self._stream(_Chunks(torch.arange(len(self)), batch_size, count))
+        yield from self._stream(_Chunks(torch.arange(len(self)), batch_size, count, None))
 
     def _stream(self, chunks: _Chunks) -> Iterator[tuple[Tensor, Tensor]]:
         assert self._dataset is not None

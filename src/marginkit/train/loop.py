@@ -5,8 +5,8 @@ The loop, in one screen (see :func:`fit`)::
     for epoch in range(start_epoch, epochs):
         order = randperm(N, generator)                    # seeded shuffling
         for batch in order.split(accumulate * batch_size):
-            x, y = inputs[batch], labels[batch]           # (B, *input_shape), (B,)
-            x = augment_batch(x, generator)               # if the data set asks for it
+            x, y = inputs[batch[rows]], labels[batch[rows]]  # this rank's rows (all of one's)
+            x = augment_batch(x, generator, rows)         # if the data set asks for it
             lr -> every param group                       # warm-up + step/cosine, per step
             for x, y in micro_batches(x, y):              # one without --accumulate
                 x, y -> config.device                     # cpu, cuda, cuda:N
@@ -60,7 +60,7 @@ from marginkit.runfolder import (
     rows_in_fractions,
     run_entries,
 )
-from marginkit.train.accumulation import MicroBatch, micro_batches, training_head
+from marginkit.train.accumulation import MicroBatch, micro_batches, step_rows, training_head
 from marginkit.train.batches import BatchSource
 from marginkit.train.checkpoint import (
     check_state,
@@ -851,15 +851,20 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
     run.head.train()
     tally = _Tally()
     batches = min(run.steps_per_epoch, run.run_steps - run.step)
-    # the batches of a randperm drawn from run.generator: from memory or decoded by workers
-    epoch_batches = run.batches.epoch(run.generator, run.batch_size, batches)
-    for batch_index, (x, y) in enumerate(epoch_batches):  # (B, *input_shape), (B,)
+    # the batches of a randperm drawn from run.generator: from memory or decoded by workers;
+    # on several processes only this rank's rows of each (step_rows)
+    rows = _own_rows(run)
+    epoch_batches = run.batches.epoch(run.generator, run.batch_size, batches, rows)
+    for batch_index, (x, y) in enumerate(epoch_batches):  # (b, *input_shape), (b,)
+        # the global batch's size; this rank's rows of its micro-batches (one without
+        # --accumulate), augmented as the global batch (the same draws on every rank)
+        count = min(run.batch_size, len(run.batches) - batch_index * run.batch_size)
         if run.bundle.augment:
             from marginkit.data import augment_batch
 
-            x = augment_batch(x, run.generator)  # (B, C, H, W)
-        # the global batch; its micro-batches (one without --accumulate), this rank's rows
-        count, parts = y.numel(), micro_batches(x, y, run.micro_batch_size, run.part)
+            own = None if rows is None else rows(count)  # (b,)
+            x = augment_batch(x, run.generator, rows=own, batch_size=None if own is None else count)
+        parts = micro_batches(x, y, count, run.micro_batch_size, run.part)
         # the step: lr, forward, loss (advances the head's schedules), backward, update
         tally.lr = learning_rate_at(config, run.step, run.steps_per_epoch)
         for group in optimizer.param_groups:
@@ -873,6 +878,15 @@ def _train_epoch(run: _Run, epoch: int) -> _Tally:
         _report_step(run, epoch, batch_index, loss, tally, verified)
     tally.train_time = time.perf_counter() - tally.start - tally.verify_time
     return tally
+
+
+def _own_rows(run: _Run) -> Callable[[int], torch.Tensor] | None:
+    """A step's size -> the positions of this rank's rows in it (:func:`step_rows`); None
+    for one process (every row)."""
+    if not run.part.several:
+        return None
+    part, micro_batch_size = run.part, run.micro_batch_size
+    return lambda total: step_rows(total, micro_batch_size, part)
 
 
 def _step(run: _Run, epoch: int, batch_index: int, parts: list[MicroBatch]) -> tuple[float, int]:
