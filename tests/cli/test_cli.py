@@ -199,9 +199,9 @@ def test_every_marginkit_error_is_one_line_with_exit_2(
             "loss: curricularface cannot be split over several processes (its t is the mean "
             "target cosine of the whole batch",
         ),
-        (["--verify", "pairs.txt"], "verify: not available on several processes yet"),
+        (["--verify", "pairs.txt"], "pairs.txt: no such pairs file"),
     ],
-    ids=["unshardable-loss", "verify"],
+    ids=["unshardable-loss", "missing-verify-file"],
 )
 def test_several_processes_refuse_what_they_cannot_do_before_starting_any(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str

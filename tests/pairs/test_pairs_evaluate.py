@@ -132,3 +132,16 @@ def test_the_backbone_keeps_its_mode_and_statistics() -> None:
         evaluate_pairs(backbone, (torch.zeros(2, 3, 8, 8), [True]))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"batch_size must be >= 1"):
         evaluate_pairs(backbone, pair_set(), batch_size=0)
+
+
+def test_a_share_of_the_images_embeds_as_those_rows_of_all() -> None:
+    """``images=``: a process's share (``--verify`` on several processes), in batches that
+    start at the share; the rows of the whole set's embeddings, and an empty share refused."""
+    pairs, backbone = pair_set(), Toy()
+    whole = embed_pair_images(backbone, pairs, batch_size=5)  # (24, 6)
+    shares = [slice(0, 13), slice(13, 24)]
+    parts = [embed_pair_images(backbone, pairs, batch_size=5, images=rows) for rows in shares]
+    assert [part.shape[0] for part in parts] == [13, 11]
+    torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="images"):
+        embed_pair_images(backbone, pairs, images=slice(24, 24))

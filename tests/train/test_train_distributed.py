@@ -430,3 +430,60 @@ def test_two_processes_decoding_their_own_rows_train_the_in_memory_run(
     decoded = [(probe / f"decoded-rank-{rank}.txt").read_text().split() for rank in (0, 1)]
     assert [len(indices) for indices in decoded] == [24, 24]
     assert sorted(decoded[0] + decoded[1]) == sorted([str(index) for index in range(24)] * 2)
+
+
+# ------------------------------------------------------- verification (--verify)
+def _pairs_bin(path: Path, pairs: int, size: int) -> Path:
+    """A ``.bin`` of random ``size`` x ``size`` PNG pairs, matched and mismatched in turn."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from marginkit.data.binfile import encode_bin
+
+    rng = np.random.default_rng(3)
+    images = []
+    for _ in range(2 * pairs):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, "PNG")
+        images.append(buffer.getvalue())
+    path.write_bytes(encode_bin(images, [index % 2 == 0 for index in range(pairs)]))
+    return path
+
+
+def test_two_processes_verify_as_one_process_scores_their_checkpoints(
+    environment: dict[str, str], faces: Path, tmp_path: Path
+) -> None:
+    """--verify under --nproc 2: each rank embeds its share of the pair images and rank 0
+    scores them; the last epoch's figures equal marginkit verify's (one process) on its
+    checkpoint, and the best checkpoint holds the whole head and gives its figure again. The
+    MLP's batch norm: every rank embeds with rank 0's running statistics, the checkpoint's."""
+    import json
+
+    from marginkit.verify import verify_run
+
+    pairs = _pairs_bin(tmp_path / "pairs.bin", pairs=11, size=12)  # 22 images: 11 a rank
+    out = tmp_path / "run"
+    result = train(
+        environment, out, "--dataset", "folder", "--data-dir", str(faces),
+        "--image-size", "12", "12", "--batch-size", "8", "--epochs", "3", "--nproc", "2",
+        "--verify", str(pairs), "--verify-every", "2", "--backbone", "mlp",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    last = metrics["epochs"][-1]
+    report = verify_run(out, [str(pairs)], progress=False)  # the last epoch's checkpoint
+    assert report["step"] == last["verification"]["step"] == 9
+    scored = report["sets"][0]["flip"]
+    assert last["verification"]["sets"]["pairs"] == {
+        "accuracy": scored["ten_fold"]["mean"],
+        "accuracy_std": scored["ten_fold"]["std"],
+        "auc": scored["auc"],
+    }
+    best = metrics["final"]["verification_best"]
+    report = verify_run(out, [str(pairs)], checkpoint="best", progress=False)
+    assert report["step"] == best["step"]
+    assert report["sets"][0]["flip"]["ten_fold"]["mean"] == best["accuracy"]
+    whole = load_checkpoint(out / "checkpoints" / best["checkpoint"]).weights
+    assert whole["head.weight"].shape == (3, 8)  # every class row, gathered from both ranks

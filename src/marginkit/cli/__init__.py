@@ -502,8 +502,10 @@ def _launch(config: Any, args: argparse.Namespace) -> None:
     from marginkit.runfolder import RunFolder
     from marginkit.train import save_config
     from marginkit.train.distributed import check_several_processes, launch, launch_folder
+    from marginkit.train.verification import find_verify_files
 
     check_several_processes(config)  # one line here, not one per rank
+    find_verify_files(config)  # a missing --verify file too
     with launch_folder() as folder:
         options = RunFolder(folder).config  # the resolved options, as a run records them
         save_config(config, options)

@@ -53,8 +53,10 @@ def _embed_views(
     batch_size: int,
     device: torch.device | str | None,
     progress: bool,
+    images: slice | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """``(I, D)`` embeddings of the images and, with ``mirrored``, of their mirrors."""
+    """``(I, D)`` embeddings of the images and, with ``mirrored``, of their mirrors (of the
+    images ``images`` only, ``(I', D)``, where given)."""
     check_count("batch_size", batch_size, 1)
     if not isinstance(pairs, PairSet):
         raise TypeError(f"pairs: expected a PairSet, got {type(pairs).__name__}")
@@ -62,17 +64,20 @@ def _embed_views(
     plain: list[Tensor] = []
     mirrors: list[Tensor] = []
     description = f"embedding {pairs.source or 'pairs'}" + (" (and mirrors)" if mirrored else "")
-    total = pairs.num_images
+    first, stop, _ = (images or slice(None)).indices(pairs.num_images)
     with (
         _evaluation_mode(backbone),
-        Progress(total, description, enabled=progress, unit="img") as bar,
+        Progress(stop - first, description, enabled=progress, unit="img") as bar,
     ):
-        for start in range(0, total, batch_size):
-            inputs = pairs.inputs(start, start + batch_size).to(target)  # (B, C, H, W)
+        for start in range(first, stop, batch_size):
+            end = min(start + batch_size, stop)
+            inputs = pairs.inputs(start, end).to(target)  # (B, C, H, W)
             plain.append(backbone(inputs).float().cpu())  # (B, D)
             if mirrored:
                 mirrors.append(backbone(torch.flip(inputs, dims=(-1,))).float().cpu())
             bar.update(inputs.shape[0])
+    if not plain:  # no image in ``images``: (0, D) is unknown without a forward pass
+        raise ValueError(f"images: expected a non-empty range of {pairs.num_images}, got {images}")
     return torch.cat(plain), torch.cat(mirrors) if mirrored else None
 
 
@@ -84,8 +89,10 @@ def embed_pair_images(
     device: torch.device | str | None = None,
     *,
     progress: bool = False,
+    images: slice | None = None,
 ) -> Tensor:
-    """The embedding of every image of ``pairs``.
+    """The embedding of every image of ``pairs`` (or of the images ``images``: a process's
+    share, :meth:`marginkit.train.distributed.Distribution.rows`).
 
     Args:
         backbone: maps ``(B, C, H, W)`` inputs to ``(B, D)`` embeddings; run in eval mode
@@ -97,12 +104,20 @@ def embed_pair_images(
         device: where the inputs go (the backbone must be there); None: the device of
             the backbone's weights.
         progress: show the progress on stderr.
+        images: a non-empty range of the images to embed (a step of 1); None: all.
 
     Returns:
-        ``(I, D)`` float32 embeddings on the CPU, one per image of ``pairs.images``.
+        ``(I, D)`` float32 embeddings on the CPU, one per image of ``pairs.images`` (of
+        ``images``: ``(I', D)``).
     """
     plain, mirrors = _embed_views(
-        backbone, pairs, mirrored=flip, batch_size=batch_size, device=device, progress=progress
+        backbone,
+        pairs,
+        mirrored=flip,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        images=images,
     )
     return plain if mirrors is None else plain + mirrors  # (I, D)
 

@@ -91,8 +91,8 @@ def uses_cuda(config: TrainConfig) -> bool:
 
 
 def check_several_processes(config: TrainConfig) -> None:
-    """Refuse, with one line, what a run on several processes cannot do yet: verification
-    during training, and a loss whose head cannot be sharded (its reason named).
+    """Refuse, with one line, what a run on several processes cannot do yet: a loss whose
+    head cannot be sharded (its reason named).
 
     Raises:
         marginkit.train.config.ConfigError: naming the option.
@@ -100,11 +100,6 @@ def check_several_processes(config: TrainConfig) -> None:
     from marginkit.registry import LOSSES
     from marginkit.train.config import ConfigError
 
-    if config.verify:
-        raise ConfigError(
-            "verify: not available on several processes yet; score the run afterwards "
-            "with marginkit verify RUN --pairs FILE"
-        )
     unshardable = LOSSES.get(config.loss).unshardable
     if unshardable is not None:
         raise ConfigError(
@@ -186,6 +181,20 @@ class Distribution:
         gathered: list[Any] | None = [None] * self.world if self.is_main else None
         dist.gather_object(value, gathered, dst=0)
         return gathered
+
+    def same_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers of ``module`` (batch norm's running statistics) on every rank, in
+        place (a collective), before a forward pass outside DDP: the statistics the
+        checkpoint holds. A rank's own differ after a training step (DDP gives each rank
+        rank 0's at the start of a step's forward pass, which then updates them with the
+        rank's rows), and the next step's forward pass replaces them anyway, so training is
+        unchanged."""
+        if not self.several:
+            return
+        import torch.distributed as dist
+
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
     def wrap_backbone(self, backbone: nn.Module) -> nn.Module:
         """The module a training step calls: ``backbone`` itself, or a DDP wrapper that sums

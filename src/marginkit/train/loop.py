@@ -976,7 +976,10 @@ def _verify(run: _Run, epoch: int, tally: _Tally, *, last_of_epoch: bool) -> dic
     if verification is None or not verification.due(run.step, last_of_epoch):
         return {}
     start = time.perf_counter()
-    figures = verification.measure(run.backbone)  # eval mode, no grad, no RNG; mode restored
+    # eval mode, no grad, no RNG; mode restored; each rank embeds its share with rank 0's
+    # batch-norm statistics (the checkpoint's), rank 0 scores
+    run.part.same_buffers(run.backbone)
+    figures = verification.measure(run.backbone, run.part)
     tally.verify_time += time.perf_counter() - start
     record = {"step": run.step, "sets": figures}
     if last_of_epoch:
@@ -985,8 +988,8 @@ def _verify(run: _Run, epoch: int, tally: _Tally, *, last_of_epoch: bool) -> dic
         tally.verification_steps.append(record)
     shown = ", ".join(f"{n} {100 * f['accuracy']:.2f}%" for n, f in figures.items())
     run.bar.write(f"step {run.step}: verification accuracy (10-fold, flip) {shown}")
-    if verification.improves(figures):
-        name = _keep_best(run, epoch, record)
+    if verification.improves(figures):  # the same on every rank (rank 0's figures)
+        name = _keep_best(run, epoch, record, run.part.whole_head(run.head))
         verification.best = {
             "set": verification.best_set,
             "accuracy": figures[verification.best_set]["accuracy"],
@@ -1000,8 +1003,9 @@ def _verify(run: _Run, epoch: int, tally: _Tally, *, last_of_epoch: bool) -> dic
     return columns
 
 
-def _keep_best(run: _Run, epoch: int, record: dict[str, Any]) -> str | None:
-    """Write the best checkpoint of the run folder (None for an in-memory run)."""
+def _keep_best(run: _Run, epoch: int, record: dict[str, Any], head: WholeHead) -> str | None:
+    """Write the best checkpoint of the run folder with the whole ``head`` (None for an
+    in-memory run, and on the ranks other than 0)."""
     if run.run_dir is None:
         return None
     state = {
@@ -1012,7 +1016,7 @@ def _keep_best(run: _Run, epoch: int, record: dict[str, Any]) -> str | None:
         "verification": record,
         "hyperparameters": run.head.hyperparameters(),
     }
-    return save_best_checkpoint(run.run_dir, run.backbone, run.head, state).name
+    return save_best_checkpoint(run.run_dir, run.backbone, head, state).name
 
 
 def _report_step(
@@ -1052,6 +1056,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
     whole = run.part.whole_head(run.head)  # a sharded head's rows from every rank
     bundle, networks, batch = run.bundle, (run.backbone, whole), run.config.eval_batch_size
     device, part = run.precision.device, run.part  # each rank scores its share
+    part.same_buffers(run.backbone)  # with rank 0's batch-norm statistics: the checkpoint's
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "step": run.step,

@@ -12,6 +12,11 @@ its running statistics and does not update them; dropout is off), no gradient is
 random number is drawn, and the backbone's own mode is restored; a run with ``--verify``
 therefore ends with bitwise the weights of the same run without it (on a CPU).
 
+On several processes (``--nproc``) each rank embeds its share of the images, rank 0 scores
+the pairs once from the embeddings of all, and every rank gets the figures
+(:meth:`TrainingVerification.measure`): the figures are those of one process scoring the same
+weights (``marginkit verify``), and the best checkpoint holds the whole head (gathered).
+
 The best checkpoint (by ``verify_best``'s 10-fold accuracy; ties keep the earlier one) is
 written like an epoch checkpoint (:func:`marginkit.train.checkpoint.save_checkpoint`,
 atomically) as ``checkpoints/best-SSSSSSS`` (S: the step; ``best-SSSSSSS-2`` when a resumed
@@ -28,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from marginkit.train.config import ConfigError, TrainConfig, verify_set_name
+from marginkit.train.distributed import SINGLE, Distribution
 
 if TYPE_CHECKING:
     from marginkit.data.bundle import DataBundle
@@ -139,20 +146,39 @@ class TrainingVerification:
         """Whether to verify after optimiser step ``step``."""
         return last_of_epoch or (self.every > 0 and step % self.every == 0)
 
-    def measure(self, backbone: nn.Module) -> dict[str, dict[str, float]]:
+    def measure(
+        self, backbone: nn.Module, part: Distribution = SINGLE
+    ) -> dict[str, dict[str, float]]:
         """Each set's figures with flip TTA: ``{name: {"accuracy", "accuracy_std", "auc"}}``
-        (fractions; the backbone's mode, statistics and the RNG untouched)."""
-        from marginkit.pairs.evaluate import evaluate_pairs
+        (fractions; the backbone's mode, statistics and the RNG untouched).
 
-        figures = {}
+        On several processes (a collective: every rank calls it) each rank embeds its share
+        of each set's images (:meth:`Distribution.rows`), rank 0 joins the embeddings in
+        rank order and scores the pairs once, and every rank returns rank 0's figures, so
+        every rank takes the same best-checkpoint decision.
+        """
+        from marginkit.pairs.evaluate import embed_pair_images, pairs_report
+
+        figures: dict[str, dict[str, float]] | None = {}
         for item in self.sets:
-            report = evaluate_pairs(backbone, item.pairs, flip=True, batch_size=self.batch_size)
+            share = part.rows(item.pairs.num_images)  # every image for one process
+            own = None
+            if share.stop > share.start:
+                own = embed_pair_images(
+                    backbone, item.pairs, True, self.batch_size, images=share
+                )  # (I_r, D)
+            pieces = part.collect(own)  # rank 0: every rank's, in rank order
+            if pieces is None or figures is None:  # another rank: rank 0 scores
+                figures = None
+                continue
+            embeddings = torch.cat([piece for piece in pieces if piece is not None])  # (I, D)
+            report = pairs_report(embeddings, item.pairs, flip=True)
             figures[item.name] = {
                 "accuracy": float(report["ten_fold"]["mean"]),
                 "accuracy_std": float(report["ten_fold"]["std"]),
                 "auc": float(report["auc"]),
             }
-        return figures
+        return dict(part.share(figures))
 
     def improves(self, figures: dict[str, dict[str, float]]) -> bool:
         """Whether ``figures`` beat the best so far on the chosen set (strictly)."""
