@@ -15,7 +15,11 @@ One step (``docs/distributed.md`` has the formulas):
 
 1. the ranks' embeddings and labels are all-gathered into the global batch (B, D), (B,)
    (ranks may hold different B_r);
-2. each rank computes its block of logits (B, hi - lo) with the head's geometry, and the
+2. the head's batch statistics are computed over the global batch (its ``_shard_statistics``:
+   AdaFace's norm statistics, CurricularFace's ``t``, AdaCos's scale, sub-centre counts), the
+   same on every rank as the whole head's on the gathered batch;
+   each rank computes its block of logits (B, hi - lo) with the head's geometry (its
+   ``_block_scores``: CurricularFace's modulated negatives, sub-centre maxima), and the
    margin target logit (and Virtual Softmax's virtual logit, which needs ``W_y``) of the
    samples whose label it owns, with the head's own ``_target_logits``;
 3. the softmax normaliser is combined by an all-reduce of the row maxima, then one of the
@@ -180,9 +184,10 @@ class ShardedHead(nn.Module):
         group: the process group of the collectives (None: the default one).
 
     Attributes:
-        head: a copy of the whole head with ``weight`` (and ``bias``) cut to the rows
-            ``[lo, hi)``; its ``num_classes`` stays C (the labels' range), its schedules and
-            step counter are the shard's.
+        head: a copy of the whole head with ``weight`` (and ``bias``, sub-centre counts)
+            cut to the classes ``[lo, hi)`` (K rows a class for sub-centres); its
+            ``num_classes`` stays C (the labels' range), its schedules and step counter are
+            the shard's.
         lo, hi: the block of class rows held.
         sampled_classes: (K_r,) global indices of the rank's classes in the last step's
             softmax, when it used a subset (class sampling, or ``classes=``).
