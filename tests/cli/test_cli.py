@@ -193,15 +193,8 @@ def test_every_marginkit_error_is_one_line_with_exit_2(
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [
-        (
-            ["--loss", "curricularface"],
-            "loss: curricularface cannot be split over several processes (its t is the mean "
-            "target cosine of the whole batch",
-        ),
-        (["--verify", "pairs.txt"], "pairs.txt: no such pairs file"),
-    ],
-    ids=["unshardable-loss", "missing-verify-file"],
+    [(["--verify", "pairs.txt"], "pairs.txt: no such pairs file")],
+    ids=["missing-verify-file"],
 )
 def test_several_processes_refuse_what_they_cannot_do_before_starting_any(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str

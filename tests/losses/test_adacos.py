@@ -532,11 +532,13 @@ def test_no_margin_warning(classes: int) -> None:
             AdaCos(classes, 8, dynamic=dynamic)
 
 
-def test_refuses_to_be_sharded() -> None:
+def test_a_shard_holds_its_rows_and_the_whole_scale() -> None:
     from marginkit.distributed.head import ShardedHead
 
-    with pytest.raises(ValueError, match="AdaCos cannot be sharded: its scale needs every"):
-        ShardedHead(AdaCos(6, 3), rank=0, world_size=2)
+    whole = AdaCos(6, 3)
+    sharded = ShardedHead(whole, rank=1, world_size=2)  # the distributed tests train it
+    assert torch.equal(sharded.head.weight, whole.weight[3:6])
+    assert float(sharded.head.adaptive_scale) == math.sqrt(2.0) * math.log(5)
 
 
 def test_trains_a_separable_problem() -> None:

@@ -419,7 +419,7 @@ def test_bad_inputs_are_refused() -> None:
         head(torch.randn(4, 4), torch.tensor([0, 1, 2, 3]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 5\)"):
         head(torch.randn(2, 3), torch.tensor([0, 5]))
-    assert head.unshardable and "t" in head.unshardable
+    assert head.unshardable is None  # marginkit.distributed.shard splits it
 
 
 def test_margin_without_room_is_warned_about() -> None:

@@ -350,6 +350,17 @@ def test_optimizer_state_reshards_by_class_rows() -> None:
     assert new["state"][0]["momentum_buffer"] is backbone
 
 
+def test_a_subcenter_shards_optimizer_rows_are_its_classes_k_rows() -> None:
+    from marginkit.distributed import ShardedHead
+    from marginkit.losses import build
+    from marginkit.train.distributed import _class_rows
+
+    subcenter = ShardedHead(build("subcenter", 10, 4, subcenters=3), rank=1, world_size=3)
+    assert _class_rows(subcenter) == slice(12, 21)  # classes [4, 7), 3 rows each
+    arcface = ShardedHead(build("arcface", 10, 4), rank=1, world_size=3)
+    assert _class_rows(arcface) == slice(4, 7)
+
+
 def test_a_last_batch_too_small_to_split_is_dropped_and_a_tiny_batch_refused() -> None:
     from marginkit.train import ConfigError, TrainConfig
     from marginkit.train.loop import _epoch_length

@@ -15,7 +15,11 @@ One step (``docs/distributed.md`` has the formulas):
 
 1. the ranks' embeddings and labels are all-gathered into the global batch (B, D), (B,)
    (ranks may hold different B_r);
-2. each rank computes its block of logits (B, hi - lo) with the head's geometry, and the
+2. the head's batch statistics are computed over the global batch (its ``_shard_statistics``:
+   AdaFace's norm statistics, CurricularFace's ``t``, AdaCos's scale, sub-centre counts), the
+   same on every rank as the whole head's on the gathered batch;
+   each rank computes its block of logits (B, hi - lo) with the head's geometry (its
+   ``_block_scores``: CurricularFace's modulated negatives, sub-centre maxima), and the
    margin target logit (and Virtual Softmax's virtual logit, which needs ``W_y``) of the
    samples whose label it owns, with the head's own ``_target_logits``;
 3. the softmax normaliser is combined by an all-reduce of the row maxima, then one of the
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +53,12 @@ from marginkit.distributed.collectives import Collectives, GatherRows, SumGradie
 from marginkit.distributed.state import (
     CLASS_INDEXED,
     LAYOUT_KEY,
+    class_block,
     layout_tensor,
     same_values,
     shard_bounds,
 )
+from marginkit.losses.geometry import GEOMETRIES
 from marginkit.losses.head import MarginHead
 from marginkit.losses.sampling import ClassSampledHead, draw_classes
 
@@ -76,6 +82,21 @@ def _copy_with(head: MarginHead, replacements: Mapping[str, Tensor]) -> MarginHe
         original = getattr(head, name)
         memo[id(original)] = nn.Parameter(value, requires_grad=original.requires_grad)
     return copy.deepcopy(head, memo)
+
+
+def _with_class_rows(head: MarginHead, rows: Callable[[str, Tensor], Tensor]) -> MarginHead:
+    """A copy of ``head`` whose class-indexed parameters and buffers (``CLASS_INDEXED``)
+    are ``rows(name, value)`` of their detached values: a shard's block, or the whole."""
+    parameters = {
+        name: rows(name, getattr(head, name).detach())
+        for name in CLASS_INDEXED
+        if isinstance(getattr(head, name, None), nn.Parameter)
+    }
+    copied = _copy_with(head, parameters)
+    for name, buffer in head.named_buffers(recurse=False):
+        if name in CLASS_INDEXED:
+            setattr(copied, name, rows(name, buffer))
+    return copied
 
 
 def _row_max(scores: Tensor) -> Tensor:
@@ -106,6 +127,48 @@ class _Block:
     cosine: Tensor
 
 
+class _GlobalBatch:
+    """The :class:`~marginkit.losses.head.ShardedBatch` of one step: the gathered batch,
+    the rank's class weights and the counted collectives.
+
+    Args:
+        embeddings: (B, D) the gathered batch in the compute dtype.
+        weight: (hi - lo, D) the rank's class weights (one row per class for
+            :meth:`target_cosines`).
+        targets: (B,) each sample's class index in ``weight``, -1 where another rank holds it.
+        collectives: the step's counted collectives.
+    """
+
+    def __init__(
+        self, embeddings: Tensor, weight: Tensor, targets: Tensor, collectives: Collectives
+    ) -> None:
+        self.embeddings, self.weight, self.targets = embeddings, weight, targets
+        self.collectives = collectives
+        self._target_cosines: Tensor | None = None
+
+    def target_cosines(self) -> Tensor:
+        if self._target_cosines is None:
+            with torch.no_grad():
+                owned = self.targets >= 0
+                geometry = GEOMETRIES["normalized"]
+                unit_rows = geometry.rows(self.embeddings[owned], 1.0)  # (T, D)
+                target_weight = self.weight[self.targets[owned]]  # (T, D)
+                cosine = geometry.target_cosine_and_radial(unit_rows, target_weight)[0]
+                spread = self.embeddings.new_zeros(self.embeddings.shape[0])
+                spread[owned] = cosine  # one rank's value per sample, zeros elsewhere
+                self._target_cosines = self.all_sum(spread)  # (B,)
+        return self._target_cosines
+
+    def all_sum(self, tensor: Tensor) -> Tensor:
+        return self.collectives.all_reduce(tensor.detach().clone(), dist.ReduceOp.SUM)
+
+    def all_max(self, tensor: Tensor) -> Tensor:
+        return self.collectives.all_reduce(tensor.detach().clone(), dist.ReduceOp.MAX)
+
+    def all_gather(self, tensor: Tensor) -> list[Tensor]:
+        return self.collectives.all_gather(tensor.detach())
+
+
 class ShardedHead(nn.Module):
     """One rank's shard of a margin head: class rows ``[lo, hi)``; see the module docstring.
 
@@ -121,9 +184,10 @@ class ShardedHead(nn.Module):
         group: the process group of the collectives (None: the default one).
 
     Attributes:
-        head: a copy of the whole head with ``weight`` (and ``bias``) cut to the rows
-            ``[lo, hi)``; its ``num_classes`` stays C (the labels' range), its schedules and
-            step counter are the shard's.
+        head: a copy of the whole head with ``weight`` (and ``bias``, sub-centre counts)
+            cut to the classes ``[lo, hi)`` (K rows a class for sub-centres); its
+            ``num_classes`` stays C (the labels' range), its schedules and step counter are
+            the shard's.
         lo, hi: the block of class rows held.
         sampled_classes: (K_r,) global indices of the rank's classes in the last step's
             softmax, when it used a subset (class sampling, or ``classes=``).
@@ -146,13 +210,9 @@ class ShardedHead(nn.Module):
         super().__init__()
         self.rank, self.world_size, self.lo, self.hi = rank, world_size, lo, hi
         self.num_classes, self.embedding_dim = whole.num_classes, whole.embedding_dim
-        self.head = _copy_with(
-            whole,
-            {
-                name: getattr(whole, name).detach()[lo:hi].clone()
-                for name in CLASS_INDEXED
-                if isinstance(getattr(whole, name, None), nn.Parameter)
-            },
+        self.rows_per_class = whole.weight.shape[0] // whole.num_classes
+        self.head = _with_class_rows(
+            whole, lambda name, value: class_block(value, self.num_classes, lo, hi).clone()
         )
         self.collectives = Collectives(group, world_size)
         layout = layout_tensor(rank, world_size, whole.num_classes)
@@ -226,14 +286,42 @@ class ShardedHead(nn.Module):
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             gathered = GatherRows.apply(embeddings, sizes, self.rank, self.collectives)  # (B, D)
             embeddings_all, weight, bias = self.head._operands(gathered)
-            rows = self.head.margin_geometry.rows(embeddings_all, self.head._scale())  # (B, D)
-            rows = SumGradients.apply(rows, self.collectives)
-            block = self._block(rows, weight, bias, all_labels, columns)
-            loss, target_cosine, correct = self._combine(block, all_labels.shape[0])
+            owned = (all_labels >= self.lo) & (all_labels < self.hi)
+            targets = torch.where(owned, all_labels - self.lo, -1)  # (B,) into weight's classes
+            batch = _GlobalBatch(embeddings_all, weight, targets, self.collectives)
+            if columns is not None:  # the softmax's classes among the rank's
+                weight = self.head._rows_of_classes(weight, columns)
+                bias = None if bias is None else bias[columns]
+                targets = torch.where(owned, torch.searchsorted(columns, targets), -1)
+            statistics = self.head._shard_statistics(
+                embeddings_all, weight, targets, columns, batch, self.training
+            )
+            with self.head._using(statistics):
+                loss, target_cosine, correct = self._step(embeddings_all, weight, bias, targets)
         if self.training:
+            self.head._store_statistics(statistics)
             self.head.advance(target_cosine)
         start = sum(sizes[: self.rank])
         return loss, correct[start : start + sizes[self.rank]]
+
+    def _step(
+        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss (with the head's penalty), the (B,) target cosines and ``correct`` of the
+        gathered (B, D) batch against the rank's (K_r, D) softmax weight, under the batch
+        statistics in use; ``targets`` as in :meth:`_block`."""
+        rows = self.head.margin_geometry.rows(embeddings, self.head._scale())  # (B, D)
+        rows = SumGradients.apply(rows, self.collectives)
+        target_inputs = tuple(  # per sample (MagFace's magnitudes): the owners' gradients
+            SumGradients.apply(value, self.collectives) if value.requires_grad else value
+            for value in self.head._target_inputs(embeddings)
+        )
+        block = self._block(rows, weight, bias, targets, target_inputs)
+        loss, target_cosine, correct = self._combine(block, targets.shape[0])
+        # The same on every rank, from the gathered batch: each rank's own rows get their
+        # whole gradient without a sum (GatherRows keeps the own rows).
+        penalty = self.head.penalty(embeddings)
+        return (loss if penalty is None else loss + penalty), target_cosine, correct
 
     def _batch_sizes(self, embeddings: Tensor, labels: Tensor) -> list[int]:
         """Every rank's B_r, after each rank checked its own inputs: a rank with bad input
@@ -279,31 +367,31 @@ class ShardedHead(nn.Module):
         rows: Tensor,
         weight: Tensor,
         bias: Tensor | None,
-        labels: Tensor,
-        columns: Tensor | None,
+        targets: Tensor,
+        target_inputs: tuple[Tensor, ...],
     ) -> _Block:
-        """The rank's logits: plain scores of its classes, margin target logits where it
-        owns the label.
+        """The rank's logits: its classes' scores (the head's :meth:`_block_scores
+        <marginkit.losses.head.MarginHead._block_scores>`), margin target logits where it
+        holds the label.
 
         Args:
             rows: (B, D) the geometry's rows of the global batch.
-            weight: (hi - lo, D) the block's class weights; bias: (hi - lo,) or None.
-            labels: (B,) global labels.
-            columns: (K_r,) the block's columns in the softmax, or None for all.
+            weight: (K_r, D) the softmax's class weights of the rank (K_r x rows per class);
+                bias: (K_r,) or None.
+            targets: (B,) each sample's class index in ``weight``, -1 where another rank
+                holds it.
+            target_inputs: the head's per-sample (B,) target inputs.
         """
-        owned = ((labels >= self.lo) & (labels < self.hi)).nonzero().squeeze(1)  # (T,)
-        local_labels = labels[owned] - self.lo  # (T,)
-        target_logit, virtual, cosine = self.head._target_logits(rows[owned], weight[local_labels])
+        owned = (targets >= 0).nonzero().squeeze(1)  # (T,)
+        columns = targets[owned]  # (T,)
+        scores, plain, target_weight = self.head._block_scores(rows, weight, bias, targets)
+        target_logit, virtual, cosine = self.head._target_logits(
+            rows[owned], target_weight, *(value[owned] for value in target_inputs)
+        )
         if bias is not None:  # the target class keeps its bias
-            target_logit = target_logit + bias[local_labels]
-        target_columns = local_labels
-        if columns is not None:
-            weight = weight[columns]
-            bias = None if bias is None else bias[columns]
-            target_columns = torch.searchsorted(columns, local_labels)
-        scores = self.head.margin_geometry.scores(rows, weight, bias)  # (B, K_r)
-        logits = scores.index_put((owned, target_columns), target_logit)
-        return _Block(logits, scores.detach(), owned, target_columns, virtual, cosine)
+            target_logit = target_logit + bias[columns]
+        logits = scores.index_put((owned, columns), target_logit)
+        return _Block(logits, plain, owned, columns, virtual, cosine)
 
     def _combine(self, block: _Block, batch: int) -> tuple[Tensor, Tensor, Tensor]:
         """The exact loss from the all-reduced normaliser, with the gradient of the rank's
@@ -362,13 +450,11 @@ class ShardedHead(nn.Module):
                 for rank in range(self.world_size)
             )
         ]
-        whole = _copy_with(
+        whole = _with_class_rows(
             self.head,
-            {
-                name: self.collectives.gather_rows(getattr(self.head, name).detach(), sizes)
-                for name in CLASS_INDEXED
-                if isinstance(getattr(self.head, name, None), nn.Parameter)
-            },
+            lambda name, value: self.collectives.gather_rows(
+                value, [size * (value.shape[0] // (self.hi - self.lo)) for size in sizes]
+            ),
         )
         if self.fraction is None or self.seed is None:
             return whole

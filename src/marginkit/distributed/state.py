@@ -23,14 +23,16 @@ from marginkit._validation import check_count
 __all__ = [
     "CLASS_INDEXED",
     "LAYOUT_KEY",
+    "class_block",
     "join_state_dicts",
     "reshard_state_dict",
     "same_values",
     "shard_bounds",
 ]
 
-#: The whole head's state-dict entries with one row per class.
-CLASS_INDEXED = ("weight", "bias")
+#: The whole head's state-dict entries with rows per class: ``weight`` (K rows a class for
+#: sub-centre ArcFace), ``bias``, and sub-centre ArcFace's (C, K) ``subcenter_counts``.
+CLASS_INDEXED = ("weight", "bias", "subcenter_counts")
 #: The shard's own entry: int64 ``[rank, world_size, lo, hi, num_classes]``.
 LAYOUT_KEY = "shard_layout"
 _PREFIX = "head."
@@ -61,6 +63,20 @@ def shard_bounds(num_classes: int, world_size: int, rank: int) -> tuple[int, int
     base, extra = divmod(num_classes, world_size)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
+
+
+def class_block(value: Tensor, num_classes: int, lo: int, hi: int) -> Tensor:
+    """The rows of classes ``[lo, hi)`` of a class-indexed entry that holds the same number
+    of rows for each of ``num_classes`` classes (class j's K rows are ``j K .. j K + K - 1``,
+    InsightFace's sub-centre layout), a view."""
+    per_class = value.shape[0] // num_classes
+    return value[lo * per_class : hi * per_class]
+
+
+def _num_classes(state: Mapping[str, Tensor]) -> int:
+    """C of a whole head's state dict: the fewest rows among its class-indexed entries
+    (sub-centre ArcFace's weight holds K rows a class, its counts one)."""
+    return min(int(state[name].shape[0]) for name in CLASS_INDEXED if name in state)
 
 
 def same_values(first: Tensor, second: Tensor) -> bool:
@@ -96,10 +112,12 @@ def reshard_state_dict(
     """
     if not isinstance(whole_state, Mapping) or "weight" not in whole_state:
         raise ValueError("whole_state must be a whole head's state_dict, with a 'weight' entry")
-    num_classes = int(whole_state["weight"].shape[0])
+    num_classes = _num_classes(whole_state)
     lo, hi = shard_bounds(num_classes, world_size, rank)
     state = {
-        _PREFIX + key: value[lo:hi].clone() if key in CLASS_INDEXED else value
+        _PREFIX + key: class_block(value, num_classes, lo, hi).clone()
+        if key in CLASS_INDEXED
+        else value
         for key, value in whole_state.items()
     }
     state[LAYOUT_KEY] = layout_tensor(rank, world_size, num_classes)

@@ -15,9 +15,9 @@ from torch import Tensor
 from marginkit._validation import check_count
 from marginkit.losses.fused import inverse_column_norms
 from marginkit.losses.geometry import GEOMETRIES
-from marginkit.losses.head import MAX_SCALE, MarginHead
+from marginkit.losses.head import MAX_SCALE, MarginHead, ShardedBatch
 
-__all__ = ["AdaCos", "dynamic_scale", "fixed_scale", "log_mean_nontarget_sum"]
+__all__ = ["AdaCos", "dynamic_scale", "fixed_scale", "log_mean_nontarget_sum", "scale_from"]
 
 #: The median target angle is capped at pi / 4 before its cosine is taken (the paper's eq. 16).
 ANGLE_CAP = math.pi / 4
@@ -107,10 +107,17 @@ def dynamic_scale(
         unit_rows = geometry.rows(embeddings, 1.0)  # (B, D), 0 without a direction
         target_cosine, _ = geometry.target_cosine_and_radial(unit_rows, weight[labels])  # (B,)
         target_angle = torch.acos(target_cosine)  # (B,) radians
-        median_angle = torch.median(target_angle)  # the lower middle value for even B
         log_b_avg = log_mean_nontarget_sum(unit_rows, weight, labels, previous, chunk_size)
-        value = log_b_avg / torch.cos(median_angle.clamp(max=ANGLE_CAP))
-        return torch.where(value > 0, value, previous).clamp(max=MAX_SCALE)
+        return scale_from(log_b_avg, target_angle, previous)
+
+
+def scale_from(log_b_avg: Tensor, target_angle: Tensor, previous: Tensor) -> Tensor:
+    """``s^(t) = ln B_avg / cos(min(pi / 4, theta_med))`` with :func:`dynamic_scale`'s
+    guard and cap, from the 0-d ``ln B_avg``, the batch's (B,) target angles and the 0-d
+    previous scale (the part of :func:`dynamic_scale` a sharded head shares)."""
+    median_angle = torch.median(target_angle)  # the lower middle value for even B
+    value = log_b_avg / torch.cos(median_angle.clamp(max=ANGLE_CAP))
+    return torch.where(value > 0, value, previous).clamp(max=MAX_SCALE)
 
 
 class AdaCos(MarginHead):
@@ -148,10 +155,6 @@ class AdaCos(MarginHead):
         total_steps: the run's number of training steps, for a hyper-parameter given as a
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
-
-    unshardable = (
-        "its scale needs every class's logits and the median target angle of the whole batch"
-    )
 
     adaptive_scale: Tensor
 
@@ -214,6 +217,33 @@ class AdaCos(MarginHead):
             return {}
         scale = dynamic_scale(embeddings, weight, labels, self.adaptive_scale, self.chunk_size)
         return {"adaptive_scale": scale}
+
+    def _shard_statistics(
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        classes: Tensor | None,
+        batch: ShardedBatch,
+        update: bool,
+    ) -> dict[str, Tensor]:
+        """The whole head's dynamic scale on the gathered batch: each rank's ``ln`` of its
+        classes' share of ``B B_avg``, combined by a log-sum-exp of the ranks' values (an
+        all-gather of one number each), and the exact median of every sample's target angle
+        (the (B,) target cosines all-reduced)."""
+        if not (self.dynamic and update):
+            return {}
+        with torch.no_grad():
+            previous = self.adaptive_scale.to(embeddings.dtype)
+            unit_rows = GEOMETRIES["normalized"].rows(embeddings, 1.0)  # (B, D)
+            own = (  # a rank may hold none of a class sample's classes
+                log_mean_nontarget_sum(unit_rows, weight, targets, previous, self.chunk_size)
+                if weight.shape[0]
+                else previous.new_full((), -math.inf)
+            )
+            log_b_avg = torch.logsumexp(torch.stack(batch.all_gather(own.reshape(1))), dim=0)[0]
+            target_angle = torch.acos(batch.target_cosines())  # (B,)
+            return {"adaptive_scale": scale_from(log_b_avg, target_angle, previous)}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, dynamic={self.dynamic}"

@@ -74,11 +74,6 @@ class AdaFace(MarginHead):
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
-    unshardable = (
-        "its per-sample margins come from the norm statistics of the whole batch, which a "
-        "shard's target logits are not given"
-    )
-
     batch_mean: Tensor
     batch_std: Tensor
 
@@ -121,19 +116,32 @@ class AdaFace(MarginHead):
         classes: Tensor | None,
         update: bool,
     ) -> dict[str, Tensor]:
-        """The running norm mean and spread (updated with this batch when ``update``) and
-        the (B,) margin scalers ``z`` of the batch, all detached."""
-        norms = row_norms(embeddings.detach()).squeeze(1).clamp(*NORM_RANGE)  # (B,)
-        mean = self.batch_mean.to(norms.dtype)
+        """The running norm mean and spread, updated with this batch when ``update``,
+        detached. They need the embeddings only, so a sharded head's ranks compute them from
+        the gathered batch (:meth:`_shard_statistics`' default)."""
+        if not update:
+            return {}
+        norms = self._clipped_norms(embeddings)  # (B,)
+        momentum = self.momentum
+        mean = momentum * norms.mean() + (1.0 - momentum) * self.batch_mean.to(norms.dtype)
         spread = self.batch_std.to(norms.dtype)
-        if update:
-            momentum = self.momentum
-            mean = momentum * norms.mean() + (1.0 - momentum) * mean
-            if norms.shape[0] > 1:  # one row has no spread: keep the running one
-                spread = momentum * norms.std() + (1.0 - momentum) * spread
+        if norms.shape[0] > 1:  # one row has no spread: keep the running one
+            spread = momentum * norms.std() + (1.0 - momentum) * spread
+        return {"batch_mean": mean, "batch_std": spread}
+
+    @staticmethod
+    def _clipped_norms(embeddings: Tensor) -> Tensor:
+        """(B, D) -> (B,) detached norms clipped to ``NORM_RANGE``."""
+        return row_norms(embeddings.detach()).squeeze(1).clamp(*NORM_RANGE)
+
+    def _target_inputs(self, embeddings: Tensor) -> tuple[Tensor, ...]:
+        """The (B,) detached margin scalers ``z`` of the batch, from the statistics in use
+        (this call's, else the running ones): per sample, so a shard takes its targets'."""
+        norms = self._clipped_norms(embeddings)  # (B,)
+        mean = self._statistic("batch_mean").to(norms.dtype)
+        spread = self._statistic("batch_std").to(norms.dtype)
         concentration = self.schedules["concentration"].current()
-        scaler = (concentration * (norms - mean) / (spread + STD_EPSILON)).clamp(-1.0, 1.0)
-        return {"batch_mean": mean, "batch_std": spread, "margin_scaler": scaler}
+        return ((concentration * (norms - mean) / (spread + STD_EPSILON)).clamp(-1.0, 1.0),)
 
     def target(self, cosine: Tensor, margin_scaler: Tensor | None = None) -> Tensor:
         """``cos(clip(theta + g_angle, 0, pi)) - g_add`` element-wise.
@@ -150,7 +158,7 @@ class AdaFace(MarginHead):
         self, rows: Tensor, target_weight: Tensor, *target_inputs: Tensor
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         cosine, radial = self.margin_geometry.target_cosine_and_radial(rows, target_weight)
-        scaler = self._statistic("margin_scaler")  # (B,) this call's z
+        (scaler,) = target_inputs  # (B,) the rows' z (_target_inputs)
         return radial * self.target(cosine, scaler), None, cosine.detach()
 
     def extra_repr(self) -> str:

@@ -4,14 +4,19 @@ negatives."""
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from marginkit.losses.functional import arcface_target, cosine_of_sum, curricular_negatives
+from marginkit.losses.functional import (
+    arcface_target,
+    cosine_of_sum,
+    curricular_negatives,
+    directions,
+    row_norms,
+)
 from marginkit.losses.fused import NegativeModulation, inverse_column_norms
-from marginkit.losses.head import MAX_SCALE, MarginHead, check_float, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, ShardedBatch, check_float, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
@@ -104,11 +109,6 @@ class CurricularFace(MarginHead):
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
-    unshardable: ClassVar[str | None] = (
-        "its t is the mean target cosine of the whole batch and the hard-negative test needs "
-        "each sample's target on every rank"
-    )
-
     t: Tensor
 
     def __init__(
@@ -157,6 +157,38 @@ class CurricularFace(MarginHead):
             cosine, _ = self.margin_geometry.target_cosine_and_radial(unit_rows, weight[labels])
             t = self.t.to(cosine.dtype)
             return {"t": self.momentum * cosine.mean() + (1.0 - self.momentum) * t}
+
+    def _shard_statistics(
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        classes: Tensor | None,
+        batch: ShardedBatch,
+        update: bool,
+    ) -> dict[str, Tensor]:
+        """``t`` as the whole head's (training), from every sample's target cosine (one
+        all-reduce of (B,)), and the (B,) boundaries ``cos(theta_y + m)`` of the
+        hard-negative test, which every rank needs for its classes."""
+        cosine = batch.target_cosines()  # (B,)
+        statistics = {"boundary": cosine_of_sum(cosine, self.schedules["margin"].current())[0]}
+        if update:
+            t = self.t.to(cosine.dtype)
+            statistics["t"] = self.momentum * cosine.mean() + (1.0 - self.momentum) * t
+        return statistics
+
+    def _block_scores(
+        self, rows: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``s N(t, cos theta_j)`` over the block's classes, the plain ``s cos theta_j``
+        and the held targets' weights (see :meth:`MarginHead._block_scores`)."""
+        radial = row_norms(rows)  # (B, 1): s, or 0 without a direction
+        boundary = self._statistic("boundary").unsqueeze(1)  # (B, 1)
+        t = float(self._statistic("t"))
+        negatives, cosine = _CurricularNegatives.apply(
+            directions(rows, radial), weight, boundary, t
+        )  # (B, K) each
+        return radial * negatives, (radial * cosine).detach(), weight[targets[targets >= 0]]
 
     def _boundary(self, rows: Tensor, target_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The (B,) target cosines, the radial factors and the (B,) detached boundaries

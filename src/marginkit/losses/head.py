@@ -44,7 +44,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +55,14 @@ from marginkit.losses.geometry import GEOMETRIES, Geometry, GeometryName
 from marginkit.losses.sanity import warn_scale
 from marginkit.schedules import RunLengthWarning, Schedule, ScheduleDict, as_schedule
 
-__all__ = ["MAX_SCALE", "MarginHead", "RunRelativeDefault", "check_float", "check_range"]
+__all__ = [
+    "MAX_SCALE",
+    "MarginHead",
+    "RunRelativeDefault",
+    "ShardedBatch",
+    "check_float",
+    "check_range",
+]
 
 #: Largest scale ``s`` a normalised head accepts: logits ``s cos`` and their gradients stay
 #: far inside float32's range (a scale near 1e38 overflows to inf and NaN).
@@ -141,6 +148,30 @@ def _learned_scale_start(
     if isinstance(scale, Schedule):
         raise TypeError("scale must be a float when learn_scale=True; got a schedule")
     return float(scale)
+
+
+class ShardedBatch(Protocol):
+    """A global batch whose classes are split over ranks, as a head's batch statistics see
+    it (:meth:`MarginHead._shard_statistics`; :class:`marginkit.distributed.ShardedHead`
+    implements it with its counted collectives)."""
+
+    def target_cosines(self) -> Tensor:
+        """(B,) detached: every sample's target cosine ``cos(theta_y)`` between its unit
+        embedding and its class's raw weight (0 for an embedding without a direction), as
+        the whole head computes it, from the rank that holds the class."""
+        ...
+
+    def all_sum(self, tensor: Tensor) -> Tensor:
+        """``tensor`` summed over the ranks (a new tensor)."""
+        ...
+
+    def all_max(self, tensor: Tensor) -> Tensor:
+        """``tensor``'s element-wise maximum over the ranks (a new tensor)."""
+        ...
+
+    def all_gather(self, tensor: Tensor) -> list[Tensor]:
+        """Every rank's ``tensor`` (the same shape on every rank), in rank order."""
+        ...
 
 
 @dataclass
@@ -307,6 +338,49 @@ class MarginHead(nn.Module):
             update: whether to fold this batch into the running values.
         """
         return {}
+
+    def _shard_statistics(
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        classes: Tensor | None,
+        batch: ShardedBatch,
+        update: bool,
+    ) -> dict[str, Tensor]:
+        """:meth:`_batch_statistics` on one rank of a sharded head: the same values, on every
+        rank, as the whole head's on the gathered batch (the collectives through ``batch``).
+
+        This default serves the heads whose statistics need no class weight (none, or
+        AdaFace's norms): the gathered embeddings hold all they need.
+
+        Args:
+            embeddings: (B, D) the gathered global batch in the compute dtype.
+            weight: (K_r, D) the rank's class weights of the softmax (K_r x rows per class).
+            targets: (B,) int64 each sample's class index into ``weight``'s classes, -1
+                where another rank holds the class.
+            classes: (K_r,) the indices of ``weight``'s classes among the rank's own class
+                entries (class sampling), or None for all of them.
+            batch: the collectives over the global batch.
+            update: whether to fold this batch into the running values.
+        """
+        return self._batch_statistics(embeddings, weight, targets.clamp_min(0), classes, update)
+
+    def _block_scores(
+        self, rows: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One rank's block of the sharded head's logits before the targets go in: the
+        (B, K) differentiable non-target logits, the (B, K) detached plain scores, and the
+        (T, D) weights of the targets the rank holds (the rows ``targets >= 0``, in order).
+
+        Args:
+            rows: (B, D) the geometry's rows of the global batch.
+            weight: (K, D) the block's class weights (K x rows per class); bias: (K,) or None.
+            targets: (B,) int64 class indices into ``weight``'s classes, -1 where another
+                rank holds the class.
+        """
+        scores = self.margin_geometry.scores(rows, weight, bias)  # (B, K)
+        return scores, scores.detach(), weight[targets[targets >= 0]]
 
     def _statistic(self, name: str) -> Tensor:
         """The batch statistic ``name`` of the current call, else the buffer of that name."""

@@ -119,8 +119,6 @@ class MagFace(MarginHead):
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
-    unshardable = "the shard's target logits are not given the magnitudes ||x|| of its margin"
-
     def __init__(
         self,
         num_classes: int,

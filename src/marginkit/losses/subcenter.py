@@ -12,7 +12,6 @@ their class's dominant sub-centre are dropped) and keeps one sub-centre per clas
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +19,7 @@ from torch import Tensor, nn
 from marginkit._validation import check_count
 from marginkit.losses.functional import arcface_target, directions, row_norms
 from marginkit.losses.fused import NegativeModulation, inverse_column_norms
-from marginkit.losses.head import MAX_SCALE, MarginHead, check_range
+from marginkit.losses.head import MAX_SCALE, MarginHead, ShardedBatch, check_range
 from marginkit.losses.sanity import warn_margin
 from marginkit.schedules import Schedule
 
@@ -148,10 +147,6 @@ class SubCenterArcFace(MarginHead):
             fraction of the run (as :meth:`MarginHead.set_total_steps`); None: not known.
     """
 
-    unshardable: ClassVar[str | None] = (
-        "its weight has K sub-centre rows per class (the shard splits rows by class)"
-    )
-
     subcenter_counts: Tensor
 
     def __init__(
@@ -234,6 +229,32 @@ class SubCenterArcFace(MarginHead):
             )  # (C, K)
         return {"subcenter_counts": counts}
 
+    def _shard_statistics(
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        classes: Tensor | None,
+        batch: ShardedBatch,
+        update: bool,
+    ) -> dict[str, Tensor]:
+        """The rank's rows of ``subcenter_counts`` (a shard holds its classes' counts, as
+        their K weight rows) with the nearest sub-centres of the samples it holds the class
+        of: no collective."""
+        held = targets >= 0
+        return self._batch_statistics(embeddings[held], weight, targets[held], classes, update)
+
+    def _block_scores(
+        self, rows: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``s max_k cos`` over the block's classes (twice: for the logits and detached),
+        and the nearest sub-centre of each held target (see :meth:`MarginHead._block_scores`)."""
+        scores, nearest = _SubcenterMaxima.apply(rows, weight, self.subcenters)  # (B, N) each
+        held = (targets >= 0).nonzero().squeeze(1)  # (T,)
+        classes = targets[held]
+        target_rows = classes * self.subcenters + nearest[held, classes]  # (T,)
+        return scores, scores.detach(), weight[target_rows]
+
     def _training_logits(
         self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -259,7 +280,7 @@ class SubCenterArcFace(MarginHead):
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             embeddings, weight, _ = self._operands(embeddings)
             cosines = self.margin_geometry.inference_scores(embeddings, weight, None)  # (B, C K)
-            return cosines.unflatten(1, (self.num_classes, self.subcenters)).max(dim=2).values
+            return cosines.unflatten(1, (-1, self.subcenters)).max(dim=2).values  # (B, C)
 
     # -------------------------------------------------------------------------- cleaning
     def drop_non_dominant(

@@ -312,10 +312,14 @@ _CLASS_INDEXED = ("weight", "bias")
 
 
 def _class_rows(head: nn.Module) -> slice:
-    """The class rows ``head`` holds: a shard's block, or all of a whole head's."""
+    """The weight rows ``head`` holds: a shard's block of classes (K rows a class for
+    sub-centre ArcFace, which has no bias), or all of a whole head's."""
     layout = dict(head.named_buffers()).get("shard_layout")
     if layout is not None:  # [rank, world_size, lo, hi, num_classes]
-        return slice(int(layout[2]), int(layout[3]))
+        lo, hi = int(layout[2]), int(layout[3])
+        weight = dict(head.named_parameters())["head.weight"]
+        per_class = weight.shape[0] // (hi - lo)
+        return slice(lo * per_class, hi * per_class)
     return slice(0, None)
 
 
