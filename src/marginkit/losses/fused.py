@@ -734,6 +734,85 @@ def _subcenter_products(
         block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
 
 
+
+def _class_gradients(
+    ctx: Any,
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    labels: Tensor,
+    bound: Tensor | None,
+    maximum: Tensor,
+    partition: Tensor,
+    grad_loss: Tensor,
+    gradients: tuple[Tensor | None, Tensor | None, Tensor | None],
+) -> None:
+    """The class blocks' part of the backward pass (the one of the whole and the sharded
+    Functions): accumulates into ``grad_rows`` (B, D) and writes ``grad_weight`` (C K, D)
+    and ``grad_bias`` (C,) (each or None) the non-target logits' gradients, from
+    ``exp(z - maximum) / partition`` ((B,) each) and ``grad_loss / B``; the target entries
+    are left to the caller. ``ctx`` holds the pass's settings (see :func:`_exponential_blocks`).
+    """
+    grad_rows, grad_weight, grad_bias = gradients
+    batch, subcenters = rows.shape[0], ctx.subcenters
+    row_factor = grad_loss / (batch * partition)  # (B,)
+    with torch.no_grad():
+        scaled_rows = rows * row_factor.unsqueeze(1) if grad_weight is not None else None
+        direction = None
+        if bound is not None:  # d ||rows_i|| / d rows_i, for the radial terms
+            direction = rows / bound.clamp_min(torch.finfo(rows.dtype).tiny)
+        blocks = _exponential_blocks(ctx, rows, weight, bias, labels, bound, maximum, partition)
+        for part in blocks:
+            start, stop, exponentials, inverse_norms = part[:4]
+            block_weight = weight[start * subcenters : stop * subcenters]  # (Cb K, D)
+            # Clamped cosines (z = +-||rows_i||): no gradient to the weight; the radial
+            # one d z / d rows_i = +-rows_i / ||rows_i|| remains (a modulated block has
+            # counted its clamped entries in its radial coefficients and zeroed them).
+            for clamped, signs in part.clamped:
+                values = exponentials[clamped[:, 0], clamped[:, 1]]  # (K,)
+                exponentials[clamped[:, 0], clamped[:, 1]] = 0.0
+                if grad_rows is not None:
+                    assert direction is not None  # clamps need normalised weights
+                    radial = torch.zeros_like(maximum).index_put_(
+                        (clamped[:, 0],), values * signs, accumulate=True
+                    )  # (B,)
+                    grad_rows.addcmul_(direction, (radial * row_factor).unsqueeze(1))
+            if part.radial is not None and grad_rows is not None:
+                assert direction is not None
+                grad_rows.addcmul_(direction, (part.radial * row_factor).unsqueeze(1))
+            if grad_bias is not None:
+                torch.mv(exponentials.t(), row_factor, out=grad_bias[start:stop])
+            block_grad = None
+            if grad_weight is not None:
+                block_grad = grad_weight[start * subcenters : stop * subcenters]
+            if part.nearest is not None:
+                _subcenter_products(
+                    part,
+                    block_weight,
+                    subcenters,
+                    row_factor,
+                    scaled_rows,
+                    grad_rows,
+                    block_grad,
+                    grad_loss / batch,
+                )
+                del exponentials, part
+                continue
+            if inverse_norms is not None:
+                exponentials.mul_(inverse_norms)
+            if grad_rows is not None:
+                grad_rows.addcmul_(exponentials @ block_weight, row_factor.unsqueeze(1))
+            if block_grad is not None:
+                assert scaled_rows is not None  # made with grad_weight
+                torch.mm(exponentials.t(), scaled_rows, out=block_grad)
+                if inverse_norms is not None:
+                    assert part.statistic is not None  # made with inverse_norms
+                    # d z_ij / d W_j = rows_i / ||W_j|| - z_ij W_j / ||W_j||^2:
+                    # the second term is (grad / B) u_j W_j / ||W_j||^2.
+                    coefficient = part.statistic * inverse_norms.square() * (grad_loss / batch)
+                    block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
+            del exponentials, part
+
 class _FusedMarginCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of margin logits; see the module docstring."""
 
@@ -867,7 +946,7 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):
         rows, weight, bias, labels, target_rows, maximum, total, bound = ctx.saved_tensors
         target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
-        batch, subcenters = rows.shape[0], ctx.subcenters
+        batch = rows.shape[0]
         need_rows, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_rows = torch.zeros_like(rows) if need_rows else None
         grad_bias = torch.empty_like(bias) if (need_bias and bias is not None) else None
@@ -901,62 +980,19 @@ class _FusedMarginCrossEntropy(torch.autograd.Function):
                     input_grads[id(leaf)] = leaf_grad  # a target input's (B,) gradient
         grad_weight = torch.empty_like(weight) if need_weight else None
 
+        _class_gradients(
+            ctx,
+            rows,
+            weight,
+            bias,
+            labels,
+            bound,
+            maximum,
+            partition,
+            grad_loss,
+            (grad_rows, grad_weight, grad_bias),
+        )
         with torch.no_grad():
-            scaled_rows = rows * row_factor.unsqueeze(1) if grad_weight is not None else None
-            direction = None
-            if bound is not None:  # d ||rows_i|| / d rows_i, for the radial terms
-                direction = rows / bound.clamp_min(torch.finfo(rows.dtype).tiny)
-            blocks = _exponential_blocks(ctx, rows, weight, bias, labels, bound, maximum, partition)
-            for part in blocks:
-                start, stop, exponentials, inverse_norms = part[:4]
-                block_weight = weight[start * subcenters : stop * subcenters]  # (Cb K, D)
-                # Clamped cosines (z = +-||rows_i||): no gradient to the weight; the radial
-                # one d z / d rows_i = +-rows_i / ||rows_i|| remains (a modulated block has
-                # counted its clamped entries in its radial coefficients and zeroed them).
-                for clamped, signs in part.clamped:
-                    values = exponentials[clamped[:, 0], clamped[:, 1]]  # (K,)
-                    exponentials[clamped[:, 0], clamped[:, 1]] = 0.0
-                    if grad_rows is not None:
-                        assert direction is not None  # clamps need normalised weights
-                        radial = torch.zeros_like(maximum).index_put_(
-                            (clamped[:, 0],), values * signs, accumulate=True
-                        )  # (B,)
-                        grad_rows.addcmul_(direction, (radial * row_factor).unsqueeze(1))
-                if part.radial is not None and grad_rows is not None:
-                    assert direction is not None
-                    grad_rows.addcmul_(direction, (part.radial * row_factor).unsqueeze(1))
-                if grad_bias is not None:
-                    torch.mv(exponentials.t(), row_factor, out=grad_bias[start:stop])
-                block_grad = None
-                if grad_weight is not None:
-                    block_grad = grad_weight[start * subcenters : stop * subcenters]
-                if part.nearest is not None:
-                    _subcenter_products(
-                        part,
-                        block_weight,
-                        subcenters,
-                        row_factor,
-                        scaled_rows,
-                        grad_rows,
-                        block_grad,
-                        grad_loss / batch,
-                    )
-                    del exponentials, part
-                    continue
-                if inverse_norms is not None:
-                    exponentials.mul_(inverse_norms)
-                if grad_rows is not None:
-                    grad_rows.addcmul_(exponentials @ block_weight, row_factor.unsqueeze(1))
-                if block_grad is not None:
-                    assert scaled_rows is not None  # made with grad_weight
-                    torch.mm(exponentials.t(), scaled_rows, out=block_grad)
-                    if inverse_norms is not None:
-                        assert part.statistic is not None  # made with inverse_norms
-                        # d z_ij / d W_j = rows_i / ||W_j|| - z_ij W_j / ||W_j||^2:
-                        # the second term is (grad / B) u_j W_j / ||W_j||^2.
-                        coefficient = part.statistic * inverse_norms.square() * (grad_loss / batch)
-                        block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
-                del exponentials, part
             if grad_bias is not None:
                 grad_bias.index_put_((labels,), grads[0], accumulate=True)  # target b_y
 
