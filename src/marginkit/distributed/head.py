@@ -58,6 +58,7 @@ from marginkit.distributed.state import (
     same_values,
     shard_bounds,
 )
+from marginkit.losses.fused import sharded_fused_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES
 from marginkit.losses.head import MarginHead
 from marginkit.losses.sampling import ClassSampledHead, draw_classes
@@ -224,6 +225,18 @@ class ShardedHead(nn.Module):
         if sampler is not None:  # the whole head's draws, continued in step on every rank
             self.generator.set_state(sampler.generator.get_state())
 
+    @property
+    def _fused(self) -> bool:
+        """Whether the step runs the fused pass (:func:`~marginkit.losses.fused.
+        sharded_fused_cross_entropy`): for every head whose margin changes the target logit
+        alone. Sub-centre ArcFace and CurricularFace, which form their non-target logits
+        themselves (``_block_scores``), keep the block of logits composed with autograd."""
+        kind = type(self.head)
+        return (
+            kind._block_scores is MarginHead._block_scores
+            and kind._negatives is MarginHead._negatives
+        )
+
     # ----------------------------------------------------------------------- delegation
     @property
     def step_bytes(self) -> int:
@@ -316,8 +329,22 @@ class ShardedHead(nn.Module):
             SumGradients.apply(value, self.collectives) if value.requires_grad else value
             for value in self.head._target_inputs(embeddings)
         )
-        block = self._block(rows, weight, bias, targets, target_inputs)
-        loss, target_cosine, correct = self._combine(block, targets.shape[0])
+        if self._fused:
+            batch = _GlobalBatch(embeddings, weight, targets, self.collectives)
+            loss, target_cosine, correct = sharded_fused_cross_entropy(
+                rows,
+                weight,
+                bias,
+                targets,
+                self.head._target_logits,
+                batch,
+                normalized_weight=self.head.margin_geometry.normalized_weights,
+                chunk_size=self.head.chunk_size,
+                target_inputs=target_inputs,
+            )
+        else:
+            block = self._block(rows, weight, bias, targets, target_inputs)
+            loss, target_cosine, correct = self._combine(block, targets.shape[0])
         # The same on every rank, from the gathered batch: each rank's own rows get their
         # whole gradient without a sum (GatherRows keeps the own rows).
         penalty = self.head.penalty(embeddings)

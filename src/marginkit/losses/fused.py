@@ -47,7 +47,7 @@ mask.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -56,10 +56,12 @@ from marginkit.losses.functional import direction_floor, row_norms
 
 __all__ = [
     "NegativeModulation",
+    "Reduction",
     "TargetFunction",
     "column_norms",
     "fused_margin_cross_entropy",
     "inverse_column_norms",
+    "sharded_fused_cross_entropy",
 ]
 
 TargetFunction = Callable[..., tuple[Tensor, Tensor | None, Tensor]]
@@ -734,7 +736,6 @@ def _subcenter_products(
         block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
 
 
-
 def _class_gradients(
     ctx: Any,
     rows: Tensor,
@@ -812,6 +813,7 @@ def _class_gradients(
                     coefficient = part.statistic * inverse_norms.square() * (grad_loss / batch)
                     block_grad.addcmul_(block_weight, coefficient.unsqueeze(1), value=-1.0)
             del exponentials, part
+
 
 class _FusedMarginCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of margin logits; see the module docstring."""
@@ -1063,3 +1065,192 @@ def fused_margin_cross_entropy(
         *target_inputs,
     )
     return loss, target_cosine.detach(), correct
+
+
+class Reduction(Protocol):
+    """The two all-reduces the sharded fused pass needs (of a copy of ``tensor``; detached);
+    the sharded head's collectives provide them, so this layer needs no process group."""
+
+    def all_max(self, tensor: Tensor) -> Tensor: ...
+
+    def all_sum(self, tensor: Tensor) -> Tensor: ...
+
+
+def _rescale(old: Tensor, new: Tensor) -> Tensor:
+    """``exp(old - new)``, 0 where ``old`` is ``-inf`` (an empty sum, whatever ``new``)."""
+    return torch.where(old > -torch.inf, torch.exp(old - new), 0.0)
+
+
+class _ShardedFusedCrossEntropy(torch.autograd.Function):
+    """One rank's share of the fused pass over a class-sharded head; see
+    :func:`sharded_fused_cross_entropy`."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        rows: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        target_function: TargetFunction,
+        normalized_weight: bool,
+        chunk_size: int | None,
+        reduction: Reduction,
+        *target_inputs: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        batch, num_classes = rows.shape[0], weight.shape[0]
+        block = max(1, num_classes if chunk_size is None else min(chunk_size, num_classes))
+        owned = (targets >= 0).nonzero().squeeze(1)  # (T,)
+        columns = targets[owned]  # (T,)
+        rows_leaf = rows.detach().requires_grad_(rows.requires_grad)
+        target_weight = weight.detach()[columns].requires_grad_(weight.requires_grad)
+        input_leaves = [x.detach().requires_grad_(x.requires_grad) for x in target_inputs]  # (B,)
+        with torch.enable_grad():
+            target_logit, virtual_logit, target_cosine = target_function(
+                rows_leaf[owned], target_weight, *(leaf[owned] for leaf in input_leaves)
+            )  # (T,) each
+            if bias is not None:  # the target class keeps its bias
+                target_logit = target_logit + bias.detach()[columns]
+        with torch.no_grad():
+            bound = row_norms(rows) if normalized_weight else None  # (B, 1)
+            # The rank's online log-sum-exp over its non-target classes, then the global one.
+            local = rows.new_full((batch,), -torch.inf)  # (B,) the rank's shift
+            total = rows.new_zeros(batch)  # (B,) sum_j exp(z_ij - local_i), non-target
+            rival = rows.new_full((batch,), -torch.inf)  # (B,) largest non-target score
+            for part in _class_blocks(rows, weight, bias, targets, bound, normalized_weight, block):
+                block_maximum = torch.maximum(local, part.scores.amax(dim=1))  # (B,)
+                rival = torch.maximum(rival, block_maximum)
+                total.mul_(_rescale(local, block_maximum))
+                local = block_maximum
+                shift = torch.where(local > -torch.inf, local, 0.0)  # rows of -inf only
+                total.add_(part.scores.sub_(shift.unsqueeze(1)).exp_().sum(dim=1))
+                del part
+            target, virtual = target_logit.detach(), None
+            maxima = torch.stack([local, rival])  # (2, B)
+            maxima[0, owned] = torch.maximum(maxima[0, owned], target)
+            if virtual_logit is not None:
+                virtual = virtual_logit.detach()
+                maxima[0, owned] = torch.maximum(maxima[0, owned], virtual)
+            maximum, rival = reduction.all_max(maxima)
+            sums = rows.new_zeros(4, batch)
+            sums[0] = total * _rescale(local, maximum)
+            if virtual is not None:
+                sums[0, owned] += torch.exp(virtual - maximum[owned])
+            sums[1, owned] = target
+            sums[2, owned] = target_cosine.detach()
+            owned_bound = None if bound is None else bound[owned]
+            sums[3, owned] = _plain_target_score(rows[owned], weight, bias, columns, owned_bound)
+            total, target, cosine, plain_target = reduction.all_sum(sums)
+            gap = maximum - target  # (B,) >= 0; the loss as the whole fused pass's
+            losses = torch.where(
+                gap < 30.0,
+                torch.log1p(total * torch.exp(gap.clamp_max(30.0))),
+                gap + torch.log(total + torch.exp(-gap)),
+            )
+        ctx.block, ctx.normalized_weight, ctx.subcenters, ctx.modulation = (
+            block,
+            normalized_weight,
+            1,
+            None,
+        )
+        ctx.buffers, ctx.consumed, ctx.clamped_blocks = (None,) * 5, True, []
+        ctx.graph = (target_logit, virtual_logit, rows_leaf, target_weight, input_leaves)
+        ctx.save_for_backward(rows, weight, bias, targets, owned, maximum, total, target, bound)
+        correct = plain_target >= rival
+        ctx.mark_non_differentiable(cosine, correct)
+        return losses.mean(), cosine, correct
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):
+        rows, weight, bias, targets, owned, maximum, total, target, bound = ctx.saved_tensors
+        target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
+        need_rows, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_rows = torch.zeros_like(rows) if need_rows else None
+        grad_bias = torch.empty_like(bias) if (need_bias and bias is not None) else None
+        with torch.no_grad():
+            partition = total + torch.exp(target - maximum)  # (B,) the global normaliser
+            row_factor = (grad_loss / (rows.shape[0] * partition))[owned]  # (T,)
+            outputs, grads = [target_logit], [-total[owned] * row_factor]
+            if virtual_logit is not None:
+                outputs.append(virtual_logit)
+                grads.append(torch.exp(virtual_logit.detach() - maximum[owned]) * row_factor)
+        leaves = [leaf for leaf in (rows_leaf, target_weight, *input_leaves) if leaf.requires_grad]
+        found: dict[int, Tensor | None] = {}
+        if leaves and target_logit.requires_grad:
+            leaf_grads = torch.autograd.grad(
+                outputs, leaves, grads, retain_graph=True, allow_unused=True
+            )
+            found = {id(leaf): value for leaf, value in zip(leaves, leaf_grads, strict=True)}
+        rows_grad = found.get(id(rows_leaf))
+        if grad_rows is not None and rows_grad is not None:
+            grad_rows.add_(rows_grad)
+        grad_weight = torch.empty_like(weight) if need_weight else None
+        gradients = (grad_rows, grad_weight, grad_bias)
+        _class_gradients(
+            ctx, rows, weight, bias, targets, bound, maximum, partition, grad_loss, gradients
+        )
+        with torch.no_grad():
+            if grad_bias is not None:
+                grad_bias.index_put_((targets[owned],), grads[0], accumulate=True)
+        target_weight_grad = found.get(id(target_weight))
+        if target_weight_grad is not None and grad_weight is not None:
+            _accumulate_rows(grad_weight, targets[owned], target_weight_grad)
+        extra = [found.get(id(leaf)) for leaf in input_leaves]
+        return grad_rows, grad_weight, grad_bias, None, None, None, None, None, *extra
+
+
+def sharded_fused_cross_entropy(
+    rows: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    targets: Tensor,
+    target_function: TargetFunction,
+    reduction: Reduction,
+    *,
+    normalized_weight: bool,
+    chunk_size: int | None = None,
+    target_inputs: tuple[Tensor, ...] = (),
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One rank's share of :func:`fused_margin_cross_entropy` when the classes are split
+    over ranks (Partial FC, An et al., ICCV-W 2021): the same loss on every rank, with no
+    (B, C_r) autograd graph.
+
+    The rank scores the gathered batch against its own classes in blocks of ``chunk_size``
+    (an online log-sum-exp keeping (B,) statistics), computes the margin target logits of
+    the rows whose class it holds, and combines the normaliser with two all-reduces (the
+    row maxima, then the rescaled sums with the owners' target logits, target cosines and
+    plain target scores): ``loss_i = log(1 + S_i exp(M_i - t_i))`` with the global shift
+    ``M_i`` and non-target sum ``S_i``. The backward pass recomputes each block's scores.
+    Only heads whose margin changes the target logit alone (one weight row a class, no
+    modulation of the negatives) are supported.
+
+    The gradient returned for ``rows`` and ``target_inputs`` is this rank's part (its
+    classes' terms); the caller sums it over the ranks. ``weight`` and ``bias`` get their
+    whole gradient.
+
+    Args:
+        rows: (B, D) the gathered batch's rows (``s x / ||x||``, ``x`` ...).
+        weight: (C_r, D) the rank's class weights; bias: (C_r,) or None.
+        targets: (B,) int64 each row's class index in ``weight``, -1 where another rank
+            holds it (every row's class is held by exactly one rank).
+        target_function: as for :func:`fused_margin_cross_entropy`.
+        reduction: the all-reduces over the ranks (:class:`Reduction`).
+        normalized_weight, chunk_size, target_inputs: as for
+            :func:`fused_margin_cross_entropy` (``target_inputs`` (B,) each).
+
+    Returns:
+        loss: the scalar global mean cross-entropy (the same on every rank).
+        target_cosine: (B,) detached target cosines of the whole batch.
+        correct: (B,) bool, whether each label's plain score is at least every other's.
+    """
+    return _ShardedFusedCrossEntropy.apply(
+        rows,
+        weight,
+        bias,
+        targets,
+        target_function,
+        normalized_weight,
+        chunk_size,
+        reduction,
+        *target_inputs,
+    )
