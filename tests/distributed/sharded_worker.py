@@ -164,6 +164,69 @@ def compare_case(name: str, kwargs: dict, sampled: bool, rank: int, world: int) 
     return errors
 
 
+def chunked_case(name: str, kwargs: dict, sampled: bool, rank: int, world: int) -> dict:
+    """The largest differences of STEPS steps, shard against whole, both in blocks of 2
+    classes (``chunk_size``: the sharded step's fused pass, chunked)."""
+    whole = whole_head(name, kwargs, sampled)
+    (whole.head if isinstance(whole, ClassSampledHead) else whole).set_chunk_size(2)
+    sharded = shard(copy.deepcopy(whole))
+    errors: dict[str, float] = {}
+    for step in range(STEPS):
+        for key, value in one_step(whole, sharded, step, rank, world).items():
+            errors[key] = max(errors.get(key, 0.0), value)
+    return errors
+
+
+#: The classes of the memory count: a (B, C_r) block far larger than the (B, D) batch.
+MEMORY_CLASSES = 3000
+
+
+def held_for_backward(head, embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+    """Bytes of the tensors autograd holds from the forward pass to the backward pass
+    (each storage once; the head's parameters, which exist anyway, left out), and the
+    elements of the largest of them, for one step of ``head``."""
+    parameters = {parameter.untyped_storage().data_ptr() for parameter in head.parameters()}
+    held: dict[int, torch.Tensor] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer not in parameters:
+            held[pointer] = tensor
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = head(embeddings, labels)
+    loss.backward()
+    sizes = [tensor.untyped_storage().nbytes() for tensor in held.values()]
+    largest = max((tensor.numel() for tensor in held.values()), default=0)
+    return {"bytes": sum(sizes), "largest": largest}
+
+
+def memory(name: str, rank: int, world: int) -> dict[str, int]:
+    """What one float64 step holds for backward: the shard (classes in blocks of 64) and
+    the whole fused head on the gathered batch (the same blocks), with B, C_r and D."""
+    torch.manual_seed(0)
+    whole = build(name, MEMORY_CLASSES, EMBEDDING_DIM).double().set_total_steps(STEPS)
+    whole.set_chunk_size(64)
+    sharded = shard(copy.deepcopy(whole))
+    embeddings, _ = global_batch(0, world)
+    labels = torch.randint(0, MEMORY_CLASSES, (embeddings.shape[0],), generator=torch.Generator())
+    start = sum(SIZES[world][:rank])
+    local = slice(start, start + SIZES[world][rank])
+    shard_held = held_for_backward(
+        sharded, embeddings[local].clone().requires_grad_(True), labels[local]
+    )
+    whole_held = held_for_backward(whole, embeddings.clone().requires_grad_(True), labels)
+    return {
+        "shard_bytes": shard_held["bytes"],
+        "shard_largest": shard_held["largest"],
+        "whole_bytes": whole_held["bytes"],
+        "batch": embeddings.shape[0],
+        "classes": sharded.hi - sharded.lo,
+        "dim": EMBEDDING_DIM,
+    }
+
+
 def step_bytes(num_classes: int, embedding_dim: int, rank: int, world: int) -> int:
     torch.manual_seed(0)
     sharded = shard(build("arcface", num_classes, embedding_dim).double())
@@ -234,6 +297,14 @@ def main() -> None:
             for name, kwargs in CASES
             for sampled in (False, True)
         },
+        "chunked": {
+            case_name(name, kwargs) + ("+sampled" if sampled else ""): chunked_case(
+                name, kwargs, sampled, rank, world
+            )
+            for name, kwargs in CASES
+            for sampled in (False, True)
+        },
+        "memory": {name: memory(name, rank, world) for name in SHARDABLE},
         "bytes": {
             "small": step_bytes(NUM_CLASSES, EMBEDDING_DIM, rank, world),
             "many_classes": step_bytes(40 * NUM_CLASSES, EMBEDDING_DIM, rank, world),

@@ -283,3 +283,34 @@ def test_importing_the_package_sets_up_no_process_group() -> None:
 
     importlib.reload(importlib.import_module("marginkit.distributed"))
     assert not dist.is_initialized()
+
+
+#: The heads that form their non-target logits themselves (``_block_scores``) and keep the
+#: block of logits composed with autograd on the sharded path.
+COMPOSED = {"curricularface", "subcenter"}
+
+
+def test_the_chunked_fused_step_equals_the_whole_head(ranks) -> None:
+    _, results = ranks
+    cases = {
+        f"rank{rank} {case}": errors
+        for rank, result in enumerate(results)
+        for case, errors in result["chunked"].items()
+    }
+    assert len(cases) == len(_cases(results))
+    for quantity in ("loss", "embeddings", "weight", "bias", "log_scale", "correct"):
+        checked = {case: errors[quantity] for case, errors in cases.items() if quantity in errors}
+        worst = max(checked, key=checked.__getitem__)
+        assert checked[worst] <= TOLERANCE, f"{quantity}: {worst} differs by {checked[worst]}"
+
+
+def test_the_fused_step_holds_no_block_of_logits_for_backward(ranks) -> None:
+    _, results = ranks
+    for rank, result in enumerate(results):
+        assert set(result["memory"]) == set(LOSSES.names())
+        for name, held in result["memory"].items():
+            if name in COMPOSED:
+                continue
+            block = held["batch"] * held["classes"]  # the (B, C_r) logits of the rank
+            assert held["shard_largest"] <= held["batch"] * held["dim"], (rank, name, held)
+            assert held["shard_bytes"] <= held["whole_bytes"] < 8 * block, (rank, name, held)
