@@ -285,11 +285,6 @@ def test_importing_the_package_sets_up_no_process_group() -> None:
     assert not dist.is_initialized()
 
 
-#: The heads that form their non-target logits themselves (``_block_scores``) and keep the
-#: block of logits composed with autograd on the sharded path.
-COMPOSED = {"curricularface", "subcenter"}
-
-
 def test_the_chunked_fused_step_equals_the_whole_head(ranks) -> None:
     _, results = ranks
     cases = {
@@ -309,8 +304,6 @@ def test_the_fused_step_holds_no_block_of_logits_for_backward(ranks) -> None:
     for rank, result in enumerate(results):
         assert set(result["memory"]) == set(LOSSES.names())
         for name, held in result["memory"].items():
-            if name in COMPOSED:
-                continue
             block = held["batch"] * held["classes"]  # the (B, C_r) logits of the rank
             assert held["shard_largest"] <= held["batch"] * held["dim"], (rank, name, held)
             assert held["shard_bytes"] <= held["whole_bytes"] < 8 * block, (rank, name, held)

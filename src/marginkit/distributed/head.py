@@ -18,19 +18,20 @@ One step (``docs/distributed.md`` has the formulas):
 2. the head's batch statistics are computed over the global batch (its ``_shard_statistics``:
    AdaFace's norm statistics, CurricularFace's ``t``, AdaCos's scale, sub-centre counts), the
    same on every rank as the whole head's on the gathered batch;
-   each rank computes its block of logits (B, hi - lo) with the head's geometry (its
-   ``_block_scores``: CurricularFace's modulated negatives, sub-centre maxima), and the
-   margin target logit (and Virtual Softmax's virtual logit, which needs ``W_y``) of the
-   samples whose label it owns, with the head's own ``_target_logits``;
-3. the softmax normaliser is combined by an all-reduce of the row maxima, then one of the
-   sums of exponentials (together with the owners' target logits, target cosines and plain
-   target scores);
-4. the loss is the exact global-batch mean, equal on every rank; its gradient comes from a
-   local surrogate ``sum_ij (p_ij - delta_ij) z_ij / B`` over the rank's own logits (and
-   virtual logits), whose gradient with respect to the rows ``s x / ||x||`` (or ``x``) is
-   summed over the ranks in the backward pass (one all-reduce of (B, D)), so every rank gets
-   the whole head's gradient for its own embeddings, its own class rows, and any replicated
-   parameter (a learned scale).
+3. each rank runs the fused pass on its classes
+   (:func:`~marginkit.losses.fused.sharded_fused_cross_entropy`, the whole head's
+   :func:`~marginkit.losses.fused.fused_margin_cross_entropy` split by classes): its scores
+   in blocks of the head's ``chunk_size`` with an online log-sum-exp (sub-centre maxima and
+   CurricularFace's modulated negatives inside the pass), the margin target logit (and
+   Virtual Softmax's virtual logit, which needs ``W_y``) of the samples whose label it owns,
+   with the head's own ``_target_logits``; no (B, hi - lo) autograd graph is kept;
+4. the softmax normaliser is combined by an all-reduce of the row maxima, then one of the
+   rescaled sums of exponentials (together with the owners' target logits, target cosines
+   and plain target scores); the loss is the exact global-batch mean, equal on every rank;
+5. the backward pass recomputes each block's scores, gives the rank's class rows their
+   whole gradient and the rows ``s x / ||x||`` (or ``x``) the rank's part, summed over the
+   ranks (one all-reduce of (B, D)), so every rank gets the whole head's gradient for its
+   own embeddings, its own class rows, and any replicated parameter (a learned scale).
 
 Every rank's schedules advance with the whole batch's target cosines, so they stay in step
 with each other and with the whole head. All margin arithmetic runs in float32 (float64 for
@@ -42,7 +43,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -58,7 +58,7 @@ from marginkit.distributed.state import (
     same_values,
     shard_bounds,
 )
-from marginkit.losses.fused import sharded_fused_cross_entropy
+from marginkit.losses.fused import NegativeModulation, sharded_fused_cross_entropy
 from marginkit.losses.geometry import GEOMETRIES
 from marginkit.losses.head import MarginHead
 from marginkit.losses.sampling import ClassSampledHead, draw_classes
@@ -98,34 +98,6 @@ def _with_class_rows(head: MarginHead, rows: Callable[[str, Tensor], Tensor]) ->
         if name in CLASS_INDEXED:
             setattr(copied, name, rows(name, buffer))
     return copied
-
-
-def _row_max(scores: Tensor) -> Tensor:
-    """(B, K) -> (B,) row maxima; ``-inf`` for K = 0."""
-    if scores.shape[1] == 0:
-        return scores.new_full((scores.shape[0],), -math.inf)
-    return scores.amax(dim=1)
-
-
-@dataclass
-class _Block:
-    """One rank's share of a step's logits.
-
-    Attributes:
-        logits: (B, K_r) margin logits over the rank's classes (targets replaced).
-        plain: (B, K_r) detached plain scores (no margin), for ``correct``.
-        rows: (T,) the batch rows whose label the rank owns.
-        columns: (T,) their labels' columns in ``logits``.
-        virtual: (T,) Virtual Softmax's virtual logits of those rows, or None.
-        cosine: (T,) detached target cosines of those rows.
-    """
-
-    logits: Tensor
-    plain: Tensor
-    rows: Tensor
-    columns: Tensor
-    virtual: Tensor | None
-    cosine: Tensor
 
 
 class _GlobalBatch:
@@ -225,18 +197,6 @@ class ShardedHead(nn.Module):
         if sampler is not None:  # the whole head's draws, continued in step on every rank
             self.generator.set_state(sampler.generator.get_state())
 
-    @property
-    def _fused(self) -> bool:
-        """Whether the step runs the fused pass (:func:`~marginkit.losses.fused.
-        sharded_fused_cross_entropy`): for every head whose margin changes the target logit
-        alone. Sub-centre ArcFace and CurricularFace, which form their non-target logits
-        themselves (``_block_scores``), keep the block of logits composed with autograd."""
-        kind = type(self.head)
-        return (
-            kind._block_scores is MarginHead._block_scores
-            and kind._negatives is MarginHead._negatives
-        )
-
     # ----------------------------------------------------------------------- delegation
     @property
     def step_bytes(self) -> int:
@@ -310,7 +270,9 @@ class ShardedHead(nn.Module):
                 embeddings_all, weight, targets, columns, batch, self.training
             )
             with self.head._using(statistics):
-                loss, target_cosine, correct = self._step(embeddings_all, weight, bias, targets)
+                loss, target_cosine, correct = self._step(
+                    embeddings_all, weight, bias, targets, statistics.get("boundary")
+                )
         if self.training:
             self.head._store_statistics(statistics)
             self.head.advance(target_cosine)
@@ -318,33 +280,41 @@ class ShardedHead(nn.Module):
         return loss, correct[start : start + sizes[self.rank]]
 
     def _step(
-        self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
+        self,
+        embeddings: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        boundary: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The loss (with the head's penalty), the (B,) target cosines and ``correct`` of the
         gathered (B, D) batch against the rank's (K_r, D) softmax weight, under the batch
-        statistics in use; ``targets`` as in :meth:`_block`."""
+        statistics in use, by the fused pass (:func:`~marginkit.losses.fused.
+        sharded_fused_cross_entropy`: no (B, K_r) autograd graph); ``targets`` (B,) each
+        sample's class in ``weight``'s, -1 where another rank holds it; ``boundary`` (B,)
+        CurricularFace's hard-negative boundaries (its statistic), or None."""
         rows = self.head.margin_geometry.rows(embeddings, self.head._scale())  # (B, D)
         rows = SumGradients.apply(rows, self.collectives)
         target_inputs = tuple(  # per sample (MagFace's magnitudes): the owners' gradients
             SumGradients.apply(value, self.collectives) if value.requires_grad else value
             for value in self.head._target_inputs(embeddings)
         )
-        if self._fused:
-            batch = _GlobalBatch(embeddings, weight, targets, self.collectives)
-            loss, target_cosine, correct = sharded_fused_cross_entropy(
-                rows,
-                weight,
-                bias,
-                targets,
-                self.head._target_logits,
-                batch,
-                normalized_weight=self.head.margin_geometry.normalized_weights,
-                chunk_size=self.head.chunk_size,
-                target_inputs=target_inputs,
-            )
-        else:
-            block = self._block(rows, weight, bias, targets, target_inputs)
-            loss, target_cosine, correct = self._combine(block, targets.shape[0])
+        modulation = None
+        if boundary is not None:  # CurricularFace: its t and the whole batch's boundaries
+            modulation = NegativeModulation(float(self.head._statistic("t")), boundary)
+        loss, target_cosine, correct = sharded_fused_cross_entropy(
+            rows,
+            weight,
+            bias,
+            targets,
+            self.head._target_logits,
+            _GlobalBatch(embeddings, weight, targets, self.collectives),
+            normalized_weight=self.head.margin_geometry.normalized_weights,
+            chunk_size=self.head.chunk_size,
+            target_inputs=target_inputs,
+            subcenters=self.rows_per_class,
+            modulation=modulation,
+        )
         # The same on every rank, from the gathered batch: each rank's own rows get their
         # whole gradient without a sum (GatherRows keeps the own rows).
         penalty = self.head.penalty(embeddings)
@@ -388,78 +358,6 @@ class ShardedHead(nn.Module):
             return None
         self.sampled_classes = classes[(classes >= self.lo) & (classes < self.hi)]
         return self.sampled_classes - self.lo
-
-    def _block(
-        self,
-        rows: Tensor,
-        weight: Tensor,
-        bias: Tensor | None,
-        targets: Tensor,
-        target_inputs: tuple[Tensor, ...],
-    ) -> _Block:
-        """The rank's logits: its classes' scores (the head's :meth:`_block_scores
-        <marginkit.losses.head.MarginHead._block_scores>`), margin target logits where it
-        holds the label.
-
-        Args:
-            rows: (B, D) the geometry's rows of the global batch.
-            weight: (K_r, D) the softmax's class weights of the rank (K_r x rows per class);
-                bias: (K_r,) or None.
-            targets: (B,) each sample's class index in ``weight``, -1 where another rank
-                holds it.
-            target_inputs: the head's per-sample (B,) target inputs.
-        """
-        owned = (targets >= 0).nonzero().squeeze(1)  # (T,)
-        columns = targets[owned]  # (T,)
-        scores, plain, target_weight = self.head._block_scores(rows, weight, bias, targets)
-        target_logit, virtual, cosine = self.head._target_logits(
-            rows[owned], target_weight, *(value[owned] for value in target_inputs)
-        )
-        if bias is not None:  # the target class keeps its bias
-            target_logit = target_logit + bias[columns]
-        logits = scores.index_put((owned, columns), target_logit)
-        return _Block(logits, plain, owned, columns, virtual, cosine)
-
-    def _combine(self, block: _Block, batch: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The exact loss from the all-reduced normaliser, with the gradient of the rank's
-        local surrogate; the global target cosines (B,) and ``correct`` (B,)."""
-        targets = (block.rows, block.columns)
-        with torch.no_grad():
-            logits = block.logits.detach()  # (B, K_r)
-            maxima = torch.stack(
-                [_row_max(logits), _row_max(block.plain.index_put(targets, _minus_inf(logits)))]
-            )  # (2, B): the row maximum of the logits, the best non-target plain score
-            virtual = None if block.virtual is None else block.virtual.detach()
-            if virtual is not None:
-                maxima[0, block.rows] = torch.maximum(maxima[0, block.rows], virtual)
-            maximum, rival = self.collectives.all_reduce(maxima, dist.ReduceOp.MAX)
-            exponentials = (logits - maximum.unsqueeze(1)).exp()  # (B, K_r)
-            sums = logits.new_zeros(4, batch)
-            sums[0] = exponentials.index_put(targets, logits.new_zeros(())).sum(dim=1)
-            if virtual is not None:
-                sums[0, block.rows] += (virtual - maximum[block.rows]).exp()
-            sums[1, block.rows] = logits[targets]
-            sums[2, block.rows] = block.cosine
-            sums[3, block.rows] = block.plain[targets]
-            total, target, cosine, plain_target = self.collectives.all_reduce(
-                sums, dist.ReduceOp.SUM
-            )
-            # loss_i = log(1 + total_i exp(maximum_i - t_i)), as the fused whole head.
-            gap = maximum - target  # (B,) >= 0
-            losses = torch.where(
-                gap < 30.0,
-                torch.log1p(total * torch.exp(gap.clamp_max(30.0))),
-                gap + torch.log(total + torch.exp(-gap)),
-            )
-            partition = (total + torch.exp(-gap)).unsqueeze(1)  # (B, 1)
-            coefficients = exponentials / partition / batch  # (p_ij - delta_ij) / B
-            coefficients[targets] -= 1.0 / batch
-        surrogate = (coefficients * block.logits).sum()
-        if block.virtual is not None and virtual is not None:
-            probability = (virtual - maximum[block.rows]).exp() / partition[block.rows, 0]
-            surrogate = surrogate + (probability / batch * block.virtual).sum()
-        loss = losses.mean() + (surrogate - surrogate.detach())
-        return loss, cosine, plain_target >= rival
 
     # ---------------------------------------------------------------- whole and states
     def gather(self) -> MarginHead | ClassSampledHead:
@@ -511,10 +409,6 @@ class ShardedHead(nn.Module):
             f"rank={self.rank}, world_size={self.world_size}, rows=[{self.lo}, {self.hi}) "
             f"of num_classes={self.num_classes}{sampling}"
         )
-
-
-def _minus_inf(like: Tensor) -> Tensor:
-    return like.new_full((), -math.inf)
 
 
 def shard(

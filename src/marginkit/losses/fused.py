@@ -1096,14 +1096,18 @@ class _ShardedFusedCrossEntropy(torch.autograd.Function):
         normalized_weight: bool,
         chunk_size: int | None,
         reduction: Reduction,
+        subcenters: int,
+        negative_modulation: NegativeModulation | None,
         *target_inputs: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        batch, num_classes = rows.shape[0], weight.shape[0]
+        batch, num_classes = rows.shape[0], weight.shape[0] // subcenters
         block = max(1, num_classes if chunk_size is None else min(chunk_size, num_classes))
         owned = (targets >= 0).nonzero().squeeze(1)  # (T,)
         columns = targets[owned]  # (T,)
+        with torch.no_grad():  # each held label's nearest sub-centre (its row for K = 1)
+            target_rows = _nearest_target_rows(rows[owned], weight, columns, subcenters)
         rows_leaf = rows.detach().requires_grad_(rows.requires_grad)
-        target_weight = weight.detach()[columns].requires_grad_(weight.requires_grad)
+        target_weight = weight.detach()[target_rows].requires_grad_(weight.requires_grad)
         input_leaves = [x.detach().requires_grad_(x.requires_grad) for x in target_inputs]  # (B,)
         with torch.enable_grad():
             target_logit, virtual_logit, target_cosine = target_function(
@@ -1113,13 +1117,29 @@ class _ShardedFusedCrossEntropy(torch.autograd.Function):
                 target_logit = target_logit + bias.detach()[columns]
         with torch.no_grad():
             bound = row_norms(rows) if normalized_weight else None  # (B, 1)
+            modulation = None
+            if negative_modulation is not None:
+                assert bound is not None, "a modulation needs normalised weights"
+                modulation = _Modulation(
+                    negative_modulation.t,
+                    negative_modulation.boundary.detach().to(rows.dtype).unsqueeze(1),
+                    torch.where(bound > 0, 1.0 / bound, 0.0),
+                )
             # The rank's online log-sum-exp over its non-target classes, then the global one.
             local = rows.new_full((batch,), -torch.inf)  # (B,) the rank's shift
             total = rows.new_zeros(batch)  # (B,) sum_j exp(z_ij - local_i), non-target
             rival = rows.new_full((batch,), -torch.inf)  # (B,) largest non-target score
-            for part in _class_blocks(rows, weight, bias, targets, bound, normalized_weight, block):
-                block_maximum = torch.maximum(local, part.scores.amax(dim=1))  # (B,)
+            parts = _class_blocks(
+                rows, weight, bias, targets, bound, normalized_weight, block, subcenters
+            )
+            for part in parts:
+                block_maximum = part.scores.amax(dim=1)  # (B,) plain scores: top-1
                 rival = torch.maximum(rival, block_maximum)
+                if modulation is not None:  # the block's scores become its logits
+                    block_maximum = _modulated_maximum(
+                        part.scores, modulation, part.target_rows, part.target_columns
+                    )
+                block_maximum = torch.maximum(local, block_maximum)
                 total.mul_(_rescale(local, block_maximum))
                 local = block_maximum
                 shift = torch.where(local > -torch.inf, local, 0.0)  # rows of -inf only
@@ -1139,7 +1159,9 @@ class _ShardedFusedCrossEntropy(torch.autograd.Function):
             sums[1, owned] = target
             sums[2, owned] = target_cosine.detach()
             owned_bound = None if bound is None else bound[owned]
-            sums[3, owned] = _plain_target_score(rows[owned], weight, bias, columns, owned_bound)
+            sums[3, owned] = _plain_target_score(
+                rows[owned], weight, bias, target_rows, owned_bound
+            )
             total, target, cosine, plain_target = reduction.all_sum(sums)
             gap = maximum - target  # (B,) >= 0; the loss as the whole fused pass's
             losses = torch.where(
@@ -1147,22 +1169,21 @@ class _ShardedFusedCrossEntropy(torch.autograd.Function):
                 torch.log1p(total * torch.exp(gap.clamp_max(30.0))),
                 gap + torch.log(total + torch.exp(-gap)),
             )
-        ctx.block, ctx.normalized_weight, ctx.subcenters, ctx.modulation = (
-            block,
-            normalized_weight,
-            1,
-            None,
-        )
+        ctx.block, ctx.normalized_weight = block, normalized_weight
+        ctx.subcenters, ctx.modulation = subcenters, modulation
         ctx.buffers, ctx.consumed, ctx.clamped_blocks = (None,) * 5, True, []
         ctx.graph = (target_logit, virtual_logit, rows_leaf, target_weight, input_leaves)
-        ctx.save_for_backward(rows, weight, bias, targets, owned, maximum, total, target, bound)
+        ctx.save_for_backward(
+            rows, weight, bias, targets, owned, target_rows, maximum, total, target, bound
+        )
         correct = plain_target >= rival
         ctx.mark_non_differentiable(cosine, correct)
         return losses.mean(), cosine, correct
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, _grad_cosine: Tensor, _grad_correct: Tensor):
-        rows, weight, bias, targets, owned, maximum, total, target, bound = ctx.saved_tensors
+        rows, weight, bias, targets, owned, target_rows = ctx.saved_tensors[:6]
+        maximum, total, target, bound = ctx.saved_tensors[6:]
         target_logit, virtual_logit, rows_leaf, target_weight, input_leaves = ctx.graph
         need_rows, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_rows = torch.zeros_like(rows) if need_rows else None
@@ -1194,9 +1215,9 @@ class _ShardedFusedCrossEntropy(torch.autograd.Function):
                 grad_bias.index_put_((targets[owned],), grads[0], accumulate=True)
         target_weight_grad = found.get(id(target_weight))
         if target_weight_grad is not None and grad_weight is not None:
-            _accumulate_rows(grad_weight, targets[owned], target_weight_grad)
+            _accumulate_rows(grad_weight, target_rows, target_weight_grad)
         extra = [found.get(id(leaf)) for leaf in input_leaves]
-        return grad_rows, grad_weight, grad_bias, None, None, None, None, None, *extra
+        return grad_rows, grad_weight, grad_bias, *(None,) * 7, *extra
 
 
 def sharded_fused_cross_entropy(
@@ -1210,6 +1231,8 @@ def sharded_fused_cross_entropy(
     normalized_weight: bool,
     chunk_size: int | None = None,
     target_inputs: tuple[Tensor, ...] = (),
+    subcenters: int = 1,
+    modulation: NegativeModulation | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One rank's share of :func:`fused_margin_cross_entropy` when the classes are split
     over ranks (Partial FC, An et al., ICCV-W 2021): the same loss on every rank, with no
@@ -1221,8 +1244,8 @@ def sharded_fused_cross_entropy(
     row maxima, then the rescaled sums with the owners' target logits, target cosines and
     plain target scores): ``loss_i = log(1 + S_i exp(M_i - t_i))`` with the global shift
     ``M_i`` and non-target sum ``S_i``. The backward pass recomputes each block's scores.
-    Only heads whose margin changes the target logit alone (one weight row a class, no
-    modulation of the negatives) are supported.
+    Sub-centres keep a class's K rows on one rank; CurricularFace's modulation needs the
+    (B,) boundaries of the whole batch on every rank.
 
     The gradient returned for ``rows`` and ``target_inputs`` is this rank's part (its
     classes' terms); the caller sums it over the ranks. ``weight`` and ``bias`` get their
@@ -1235,8 +1258,9 @@ def sharded_fused_cross_entropy(
             holds it (every row's class is held by exactly one rank).
         target_function: as for :func:`fused_margin_cross_entropy`.
         reduction: the all-reduces over the ranks (:class:`Reduction`).
-        normalized_weight, chunk_size, target_inputs: as for
-            :func:`fused_margin_cross_entropy` (``target_inputs`` (B,) each).
+        normalized_weight, chunk_size, target_inputs, subcenters, modulation: as for
+            :func:`fused_margin_cross_entropy` (``target_inputs`` (B,) each; ``weight`` is
+            (C_r K, D) for K sub-centres).
 
     Returns:
         loss: the scalar global mean cross-entropy (the same on every rank).
@@ -1252,5 +1276,7 @@ def sharded_fused_cross_entropy(
         normalized_weight,
         chunk_size,
         reduction,
+        subcenters,
+        modulation,
         *target_inputs,
     )
