@@ -6,9 +6,13 @@ rank builds the same whole ArcFace head (C classes, D = 512) from one seed, shar
 (:func:`marginkit.distributed.shard`), and times forward + backward on its own B / world
 embeddings (median of ``--repeats``); rank 0 also times the whole head on the whole batch.
 Bytes per step are the head's own count of its collectives' tensors
-(:attr:`ShardedHead.step_bytes`).
+(:attr:`ShardedHead.step_bytes`). "Held" is what autograd keeps from the forward pass to the
+backward pass (the tensors saved for backward, each storage once, the head's parameters left
+out): the per-rank shard's, and the whole head's on the whole batch (rank 0), with the
+classes in blocks of ``--chunk-size`` on both.
 
     PYTHONPATH=src python benchmarks/sharded_head.py --classes 10000 100000 --world 2
+    PYTHONPATH=src python benchmarks/sharded_head.py --heads arcface subcenter --chunk-size 8192
 """
 
 from __future__ import annotations
@@ -35,6 +39,24 @@ def _timed(head, embeddings, labels, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _held(head, embeddings, labels) -> int:
+    """Bytes autograd holds between one step's forward and backward (parameters left out)."""
+    parameters = {parameter.untyped_storage().data_ptr() for parameter in head.parameters()}
+    held: dict[int, torch.Tensor] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer not in parameters:
+            held[pointer] = tensor
+        return tensor
+
+    head.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = head(embeddings, labels)
+    loss.backward()
+    return sum(tensor.untyped_storage().nbytes() for tensor in held.values())
+
+
 def _rank(rank: int, world: int, port: int, args: argparse.Namespace, queue) -> None:
     from marginkit.distributed import shard
     from marginkit.losses import build
@@ -43,9 +65,10 @@ def _rank(rank: int, world: int, port: int, args: argparse.Namespace, queue) -> 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     results = []
-    for classes in args.classes:
+    for name, classes in [(name, classes) for name in args.heads for classes in args.classes]:
         torch.manual_seed(0)
-        whole = build("arcface", num_classes=classes, embedding_dim=args.dim)
+        whole = build(name, num_classes=classes, embedding_dim=args.dim)
+        whole.set_chunk_size(args.chunk_size)
         head = shard(whole)
         local = args.batch // world
         generator = torch.Generator().manual_seed(rank)
@@ -54,12 +77,15 @@ def _rank(rank: int, world: int, port: int, args: argparse.Namespace, queue) -> 
         sharded = _timed(head, embeddings, labels, args.repeats)
         sent = int(head.step_bytes)
         rows = sum(p.numel() * p.element_size() for p in head.parameters())
-        row = {"classes": classes, "sharded_step_s": sharded, "bytes_per_step": sent}
+        row = {"head": name, "classes": classes, "sharded_step_s": sharded}
+        row["bytes_per_step"] = sent
+        row["rank_held_bytes"] = _held(head, embeddings, labels)
         row["rank_weight_and_grad_bytes"] = 2 * rows
         if rank == 0:
             batch = torch.randn(args.batch, args.dim, requires_grad=True)
             targets = torch.randint(0, classes, (args.batch,))
             row["whole_step_s"] = _timed(whole, batch, targets, args.repeats)
+            row["whole_held_bytes"] = _held(whole, batch, targets)
             row["whole_weight_and_grad_bytes"] = 2 * sum(
                 p.numel() * p.element_size() for p in whole.parameters()
             )
@@ -75,6 +101,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--heads", nargs="+", default=["arcface"], help="registered losses")
+    parser.add_argument("--chunk-size", type=int, default=None, help="classes per block")
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256, help="global batch B")
     parser.add_argument("--dim", type=int, default=512)
@@ -86,14 +114,20 @@ def main() -> None:
     port = free_port()
     mp.spawn(_rank, args=(args.world, port, args, queue), nprocs=args.world, join=True)
     results = queue.get()
-    print(f"world {args.world}, global batch {args.batch}, D {args.dim}, ArcFace, float32")
-    print("| C | per-rank weight+grad | whole weight+grad | bytes/step | sharded | whole |")
-    print("|---|---|---|---|---|---|")
+    print(f"world {args.world}, global batch {args.batch}, D {args.dim}, float32")
+    print(
+        "| head | C | per-rank weight+grad | whole weight+grad | bytes/step "
+        "| held per rank | whole held | sharded | whole |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in results:
         print(
-            f"| {row['classes']:,} | {row['rank_weight_and_grad_bytes'] / 2**20:.1f} MiB "
+            f"| {row['head']} | {row['classes']:,} "
+            f"| {row['rank_weight_and_grad_bytes'] / 2**20:.1f} MiB "
             f"| {row['whole_weight_and_grad_bytes'] / 2**20:.1f} MiB "
-            f"| {row['bytes_per_step']:,} | {row['sharded_step_s'] * 1e3:.0f} ms "
+            f"| {row['bytes_per_step']:,} | {row['rank_held_bytes'] / 2**20:.2f} MiB "
+            f"| {row['whole_held_bytes'] / 2**20:.2f} MiB "
+            f"| {row['sharded_step_s'] * 1e3:.0f} ms "
             f"| {row['whole_step_s'] * 1e3:.0f} ms |"
         )
     if args.out:
