@@ -544,3 +544,27 @@ def test_the_command_line_names_a_missing_source_in_one_line(
     error = f"marginkit: error: init_from {missing}: no such file or folder\n"
     assert capsys.readouterr().err == error
     assert not out.exists()
+
+
+def test_a_resumed_run_says_which_frozen_epochs_are_still_to_come(
+    tmp_path: Path, digits: DataBundle, source: SourceRun
+) -> None:
+    """After "resuming ... after epoch 1", the epochs the backbone stays frozen are 2-2; after
+    epoch 2 none are left, and nothing is said of them."""
+    for after_epoch, frozen in ((1, ["backbone frozen (eval mode) for epochs 2-2"]), (2, [])):
+        run_dir = tmp_path / f"run{after_epoch}"
+        config = digits_config(
+            run_dir, init_from=str(source.run_dir), freeze_backbone_epochs=2, epochs=3
+        )
+        interrupted(config, digits, after_epoch=after_epoch)
+        stream = io.StringIO()
+        fit(config, bundle=digits, resume=True, progress=True, stream=stream)
+        said = [
+            line
+            for line in stream.getvalue().splitlines()
+            if line.startswith(("resum", "backbone"))
+        ]
+        assert said == [
+            f"resuming {run_dir} after epoch {after_epoch} (step {22 * after_epoch})",
+            *frozen,
+        ]

@@ -739,12 +739,15 @@ def _set_up(
     )
     if init is not None:
         run.say(describe(init))
-    if config.freeze_backbone_epochs:
-        run.say(f"backbone frozen (eval mode) for epochs 1-{config.freeze_backbone_epochs}")
     if run_dir is not None and part.is_main:
         _open_run_folder(run, resume, overwrite, cleanup)
     elif run_dir is not None:  # another rank: restores what rank 0 resumes from
         _follow_run_folder(run)
+    if (
+        config.freeze_backbone_epochs > run.start_epoch
+    ):  # said after "resuming ...", if still to come
+        first, last = run.start_epoch + 1, config.freeze_backbone_epochs
+        run.say(f"backbone frozen (eval mode) for epochs {first}-{last}")
     if verification is not None:
         verification.restore(run.history)  # the best so far of a resumed run
     head.set_total_steps(run.run_steps)  # run-relative schedules follow the run's length
