@@ -12,8 +12,6 @@ from marginkit.losses.functional import (
     arcface_target,
     cosine_of_sum,
     curricular_negatives,
-    directions,
-    row_norms,
 )
 from marginkit.losses.fused import NegativeModulation, inverse_column_norms
 from marginkit.losses.head import MAX_SCALE, MarginHead, ShardedBatch, check_float, check_range
@@ -176,19 +174,6 @@ class CurricularFace(MarginHead):
             t = self.t.to(cosine.dtype)
             statistics["t"] = self.momentum * cosine.mean() + (1.0 - self.momentum) * t
         return statistics
-
-    def _block_scores(
-        self, rows: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``s N(t, cos theta_j)`` over the block's classes, the plain ``s cos theta_j``
-        and the held targets' weights (see :meth:`MarginHead._block_scores`)."""
-        radial = row_norms(rows)  # (B, 1): s, or 0 without a direction
-        boundary = self._statistic("boundary").unsqueeze(1)  # (B, 1)
-        t = float(self._statistic("t"))
-        negatives, cosine = _CurricularNegatives.apply(
-            directions(rows, radial), weight, boundary, t
-        )  # (B, K) each
-        return radial * negatives, (radial * cosine).detach(), weight[targets[targets >= 0]]
 
     def _boundary(self, rows: Tensor, target_weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The (B,) target cosines, the radial factors and the (B,) detached boundaries

@@ -366,22 +366,6 @@ class MarginHead(nn.Module):
         """
         return self._batch_statistics(embeddings, weight, targets.clamp_min(0), classes, update)
 
-    def _block_scores(
-        self, rows: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One rank's block of the sharded head's logits before the targets go in: the
-        (B, K) differentiable non-target logits, the (B, K) detached plain scores, and the
-        (T, D) weights of the targets the rank holds (the rows ``targets >= 0``, in order).
-
-        Args:
-            rows: (B, D) the geometry's rows of the global batch.
-            weight: (K, D) the block's class weights (K x rows per class); bias: (K,) or None.
-            targets: (B,) int64 class indices into ``weight``'s classes, -1 where another
-                rank holds the class.
-        """
-        scores = self.margin_geometry.scores(rows, weight, bias)  # (B, K)
-        return scores, scores.detach(), weight[targets[targets >= 0]]
-
     def _statistic(self, name: str) -> Tensor:
         """The batch statistic ``name`` of the current call, else the buffer of that name."""
         if self._statistics is not None and name in self._statistics:

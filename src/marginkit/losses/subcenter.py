@@ -244,17 +244,6 @@ class SubCenterArcFace(MarginHead):
         held = targets >= 0
         return self._batch_statistics(embeddings[held], weight, targets[held], classes, update)
 
-    def _block_scores(
-        self, rows: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``s max_k cos`` over the block's classes (twice: for the logits and detached),
-        and the nearest sub-centre of each held target (see :meth:`MarginHead._block_scores`)."""
-        scores, nearest = _SubcenterMaxima.apply(rows, weight, self.subcenters)  # (B, N) each
-        held = (targets >= 0).nonzero().squeeze(1)  # (T,)
-        classes = targets[held]
-        target_rows = classes * self.subcenters + nearest[held, classes]  # (T,)
-        return scores, scores.detach(), weight[target_rows]
-
     def _training_logits(
         self, embeddings: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
