@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import marginkit.cli as cli
+from children import LINEAR_BACKBONE_MODULE, run_cli
 from hang import HANG_LIMIT
 from marginkit.data import DataBundle
 from marginkit.train import (
@@ -31,20 +32,10 @@ from marginkit.train import (
 from marginkit.train.accumulation import micro_batch_sizes, micro_batches, step_rows
 from marginkit.train.distributed import Distribution
 
-#: A backbone without batch norm (whose statistics are a micro-batch's): 64 pixels -> D.
-BACKBONE_MODULE = """
-import math
-from torch import nn
-
-
-def linear(input_shape, embedding_dim):
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), embedding_dim))
-"""
-
 #: The backbone module, and a count of the DDP gradient all-reduces each rank made, written
 #: at exit (one file per rank): marginkit's communication hook wrapped before DDP takes it.
 PROBE_MODULE = (
-    BACKBONE_MODULE
+    LINEAR_BACKBONE_MODULE
     + """
 import atexit
 import os
@@ -112,7 +103,7 @@ OPTIONS = {
 def backbones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A folder holding the test backbones' modules, on ``sys.path``."""
     folder = tmp_path_factory.mktemp("modules")
-    (folder / "accumulate_backbones.py").write_text(BACKBONE_MODULE)
+    (folder / "accumulate_backbones.py").write_text(LINEAR_BACKBONE_MODULE)
     (folder / "accumulate_probe.py").write_text(PROBE_MODULE)
     sys.path.insert(0, str(folder))
     yield folder
@@ -224,19 +215,6 @@ CONFIG = {
     "batch_size": 64,
     "accumulate": 2,  # 11 steps an epoch, the last of 67 samples (2 micro-batches)
 }
-
-
-def run_cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINKIT_FAULT")}
-    if fault is not None:
-        env["MARGINKIT_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "marginkit.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=HANG_LIMIT,
-    )
 
 
 def main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

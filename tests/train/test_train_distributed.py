@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from children import LINEAR_BACKBONE_MODULE
 from hang import HANG_LIMIT
 from marginkit.train import latest_checkpoint, load_checkpoint
 from marginkit.train.distributed import (
@@ -25,19 +26,9 @@ from marginkit.train.distributed import (
     reshard_optimizer_state,
 )
 
-#: A backbone without batch norm (whose statistics would be per rank): 64 pixels -> D.
-BACKBONE_MODULE = """
-import math
-from torch import nn
-
-
-def linear(input_shape, embedding_dim):
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), embedding_dim))
-"""
-
 #: The backbone module, and a report at exit of the threads each rank still runs then.
 PROBE_MODULE = (
-    BACKBONE_MODULE
+    LINEAR_BACKBONE_MODULE
     + """
 import atexit
 import os
@@ -68,7 +59,7 @@ OPTIONS = (
 def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The children's environment: the test backbone importable, no inherited fault."""
     folder = tmp_path_factory.mktemp("modules")
-    (folder / "tiny_backbones.py").write_text(BACKBONE_MODULE)
+    (folder / "tiny_backbones.py").write_text(LINEAR_BACKBONE_MODULE)
     (folder / "exit_probe.py").write_text(PROBE_MODULE)
     source = Path(__file__).resolve().parents[2] / "src"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINKIT_FAULT")}
@@ -391,7 +382,7 @@ def faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 #: The backbone module, and a record of every image a data set's workers decode, by rank.
 DECODE_PROBE_MODULE = (
-    BACKBONE_MODULE
+    LINEAR_BACKBONE_MODULE
     + """
 import os
 

@@ -7,10 +7,7 @@ like the uninterrupted run."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 import torch
 
 import marginkit.cli as cli
-from hang import HANG_LIMIT
+from children import run_cli
 from marginkit.train import TrainConfig, fit, latest_checkpoint, load_checkpoint, save_config
 
 CONFIG = {
@@ -33,19 +30,6 @@ CONFIG = {
     "threads": 1,
     "log_every": 0,
 }
-
-
-def run_cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MARGINKIT_FAULT"}
-    if fault is not None:
-        env["MARGINKIT_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "marginkit.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=HANG_LIMIT,
-    )
 
 
 @pytest.fixture
