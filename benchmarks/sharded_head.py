@@ -86,11 +86,19 @@ def _global_batch(classes: int, args: argparse.Namespace) -> tuple[torch.Tensor,
     return embeddings, torch.randint(0, classes, (args.batch,), generator=generator)
 
 
+def _built_uninitialised(name: str, classes: int, args: argparse.Namespace) -> nn.Module:
+    """``build(name, ...)`` with its weight left as allocated (``torch.empty``: no page
+    written, none resident) instead of nn.Linear's initialisation; the rest as built."""
+    from marginkit.losses import build
+    from marginkit.losses.head import MarginHead
+
+    with mock.patch.object(MarginHead, "reset_parameters", lambda self: None):
+        return build(name, num_classes=classes, embedding_dim=args.dim)
+
+
 def _whole_head(name: str, classes: int, args: argparse.Namespace) -> nn.Module:
     """The whole head with the seeded weight, in blocks of ``--chunk-size`` classes."""
-    from marginkit.losses import build
-
-    head = build(name, num_classes=classes, embedding_dim=args.dim)
+    head = _built_uninitialised(name, classes, args)
     _fill_seeded_rows(head.weight.data, 0, args.seed)
     return head.set_chunk_size(args.chunk_size).set_total_steps(1000)
 
@@ -99,11 +107,8 @@ def _rank_shard(name: str, classes: int, args: argparse.Namespace, rank: int, wo
     """Rank ``rank``'s ShardedHead of the whole head of :func:`_whole_head`, built without
     the whole weight ever being resident (see the module docstring)."""
     from marginkit.distributed import ShardedHead
-    from marginkit.losses import build
-    from marginkit.losses.head import MarginHead
 
-    with mock.patch.object(MarginHead, "reset_parameters", lambda self: None):
-        whole = build(name, num_classes=classes, embedding_dim=args.dim)
+    whole = _built_uninitialised(name, classes, args)
     whole.weight = nn.Parameter(whole.weight.new_zeros(1, args.dim).expand(whole.weight.shape))
     whole.set_chunk_size(args.chunk_size).set_total_steps(1000)
     shard = ShardedHead(whole, rank, world)  # the rows are cloned: contiguous, resident
@@ -291,6 +296,8 @@ def main() -> None:
     if args.table:
         loaded = [json.loads(path.read_text()) for path in args.table]
         rows = [row for figures in loaded for row in figures["results"]]
+        order = {name: index for index, name in enumerate(HEADS)}  # each head's C together
+        rows.sort(key=lambda row: (order.get(row["head"], len(HEADS)), row["classes"]))
         print(_tables(rows, loaded[0]["args"]["worlds"]))
         return
     rows = []
