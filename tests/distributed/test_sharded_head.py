@@ -307,3 +307,16 @@ def test_the_fused_step_holds_no_block_of_logits_for_backward(ranks) -> None:
             block = held["batch"] * held["classes"]  # the (B, C_r) logits of the rank
             assert held["shard_largest"] <= held["batch"] * held["dim"], (rank, name, held)
             assert held["shard_bytes"] <= held["whole_bytes"] < 8 * block, (rank, name, held)
+
+
+def test_the_distributed_argmax_is_the_whole_heads(ranks) -> None:
+    """``ShardedHead.predict`` (the evaluation's top-1 without gathering the head) gives the
+    whole head's ``argmax`` for every case, with unequal and empty shares of the batch, and
+    resolves equal scores as it does: the lowest class index."""
+    world, results = ranks
+    for rank, result in enumerate(results):
+        assert result["predict"]["cases"] == dict.fromkeys(result["predict"]["cases"], 0)
+        assert len(result["predict"]["cases"]) == len(result["cases"]) // 2
+        sizes = {2: [5, 3], 3: [4, 2, 3]}[world]  # sharded_worker.SIZES
+        size = sizes[rank] if rank < world - 1 else 0
+        assert result["predict"]["ties"] == [0] * size
