@@ -60,13 +60,13 @@ from marginkit.train import checkpoint
 _take = checkpoint._take_rows
 
 
-def _recorded(file, handle, start, stop):
+def _recorded(file, reader, key, start, stop):
     folder = os.environ.get("READ_LOG")
     if folder:
         rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
         with open(os.path.join(folder, f"reads-rank-{rank}-of-{world}.txt"), "a") as log:
             log.write(f"{file.name} {start} {stop}\\n")
-    return _take(file, handle, start, stop)
+    return _take(file, reader, key, start, stop)
 
 
 checkpoint._take_rows = _recorded
@@ -293,7 +293,8 @@ def resume(
     shutil.copytree(killed, out)  # its lock file may be stale: the stopped rank 0 held it
     log = out.parent / "reads"
     log.mkdir()
-    return train(dict(environment, READ_LOG=str(log)), out, "--resume", *args), log
+    options = ("--resume", "--backbone", "read_probe:linear", *args)  # the killed run's
+    return train(dict(environment, READ_LOG=str(log)), out, *options), log
 
 
 def test_killed_two_process_run_resumes_to_the_same_weights(

@@ -66,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -706,11 +707,53 @@ def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> C
 
 
 # ------------------------------------------------------------ reading class rows
-def _take_rows(file: Path, handle: Any, start: int, stop: int) -> torch.Tensor:
-    """Rows ``[start, stop)`` of one tensor of a safetensors ``file`` (``handle``: its
-    ``get_slice``); nothing else of the tensor is read."""
-    rows: torch.Tensor = handle[start:stop]
-    return rows
+class _TensorFile:
+    """A safetensors file read a tensor's rows at a time with positioned reads into the
+    tensor that receives them (``safe_open`` maps the whole file into the address space,
+    as large as the shard: a process under a memory limit could not open its own)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as stream:
+            size = int.from_bytes(stream.read(8), "little")
+            header = json.loads(stream.read(size))
+        self.data_start = 8 + size
+        header.pop("__metadata__", None)
+        self.entries: dict[str, dict[str, Any]] = header
+        self.dtypes = {name: dtype for dtype, name in _DTYPES.items()}
+
+    def shape(self, key: str) -> list[int]:
+        return [int(size) for size in self.entries[key]["shape"]]
+
+    def read(self, key: str, start: int | None = None, stop: int | None = None) -> torch.Tensor:
+        """Rows ``[start, stop)`` of tensor ``key`` (all of it by default)."""
+        entry, shape = self.entries[key], self.shape(key)
+        dtype = self.dtypes[entry["dtype"]]
+        begin, end = (int(offset) for offset in entry["data_offsets"])
+        row_bytes = torch.empty((), dtype=dtype).element_size() * math.prod(shape[1:])
+        if end - begin != row_bytes * (shape[0] if shape else 1):
+            raise ValueError(f"{key}: {end - begin} bytes for a {dtype} tensor of shape {shape}")
+        if not shape:
+            start, stop, rows = 0, 1, torch.empty((), dtype=dtype)
+        else:
+            start, stop = start or 0, shape[0] if stop is None else stop
+            rows = torch.empty((stop - start, *shape[1:]), dtype=dtype)
+        view = rows.reshape(-1).view(torch.uint8).numpy().data.cast("B")
+        with open(self.path, "rb") as stream:
+            stream.seek(self.data_start + begin + start * row_bytes)
+            done = 0
+            while done < len(view):
+                count = stream.readinto(view[done:])
+                if not count:
+                    raise ValueError(f"{key}: the file ends before its data")
+                done += count
+        return rows
+
+
+def _take_rows(file: Path, reader: _TensorFile, key: str, start: int, stop: int) -> torch.Tensor:
+    """Rows ``[start, stop)`` of tensor ``key`` of the safetensors ``file``; nothing else of
+    it is read."""
+    return reader.read(key, start, stop)
 
 
 def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -751,8 +794,6 @@ def read_rows(
     Raises:
         CheckpointError: a file read is damaged (one line naming it).
     """
-    from safetensors import safe_open
-
     layout = checkpoint.layout
     if layout is None:
         raise ValueError(f"checkpoint {checkpoint.path} is not shard-local (no layout)")
@@ -767,19 +808,22 @@ def read_rows(
         file = checkpoint.path / shard[kind]
         _check_file(checkpoint.path, checkpoint.manifest, file.name)
         try:
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
-                    piece = handle.get_slice(key)
-                    shape = list(piece.get_shape())
-                    if is_rows(key, shape):
-                        per_class = shape[0] // (last - first)
-                        rows = (start - first) * per_class, (stop - first) * per_class
-                        pieces.setdefault(key, []).append(_take_rows(file, piece, *rows))
-                    elif key not in whole:
-                        whole[key] = handle.get_tensor(key)
-        except Exception as error:  # the manifest matched, so the writer wrote it wrong
+            reader = _TensorFile(file)
+            for key in reader.entries:
+                shape = reader.shape(key)
+                if is_rows(key, shape):
+                    per_class = shape[0] // (last - first)
+                    rows = (start - first) * per_class, (stop - first) * per_class
+                    pieces.setdefault(key, []).append(_take_rows(file, reader, key, *rows))
+                elif key not in whole:
+                    whole[key] = reader.read(key)
+        except (ValueError, KeyError, TypeError) as error:  # it matched the manifest
             first_line = (str(error).splitlines() or [type(error).__name__])[0]
             raise _damaged(checkpoint.path, file.name, f"unreadable, {first_line}") from None
+        except OSError as error:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path.name}: cannot read {file.name} ({error.strerror})"
+            ) from None
     return {**whole, **{key: _joined(parts) for key, parts in pieces.items()}}
 
 
