@@ -32,8 +32,10 @@ newer one is refused in one line: :class:`CheckpointFormatError`):
   hi)`` and files), written by rank 0 last, once every rank's files are flushed.
 
 The safetensors files are written a block at a time (:func:`write_tensors`, no copy of a
-whole tensor in memory) and read with ``safe_open``: a resumed rank of any world size opens
-only the shard files whose class range meets its own and reads only its rows of them
+whole tensor in memory; any safetensors reader reads them) and read a tensor's rows at a
+time, with positioned reads into the tensor that receives them (``safe_open`` would map the
+whole file into the process's address space): a resumed rank of any world size opens only
+the shard files whose class range meets its own and reads only its rows of them
 (:func:`read_rows`, weights and optimiser moments alike). Every file's SHA-256 is computed
 in blocks of 1 MiB, never from the whole file in memory: :func:`find_checkpoint` (rank 0,
 before it names the checkpoint to the other ranks) checks every file; :func:`load_checkpoint`
