@@ -281,8 +281,8 @@ def errors_and_autocast(rank: int, world: int) -> dict:
 def predictions(rank: int, world: int) -> dict:
     """The distributed arg-max (``ShardedHead.predict``) against the whole head's: the
     number of this rank's samples classified otherwise, per case; and the classes it gives
-    when every class row is the same (every score tied: the whole head's ``argmax`` takes
-    class 0), the last rank giving no samples."""
+    when every class row is the same (every score exactly tied on every rank: the whole
+    head's ``argmax`` takes class 0), the last rank giving no samples."""
     embeddings, _ = global_batch(0, world)
     start = sum(SIZES[world][:rank])
     own = slice(start, start + SIZES[world][rank])
@@ -294,8 +294,9 @@ def predictions(rank: int, world: int) -> dict:
         got = shard(whole).predict(embeddings[own])
         found["cases"][case_name(name, kwargs)] = int((got != want).sum())
     whole = build("arcface", NUM_CLASSES, EMBEDDING_DIM).double()
-    with torch.no_grad():
-        whole.weight[:] = whole.weight[:1].clone()
+    with torch.no_grad():  # every row the first axis: each score one product, exactly equal
+        whole.weight.zero_()
+        whole.weight[:, 0] = 1.0
     mine = embeddings[own] if rank < world - 1 else embeddings[:0]
     found["ties"] = shard(whole).predict(mine).tolist()
     return found

@@ -152,8 +152,20 @@ def two_processes(environment: dict[str, str], tmp_path_factory: pytest.TempPath
     return out
 
 
-def test_two_processes_train_the_one_process_run(one_process: Path, two_processes: Path) -> None:
+def test_two_processes_train_the_one_process_run(
+    one_process: Path, two_processes: Path, environment: dict[str, str], monkeypatch
+) -> None:
     assert_close(final_weights(one_process), final_weights(two_processes))
+    # the epoch's test accuracy (the distributed arg-max) is the whole head's: marginkit eval
+    # of the last checkpoint (one process: the head assembled from the shard files)
+    import json
+
+    from marginkit.evaluation import evaluate_run
+
+    monkeypatch.syspath_prepend(environment["PYTHONPATH"].split(os.pathsep)[1])
+    report = evaluate_run(two_processes, analysis=False, plots=False, backbone="exit_probe:linear")
+    metrics = json.loads((two_processes / "metrics.json").read_text())
+    assert report["accuracy"] == metrics["final"]["test_accuracy"]
     checkpoint = load_checkpoint(latest_checkpoint(two_processes))  # type: ignore[arg-type]
     state, folder = checkpoint.state, checkpoint.path
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
