@@ -702,7 +702,7 @@ def test_default_heads_are_run_relative() -> None:
     """The defaults of L-Softmax / SphereFace lambda and Cam-softmax's c are run-relative,
     over ANNEAL_FRACTION = 0.4 of the run, with the official start and end points."""
     assert ANNEAL_FRACTION == 0.4
-    for head_class, floor in ((LSoftmax, 0.0), (SphereFace, 5.0)):
+    for head_class, floor in ((LSoftmax, 5.0), (SphereFace, 5.0)):  # SphereFace's floor
         schedule = head_class(3, 4).schedules["lambda_"]
         assert isinstance(schedule, PowerDecay) and schedule.relative
         assert (schedule.base, schedule.minimum, schedule.power) == (1000.0, floor, 1.0)
@@ -803,7 +803,7 @@ def test_step_based_heads_train_without_a_run_length(make) -> None:  # type: ign
 @pytest.mark.parametrize(
     ("make", "key", "end", "default"),
     [
-        (lambda: LSoftmax(3, 4), "lambda_", 0.0, True),
+        (lambda: LSoftmax(3, 4), "lambda_", 5.0, True),
         (lambda: SphereFace(3, 4), "lambda_", 5.0, True),
         (lambda: CamSoftmax(3, 4), "c", math.pi / 4, True),
         (lambda: CamSoftmax(3, 4, c=camsoftmax_ramp(fraction=0.4)), "c", math.pi / 4, False),
@@ -917,7 +917,7 @@ def test_a_head_that_fell_back_reloads_into_a_fresh_head(head_class, key: str, p
 @pytest.mark.parametrize(
     ("make", "key", "end"),
     [
-        (lambda **run: LSoftmax(3, 4, **run), "lambda_", 0.0),
+        (lambda **run: LSoftmax(3, 4, **run), "lambda_", 5.0),
         (lambda **run: SphereFace(3, 4, **run), "lambda_", 5.0),
         (lambda **run: CamSoftmax(3, 4, **run), "c", math.pi / 4),  # tight embeddings
         (lambda **run: ArcFace(3, 4, margin=Warmup(0.5, fraction=0.3), **run), "margin", 0.5),
@@ -961,7 +961,7 @@ ONE_EPOCH = 469  # MNIST at batch 128
 @pytest.mark.parametrize(
     ("make", "key", "end"),
     [
-        (lambda: LSoftmax(4, 3, margin=4), "lambda_", 0.0),
+        (lambda: LSoftmax(4, 3, margin=4), "lambda_", 5.0),
         (lambda: SphereFace(4, 3, margin=4), "lambda_", 5.0),
         (lambda: CamSoftmax(4, 3, c=camsoftmax_ramp(fraction=0.4)), "c", math.pi / 4),
         (lambda: CamSoftmax(4, 3), "c", math.pi / 4),  # adaptive, on tight embeddings

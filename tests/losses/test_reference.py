@@ -209,7 +209,7 @@ def test_default_run_relative_lambda_matches_reference(name: str) -> None:
     for _ in range(40):
         head(embeddings, labels)
     lambda_ = head.hyperparameters()["lambda_"]
-    floor = 0.0 if name == "lsoftmax" else 5.0
+    floor = 5.0  # L-Softmax's default lambda is SphereFace's run-relative one
     end = 1.0 / 200.0  # (1 + 199)^-1
     expected = floor + (1000.0 - floor) * (1.0 / (1.0 + 199.0 * 40 / 200) - end) / (1.0 - end)
     assert lambda_ == pytest.approx(expected, rel=1e-12)

@@ -44,7 +44,7 @@ def test_marginkit_recipe_fills_what_is_left_open(loss: str) -> None:
         assert values["lower_margin"] == pytest.approx(0.45)
         assert values["upper_margin"] == pytest.approx(0.8)
     if loss in ("lsoftmax", "sphereface"):
-        assert values["lambda_"] == (0.0 if loss == "lsoftmax" else 5.0)
+        assert values["lambda_"] == 5.0  # L-Softmax too: SphereFace's floor
 
 
 def test_paper_recipe_keeps_the_papers_settings() -> None:

@@ -33,7 +33,10 @@ class LSoftmax(MarginHead):
         embedding_dim: embedding width D.
         margin: the integer angular multiplier m (>= 1; 4 for MNIST, 2 for CIFAR in the paper).
         lambda_: softmax blend, a float >= 0 or a schedule; default run-relative: from 1000
-            to 0 over the first 40 % of the run (``lsoftmax_lambda(fraction=0.4)``), given
+            to SphereFace's floor 5 over the first 40 % of the run
+            (``sphereface_lambda(fraction=0.4)``; not to L-Softmax's official 0, whose whole
+            m = 4 margin a run of about 100 steps does not recover from: ``docs/recipes.md``,
+            cause 6), given
             the run's length (``total_steps``, or ``head.set_total_steps(N)`` before
             training). Without it the head trains, after one ``RunLengthWarning``, on the
             official step-based annealing ``max(0, 1000 (1 + 2.5e-5 step)^-35)``
@@ -44,7 +47,7 @@ class LSoftmax(MarginHead):
     geometry: GeometryName = "unnormalized"
     run_relative_defaults: ClassVar[Mapping[str, RunRelativeDefault]] = {
         "lambda_": RunRelativeDefault(
-            functools.partial(lsoftmax_lambda, ANNEAL_FRACTION), lsoftmax_lambda
+            functools.partial(sphereface_lambda, ANNEAL_FRACTION), lsoftmax_lambda
         )
     }
 

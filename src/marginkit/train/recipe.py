@@ -88,7 +88,8 @@ def _loss_arguments(recipe: str, loss: str, num_classes: int) -> dict[str, Any]:
         "cosface": {"margin": f"warmup:0.35:{_PERCENT}"},
         "arcface": {"margin": f"warmup:0.5:{_PERCENT}"},
         "combined": {"angular": f"warmup:0.5:{_PERCENT}"},
-        "lsoftmax": {"lambda_": f"lsoftmax:{_ANNEAL}"},
+        # SphereFace's floor 5, not L-Softmax's 0: docs/recipes.md, cause 6
+        "lsoftmax": {"lambda_": f"sphereface:{_ANNEAL}"},
         "sphereface": {"lambda_": f"sphereface:{_ANNEAL}"},
         "camsoftmax": {"scale": float(max(20, bound)), "c": f"adaptive:{_ANNEAL}"},
         "curricularface": {"margin": f"warmup:0.5:{_PERCENT}"},
