@@ -10,18 +10,17 @@ The tests below read what the ranks wrote. A run that hangs is killed after
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import marginkit
+from children import rank_records
 from hang import HANG_LIMIT
 from marginkit.distributed import (
     ShardedHead,
@@ -55,17 +54,7 @@ def _run_ranks(world: int, out: Path) -> list[dict]:
         command = [sys.executable, str(WORKER), str(rank), str(world), str(port), str(out)]
         command.append(str(HANG_LIMIT))  # the process group's timeout: a backstop too
         processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
-    deadline = time.monotonic() + HANG_LIMIT
-    try:
-        for process in processes:
-            process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        for process in processes:
-            process.kill()
-        pytest.fail(f"the {world} ranks did not finish within {HANG_LIMIT} s")
-    logs = "\n".join((out / f"log{rank}.txt").read_text()[-3000:] for rank in range(world))
-    assert [process.returncode for process in processes] == [0] * world, logs
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)]
+    return rank_records(processes, out)
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["world2", "world3"])

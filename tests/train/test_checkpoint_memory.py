@@ -6,7 +6,6 @@ own and for 3 ranks' classes."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import marginkit
-from hang import HANG_LIMIT
+from children import rank_records
 from marginkit.distributed import free_port
 
 WORKER = Path(__file__).with_name("memory_worker.py")
@@ -47,16 +46,7 @@ def run_ranks(out: Path, budget: int | None, world: int = 2) -> list[dict]:
         log = (out / f"log{rank}.txt").open("w")
         command = [sys.executable, str(WORKER), str(out)]
         processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
-    try:
-        for process in processes:
-            process.wait(timeout=HANG_LIMIT)
-    except subprocess.TimeoutExpired:
-        for process in processes:
-            process.kill()
-        pytest.fail(f"the {world} ranks did not finish within {HANG_LIMIT} s")
-    logs = "\n".join((out / f"log{rank}.txt").read_text()[-3000:] for rank in range(world))
-    assert [process.returncode for process in processes] == [0] * world, logs
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)]
+    return rank_records(processes, out)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's /proc")

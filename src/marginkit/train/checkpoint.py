@@ -112,6 +112,7 @@ __all__ = [
     "join_optimizer_state",
     "latest_checkpoint",
     "load_checkpoint",
+    "load_fitting",
     "load_part",
     "load_weights",
     "read_optimizer_rows",
@@ -984,13 +985,26 @@ def load_part(checkpoint: Checkpoint, prefix: str, module: nn.Module) -> None:
     start = len(prefix) + 1
     weights = whole_weights(checkpoint) if prefix == "head" else checkpoint.weights
     part = {k[start:]: v for k, v in weights.items() if k.startswith(prefix + ".")}
-    problem = state_mismatch(module, part)
+    load_fitting(checkpoint, f"{prefix} weights", module, part)
+
+
+def load_fitting(
+    checkpoint: Checkpoint, what: str, module: nn.Module, state: dict[str, torch.Tensor]
+) -> None:
+    """``module.load_state_dict(state)`` once :func:`state_mismatch` finds no difference.
+
+    Raises:
+        CheckpointError: ``state`` (``what`` of ``checkpoint``: "head weights", "head
+            rows") does not fit ``module``: names the checkpoint and the first difference.
+    """
+    problem = state_mismatch(module, state)
     if problem is not None:
+        noun = what.split()[0]
         raise CheckpointError(
-            f"checkpoint {checkpoint.path}: its {prefix} weights do not fit the {prefix} that "
-            f"the run's config.yaml describes ({problem})"
+            f"checkpoint {checkpoint.path}: its {what} do not fit the {noun} that the run's "
+            f"config.yaml describes ({problem})"
         )
-    module.load_state_dict(part, strict=True)
+    module.load_state_dict(state, strict=True)
 
 
 def load_weights(checkpoint: Checkpoint, backbone: nn.Module, head: nn.Module) -> None:

@@ -261,7 +261,7 @@ class Distribution:
             CheckpointError: the weights do not fit the networks (names the difference).
         """
         from marginkit.distributed.state import LAYOUT_KEY
-        from marginkit.train.checkpoint import CheckpointError, head_rows, state_mismatch
+        from marginkit.train.checkpoint import head_rows, load_fitting
 
         parts: dict[str, dict[str, torch.Tensor]] = {"backbone": {}, "head": {}}
         for key, value in checkpoint.weights.items():
@@ -277,13 +277,7 @@ class Distribution:
             rows[LAYOUT_KEY] = dict(head.named_buffers())[LAYOUT_KEY]
         elif not any(key.startswith("head.") for key in head.state_dict()):
             rows = {key.removeprefix("head."): value for key, value in rows.items()}
-        problem = state_mismatch(head, rows)
-        if problem is not None:
-            raise CheckpointError(
-                f"checkpoint {checkpoint.path}: its head rows do not fit the head that the "
-                f"run's config.yaml describes ({problem})"
-            )
-        head.load_state_dict(rows, strict=True)
+        load_fitting(checkpoint, "head rows", head, rows)
 
     def write_shards(
         self, folder: Path | None, head: nn.Module, optimizer: torch.optim.Optimizer, epoch: int
