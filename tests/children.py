@@ -1,12 +1,19 @@
 """What the training tests run in child processes: ``marginkit`` on the command line
-(:func:`run_cli`), and a backbone module without batch norm for runs whose processes or
-micro-batches must not differ in batch-norm statistics (:data:`LINEAR_BACKBONE_MODULE`)."""
+(:func:`run_cli`), worker ranks' records (:func:`rank_records`), and a backbone module without
+batch norm for runs whose processes or micro-batches must not differ in batch-norm statistics
+(:data:`LINEAR_BACKBONE_MODULE`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from hang import HANG_LIMIT
 
@@ -35,3 +42,21 @@ def run_cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess
         env=env,
         timeout=HANG_LIMIT,
     )
+
+
+def rank_records(processes: list[subprocess.Popen[bytes]], out: Path) -> list[Any]:
+    """Wait for worker ranks (HANG_LIMIT s in all) that write ``out/log{rank}.txt`` and, on
+    success, ``out/rank{rank}.json``; their records in rank order. A rank that hangs or fails
+    fails the test with the tail of every rank's log."""
+    world = len(processes)
+    deadline = time.monotonic() + HANG_LIMIT
+    try:
+        for process in processes:
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for process in processes:
+            process.kill()
+        pytest.fail(f"the {world} ranks did not finish within {HANG_LIMIT} s")
+    logs = "\n".join((out / f"log{rank}.txt").read_text()[-3000:] for rank in range(world))
+    assert [process.returncode for process in processes] == [0] * world, logs
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)]

@@ -120,6 +120,7 @@ __all__ = [
     "rows_in_fractions",
     "run_entries",
     "upgraded",
+    "write_chunks",
     "write_file",
 ]
 
@@ -278,7 +279,7 @@ def apply_umask(path: Path) -> None:
         raise OutputError("write", path, error) from None
 
 
-def _write_all(descriptor: int, data: bytes) -> None:
+def _write_all(descriptor: int, data: bytes | memoryview) -> None:
     """Write every byte of ``data`` to an open file descriptor."""
     view = memoryview(data)
     while view:
@@ -291,13 +292,24 @@ def write_file(path: Path, data: bytes) -> None:
     Raises:
         OutputError: naming ``path`` and the cause (the partial file is removed).
     """
+    write_chunks(path, [data])
+
+
+def write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> None:
+    """Write a new file ``path`` (which must not exist) from ``chunks``, one at a time (a
+    file larger than the memory one chunk takes), flushed to disk.
+
+    Raises:
+        OutputError: naming ``path`` and the cause (the partial file is removed).
+    """
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as error:
         raise OutputError("write", path, error) from None
     try:
         try:
-            _write_all(descriptor, data)
+            for chunk in chunks:
+                _write_all(descriptor, chunk)
             os.fsync(descriptor)
         finally:
             os.close(descriptor)

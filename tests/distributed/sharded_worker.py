@@ -278,6 +278,30 @@ def errors_and_autocast(rank: int, world: int) -> dict:
     return results
 
 
+def predictions(rank: int, world: int) -> dict:
+    """The distributed arg-max (``ShardedHead.predict``) against the whole head's: the
+    number of this rank's samples classified otherwise, per case; and the classes it gives
+    when every class row is the same (every score exactly tied on every rank: the whole
+    head's ``argmax`` takes class 0), the last rank giving no samples."""
+    embeddings, _ = global_batch(0, world)
+    start = sum(SIZES[world][:rank])
+    own = slice(start, start + SIZES[world][rank])
+    found: dict = {"cases": {}}
+    for name, kwargs in CASES:
+        whole = whole_head(name, kwargs, False)
+        whole.eval()
+        want = whole.logits(embeddings).argmax(1)[own]
+        got = shard(whole).predict(embeddings[own])
+        found["cases"][case_name(name, kwargs)] = int((got != want).sum())
+    whole = build("arcface", NUM_CLASSES, EMBEDDING_DIM).double()
+    with torch.no_grad():  # every row the first axis: each score one product, exactly equal
+        whole.weight.zero_()
+        whole.weight[:, 0] = 1.0
+    mine = embeddings[own] if rank < world - 1 else embeddings[:0]
+    found["ties"] = shard(whole).predict(mine).tolist()
+    return found
+
+
 def main() -> None:
     rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     timeout = float(sys.argv[5])  # the tests' hang limit: a busy machine is no hang
@@ -310,6 +334,7 @@ def main() -> None:
             "many_classes": step_bytes(40 * NUM_CLASSES, EMBEDDING_DIM, rank, world),
             "wider": step_bytes(NUM_CLASSES, 2 * EMBEDDING_DIM, rank, world),
         },
+        "predict": predictions(rank, world),
         **errors_and_autocast(rank, world),
     }
     dist.destroy_process_group()

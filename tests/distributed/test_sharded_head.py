@@ -10,18 +10,17 @@ The tests below read what the ranks wrote. A run that hangs is killed after
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import marginkit
+from children import rank_records
 from hang import HANG_LIMIT
 from marginkit.distributed import (
     ShardedHead,
@@ -55,17 +54,7 @@ def _run_ranks(world: int, out: Path) -> list[dict]:
         command = [sys.executable, str(WORKER), str(rank), str(world), str(port), str(out)]
         command.append(str(HANG_LIMIT))  # the process group's timeout: a backstop too
         processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
-    deadline = time.monotonic() + HANG_LIMIT
-    try:
-        for process in processes:
-            process.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        for process in processes:
-            process.kill()
-        pytest.fail(f"the {world} ranks did not finish within {HANG_LIMIT} s")
-    logs = "\n".join((out / f"log{rank}.txt").read_text()[-3000:] for rank in range(world))
-    assert [process.returncode for process in processes] == [0] * world, logs
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)]
+    return rank_records(processes, out)
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["world2", "world3"])
@@ -307,3 +296,16 @@ def test_the_fused_step_holds_no_block_of_logits_for_backward(ranks) -> None:
             block = held["batch"] * held["classes"]  # the (B, C_r) logits of the rank
             assert held["shard_largest"] <= held["batch"] * held["dim"], (rank, name, held)
             assert held["shard_bytes"] <= held["whole_bytes"] < 8 * block, (rank, name, held)
+
+
+def test_the_distributed_argmax_is_the_whole_heads(ranks) -> None:
+    """``ShardedHead.predict`` (the evaluation's top-1 without gathering the head) gives the
+    whole head's ``argmax`` for every case, with unequal and empty shares of the batch, and
+    resolves equal scores as it does: the lowest class index."""
+    world, results = ranks
+    for rank, result in enumerate(results):
+        assert result["predict"]["cases"] == dict.fromkeys(result["predict"]["cases"], 0)
+        assert len(result["predict"]["cases"]) == len(result["cases"]) // 2
+        sizes = {2: [5, 3], 3: [4, 2, 3]}[world]  # sharded_worker.SIZES
+        size = sizes[rank] if rank < world - 1 else 0
+        assert result["predict"]["ties"] == [0] * size

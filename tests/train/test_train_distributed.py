@@ -1,6 +1,7 @@
 """``marginkit train --nproc 2``: two gloo processes on loopback train what one process trains
-at the same global batch, resume after being killed, reshard a checkpoint for another number
-of processes, stop at once when a rank dies and within ``--timeout`` when one hangs, end their
+at the same global batch, write shard-local checkpoints (each rank its rows), resume after
+being killed, reshard a checkpoint for another number of processes reading only each rank's
+rows, stop at once when a rank dies and within ``--timeout`` when one hangs, end their
 process group's threads before they exit, and are stopped with their launcher."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from children import LINEAR_BACKBONE_MODULE
 from hang import HANG_LIMIT
 from marginkit.train import latest_checkpoint, load_checkpoint
+from marginkit.train.checkpoint import whole_weights
 from marginkit.train.distributed import (
     Distribution,
     _collective_failure,
@@ -46,6 +48,31 @@ def report_threads():
 """
 )
 
+#: The backbone module, and a record of the class rows each rank reads of a checkpoint's
+#: shard files (``checkpoint._take_rows``), in ``$READ_LOG/reads-rank-R.txt``.
+READ_PROBE_MODULE = (
+    LINEAR_BACKBONE_MODULE
+    + """
+import os
+
+from marginkit.train import checkpoint
+
+_take = checkpoint._take_rows
+
+
+def _recorded(file, reader, key, start, stop):
+    folder = os.environ.get("READ_LOG")
+    if folder:
+        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+        with open(os.path.join(folder, f"reads-rank-{rank}-of-{world}.txt"), "a") as log:
+            log.write(f"{file.name} {start} {stop}\\n")
+    return _take(file, reader, key, start, stop)
+
+
+checkpoint._take_rows = _recorded
+"""
+)
+
 #: 1,347 training digits, batch 200: 7 steps an epoch, the last one of 147 (uneven parts).
 OPTIONS = (
     "--dataset", "digits", "--backbone", "tiny_backbones:linear", "--embedding-dim", "8",
@@ -61,6 +88,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("modules")
     (folder / "tiny_backbones.py").write_text(LINEAR_BACKBONE_MODULE)
     (folder / "exit_probe.py").write_text(PROBE_MODULE)
+    (folder / "read_probe.py").write_text(READ_PROBE_MODULE)
     source = Path(__file__).resolve().parents[2] / "src"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINKIT_FAULT")}
     env["PYTHONPATH"] = os.pathsep.join([str(source), str(folder)])
@@ -91,7 +119,8 @@ def train(
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(latest_checkpoint(out)).weights  # type: ignore[arg-type]
+    """The newest checkpoint's backbone and whole head (a shard-local one's assembled)."""
+    return whole_weights(load_checkpoint(latest_checkpoint(out)))  # type: ignore[arg-type]
 
 
 def assert_close(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
@@ -123,27 +152,59 @@ def two_processes(environment: dict[str, str], tmp_path_factory: pytest.TempPath
     return out
 
 
-def test_two_processes_train_the_one_process_run(one_process: Path, two_processes: Path) -> None:
+def test_two_processes_train_the_one_process_run(
+    one_process: Path, two_processes: Path, environment: dict[str, str], monkeypatch
+) -> None:
     assert_close(final_weights(one_process), final_weights(two_processes))
-    state = load_checkpoint(latest_checkpoint(two_processes)).state  # type: ignore[arg-type]
+    # the epoch's test accuracy (the distributed arg-max) is the whole head's: marginkit eval
+    # of the last checkpoint (one process: the head assembled from the shard files)
+    import json
+
+    from marginkit.evaluation import evaluate_run
+
+    monkeypatch.syspath_prepend(environment["PYTHONPATH"].split(os.pathsep)[1])
+    report = evaluate_run(two_processes, analysis=False, plots=False, backbone="exit_probe:linear")
+    metrics = json.loads((two_processes / "metrics.json").read_text())
+    assert report["accuracy"] == metrics["final"]["test_accuracy"]
+    checkpoint = load_checkpoint(latest_checkpoint(two_processes))  # type: ignore[arg-type]
+    state, folder = checkpoint.state, checkpoint.path
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
-    # each rank's SGD momentum of its own class rows: 5 and 5 of the 10 digits
-    momenta = [rank["optimizer"]["state"] for rank in state["ranks"]]
-    rows = [[v["momentum_buffer"].shape[0] for v in m.values()] for m in momenta]
-    assert all(5 in counts for counts in rows)
+    # shard-local: the backbone alone in weights.safetensors, each rank's rows in its files
+    assert not [key for key in checkpoint.weights if key.startswith("head.")]
+    assert checkpoint.layout == {
+        "num_classes": 10, "rows_per_class": 1, "world_size": 2,
+        "shards": [
+            {"rank": rank, "classes": classes,
+             "head": f"head-rank-0000{rank}-of-00002.safetensors",
+             "optimizer": f"optimizer-rank-0000{rank}-of-00002.safetensors"}
+            for rank, classes in ((0, [0, 5]), (1, [5, 10]))
+        ],
+    }  # fmt: skip
+    from safetensors.torch import load_file
+
+    for rank in (0, 1):
+        head = load_file(folder / f"head-rank-0000{rank}-of-00002.safetensors")
+        momenta = load_file(folder / f"optimizer-rank-0000{rank}-of-00002.safetensors")
+        assert head["head.weight"].shape == (5, 8)  # 5 of the 10 digits' rows, D = 8
+        # SGD momentum: the backbone's (64 -> 8 linear) and the rank's class rows
+        assert sorted(tuple(value.shape) for value in momenta.values()) == [(5, 8), (8,), (8, 64)]
+    assert (folder / "manifest.json").stat().st_mtime_ns >= max(
+        file.stat().st_mtime_ns for file in folder.iterdir()
+    )  # the manifest written last
 
 
 @pytest.fixture(scope="module")
 def killed_run(
     environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """A 2-process run whose rank 1 is killed (SIGKILL) at step 9, in its second epoch; the
-    launcher stops rank 0. Its --timeout is the tests' hang limit: a rank 0 left waiting for
-    the dead rank would make ``train`` exceed that limit, and fail, rather than time out."""
+    """A 2-process run whose rank 1 is killed (SIGKILL) while the second epoch's checkpoint is
+    written, once its own files are, before rank 0's manifest; the launcher stops rank 0.
+    Its --timeout is the tests' hang limit: a rank 0 left waiting for the dead rank would
+    make ``train`` exceed that limit, and fail, rather than time out."""
     out = tmp_path_factory.mktemp("killed") / "run"
     result = train(
         environment, out, "--epochs", "2", "--nproc", "2", "--timeout", str(HANG_LIMIT),
-        at="step:9", rank="1",
+        "--backbone", "read_probe:linear", at="checkpoint:2", rank="1",
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert latest_checkpoint(out).name == "epoch-0001"  # type: ignore[union-attr]
@@ -154,6 +215,20 @@ def killed_run(
 def killed(killed_run: tuple[Path, subprocess.CompletedProcess[str]]) -> Path:
     """The killed run's folder."""
     return killed_run[0]
+
+
+def test_a_rank_killed_while_writing_its_shard_leaves_the_finished_checkpoints_intact(
+    killed: Path,
+) -> None:
+    """Epoch 1's checkpoint stays the newest, intact; epoch 2's was never finished: no
+    folder of that name, only (unless rank 0, stopped, removed it) its temporary folder
+    without a manifest, which a resumed run removes."""
+    from marginkit.train.checkpoint import verify_checkpoint
+
+    root = killed / "checkpoints"
+    assert verify_checkpoint(root / "epoch-0001")["layout"]["world_size"] == 2
+    assert sorted(path.name for path in root.glob("epoch-*")) == ["epoch-0001"]
+    assert not [path for path in root.glob(".epoch-0002.*") if (path / "manifest.json").exists()]
 
 
 def test_a_dead_rank_stops_the_others_at_once(
@@ -196,25 +271,80 @@ def test_the_watcher_reports_nothing_when_every_rank_succeeds() -> None:
     assert _watch([_Exited(0), _Exited(0)], poll=0.0, stop=[]) is None  # type: ignore[list-item]
 
 
+def rows_read(log: Path, world: int) -> dict[int, dict[str, list[tuple[int, int]]]]:
+    """The classes each rank of ``world`` read of the 2-process checkpoint's head and
+    optimiser files (READ_PROBE_MODULE's log), by rank and kind, merged into ranges."""
+    from marginkit.distributed import shard_bounds
+
+    found: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    for rank in range(world):
+        kinds: dict[str, set[int]] = {"head": set(), "optimizer": set()}
+        for line in (log / f"reads-rank-{rank}-of-{world}.txt").read_text().split("\n")[:-1]:
+            name, start, stop = line.split()
+            kind, saved = name.split("-rank-")[0], int(name.split("-")[-3])
+            lo = shard_bounds(10, 2, saved)[0]  # the file's first class; one row a class
+            kinds[kind].update(range(lo + int(start), lo + int(stop)))
+        found[rank] = {kind: _ranges(sorted(classes)) for kind, classes in kinds.items()}
+    return found
+
+
+def _ranges(classes: list[int]) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    for value in classes:
+        if ranges and ranges[-1][1] == value:
+            ranges[-1] = (ranges[-1][0], value + 1)
+        else:
+            ranges.append((value, value + 1))
+    return ranges
+
+
+def resume(
+    environment: dict[str, str], killed: Path, out: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Resume a copy of the killed run in ``out``, each rank's reads logged in ``out/..``."""
+    shutil.copytree(killed, out)  # its lock file may be stale: the stopped rank 0 held it
+    log = out.parent / "reads"
+    log.mkdir()
+    options = ("--resume", "--backbone", "read_probe:linear", *args)  # the killed run's
+    return train(dict(environment, READ_LOG=str(log)), out, *options), log
+
+
 def test_killed_two_process_run_resumes_to_the_same_weights(
     environment: dict[str, str], two_processes: Path, killed: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    shutil.copytree(killed, out)  # its lock file may be stale: the stopped rank 0 held it
-    resumed = train(environment, out, "--resume")  # the saved config says --nproc 2
+    resumed, log = resume(environment, killed, out)  # the saved config says --nproc 2
     assert resumed.returncode == 0, resumed.stderr
     # the same two processes taking the same steps: bitwise the uninterrupted run
     torch.testing.assert_close(final_weights(two_processes), final_weights(out), rtol=0, atol=0)
+    assert not list((out / "checkpoints").glob(".epoch-*"))  # the unfinished one removed
+    # each rank read its own classes' rows, weights and momenta, and nothing else
+    own = {"head": [(0, 5)], "optimizer": [(0, 5)]}
+    assert rows_read(log, 2) == {0: own, 1: {kind: [(5, 10)] for kind in own}}
 
 
-def test_a_checkpoint_of_two_processes_resumes_on_one(
-    environment: dict[str, str], one_process: Path, killed: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("nproc", "classes"),
+    [("1", [[(0, 10)]]), ("3", [[(0, 4)], [(4, 7)], [(7, 10)]])],
+)
+def test_a_checkpoint_of_two_processes_reshards_reading_only_each_ranks_rows(
+    environment: dict[str, str],
+    one_process: Path,
+    killed: Path,
+    tmp_path: Path,
+    nproc: str,
+    classes: list[list[tuple[int, int]]],
 ) -> None:
+    """Resumed on 1 and on 3 processes (resharded: 2 -> 1, 2 -> 3), the run ends with the
+    uninterrupted one's weights to float32 tolerance (:func:`assert_close`: the same steps,
+    the batch and the normaliser summed in another order), each rank having read only the
+    rows of its own classes (3 ranks of 10 classes: 4, 3, 3)."""
     out = tmp_path / "run"
-    shutil.copytree(killed, out)
-    resumed = train(environment, out, "--resume", "--nproc", "1")  # resharded: 2 -> 1
+    resumed, log = resume(environment, killed, out, "--nproc", nproc)
     assert resumed.returncode == 0, resumed.stderr
     assert_close(final_weights(one_process), final_weights(out))
+    expected = {rank: {"head": own, "optimizer": own} for rank, own in enumerate(classes)}
+    assert rows_read(log, int(nproc)) == expected
 
 
 def test_a_hung_rank_stops_the_run_after_the_timeout(
@@ -487,5 +617,7 @@ def test_two_processes_verify_as_one_process_scores_their_checkpoints(
     report = verify_run(out, [str(pairs)], checkpoint="best", progress=False)
     assert report["step"] == best["step"]
     assert report["sets"][0]["flip"]["ten_fold"]["mean"] == best["accuracy"]
-    whole = load_checkpoint(out / "checkpoints" / best["checkpoint"]).weights
-    assert whole["head.weight"].shape == (3, 8)  # every class row, gathered from both ranks
+    best_checkpoint = load_checkpoint(out / "checkpoints" / best["checkpoint"])
+    assert best_checkpoint.layout is not None  # shard-local: each rank wrote its rows
+    whole = whole_weights(best_checkpoint)
+    assert whole["head.weight"].shape == (3, 8)  # every class row, from both ranks' files

@@ -227,6 +227,37 @@ class ShardedHead(nn.Module):
         """
         return self.head.logits(embeddings)
 
+    @torch.no_grad()
+    def predict(self, embeddings: Tensor) -> Tensor:
+        """The whole head's top-1 class of each of this rank's embeddings, by a distributed
+        arg-max (a collective: every rank calls it with its own rows, possibly none).
+
+        The ranks' embeddings are gathered; each rank scores them against its own class
+        rows (:meth:`logits`) and takes its best class and score; every rank's (score,
+        class) pairs are all-gathered and the highest score wins, the lowest class index
+        among equal ones (the ranks' blocks are in class order, so this is ``argmax`` of
+        the whole head's scores, which takes the first). No rank holds the (B, C) scores;
+        the traffic, B D + 2 W B numbers, does not grow with C.
+
+        Args:
+            embeddings: (B_r, D) this rank's embeddings.
+
+        Returns:
+            (B_r,) int64 class indices in ``[0, C)``.
+        """
+        count = torch.tensor([embeddings.shape[0]], device=embeddings.device)
+        sizes = [int(size) for size in self.collectives.all_gather(count)]
+        batch = self.collectives.gather_rows(embeddings, sizes)  # (B, D)
+        scores = self.logits(batch)  # (B, hi - lo)
+        index = scores.argmax(dim=1)  # (B,) the first of equal scores
+        best = scores.gather(1, index[:, None]).squeeze(1)  # (B,)
+        bests = torch.stack(self.collectives.all_gather(best))  # (W, B)
+        classes = torch.stack(self.collectives.all_gather(index + self.lo))  # (W, B)
+        winner = (bests == bests.max(dim=0).values).to(torch.uint8).argmax(dim=0)  # (B,)
+        predicted = classes.gather(0, winner[None]).squeeze(0)  # (B,)
+        start = sum(sizes[: self.rank])
+        return predicted[start : start + sizes[self.rank]]
+
     # ----------------------------------------------------------------------- the step
     def forward(self, embeddings: Tensor, labels: Tensor, classes: Tensor | None = None) -> Tensor:
         """The global batch's mean loss (see :meth:`loss_and_correct`)."""

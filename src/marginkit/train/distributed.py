@@ -21,9 +21,12 @@ Where the processes come from:
   variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
   name the process; :func:`process_group` joins the group they describe.
 
-Only rank 0 writes the run folder (logs, progress, metrics, reports, checkpoints); every
-rank's own state (its optimiser state, with its shard's rows, and its RNG) goes into the
-checkpoint through rank 0, so a checkpoint is one atomic folder. Collective operations time
+Only rank 0 writes the run folder (logs, progress, metrics, reports); a checkpoint is one
+atomic folder that every rank writes into: each its own head rows and optimiser state
+(:meth:`Distribution.write_shards`), rank 0 the backbone, the state and, last, the manifest
+(the layout: :mod:`marginkit.train.checkpoint`). No rank gathers the whole head, to save,
+resume (:meth:`Distribution.load_networks` reads only the rank's rows, on any number of
+processes) or evaluate (a distributed arg-max, ``ShardedHead.predict``). Collective operations time
 out after ``config.timeout`` seconds: a rank that died or hangs makes the others stop with an
 error naming them (:class:`DistributedError`) instead of waiting for ever.
 """
@@ -52,13 +55,11 @@ from marginkit.errors import MarginkitError
 if TYPE_CHECKING:
     from marginkit.distributed.head import ShardedHead
     from marginkit.losses.head import MarginHead
-    from marginkit.losses.sampling import ClassSampledHead
+    from marginkit.train.checkpoint import Checkpoint
     from marginkit.train.config import TrainConfig
 
     #: The head a rank trains: the whole head, or (several ranks) its shard.
     TrainingHead: TypeAlias = MarginHead | ShardedHead
-    #: A whole head: one process's, or the rows of every rank's shard gathered.
-    WholeHead: TypeAlias = MarginHead | ClassSampledHead
 
 __all__ = [
     "SINGLE",
@@ -231,18 +232,6 @@ class Distribution:
 
         return shard(head)
 
-    def whole_head(self, head: TrainingHead) -> WholeHead:
-        """The whole head of a sharded one (a collective: every rank calls it), or ``head``."""
-        if self.several:
-            from marginkit.distributed import ShardedHead
-
-            assert isinstance(head, ShardedHead)  # shard_head's, with several ranks
-            return head.gather()
-        from marginkit.losses.head import MarginHead
-
-        assert isinstance(head, MarginHead)  # shard_head's: the head itself, with one
-        return head
-
     def load_head(self, head: nn.Module, whole_state: dict[str, torch.Tensor]) -> None:
         """Load a whole head's ``state_dict`` into ``head`` (this rank's rows of it)."""
         if not self.several:
@@ -252,59 +241,132 @@ class Distribution:
 
         head.load_state_dict(reshard_state_dict(whole_state, self.rank, self.world), strict=True)
 
-    def load_networks(
-        self, weights: dict[str, torch.Tensor], backbone: nn.Module, head: nn.Module
-    ) -> None:
-        """Load a checkpoint's weights (``backbone.*``, the whole ``head.*``) into the
-        backbone and into this rank's head (its rows of the whole head); strict key match."""
+    def head_parameters(self, head: nn.Module) -> int:
+        """The number of parameters of the whole head of which ``head`` is this rank's part
+        (a collective on several processes: the class rows summed over the ranks, the
+        parameters every rank holds counted once)."""
+        rows = sum(
+            parameter.numel()
+            for name, parameter in head.named_parameters()
+            if name.rsplit(".", 1)[-1] in _CLASS_INDEXED
+        )
+        return self.total(rows) + sum(p.numel() for p in head.parameters()) - rows
+
+    def load_networks(self, checkpoint: Checkpoint, backbone: nn.Module, head: nn.Module) -> None:
+        """Load a checkpoint's weights into the backbone and into this rank's head: its class
+        rows, read from a shard-local checkpoint's files whose classes meet its own (no other
+        row is read), or cut from a whole-head checkpoint's ``head.*``; strict key match.
+
+        Raises:
+            CheckpointError: the weights do not fit the networks (names the difference).
+        """
+        from marginkit.distributed.state import LAYOUT_KEY
+        from marginkit.train.checkpoint import head_rows, load_fitting
+
         parts: dict[str, dict[str, torch.Tensor]] = {"backbone": {}, "head": {}}
-        for key, value in weights.items():
+        for key, value in checkpoint.weights.items():
             prefix, _, name = key.partition(".")
             if prefix in parts:
                 parts[prefix][name] = value
         backbone.load_state_dict(parts["backbone"], strict=True)
-        self.load_head(head, parts["head"])
+        if checkpoint.layout is None:  # a whole head (one process, or format 1)
+            self.load_head(head, parts["head"])
+            return
+        rows = head_rows(checkpoint, _class_range(head))  # the ShardedHead's keys
+        if self.several:
+            rows[LAYOUT_KEY] = dict(head.named_buffers())[LAYOUT_KEY]
+        elif not any(key.startswith("head.") for key in head.state_dict()):
+            rows = {key.removeprefix("head."): value for key, value in rows.items()}
+        load_fitting(checkpoint, "head rows", head, rows)
 
-    def checkpoint_state(self, state: dict[str, Any]) -> dict[str, Any]:
-        """A checkpoint's ``state`` with every rank's own part (a collective).
+    def write_shards(
+        self, folder: Path | None, head: nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+    ) -> list[dict[str, Any]] | None:
+        """Write this rank's part of a shard-local checkpoint (a collective: every rank
+        calls it; rank 0 from inside :func:`~marginkit.train.checkpoint.save_checkpoint`).
 
-        On rank 0 of several, adds ``world_size`` and ``ranks``: each rank's optimiser state
-        (its head rows' momentum or moments) and global RNG state, in rank order; the other
-        ranks' return value is not written.
+        Rank 0 passes the checkpoint's temporary folder and shares it; every rank writes its
+        head's state dict (its class rows) and its optimiser state there
+        (:func:`~marginkit.train.checkpoint.write_shard`), flushed; the ranks' entries then
+        come to rank 0, so that when it has them every file is on disk.
+
+        Returns:
+            Every rank's entry in rank order on rank 0, None on the others.
         """
-        if not self.several:
-            return state
-        ranks = self.collect({"optimizer": state["optimizer"], "torch_rng": state["torch_rng"]})
-        return state if ranks is None else {**state, "world_size": self.world, "ranks": ranks}
+        from marginkit.train.checkpoint import ShardPart, write_shard
+
+        shared = self.share(None if folder is None else str(folder))
+        lo, hi = _class_range(head)
+        part = ShardPart(
+            rank=self.rank,
+            world_size=self.world,
+            classes=(lo, hi),
+            num_classes=_class_range(head, whole=True)[1],
+            head_state=head.state_dict(),
+            optimizer_state=optimizer.state_dict(),
+            torch_rng=torch.get_rng_state(),
+        )
+        return self.collect(write_shard(Path(shared), part, epoch))
 
     def own_state(
-        self, state: dict[str, Any], optimizer: torch.optim.Optimizer, head: nn.Module
+        self, checkpoint: Checkpoint, optimizer: torch.optim.Optimizer, head: nn.Module
     ) -> tuple[dict[str, Any], torch.Tensor]:
-        """This rank's optimiser state and global RNG state in a checkpoint's ``state``.
+        """This rank's optimiser state and global RNG state in a checkpoint.
 
-        A checkpoint of another number of processes is resharded: the class rows' optimiser
-        state is joined and cut to this rank's rows (:func:`reshard_optimizer_state`), and
-        the RNG state is rank 0's.
+        From a shard-local checkpoint, the class rows' optimiser state of this rank's
+        classes only, read from the files that hold them
+        (:func:`~marginkit.train.checkpoint.read_optimizer_rows`). From a whole-head one
+        of another number of processes (format 1), the class rows' state is joined and cut
+        (:func:`reshard_optimizer_state`). On another number of processes the RNG state is
+        rank 0's.
         """
+        state, layout = checkpoint.state, checkpoint.layout
+        row_parameters = _class_row_parameters(optimizer, head)
+        if layout is not None:
+            from marginkit.train.checkpoint import read_optimizer_rows
+
+            entry = self.rank if int(layout["world_size"]) == self.world else 0
+            rows = read_optimizer_rows(checkpoint, _class_range(head), row_parameters, entry)
+            return rows, state["ranks"][entry]["torch_rng"]
         saved_world = int(state.get("world_size", 1))
         ranks = state.get("ranks") or [
             {"optimizer": state["optimizer"], "torch_rng": state["torch_rng"]}
         ]
         if saved_world == self.world:
             return ranks[self.rank]["optimizer"], ranks[self.rank]["torch_rng"]
-        rows, sharded, index = _class_rows(head), set(), 0
-        row_parameters = {
-            id(parameter)
-            for name, parameter in head.named_parameters()
-            if name.rsplit(".", 1)[-1] in _CLASS_INDEXED
-        }
-        for group in optimizer.param_groups:
-            for parameter in group["params"]:
-                if id(parameter) in row_parameters:
-                    sharded.add(index)
-                index += 1
         states = [entry["optimizer"] for entry in ranks]
-        return reshard_optimizer_state(states, sharded, rows), ranks[0]["torch_rng"]
+        return reshard_optimizer_state(states, row_parameters, _class_rows(head)), ranks[0][
+            "torch_rng"
+        ]
+
+
+def _class_row_parameters(optimizer: torch.optim.Optimizer, head: nn.Module) -> set[int]:
+    """The numbers (in the optimiser's state dict) of the head's parameters with rows per
+    class (its class weights and biases)."""
+    row_parameters = {
+        id(parameter)
+        for name, parameter in head.named_parameters()
+        if name.rsplit(".", 1)[-1] in _CLASS_INDEXED
+    }
+    numbers, index = set(), 0
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if id(parameter) in row_parameters:
+                numbers.add(index)
+            index += 1
+    return numbers
+
+
+def _class_range(head: nn.Module, whole: bool = False) -> tuple[int, int]:
+    """The classes ``[lo, hi)`` that ``head`` holds: a shard's block, or all of a whole
+    head's; ``whole``: ``(0, C)`` of either."""
+    from marginkit.distributed.state import LAYOUT_KEY
+
+    layout = dict(head.named_buffers()).get(LAYOUT_KEY)
+    if layout is not None:  # [rank, world_size, lo, hi, num_classes]
+        return (0, int(layout[4])) if whole else (int(layout[2]), int(layout[3]))
+    margin_head: Any = getattr(head, "head", head)  # a ClassSampledHead's MarginHead
+    return 0, int(margin_head.num_classes)
 
 
 #: A head's parameters with one row per class (the class weights and biases).

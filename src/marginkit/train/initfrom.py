@@ -57,8 +57,11 @@ from marginkit.runfolder import RunFolder, RunFolderError
 from marginkit.train.checkpoint import (
     MANIFEST,
     WEIGHTS,
+    Checkpoint,
     CheckpointError,
+    checked_bytes,
     find_checkpoint,
+    head_rows,
     latest_checkpoint,
     state_mismatch,
     verify_checkpoint,
@@ -225,11 +228,14 @@ def read_source(given: str) -> Source:
         RunFolderError: a run of a newer format.
     """
     kind, file, run_dir = locate_source(given)
+    layout = None
     if kind in ("run", "checkpoint"):
         try:
-            data = verify_checkpoint(file.parent)[WEIGHTS]
+            manifest = verify_checkpoint(file.parent)
+            data = checked_bytes(file.parent, WEIGHTS)
         except CheckpointError as error:
             raise _fail(given, str(error)) from None
+        layout = manifest.get("layout")
     else:
         data = _read_bytes(given, file)
     digest = hashlib.sha256(data).hexdigest()
@@ -239,6 +245,9 @@ def read_source(given: str) -> Source:
         weights = _load_safetensors(given, file, data)
     head = None
     if kind in ("run", "checkpoint"):
+        if layout is not None:  # a shard-local checkpoint: the head from its shard files
+            checkpoint = Checkpoint(file.parent, {}, {}, manifest)
+            weights.update(head_rows(checkpoint, (0, int(layout["num_classes"]))))
         head, weights = _part(weights, "head"), _part(weights, "backbone")
     elif any(key.startswith("backbone.") for key in weights):  # a checkpoint's weights file
         weights = _part(weights, "backbone")

@@ -35,7 +35,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -101,7 +101,7 @@ from marginkit.train.verification import (
 if TYPE_CHECKING:
     from marginkit.data.bundle import DataBundle, Split
     from marginkit.losses.head import MarginHead
-    from marginkit.train.distributed import TrainingHead, WholeHead
+    from marginkit.train.distributed import TrainingHead
 
 __all__ = [
     "EpochCallback",
@@ -124,7 +124,8 @@ __all__ = [
 _RESUME_FREE_KEYS = frozenset({"out", *inert_options(), *group_options("distributed")})
 
 #: ``on_epoch(row, backbone, head)``: called by :func:`fit` after each epoch with the epoch's
-#: metrics row (as in ``metrics.json``); it must not change the networks.
+#: metrics row (as in ``metrics.json``); it must not change the networks. ``head`` is the
+#: run's head, or on several processes each rank's ``ShardedHead`` (its class rows).
 EpochCallback = Callable[[dict[str, Any], nn.Module, nn.Module], None]
 
 
@@ -138,7 +139,9 @@ class TrainResult:
 
     Attributes:
         backbone: the trained backbone (eval mode).
-        head: the trained margin head (eval mode).
+        head: the trained margin head (eval mode); on several processes this rank's
+            ``ShardedHead`` (its class rows: the whole head is never gathered; the
+            checkpoint holds every rank's).
         bundle: the data the run trained on.
         history: one metrics dict per epoch.
         final: the final metrics (as in ``metrics.json``).
@@ -147,7 +150,7 @@ class TrainResult:
     """
 
     backbone: nn.Module
-    head: WholeHead
+    head: TrainingHead
     bundle: DataBundle
     history: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
@@ -450,17 +453,18 @@ def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> fl
 @torch.no_grad()
 def _accuracy(
     backbone: nn.Module,
-    head: WholeHead,
+    head: TrainingHead,
     dataset: Split | None,
     num_classes: int,
     batch_size: int,
     device: torch.device,
     part: Distribution = SINGLE,
 ) -> float | None:
-    """Top-1 accuracy (a fraction) of ``head.logits`` on the known-class samples of
-    ``dataset``, in float32, each batch copied to ``device`` (the networks') and the count
-    kept there (one wait for the device, at the end); ``part``: each rank scores its share
-    of them and the counts are summed."""
+    """Top-1 accuracy (a fraction) of ``head`` on the known-class samples of ``dataset``, in
+    float32, each batch copied to ``device`` (the networks') and the count kept there (one
+    wait for the device, at the end); ``part``: each rank embeds its share of them, the
+    sharded head's distributed arg-max (``ShardedHead.predict``) classifies them, and the
+    counts are summed."""
     if dataset is None:
         return None
     source = BatchSource(dataset)
@@ -473,12 +477,40 @@ def _accuracy(
     backbone.eval()
     head.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for inputs, labels in source.in_order(batch_size):  # (b, *input_shape), (b,)
-        scores = head.logits(backbone(inputs.to(device, non_blocking=True)))  # (b, C)
-        correct += (scores.argmax(1) == labels.to(device)).sum()
+    for inputs, labels in _evaluation_batches(source, batch_size, part, total):
+        if inputs is None:  # a rank whose share is shorter: none this time
+            embeddings = torch.zeros(0, int(head.embedding_dim), device=device)
+        else:
+            embeddings = backbone(inputs.to(device, non_blocking=True))  # (b, D)
+        correct += (_top1(head, embeddings) == labels.to(device)).sum()
     backbone.train(was_training[0])
     head.train(was_training[1])
     return part.total(int(correct)) / total
+
+
+def _evaluation_batches(
+    source: BatchSource, batch_size: int, part: Distribution, total: int
+) -> Iterator[tuple[torch.Tensor | None, torch.Tensor]]:
+    """``source`` in order, ``batch_size`` at a time; on several processes as many batches
+    on every rank (the arg-max is a collective), the last ones without inputs (None) where
+    a rank's share is shorter."""
+    batches = 0
+    for inputs, labels in source.in_order(batch_size):
+        batches += 1
+        yield inputs, labels
+    most = -(-total // part.world)  # the largest share (Distribution.rows)
+    for _ in range(batches, -(-most // batch_size) if part.several else 0):
+        yield None, torch.zeros(0, dtype=torch.long)
+
+
+def _top1(head: TrainingHead, embeddings: torch.Tensor) -> torch.Tensor:
+    """(b,) the whole head's top-1 classes of (b, D) embeddings: a sharded head's by its
+    distributed arg-max (a collective), a whole head's from its (b, C) scores."""
+    from marginkit.distributed import ShardedHead
+
+    if isinstance(head, ShardedHead):
+        return head.predict(embeddings)
+    return head.logits(embeddings).argmax(1)
 
 
 # ------------------------------------------------------------------- run-folder logs
@@ -802,8 +834,8 @@ def _restore(run: _Run, checkpoint: Any) -> None:
     folder = checkpoint.path
     check_state(folder, checkpoint.state, resumable=True)  # keys and types, one line if not
     run.last_checkpoint = str(folder)
-    run.part.load_networks(checkpoint.weights, run.backbone, run.head)
-    optimizer_state, rng_state = run.part.own_state(checkpoint.state, run.optimizer, run.head)
+    run.part.load_networks(checkpoint, run.backbone, run.head)  # this rank's rows only
+    optimizer_state, rng_state = run.part.own_state(checkpoint, run.optimizer, run.head)
     try:
         run.optimizer.load_state_dict(optimizer_state)  # to the parameters' device
     except (ValueError, KeyError, TypeError) as error:  # groups or parameters that differ
@@ -992,7 +1024,7 @@ def _verify(run: _Run, epoch: int, tally: _Tally, *, last_of_epoch: bool) -> dic
     shown = ", ".join(f"{n} {100 * f['accuracy']:.2f}%" for n, f in figures.items())
     run.bar.write(f"step {run.step}: verification accuracy (10-fold, flip) {shown}")
     if verification.improves(figures):  # the same on every rank (rank 0's figures)
-        name = _keep_best(run, epoch, record, run.part.whole_head(run.head))
+        name = _keep_best(run, epoch, record)
         verification.best = {
             "set": verification.best_set,
             "accuracy": figures[verification.best_set]["accuracy"],
@@ -1006,10 +1038,14 @@ def _verify(run: _Run, epoch: int, tally: _Tally, *, last_of_epoch: bool) -> dic
     return columns
 
 
-def _keep_best(run: _Run, epoch: int, record: dict[str, Any], head: WholeHead) -> str | None:
-    """Write the best checkpoint of the run folder with the whole ``head`` (None for an
-    in-memory run, and on the ranks other than 0)."""
-    if run.run_dir is None:
+def _keep_best(run: _Run, epoch: int, record: dict[str, Any]) -> str | None:
+    """Write the best checkpoint of the run folder (shard-local on several processes: each
+    rank writes its rows); its name (None for an in-memory run, and on the ranks other than
+    0)."""
+    if run.config.out is None:
+        return None
+    if run.run_dir is None:  # another rank: its files, into rank 0's temporary folder
+        _shard_writer(run, epoch + 1)(None)
         return None
     state = {
         "epoch": epoch + 1,  # the epoch in progress (complete when at its end)
@@ -1019,7 +1055,41 @@ def _keep_best(run: _Run, epoch: int, record: dict[str, Any], head: WholeHead) -
         "verification": record,
         "hyperparameters": run.head.hyperparameters(),
     }
-    return save_best_checkpoint(run.run_dir, run.backbone, head, state).name
+    shards = _shard_writer(run, epoch + 1) if run.part.several else None
+    head = None if run.part.several else run.head
+    return save_best_checkpoint(run.run_dir, run.backbone, head, state, shards=shards).name
+
+
+def _shard_writer(run: _Run, epoch: int) -> Callable[[Path | None], Any]:
+    """This rank's part of a shard-local checkpoint (:meth:`Distribution.write_shards`)."""
+    return lambda folder: run.part.write_shards(folder, run.head, run.optimizer, epoch)
+
+
+def _save_checkpoint(run: _Run, epoch: int) -> None:
+    """The checkpoint of ``epoch`` (1-based; an in-memory run writes none): the whole head
+    and the optimiser in one process's; on several processes shard-local, each rank writing
+    its head rows, optimiser state and RNG state, rank 0 the rest."""
+    if run.config.out is None:
+        return
+    if run.run_dir is None:  # another rank: its files, into rank 0's temporary folder
+        _shard_writer(run, epoch)(None)
+        return
+    state = {
+        "epoch": epoch,
+        "step": run.step,
+        "generator": run.generator.get_state(),
+        "history": run.history,
+        "accuracy_unit": ACCURACY_UNIT,
+        **run.precision.state_dict(),
+    }
+    if run.part.several:
+        folder = save_checkpoint(
+            run.run_dir, run.backbone, None, state, shards=_shard_writer(run, epoch)
+        )
+    else:
+        state.update(optimizer=run.optimizer.state_dict(), torch_rng=torch.get_rng_state())
+        folder = save_checkpoint(run.run_dir, run.backbone, run.head, state)
+    run.last_checkpoint = str(folder)
 
 
 def _report_step(
@@ -1056,8 +1126,7 @@ def _report_step(
 
 def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | None) -> None:
     """Evaluate, record and report the epoch; write its checkpoint; call ``on_epoch``."""
-    whole = run.part.whole_head(run.head)  # a sharded head's rows from every rank
-    bundle, networks, batch = run.bundle, (run.backbone, whole), run.config.eval_batch_size
+    bundle, networks, batch = run.bundle, (run.backbone, run.head), run.config.eval_batch_size
     device, part = run.precision.device, run.part  # each rank scores its share
     part.same_buffers(run.backbone)  # with rank 0's batch-norm statistics: the checkpoint's
     row: dict[str, Any] = {
@@ -1081,20 +1150,8 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
     run.history.append(row)
     run.bar.write(f"epoch {row['epoch']}/{run.epochs} done: {_epoch_summary(row)}")
     run.steps_log.flush()
-    if run.config.out is not None:
-        state = {
-            "epoch": row["epoch"],
-            "step": run.step,
-            "optimizer": run.optimizer.state_dict(),
-            "generator": run.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "history": run.history,
-            "accuracy_unit": ACCURACY_UNIT,
-            **run.precision.state_dict(),
-        }
-        state = run.part.checkpoint_state(state)  # every rank's optimiser and RNG, on rank 0
+    _save_checkpoint(run, row["epoch"])  # shard-local on several processes
     if run.run_dir is not None:
-        run.last_checkpoint = str(save_checkpoint(run.run_dir, run.backbone, whole, state))
         _write_logs(run.run_dir, run.config, run.history, {})
     if run.writer is not None:
         for name in ("train_loss", "train_accuracy", "test_accuracy", "images_per_second"):
@@ -1103,7 +1160,7 @@ def _end_epoch(run: _Run, epoch: int, tally: _Tally, on_epoch: EpochCallback | N
         for name, value in row["hyperparameters"].items():
             run.writer.add_scalar(f"hyperparameters/{name}", value, row["epoch"])
     if on_epoch is not None:
-        on_epoch(row, run.backbone, whole)
+        on_epoch(row, run.backbone, run.head)
 
 
 def _epoch_summary(row: dict[str, Any]) -> str:
@@ -1122,13 +1179,14 @@ def _epoch_summary(row: dict[str, Any]) -> str:
 def _finish(run: _Run) -> TrainResult:
     """The final metrics (``metrics.json``'s ``final``) and the trained networks."""
     history = run.history
-    head = run.part.whole_head(run.head)  # a sharded head's rows from every rank
+    head = run.head  # this rank's: never gathered
+    head_parameters = run.part.head_parameters(head)
     final = dict(history[-1]) if history else {}
     if history:
         final["images_per_second"] = sum(r["images_per_second"] for r in history) / len(history)
         final["parameters"] = {
             "backbone": sum(p.numel() for p in run.backbone.parameters()),
-            "head": sum(p.numel() for p in head.parameters()),
+            "head": head_parameters,  # the whole head's, over the ranks' shards
         }
     if run.verification is not None:
         final["verification_best"] = run.verification.best

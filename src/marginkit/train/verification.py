@@ -41,6 +41,7 @@ from marginkit.train.distributed import SINGLE, Distribution
 
 if TYPE_CHECKING:
     from marginkit.data.bundle import DataBundle
+    from marginkit.train.checkpoint import ShardWriter
 
 __all__ = [
     "BEST",
@@ -254,10 +255,17 @@ def best_checkpoint_name(step: int) -> str:
 
 
 def save_best_checkpoint(
-    run_dir: Path, backbone: nn.Module, head: nn.Module, state: dict[str, Any]
+    run_dir: Path,
+    backbone: nn.Module,
+    head: nn.Module | None,
+    state: dict[str, Any],
+    *,
+    shards: ShardWriter | None = None,
 ) -> Path:
     """Write the best checkpoint (``state["step"]``) and point ``checkpoints/best`` at it;
-    then remove the previous best (and the leftovers of an interrupted write).
+    then remove the previous best (and the leftovers of an interrupted write). ``head``
+    and ``shards``: as :func:`~marginkit.train.checkpoint.save_checkpoint`'s (the whole
+    head, or every rank's shard files).
 
     Raises:
         OutputError: a file cannot be written; the previous best stays intact and named.
@@ -271,7 +279,7 @@ def save_best_checkpoint(
     while (root / name).exists():  # a resumed run re-verifying the step ``best`` names:
         copy += 1  # a new folder, so the pointer never names a half-replaced one
         name = f"{best_checkpoint_name(int(state['step']))}-{copy}"
-    folder = save_checkpoint(run_dir, backbone, head, state, name=name)
+    folder = save_checkpoint(run_dir, backbone, head, state, name=name, shards=shards)
     atomic_write_text(root / BEST, name + "\n")
     for entry in root.iterdir():
         stale = entry.name.startswith(("best-", ".best-")) and entry.name != name
