@@ -18,6 +18,7 @@ from data_writers import write_idx_dataset
 
 import marginkit.cli as cli
 import marginkit.train
+from children import run_cli
 from hang import HANG_LIMIT
 from marginkit.cli.flags import flag_name
 from marginkit.errors import MarginkitError
@@ -28,18 +29,8 @@ from test_errors import ERROR_CLASSES
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "marginkit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=HANG_LIMIT,
-        cwd=cwd,
-    )
-
-
 def test_help_answers_without_importing_torch() -> None:
-    result = run("--help")
+    result = run_cli("--help")
     assert result.returncode == 0
     assert "train" in result.stdout and "eval" in result.stdout and "compare" in result.stdout
     probe = subprocess.run(
@@ -342,7 +333,7 @@ def test_resume_imports_a_recorded_spec_only_when_confirmed(
 
 
 def test_missing_out_is_an_error(tmp_path: Path) -> None:
-    assert_one_line_error(run(*BASE), "--out")
+    assert_one_line_error(run_cli(*BASE), "--out")
 
 
 def test_train_eval_and_occupied_folder(
@@ -363,7 +354,7 @@ def test_train_eval_and_occupied_folder(
         "--batch-size",
         "128",
     ]
-    trained = run(*args)
+    trained = run_cli(*args)
     assert trained.returncode == 0, trained.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["loss_args"] == {"margin": "warmup:0.35:10"}
@@ -374,7 +365,7 @@ def test_train_eval_and_occupied_folder(
     assert sorted(p.name for p in out.iterdir()) == before
     different = in_process(*args[:-2], "--batch-size", "64", "--resume")
     assert_one_line_error(different, "holds a different run", "batch_size")
-    evaluated = run("eval", str(out), "--save-embeddings", str(tmp_path / "emb.npz"))
+    evaluated = run_cli("eval", str(out), "--save-embeddings", str(tmp_path / "emb.npz"))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((out / "eval.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["final"]["test_accuracy"])
