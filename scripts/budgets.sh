@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Every loss against softmax at several training budgets (issue 25, docs/recipes.md "Every
 # budget"): `marginkit compare` with the defaults, three seeds, one report per budget.
-# Usage: bash scripts/budgets.sh OUT [digits|mnist ...]
+# Usage: bash scripts/budgets.sh OUT [digits|mnist|glyphs ...]
 #   OUT: a folder for the reports (finished reports are reused: an interrupted call resumes);
 #   MNIST needs $MARGINKIT_DATA/mnist. Then: python scripts/budgets_table.py OUT
 set -euo pipefail
 out=${1:?usage: bash scripts/budgets.sh OUT [digits|mnist ...]}
 shift
-sets=${*:-digits mnist}
+sets=${*:-digits mnist glyphs}
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
 compare() {  # NAME, then compare's options
@@ -40,8 +40,16 @@ for set in $sets; do
         compare mnist-1000-steps "${mnist[@]}" --epochs 9 --max-steps 1000
         compare mnist-3-epochs "${mnist[@]}" --epochs 3
         ;;
+    glyphs)  # generated data no default was chosen on, with compare's defaults (MLP, 64-D); 47 steps an epoch
+        glyphs=(--dataset glyphs --losses all --seeds 3 --threads 1)
+        compare glyphs-100-steps "${glyphs[@]}" --epochs 100 --max-steps 100
+        compare glyphs-250-steps "${glyphs[@]}" --epochs 100 --max-steps 250
+        compare glyphs-1000-steps "${glyphs[@]}" --epochs 100 --max-steps 1000
+        compare glyphs-1-epoch "${glyphs[@]}" --epochs 1
+        compare glyphs-3-epochs "${glyphs[@]}" --epochs 3
+        ;;
     *)
-        echo "budgets.sh: unknown set $set (expected digits or mnist)" >&2
+        echo "budgets.sh: unknown set $set (expected digits, mnist or glyphs)" >&2
         exit 2
         ;;
     esac

@@ -109,4 +109,4 @@ def test_names_are_known_without_importing_torch() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_LIMIT, check=True
     )
-    assert result.stdout.split() == ["14", "10", "10", "cosface", "False"]
+    assert result.stdout.split() == ["14", "10", "11", "cosface", "False"]

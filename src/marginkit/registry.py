@@ -214,6 +214,7 @@ DATASETS: Registry[Callable[[ReadRequest], RawSplits]] = Registry(
     "dataset",
     {
         "digits": "marginkit.data.readers:read_bundled_digits",
+        "glyphs": "marginkit.data.readers:read_generated_glyphs",
         "mnist": "marginkit.data.readers:read_idx_files",
         "fashion-mnist": "marginkit.data.readers:read_idx_files",
         "kmnist": "marginkit.data.readers:read_idx_files",

@@ -167,7 +167,7 @@ def test_argument_errors(labelled: Path) -> None:
         load_dataset("digits", seed=1.5)
     with pytest.raises(ValueError, match=r"label_noise: needs at least 2 known classes"):
         load_dataset("mnist", data_dir=labelled, classes=[4], label_noise=0.1)
-    assert "digits" in DATASETS and "rec" in DATASETS and len(DATASETS) == 10
+    assert "digits" in DATASETS and "rec" in DATASETS and len(DATASETS) == 11
 
 
 @needs_real("mnist")

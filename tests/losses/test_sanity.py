@@ -80,21 +80,21 @@ def test_defaults_are_silent_at_ten_classes_in_128_dimensions(name: str) -> None
 @pytest.mark.parametrize("name", available())
 def test_marginkit_recipe_resolved_config_is_silent(name: str, num_classes: int) -> None:
     """The recipe raises NormFace's and Cam-softmax's scale to the bound at P = 0.999."""
-    config = recipe.apply_recipe(TrainConfig(loss=name), num_classes)
+    config = recipe.apply_recipe(TrainConfig(loss=name), num_classes, (1, 8, 8))
     arguments = loss_kwargs(config.loss_args)
     assert _margin_warnings(lambda: build(name, num_classes, 16, **arguments)) == []
 
 
 @pytest.mark.parametrize("name", available())
 def test_paper_recipe_is_silent_at_ten_classes(name: str) -> None:
-    config = recipe.apply_recipe(TrainConfig(loss=name, recipe="paper"), 10)
+    config = recipe.apply_recipe(TrainConfig(loss=name, recipe="paper"), 10, (1, 8, 8))
     arguments = loss_kwargs(config.loss_args)
     assert _margin_warnings(lambda: build(name, 10, 16, **arguments)) == []
 
 
 def test_paper_recipe_keeps_normface_16_and_is_told_at_100_000_classes() -> None:
     """The paper recipe keeps NormFace's 16, below the 0.99 bound (16.11) at C = 100,000."""
-    config = recipe.apply_recipe(TrainConfig(loss="normface", recipe="paper"), 100_000)
+    config = recipe.apply_recipe(TrainConfig(loss="normface", recipe="paper"), 100_000, (1, 8, 8))
     arguments = loss_kwargs(config.loss_args)
     messages = _margin_warnings(lambda: build("normface", 100_000, 16, **arguments))
     assert len(messages) == 1 and "use scale >= 17" in messages[0]

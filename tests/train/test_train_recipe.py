@@ -12,6 +12,9 @@ from marginkit.registry import Registry
 from marginkit.train import ConfigError, TrainConfig, fit, load_config, loss_kwargs
 from marginkit.train.recipe import RECIPES, apply_recipe, scale_bound
 
+#: One MNIST image: the input every recipe below is resolved for.
+SHAPE = (1, 28, 28)
+
 
 # ---------------------------------------------------------------------------- recipes
 def test_scale_bound_is_the_normface_bound() -> None:
@@ -22,7 +25,7 @@ def test_scale_bound_is_the_normface_bound() -> None:
 
 @pytest.mark.parametrize("loss", available())
 def test_marginkit_recipe_fills_what_is_left_open(loss: str) -> None:
-    config = apply_recipe(TrainConfig(loss=loss), num_classes=10)
+    config = apply_recipe(TrainConfig(loss=loss), 10, SHAPE)
     assert (config.optimizer, config.lr_schedule) == ("adamw", "cosine")
     assert config.lr in (1e-3, 3e-4)
     assert config.weight_decay == 5e-4
@@ -48,14 +51,14 @@ def test_marginkit_recipe_fills_what_is_left_open(loss: str) -> None:
 
 
 def test_paper_recipe_keeps_the_papers_settings() -> None:
-    config = apply_recipe(TrainConfig(loss="sphereface", recipe="paper"), num_classes=10)
+    config = apply_recipe(TrainConfig(loss="sphereface", recipe="paper"), 10, SHAPE)
     assert (config.optimizer, config.lr, config.lr_schedule) == ("sgd", 0.1, "step")
     assert config.loss_args == {"lambda_": "sphereface"}
     head = build("sphereface", 10, 4, **loss_kwargs(config.loss_args))
     assert not head.schedules["lambda_"].relative
-    arcface = apply_recipe(TrainConfig(loss="arcface", recipe="paper"), num_classes=10)
+    arcface = apply_recipe(TrainConfig(loss="arcface", recipe="paper"), 10, SHAPE)
     assert arcface.loss_args == {}  # the head's constant paper margin
-    camsoftmax = apply_recipe(TrainConfig(loss="camsoftmax", recipe="paper"), num_classes=10)
+    camsoftmax = apply_recipe(TrainConfig(loss="camsoftmax", recipe="paper"), 10, SHAPE)
     assert camsoftmax.loss_args == {"c": "ramp"}
 
 
@@ -63,7 +66,7 @@ def test_the_users_values_win() -> None:
     config = TrainConfig(
         loss="amsoftmax", optimizer="sgd", lr=0.05, loss_args={"margin": 0.2}, weight_decay=0
     )
-    resolved = apply_recipe(config, num_classes=10)
+    resolved = apply_recipe(config, 10, SHAPE)
     assert (resolved.optimizer, resolved.lr, resolved.weight_decay) == ("sgd", 0.05, 0.0)
     assert resolved.lr_schedule == "cosine"
     assert resolved.loss_args == {"margin": 0.2}
@@ -71,11 +74,11 @@ def test_the_users_values_win() -> None:
 
 
 def test_scale_rises_to_the_bound_for_many_classes() -> None:
-    few = apply_recipe(TrainConfig(loss="normface"), num_classes=10)
-    many = apply_recipe(TrainConfig(loss="normface"), num_classes=100_000)
+    few = apply_recipe(TrainConfig(loss="normface"), 10, SHAPE)
+    many = apply_recipe(TrainConfig(loss="normface"), 100_000, SHAPE)
     assert few.loss_args["scale"] == 16.0
     assert many.loss_args["scale"] == math.ceil(scale_bound(100_000)) > 16
-    cam = apply_recipe(TrainConfig(loss="camsoftmax"), num_classes=10)
+    cam = apply_recipe(TrainConfig(loss="camsoftmax"), 10, SHAPE)
     assert cam.loss_args["scale"] == 20.0
 
 
@@ -127,20 +130,93 @@ def test_max_steps_and_train_fraction_bound_the_run() -> None:
     assert result.final["hyperparameters"]["lambda_"] == 5.0
 
 
-def test_normalised_heads_get_the_smaller_learning_rate() -> None:
+LENET = {"backbone": "lenetpp"}  # no normalisation layer: embeddings start at norm ~0.2
+
+
+def test_normalised_heads_get_the_smaller_learning_rate_on_a_backbone_without_norm_layers() -> None:
     for loss in ("normface", "cosface", "arcface", "combined", "camsoftmax"):
-        assert apply_recipe(TrainConfig(loss=loss), num_classes=10).lr == 3e-4
+        assert apply_recipe(TrainConfig(loss=loss, **LENET), 10, SHAPE).lr == 3e-4
     for loss in ("softmax", "lsoftmax", "sphereface", "virtual"):
-        assert apply_recipe(TrainConfig(loss=loss), num_classes=10).lr == 1e-3
+        assert apply_recipe(TrainConfig(loss=loss, **LENET), 10, SHAPE).lr == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("backbone", "shape", "lr"),
+    [
+        ("lenetpp", (1, 28, 28), 3e-4),
+        ("facenet", (3, 112, 96), 3e-4),
+        ("mlp", (1, 16, 16), 1e-3),
+        ("mnistnet", (1, 28, 28), 1e-3),
+        ("resnet20", (3, 32, 32), 1e-3),
+        ("iresnet18", (3, 112, 112), 1e-3),
+        ("mobilefacenet", (3, 112, 112), 1e-3),
+    ],
+)
+def test_a_backbone_with_a_normalisation_layer_keeps_the_normalised_heads_at_1e_3(
+    backbone: str, shape: tuple[int, ...], lr: float
+) -> None:
+    """Cause 2 of docs/recipes.md: the angular step is about lr / ||x||, and a backbone with
+    batch normalisation starts 15-30 times larger than LeNet++, so 3e-4 would only slow it."""
+    config = TrainConfig(loss="arcface", backbone=backbone, embedding_dim=64)
+    assert apply_recipe(config, 10, shape).lr == lr
+    softmax = TrainConfig(loss="softmax", backbone=backbone, embedding_dim=64)
+    assert apply_recipe(softmax, 10, shape).lr == 1e-3
+
+
+def test_the_backbone_is_inspected_without_drawing_a_random_number() -> None:
+    import torch
+
+    state = torch.get_rng_state()
+    apply_recipe(TrainConfig(loss="arcface", backbone="iresnet18"), 10, (3, 112, 112))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+_SPEC_NETS = """
+import torch
+from torch import nn
+
+
+def plain(embedding_dim):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, embedding_dim))
+
+
+def normalised(embedding_dim):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, embedding_dim), nn.LayerNorm(embedding_dim))
+
+
+def needs_real_tensors(embedding_dim):
+    net = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(784), nn.Linear(784, embedding_dim))
+    net[2].weight.data.numpy()  # a meta tensor has no data: this fails on the meta device
+    torch.rand(3)  # and this draws from the random state, which the recipe puts back
+    return net
+"""
+
+
+def test_a_backbone_of_ones_own_is_inspected_too(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    (tmp_path / "recipe_spec_nets.py").write_text(_SPEC_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    expected = {"plain": 3e-4, "normalised": 1e-3, "needs_real_tensors": 1e-3}
+    for name, lr in expected.items():
+        config = TrainConfig(loss="cosface", backbone=f"recipe_spec_nets:{name}")
+        state = torch.get_rng_state()
+        assert apply_recipe(config, 10, SHAPE).lr == lr
+        assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_users_learning_rate_wins_over_the_backbone_rule() -> None:
+    config = TrainConfig(loss="arcface", backbone="mlp", lr=3e-4)
+    assert apply_recipe(config, 10, SHAPE).lr == 3e-4
 
 
 @pytest.mark.parametrize("loss", available())
 def test_every_head_that_normalises_the_embedding_gets_the_smaller_learning_rate(
     loss: str,
 ) -> None:
-    """3e-4 for exactly the heads whose loss sees only ``x / ||x||`` (as the recipe builds
-    them), 1e-3 for the others."""
-    config = apply_recipe(TrainConfig(loss=loss), num_classes=10)
+    """On LeNet++, 3e-4 for exactly the heads whose loss sees only ``x / ||x||`` (as the
+    recipe builds them), 1e-3 for the others."""
+    config = apply_recipe(TrainConfig(loss=loss, **LENET), 10, SHAPE)
     head = build(loss, 10, 4, **loss_kwargs(config.loss_args))
     assert config.lr == (3e-4 if head.margin_geometry.normalized_embeddings else 1e-3)
 
@@ -153,16 +229,16 @@ def test_a_new_normalised_head_gets_the_smaller_learning_rate(monkeypatch) -> No
     new = {"newnorm": "marginkit.losses.normface:NormFace"}
     new["newsphere"] = "marginkit.losses.lsoftmax:SphereFace"  # normalised weights only
     monkeypatch.setattr(recipe, "LOSSES", Registry("loss", new))
-    assert apply_recipe(TrainConfig(loss="newnorm"), num_classes=10).lr == 3e-4
-    assert apply_recipe(TrainConfig(loss="newsphere"), num_classes=10).lr == 1e-3
+    assert apply_recipe(TrainConfig(loss="newnorm", **LENET), 10, SHAPE).lr == 3e-4
+    assert apply_recipe(TrainConfig(loss="newsphere", **LENET), 10, SHAPE).lr == 1e-3
 
 
 def test_a_users_optimiser_gets_its_usual_learning_rate() -> None:
-    sgd = apply_recipe(TrainConfig(loss="arcface", optimizer="sgd"), num_classes=10)
+    sgd = apply_recipe(TrainConfig(loss="arcface", optimizer="sgd"), 10, SHAPE)
     assert (sgd.optimizer, sgd.lr) == ("sgd", 0.1)
-    adamw = apply_recipe(TrainConfig(loss="arcface", optimizer="adamw"), num_classes=10)
+    adamw = apply_recipe(TrainConfig(loss="arcface", optimizer="adamw", **LENET), 10, SHAPE)
     assert adamw.lr == 3e-4  # the recipe's own optimiser: its lr
-    paper = apply_recipe(TrainConfig(loss="cosface", recipe="paper", optimizer="adamw"), 10)
+    paper = apply_recipe(TrainConfig(loss="cosface", recipe="paper", optimizer="adamw"), 10, SHAPE)
     assert paper.lr == 1e-3
 
 
@@ -172,7 +248,7 @@ def test_recipe_keeps_a_learned_scale_learned(loss: str) -> None:
     margins) is only the starting value of a learned scale; the head still learns it."""
     config = TrainConfig.from_sources(flags={"loss": loss}, loss_args=["learn_scale=true"])
     assert config.loss_args["learn_scale"] is True  # --loss-arg parses true as a bool
-    resolved = apply_recipe(config, num_classes=100_000)
+    resolved = apply_recipe(config, 100_000, SHAPE)
     head = build(loss, 100_000, 4, **loss_kwargs(resolved.loss_args))
     assert head.log_scale is not None
     start = resolved.loss_args.get("scale", build(loss, 10, 4).hyperparameters()["scale"])

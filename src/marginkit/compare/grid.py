@@ -385,7 +385,7 @@ def _train_all(
             bar.begin_run(index, name)
             bundle = bundles(config)
             if _finished(run_dir):
-                _check_finished(run_dir, config, bundle.num_classes)
+                _check_finished(run_dir, config, bundle)
                 skipped.append(name)
                 bar.say("finished earlier, not retrained")
             else:
@@ -523,13 +523,13 @@ def _check_runs_data(
             print(f"warning: {unchecked}; adopting it unchecked", file=stream, flush=True)
 
 
-def _check_finished(run_dir: Path, config: TrainConfig, num_classes: int) -> None:
+def _check_finished(run_dir: Path, config: TrainConfig, bundle: DataBundle) -> None:
     """Refuse a finished run folder that holds a run of other settings than ``config``."""
     from marginkit.train.config import load_config
     from marginkit.train.loop import differing_options
     from marginkit.train.recipe import apply_recipe
 
-    resolved = apply_recipe(config, num_classes)
+    resolved = apply_recipe(config, bundle.num_classes, bundle.input_shape)
     differing = differing_options(load_config(RunFolder(run_dir).config), resolved)
     if differing:
         key = next(iter(differing))

@@ -5,7 +5,8 @@ The fingerprint of a folder covers every file under it (hidden ones aside: tempo
 a download, ``.DS_Store``): its path, its size and, for an evenly spread sample of at most
 :data:`SAMPLED_FILES` files, a hash of its contents (all of a small file, evenly spread blocks
 of a large one). It is cheap: one ``stat`` per file and a few MiB read, also for the 13,000
-images of LFW. A bundled data set (the digits) is fingerprinted by the file it ships in.
+images of LFW. A bundled data set (the digits) is fingerprinted by the file it ships in, a
+generated one (the glyphs) by the program that draws it.
 
 The same files give the same fingerprint wherever they are (data that moved is the same
 data); the folder is recorded too, to be named when the files differ.
@@ -28,8 +29,11 @@ SAMPLED_FILES = 256
 #: spread from its start to its end; a smaller one is hashed whole.
 _BLOCK = 1 << 16
 _BLOCKS = 16
-#: Where a bundled data set's file lies: ``(package, file name)``.
-_BUNDLED_FILES = {"digits": ("sklearn.datasets.data", "digits.csv.gz")}
+#: Where a bundled data set's file (or a generated one's program) lies: ``(package, file name)``.
+_BUNDLED_FILES = {
+    "digits": ("sklearn.datasets.data", "digits.csv.gz"),
+    "glyphs": ("marginkit.data", "glyphs.py"),  # the program that draws them
+}
 
 
 def data_fingerprint(name: str, directory: Path | None) -> dict[str, Any]:

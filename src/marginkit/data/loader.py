@@ -35,8 +35,8 @@ DATA_ENVIRONMENT_VARIABLE = "MARGINKIT_DATA"
 #: Names accepted by :func:`load_dataset` (:data:`marginkit.registry.DATASETS`).
 DATASETS: tuple[str, ...] = tuple(registry.DATASETS.names())
 
-#: Data sets shipped with a dependency: no folder to find or download.
-_BUNDLED = ("digits",)
+#: Data sets with no folder to find or download: shipped with a dependency, or generated.
+_BUNDLED = ("digits", "glyphs")
 
 
 def _check_image_size(image_size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -159,7 +159,7 @@ def load_dataset(
             ``$MARGINKIT_DATA/<name>`` when the environment variable names a folder that
             holds it (e.g. ``MARGINKIT_DATA=~/data`` and ``~/data/mnist``), else the cache
             folder, downloading missing or corrupted files (not for ``digits``, bundled,
-            or ``folder``, which needs a folder).
+            ``glyphs``, generated, or ``folder``, which needs a folder).
         cache_dir: cache root, default ``$MARGINKIT_CACHE`` or ``~/.cache/marginkit``;
             each data set lives in ``cache_dir/<name>``.
         download: allow downloading into the cache.

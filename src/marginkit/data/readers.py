@@ -17,6 +17,7 @@ __all__ = [
     "ReadRequest",
     "read_bundled_digits",
     "read_cifar_batches",
+    "read_generated_glyphs",
     "read_idx_files",
     "read_image_folder",
     "read_lfw_tree",
@@ -35,7 +36,8 @@ class ReadRequest:
 
     Attributes:
         name: the data set's canonical name.
-        directory: the folder holding its files (None for the bundled digits).
+        directory: the folder holding its files (None for the bundled digits and the
+            generated glyphs).
         image_size: ``(height, width)`` of ``folder``/``lfw`` images (None: the default).
         min_images_per_person: ``lfw``: smallest class kept.
         pairs_file: ``lfw``/``folder`` verification pairs file.
@@ -54,7 +56,8 @@ class ReadRequest:
     workers: int = 0
 
     def folder(self) -> Path:
-        """The folder to read (every data set but the bundled digits has one)."""
+        """The folder to read (every data set but the digits and the glyphs has
+        one)."""
         if self.directory is None:
             raise DataError(f"data_dir: data set {self.name!r} needs a folder to read")
         return self.directory
@@ -65,6 +68,13 @@ def read_bundled_digits(request: ReadRequest) -> RawSplits:
     from marginkit.data.digits import read_digits
 
     return read_digits()
+
+
+def read_generated_glyphs(request: ReadRequest) -> RawSplits:
+    """The glyphs, drawn by a program from a fixed seed (no folder)."""
+    from marginkit.data.glyphs import read_glyphs
+
+    return read_glyphs()
 
 
 def read_idx_files(request: ReadRequest) -> RawSplits:

@@ -25,6 +25,7 @@ from marginkit.models.backbones import (
     available_backbones,
     build_backbone,
     confirm_backbone,
+    has_normalization,
 )
 from marginkit.models.faces import (
     IResNet,
@@ -51,6 +52,7 @@ __all__ = [
     "build_backbone",
     "confirm_backbone",
     "count_macs",
+    "has_normalization",
     "iresnet18",
     "iresnet34",
     "iresnet50",

@@ -34,10 +34,30 @@ __all__ = [
     "available_backbones",
     "build_backbone",
     "confirm_backbone",
+    "has_normalization",
 ]
+
+#: Layers that normalise activations (batch, instance, layer, group and RMS norm).
+NORMALIZATION_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
 
 
 # --------------------------------------------------------------------------- helpers
+def has_normalization(backbone: nn.Module) -> bool:
+    """Whether ``backbone`` holds a normalisation layer (:data:`NORMALIZATION_LAYERS`).
+
+    Such a network starts with embeddings of norm about 1 or more (MLP 3.1, ResNet-20 5.1,
+    MNISTNet 6.1 in 64-D), one without can start far smaller (LeNet++ 0.16); the
+    ``marginkit`` recipe's learning rate for the normalised heads follows from it
+    (``docs/recipes.md``, cause 2).
+    """
+    return any(isinstance(module, NORMALIZATION_LAYERS) for module in backbone.modules())
+
+
 def _flat_features(features: nn.Module, shape: tuple[int, ...]) -> int:
     """Number of features ``features`` produces for one input of ``shape``."""
     with torch.no_grad():

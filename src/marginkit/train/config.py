@@ -360,7 +360,7 @@ class TrainConfig:
             "N > 0 keeps only their index and decodes batches lazily in N DataLoader worker "
             "processes (same inputs, same order, same augmentation, same weights; memory "
             "independent of the number of images). The tensor data sets (MNIST, CIFAR, SVHN, "
-            "digits) stay in memory.",
+            "digits, glyphs) stay in memory.",
             inert=True,
         ),
     )

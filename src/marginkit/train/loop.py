@@ -736,7 +736,8 @@ def _set_up(
     verify_files = find_verify_files(config)  # a missing one fails before the data is read
     if bundle is None:
         bundle = load_bundle(config, progress=progress)
-    config = apply_recipe(config, bundle.num_classes)  # what the run uses, in config.yaml
+    # what the run uses, in config.yaml
+    config = apply_recipe(config, bundle.num_classes, bundle.input_shape)
     verification = load_verification(config, bundle, verify_files, progress)  # read once
     backbone, whole = build_models(config, bundle)  # on the CPU, from the seed
     # --init-from: trained weights instead (not for a run resumed from its checkpoint)
