@@ -6,7 +6,9 @@ once from the generator's seed. An image redraws its class's glyph with every co
 moved (Gaussian, standard deviation :data:`_JITTER` of the half-width), a random affine map
 (rotation, scale, aspect, shear, shift), a random stroke width and ink per stroke, a stray
 stroke in half of the images, and pixel noise, then rounds it to ``uint8``. The classes
-overlap (a moved stroke of one glyph can look like another's), so no loss reaches 100 %.
+overlap (a moved stroke of one glyph can look like another's): a nearest-class-mean
+classifier on the pixels gets 74 % of the test images, softmax on the MLP 89 % after 1,000
+steps (``docs/recipes.md``, "Every budget").
 
 The generator's seed is fixed and independent of the run's seed, like the digits' split, so
 every run sees the same images and test accuracies are comparable across runs. The images
