@@ -13,7 +13,8 @@ steps (``docs/recipes.md``, "Every budget").
 The generator's seed is fixed and independent of the run's seed, like the digits' split, so
 every run sees the same images and test accuracies are comparable across runs. The images
 are made in a few seconds on one core and never written to disk; the data set's fingerprint
-is this file (:mod:`marginkit.data.fingerprint`): changing how glyphs are drawn changes it.
+is this file (:mod:`marginkit.data.fingerprint`): any edit of it, even of a comment, changes
+it, so a run is never resumed on glyphs drawn another way.
 """
 
 from __future__ import annotations
