@@ -70,3 +70,11 @@ def test_glyphs_load_without_a_folder_and_are_fingerprinted_by_their_program() -
     assert bundle.fingerprint["dataset"] == "glyphs"
     assert bundle.fingerprint["source"].endswith("marginkit/data")
     assert list(bundle.fingerprint["entries"]) == ["glyphs.py"]
+
+
+@pytest.mark.parametrize("name", ["glyphs", "digits"])
+def test_a_folder_given_for_a_data_set_that_reads_none_is_refused(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from marginkit.data.errors import DataError
+
+    with pytest.raises(DataError, match=rf"^data_dir: data set '{name}' reads no folder"):
+        load_dataset(name, data_dir=tmp_path)

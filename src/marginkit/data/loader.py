@@ -199,6 +199,8 @@ def load_dataset(
     classes = _check_classes(classes, label_noise)
     request = _read_request(name, image_size, min_images_per_person, pairs_file, workers)
     request = replace(request, progress=progress)
+    if name in _BUNDLED and data_dir is not None:
+        raise DataError(f"data_dir: data set {name!r} reads no folder; leave data_dir out")
     if name not in _BUNDLED:
         directory = _resolve_directory(name, data_dir, cache_dir, download, progress)
         request = replace(request, directory=directory)
