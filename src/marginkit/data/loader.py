@@ -133,6 +133,22 @@ def _canonical_name(name: str) -> str:
         raise DataError(f"name: unknown data set {name!r}; expected one of {known}") from None
 
 
+def _directory(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    cache_dir: str | os.PathLike | None,
+    download: bool,
+    progress: bool,
+) -> Path | None:
+    """The folder to read ``name`` from (:func:`_resolve_directory`), or None for a data set
+    that reads none (the digits, the glyphs), which refuses a ``data_dir``."""
+    if name not in _BUNDLED:
+        return _resolve_directory(name, data_dir, cache_dir, download, progress)
+    if data_dir is not None:
+        raise DataError(f"data_dir: data set {name!r} reads no folder; leave data_dir out")
+    return None
+
+
 def load_dataset(
     name: str,
     *,
@@ -198,12 +214,8 @@ def load_dataset(
     image_size = _check_image_size(image_size)
     classes = _check_classes(classes, label_noise)
     request = _read_request(name, image_size, min_images_per_person, pairs_file, workers)
-    request = replace(request, progress=progress)
-    if name in _BUNDLED and data_dir is not None:
-        raise DataError(f"data_dir: data set {name!r} reads no folder; leave data_dir out")
-    if name not in _BUNDLED:
-        directory = _resolve_directory(name, data_dir, cache_dir, download, progress)
-        request = replace(request, directory=directory)
+    directory = _directory(name, data_dir, cache_dir, download, progress)
+    request = replace(request, progress=progress, directory=directory)
     bundle = assemble(
         name,
         registry.DATASETS.get(name)(request),
