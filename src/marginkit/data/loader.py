@@ -75,10 +75,15 @@ def _resolve_directory(
     cache_dir: str | os.PathLike | None,
     download: bool,
     progress: bool,
-) -> Path:
+) -> Path | None:
     """The folder to read ``name``'s files from: ``data_dir``, else
     ``$MARGINKIT_DATA/<name>`` when that folder exists, else the cache (downloading into it
-    if needed)."""
+    if needed); None for a data set that reads no folder (the digits, the glyphs), which
+    refuses a ``data_dir``."""
+    if name in _BUNDLED:
+        if data_dir is not None:
+            raise DataError(f"data_dir: data set {name!r} reads no folder; leave data_dir out")
+        return None
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
         if not directory.is_dir():
@@ -131,22 +136,6 @@ def _canonical_name(name: str) -> str:
     except registry.UnknownNameError:
         known = ", ".join(registry.DATASETS.choices())
         raise DataError(f"name: unknown data set {name!r}; expected one of {known}") from None
-
-
-def _directory(
-    name: str,
-    data_dir: str | os.PathLike | None,
-    cache_dir: str | os.PathLike | None,
-    download: bool,
-    progress: bool,
-) -> Path | None:
-    """The folder to read ``name`` from (:func:`_resolve_directory`), or None for a data set
-    that reads none (the digits, the glyphs), which refuses a ``data_dir``."""
-    if name not in _BUNDLED:
-        return _resolve_directory(name, data_dir, cache_dir, download, progress)
-    if data_dir is not None:
-        raise DataError(f"data_dir: data set {name!r} reads no folder; leave data_dir out")
-    return None
 
 
 def load_dataset(
@@ -214,7 +203,7 @@ def load_dataset(
     image_size = _check_image_size(image_size)
     classes = _check_classes(classes, label_noise)
     request = _read_request(name, image_size, min_images_per_person, pairs_file, workers)
-    directory = _directory(name, data_dir, cache_dir, download, progress)
+    directory = _resolve_directory(name, data_dir, cache_dir, download, progress)
     request = replace(request, progress=progress, directory=directory)
     bundle = assemble(
         name,
