@@ -12,6 +12,7 @@ name. A choice of setting made from this table looks at no test image (docs/reci
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -44,26 +45,36 @@ def _validation_size(folder: Path) -> int:
     return len(bundle.validation)
 
 
+def _rms_error(percents: list[float], count: int) -> float:
+    """The root mean square over the seeds of each accuracy's binomial error on ``count``
+    images (:func:`marginkit.compare.claims.contrast`'s rule)."""
+    errors = [proportion_error(percent, count) for percent in percents]
+    if any(error is None for error in errors):
+        raise SystemExit(f"an accuracy that is not a finite percentage: {percents}")
+    return math.sqrt(sum(e * e for e in errors if e is not None) / len(errors))
+
+
 def main() -> int:
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     first, second = Path(sys.argv[1]), Path(sys.argv[2])
     before, after = validation_accuracies(first), validation_accuracies(second)
     count = _validation_size(first)
-    losses = dict.fromkeys(name.rsplit("-seed", 1)[0] for name in before)
+    runs: dict[str, list[str]] = {}  # loss -> its run folder names present in both
+    for name in before:
+        if name in after:
+            runs.setdefault(name.rsplit("-seed", 1)[0], []).append(name)
     print(f"| loss | {first.name} | {second.name} | difference [95 % interval] |")
     print("|---|---|---|---|")
-    for loss in losses:
-        names = [name for name in before if name.rsplit("-seed", 1)[0] == loss and name in after]
+    for loss, names in runs.items():
         a, b = [before[n] for n in names], [after[n] for n in names]
-        mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-        error = combine(
-            [1.0, 1.0], [proportion_error(mean_a, count), proportion_error(mean_b, count)]
-        )
+        # each run's sampling error as compare's claims take it: the RMS over the seeds
+        error = combine([1.0, 1.0], [_rms_error(a, count), _rms_error(b, count)])
         result = estimate([y - x for x, y in zip(a, b, strict=True)], error, Rule())
         print(
-            f"| {loss} | {mean_a:.2f} % | {mean_b:.2f} % | {result.difference:+.2f} "
-            f"[{result.low:+.2f}, {result.high:+.2f}] ({len(names)} seeds) |"
+            f"| {loss} | {sum(a) / len(a):.2f} % | {sum(b) / len(b):.2f} % | "
+            f"{result.difference:+.2f} [{result.low:+.2f}, {result.high:+.2f}] "
+            f"({len(names)} seeds) |"
         )
     return 0
 
