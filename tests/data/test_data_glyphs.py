@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,7 +74,9 @@ def test_glyphs_load_without_a_folder_and_are_fingerprinted_by_their_program() -
 
 
 @pytest.mark.parametrize("name", ["glyphs", "digits"])
-def test_a_folder_given_for_a_data_set_that_reads_none_is_refused(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_folder_given_for_a_data_set_that_reads_none_is_refused(
+    name: str, tmp_path: Path
+) -> None:
     from marginkit.data.errors import DataError
 
     with pytest.raises(DataError, match=rf"^data_dir: data set '{name}' reads no folder"):
