@@ -3,7 +3,7 @@
 # budget"): `marginkit compare` with the defaults, three seeds, one report per budget.
 # Usage: bash scripts/budgets.sh OUT [digits|mnist|glyphs ...]
 #   OUT: a folder for the reports (finished reports are reused: an interrupted call resumes);
-#   MNIST needs $MARGINKIT_DATA/mnist. Then: python scripts/budgets_table.py OUT
+#   MNIST needs $MARGINKIT_DATA/mnist. Then: python scripts/budgets_table.py --collect OUT
 set -euo pipefail
 out=${1:?usage: bash scripts/budgets.sh OUT [digits|mnist ...]}
 shift
